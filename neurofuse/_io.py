@@ -27,9 +27,7 @@ def _explain_oserror(exc: OSError, path: Path, what: str) -> OSError:
         hint = "The location is not writable: choose a folder you can write to."
     else:
         hint = "Check that the folder exists and is writable."
-    new = type(exc)(exc.errno, f"Could not write {what} to '{path}': {exc.strerror}. {hint}")
-    new.filename = str(path)
-    return new
+    return type(exc)(exc.errno, f"Could not write {what} to '{path}': {exc.strerror}. {hint}")
 
 
 def check_writable_dir(path, name: str = "out") -> Path:

@@ -230,7 +230,7 @@ def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
     hrf = spm_hrf(sfreq, **kw)
     out_dtype = np.float32 if sources.dtype == np.float32 else np.float64
     bold = np.empty((n_sources, n_trs), dtype=out_dtype)
-    logger.info(
+    logger.debug(
         f"BOLD for {n_sources} sources, {n_times} samples at {sfreq:g} Hz -> {n_trs} TRs "
         f"of {tr:g} s"
     )

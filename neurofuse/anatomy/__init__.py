@@ -20,7 +20,12 @@ from .sensors import (
     make_eeg_info,
     make_meg_info,
 )
-from .subjects import Subject, make_simulated_subject, make_template_subject, read_subject
+from .subjects import (
+    Subject,
+    make_simulated_subject,
+    make_template_subject,
+    read_subject,
+)
 from .template import get_template_subjects_dir
 
 __all__ = [

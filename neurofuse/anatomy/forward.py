@@ -85,7 +85,8 @@ def get_source_space(subject: Subject, spacing="oct6", *, verbose=None):
     )
     with atomic_path(fname, what="source space") as tmp:
         mne.write_source_spaces(tmp, src, overwrite=True, verbose="error")
-    return src
+    # FIF stores float32: return what a warm call returns, so cold == warm bit for bit.
+    return mne.read_source_spaces(fname, verbose="error")
 
 
 def source_positions(src) -> np.ndarray:
@@ -150,7 +151,7 @@ def get_bem_solution(subject: Subject, *, kind="meg", ico=None, verbose=None):
     bem = mne.make_bem_solution(model, verbose="error")
     with atomic_path(fname, what="BEM solution") as tmp:
         mne.write_bem_solution(tmp, bem, overwrite=True, verbose="error")
-    return bem
+    return mne.read_bem_solution(fname, verbose="error")
 
 
 def _sphere_model(subject: Subject, info, src, eeg):
@@ -325,7 +326,7 @@ def make_forward(
     fwd = to_fixed(fwd)
     with atomic_path(fname, what="forward solution") as tmp:
         mne.write_forward_solution(tmp, fwd, overwrite=True, verbose="error")
-    return fwd
+    return mne.read_forward_solution(fname, verbose="error")
 
 
 @verbose
@@ -439,7 +440,7 @@ def make_morph(subject: Subject, *, spacing="oct6", src_to=None, smooth=None, ve
     with atomic_path(fname, what="morph matrix") as tmp:
         with open(tmp, "wb") as fid:
             scipy.sparse.save_npz(fid, mat)
-    return mat
+    return scipy.sparse.csr_array(scipy.sparse.load_npz(fname))
 
 
 def check_morph(morph, n_sources_subject, n_sources_fsaverage, *, name="morph"):

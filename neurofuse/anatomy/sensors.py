@@ -182,7 +182,7 @@ def _as_dev_head_t(dev_head_t, name: str = "dev_head_t"):
     if isinstance(dev_head_t, Transform):
         frames = (dev_head_t.from_str, dev_head_t.to_str)
         if frames == ("head", "MEG device"):
-            logger.info("'%s' maps head to device coordinates; using its inverse.", name)
+            logger.debug("'%s' maps head to device coordinates; using its inverse.", name)
             dev_head_t = invert_transform(dev_head_t)
         elif frames != ("MEG device", "head"):
             raise ValueError(
@@ -332,7 +332,7 @@ def make_meg_info(
         ch["logno"] = int(digits)
     info["dev_head_t"] = _as_dev_head_t(DEFAULT_DEV_HEAD_T if dev_head_t is None else dev_head_t)
     _check_head_clearance(info)
-    logger.info(
+    logger.debug(
         "Made a %d-channel MEG info (%d magnetometers, %d gradiometers, geometry=%r).",
         len(names),
         ch_types.count("mag"),
@@ -438,7 +438,7 @@ def make_eeg_info(montage="colin27_1020", sfreq: float = 50.0, *, verbose=None):
     if isinstance(montage, str):
         name = _resolve_montage_name(montage)
         if name != montage:
-            logger.info("Montage %r is called %r in this mne version; using it.", montage, name)
+            logger.debug("Montage %r is called %r in this mne version; using it.", montage, name)
         mon = mne.channels.make_standard_montage(name)
         if name.startswith("artinis"):
             raise ValueError(
@@ -456,7 +456,7 @@ def make_eeg_info(montage="colin27_1020", sfreq: float = 50.0, *, verbose=None):
         raise ValueError("'montage' has no electrode positions.")
     info = mne.create_info(list(mon.ch_names), sfreq, "eeg")
     info.set_montage(mon, verbose=False)
-    logger.info("Made a %d-channel EEG info from %s (head coordinates).", len(mon.ch_names), name)
+    logger.debug("Made a %d-channel EEG info from %s (head coordinates).", len(mon.ch_names), name)
     return info
 
 
@@ -867,7 +867,7 @@ def make_ecog_electrodes(
                 spacing * 1e3,
             )
     names = [f"{prefix}{i + 1}" for i in range(len(pos))]
-    logger.info(
+    logger.debug(
         "Placed a %d x %d ECoG %s (%d electrodes, %.1f mm spacing, snap=%r) around vertex %d.",
         n_rows, n_cols, kind, len(pos), spacing * 1e3, snap, v0,
     )
@@ -953,5 +953,5 @@ def make_ecog_info(
             warnings.filterwarnings("ignore", message="Fiducial point nasion not found")
         info.set_montage(montage, verbose=False)
     kind = "no" if fiducials is None else ("fsaverage" if isinstance(fiducials, str) else "custom")
-    logger.info("Made a %d-channel ECoG info (%s fiducials).", len(electrodes), kind)
+    logger.debug("Made a %d-channel ECoG info (%s fiducials).", len(electrodes), kind)
     return info

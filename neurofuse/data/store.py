@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_finite, _check_option, _check_positive, _check_type
+from .._checks import (
+    _check_finite,
+    _check_option,
+    _check_positive,
+    _check_sfreq,
+    _check_type,
+)
 from .._io import _json_default, atomic_dir, atomic_path, save_npy, write_json
 from .._logging import logger, verbose
 
@@ -110,7 +116,7 @@ class DatasetWriter:
             json.dumps(self.metadata, default=_json_default)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"'metadata' must be JSON-serialisable: {exc}.") from None
-        self._stories, self._subjects, self._gt = {}, {}, {}
+        self._stories, self._subjects, self._gt, self._gt_dirs = {}, {}, {}, []
         self._written, self._pending = set(), {}  # relpaths written; relpath -> open memmap
         self._tmp = self._stack = None
 
@@ -238,6 +244,9 @@ class DatasetWriter:
             import mne
 
             _check_type("info", info, mne.Info, "mne.Info")
+            _check_sfreq(f"info['sfreq'] of subject {name!r}", info["sfreq"], self.sfreq,
+                         how_to_fix=f"Resample the recording to the dataset's {self.sfreq:g} Hz "
+                         "(raw.resample) and update the info before adding it.")
             bad = [ch for ch, t in zip(info["ch_names"], info.get_channel_types())
                    if t not in ("mag", "grad")]
             if bad:
@@ -400,6 +409,23 @@ class DatasetWriter:
         self._written.add(f"ground_truth/{name}")
         self._gt[name] = {"shape": list(array.shape), "dtype": array.dtype.str}
 
+    def ground_truth_dir(self, name) -> Path:
+        """A folder ``ground_truth/<name>/`` for a producer that writes its own files.
+
+        For example ``model.save(writer.ground_truth_dir("encoding"), overwrite=True)``. The
+        folder is inside the temporary dataset, so it appears only if the dataset completes.
+        Read it back with :meth:`Dataset.ground_truth_dir`.
+        """
+        if self._tmp is None:
+            raise RuntimeError("Use DatasetWriter as a context manager: `with DatasetWriter(...) as w:`.")
+        _check_name("ground-truth folder name", name)
+        if name in self._gt_dirs:
+            raise ValueError(f"Ground-truth folder {name!r} was already created.")
+        self._gt_dirs.append(name)
+        path = self._tmp / "ground_truth" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def create_array(self, relpath, shape, dtype=np.float32):
         """Create an array in the dataset to be filled in chunks.
 
@@ -465,7 +491,7 @@ class DatasetWriter:
             "schema_version": SCHEMA_VERSION, "sfreq": self.sfreq, "tr": self.tr,
             "feature_streams": self.feature_streams, "n_features": self.n_features,
             "stories": self._stories, "subjects": {}, "ground_truth": self._gt,
-            "metadata": self.metadata,
+            "ground_truth_dirs": self._gt_dirs, "metadata": self.metadata,
         }
         for name, sub in self._subjects.items():
             manifest["subjects"][name] = {
@@ -517,6 +543,11 @@ class Dataset:
     @property
     def ground_truth_names(self) -> list:
         return list(self._m.get("ground_truth", {}))
+
+    def ground_truth_dir(self, name) -> Path:
+        """Path of a ground-truth folder written with :meth:`DatasetWriter.ground_truth_dir`."""
+        _check_option("name", name, self._m.get("ground_truth_dirs", []))
+        return self.path / "ground_truth" / name
 
     def _sub(self, subject):
         _check_option("subject", subject, self.subjects)
@@ -684,5 +715,5 @@ def read_dataset(path, *, verbose=None) -> Dataset:
         raise FileNotFoundError(
             f"Dataset '{path}' is incomplete: its manifest names {len(missing)} missing "
             f"file(s), e.g. {missing[:3]}. Restore the files or regenerate the dataset.")
-    logger.info("Opened %r", ds)
+    logger.debug("Opened %r", ds)
     return ds

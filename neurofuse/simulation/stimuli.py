@@ -306,7 +306,7 @@ class StimulusGenerator:
         feats[:, sl["spectrogram"]] = self._spectrogram(
             rng, label, word_of_sample, words["ids"].size
         )
-        logger.info(
+        logger.debug(
             f"Story of {duration:g} s: {words['ids'].size} words, {ph_id.size} phoneme "
             f"intervals, {n_times} samples x {self.n_features} features"
         )

@@ -1,0 +1,179 @@
+"""Command-line interface. Each subcommand parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from . import __version__
+from ._logging import set_log_level
+
+
+def _add_verbosity(p):
+    p.add_argument("-v", "--verbose", action="count", default=1,
+                   help="more output (-v: progress and info, the default; -vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def _level(args):
+    if args.quiet:
+        return "warning"
+    return "debug" if args.verbose >= 2 else "info"
+
+
+def _cmd_simulate(args):
+    from .simulation.study import StudyConfig, simulate_study
+
+    overrides = {}
+    for key in ("seed", "meg_cnr", "fmri_cnr"):
+        val = getattr(args, key)
+        if val is not None:
+            overrides[key] = val
+    config = StudyConfig.resolve(args.config)
+    if overrides:
+        config = StudyConfig.from_dict({**config.to_dict(), **overrides})
+    out = simulate_study(config, args.out, overwrite=args.overwrite, n_jobs=args.n_jobs)
+    _print_summary(out)
+
+
+def _print_summary(path):
+    from .data.store import read_dataset
+
+    summary = read_dataset(path).summary()
+    print(format_summary(summary, path))
+
+
+def format_summary(summary: dict, path) -> str:
+    """A human-readable description of a dataset summary (from ``Dataset.summary()``)."""
+    lines = [f"Dataset {path}  (schema v{summary['schema_version']}, "
+             f"sfreq {summary['sfreq']:g} Hz, TR {summary['tr']:g} s)"]
+    stories = summary["stories"]
+    by_split = {}
+    for name, st in stories.items():
+        by_split.setdefault(st["split"], []).append((name, st["duration"]))
+    lines.append(f"Stories: {len(stories)}")
+    for split, items in by_split.items():
+        durs = [d for _, d in items]
+        lines.append(f"  {split:<6} {len(items):>3} stories, {sum(durs) / 60:7.1f} min "
+                     f"({min(durs):.0f}-{max(durs):.0f} s each)")
+    lines.append(f"Subjects: {len(summary['subjects'])}")
+    for name, sub in summary["subjects"].items():
+        cnr = ", ".join(f"{m} CNR {v}" for m, v in sub["cnr"].items())
+        n = ", ".join(f"{m}: {k} stories" for m, k in sub["n_stories"].items())
+        chans = f"{sub['n_channels']} channels, " if sub.get("n_channels") else ""
+        lines.append(f"  {name}  {'+'.join(sub['modalities']):<8} {chans}"
+                     f"{sub['n_sources']} sources; {n}; {cnr}")
+    for mod, dur in summary.get("total_duration", {}).items():
+        lines.append(f"Total {mod} recording (all subjects and repeats): {dur / 3600:.2f} h")
+    return "\n".join(lines)
+
+
+def _cmd_info(args):
+    from .data.store import read_dataset
+
+    ds = read_dataset(args.dataset)
+    summary = ds.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary, ds.path))
+
+
+def _cmd_anatomy(args):
+    from .anatomy.summary import describe_template
+
+    desc = describe_template(spacing=args.spacing, montage=args.montage)
+    if args.json:
+        print(json.dumps(desc, indent=2))
+    else:
+        for key, val in desc.items():
+            print(f"{key:>24}: {val}")
+
+
+def _cmd_demo(args):
+    # Until the joint model and the report exist (issues 3-4), the demo simulates the demo
+    # study and summarises it.
+    from .simulation.study import simulate_study
+
+    out = Path(args.out)
+    data = simulate_study("demo", out / "data", overwrite=True, n_jobs=args.n_jobs)
+    _print_summary(data)
+    print(f"\nDemo dataset written to {data}. (Training and the report come with the joint model.)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neurofuse",
+        description="Cortical source activity at millisecond and millimetre resolution from a "
+                    "joint MEG-fMRI encoding model.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurofuse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="simulate a naturalistic MEG+fMRI study with ground truth")
+    p.add_argument("config", help="preset (demo, paper, tiny) or a .toml/.json StudyConfig file")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--meg-cnr", type=_cnr, help="override the MEG CNR (a number or 'inf')")
+    p.add_argument("--fmri-cnr", type=_cnr, help="override the fMRI CNR (a number or 'inf')")
+    p.add_argument("--n-jobs", type=int, default=None, help="parallel jobs for forward models")
+    _add_verbosity(p)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("info", help="describe a dataset (subjects, modalities, stories, CNRs)")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_verbosity(p)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("anatomy", help="describe the embedded template anatomy and sensors")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--spacing", default="oct6", help="source space (default oct6)")
+    p.add_argument("--montage", default="standard_1020", help="EEG montage (MNE built-in)")
+    _add_verbosity(p)
+    p.set_defaults(func=_cmd_anatomy)
+
+    p = sub.add_parser("demo", help="the main job, on embedded default data")
+    p.add_argument("--out", default="neurofuse-demo", help="output folder (default ./neurofuse-demo)")
+    p.add_argument("--n-jobs", type=int, default=None)
+    _add_verbosity(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _cnr(text):
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'inf', got {text!r}") from None
+    if not (val > 0) or math.isnan(val):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'inf', got {text!r}")
+    return val
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    set_log_level(_level(args))
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("neurofuse: interrupted; nothing half-written was left behind.", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as exc:
+        if _level(args) == "debug":
+            raise
+        print(f"neurofuse {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

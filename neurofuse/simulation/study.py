@@ -1,0 +1,473 @@
+"""Naturalistic MEG + fMRI studies with known ground truth (paper §4).
+
+:class:`StudyConfig` describes a study (subjects, stories, noise levels); :func:`simulate_study`
+generates it story by story and writes a dataset store (:mod:`neurofuse.data.store`):
+
+1. synthetic stories with word / phoneme / spectrogram feature streams
+   (:class:`~neurofuse.simulation.stimuli.StimulusGenerator`);
+2. ground-truth fsaverage source activity ``s`` from a linear encoding model whose weights are
+   drawn from the empirical feature covariance
+   (:func:`~neurofuse.simulation.encoding.make_encoding_model`);
+3. per MEG subject ``i``: ``MEG = L_i M_i s + noise`` with per-channel noise
+   ``sigma_noise = sigma_signal / meg_cnr`` (paper footnote 3; ``inf`` = noiseless);
+4. per fMRI subject: ``BOLD = HRF * envelope(M_i s)`` averaged over each TR, plus per-source
+   noise at ``fmri_cnr``;
+5. validation, test and anchor stories are presented several times with independent noise.
+
+Memory: sources are produced in time chunks and staged in a memory-mapped file, so a
+"paper" study (12-minute stories, 8196 sources) never holds more than one story's MEG and a
+chunk of sources in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._checks import _check_option, _check_positive
+from .._io import check_writable_dir
+from .._logging import logger, progress_enabled, verbose
+
+SPLITS = ("train", "val", "test", "anchor")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a simulated study. Same config (and seed) => identical dataset.
+
+    Parameters
+    ----------
+    seed : int
+        Master seed: anatomy, stimuli, ground truth and noise all derive from it.
+    n_meg_subjects, n_fmri_subjects : int
+        Subjects with MEG only and fMRI only (the paper: 5 and 8).
+    n_train, n_val, n_test, n_anchor : int
+        Stories per split (the paper: 21 / 1 / 4 / 1).
+    story_duration : float
+        Mean story length in seconds (the paper: ~720 s).
+    story_duration_jitter : float
+        Stories last ``story_duration * (1 ± jitter)`` (uniform); 0 makes them equal.
+    n_repeats_val, n_repeats_test, n_repeats_anchor : int
+        Presentations of each validation / test / anchor story (independent noise each).
+    meg_cnr, fmri_cnr : float | 'inf'
+        Contrast-to-noise ratio sigma_signal / sigma_noise per channel / per source.
+    sfreq : float
+        Feature and MEG sampling rate (Hz).
+    tr : float
+        fMRI repetition time (s); ``tr * sfreq`` must be a whole number of samples.
+    feature_dims : tuple of 3 int
+        Dimensions of the word, phoneme and spectrogram streams (the paper: 768, 44, 40).
+    spacing : str
+        Source space (``oct6``: 8196 sources).
+    stream_lags : dict | None
+        Peak response latency (s) per stream, e.g. ``{"spectrogram": 0.05, "phoneme": 0.1,
+        "word": 0.35}``; None uses those defaults.
+    n_components : int
+        Latent weight vectors per region and stream in the ground-truth model.
+    source_amplitude : float
+        Typical source amplitude (A·m) of responsive sources.
+    calibration_duration : float
+        Seconds of extra stimulus used only to estimate the feature covariance.
+    deformation_mm, registration_deg, head_shift_mm, head_rotation_deg : float
+        How much simulated subjects differ from the template (see
+        :func:`~neurofuse.anatomy.make_simulated_subject`).
+    save_sources : 'test' | 'all' | 'none'
+        For which stories the ground-truth fsaverage sources are saved.
+    chunk_size : int
+        Time samples per chunk when producing sources (memory control).
+    """
+
+    seed: int = 0
+    n_meg_subjects: int = 2
+    n_fmri_subjects: int = 2
+    n_train: int = 6
+    n_val: int = 1
+    n_test: int = 2
+    n_anchor: int = 1
+    story_duration: float = 120.0
+    story_duration_jitter: float = 0.1
+    n_repeats_val: int = 2
+    n_repeats_test: int = 2
+    n_repeats_anchor: int = 5
+    meg_cnr: float = 1.0
+    fmri_cnr: float = 0.3
+    sfreq: float = 50.0
+    tr: float = 2.0
+    feature_dims: tuple = (768, 44, 40)
+    spacing: str = "oct6"
+    stream_lags: dict | None = None
+    n_components: int = 8
+    source_amplitude: float = 1e-9
+    calibration_duration: float = 300.0
+    deformation_mm: float = 4.0
+    registration_deg: float = 6.0
+    head_shift_mm: float = 6.0
+    head_rotation_deg: float = 5.0
+    save_sources: str = "test"
+    chunk_size: int = 2048
+
+    def __post_init__(self):
+        def ints(name, minimum):
+            val = getattr(self, name)
+            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < minimum:
+                raise ValueError(f"StudyConfig.{name} must be an int >= {minimum}, got {val!r}.")
+
+        for name in ("n_meg_subjects", "n_fmri_subjects", "n_val", "n_test", "n_anchor"):
+            ints(name, 0)
+        for name in ("n_train", "n_repeats_val", "n_repeats_test", "n_repeats_anchor",
+                     "n_components"):
+            ints(name, 1)
+        ints("chunk_size", 64)
+        ints("seed", 0)
+        if self.n_meg_subjects + self.n_fmri_subjects == 0:
+            raise ValueError("A study needs at least one subject: set n_meg_subjects or "
+                             "n_fmri_subjects > 0.")
+        for name in ("meg_cnr", "fmri_cnr"):
+            object.__setattr__(self, name, _check_positive(f"StudyConfig.{name}", getattr(self, name),
+                                                           allow_inf=True))
+        for name in ("story_duration", "sfreq", "tr", "source_amplitude", "calibration_duration"):
+            _check_positive(f"StudyConfig.{name}", getattr(self, name))
+        for name in ("deformation_mm", "registration_deg", "head_shift_mm", "head_rotation_deg"):
+            _check_positive(f"StudyConfig.{name}", getattr(self, name), allow_zero=True)
+        if not 0 <= self.story_duration_jitter < 1:
+            raise ValueError("StudyConfig.story_duration_jitter must be in [0, 1), got "
+                             f"{self.story_duration_jitter!r}.")
+        dims = tuple(self.feature_dims)
+        if len(dims) != 3 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
+            raise ValueError("StudyConfig.feature_dims must be 3 positive ints (word, phoneme, "
+                             f"spectrogram), got {self.feature_dims!r}.")
+        object.__setattr__(self, "feature_dims", dims)
+        n_tr = self.tr * self.sfreq
+        if abs(n_tr - round(n_tr)) > 1e-9:
+            raise ValueError(f"StudyConfig.tr * sfreq must be a whole number of samples, got "
+                             f"{self.tr} s * {self.sfreq} Hz = {n_tr:g}.")
+        if self.story_duration * (1 - self.story_duration_jitter) < 2 * self.tr:
+            raise ValueError("StudyConfig.story_duration is shorter than two TRs; fMRI needs "
+                             f"longer stories (got {self.story_duration} s, tr={self.tr} s).")
+        _check_option("StudyConfig.save_sources", self.save_sources, ["test", "all", "none"])
+        from ..anatomy.subjects import check_spacing
+
+        check_spacing(self.spacing)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def preset(cls, name: str, **overrides) -> StudyConfig:
+        """A named configuration: ``"demo"``, ``"paper"`` or ``"tiny"`` (for tests)."""
+        _check_option("preset", name, list(PRESETS))
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StudyConfig:
+        """Build from a dict, rejecting keys that are not fields (typos do not pass silently)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            import difflib
+
+            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, names, 1)[0]!r}?)"
+                     if difflib.get_close_matches(k, names, 1) else repr(k) for k in unknown]
+            raise ValueError(f"Unknown StudyConfig key(s): {', '.join(hints)}. Valid keys: {names}.")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, fname) -> StudyConfig:
+        """Read a TOML or JSON file. A ``preset = "demo"`` key starts from that preset."""
+        fname = Path(fname).expanduser()
+        if not fname.is_file():
+            raise FileNotFoundError(
+                f"Study config file '{fname}' not found. Pass a preset name ({', '.join(PRESETS)}) "
+                "or the path of a .toml/.json file."
+            )
+        if fname.suffix.lower() == ".toml":
+            import tomllib
+
+            with open(fname, "rb") as fid:
+                values = tomllib.load(fid)
+        elif fname.suffix.lower() == ".json":
+            values = json.loads(fname.read_text())
+        else:
+            raise ValueError(f"Study config '{fname}' must end in .toml or .json, got "
+                             f"'{fname.suffix}'.")
+        preset = values.pop("preset", None)
+        if preset is not None:
+            return cls.preset(preset, **values)
+        return cls.from_dict(values)
+
+    @classmethod
+    def resolve(cls, config) -> StudyConfig:
+        """A StudyConfig from a StudyConfig, a preset name or a file path."""
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, str) and config in PRESETS:
+            return cls.preset(config)
+        return cls.from_file(config)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict (infinite CNRs as the string ``"inf"``)."""
+        out = dataclasses.asdict(self)
+        out["feature_dims"] = list(self.feature_dims)
+        for key in ("meg_cnr", "fmri_cnr"):
+            if math.isinf(out[key]):
+                out[key] = "inf"
+        return out
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def n_stories(self) -> int:
+        return self.n_train + self.n_val + self.n_test + self.n_anchor
+
+    def story_plan(self):
+        """List of ``(name, split, duration_s, n_repeats)`` for every story, in order."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 11]))
+        plan, k = [], 0
+        repeats = {"train": 1, "val": self.n_repeats_val, "test": self.n_repeats_test,
+                   "anchor": self.n_repeats_anchor}
+        for split in SPLITS:
+            for _ in range(getattr(self, f"n_{split}")):
+                k += 1
+                jitter = rng.uniform(-1, 1) * self.story_duration_jitter
+                # Whole TRs, so MEG and fMRI cover exactly the same stimulus.
+                dur = round(self.story_duration * (1 + jitter) / self.tr) * self.tr
+                plan.append((f"story-{k:02d}", split, float(dur), repeats[split]))
+        return plan
+
+    def subject_plan(self):
+        """List of ``(name, index, modalities)``: MEG subjects first, like the paper's S1-S13."""
+        out = []
+        for i in range(self.n_meg_subjects + self.n_fmri_subjects):
+            mod = ["meg"] if i < self.n_meg_subjects else ["fmri"]
+            out.append((f"S{i + 1:02d}", i + 1, mod))
+        return out
+
+
+PRESETS = {
+    # ~1 minute on 2 cores: 2 MEG + 2 fMRI subjects, 10 two-minute stories.
+    "demo": {},
+    # The paper's study: 5 MEG + 8 fMRI subjects, 27 stories of about 12 minutes.
+    "paper": dict(n_meg_subjects=5, n_fmri_subjects=8, n_train=21, n_val=1, n_test=4, n_anchor=1,
+                  story_duration=720.0, story_duration_jitter=0.15, calibration_duration=600.0),
+    # Seconds: for tests.
+    "tiny": dict(n_meg_subjects=1, n_fmri_subjects=1, n_train=2, n_val=1, n_test=1, n_anchor=0,
+                 story_duration=24.0, story_duration_jitter=0.0, feature_dims=(32, 44, 16),
+                 calibration_duration=60.0, n_components=4),
+}
+
+
+def _rng(config: StudyConfig, *keys) -> np.random.Generator:
+    """An independent random stream per (purpose, story, subject, repeat), order-free."""
+    return np.random.default_rng(np.random.SeedSequence([config.seed, *keys]))
+
+
+def _noise(rng, signal, cnr, n_repeats, axis):
+    """``n_repeats`` noisy copies of ``signal`` with per-row sigma_noise = sigma_signal / cnr.
+
+    Parameters
+    ----------
+    signal : array, shape (n_rows, n_times)
+    axis : int
+        Time axis of ``signal`` (1).
+
+    Returns
+    -------
+    data : array, shape (n_repeats, n_rows, n_times), float32
+    """
+    if math.isinf(cnr):
+        return np.repeat(signal[None].astype(np.float32), n_repeats, axis=0)
+    sigma = signal.std(axis=axis, keepdims=True) / cnr  # (n_rows, 1)
+    out = np.empty((n_repeats, *signal.shape), np.float32)
+    for r in range(n_repeats):
+        out[r] = signal + sigma * rng.standard_normal(signal.shape)
+    return out
+
+
+@dataclass
+class _SubjectModel:
+    name: str
+    index: int
+    modalities: list
+    subject: object
+    morph: object  # csr (n_src_subject, n_src_fsaverage)
+    gain: np.ndarray | None = None  # (n_channels, n_src_fsaverage) = L @ M
+    extra: dict = field(default_factory=dict)
+
+
+@verbose
+def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, verbose=None) -> Path:
+    """Simulate a naturalistic MEG + fMRI study and write it as a dataset store.
+
+    Parameters
+    ----------
+    config : StudyConfig | str | path-like
+        A config, a preset name (``"demo"``, ``"paper"``, ``"tiny"``) or a TOML/JSON file.
+    out : path-like
+        Folder to create. It appears only when the whole study is written (atomic); a failed
+        or interrupted run leaves nothing behind and an existing dataset intact.
+    overwrite : bool
+        Replace an existing dataset at ``out`` (only once the new one is complete).
+    n_jobs : int | None
+        Parallel jobs for MNE's forward computation.
+    verbose : bool | str | None
+        ``True`` shows progress bars and timings.
+
+    Returns
+    -------
+    out : Path
+        The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`.
+    """
+    import mne
+    import scipy.sparse
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+    from ..anatomy import (
+        get_leadfield,
+        get_source_space,
+        make_forward,
+        make_morph,
+        make_simulated_subject,
+        make_template_subject,
+    )
+    from ..data.store import DatasetWriter, expected_n_trs
+    from ..hemodynamics import make_bold
+    from .encoding import make_encoding_model
+    from .stimuli import StimulusGenerator
+
+    config = StudyConfig.resolve(config)
+    if out is None:
+        raise ValueError("'out' is required: the folder to write the dataset to.")
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite:  # before any work, not after minutes of it
+        raise FileExistsError(
+            f"The output location '{out}' already exists. Choose a new folder or pass "
+            "overwrite=True (--overwrite on the command line) to replace it."
+        )
+    out = check_writable_dir(out, name="out")
+    t_start = time.perf_counter()
+    bar = dict(disable=not progress_enabled(), leave=False)
+
+    # ---------------------------------------------------------------- anatomy
+    template = make_template_subject(meg=False, sfreq=config.sfreq)
+    src = get_source_space(template, config.spacing)
+    src_pos = np.concatenate([s["rr"][s["vertno"]] for s in src])
+    hemi = np.concatenate([np.full(s["nuse"], k) for k, s in enumerate(src)])
+    n_src = len(src_pos)
+    subjects = []
+    for name, index, mods in tqdm(config.subject_plan(), desc="subjects (anatomy, forward)", **bar):
+        sub = make_simulated_subject(
+            index, seed=config.seed, deformation_mm=config.deformation_mm,
+            registration_deg=config.registration_deg, head_shift_mm=config.head_shift_mm,
+            head_rotation_deg=config.head_rotation_deg, meg="meg" in mods, sfreq=config.sfreq,
+        )
+        sm = _SubjectModel(name, index, mods, sub, None)
+        if "meg" in mods:
+            fwd = make_forward(sub, spacing=config.spacing, n_jobs=n_jobs)
+            sm.morph = make_morph(sub, spacing=config.spacing, src_to=fwd["src"])
+            sm.extra["leadfield"] = get_leadfield(fwd)
+            sm.extra["vertices"] = [s["vertno"] for s in fwd["src"]]
+            # Precompute the fsaverage -> sensor gain once: (n_channels, n_src) dense.
+            sm.gain = np.asarray((scipy.sparse.csr_array(sm.morph).T @ sm.extra["leadfield"].T).T)
+        else:
+            sub_src = get_source_space(sub, config.spacing)
+            sm.morph = make_morph(sub, spacing=config.spacing, src_to=sub_src)
+            sm.extra["vertices"] = [s["vertno"] for s in sub_src]
+        subjects.append(sm)
+    logger.info("Anatomy and forward models ready (%.1f s)", time.perf_counter() - t_start)
+
+    # ---------------------------------------------------------------- stimuli, ground truth
+    gen = StimulusGenerator(dims=config.feature_dims, sfreq=config.sfreq, seed=config.seed)
+    calib = gen.make_story(config.calibration_duration, seed=_seed(config, 1))
+    model = make_encoding_model(
+        src_pos, calib.features, stream_slices=gen.stream_slices, sfreq=config.sfreq,
+        seed=_seed(config, 2), stream_lags=config.stream_lags, n_components=config.n_components,
+        amplitude=config.source_amplitude, hemi=hemi,
+    )
+    del calib
+    streams = {k: [int(v.start), int(v.stop)] for k, v in gen.stream_slices.items()}
+    metadata = {
+        "generator": "neurofuse.simulation.simulate_study",
+        "config": config.to_dict(),
+        "versions": {"neurofuse": __version__, "mne": mne.__version__, "numpy": np.__version__},
+        "units": {"meg": "T (magnetometers), T/m (gradiometers)", "fmri": "A·m (source envelope "
+                  "convolved with the HRF, TR-averaged)", "sources": "A·m"},
+        "template": {"subject": "fsaverage", "spacing": config.spacing,
+                     "vertices": [s["vertno"].tolist() for s in src]},
+    }
+
+    plan = config.story_plan()
+    with DatasetWriter(out, sfreq=config.sfreq, tr=config.tr, feature_streams=streams,
+                       overwrite=overwrite, metadata=metadata) as writer:
+        for sm in subjects:
+            writer.add_subject(
+                sm.name, modalities=sm.modalities,
+                info=sm.subject.meg_info if "meg" in sm.modalities else None,
+                leadfield=sm.extra.get("leadfield"), morph=sm.morph,
+                vertices=sm.extra["vertices"], anatomy=sm.subject.to_json(),
+                cnr={m: (config.meg_cnr if m == "meg" else config.fmri_cnr) for m in sm.modalities},
+            )
+        model.save(writer.ground_truth_dir("encoding"), overwrite=True)
+        scratch = tempfile.TemporaryDirectory(prefix=".nf-scratch-", dir=out.parent)
+        try:
+            for k, (story, split, duration, n_rep) in enumerate(
+                    tqdm(plan, desc="stories", **bar)):
+                st = gen.make_story(duration, seed=_seed(config, 3, k))
+                n_times = st.n_times
+                writer.add_story(story, split=split, n_times=n_times)
+                writer.write_features(story, st.features)
+                keep = config.save_sources == "all" or (config.save_sources == "test"
+                                                        and split == "test")
+                if keep:
+                    sources = writer.create_array(f"ground_truth/sources/{story}.npy",
+                                                  (n_src, n_times))
+                else:
+                    sources = np.lib.format.open_memmap(
+                        Path(scratch.name) / f"{story}.npy", mode="w+", dtype=np.float32,
+                        shape=(n_src, n_times))
+                meg_clean = {sm.name: np.empty((sm.gain.shape[0], n_times))
+                             for sm in subjects if sm.gain is not None}
+                for a, b, block in model.iter_transform(st.features, chunk_size=config.chunk_size):
+                    sources[:, a:b] = block
+                    for sm in subjects:
+                        if sm.gain is not None:
+                            meg_clean[sm.name][:, a:b] = sm.gain @ block
+                if hasattr(sources, "flush"):
+                    sources.flush()
+                for sm in subjects:
+                    rng = _rng(config, 4, k, sm.index)
+                    if "meg" in sm.modalities:
+                        writer.write_meg(sm.name, story,
+                                         _noise(rng, meg_clean.pop(sm.name), config.meg_cnr, n_rep, 1))
+                    if "fmri" in sm.modalities:
+                        bold = _subject_bold(sm.morph, sources, config, make_bold)
+                        assert bold.shape[1] == expected_n_trs(n_times, config.sfreq, config.tr)
+                        writer.write_fmri(sm.name, story, _noise(rng, bold, config.fmri_cnr, n_rep, 1))
+                del sources
+                if not keep:
+                    (Path(scratch.name) / f"{story}.npy").unlink()
+        finally:
+            scratch.cleanup()
+    logger.info("Simulated %d stories for %d subjects in %.1f s -> %s", len(plan), len(subjects),
+                time.perf_counter() - t_start, out)
+    return out
+
+
+def _seed(config: StudyConfig, *keys) -> int:
+    return int(np.random.SeedSequence([config.seed, *keys]).generate_state(1)[0])
+
+
+def _subject_bold(morph, sources, config: StudyConfig, make_bold, rows_per_chunk=1024):
+    """Source-level BOLD of one subject, shape (n_src_subject, n_trs), in row chunks."""
+    n_rows = morph.shape[0]
+    # float32 like the sources: a float64 morph would upcast (copy) the whole story per chunk.
+    morph = morph.astype(np.float32)
+    parts = []
+    for r0 in range(0, n_rows, rows_per_chunk):
+        block = morph[r0:r0 + rows_per_chunk] @ sources  # (rows, n_times) float32
+        parts.append(make_bold(block, config.sfreq, config.tr))
+    return np.concatenate(parts)
