@@ -1,0 +1,266 @@
+"""The stimulus encoder: features -> transformer with lag-window attention -> fsaverage sources.
+
+Paper §2.2: a linear input layer (d_stim = 852 -> d_model = 256), four standard transformer
+encoder layers (two heads, feed-forward 512, dropout 0.2) whose attention is causal over the
+preceding 500 samples (10 s at 50 Hz) with learnable lag embeddings added to the keys, and a
+linear source layer (d_model -> d_src = 8196)::
+
+    z_in  = W_in x_t + b_in                        (B, T, d_model)
+    z_out = layer_4(... layer_1(z_in))             (B, T, d_model)
+    s_t   = W_src z_out + b_src                    (B, T, d_src)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .._checks import _check_option
+from .attention import IMPLS, LagWindowAttention, _check_heads
+
+__all__ = ["EncoderConfig", "EncoderLayer", "StimulusEncoder"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The whole configuration of a :class:`StimulusEncoder` (paper §2.2 defaults).
+
+    Parameters
+    ----------
+    d_stim : int
+        Width of the stimulus features (768 GPT-2 + 44 phonemes + 40 mel bands = 852).
+    d_model : int
+        Width of the transformer.
+    n_layers : int
+        Number of encoder layers.
+    n_heads : int
+        Attention heads per layer; must divide ``d_model``.
+    d_ff : int
+        Width of the feed-forward block.
+    dropout : float
+        Dropout in [0, 1) on the attention weights and the two residual branches.
+    window : int
+        Samples each query sees, itself included (500 = 10 s at 50 Hz).
+    d_src : int
+        Number of sources (8196 for fsaverage oct6).
+    block_size : int
+        Query block of the attention (memory/speed only; does not change the result).
+    """
+
+    d_stim: int = 852
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 2
+    d_ff: int = 512
+    dropout: float = 0.2
+    window: int = 500
+    d_src: int = 8196
+    block_size: int = 128
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            if field.name == "dropout":
+                continue
+            value = getattr(self, field.name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(
+                    f"'{field.name}' must be an int, got {type(value).__name__} ({value!r:.80})."
+                )
+            if value < 1:
+                raise ValueError(f"'{field.name}' must be an int >= 1, got {value}.")
+            object.__setattr__(self, field.name, int(value))
+        dropout = self.dropout
+        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool):
+            raise TypeError(f"'dropout' must be a real number, got {type(dropout).__name__}.")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1), got {dropout}.")
+        object.__setattr__(self, "dropout", float(dropout))
+        _check_heads(self.d_model, self.n_heads)
+
+    def to_dict(self) -> dict:
+        """Return the configuration as a plain (JSON/TOML-serialisable) dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict) -> EncoderConfig:
+        """Build a configuration from a dict; missing keys take the defaults.
+
+        Raises ``ValueError`` for a key that is not a field, naming it and the valid ones.
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"'config' must be a dict, got {type(config).__name__}.")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = [key for key in config if key not in valid]
+        if unknown:
+            raise ValueError(
+                f"Unknown EncoderConfig key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)}; valid keys are {valid}."
+            )
+        return cls(**config)
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm transformer encoder layer with :class:`LagWindowAttention`.
+
+    The same computation as ``nn.TransformerEncoderLayer(norm_first=False,
+    activation="relu")`` with its self-attention replaced::
+
+        x = norm1(x + dropout1(attn(x)))
+        x = norm2(x + dropout2(linear2(dropout(relu(linear1(x))))))
+
+    Parameters
+    ----------
+    d_model, n_heads, d_ff : int
+        Widths, as in :class:`EncoderConfig`.
+    dropout : float
+        Dropout on the attention weights and on the residual branches (training mode only).
+    window, block_size : int
+        Passed to :class:`LagWindowAttention`.
+    """
+
+    def __init__(self, d_model, n_heads, d_ff, dropout, window, block_size=128):
+        super().__init__()
+        self.attn = LagWindowAttention(
+            d_model, n_heads, window=window, dropout=dropout, block_size=block_size
+        )
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, *, impl: str = "auto") -> torch.Tensor:
+        """x (B, T, d_model) -> (B, T, d_model)."""
+        x = self.norm1(x + self.dropout1(self.attn(x, impl=impl)))  # (B, T, d_model)
+        ff = self.linear2(self.dropout(torch.relu(self.linear1(x))))  # (B, T, d_model)
+        return self.norm2(x + self.dropout2(ff))  # (B, T, d_model)
+
+
+class StimulusEncoder(nn.Module):
+    """Stimulus features -> fsaverage source estimates (paper §2.2).
+
+    Every argument is a field of :class:`EncoderConfig` (see there); the validated
+    configuration is kept as ``self.config``. Rebuild a model with
+    ``StimulusEncoder(**config.to_dict())`` or :meth:`from_config`.
+
+    Attributes
+    ----------
+    config : EncoderConfig
+    input_layer : nn.Linear
+        d_stim -> d_model.
+    layers : nn.ModuleList of EncoderLayer
+    source_layer : nn.Linear
+        d_model -> d_src.
+    """
+
+    def __init__(
+        self,
+        d_stim=852,
+        d_model=256,
+        n_layers=4,
+        n_heads=2,
+        d_ff=512,
+        dropout=0.2,
+        window=500,
+        d_src=8196,
+        block_size=128,
+    ):
+        super().__init__()
+        self.config = cfg = EncoderConfig(
+            d_stim=d_stim,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            d_ff=d_ff,
+            dropout=dropout,
+            window=window,
+            d_src=d_src,
+            block_size=block_size,
+        )
+        self.input_layer = nn.Linear(cfg.d_stim, cfg.d_model)
+        self.layers = nn.ModuleList(
+            EncoderLayer(
+                cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.window, cfg.block_size
+            )
+            for _ in range(cfg.n_layers)
+        )
+        self.source_layer = nn.Linear(cfg.d_model, cfg.d_src)
+
+    @classmethod
+    def from_config(cls, config: EncoderConfig | dict) -> StimulusEncoder:
+        """Build an encoder from an :class:`EncoderConfig` or its dict form."""
+        if isinstance(config, dict):
+            config = EncoderConfig.from_dict(config)
+        if not isinstance(config, EncoderConfig):
+            raise TypeError(
+                f"'config' must be an EncoderConfig or a dict, got {type(config).__name__}."
+            )
+        return cls(**config.to_dict())
+
+    def _check_features(self, features) -> None:
+        d_stim = self.config.d_stim
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(
+                f"'features' must be a torch.Tensor of shape (B, T, d_stim={d_stim}), got "
+                f"{type(features).__name__}. Convert numpy arrays with torch.as_tensor(x, "
+                "dtype=torch.float32)."
+            )
+        if features.ndim != 3:
+            hint = " Add a batch axis with features[None]." if features.ndim == 2 else ""
+            raise ValueError(
+                f"'features' must have shape (B, T, d_stim={d_stim}) (3-D), got shape "
+                f"{tuple(features.shape)}.{hint}"
+            )
+        if features.shape[-1] != d_stim:
+            raise ValueError(
+                f"'features' of the wrong dimension: expected the last axis to have d_stim="
+                f"{d_stim} features, got {features.shape[-1]} (shape {tuple(features.shape)}). "
+                f"This model was built for d_stim={d_stim}; extract the same feature streams "
+                "it was trained on, or build a StimulusEncoder with "
+                f"d_stim={features.shape[-1]}."
+            )
+        if not features.is_floating_point():
+            raise TypeError(f"'features' must be a floating-point tensor, got {features.dtype}.")
+        finite = torch.isfinite(features)
+        if not bool(finite.all()):
+            n_nan = int(torch.isnan(features).sum())
+            n_inf = int((~finite).sum()) - n_nan
+            first = tuple(int(i) for i in torch.nonzero(~finite)[0])
+            raise ValueError(
+                f"'features' contains {n_nan} NaN and {n_inf} infinite values out of "
+                f"{features.numel()} (first at index {first}); all values must be finite. "
+                "Fill the gaps in the feature streams (e.g. with zeros) before encoding."
+            )
+
+    def forward(self, features: torch.Tensor, *, impl: str = "auto") -> torch.Tensor:
+        """Predict source activity from stimulus features.
+
+        Parameters
+        ----------
+        features : Tensor, shape (B, T, d_stim)
+            Stimulus features at the model's sampling rate (50 Hz in the paper).
+        impl : "auto" | "blocked" | "dense"
+            Attention implementation (see :class:`LagWindowAttention`); the result does not
+            depend on it.
+
+        Returns
+        -------
+        sources : Tensor, shape (B, T, d_src)
+            Source estimates on the fsaverage source space.
+        """
+        _check_option("impl", impl, IMPLS)
+        self._check_features(features)
+        z = self.input_layer(features)  # (B, T, d_model)
+        for layer in self.layers:
+            z = layer(z, impl=impl)  # (B, T, d_model)
+        return self.source_layer(z)  # (B, T, d_src)
+
+    def encode(self, features: torch.Tensor, *, impl: str = "auto") -> torch.Tensor:
+        """Same as calling the model: features (B, T, d_stim) -> sources (B, T, d_src)."""
+        return self(features, impl=impl)

@@ -1,0 +1,266 @@
+"""The joint MEG-fMRI encoding model (paper §2.2) and its persistence.
+
+``JointModel`` = one :class:`~neurofuse.models.encoder.StimulusEncoder` (stimulus -> fsaverage
+sources) + one fixed-physics head per subject and modality. Saved as a folder::
+
+    model.json                 config: encoder sizes, subjects, sfreq, tr, feature streams
+    model.safetensors          weights and physics buffers (sparse morphs as CSR triplets)
+    infos/<subject>-info.fif   each MEG subject's measurement info (for predicted Raw)
+
+No pickle anywhere: safetensors for tensors, JSON for the config, FIF for MNE ``Info``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+from .._io import atomic_dir, write_json
+from .encoder import EncoderConfig, StimulusEncoder
+from .heads import FMRIHead, MEGHead
+
+MODEL_FORMAT = "neurofuse-joint-model"
+MODEL_FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelOutput:
+    """What :meth:`JointModel.forward` returns.
+
+    Attributes
+    ----------
+    sources : tensor, shape (B, T, n_sources_fsaverage)
+    meg : dict of str to tensor, shape (B, T, n_channels)
+    fmri : dict of str to tensor, shape (B, T // samples_per_tr, n_sources_subject)
+    """
+
+    sources: torch.Tensor
+    meg: dict = field(default_factory=dict)
+    fmri: dict = field(default_factory=dict)
+
+
+class JointModel(nn.Module):
+    """Stimulus encoder + per-subject MEG and fMRI heads.
+
+    Parameters
+    ----------
+    encoder : StimulusEncoder
+    meg_heads : dict of str to MEGHead
+    fmri_heads : dict of str to FMRIHead
+    sfreq : float
+        Sampling rate of features and MEG (Hz).
+    tr : float
+        fMRI repetition time (s).
+    feature_streams : dict | None
+        Name -> [start, stop) of each feature stream (recorded for users of the model).
+    """
+
+    def __init__(self, encoder, *, meg_heads=None, fmri_heads=None, sfreq=50.0, tr=2.0,
+                 feature_streams=None):
+        super().__init__()
+        self.encoder = encoder
+        self.meg_heads = nn.ModuleDict(meg_heads or {})
+        self.fmri_heads = nn.ModuleDict(fmri_heads or {})
+        self.sfreq, self.tr = float(sfreq), float(tr)
+        self.feature_streams = dict(feature_streams or {})
+        self.infos = {}  # subject -> mne.Info (not a tensor; saved as FIF)
+
+    @property
+    def n_sources(self) -> int:
+        return self.encoder.config.d_src
+
+    def forward(self, features, *, meg=(), fmri=(), impl="auto", checkpoint_fmri=None):
+        """Predict sources and the requested subjects' data.
+
+        Parameters
+        ----------
+        features : tensor, shape (B, T, d_stim)
+        meg, fmri : iterable of str
+            Subjects whose MEG / fMRI to predict.
+        impl : str
+            Attention implementation (see :class:`~neurofuse.models.attention.LagWindowAttention`).
+        checkpoint_fmri : bool | None
+            Recompute each fMRI head in the backward pass instead of storing its
+            (B, T, n_sources) intermediates: peak memory then holds one subject's at a time.
+            ``None``: on when training with gradients.
+
+        Returns
+        -------
+        out : ModelOutput
+        """
+        sources = self.encoder(features, impl=impl)  # (B, T, d_src)
+        out = ModelOutput(sources)
+        for sub in meg:
+            out.meg[sub] = self.meg_heads[sub](sources)
+        if checkpoint_fmri is None:
+            checkpoint_fmri = torch.is_grad_enabled() and sources.requires_grad
+        for sub in fmri:
+            head = self.fmri_heads[sub]
+            if checkpoint_fmri:
+                out.fmri[sub] = torch.utils.checkpoint.checkpoint(head, sources, use_reentrant=False)
+            else:
+                out.fmri[sub] = head(sources)
+        return out
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dataset(cls, dataset, *, encoder_kwargs=None, hrf_kwargs=None, subjects=None):
+        """Build a model whose heads use the dataset's lead fields and morphs.
+
+        Parameters
+        ----------
+        dataset : neurofuse.data.store.Dataset
+        encoder_kwargs : dict | None
+            :class:`StimulusEncoder` arguments; ``d_stim`` and ``d_src`` come from the data.
+        hrf_kwargs : dict | None
+            Initial HRF parameters for every fMRI head.
+        subjects : list of str | None
+            Subset of the dataset's subjects.
+        """
+        subjects = dataset.subjects if subjects is None else list(subjects)
+        n_src = None
+        meg_heads, fmri_heads = {}, {}
+        for sub in subjects:
+            morph = dataset.morph(sub)
+            n_src = morph.shape[1] if n_src is None else n_src
+            if morph.shape[1] != n_src:
+                raise ValueError(f"Subject {sub!r} morphs from {morph.shape[1]} fsaverage sources, "
+                                 f"others from {n_src}: all must share one source space.")
+            if "meg" in dataset.modalities(sub):
+                meg_heads[sub] = MEGHead.from_forward(dataset.leadfield(sub), morph)
+            if "fmri" in dataset.modalities(sub):
+                fmri_heads[sub] = FMRIHead(morph, sfreq=dataset.sfreq, tr=dataset.tr,
+                                           hrf_kwargs=hrf_kwargs)
+        kwargs = dict(encoder_kwargs or {})
+        kwargs.update(d_stim=dataset.n_features, d_src=n_src)
+        model = cls(StimulusEncoder(**kwargs), meg_heads=meg_heads, fmri_heads=fmri_heads,
+                    sfreq=dataset.sfreq, tr=dataset.tr,
+                    feature_streams={k: list(v) for k, v in dataset.feature_streams.items()})
+        for sub in meg_heads:
+            model.infos[sub] = dataset.info(sub)
+        return model
+
+    def config_dict(self) -> dict:
+        """JSON-serialisable description (everything but tensors)."""
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "encoder": self.encoder.config.to_dict(),
+            "sfreq": self.sfreq,
+            "tr": self.tr,
+            "feature_streams": self.feature_streams,
+            "meg_subjects": {s: {"n_channels": h.n_channels, "scale": h.scale}
+                             for s, h in self.meg_heads.items()},
+            "fmri_subjects": {s: {"n_sources": h.n_sources, "hrf_length": h.hrf.length}
+                              for s, h in self.fmri_heads.items()},
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def flat_state(self) -> dict:
+        """State dict with sparse buffers split into dense CSR triplets (for safetensors)."""
+        flat = {}
+        for key, val in self.state_dict().items():
+            if val.layout == torch.sparse_csr:
+                flat[f"{key}.crow"] = val.crow_indices().contiguous()
+                flat[f"{key}.col"] = val.col_indices().contiguous()
+                flat[f"{key}.val"] = val.values().contiguous()
+                flat[f"{key}.shape"] = torch.tensor(list(val.shape), dtype=torch.int64)
+            else:
+                flat[key] = val.detach().contiguous()
+        return flat
+
+    def load_flat_state(self, flat: dict, *, strict=True):
+        """Inverse of :meth:`flat_state`."""
+        state = {}
+        for key in self.state_dict():
+            if f"{key}.crow" in flat:
+                shape = tuple(flat[f"{key}.shape"].tolist())
+                state[key] = torch.sparse_csr_tensor(flat[f"{key}.crow"], flat[f"{key}.col"],
+                                                     flat[f"{key}.val"], size=shape,
+                                                     check_invariants=True)
+            elif key in flat:
+                state[key] = flat[key]
+        missing = sorted(set(self.state_dict()) - set(state))
+        if strict and missing:
+            raise ValueError(f"Incompatible checkpoint: it lacks {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}.")
+        for key, val in state.items():
+            target = self.state_dict()[key]
+            if tuple(val.shape) != tuple(target.shape):
+                raise ValueError(f"Incompatible checkpoint: '{key}' has shape {tuple(val.shape)} "
+                                 f"but this model expects {tuple(target.shape)}.")
+        # Sparse buffers are replaced, dense ones copied in place.
+        for name, mod in self.named_modules():
+            for bname, buf in list(mod._buffers.items()):
+                key = f"{name}.{bname}" if name else bname
+                if buf is not None and buf.layout == torch.sparse_csr and key in state:
+                    mod._buffers[bname] = state.pop(key)
+        self.load_state_dict(state, strict=False)
+
+    def save(self, path, *, overwrite=False):
+        """Write the model folder (atomically). See the module docstring for its layout."""
+        from safetensors.torch import save_file
+
+        with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
+            write_json(tmp / "model.json", self.config_dict())
+            save_file({k: v.cpu() for k, v in self.flat_state().items()},
+                      str(tmp / "model.safetensors"))
+            if self.infos:
+                import mne
+
+                (tmp / "infos").mkdir()
+                for sub, info in self.infos.items():
+                    mne.io.write_info(tmp / "infos" / f"{sub}-info.fif", info)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> JointModel:
+        """Read a model folder written by :meth:`save` (no pickle involved)."""
+        from safetensors.torch import load_file
+
+        path = Path(path).expanduser()
+        cfg_file = path / "model.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"'{path}' is not a neurofuse model folder (no model.json).")
+        cfg = json.loads(cfg_file.read_text())
+        if cfg.get("format") != MODEL_FORMAT:
+            raise ValueError(f"'{path}' holds a {cfg.get('format')!r}, not a {MODEL_FORMAT!r}.")
+        if cfg.get("format_version", 0) > MODEL_FORMAT_VERSION:
+            raise ValueError(f"Model format v{cfg['format_version']} is newer than this neurofuse "
+                             f"supports (v{MODEL_FORMAT_VERSION}); upgrade neurofuse.")
+        flat = load_file(str(path / "model.safetensors"))
+        model = cls.from_config(cfg, flat)
+        model.load_flat_state(flat)
+        info_dir = path / "infos"
+        if info_dir.is_dir():
+            import mne
+
+            for sub in cfg["meg_subjects"]:
+                fname = info_dir / f"{sub}-info.fif"
+                if fname.is_file():
+                    model.infos[sub] = mne.io.read_info(fname, verbose="error")
+        return model
+
+    @classmethod
+    def from_config(cls, cfg: dict, flat: dict) -> JointModel:
+        """An uninitialised model with the shapes of ``cfg`` (weights from ``flat`` after)."""
+        encoder = StimulusEncoder(**EncoderConfig.from_dict(cfg["encoder"]).to_dict())
+        meg = {}
+        for sub, spec in cfg["meg_subjects"].items():
+            meg[sub] = MEGHead(np.zeros(tuple(flat[f"meg_heads.{sub}.gain"].shape), np.float32),
+                               scale=spec["scale"])
+        fmri = {}
+        import scipy.sparse
+
+        for sub, spec in cfg["fmri_subjects"].items():
+            shape = tuple(flat[f"fmri_heads.{sub}.morph.shape"].tolist())
+            fmri[sub] = FMRIHead(scipy.sparse.csr_array(shape), sfreq=cfg["sfreq"], tr=cfg["tr"],
+                                 hrf_kwargs={"length": spec["hrf_length"]})
+        return cls(encoder, meg_heads=meg, fmri_heads=fmri, sfreq=cfg["sfreq"], tr=cfg["tr"],
+                   feature_streams=cfg.get("feature_streams"))

@@ -1,0 +1,233 @@
+"""Training pieces from a dataset store (paper §2.6): 40-s pieces, loss on the last 20 s.
+
+A *piece* is a window of one story: ``piece_seconds`` of stimulus features, and for every
+subject that heard the story its MEG (averaged over repeats) and fMRI over the window. The
+loss is computed on the last ``loss_seconds`` only, so every prediction has seen at least
+``piece_seconds - loss_seconds`` of past stimulus. Pieces start every ``loss_seconds`` so each
+stretch of a story after its first ``piece_seconds - loss_seconds`` is scored exactly once
+(as in the paper, the opening of each story only serves as context).
+
+Pieces are read lazily from the memory-mapped store, so an epoch never loads the study.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._checks import _check_option, _check_positive
+from .._logging import logger
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One training window.
+
+    Attributes
+    ----------
+    story : str
+    start : int
+        First sample of the window (at ``sfreq``); a multiple of the TR in samples.
+    n_times : int
+        Window length in samples.
+    loss_start : int
+        First sample, relative to ``start``, that counts in the loss.
+    """
+
+    story: str
+    start: int
+    n_times: int
+    loss_start: int
+
+
+def make_pieces(dataset, stories, *, piece_seconds=40.0, loss_seconds=20.0):
+    """All pieces of ``stories``.
+
+    Parameters
+    ----------
+    dataset : neurofuse.data.store.Dataset
+    stories : list of str
+    piece_seconds, loss_seconds : float
+        Both must be whole numbers of TRs.
+
+    Returns
+    -------
+    pieces : list of Piece
+    """
+    sfreq, tr = dataset.sfreq, dataset.tr
+    _check_positive("piece_seconds", piece_seconds)
+    _check_positive("loss_seconds", loss_seconds)
+    if loss_seconds > piece_seconds:
+        raise ValueError(f"loss_seconds ({loss_seconds}) must not exceed piece_seconds "
+                         f"({piece_seconds}).")
+    for name, val in (("piece_seconds", piece_seconds), ("loss_seconds", loss_seconds)):
+        n_tr = val / tr
+        if abs(n_tr - round(n_tr)) > 1e-9:
+            raise ValueError(f"'{name}' must be a whole number of TRs ({tr:g} s), got {val:g} s.")
+    n_piece = int(round(piece_seconds * sfreq))
+    n_loss = int(round(loss_seconds * sfreq))
+    n_tr = int(round(tr * sfreq))
+    pieces = []
+    for story in stories:
+        n_times = (dataset.n_times(story) // n_tr) * n_tr  # whole TRs only
+        if n_times < n_piece:
+            logger.warning("Story %s (%.1f s) is shorter than one piece (%.1f s); skipped.",
+                           story, n_times / sfreq, piece_seconds)
+            continue
+        pieces.append(Piece(story, 0, n_piece, n_piece - n_loss))
+        end = n_piece
+        while end + n_loss <= n_times:
+            end += n_loss
+            pieces.append(Piece(story, end - n_piece, n_piece, n_piece - n_loss))
+        if end < n_times:  # the tail that is shorter than a loss window
+            pieces.append(Piece(story, n_times - n_piece, n_piece, n_piece - (n_times - end)))
+    return pieces
+
+
+def repeatability(data):
+    """Reliability per channel/source from repeated presentations.
+
+    The mean over pairs of repeats of the Pearson correlation between them, clipped at 0.
+
+    Parameters
+    ----------
+    data : array, shape (n_repeats, n_targets, n_times)
+
+    Returns
+    -------
+    r : array, shape (n_targets,)
+    """
+    data = np.asarray(data, np.float64)
+    if data.shape[0] < 2:
+        raise ValueError(f"Repeatability needs >= 2 repeats, got {data.shape[0]}.")
+    z = data - data.mean(-1, keepdims=True)
+    z /= np.linalg.norm(z, axis=-1, keepdims=True) + 1e-30
+    rs = [np.sum(z[i] * z[j], -1) for i in range(len(z)) for j in range(i + 1, len(z))]
+    return np.clip(np.mean(rs, 0), 0.0, None)
+
+
+def loss_weights(dataset, subject, modality, *, stories=None, mode="repeatability"):
+    """Per-target loss weights for one subject and modality, summing to 1.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    subject : str
+    modality : 'meg' | 'fmri'
+    stories : list of str | None
+        Repeated stories to use; defaults to the subject's anchor and validation stories
+        (never the test stories).
+    mode : 'repeatability' | 'uniform'
+
+    Returns
+    -------
+    w : array, shape (n_targets,)
+    """
+    _check_option("mode", mode, ["repeatability", "uniform"])
+    getter = dataset.meg if modality == "meg" else dataset.fmri
+    if stories is None:
+        stories = [s for split in ("anchor", "val") for s in dataset.splits.get(split, [])
+                   if dataset.has(subject, modality, s)]
+    stories = [s for s in stories if getter(subject, s).shape[0] >= 2]
+    n_targets = getter(subject, dataset.subject_stories(subject, modality)[0]).shape[1]
+    if mode == "uniform" or not stories:
+        if mode == "repeatability":
+            logger.warning("No repeated anchor/validation story for %s %s: uniform loss weights.",
+                           subject, modality)
+        return np.full(n_targets, 1.0 / n_targets)
+    r = np.mean([repeatability(getter(subject, s)) for s in stories], axis=0)
+    if not np.any(r > 0):
+        logger.warning("No %s target of %s is repeatable; using uniform loss weights.", modality,
+                       subject)
+        return np.full(n_targets, 1.0 / n_targets)
+    return r / r.sum()
+
+
+class PieceLoader:
+    """Batches of pieces, shuffled per epoch with a seeded generator.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    pieces : list of Piece
+    batch_size : int
+    shuffle : bool
+    seed : int
+        Shuffling seed; epoch ``e`` uses ``(seed, e)`` so resuming reproduces the order.
+    rank, world_size : int
+        For data-parallel training: each rank takes every ``world_size``-th piece of the
+        global batch (the global batch is ``batch_size`` pieces).
+    meg_subjects, fmri_subjects : list of str
+        Whose targets to load.
+    """
+
+    def __init__(self, dataset, pieces, *, batch_size=8, shuffle=True, seed=0, rank=0,
+                 world_size=1, meg_subjects=(), fmri_subjects=()):
+        if batch_size % world_size:
+            raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of "
+                             f"processes ({world_size}).")
+        self.dataset, self.pieces = dataset, list(pieces)
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.meg_subjects, self.fmri_subjects = list(meg_subjects), list(fmri_subjects)
+        self.samples_per_tr = int(round(dataset.tr * dataset.sfreq))
+        # One scale per subject and modality so targets are O(1) numbers (r is scale-free).
+        self.scales = {}
+        for kind, subs in (("meg", self.meg_subjects), ("fmri", self.fmri_subjects)):
+            getter = dataset.meg if kind == "meg" else dataset.fmri
+            for sub in subs:
+                first = getter(sub, dataset.subject_stories(sub, kind)[0])[0]
+                self.scales[(kind, sub)] = 1.0 / max(float(np.std(first)), 1e-300)
+
+    def __len__(self):
+        return math.ceil(len(self.pieces) / self.batch_size)
+
+    def epoch(self, epoch: int):
+        """Yield the batches of one epoch (dicts, see :meth:`load`)."""
+        order = np.arange(len(self.pieces))
+        if self.shuffle:
+            np.random.default_rng([self.seed, epoch]).shuffle(order)
+        for b0 in range(0, len(order), self.batch_size):
+            idx = order[b0:b0 + self.batch_size][self.rank::self.world_size]
+            if len(idx):
+                yield self.load([self.pieces[i] for i in idx])
+
+    def load(self, pieces):
+        """Read a list of pieces of equal length.
+
+        Returns
+        -------
+        batch : dict
+            ``features`` (B, T, d_stim) float32; ``loss_start`` (B,) int; ``meg``
+            {subject: (array (B_s, T, n_ch), index (B_s,))}: the pieces that subject heard,
+            averaged over repeats, with their positions in the batch; ``fmri`` likewise with
+            arrays (B_s, T // samples_per_tr, n_src).
+        """
+        ds = self.dataset
+        feats = np.stack([np.asarray(ds.features(p.story)[p.start:p.start + p.n_times])
+                          for p in pieces]).astype(np.float32)
+        batch = {"features": feats, "loss_start": np.array([p.loss_start for p in pieces]),
+                 "meg": {}, "fmri": {}}
+        for sub in self.meg_subjects:
+            rows = [i for i, p in enumerate(pieces) if ds.has(sub, "meg", p.story)]
+            if rows:
+                arr = np.stack([_mean_repeats(ds.meg(sub, pieces[i].story), pieces[i].start,
+                                              pieces[i].n_times).T for i in rows])
+                batch["meg"][sub] = ((arr * self.scales[("meg", sub)]).astype(np.float32),
+                                     np.array(rows))
+        n = self.samples_per_tr
+        for sub in self.fmri_subjects:
+            rows = [i for i, p in enumerate(pieces) if ds.has(sub, "fmri", p.story)]
+            if rows:
+                arr = np.stack([_mean_repeats(ds.fmri(sub, pieces[i].story), pieces[i].start // n,
+                                              pieces[i].n_times // n).T for i in rows])
+                batch["fmri"][sub] = ((arr * self.scales[("fmri", sub)]).astype(np.float32),
+                                      np.array(rows))
+        return batch
+
+
+def _mean_repeats(mm, start, length):
+    """Mean over repeats of ``mm[:, :, start:start + length]`` -> (n_targets, length)."""
+    return np.asarray(mm[:, :, start:start + length], np.float64).mean(0)
