@@ -90,6 +90,9 @@ def atomic_dir(path, *, overwrite: bool = False, what: str = "dataset"):
         )
     check_writable_dir(path, name=what)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder normal permissions
     try:
         yield tmp
         if path.exists():

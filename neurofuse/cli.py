@@ -104,6 +104,49 @@ def _cmd_demo(args):
     print(f"\nDemo dataset written to {data}. (Training and the report come with the joint model.)")
 
 
+def _cmd_fit(args):
+    import os
+
+    import torch
+
+    from .training.trainer import fit, load_fit_config
+
+    train, encoder = load_fit_config(args.config)
+    if args.epochs is not None:
+        from .training.trainer import TrainConfig
+
+        train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.epochs})
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:  # started by torchrun
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    try:
+        history = fit(args.data, args.out, train_config=train, encoder_kwargs=encoder,
+                      resume=args.resume, device=args.device)
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0 and history:
+        last = history[-1]
+        # model/ holds the best epoch of the final curriculum phase (losses of the two phases
+        # are not comparable).
+        final = [r for r in history if r["alpha_fmri"] == last["alpha_fmri"]]
+        best = min(final, key=lambda r: r.get("val_total", r["train_total"]))
+        print(f"Trained {last['epoch']} epochs; best epoch {best['epoch']} "
+              f"(validation MEG r {best.get('val_meg_r', float('nan')):.3f}"
+              + (f", fMRI r {best['val_fmri_r']:.3f}" if "val_fmri_r" in best else "")
+              + f"). Model: {Path(args.out) / 'model'}; log: {Path(args.out) / 'history.csv'}")
+
+
+def _cmd_predict(args):
+    from .models.predict import write_predictions
+
+    written = write_predictions(args.model, args.stimulus, args.out, sfreq=args.sfreq,
+                                subjects=args.subjects, overwrite=args.overwrite)
+    for path in written:
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neurofuse",
@@ -136,6 +179,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--montage", default="standard_1020", help="EEG montage (MNE built-in)")
     _add_verbosity(p)
     p.set_defaults(func=_cmd_anatomy)
+
+    p = sub.add_parser("fit", help="train the joint MEG-fMRI model on a dataset")
+    p.add_argument("config", help="preset (paper, demo, tiny) or a .toml/.json file with "
+                                  "[train] and [encoder] tables")
+    p.add_argument("--data", required=True, help="dataset folder (from simulate or prepare)")
+    p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, history.csv")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run exactly")
+    p.add_argument("--epochs", type=int, help="override max_epochs")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    _add_verbosity(p)
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("predict", help="source estimates and predicted data for a stimulus")
+    p.add_argument("model", help="model folder (fit's OUT/model)")
+    p.add_argument("--stimulus", required=True, help=".npy features, shape (n_times, d_stim)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sfreq", type=float, help="sampling rate of the features (checked)")
+    p.add_argument("--subjects", nargs="*", help="subjects to predict MEG/BOLD for (default all)")
+    p.add_argument("--overwrite", action="store_true")
+    _add_verbosity(p)
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("demo", help="the main job, on embedded default data")
     p.add_argument("--out", default="neurofuse-demo", help="output folder (default ./neurofuse-demo)")

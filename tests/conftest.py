@@ -28,3 +28,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """A tiny simulated study (1 MEG + 1 fMRI subject, four 24-s stories), read-only."""
+    from neurofuse.simulation.study import simulate_study
+
+    return simulate_study("tiny", tmp_path_factory.mktemp("shared") / "tiny")

@@ -156,10 +156,12 @@ class MEGHead(nn.Module):
         per unit of source activity.
     """
 
-    def __init__(self, gain, *, scale=1.0):
+    def __init__(self, gain, *, scale=1.0, morph=None):
         super().__init__()
         self.scale = float(scale)
         self.register_buffer("gain", torch.as_tensor(np.asarray(gain), dtype=torch.float32))
+        # Kept (not used in forward) so source estimates can be morphed to this subject.
+        self.register_buffer("morph", None if morph is None else _to_sparse_csr(morph))
 
     @classmethod
     def from_forward(cls, leadfield, morph, *, scale=None) -> MEGHead:
@@ -176,7 +178,7 @@ class MEGHead(nn.Module):
         gain = np.asarray((morph.T @ leadfield.T).T)  # (n_channels, n_src_fs)
         if scale is None:
             scale = 1.0 / float(np.sqrt(np.mean(gain**2)))
-        return cls(gain * scale, scale=scale)
+        return cls(gain * scale, scale=scale, morph=morph)
 
     @property
     def n_channels(self) -> int:

@@ -70,6 +70,9 @@ class JointModel(nn.Module):
         self.sfreq, self.tr = float(sfreq), float(tr)
         self.feature_streams = dict(feature_streams or {})
         self.infos = {}  # subject -> mne.Info (not a tensor; saved as FIF)
+        # fsaverage source-space vertex numbers [lh, rh] and each subject's (for MNE outputs).
+        self.vertices = None
+        self.subject_vertices = {}
 
     @property
     def n_sources(self) -> int:
@@ -133,7 +136,11 @@ class JointModel(nn.Module):
                 raise ValueError(f"Subject {sub!r} morphs from {morph.shape[1]} fsaverage sources, "
                                  f"others from {n_src}: all must share one source space.")
             if "meg" in dataset.modalities(sub):
-                meg_heads[sub] = MEGHead.from_forward(dataset.leadfield(sub), morph)
+                from ..anatomy.forward import check_leadfield
+
+                leadfield = dataset.leadfield(sub)
+                check_leadfield(leadfield, dataset.info(sub), name=f"leadfield of {sub}")
+                meg_heads[sub] = MEGHead.from_forward(leadfield, morph)
             if "fmri" in dataset.modalities(sub):
                 fmri_heads[sub] = FMRIHead(morph, sfreq=dataset.sfreq, tr=dataset.tr,
                                            hrf_kwargs=hrf_kwargs)
@@ -144,6 +151,9 @@ class JointModel(nn.Module):
                     feature_streams={k: list(v) for k, v in dataset.feature_streams.items()})
         for sub in meg_heads:
             model.infos[sub] = dataset.info(sub)
+        template = dataset.metadata.get("template", {})
+        model.vertices = template.get("vertices")
+        model.subject_vertices = {s: [v.tolist() for v in dataset.vertices(s)] for s in subjects}
         return model
 
     def config_dict(self) -> dict:
@@ -159,6 +169,8 @@ class JointModel(nn.Module):
                              for s, h in self.meg_heads.items()},
             "fmri_subjects": {s: {"n_sources": h.n_sources, "hrf_length": h.hrf.length}
                               for s, h in self.fmri_heads.items()},
+            "vertices": self.vertices,
+            "subject_vertices": self.subject_vertices,
         }
 
     # ------------------------------------------------------------------ persistence
@@ -252,15 +264,21 @@ class JointModel(nn.Module):
         """An uninitialised model with the shapes of ``cfg`` (weights from ``flat`` after)."""
         encoder = StimulusEncoder(**EncoderConfig.from_dict(cfg["encoder"]).to_dict())
         meg = {}
-        for sub, spec in cfg["meg_subjects"].items():
-            meg[sub] = MEGHead(np.zeros(tuple(flat[f"meg_heads.{sub}.gain"].shape), np.float32),
-                               scale=spec["scale"])
-        fmri = {}
         import scipy.sparse
+
+        for sub, spec in cfg["meg_subjects"].items():
+            key = f"meg_heads.{sub}.morph.shape"
+            morph = scipy.sparse.csr_array(tuple(flat[key].tolist())) if key in flat else None
+            meg[sub] = MEGHead(np.zeros(tuple(flat[f"meg_heads.{sub}.gain"].shape), np.float32),
+                               scale=spec["scale"], morph=morph)
+        fmri = {}
 
         for sub, spec in cfg["fmri_subjects"].items():
             shape = tuple(flat[f"fmri_heads.{sub}.morph.shape"].tolist())
             fmri[sub] = FMRIHead(scipy.sparse.csr_array(shape), sfreq=cfg["sfreq"], tr=cfg["tr"],
                                  hrf_kwargs={"length": spec["hrf_length"]})
-        return cls(encoder, meg_heads=meg, fmri_heads=fmri, sfreq=cfg["sfreq"], tr=cfg["tr"],
-                   feature_streams=cfg.get("feature_streams"))
+        model = cls(encoder, meg_heads=meg, fmri_heads=fmri, sfreq=cfg["sfreq"], tr=cfg["tr"],
+                    feature_streams=cfg.get("feature_streams"))
+        model.vertices = cfg.get("vertices")
+        model.subject_vertices = cfg.get("subject_vertices", {})
+        return model

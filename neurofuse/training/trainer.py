@@ -327,10 +327,12 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
     ddp_model = model
     if distributed:
         # Heads of subjects absent from a batch (and the HRFs in the MEG-first phase) get no
-        # gradient, so DDP must look for unused parameters.
+        # gradient, so DDP must look for unused parameters. Buffers are fixed physics built
+        # identically from the dataset on every rank (and sparse CSR morphs, which DDP cannot
+        # broadcast), so they are not synchronised.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True)
+            find_unused_parameters=True, broadcast_buffers=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.scheduler == "cosine":
@@ -470,3 +472,60 @@ def seed_everything(seed: int):
     """Seed torch and numpy's global generators (for scripts; fit seeds what it uses)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+#: Named training set-ups: ``train`` holds TrainConfig fields, ``encoder`` StimulusEncoder sizes.
+FIT_PRESETS = {
+    # The paper's model and schedule (§2.2, §2.6).
+    "paper": {"train": {}, "encoder": {}},
+    # A small model that learns the demo study on 2 CPU cores in a few minutes.
+    "demo": {
+        "train": {"max_epochs": 30, "meg_first_epochs": 10, "patience": 6, "lr": 1e-3},
+        "encoder": {"d_model": 64, "n_layers": 2, "n_heads": 2, "d_ff": 128, "window": 250,
+                    "dropout": 0.1},
+    },
+    # Seconds: for tests.
+    "tiny": {
+        "train": {"max_epochs": 3, "meg_first_epochs": 1, "piece_seconds": 8.0,
+                  "loss_seconds": 4.0, "batch_size": 4, "lr": 1e-3},
+        "encoder": {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "window": 50,
+                    "dropout": 0.1},
+    },
+}
+
+
+def load_fit_config(config):
+    """Resolve a training set-up into ``(TrainConfig, encoder_kwargs)``.
+
+    Parameters
+    ----------
+    config : str | path-like | dict
+        A preset name (``"paper"``, ``"demo"``, ``"tiny"``), a TOML/JSON file, or a dict, with
+        optional keys ``preset`` (start from that preset), ``train`` (TrainConfig fields) and
+        ``encoder`` (StimulusEncoder sizes). Unknown keys raise.
+    """
+    from ..models.encoder import EncoderConfig
+
+    if isinstance(config, str) and config in FIT_PRESETS:
+        config = {"preset": config}
+    if not isinstance(config, dict):
+        fname = Path(config).expanduser()
+        if not fname.is_file():
+            raise FileNotFoundError(f"Training config '{fname}' not found. Pass a preset name "
+                                    f"({', '.join(FIT_PRESETS)}) or a .toml/.json file.")
+        if fname.suffix.lower() == ".toml":
+            import tomllib
+
+            config = tomllib.loads(fname.read_text())
+        else:
+            config = json.loads(fname.read_text())
+    config = dict(config)
+    unknown = sorted(set(config) - {"preset", "train", "encoder"})
+    if unknown:
+        raise ValueError(f"Unknown training config section(s) {unknown}: expected 'preset', "
+                         "'train' and 'encoder'.")
+    base = FIT_PRESETS[_check_option("preset", config.get("preset", "paper"), list(FIT_PRESETS))]
+    train = TrainConfig.from_dict({**base["train"], **config.get("train", {})})
+    encoder = {**base["encoder"], **config.get("encoder", {})}
+    EncoderConfig.from_dict(encoder)  # validates the keys now, not after loading data
+    return train, encoder

@@ -1,0 +1,109 @@
+"""The joint model on a tiny simulated study: shapes, gradients, persistence, MNE outputs."""
+
+import json
+
+import mne
+import numpy as np
+import pytest
+import torch
+
+from neurofuse.data.store import read_dataset
+from neurofuse.models.joint import JointModel
+from neurofuse.models.predict import predict_bold, predict_meg, predict_sources, to_source_estimate
+
+SMALL = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, window=20, dropout=0.0, block_size=16)
+
+
+@pytest.fixture(scope="module")
+def ds(tiny_study):
+    return read_dataset(tiny_study)
+
+
+@pytest.fixture(scope="module")
+def model(ds):
+    torch.manual_seed(0)
+    return JointModel.from_dataset(ds, encoder_kwargs=SMALL)
+
+
+def test_shapes_and_gradients(ds, model):
+    feats = torch.as_tensor(np.array(ds.features("story-01")[:400]))[None].repeat(2, 1, 1)
+    out = model(feats, meg=["S01"], fmri=["S02"])
+    assert out.sources.shape == (2, 400, 8196)
+    assert out.meg["S01"].shape == (2, 400, 306)
+    assert out.fmri["S02"].shape == (2, 4, 8196)
+    model.zero_grad()
+    (out.meg["S01"].pow(2).mean() + out.fmri["S02"].mean()).backward()
+    hrf = model.fmri_heads["S02"].hrf.log_params.grad
+    assert hrf is not None and torch.all(hrf != 0)
+    for layer in model.encoder.layers:
+        g = layer.attn.lag_embedding.grad
+        assert g is not None and g.abs().sum() > 0
+    # physics buffers are not trained
+    assert not any(b.requires_grad for b in model.buffers())
+
+
+def test_save_load_roundtrip(ds, model, tmp_path):
+    path = model.save(tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["infos", "model.json", "model.safetensors"]
+    json.loads((path / "model.json").read_text())  # plain JSON config
+    loaded = JointModel.load(path)
+    feats = torch.as_tensor(np.array(ds.features("story-02")[:300]))[None]
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        a = model(feats, meg=["S01"], fmri=["S02"])
+        b = loaded(feats, meg=["S01"], fmri=["S02"])
+    torch.testing.assert_close(a.sources, b.sources, rtol=0, atol=0)
+    torch.testing.assert_close(a.fmri["S02"], b.fmri["S02"], rtol=0, atol=0)
+    assert loaded.infos["S01"]["ch_names"] == ds.info("S01")["ch_names"]
+
+
+def test_incompatible_weights_rejected(ds, model, tmp_path):
+    other = JointModel.from_dataset(ds, encoder_kwargs={**SMALL, "d_model": 32})
+    with pytest.raises(ValueError, match="Incompatible checkpoint.*shape"):
+        other.load_flat_state(model.flat_state())
+    with pytest.raises(FileNotFoundError, match="not a neurofuse model folder"):
+        JointModel.load(tmp_path)
+
+
+def test_chunked_inference_equals_one_pass(ds, model):
+    feats = np.array(ds.features("story-04"))
+    full = predict_sources(model, feats, chunk_seconds=1000)
+    chunked = predict_sources(model, feats, chunk_seconds=1.3)
+    np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-6 * np.abs(full).max())
+    with torch.no_grad():
+        model.eval()
+        direct = model.encoder(torch.as_tensor(feats)[None])[0].T.numpy()
+    np.testing.assert_allclose(full, direct, rtol=1e-5, atol=1e-6 * np.abs(full).max())
+
+
+def test_mne_outputs(ds, model):
+    feats = np.array(ds.features("story-04"))
+    src = predict_sources(model, feats, sfreq=ds.sfreq)
+    stc = to_source_estimate(model, src)
+    assert isinstance(stc, mne.SourceEstimate) and stc.subject == "fsaverage"
+    assert [len(v) for v in stc.vertices] == [4098, 4098]
+    assert stc.data.shape == (8196, len(feats)) and stc.sfreq == ds.sfreq
+    sub = to_source_estimate(model, src, subject="S02")
+    np.testing.assert_allclose(sub.data, ds.morph("S02") @ src, rtol=1e-5, atol=1e-7)
+    raw = predict_meg(model, "S01", src)
+    assert raw.ch_names == ds.info("S01")["ch_names"] and raw.n_times == len(feats)
+    head = model.meg_heads["S01"]
+    expected = np.asarray(ds.leadfield("S01"), float) @ (ds.morph("S01") @ src.astype(float))
+    np.testing.assert_allclose(raw.get_data(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    bold = predict_bold(model, "S02", src)
+    assert bold.shape == (8196, len(feats) // 100)
+    assert head.scale > 0
+
+
+def test_bad_inputs(ds, model):
+    feats = np.array(ds.features("story-04"))
+    with pytest.raises(ValueError, match="wrong dimension.*expects 92"):
+        predict_sources(model, feats[:, :50])
+    with pytest.raises(ValueError, match="Wrong sampling rate.*expected 50 Hz, got 100 Hz"):
+        predict_sources(model, feats, sfreq=100.0)
+    bad = feats.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        predict_sources(model, bad)
+    with pytest.raises(ValueError, match="Unknown subject"):
+        to_source_estimate(model, np.zeros((8196, 10)), subject="S99")
