@@ -305,7 +305,8 @@ def make_forward(
     )
     fname = _cache_file("fwd", key, "-fwd.fif")
     if fname.is_file():
-        return mne.read_forward_solution(fname, verbose="error")
+        # FIF keeps the free-orientation solution; convert like the cold path does.
+        return to_fixed(mne.read_forward_solution(fname, verbose="error"))
     if bem == "bem":
         conductor = get_bem_solution(subject, kind="eeg" if eeg else "meg")
     else:
@@ -326,7 +327,8 @@ def make_forward(
     fwd = to_fixed(fwd)
     with atomic_path(fname, what="forward solution") as tmp:
         mne.write_forward_solution(tmp, fwd, overwrite=True, verbose="error")
-    return mne.read_forward_solution(fname, verbose="error")
+    # Return what a warm call returns (FIF stores float32), so cold == warm bit for bit.
+    return to_fixed(mne.read_forward_solution(fname, verbose="error"))
 
 
 @verbose

@@ -35,6 +35,7 @@ SPLITS = ("train", "val", "test", "anchor")
 MODALITIES = ("meg", "fmri")
 INFO_FILE, LEADFIELD_FILE, MORPH_FILE, VERTICES_FILE = (
     "meg-info.fif", "leadfield.npy", "morph.npz", "vertices.json")
+FORWARD_FILE = "meg-fwd.fif"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CHUNK_BYTES = 64 * 2**20
 
@@ -195,7 +196,7 @@ class DatasetWriter:
                                "duration": int(n_times) / self.sfreq}
 
     def add_subject(self, name, *, modalities, info=None, leadfield=None, morph=None,
-                    vertices=None, anatomy=None, cnr=None, n_sources=None):
+                    vertices=None, anatomy=None, cnr=None, n_sources=None, forward=None):
         """Declare a subject and write its anatomy files.
 
         Parameters
@@ -219,6 +220,9 @@ class DatasetWriter:
         n_sources : int | None
             Declared number of subject sources; otherwise taken from the arrays above or from
             the first fMRI write.
+        forward : mne.Forward | None
+            The fixed-orientation forward solution the lead field comes from (saved as
+            ``meg-fwd.fif`` so MNE-Python inverses can be run on the dataset).
         """
         _check_name("subject name", name)
         if name in self._subjects:
@@ -297,6 +301,16 @@ class DatasetWriter:
                                      "non-negative integers (as MNE numbers them).")
             sizes.append(("vertices (lh + rh)", int(sum(v.size for v in vertices))))
             files["vertices"] = ([v.tolist() for v in vertices], VERTICES_FILE)
+        if forward is not None:
+            import mne
+
+            _check_type("forward", forward, mne.Forward, "mne.Forward")
+            if sub["n_channels"] is not None and forward["nchan"] != sub["n_channels"]:
+                raise ValueError(
+                    f"lead field vs channel count mismatch for subject {name!r}: the forward "
+                    f"has {forward['nchan']} channels but info has {sub['n_channels']}.")
+            sizes.append(("forward sources", int(forward["nsource"])))
+            files["forward"] = (forward, FORWARD_FILE)
         for what, size in sizes[1:]:
             if size != sizes[0][1]:
                 kind = "morph vs source-space" if "morph" in what + sizes[0][0] else "source-space"
@@ -324,6 +338,11 @@ class DatasetWriter:
                 scipy.sparse.save_npz(fid, obj)
         elif key == "vertices":
             write_json(dest, obj, what="vertices")
+        elif key == "forward":
+            import mne
+
+            with atomic_path(dest, what="forward solution") as tmp:
+                mne.write_forward_solution(tmp, obj, overwrite=True, verbose="error")
         else:
             save_npy(dest, obj, what=key)
         self._written.add(relpath)
@@ -620,6 +639,22 @@ class Dataset:
     def leadfield(self, subject) -> np.memmap:
         """Fixed-orientation lead field, memmap of shape (n_channels, n_sources)."""
         return self._load(self._file(subject, "leadfield"), "a lead field")
+
+    def anatomy(self, subject) -> dict:
+        """The subject's anatomy reference (FreeSurfer ``name``, ``subjects_dir``, ``trans``...)."""
+        return dict(self._sub(subject).get("anatomy", {}))
+
+    def forward(self, subject):
+        """The subject's fixed-orientation ``mne.Forward`` (if the dataset stores one)."""
+        import mne
+
+        if "forward" not in self._sub(subject)["files"]:
+            raise ValueError(f"Dataset '{self.path}' stores no forward solution for {subject!r}; "
+                             "recompute it with neurofuse.anatomy.make_forward.")
+        rel = self._file(subject, "forward")
+        fwd = mne.read_forward_solution(self.path / rel, verbose="error")
+        return mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True, use_cps=True,
+                                            verbose="error")
 
     def morph(self, subject):
         """fsaverage → subject morph, CSR of shape (n_sources, n_sources_fsaverage)."""

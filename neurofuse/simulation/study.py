@@ -370,6 +370,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
             fwd = make_forward(sub, spacing=config.spacing, n_jobs=n_jobs)
             sm.morph = make_morph(sub, spacing=config.spacing, src_to=fwd["src"])
             sm.extra["leadfield"] = get_leadfield(fwd)
+            sm.extra["forward"] = fwd
             sm.extra["vertices"] = [s["vertno"] for s in fwd["src"]]
             # Precompute the fsaverage -> sensor gain once: (n_channels, n_src) dense.
             sm.gain = np.asarray((scipy.sparse.csr_array(sm.morph).T @ sm.extra["leadfield"].T).T)
@@ -409,6 +410,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                 info=sm.subject.meg_info if "meg" in sm.modalities else None,
                 leadfield=sm.extra.get("leadfield"), morph=sm.morph,
                 vertices=sm.extra["vertices"], anatomy=sm.subject.to_json(),
+                forward=sm.extra.get("forward"),
                 cnr={m: (config.meg_cnr if m == "meg" else config.fmri_cnr) for m in sm.modalities},
             )
         model.save(writer.ground_truth_dir("encoding"), overwrite=True)

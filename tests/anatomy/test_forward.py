@@ -219,3 +219,11 @@ def test_bad_inputs(template):
         check_morph(scipy.sparse.eye_array(100), 8196, 8196)
     with pytest.raises(ValueError, match="no EEG channels"):
         make_forward(template, meg=False, eeg=True)
+
+
+def test_make_forward_is_fixed_orientation_cold_and_warm(template):
+    from mne.io.constants import FIFF
+
+    fwd = make_forward(template)
+    assert fwd["source_ori"] == FIFF.FIFFV_MNE_FIXED_ORI and fwd["surf_ori"]
+    assert fwd["sol"]["data"].shape == (306, 8196)

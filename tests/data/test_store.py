@@ -390,3 +390,16 @@ def test_unwritable_location(tmp_path):
                 pass
     finally:
         ro.chmod(0o700)
+
+
+def test_forward_and_anatomy_round_trip(tiny_study):
+    from neurofuse.data.store import read_dataset
+
+    ds = read_dataset(tiny_study)
+    fwd = ds.forward("S01")
+    np.testing.assert_array_equal(fwd["sol"]["data"].astype(np.float32), ds.leadfield("S01"))
+    assert fwd["sol"]["row_names"] == ds.info("S01")["ch_names"]
+    anat = ds.anatomy("S01")
+    assert anat["kind"] == "simulated" and anat["name"].startswith("sim-01")
+    with pytest.raises(ValueError, match="no forward solution"):
+        ds.forward("S02")

@@ -1,0 +1,1 @@
+"""Baselines: ridge encoding models (himalaya) and classical source imaging (MNE-Python)."""
