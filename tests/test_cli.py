@@ -41,3 +41,49 @@ def test_bad_arguments(tmp_path, capsys):
         main(["simulate", "tiny", "--out", str(tmp_path / "y"), "--meg-cnr", "-1"])
     assert main(["info", str(tmp_path)]) == 1
     assert "dataset" in capsys.readouterr().err.lower()
+
+
+def test_fit_predict_resume(tiny_study, tmp_path, capsys):
+    import mne
+    import numpy as np
+
+    from neurofuse.data.store import read_dataset
+
+    run = tmp_path / "run"
+    assert main(["fit", "tiny", "--data", str(tiny_study), "--out", str(run), "--epochs", "2", "-q"]) == 0
+    assert "Trained 2 epochs" in capsys.readouterr().out
+    assert (run / "model" / "model.safetensors").is_file() and (run / "history.csv").is_file()
+    # A second fit into the same folder must not silently restart it.
+    assert main(["fit", "tiny", "--data", str(tiny_study), "--out", str(run), "-q"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(["fit", "tiny", "--data", str(tiny_study), "--out", str(run), "--epochs", "3",
+                 "--resume", "-q"]) == 0
+    assert "Trained 3 epochs" in capsys.readouterr().out
+
+    ds = read_dataset(tiny_study)
+    stim = tmp_path / "stim.npy"
+    np.save(stim, np.array(ds.features("story-04")))
+    out = tmp_path / "pred"
+    assert main(["predict", str(run / "model"), "--stimulus", str(stim), "--out", str(out),
+                 "--sfreq", "50", "-q"]) == 0
+    stc = mne.read_source_estimate(out / "sources")
+    assert stc.data.shape == (8196, ds.n_times("story-04"))
+    raw = mne.io.read_raw_fif(out / "S01_pred-raw.fif", verbose="error")
+    assert raw.ch_names == ds.info("S01")["ch_names"]
+    assert np.load(out / "S02_bold.npy").shape == (8196, ds.n_times("story-04") // 100)
+    # wrong sampling rate is refused with the model's rate in the message
+    assert main(["predict", str(run / "model"), "--stimulus", str(stim), "--out",
+                 str(tmp_path / "p2"), "--sfreq", "100", "-q"]) == 1
+    assert "expected 50 Hz" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "tiny", "--data", str(tiny_study)])  # --out is required
+
+
+def test_fit_config_errors(tiny_study, tmp_path, capsys):
+    cfg = tmp_path / "fit.toml"
+    cfg.write_text('preset = "tiny"\n[train]\nlearning_rate = 0.1\n')
+    assert main(["fit", str(cfg), "--data", str(tiny_study), "--out", str(tmp_path / "r"), "-q"]) == 1
+    assert "Unknown training setting" in capsys.readouterr().err
+    cfg.write_text('[encoder]\nd_modle = 8\n')
+    assert main(["fit", str(cfg), "--data", str(tiny_study), "--out", str(tmp_path / "r"), "-q"]) == 1
+    assert "d_modle" in capsys.readouterr().err
