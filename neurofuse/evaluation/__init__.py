@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the simulation and prediction benchmarks, and the demo report."""
