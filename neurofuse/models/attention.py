@@ -204,7 +204,8 @@ class LagWindowAttention(nn.Module):
         Queries per block of the ``"blocked"`` implementation (memory and speed knob only;
         the result does not depend on it).
     bias : bool
-        Whether the q, k, v and output projections have a bias.
+        Whether the q, v and output projections have a bias (the key projection never has
+        one: softmax is invariant to it).
 
     Attributes
     ----------
@@ -241,7 +242,9 @@ class LagWindowAttention(nn.Module):
         self.block_size = _check_int("block_size", block_size)
         self.dropout = _check_dropout(dropout)
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        # No key bias: it adds q·b to every score of a query, which softmax ignores, so it
+        # would get exactly zero gradient and only drift under AdamW's weight decay.
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.lag_embedding = nn.Parameter(torch.empty(self.window, d_model))

@@ -158,7 +158,8 @@ class PieceLoader:
         Shuffling seed; epoch ``e`` uses ``(seed, e)`` so resuming reproduces the order.
     rank, world_size : int
         For data-parallel training: each rank takes every ``world_size``-th piece of the
-        global batch (the global batch is ``batch_size`` pieces).
+        global batch (the global batch is ``batch_size`` pieces). Every rank yields every
+        batch, so all ranks make the same number of backward passes; see :meth:`epoch`.
     meg_subjects, fmri_subjects : list of str
         Whose targets to load.
     """
@@ -185,14 +186,26 @@ class PieceLoader:
         return math.ceil(len(self.pieces) / self.batch_size)
 
     def epoch(self, epoch: int):
-        """Yield the batches of one epoch (dicts, see :meth:`load`)."""
+        """Yield the batches of one epoch (dicts, see :meth:`load`).
+
+        Each batch also holds ``n_real``, the number of this rank's pieces in it, and
+        ``weight = n_real * world_size / n_global``: a loss that is the mean over this rank's
+        pieces, multiplied by ``weight`` and averaged over ranks (as DDP averages gradients),
+        is the mean over the global batch, also when a short last batch does not split
+        evenly. A rank left without a piece of a short last batch still yields it (DDP needs
+        the same number of backward passes on every rank), with a stand-in piece,
+        ``n_real = 0`` and ``weight = 0``.
+        """
         order = np.arange(len(self.pieces))
         if self.shuffle:
             np.random.default_rng([self.seed, epoch]).shuffle(order)
         for b0 in range(0, len(order), self.batch_size):
-            idx = order[b0:b0 + self.batch_size][self.rank::self.world_size]
-            if len(idx):
-                yield self.load([self.pieces[i] for i in idx])
+            glob = order[b0:b0 + self.batch_size]
+            idx = glob[self.rank::self.world_size]
+            batch = self.load([self.pieces[i] for i in (idx if len(idx) else glob[:1])])
+            batch["n_real"] = len(idx)
+            batch["weight"] = len(idx) * self.world_size / len(glob)
+            yield batch
 
     def load(self, pieces):
         """Read a list of pieces of equal length.

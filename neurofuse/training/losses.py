@@ -90,8 +90,8 @@ def joint_loss(out, batch, weights, *, alpha_meg=1.0, alpha_fmri=1.0, alpha_smoo
     B, T = out.sources.shape[:2]
     dev = out.sources.device
     zero = out.sources.new_zeros(())
-    per_piece = {"meg": torch.zeros(B, device=dev), "fmri": torch.zeros(B, device=dev)}
-    count = {"meg": torch.zeros(B, device=dev), "fmri": torch.zeros(B, device=dev)}
+    per_piece = {"meg": out.sources.new_zeros(B), "fmri": out.sources.new_zeros(B)}
+    count = {"meg": out.sources.new_zeros(B), "fmri": out.sources.new_zeros(B)}
     for kind, preds, step, alpha in (("meg", out.meg, 1, alpha_meg),
                                      ("fmri", out.fmri, samples_per_tr, alpha_fmri)):
         if alpha == 0:

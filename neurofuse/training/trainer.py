@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,9 +331,12 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
         # gradient, so DDP must look for unused parameters. Buffers are fixed physics built
         # identically from the dataset on every rank (and sparse CSR morphs, which DDP cannot
         # broadcast), so they are not synchronised.
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True, broadcast_buffers=False)
+        with warnings.catch_warnings():  # torch >= 2.12 deprecates broadcast_buffers but
+            # its replacement still syncs buffers at construction, which sparse ones cannot.
+            warnings.filterwarnings("ignore", ".*broadcast_buffers", FutureWarning)
+            ddp_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True, broadcast_buffers=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.scheduler == "cosine":
@@ -386,13 +390,16 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
         for batch in train.epoch(epoch):
             terms = run_batch(batch, alphas, True)
             optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+            # weight = local pieces * world / global pieces (1 on one process): DDP's mean of
+            # the weighted local means is the mean over the global batch, even or not.
+            (terms.total * batch["weight"]).backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
-            for k, v in terms.as_floats().items():
-                sums[k] += v
-            n_batches += 1
+            if batch["n_real"]:
+                for k, v in terms.as_floats().items():
+                    sums[k] += v
+                n_batches += 1
         scheduler.step()
         row = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
                "alpha_fmri": alphas[1], "lr": optimizer.param_groups[0]["lr"]}
@@ -441,7 +448,7 @@ def _validate(model, loader, run_batch, alphas, distributed):
     n = torch.zeros(1)
     for batch in loader.epoch(0):
         terms = run_batch(batch, alphas, False)
-        b = len(batch["features"])
+        b = batch["n_real"]  # 0 for a stand-in piece (see PieceLoader.epoch)
         sums += torch.tensor([terms.total, terms.meg, terms.fmri, terms.smooth]).float() * b
         n += b
     if distributed:

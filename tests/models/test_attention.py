@@ -121,7 +121,8 @@ def test_lag_embedding_selects_latency_analytically(impl):
     eye = torch.eye(d_model, dtype=torch.float64)
     with torch.no_grad():
         for lin in (m.q_proj, m.k_proj, m.v_proj, m.out_proj):
-            lin.bias.zero_()
+            if lin.bias is not None:
+                lin.bias.zero_()
         m.q_proj.weight.zero_()
         m.q_proj.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]))  # c: head 0 (1, 0), head 1 (0, 1)
         m.k_proj.weight.zero_()

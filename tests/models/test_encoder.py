@@ -104,7 +104,7 @@ def test_encoder_layer_matches_torch_post_norm_layout():
         ref.self_attn.in_proj_weight.copy_(
             torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
         )
-        ref.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+        ref.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, torch.zeros_like(a.q_proj.bias), a.v_proj.bias]))
         ref.self_attn.out_proj.weight.copy_(a.out_proj.weight)
         ref.self_attn.out_proj.bias.copy_(a.out_proj.bias)
         for name in ("linear1", "linear2", "norm1", "norm2"):

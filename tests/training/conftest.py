@@ -1,8 +1,10 @@
 """Small dataset stores for the training tests.
 
-``make_store`` writes a synthetic study directly with :class:`DatasetWriter` (10 Hz, TR 1 s,
-12 fsaverage sources, one MEG and one fMRI subject): big enough to exercise pieces, the
-curriculum, checkpoints and DDP, small enough that a fit takes about a second. The learning
+``make_store`` writes a synthetic study directly with :class:`DatasetWriter` (5 Hz, TR 2 s,
+12 fsaverage sources, one MEG and one fMRI subject): big enough to exercise the paper's
+40-s pieces with a 20-s loss window, the curriculum, checkpoints and DDP, small enough that
+a fit takes about a second. Pieces cover 20 TRs, longer than the 17-tap HRF, so every HRF
+parameter gets a real gradient. The learning
 test (test_trainer.py) uses a real simulated study instead.
 """
 
@@ -11,17 +13,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse
+import torch
 
 from neurofuse.data.store import DatasetWriter, expected_n_trs, read_dataset
 
-SFREQ, TR = 10.0, 1.0
+SFREQ, TR = 5.0, 2.0
 N_FEAT, N_SRC_FS = 6, 12
-# Tiny encoder used by the trainer tests; window/block in samples at 10 Hz.
+# Tiny encoder used by the trainer tests; window in samples at 5 Hz.
 SMALL_ENCODER = dict(d_model=8, n_layers=2, n_heads=2, d_ff=16, window=10)
 
 
-def make_store(path, *, train_durations=(14.0, 14.0), val_duration=8.0, test_duration=8.0,
-               n_repeats=3, seed=0, meg=True, fmri=True, test_noise=None):
+def make_store(path, *, train_durations=(140.0, 140.0), val_duration=60.0, test_duration=60.0,
+               n_repeats=3, seed=0, meg=True, fmri=True, meg_noise=None):
     """Write a synthetic dataset store and return it opened.
 
     Sources are a random linear, 3-sample-lagged function of the features; MEG is
@@ -32,9 +35,11 @@ def make_store(path, *, train_durations=(14.0, 14.0), val_duration=8.0, test_dur
     ----------
     train_durations : tuple of float
         Seconds per training story (whole TRs unless a test wants otherwise).
-    test_noise : dict | None
-        ``{"meg": array (n_channels,)}`` noise SD per channel for the test story only (to
-        give the test story a repeatability pattern unlike the val story's).
+    n_repeats : int | dict
+        Presentations of the val and test stories, or ``{"val": n, "test": m}``.
+    meg_noise : dict | None
+        ``{split: array (5,)}``: MEG noise SD per channel, relative to the signal SD, for the
+        stories of that split (default 1: CNR 1 everywhere).
     """
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((N_FEAT, N_SRC_FS))
@@ -62,12 +67,12 @@ def make_store(path, *, train_durations=(14.0, 14.0), val_duration=8.0, test_dur
             x = rng.standard_normal((n_times, N_FEAT))
             wr.write_features(name, x)
             s = np.roll(x @ w, 3, axis=0)  # (T, n_src)
-            reps = 1 if split == "train" else n_repeats
+            reps = 1 if split == "train" else (
+                n_repeats[split] if isinstance(n_repeats, dict) else n_repeats)
             if meg:
                 clean = lf @ (m_meg @ s.T)  # (5, T)
-                sd = np.full((5, 1), clean.std())
-                if split == "test" and test_noise is not None:
-                    sd = np.asarray(test_noise["meg"], float)[:, None] * clean.std()
+                rel = (meg_noise or {}).get(split, np.ones(5))
+                sd = np.asarray(rel, float)[:, None] * clean.std()
                 wr.write_meg("M1", name, clean + sd * rng.standard_normal((reps, *clean.shape)))
             if fmri:
                 n_tr = expected_n_trs(n_times, SFREQ, TR)
@@ -80,5 +85,26 @@ def make_store(path, *, train_durations=(14.0, 14.0), val_duration=8.0, test_dur
 
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory):
-    """Two 14-s training stories: 12 pieces of 4 s (loss 2 s), 1 MEG + 1 fMRI subject."""
+    """Two 140-s training stories: 12 pieces of 40 s (loss 20 s); 1 MEG + 1 fMRI subject."""
     return make_store(tmp_path_factory.mktemp("store") / "small")
+
+
+@pytest.fixture(scope="session")
+def store_factory(tmp_path_factory):
+    """``make_store`` with a fresh folder: ``store_factory(**kwargs)``."""
+    def factory(**kwargs):
+        return make_store(tmp_path_factory.mktemp("store") / "ds", **kwargs)
+
+    return factory
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Run the training tests on one torch thread: the models here are tiny, so more threads
+    only add synchronisation, and on a busy machine OpenMP's waiting threads make a step
+    ~10x slower (measured). Module scope, so module fixtures (runs that tests compare
+    with) use the same thread count as the tests: summation order changes with it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
