@@ -162,10 +162,14 @@ class PieceLoader:
         batch, so all ranks make the same number of backward passes; see :meth:`epoch`.
     meg_subjects, fmri_subjects : list of str
         Whose targets to load.
+    fmri_targets : dict | None
+        ``{subject: {story: array (n_sources, n_trs)}}`` replacing the recorded fMRI of those
+        stories as targets (paper footnote 2: training fMRI denoised by a ridge model's
+        predictions). Stories not in it use the recorded data.
     """
 
     def __init__(self, dataset, pieces, *, batch_size=8, shuffle=True, seed=0, rank=0,
-                 world_size=1, meg_subjects=(), fmri_subjects=()):
+                 world_size=1, meg_subjects=(), fmri_subjects=(), fmri_targets=None):
         if batch_size % world_size:
             raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of "
                              f"processes ({world_size}).")
@@ -173,6 +177,7 @@ class PieceLoader:
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.meg_subjects, self.fmri_subjects = list(meg_subjects), list(fmri_subjects)
+        self.fmri_targets = _check_fmri_targets(dataset, fmri_targets or {})
         self.samples_per_tr = int(round(dataset.tr * dataset.sfreq))
         # One scale per subject and modality so targets are O(1) numbers (r is scale-free).
         self.scales = {}
@@ -207,6 +212,14 @@ class PieceLoader:
             batch["weight"] = len(idx) * self.world_size / len(glob)
             yield batch
 
+    def _fmri(self, sub, piece, n):
+        """fMRI target (n_sources, n_trs) of one piece: replacement or repeat-averaged data."""
+        start, length = piece.start // n, piece.n_times // n
+        override = self.fmri_targets.get(sub, {}).get(piece.story)
+        if override is not None:
+            return np.asarray(override[:, start:start + length], np.float64)
+        return _mean_repeats(self.dataset.fmri(sub, piece.story), start, length)
+
     def load(self, pieces):
         """Read a list of pieces of equal length.
 
@@ -234,11 +247,24 @@ class PieceLoader:
         for sub in self.fmri_subjects:
             rows = [i for i, p in enumerate(pieces) if ds.has(sub, "fmri", p.story)]
             if rows:
-                arr = np.stack([_mean_repeats(ds.fmri(sub, pieces[i].story), pieces[i].start // n,
-                                              pieces[i].n_times // n).T for i in rows])
+                arr = np.stack([self._fmri(sub, pieces[i], n).T for i in rows])
                 batch["fmri"][sub] = ((arr * self.scales[("fmri", sub)]).astype(np.float32),
                                       np.array(rows))
         return batch
+
+
+def _check_fmri_targets(dataset, targets):
+    """Validate replacement fMRI targets against the dataset's shapes."""
+    for sub, stories in targets.items():
+        for story, arr in stories.items():
+            if not dataset.has(sub, "fmri", story):
+                raise ValueError(f"fmri_targets has {sub!r}/{story!r}, which the dataset has no "
+                                 "fMRI for.")
+            expected = dataset.fmri(sub, story).shape[1:]
+            if np.shape(arr) != expected:
+                raise ValueError(f"fmri_targets[{sub!r}][{story!r}] must have shape {expected} "
+                                 f"(n_sources, n_trs) like the recorded fMRI, got {np.shape(arr)}.")
+    return targets
 
 
 def _mean_repeats(mm, start, length):

@@ -250,7 +250,7 @@ def load_checkpoint(ckpt_dir):
 
 @verbose
 def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, device=None,
-        epoch_callback=None, verbose=None):
+        denoised_fmri=None, epoch_callback=None, verbose=None):
     """Train the joint model on a dataset store.
 
     Parameters
@@ -268,6 +268,10 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
         Continue from ``out/checkpoints`` exactly where it stopped.
     device : str | torch.device | None
         Defaults to CUDA (this process's local rank under torchrun) when available, else CPU.
+    denoised_fmri : dict | None
+        ``{subject: {story: array (n_sources, n_trs)}}``: training-story fMRI targets to use
+        instead of the recordings, e.g. the fMRI ridge ceiling's predictions (paper footnote
+        2). Validation always uses the recorded fMRI.
     epoch_callback : callable | None
         Called as ``epoch_callback(epoch, row)`` after each epoch (``row``: the history dict).
     verbose : bool | str | None
@@ -317,7 +321,8 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
     train = PieceLoader(dataset, make_pieces(dataset, train_stories, piece_seconds=cfg.piece_seconds,
                                              loss_seconds=cfg.loss_seconds),
                         batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, rank=rank,
-                        world_size=world, meg_subjects=meg_subs, fmri_subjects=fmri_subs)
+                        world_size=world, meg_subjects=meg_subs, fmri_subjects=fmri_subs,
+                        fmri_targets=denoised_fmri)
     val = PieceLoader(dataset, make_pieces(dataset, val_stories, piece_seconds=cfg.piece_seconds,
                                            loss_seconds=cfg.loss_seconds),
                       batch_size=cfg.batch_size, shuffle=False, rank=rank, world_size=world,

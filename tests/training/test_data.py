@@ -206,3 +206,27 @@ def test_piece_loader_splits_global_batches_across_ranks(small_store, n_pieces):
                 assert len(b["features"]) == 1
     with pytest.raises(ValueError, match="divisible"):
         _loader(ds, pieces, batch_size=5, world_size=2)
+
+
+def test_denoised_fmri_targets_replace_training_data(small_store):
+    """Footnote 2: replacement targets are used for the given stories only, shapes checked."""
+    from neurofuse.data.store import read_dataset
+    from neurofuse.training.data import PieceLoader, make_pieces
+
+    ds = read_dataset(small_store) if not hasattr(small_store, "splits") else small_store
+    sub = next(s for s in ds.subjects if "fmri" in ds.modalities(s))
+    story = ds.splits["train"][0]
+    shape = ds.fmri(sub, story).shape[1:]
+    fake = np.arange(np.prod(shape), dtype=float).reshape(shape)
+    pieces = [p for p in make_pieces(ds, [story])][:1]
+    plain = PieceLoader(ds, pieces, batch_size=1, shuffle=False, fmri_subjects=[sub])
+    swapped = PieceLoader(ds, pieces, batch_size=1, shuffle=False, fmri_subjects=[sub],
+                          fmri_targets={sub: {story: fake}})
+    a = plain.load(pieces)["fmri"][sub][0][0]
+    b = swapped.load(pieces)["fmri"][sub][0][0]
+    n = int(round(ds.tr * ds.sfreq))
+    expected = fake[:, pieces[0].start // n: pieces[0].start // n + pieces[0].n_times // n].T
+    np.testing.assert_allclose(b / swapped.scales[("fmri", sub)], expected, rtol=1e-5)
+    assert not np.allclose(a, b)
+    with pytest.raises(ValueError, match="must have shape"):
+        PieceLoader(ds, pieces, fmri_subjects=[sub], fmri_targets={sub: {story: fake[:, :-1]}})
