@@ -1,0 +1,21 @@
+"""Figures and the HTML report: surface maps (nilearn, embedded fsaverage5), MEG sensor
+topomaps (MNE), time courses, training curves, source-recovery bars, and ``mne.Report``.
+
+All figures are ``matplotlib.figure.Figure`` objects rendered with Agg (no display needed).
+"""
+
+from .figures import (
+    format_cnr,
+    plot_recovery_bars,
+    plot_sensor_topomaps,
+    plot_time_courses,
+    plot_training_curves,
+)
+from .report import REPORT_SECTIONS, make_report, results_tables_html, rows_to_html
+from .surface import plot_source_map, spread_to_mesh
+
+__all__ = [
+    "REPORT_SECTIONS", "format_cnr", "make_report", "plot_recovery_bars", "plot_sensor_topomaps",
+    "plot_source_map", "plot_time_courses", "plot_training_curves", "results_tables_html",
+    "rows_to_html", "spread_to_mesh",
+]
