@@ -9,7 +9,12 @@ import torch
 
 from neurofuse.data.store import read_dataset
 from neurofuse.models.joint import JointModel
-from neurofuse.models.predict import predict_bold, predict_meg, predict_sources, to_source_estimate
+from neurofuse.models.predict import (
+    predict_bold,
+    predict_meg,
+    predict_sources,
+    to_source_estimate,
+)
 
 SMALL = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, window=20, dropout=0.0, block_size=16)
 
