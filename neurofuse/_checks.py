@@ -86,3 +86,26 @@ def _check_random_state(seed) -> np.random.Generator:
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
         return np.random.default_rng(seed)
     raise TypeError(f"'seed' must be None, an int or a numpy Generator, got {type(seed).__name__}.")
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    """Check an integer (not a bool) >= ``minimum``; return it as int."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"'{name}' must be an int, got {type(value).__name__} ({value!r}).")
+    if value < minimum:
+        raise ValueError(f"'{name}' must be an int >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_keys(what: str, given, valid) -> None:
+    """Raise ValueError naming unknown keys of a config, with close matches and valid keys."""
+    import difflib
+
+    valid = list(valid)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), valid, 1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"Unknown {what} key(s): {', '.join(hints)}. Valid keys: {valid}.")

@@ -12,14 +12,19 @@ fMRI head of the MEG-fMRI encoding model (paper §2.2)::
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal
 from scipy.special import gammaln
 
-from ._checks import _check_finite, _check_ndim, _check_positive, _check_type
+from ._checks import (
+    _check_finite,
+    _check_int,
+    _check_ndim,
+    _check_positive,
+    _check_type,
+)
 from ._logging import logger
 
 __all__ = ["envelope", "make_bold", "spm_hrf"]
@@ -212,12 +217,7 @@ def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
         raise TypeError("'sources' must be real-valued, got a complex array.")
     sfreq = _check_positive("sfreq", sfreq)
     tr = _check_positive("tr", tr)
-    if (
-        not isinstance(chunk_size, numbers.Integral)
-        or isinstance(chunk_size, bool)
-        or chunk_size < 1
-    ):
-        raise ValueError(f"'chunk_size' must be a positive integer, got {chunk_size!r}.")
+    _check_int("chunk_size", chunk_size, 1)
     kw = _validate_hrf_kwargs(hrf_kwargs)
     n_per_tr = _samples_per_tr(sfreq, tr)
     n_sources, n_times = sources.shape

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import _check_option
+from .._checks import _check_keys, _check_option
 from .attention import IMPLS, LagWindowAttention, _check_heads
 
 __all__ = ["EncoderConfig", "EncoderLayer", "StimulusEncoder"]
@@ -93,13 +93,7 @@ class EncoderConfig:
         """
         if not isinstance(config, dict):
             raise TypeError(f"'config' must be a dict, got {type(config).__name__}.")
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = [key for key in config if key not in valid]
-        if unknown:
-            raise ValueError(
-                f"Unknown EncoderConfig key{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(k) for k in unknown)}; valid keys are {valid}."
-            )
+        _check_keys("EncoderConfig", config, [f.name for f in dataclasses.fields(cls)])
         return cls(**config)
 
 

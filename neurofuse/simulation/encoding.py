@@ -37,6 +37,7 @@ import numpy as np
 
 from .._checks import (
     _check_finite,
+    _check_int,
     _check_ndim,
     _check_positive,
     _check_random_state,
@@ -220,12 +221,7 @@ def _check_hemi(hemi, src_pos):
 
 
 def _check_chunk(chunk_size):
-    if (
-        not isinstance(chunk_size, numbers.Integral)
-        or isinstance(chunk_size, bool)
-        or chunk_size < 1
-    ):
-        raise ValueError(f"'chunk_size' must be a positive integer, got {chunk_size!r}.")
+    _check_int("chunk_size", chunk_size, 1)
     return int(chunk_size)
 
 
@@ -642,12 +638,7 @@ def make_encoding_model(
     slices = _check_stream_slices(stream_slices, n_features)
     sfreq = _check_positive("sfreq", sfreq)
     amplitude = _check_positive("amplitude", amplitude)
-    if (
-        not isinstance(n_components, numbers.Integral)
-        or isinstance(n_components, bool)
-        or n_components < 1
-    ):
-        raise ValueError(f"'n_components' must be a positive integer, got {n_components!r}.")
+    _check_int("n_components", n_components, 1)
     lags = {s: DEFAULT_LAGS[s] for s in slices}
     if stream_lags is not None:
         _check_type("stream_lags", stream_lags, dict, "a dict of stream name -> seconds, or None")

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 
-from .._checks import _check_positive, _check_random_state, _check_type
+from .._checks import _check_int, _check_positive, _check_random_state, _check_type
 from .._logging import logger
 
 __all__ = ["STREAM_NAMES", "StimulusGenerator", "Story"]
@@ -126,14 +126,6 @@ class Story:
                 f"{list(self.stream_slices)}, got {name!r}."
             )
         return self.features[:, self.stream_slices[name]]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"'{name}' must be an int, got {type(value).__name__} ({value!r}).")
-    if value < minimum:
-        raise ValueError(f"'{name}' must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 class StimulusGenerator:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_option, _check_positive
+from .._checks import _check_keys, _check_option, _check_positive
 from .._io import check_writable_dir
 from .._logging import logger, progress_enabled, verbose
 
@@ -166,14 +166,7 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, values: dict) -> StudyConfig:
         """Build from a dict, rejecting keys that are not fields (typos do not pass silently)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            import difflib
-
-            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, names, 1)[0]!r}?)"
-                     if difflib.get_close_matches(k, names, 1) else repr(k) for k in unknown]
-            raise ValueError(f"Unknown StudyConfig key(s): {', '.join(hints)}. Valid keys: {names}.")
+        _check_keys("StudyConfig", values, [f.name for f in dataclasses.fields(cls)])
         return cls(**values)
 
     @classmethod

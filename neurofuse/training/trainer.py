@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import _check_option, _check_positive
+from .._checks import _check_keys, _check_option, _check_positive
 from .._io import atomic_dir, atomic_path, write_json
 from .._logging import logger, progress_enabled, verbose
 from .data import PieceLoader, loss_weights, make_pieces
@@ -118,14 +118,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            import difflib
-
-            hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(
-                k, names, 1)) else "") for k in unknown]
-            raise ValueError(f"Unknown training setting(s): {', '.join(hints)}. Valid: {names}.")
+        _check_keys("training setting (TrainConfig)", values,
+                    [f.name for f in dataclasses.fields(cls)])
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -131,7 +131,7 @@ def test_config_roundtrip_and_frozen():
 
 def test_config_unknown_key():
     with pytest.raises(
-        ValueError, match=r"Unknown EncoderConfig key 'd_modle'.*valid keys.*'d_model'"
+        ValueError, match=r"Unknown EncoderConfig key.*'d_modle'.*did you mean 'd_model'.*Valid keys"
     ):
         EncoderConfig.from_dict({"d_modle": 128})
     with pytest.raises(ValueError, match="'d_modle'"):
