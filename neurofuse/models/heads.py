@@ -54,17 +54,16 @@ def analytic_envelope(x: torch.Tensor, dim: int = -1, eps: float = 0.0) -> torch
     env : tensor, same shape as ``x``
     """
     n = x.shape[dim]
-    spec = torch.fft.fft(x, dim=dim)
-    h = torch.zeros(n, dtype=x.dtype, device=x.device)
+    # One-sided spectrum of the real signal (half the work of a complex FFT), doubled except
+    # at DC and Nyquist; the inverse complex FFT of it zero-padded to n is the analytic signal.
+    spec = torch.fft.rfft(x, dim=dim)  # (..., n // 2 + 1, ...)
+    h = torch.full((spec.shape[dim],), 2.0, dtype=x.dtype, device=x.device)
     h[0] = 1.0
     if n % 2 == 0:
-        h[n // 2] = 1.0
-        h[1 : n // 2] = 2.0
-    else:
-        h[1 : (n + 1) // 2] = 2.0
+        h[-1] = 1.0
     shape = [1] * x.ndim
-    shape[dim] = n
-    z = torch.fft.ifft(spec * h.view(shape), dim=dim)
+    shape[dim] = -1
+    z = torch.fft.ifft(spec * h.view(shape), n=n, dim=dim)
     return torch.sqrt(z.real**2 + z.imag**2 + eps)
 
 
@@ -228,7 +227,9 @@ class FMRIHead(nn.Module):
             raise ValueError(f"The piece length ({T} samples) must be a whole number of TRs "
                              f"({self.samples_per_tr} samples at {self.sfreq:g} Hz).")
         flat = sources.reshape(B * T, S).T  # (S, B*T)
-        x = (self.morph.to(sources.dtype) @ flat).T.reshape(B, T, -1)  # (B, T, n_sub)
-        env = analytic_envelope(x, dim=1, eps=1e-12)
-        p = env.reshape(B, T // self.samples_per_tr, self.samples_per_tr, -1).mean(2)  # (B, n_tr, n_sub)
-        return self.hrf(p)
+        # Keep time as the last, contiguous axis: the FFTs of the envelope run ~2x faster than
+        # along a strided axis, and the morph product already comes out in this layout.
+        x = (self.morph.to(sources.dtype) @ flat).view(-1, B, T)  # (n_sub, B, T)
+        env = analytic_envelope(x, dim=-1, eps=1e-12)
+        p = env.view(-1, B, T // self.samples_per_tr, self.samples_per_tr).mean(-1)  # (n_sub, B, n_tr)
+        return self.hrf(p.permute(1, 2, 0))  # (B, n_tr, n_sub)
