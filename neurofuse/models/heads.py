@@ -230,6 +230,21 @@ class FMRIHead(nn.Module):
         # Keep time as the last, contiguous axis: the FFTs of the envelope run ~2x faster than
         # along a strided axis, and the morph product already comes out in this layout.
         x = (self.morph.to(sources.dtype) @ flat).view(-1, B, T)  # (n_sub, B, T)
+        return self.bold(x)
+
+    def bold(self, x: torch.Tensor) -> torch.Tensor:
+        """BOLD of subject-space source activity (any subset of this subject's sources).
+
+        Parameters
+        ----------
+        x : tensor, shape (n_rows, B, T)
+            Morphed source activity, time last; ``T`` a whole number of TRs.
+
+        Returns
+        -------
+        bold : tensor, shape (B, T // samples_per_tr, n_rows)
+        """
+        n_rows, B, T = x.shape
         env = analytic_envelope(x, dim=-1, eps=1e-12)
-        p = env.view(-1, B, T // self.samples_per_tr, self.samples_per_tr).mean(-1)  # (n_sub, B, n_tr)
-        return self.hrf(p.permute(1, 2, 0))  # (B, n_tr, n_sub)
+        p = env.view(n_rows, B, T // self.samples_per_tr, self.samples_per_tr).mean(-1)  # (n_rows, B, n_tr)
+        return self.hrf(p.permute(1, 2, 0))  # (B, n_tr, n_rows)

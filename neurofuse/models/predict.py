@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .._checks import _check_finite, _check_ndim, _check_option, _check_sfreq
-from .heads import analytic_envelope
 
 
 def _check_features(model, features, sfreq):
@@ -125,7 +124,7 @@ def to_source_estimate(model, sources, *, subject=None, tmin=0.0):
 
 
 @torch.no_grad()
-def predict_meg(model, subject, sources, *, tmin=0.0):
+def predict_meg(model, subject, sources):
     """A subject's predicted MEG as ``mne.io.RawArray``.
 
     Parameters
@@ -134,8 +133,6 @@ def predict_meg(model, subject, sources, *, tmin=0.0):
     subject : str
         An MEG subject of the model.
     sources : array, shape (n_sources_fsaverage, n_times)
-    tmin : float
-        Not stored in the Raw (which starts at 0); kept for symmetry with SourceEstimate.
 
     Returns
     -------
@@ -169,22 +166,20 @@ def predict_bold(model, subject, sources, *, rows_per_chunk=1024):
 
     Returns
     -------
-    bold : array, shape (n_sources_subject, n_trs)
+    bold : array, shape (n_sources_subject, n_trs), float32
     """
     _check_option("subject", subject, list(model.fmri_heads))
     head = model.fmri_heads[subject]
     n = head.samples_per_tr
     n_times = (np.shape(sources)[1] // n) * n
     morph = _csr_to_scipy(head.morph)
-    kernel = head.hrf.kernel().double().cpu().numpy()
-    out = np.empty((morph.shape[0], n_times // n))
+    dtype = head.hrf.log_params.dtype
+    out = np.empty((morph.shape[0], n_times // n), np.float32)
     for r0 in range(0, morph.shape[0], rows_per_chunk):
         x = morph[r0:r0 + rows_per_chunk] @ np.asarray(sources[:, :n_times], np.float64)
-        env = analytic_envelope(torch.as_tensor(x), dim=1).numpy()
-        p = env.reshape(len(x), -1, n).mean(-1)  # (rows, n_trs)
-        # causal convolution with the kernel, zero before the first TR
-        full = np.apply_along_axis(lambda r: np.convolve(r, kernel)[: p.shape[1]], 1, p)
-        out[r0:r0 + len(x)] = full
+        # The head's own envelope -> TR mean -> HRF, on these rows over the whole stimulus.
+        bold = head.bold(torch.as_tensor(x, dtype=dtype)[:, None])  # (1, n_trs, rows)
+        out[r0:r0 + len(x)] = bold[0].T.cpu().numpy()
     return out
 
 
@@ -238,6 +233,6 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
                 predict_meg(model, sub, sources).save(tmp / f"{sub}_pred-raw.fif", verbose="error")
                 names.append(f"{sub}_pred-raw.fif")
             if sub in model.fmri_heads:
-                np.save(tmp / f"{sub}_bold.npy", predict_bold(model, sub, sources).astype(np.float32))
+                np.save(tmp / f"{sub}_bold.npy", predict_bold(model, sub, sources))
                 names.append(f"{sub}_bold.npy")
     return [out / n for n in names]

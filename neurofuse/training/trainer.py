@@ -34,7 +34,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .._checks import _check_keys, _check_option, _check_positive
@@ -364,7 +363,7 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.mixed_precision and
            device.type == "cuda" else contextlib.nullcontext())
 
-    def run_batch(batch, alphas, train_mode):
+    def run_batch(batch, alphas):
         b = _to_device(batch, device)
         with amp:
             # Heads whose loss weight is 0 are not evaluated (the MEG-first phase skips fMRI).
@@ -387,7 +386,7 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
         model.train()
         sums, n_batches = {"total": 0.0, "meg": 0.0, "fmri": 0.0, "smooth": 0.0}, 0
         for batch in train.epoch(epoch):
-            terms = run_batch(batch, alphas, True)
+            terms = run_batch(batch, alphas)
             optimizer.zero_grad(set_to_none=True)
             # weight = local pieces * world / global pieces (1 on one process): DDP's mean of
             # the weighted local means is the mean over the global batch, even or not.
@@ -446,7 +445,7 @@ def _validate(model, loader, run_batch, alphas, distributed):
     sums = torch.zeros(4)
     n = torch.zeros(1)
     for batch in loader.epoch(0):
-        terms = run_batch(batch, alphas, False)
+        terms = run_batch(batch, alphas)
         b = batch["n_real"]  # 0 for a stand-in piece (see PieceLoader.epoch)
         sums += torch.tensor([terms.total, terms.meg, terms.fmri, terms.smooth]).float() * b
         n += b
@@ -472,12 +471,6 @@ def _write_history(path, history):
     writer.writerows(history)
     with atomic_path(path, what="training log") as tmp:
         tmp.write_text(buf.getvalue())
-
-
-def seed_everything(seed: int):
-    """Seed torch and numpy's global generators (for scripts; fit seeds what it uses)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
 
 
 #: Named training set-ups: ``train`` holds TrainConfig fields, ``encoder`` StimulusEncoder sizes.

@@ -95,8 +95,11 @@ def test_mne_outputs(ds, model):
     head = model.meg_heads["S01"]
     expected = np.asarray(ds.leadfield("S01"), float) @ (ds.morph("S01") @ src.astype(float))
     np.testing.assert_allclose(raw.get_data(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
-    bold = predict_bold(model, "S02", src)
+    bold = predict_bold(model, "S02", src, rows_per_chunk=1000)
     assert bold.shape == (8196, len(feats) // 100)
+    with torch.no_grad():  # row chunks == the head applied to the whole stimulus at once
+        ref = model.fmri_heads["S02"](torch.as_tensor(src.T)[None])[0].T.numpy()
+    np.testing.assert_allclose(bold, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
     assert head.scale > 0
 
 
