@@ -67,6 +67,7 @@ import numpy as np
 from .._checks import _check_int, _check_option, _check_positive, _check_random_state
 from .._io import atomic_dir, write_json
 from .._logging import logger, progress_enabled, verbose
+from ..anatomy.cortex import fsaverage_source_positions
 from .metrics import pearson_r, top_quartile
 
 __all__ = [
@@ -92,46 +93,6 @@ _HEMIS = ("lh", "rh")
 
 
 # ============================================================================ geometry
-def fsaverage_source_positions(vertices=None, *, spacing="oct6", surface="pial"):
-    """Positions of fsaverage source vertices on an fsaverage surface.
-
-    Parameters
-    ----------
-    vertices : [array, array] | None
-        ``[lh_vertno, rh_vertno]`` vertex numbers of the fsaverage5 mesh (a model's
-        ``vertices``); ``None``: the embedded fsaverage ``spacing`` source space.
-    spacing : str
-        Source space used when ``vertices`` is None.
-    surface : 'pial' | 'white' | 'inflated'
-        Surface the positions are taken on. ECoG electrodes lie on the pial surface.
-
-    Returns
-    -------
-    pos : array, shape (n_sources, 3)
-        Metres, fsaverage surface RAS (≈ MNI305), lh sources first.
-    hemi : array of str, shape (n_sources,)
-    """
-    from ..anatomy import get_source_space, make_template_subject
-    from ..anatomy.template import read_template_surface
-
-    _check_option("surface", surface, ("pial", "white", "inflated"))
-    if vertices is None:
-        src = get_source_space(make_template_subject(meg=False), spacing)
-        vertices = [s["vertno"] for s in src]
-    if len(vertices) != 2:
-        raise ValueError(f"'vertices' must be [lh_vertno, rh_vertno], got {len(vertices)} entries.")
-    pos, hemi = [], []
-    for h, vertno in zip(_HEMIS, vertices):
-        rr, _ = read_template_surface(surface, h)
-        vertno = np.asarray(vertno, dtype=np.int64)
-        if vertno.size and (vertno.min() < 0 or vertno.max() >= len(rr)):
-            raise ValueError(f"'vertices' ({h}) must index the fsaverage5 mesh (0..{len(rr) - 1}), "
-                             f"got {vertno.min()}..{vertno.max()}.")
-        pos.append(rr[vertno] * 1e-3)
-        hemi.append(np.full(len(vertno), h))
-    return np.concatenate(pos), np.concatenate(hemi)
-
-
 def nearest_sources(points, source_pos, *, k=1, points_hemi=None, source_hemi=None):
     """The ``k`` nearest sources of each point (Euclidean, optionally within its hemisphere).
 

@@ -17,13 +17,14 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .._checks import _check_keys, _check_option
 from .attention import IMPLS, LagWindowAttention, _check_heads
 
-__all__ = ["EncoderConfig", "EncoderLayer", "StimulusEncoder"]
+__all__ = ["EncoderConfig", "EncoderLayer", "SourceLayer", "StimulusEncoder"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class EncoderConfig:
         (their null space); whatever the initial weights put there, MEG never corrects, so a
         small start (0.01) acts as an implicit minimum-norm prior. 1 is PyTorch's default. The
         paper does not specify the initialisation. Only affects a new model.
+    source_fwhm : float | None
+        Full width at half maximum, in mm, of a fixed Gaussian smoother ``K`` applied to the
+        source layer: ``sources = K (W z + b)`` (:class:`SourceLayer`). None (the paper's
+        model) means no smoothing. Neighbouring cortex carries correlated activity, and the
+        lead fields cannot tell neighbours apart, so with little data each source's own
+        weights fit noise; ``K`` restricts the sources to spatially smooth patterns (the
+        prior LORETA-type inverses use). ``K`` is built from the source positions by
+        :meth:`~neurofuse.models.joint.JointModel.from_dataset`; a bare encoder keeps
+        ``K = I`` until :meth:`SourceLayer.set_smoother` is called. Not in the paper.
     """
 
     d_stim: int = 852
@@ -68,10 +78,11 @@ class EncoderConfig:
     d_src: int = 8196
     block_size: int = 128
     source_init_scale: float = 0.01
+    source_fwhm: float | None = None
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            if field.name in ("dropout", "source_init_scale"):
+            if field.name in ("dropout", "source_init_scale", "source_fwhm"):
                 continue
             value = getattr(self, field.name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
@@ -92,6 +103,13 @@ class EncoderConfig:
                 or not math.isfinite(scale):
             raise ValueError(f"'source_init_scale' must be a finite number > 0, got {scale!r}.")
         object.__setattr__(self, "source_init_scale", float(scale))
+        fwhm = self.source_fwhm
+        if fwhm is not None:
+            if not isinstance(fwhm, numbers.Real) or isinstance(fwhm, bool) or not fwhm > 0 \
+                    or not math.isfinite(fwhm):
+                raise ValueError(f"'source_fwhm' must be None or a finite number of mm > 0, "
+                                 f"got {fwhm!r}.")
+            object.__setattr__(self, "source_fwhm", float(fwhm))
         _check_heads(self.d_model, self.n_heads)
 
     def to_dict(self) -> dict:
@@ -149,6 +167,81 @@ class EncoderLayer(nn.Module):
         return self.norm2(x + self.dropout2(ff))  # (B, T, d_model)
 
 
+class SourceLayer(nn.Module):
+    """The source layer: ``sources = K (W z + b)``, with ``K`` a fixed spatial smoother.
+
+    Without smoothing (``K = I``) this is an ``nn.Linear(d_model, d_src)``, with the same
+    parameter names, initial draw and state-dict keys.
+
+    Parameters
+    ----------
+    d_model, d_src : int
+    init_scale : float
+        Factor on PyTorch's default initial weights (see
+        :attr:`EncoderConfig.source_init_scale`); the bias starts at 0.
+    smooth : bool
+        Hold a smoother ``K`` (a sparse CSR buffer, identity until :meth:`set_smoother`).
+
+    Attributes
+    ----------
+    weight : Parameter, shape (d_src, d_model)
+        ``W``, before smoothing.
+    bias : Parameter, shape (d_src,)
+    smoother : sparse CSR tensor, shape (d_src, d_src) | None
+    """
+
+    def __init__(self, d_model, d_src, *, init_scale=0.01, smooth=False):
+        super().__init__()
+        linear = nn.Linear(d_model, d_src)  # PyTorch's default draw (same RNG use as before)
+        with torch.no_grad():  # small start: an implicit minimum-norm prior (see EncoderConfig)
+            self.weight = nn.Parameter(linear.weight.detach() * init_scale)
+            self.bias = nn.Parameter(torch.zeros(d_src))
+        self.register_buffer("smoother", None)
+        if smooth:
+            import scipy.sparse
+
+            from .heads import _to_sparse_csr
+
+            self.smoother = _to_sparse_csr(scipy.sparse.eye_array(d_src, format="csr"))
+
+    @property
+    def d_src(self) -> int:
+        return self.weight.shape[0]
+
+    def set_smoother(self, matrix):
+        """Set ``K`` from a (d_src, d_src) scipy sparse matrix or dense array."""
+        import scipy.sparse
+
+        from .heads import _to_sparse_csr
+
+        if self.smoother is None:
+            raise ValueError("This source layer was built without smoothing; build the encoder "
+                             "with source_fwhm=<mm> to give it a smoother.")
+        mat = scipy.sparse.csr_array(matrix, dtype=np.float32)
+        if mat.shape != (self.d_src, self.d_src):
+            raise ValueError(f"'matrix' must be ({self.d_src}, {self.d_src}) (d_src x d_src), "
+                             f"got {mat.shape}.")
+        self.smoother = _to_sparse_csr(mat).to(self.weight.device)
+
+    def effective(self):
+        """``(K W, K b)``: the weight (d_src, d_model) and bias (d_src,) acting on ``z``."""
+        if self.smoother is None:
+            return self.weight, self.bias
+        k = self.smoother.to(self.weight.dtype)
+        wb = torch.cat([self.weight, self.bias[:, None]], 1)  # (S, D + 1)
+        kwb = k @ wb
+        return kwb[:, :-1], kwb[:, -1]
+
+    def forward(self, z):
+        """(..., d_model) -> (..., d_src)."""
+        weight, bias = self.effective()
+        return torch.nn.functional.linear(z, weight, bias)
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.weight.shape[1]}, d_src={self.d_src}, "
+                f"smoothed={self.smoother is not None}")
+
+
 class StimulusEncoder(nn.Module):
     """Stimulus features -> fsaverage source estimates (paper §2.2).
 
@@ -162,7 +255,7 @@ class StimulusEncoder(nn.Module):
     input_layer : nn.Linear
         d_stim -> d_model.
     layers : nn.ModuleList of EncoderLayer
-    source_layer : nn.Linear
+    source_layer : SourceLayer
         d_model -> d_src.
     """
 
@@ -178,6 +271,7 @@ class StimulusEncoder(nn.Module):
         d_src=8196,
         block_size=128,
         source_init_scale=0.01,
+        source_fwhm=None,
     ):
         super().__init__()
         self.config = cfg = EncoderConfig(
@@ -191,6 +285,7 @@ class StimulusEncoder(nn.Module):
             d_src=d_src,
             block_size=block_size,
             source_init_scale=source_init_scale,
+            source_fwhm=source_fwhm,
         )
         self.input_layer = nn.Linear(cfg.d_stim, cfg.d_model)
         self.layers = nn.ModuleList(
@@ -199,10 +294,8 @@ class StimulusEncoder(nn.Module):
             )
             for _ in range(cfg.n_layers)
         )
-        self.source_layer = nn.Linear(cfg.d_model, cfg.d_src)
-        with torch.no_grad():  # small start: an implicit minimum-norm prior (see EncoderConfig)
-            self.source_layer.weight.mul_(cfg.source_init_scale)
-            self.source_layer.bias.zero_()
+        self.source_layer = SourceLayer(cfg.d_model, cfg.d_src, init_scale=cfg.source_init_scale,
+                                        smooth=cfg.source_fwhm is not None)
 
     @classmethod
     def from_config(cls, config: EncoderConfig | dict) -> StimulusEncoder:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_dir, write_json
+from ..anatomy.cortex import source_smoother
 from .encoder import EncoderConfig, StimulusEncoder
 from .heads import FMRIHead, MEGHead, fmri_bold, hilbert_transform
 
@@ -119,9 +120,7 @@ class JointModel(nn.Module):
         B, T, D = z.shape
         N = B * T
         layer = self.encoder.source_layer
-        weight, bias = layer.weight, layer.bias  # (S, D), (S,)
-        if bias is None:
-            bias = weight.new_zeros(weight.shape[0])
+        weight, bias = layer.effective()  # (S, D), (S,): smoothed when the layer smooths
         zf = z.reshape(N, D)  # (N, D)
         if fmri:
             hz = hilbert_transform(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
@@ -196,6 +195,13 @@ class JointModel(nn.Module):
             model.infos[sub] = dataset.info(sub)
         template = dataset.metadata.get("template", {})
         model.vertices = template.get("vertices")
+        if model.encoder.config.source_fwhm is not None:
+            if not model.vertices:
+                raise ValueError("encoder source_fwhm needs the dataset's fsaverage source "
+                                 "vertices (metadata 'template' -> 'vertices'), which this "
+                                 "dataset lacks; set source_fwhm=None.")
+            model.encoder.source_layer.set_smoother(
+                source_smoother(model.vertices, model.encoder.config.source_fwhm))
         model.subject_vertices = {s: [v.tolist() for v in dataset.vertices(s)] for s in subjects}
         return model
 

@@ -4,6 +4,7 @@ input checks of the stimulus encoder."""
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,6 +41,7 @@ def test_defaults_are_the_paper_architecture():
         "d_src": 8196,
         "block_size": 128,
         "source_init_scale": 0.01,
+        "source_fwhm": None,  # the paper does not smooth the source layer
     }
     m = StimulusEncoder()
     assert m.config == cfg
@@ -187,9 +189,47 @@ def test_source_layer_starts_small():
     torch.testing.assert_close(small.source_layer.weight, 0.01 * big.source_layer.weight)
     assert not small.source_layer.bias.any()
     bound = 1 / SMALL["d_model"] ** 0.5  # kaiming-uniform bound of nn.Linear
-    assert float(big.source_layer.weight.abs().max()) <= bound
-    assert float(big.source_layer.weight.abs().max()) > 0.9 * bound
+    assert float(big.source_layer.weight.detach().abs().max()) <= bound
+    assert float(big.source_layer.weight.detach().abs().max()) > 0.9 * bound
     # the other layers do not depend on it
     torch.testing.assert_close(small.input_layer.weight, big.input_layer.weight)
     with pytest.raises(ValueError, match="source_init_scale"):
         EncoderConfig(source_init_scale=0.0)
+
+
+def test_smoothed_source_layer_equals_dense_smoothing():
+    """sources = K (W z + b): against a dense float64 computation, values and gradients."""
+    import scipy.sparse
+
+    plain = _small().eval()  # no dropout: calls are comparable
+    smooth = _small(source_fwhm=10.0).eval()
+    x = torch.randn(2, 30, SMALL["d_stim"])
+    # same draw; K = I until a smoother is set
+    torch.testing.assert_close(smooth.source_layer.weight, plain.source_layer.weight)
+    torch.testing.assert_close(smooth(x), plain(x), rtol=0, atol=0)
+    rng = np.random.default_rng(0)
+    d_src = SMALL["d_src"]
+    k = scipy.sparse.random_array((d_src, d_src), density=0.2, random_state=rng) + \
+        scipy.sparse.eye_array(d_src)
+    k = scipy.sparse.csr_array(k / k.sum(axis=1)[:, None])
+    smooth.source_layer.set_smoother(k)
+    with torch.no_grad():
+        smooth.source_layer.bias.normal_()
+    out = smooth(x)
+    z = smooth.hidden(x).double()
+    w, b = smooth.source_layer.weight.double(), smooth.source_layer.bias.double()
+    kd = torch.as_tensor(k.toarray())
+    ref = (z @ w.T + b) @ kd.T
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    w_ref = w.detach().clone().requires_grad_(True)
+    (((z.detach() @ w_ref.T + b.detach()) @ kd.T) * g.double()).sum().backward()
+    torch.testing.assert_close(smooth.source_layer.weight.grad.double(), w_ref.grad,
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"'matrix' must be \(.*d_src"):
+        smooth.source_layer.set_smoother(scipy.sparse.eye_array(d_src + 1))
+    with pytest.raises(ValueError, match="without smoothing.*source_fwhm"):
+        plain.source_layer.set_smoother(k)
+    with pytest.raises(ValueError, match="source_fwhm"):
+        EncoderConfig(source_fwhm=0.0)

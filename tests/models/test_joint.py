@@ -202,3 +202,33 @@ def test_latent_smoothness_equals_smoothness_of_the_sources():
     for n in grads[1]:
         torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-8, atol=1e-10 * scale,
                                    msg=n)
+
+
+def test_smoothed_source_layer(ds, tmp_path):
+    """source_fwhm: K built from the dataset's fsaverage sources; every head sees K (Wz + b)."""
+    from neurofuse.anatomy import source_smoother
+
+    torch.manual_seed(0)
+    plain = JointModel.from_dataset(ds, encoder_kwargs=SMALL)
+    torch.manual_seed(0)
+    smooth = JointModel.from_dataset(ds, encoder_kwargs={**SMALL, "source_fwhm": 12.0})
+    k_ref = source_smoother(ds.metadata["template"]["vertices"], 12.0)
+    k = smooth.encoder.source_layer.smoother
+    assert k.layout == torch.sparse_csr
+    np.testing.assert_allclose(k.to_dense().numpy(), k_ref.toarray(), rtol=1e-6, atol=1e-9)
+    feats = torch.as_tensor(np.array(ds.features("story-01")[:300]))[None]
+    plain.eval(), smooth.eval()
+    with torch.no_grad():
+        a = plain(feats, meg=["S01"], fmri=["S02"])
+        b = smooth(feats, meg=["S01"], fmri=["S02"])
+        ref = torch.as_tensor(k_ref @ a.sources[0].double().numpy().T).T  # (T, S)
+        torch.testing.assert_close(b.sources[0].double(), ref, rtol=1e-4, atol=1e-6)
+        gain = smooth.meg_heads["S01"].gain.double()
+        torch.testing.assert_close(b.meg["S01"][0].double(), ref @ gain.T, rtol=1e-4, atol=1e-5)
+        # the same outputs through the saved model, and through predict_sources
+        loaded = JointModel.load(smooth.save(tmp_path / "m")).eval()
+        c = loaded(feats, meg=["S01"], fmri=["S02"])
+    torch.testing.assert_close(c.sources, b.sources, rtol=0, atol=0)
+    torch.testing.assert_close(c.fmri["S02"], b.fmri["S02"], rtol=0, atol=0)
+    np.testing.assert_allclose(predict_sources(loaded, feats[0].numpy()), b.sources[0].numpy().T,
+                               rtol=1e-5, atol=1e-6)
