@@ -496,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("simulation", help="source recovery (Fig. 3) and prediction (Tables "
                                            "1-2) across MEG x fMRI noise levels")
     b.add_argument("--out", required=True, help="output folder (resumes what is there)")
-    b.add_argument("--study", default="demo", help="study preset (demo, paper, tiny) or "
-                                                   ".toml/.json StudyConfig (default demo)")
+    b.add_argument("--study", help="study preset (demo, paper, tiny) or .toml/.json "
+                                   "StudyConfig (default: the demo's study, preset demo on "
+                                   "oct5 sources)")
     b.add_argument("--fit", help="training preset or .toml/.json file (default: the demo's)")
     b.add_argument("--meg-cnr", type=_cnr, nargs="+", default=[math.inf, 1.0, 0.1],
                    help="MEG CNRs (default: inf 1 0.1)")

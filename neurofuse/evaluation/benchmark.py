@@ -11,13 +11,14 @@ condition.
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
 from .._checks import _check_positive
 from .._io import write_json
 from .._logging import logger, progress_enabled, verbose
-from .pipeline import INVERSE_METHODS, evaluate_study
+from .pipeline import DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import cnr_to_json
 
 #: Noise levels of the paper's Fig. 3.
@@ -41,7 +42,7 @@ def _with_cnr(rows, meg_cnr, fmri_cnr):
 
 
 @verbose
-def run_simulation_benchmark(out, *, study="demo", fit_config=None, meg_cnrs=MEG_CNRS,
+def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_CNRS,
                              fmri_cnrs=FMRI_CNRS, methods=INVERSE_METHODS, seed=None,
                              n_jobs=None, device=None, report=True, verbose=None) -> dict:
     """Source recovery and prediction across noise levels (Fig. 3, Tables 1-2).
@@ -52,9 +53,10 @@ def run_simulation_benchmark(out, *, study="demo", fit_config=None, meg_cnrs=MEG
         Output folder: ``conditions/<name>/`` per noise level (its dataset ``data/`` and
         everything :func:`~neurofuse.evaluation.pipeline.evaluate_study` keeps),
         ``results.json`` and ``report.html``.
-    study : str | path-like
-        Study preset or file (:class:`~neurofuse.simulation.study.StudyConfig`); its CNRs
-        are replaced by each condition's.
+    study : str | path-like | dict | None
+        Study preset, file or dict (:meth:`~neurofuse.simulation.study.StudyConfig.resolve`);
+        default: the demo's, :data:`~neurofuse.evaluation.pipeline.DEMO_STUDY`. Its CNRs are
+        replaced by each condition's.
     fit_config : str | path-like | dict | None
         Joint-model training set-up (default: the demo's).
     meg_cnrs, fmri_cnrs : sequence of float
@@ -84,7 +86,7 @@ def run_simulation_benchmark(out, *, study="demo", fit_config=None, meg_cnrs=MEG
 
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    base = StudyConfig.resolve(study).to_dict()
+    base = StudyConfig.resolve(DEMO_STUDY if study is None else study).to_dict()
     if seed is not None:
         base["seed"] = seed
     conditions = [(_check_positive("meg_cnrs", float(m), allow_inf=True),
@@ -116,7 +118,7 @@ def run_simulation_benchmark(out, *, study="demo", fit_config=None, meg_cnrs=MEG
 
         sections = {
             "Summary": [("Simulation benchmark", (
-                f"<p>Study preset <code>{study}</code>; {len(conditions)} noise conditions "
+                f"<p>Study <code>{html.escape(str(study or DEMO_STUDY))}</code>; {len(conditions)} noise conditions "
                 "(MEG CNR x fMRI CNR). Per condition: the joint model trained on the training "
                 "stories, ridge ceilings per subject, classical inverses of every MEG subject "
                 "on the test stories. Scores against the simulation's ground truth.</p>"))],

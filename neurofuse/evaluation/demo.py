@@ -17,13 +17,8 @@ import numpy as np
 
 from .._io import write_json
 from .._logging import logger, progress_enabled, verbose
-from .pipeline import DEMO_FIT, INVERSE_METHODS, evaluate_study
+from .pipeline import DEMO_FIT, DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import NEUROFUSE
-
-#: The demo's study: the ``demo`` preset (2 MEG + 2 fMRI subjects, ten 2-minute stories) on
-#: the ``oct5`` source space (2052 sources; the paper's ``oct6`` has 8196), so that training,
-#: ridge and inverses fit in 15 minutes on 2 CPU cores.
-DEMO_STUDY = {"preset": "demo", "spacing": "oct5"}
 
 #: The demo's ECoG test (paper §5): new simulated subjects with implanted grids and strips
 #: hearing a new story of the same simulated world (shorter than the paper's 30 minutes).
@@ -210,15 +205,6 @@ def demo_ecog(study_dir, model_dir, out, *, n_subjects, story_minutes, cnr, layo
     return run_ecog_validation(model_dir, data, dest, overwrite=True, **(validation or {}))
 
 
-def _study_config(study):
-    from ..simulation.study import StudyConfig
-
-    if isinstance(study, dict):
-        study = dict(study)
-        return StudyConfig.preset(study.pop("preset", "demo"), **study)
-    return StudyConfig.resolve(study)
-
-
 @verbose
 def run_demo(out="neurofuse-demo", *, study=None, fit_config=None, ecog=True, n_jobs=None,
              device=None, verbose=None) -> dict:
@@ -251,7 +237,7 @@ def run_demo(out="neurofuse-demo", *, study=None, fit_config=None, ecog=True, n_
     from tqdm.auto import tqdm
 
     from ..data.store import read_dataset
-    from ..simulation.study import simulate_study
+    from ..simulation.study import StudyConfig, simulate_study
 
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +258,7 @@ def run_demo(out="neurofuse-demo", *, study=None, fit_config=None, ecog=True, n_
         if (data / "neurofuse-dataset.json").is_file():
             logger.info("Simulated study: reusing %s", data)
         else:
-            simulate_study(_study_config(DEMO_STUDY if study is None else study), data,
+            simulate_study(StudyConfig.resolve(DEMO_STUDY if study is None else study), data,
                            overwrite=True, n_jobs=n_jobs)
         ds = read_dataset(data)
         evaluation = evaluate_study(ds, out, fit_config=fit_config or DEMO_FIT,

@@ -195,9 +195,16 @@ class StudyConfig:
 
     @classmethod
     def resolve(cls, config) -> StudyConfig:
-        """A StudyConfig from a StudyConfig, a preset name or a file path."""
+        """A StudyConfig from a StudyConfig, a preset name, a file path, or a dict.
+
+        A dict names an optional ``"preset"`` (default ``"demo"``) and fields that override
+        it, e.g. ``{"preset": "demo", "spacing": "oct5"}``.
+        """
         if isinstance(config, cls):
             return config
+        if isinstance(config, dict):
+            config = dict(config)
+            return cls.preset(config.pop("preset", "demo"), **config)
         if isinstance(config, str) and config in PRESETS:
             return cls.preset(config)
         return cls.from_file(config)

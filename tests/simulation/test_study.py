@@ -171,6 +171,14 @@ def test_config_validation(tmp_path):
     assert cfg.seed == 3 and math.isinf(cfg.meg_cnr) and cfg.n_train == 2
     # JSON round trip
     assert StudyConfig.from_dict(cfg.to_dict()) == cfg
+    # a dict: preset + overrides (the demo's study), without touching the caller's dict
+    spec = {"preset": "tiny", "spacing": "oct5", "seed": 7}
+    cfg = StudyConfig.resolve(spec)
+    assert (cfg.spacing, cfg.seed, cfg.n_train) == ("oct5", 7, StudyConfig.preset("tiny").n_train)
+    assert spec == {"preset": "tiny", "spacing": "oct5", "seed": 7}
+    assert StudyConfig.resolve({"seed": 5}) == StudyConfig.preset("demo", seed=5)
+    with pytest.raises(ValueError, match="Unknown StudyConfig key"):
+        StudyConfig.resolve({"preset": "tiny", "n_trian": 3})
 
 
 def test_paper_preset_matches_the_paper():
