@@ -59,8 +59,8 @@ class EncoderConfig:
         paper does not specify the initialisation. Only affects a new model.
     source_fwhm : float | None
         Full width at half maximum, in mm, of a fixed Gaussian smoother ``K`` applied to the
-        source layer: ``sources = K (W z + b)`` (:class:`SourceLayer`). None (the paper's
-        model) means no smoothing. Neighbouring cortex carries correlated activity, and the
+        source layer: ``sources = K (W z + b)`` (:class:`SourceLayer`). None or 0 (the
+        paper's model; 0 for TOML, which has no null) means no smoothing. Neighbouring cortex carries correlated activity, and the
         lead fields cannot tell neighbours apart, so with little data each source's own
         weights fit noise; ``K`` restricts the sources to spatially smooth patterns (the
         prior LORETA-type inverses use). ``K`` is built from the source positions by
@@ -105,11 +105,11 @@ class EncoderConfig:
         object.__setattr__(self, "source_init_scale", float(scale))
         fwhm = self.source_fwhm
         if fwhm is not None:
-            if not isinstance(fwhm, numbers.Real) or isinstance(fwhm, bool) or not fwhm > 0 \
+            if not isinstance(fwhm, numbers.Real) or isinstance(fwhm, bool) or not fwhm >= 0 \
                     or not math.isfinite(fwhm):
-                raise ValueError(f"'source_fwhm' must be None or a finite number of mm > 0, "
-                                 f"got {fwhm!r}.")
-            object.__setattr__(self, "source_fwhm", float(fwhm))
+                raise ValueError(f"'source_fwhm' must be None (or 0: no smoothing) or a finite "
+                                 f"number of mm > 0, got {fwhm!r}.")
+            object.__setattr__(self, "source_fwhm", float(fwhm) if fwhm > 0 else None)
         _check_heads(self.d_model, self.n_heads)
 
     def to_dict(self) -> dict:

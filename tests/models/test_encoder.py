@@ -232,4 +232,5 @@ def test_smoothed_source_layer_equals_dense_smoothing():
     with pytest.raises(ValueError, match="without smoothing.*source_fwhm"):
         plain.source_layer.set_smoother(k)
     with pytest.raises(ValueError, match="source_fwhm"):
-        EncoderConfig(source_fwhm=0.0)
+        EncoderConfig(source_fwhm=-1.0)
+    assert EncoderConfig(source_fwhm=0).source_fwhm is None  # TOML's way to say "none"

@@ -1,0 +1,126 @@
+"""Which source-layer prior recovers the simulated sources? Prints one JSON object.
+
+Trains the joint model on one simulated study (the demo's unless ``--data`` is given) once per
+variant and scores each on the held-out stories:
+
+* source recovery against the ground truth (temporal and spatial r, paper Fig. 3), beside
+  fMNE's on the same stories (``--no-fmne`` skips it);
+* held-out MEG and fMRI r per subject (Tables 1-2 style);
+* the validation loss: the only number of these a user without ground truth can see, and
+  the one :data:`neurofuse.training.trainer.FIT_PRESETS` ``"demo"`` was chosen by.
+
+Variants are ``name=fwhm`` (``none`` for the paper's unsmoothed source layer), optionally with
+``+denoise`` (train on the fMRI ridge ceilings' predictions, the paper's footnote 2, which
+needs ``--ridge DIR/ridge`` from a demo or benchmark run). Every variant starts from the same
+seed and otherwise uses the demo's training set-up (:data:`~neurofuse.evaluation.pipeline.DEMO_FIT`).
+
+    python benchmarks/bench_source_prior.py --work /tmp/prior                    # ~25 min
+    python benchmarks/bench_source_prior.py --work W --variants none 15 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from pathlib import Path
+
+
+def _variant(spec):
+    fwhm, _, extra = spec.partition("+")
+    if extra not in ("", "denoise"):
+        raise argparse.ArgumentTypeError(f"variant {spec!r}: expected FWHM_MM, 'none', or either "
+                                         "followed by '+denoise'")
+    if fwhm == "none":
+        return spec, None, extra == "denoise"
+    try:
+        return spec, float(fwhm), extra == "denoise"
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"variant {spec!r}: {fwhm!r} is not a number of mm or "
+                                         "'none'") from None
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", required=True, type=Path, help="work folder (kept; reused)")
+    p.add_argument("--data", type=Path, help="simulated study (default: simulate the demo's)")
+    p.add_argument("--ridge", type=Path, help="a run's ridge/ folder (for '+denoise' variants)")
+    p.add_argument("--variants", nargs="+", type=_variant,
+                   default=[_variant(v) for v in ("none", "10", "15", "20")],
+                   help="source-layer FWHM in mm, or none; '+denoise' trains on ridge-denoised "
+                        "fMRI (default: none 10 15 20)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the demo's)")
+    p.add_argument("--no-fmne", action="store_true", help="skip the fMNE reference")
+    args = p.parse_args(argv)
+
+    import numpy as np
+
+    from neurofuse.data.store import read_dataset
+    from neurofuse.evaluation.pipeline import DEMO_FIT, DEMO_STUDY
+    from neurofuse.evaluation.prediction import prediction_table
+    from neurofuse.evaluation.recovery import source_recovery
+    from neurofuse.models.joint import JointModel
+    from neurofuse.simulation.study import StudyConfig, simulate_study
+    from neurofuse.training.trainer import fit, load_fit_config
+
+    work = args.work.expanduser()
+    work.mkdir(parents=True, exist_ok=True)
+    data = args.data
+    if data is None:
+        data = work / "data"
+        if not (data / "neurofuse-dataset.json").is_file():
+            simulate_study(StudyConfig.resolve(DEMO_STUDY), data, overwrite=True)
+    ds = read_dataset(data)
+    out = {"machine": {"platform": platform.platform(), "python": platform.python_version()},
+           "data": str(data), "cnr": ds.cnr(ds.subjects[0]), "variants": []}
+    if not args.no_fmne:
+        scores, _ = source_recovery(ds, methods=["fMNE"])
+        out["fMNE"] = {k: round(scores["fMNE"][k], 4) for k in ("temporal_r", "spatial_r")}
+    for name, fwhm, denoise in args.variants:
+        cfg = copy.deepcopy(DEMO_FIT)
+        cfg.setdefault("encoder", {})["source_fwhm"] = fwhm
+        if args.epochs is not None:
+            cfg["train"]["max_epochs"] = args.epochs
+        train, encoder = load_fit_config(cfg)
+        denoised = None
+        if denoise:
+            if args.ridge is None:
+                p.error(f"variant {name!r} needs --ridge (a demo or benchmark run's ridge/ folder)")
+            denoised = {}
+            with np.load(args.ridge / "denoised.npz") as z:
+                for key in z.files:
+                    subject, story = key.split("|")
+                    denoised.setdefault(subject, {})[story] = z[key]
+        run = work / f"fit-{name.replace('+', '-')}"
+        t0 = time.perf_counter()
+        if not (run / "model").is_dir():
+            history = fit(ds, run, train_config=train, encoder_kwargs=encoder,
+                          denoised_fmri=denoised)
+        else:
+            import csv
+
+            with open(run / "history.csv") as f:
+                history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+        seconds = time.perf_counter() - t0
+        model = JointModel.load(run / "model").cpu()
+        scores, _ = source_recovery(ds, model=model, methods=[])
+        rows, _ = prediction_table(ds, model=model)
+        best = min((h for h in history if "val_total" in h and h.get("alpha_fmri")),
+                   key=lambda h: h["val_total"], default=None)
+        out["variants"].append({
+            "variant": name, "source_fwhm_mm": fwhm, "denoised_fmri": denoise,
+            "epochs": len(history), "fit_seconds": round(seconds, 1),
+            "val_total": None if best is None else round(best["val_total"], 4),
+            "temporal_r": round(scores["neurofuse"]["temporal_r"], 4),
+            "spatial_r": round(scores["neurofuse"]["spatial_r"], 4),
+            "prediction_r": {f"{r['subject']} {r['modality']}": round(r["r_mean"], 3)
+                             for r in rows},
+        })
+        print(json.dumps(out["variants"][-1]), flush=True)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
