@@ -16,6 +16,7 @@ seed and otherwise uses the demo's training set-up (:data:`~neurofuse.evaluation
 
     python benchmarks/bench_source_prior.py --work /tmp/prior                    # ~25 min
     python benchmarks/bench_source_prior.py --work W --variants none 15 --epochs 20
+    python benchmarks/bench_source_prior.py --work W --variants none --diagnostics
 """
 
 from __future__ import annotations
@@ -42,6 +43,48 @@ def _variant(spec):
                                          "'none'") from None
 
 
+def _diagnostics(ds, model):
+    """Where the model's sources go wrong: post-hoc smoothing, and MNE of its own MEG."""
+    import numpy as np
+    import scipy.sparse
+
+    from neurofuse.anatomy import source_smoother
+    from neurofuse.baselines import inverse as inv
+    from neurofuse.evaluation.metrics import temporal_r
+    from neurofuse.models.predict import predict_sources
+
+    story = ds.splits["test"][0]
+    subject = next(s for s in ds.subjects if "meg" in ds.modalities(s))
+    truth = np.asarray(ds.ground_truth(f"sources/{story}"), np.float64)
+    est = predict_sources(model, ds.features(story), sfreq=ds.sfreq).astype(np.float64)
+    out = {"story": story, "subject": subject,
+           "temporal_r": round(float(np.mean(temporal_r(est, truth))), 4)}
+    for fwhm in (10.0, 15.0, 20.0):
+        k = source_smoother(model.vertices, fwhm)
+        out[f"temporal_r_smoothed_{fwhm:g}mm"] = round(float(np.mean(temporal_r(k @ est, truth))), 4)
+    # MNE (lambda2 from the data's CNR) of the MEG the model predicts vs of the noiseless MEG
+    morph = scipy.sparse.csr_array(ds.morph(subject), dtype=np.float64)
+    gain = np.asarray((morph.T @ np.asarray(ds.leadfield(subject), np.float64).T).T)
+    clean = gain @ truth
+    meg = np.asarray(ds.meg(subject, story), np.float64).mean(0)
+    resid = clean if np.allclose(meg, clean) else meg - clean
+    cov = inv.noise_cov_from_noise(resid.astype(np.float32), ds.info(subject))
+    inverse = inv.make_inverse(ds.forward(subject), ds.info(subject), cov, depth=0.8)
+    to_fs = inv.fsaverage_map(morph)
+    lambda2 = inv.lambda2_from_cnr(ds.cnr(subject)["meg"])
+
+    def mne(data):
+        e = inv.apply_inverse_array(data.astype(np.float32), inverse, lambda2=lambda2,
+                                    method="MNE")
+        return np.asarray(to_fs @ np.asarray(e, np.float64))
+
+    pred = gain @ est
+    out["meg_r_vs_noiseless"] = round(float(np.mean(temporal_r(pred, clean))), 4)
+    out["temporal_r_mne_of_model_meg"] = round(float(np.mean(temporal_r(mne(pred), truth))), 4)
+    out["temporal_r_mne_of_noiseless_meg"] = round(float(np.mean(temporal_r(mne(clean), truth))), 4)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", required=True, type=Path, help="work folder (kept; reused)")
@@ -53,6 +96,10 @@ def main(argv=None):
                         "fMRI (default: none 10 15 20)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the demo's)")
     p.add_argument("--no-fmne", action="store_true", help="skip the fMNE reference")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="also score each model's sources smoothed afterwards (10/15/20 mm) and "
+                        "MNE applied to the MEG the model predicts (first test story, first MEG "
+                        "subject)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -118,6 +165,8 @@ def main(argv=None):
             "prediction_r": {f"{r['subject']} {r['modality']}": round(r["r_mean"], 3)
                              for r in rows},
         })
+        if args.diagnostics:
+            out["variants"][-1]["diagnostics"] = _diagnostics(ds, model)
         print(json.dumps(out["variants"][-1]), flush=True)
     print(json.dumps(out, indent=2))
 
