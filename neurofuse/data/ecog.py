@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_finite, _check_option, _check_positive, _check_type
+from .._checks import _check_finite, _check_positive, _check_type
 from .._io import _json_default, atomic_dir, save_npy, write_json
 from .._logging import logger, verbose
-from .store import DatasetWriter, _check_name, _gt_name
+from .store import DatasetWriter, _check_name, _gt_name, _ManifestStore
 
 __all__ = [
     "ECOG_FORMAT",
@@ -239,7 +239,7 @@ def write_ecog_dataset(out, *, sfreq, feature_streams, stories, subjects, ground
     return out
 
 
-class EcogDataset:
+class EcogDataset(_ManifestStore):
     """An ECoG dataset opened by :func:`read_ecog_dataset`; arrays are memory-mapped on request.
 
     Attributes
@@ -252,39 +252,12 @@ class EcogDataset:
     metadata : dict
     """
 
-    def __init__(self, path, manifest):
-        self.path = Path(path)
-        self._m = manifest
-        self.schema_version = int(manifest["schema_version"])
-        self.sfreq = float(manifest["sfreq"])
-        self.feature_streams = {k: tuple(v) for k, v in manifest["feature_streams"].items()}
-        self.n_features = int(manifest["n_features"])
-        self.metadata = manifest.get("metadata", {})
+    _kind = "ECoG dataset"
 
     def __repr__(self):
         n_el = sum(s["n_electrodes"] for s in self._m["subjects"].values())
         return (f"<EcogDataset '{self.path}' | {len(self.stories)} stories, "
                 f"{len(self.subjects)} subjects, {n_el} electrodes, sfreq={self.sfreq:g} Hz>")
-
-    @property
-    def stories(self) -> list:
-        return list(self._m["stories"])
-
-    @property
-    def subjects(self) -> list:
-        return list(self._m["subjects"])
-
-    @property
-    def ground_truth_names(self) -> list:
-        return list(self._m.get("ground_truth", {}))
-
-    def _sub(self, subject):
-        _check_option("subject", subject, self.subjects)
-        return self._m["subjects"][subject]
-
-    def n_times(self, story) -> int:
-        _check_option("story", story, self.stories)
-        return int(self._m["stories"][story]["n_times"])
 
     def subject_stories(self, subject) -> list:
         return list(self._sub(subject)["stories"])
@@ -301,30 +274,12 @@ class EcogDataset:
     def electrodes(self, subject) -> EcogElectrodes:
         return EcogElectrodes.from_json(self._sub(subject)["electrodes"])
 
-    def _load(self, rel, what):
-        path = self.path / rel
-        if not path.is_file():
-            raise FileNotFoundError(f"The ECoG manifest names {what} at '{path}' but the file is "
-                                    "missing: the dataset is incomplete; restore or regenerate it.")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-
-    def features(self, story) -> np.ndarray:
-        """Stimulus features, memmap of shape (n_times, n_features)."""
-        _check_option("story", story, self.stories)
-        return self._load(f"features/{story}.npy", "features")
-
     def ecog(self, subject, story) -> np.ndarray:
         """ECoG of one subject and story, memmap of shape (n_electrodes, n_times)."""
         if story not in self.subject_stories(subject):
             raise ValueError(f"Subject {subject!r} has no ECoG for story {story!r}; it has "
                              f"{self.subject_stories(subject)}.")
         return self._load(f"subjects/{subject}/ecog/{story}.npy", "ECoG")
-
-    def ground_truth(self, relpath) -> np.ndarray:
-        """A ground-truth array (simulations), e.g. ``"E01/story-clean"``, memory-mapped."""
-        rel = _gt_name(relpath)
-        _check_option("ground truth", rel, self.ground_truth_names)
-        return self._load(f"ground_truth/{rel}", "ground truth")
 
 
 @verbose

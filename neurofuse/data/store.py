@@ -590,35 +590,28 @@ class DatasetWriter:
         write_json(self._tmp / MANIFEST, manifest, what="dataset manifest")
 
 
-class Dataset:
-    """A dataset opened lazily by :func:`read_dataset`: arrays are memory-mapped on request."""
+class _ManifestStore:
+    """What every store read from a manifest shares: stories with features at ``sfreq``,
+    subjects, ground truth, and memory-mapped loads that explain a missing file.
+
+    Subclasses set :attr:`_kind`, the store's name in error messages.
+    """
+
+    _kind = "dataset"
 
     def __init__(self, path, manifest):
         self.path = Path(path)
         self._m = manifest
-        self._info_cache = {}
-        self.schema_version = manifest["schema_version"]
-        self.sfreq, self.tr = float(manifest["sfreq"]), float(manifest["tr"])
+        self.schema_version = int(manifest["schema_version"])
+        self.sfreq = float(manifest["sfreq"])
         self.feature_streams = {k: tuple(v) for k, v in manifest["feature_streams"].items()}
         self.n_features = int(manifest["n_features"])
         self.metadata = manifest.get("metadata", {})
-
-    def __repr__(self):
-        return (f"<Dataset '{self.path}' | {len(self.stories)} stories, "
-                f"{len(self.subjects)} subjects, sfreq={self.sfreq:g} Hz, tr={self.tr:g} s>")
 
     @property
     def stories(self) -> list:
         """Story names, in the order they were added."""
         return list(self._m["stories"])
-
-    @property
-    def splits(self) -> dict:
-        """``{split: [story names]}`` for the splits that have stories."""
-        out = {}
-        for name, st in self._m["stories"].items():
-            out.setdefault(st["split"], []).append(name)
-        return out
 
     @property
     def subjects(self) -> list:
@@ -628,11 +621,6 @@ class Dataset:
     def ground_truth_names(self) -> list:
         return list(self._m.get("ground_truth", {}))
 
-    def ground_truth_dir(self, name) -> Path:
-        """Path of a ground-truth folder written with :meth:`DatasetWriter.ground_truth_dir`."""
-        _check_option("name", name, self._m.get("ground_truth_dirs", []))
-        return self.path / "ground_truth" / name
-
     def _sub(self, subject):
         _check_option("subject", subject, self.subjects)
         return self._m["subjects"][subject]
@@ -640,6 +628,51 @@ class Dataset:
     def n_times(self, story) -> int:
         _check_option("story", story, self.stories)
         return int(self._m["stories"][story]["n_times"])
+
+    def _load(self, relpath, what):
+        path = self.path / relpath
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"The {self._kind} manifest names {what} at '{path}' but the file is missing: "
+                f"the {self._kind} is incomplete; restore or regenerate it.")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    def features(self, story) -> np.memmap:
+        """Stimulus features, memmap of shape (n_times, n_features)."""
+        _check_option("story", story, self.stories)
+        return self._load(f"features/{story}.npy", "features")
+
+    def ground_truth(self, relpath) -> np.memmap:
+        """A ground-truth array (simulations), e.g. ``"sources/story1"``, memory-mapped."""
+        name = _gt_name(relpath)
+        _check_option("ground truth", name, self.ground_truth_names)
+        return self._load(f"ground_truth/{name}", "ground truth")
+
+
+class Dataset(_ManifestStore):
+    """A dataset opened lazily by :func:`read_dataset`: arrays are memory-mapped on request."""
+
+    def __init__(self, path, manifest):
+        super().__init__(path, manifest)
+        self._info_cache = {}
+        self.tr = float(manifest["tr"])
+
+    def __repr__(self):
+        return (f"<Dataset '{self.path}' | {len(self.stories)} stories, "
+                f"{len(self.subjects)} subjects, sfreq={self.sfreq:g} Hz, tr={self.tr:g} s>")
+
+    @property
+    def splits(self) -> dict:
+        """``{split: [story names]}`` for the splits that have stories."""
+        out = {}
+        for name, st in self._m["stories"].items():
+            out.setdefault(st["split"], []).append(name)
+        return out
+
+    def ground_truth_dir(self, name) -> Path:
+        """Path of a ground-truth folder written with :meth:`DatasetWriter.ground_truth_dir`."""
+        _check_option("name", name, self._m.get("ground_truth_dirs", []))
+        return self.path / "ground_truth" / name
 
     def modalities(self, subject) -> list:
         return list(self._sub(subject)["modalities"])
@@ -654,19 +687,6 @@ class Dataset:
 
     def cnr(self, subject) -> dict:
         return {m: float(v) for m, v in self._sub(subject)["cnr"].items()}
-
-    def _load(self, relpath, what):
-        path = self.path / relpath
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"The dataset manifest names {what} at '{path}' but the file is missing: the "
-                "dataset is incomplete; restore or regenerate it.")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-
-    def features(self, story) -> np.memmap:
-        """Stimulus features, memmap of shape (n_times, n_features)."""
-        _check_option("story", story, self.stories)
-        return self._load(f"features/{story}.npy", "features")
 
     def _data(self, kind, subject, story, average):
         sub = self._sub(subject)
@@ -753,12 +773,6 @@ class Dataset:
         _check_option("modality", modality, MODALITIES)
         entry = self._sub(subject).get("repeatability", {}).get(modality)
         return None if entry is None else dict(entry)
-
-    def ground_truth(self, relpath) -> np.memmap:
-        """A ground-truth array, e.g. ``"sources/story1"``, memory-mapped."""
-        name = _gt_name(relpath)
-        _check_option("ground truth", name, self.ground_truth_names)
-        return self._load(f"ground_truth/{name}", "ground truth")
 
     def _load_check(self, rel, what):
         if not (self.path / rel).is_file():

@@ -43,7 +43,7 @@ DEMO_STUDY = {"preset": "demo", "spacing": "oct5"}
 #: on 2 CPU cores an epoch at batch 2 takes about a quarter of the time of one at batch 8
 #: (the (B, T, sources) tensors stay in cache) and gives 4x the optimizer steps. 50 epochs
 #: take about 5 minutes on an idle 2-core machine; held-out MEG r on the demo study is about
-#: 0.54 after 20 epochs, 0.71 after 50 and 0.74 (the ridge ceiling's) after 80.
+#: 0.55 after 20 epochs and 0.73-0.74 after 50 (the ridge ceiling: 0.74).
 DEMO_FIT = {"preset": "demo", "train": {"batch_size": 2, "max_epochs": 50, "meg_first_epochs": 5,
                                         "patience": 6}}
 
