@@ -104,6 +104,7 @@ import numpy as np
 from .._checks import _check_option, _check_positive, _check_type
 from .._io import hash_arrays, hash_file
 from .._logging import logger, progress_enabled, verbose
+from ..stats import zscore
 from ._prepare import (
     audio_duration,
     cached,
@@ -954,8 +955,7 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
         keep = np.flatnonzero(~flat)
         if not len(keep):
             raise ValueError(f"All electrodes of {sub} are flat over the podcast.")
-        z = ((data[keep] - data[keep].mean(axis=1, keepdims=True))
-             / sd[keep, None]).astype(np.float32)
+        z = zscore(data[keep], axis=1).astype(np.float32)
         pos_mm = plan["pos_mm"][keep]
         fs_mm, transform = _space_to_fsaverage_mm(pos_mm, space)
         hemi = np.where(fs_mm[:, 0] < 0, "lh", "rh")

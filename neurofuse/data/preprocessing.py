@@ -38,6 +38,7 @@ from .._checks import (
     _check_type,
 )
 from .._logging import logger, verbose
+from ..stats import pearson_r
 
 __all__ = [
     "MEGPreprocessing",
@@ -489,13 +490,6 @@ def _top(indices, scores, n):
     return sorted(int(i) for i in sorted(indices, key=lambda i: -s[i])[:n])
 
 
-def _pearson(a, b):
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean()
-    den = np.sqrt((a**2).sum(-1) * (b**2).sum())
-    return np.where(den > 0, (a @ b) / np.where(den > 0, den, 1.0), 0.0)
-
-
 def _audio_scores(sources, reference, sfreq, config):
     """|Pearson r| of each component with the audio reference where it is defined."""
     from mne.filter import filter_data
@@ -510,7 +504,9 @@ def _audio_scores(sources, reference, sfreq, config):
 
         ref = filter_data(np.abs(hilbert(ref))[None], sfreq, None, 10.0, verbose="error")[0]
         sources = filter_data(sources, sfreq, None, 10.0, verbose="error")
-    return np.abs(_pearson(sources[:, mask], ref[mask]))
+    a = sources[:, mask]  # (n_components, n_valid)
+    r = pearson_r(a, np.broadcast_to(ref[mask], a.shape), axis=-1)
+    return np.abs(np.nan_to_num(r, nan=0.0))  # a constant component or reference scores 0
 
 
 @verbose
