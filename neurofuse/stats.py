@@ -112,8 +112,8 @@ def pca(x, n_components):
     Parameters
     ----------
     x : ndarray, shape (n_samples, n_features) | iterable of array-likes of that shape
-        One ndarray (memory-mapped included): the covariance is that of the centred rows, ``np.cov(x - mean,
-        rowvar=False)`` (ddof=1). An iterable of blocks (e.g. one per story, never held
+        One ndarray (memory-mapped included): the covariance is that of the centred rows,
+        ``np.cov(x - mean, rowvar=False)`` (ddof=1). An iterable of blocks (e.g. one per story, never held
         together): the blocks are read once and the population covariance (ddof=0) is
         formed from their sums, ``sum(x.T @ x) / n - outer(mean, mean)`` (float64). The
         two differ in the eigenvalues by ``n / (n - 1)``, not in the axes.

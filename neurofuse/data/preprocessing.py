@@ -38,6 +38,7 @@ from .._checks import (
     _check_type,
 )
 from .._logging import logger, verbose
+from ..physics.envelope import envelope
 from ..stats import pearson_r
 
 __all__ = [
@@ -500,9 +501,7 @@ def _audio_scores(sources, reference, sfreq, config):
     h_freq = min(config.h_freq, sfreq / 2 - 1.0)
     ref = filter_data(ref[None], sfreq, config.l_freq, h_freq, verbose="error")[0]
     if config.audio_reference == "envelope":
-        from scipy.signal import hilbert
-
-        ref = filter_data(np.abs(hilbert(ref))[None], sfreq, None, 10.0, verbose="error")[0]
+        ref = filter_data(envelope(ref)[None], sfreq, None, 10.0, verbose="error")[0]
         sources = filter_data(sources, sfreq, None, 10.0, verbose="error")
     a = sources[:, mask]  # (n_components, n_valid)
     r = pearson_r(a, np.broadcast_to(ref[mask], a.shape), axis=-1)

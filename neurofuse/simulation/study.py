@@ -335,7 +335,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
         make_template_subject,
     )
     from ..data.store import DatasetWriter, expected_n_trs
-    from ..hemodynamics import make_bold
+    from ..physics.hrf import make_bold
     from .encoding import make_encoding_model
     from .stimuli import StimulusGenerator
 
