@@ -104,6 +104,8 @@ import numpy as np
 from .._checks import _check_option, _check_positive, _check_type
 from .._io import hash_arrays, hash_file
 from .._logging import logger, progress_enabled, verbose
+from ..physics.envelope import envelope
+from ..stats import zscore
 from ._prepare import (
     audio_duration,
     cached,
@@ -557,15 +559,6 @@ def resample_from_onset(data, sfreq_in, sfreq_out, onset_sample, n_out=None, *,
     return out[..., q * up:q * up + n_out]
 
 
-def _envelope(x):
-    """Hilbert amplitude along the last axis (FFT length: next fast length, as MNE)."""
-    from scipy.fft import next_fast_len
-    from scipy.signal import hilbert
-
-    n = x.shape[-1]
-    return np.abs(hilbert(x, N=next_fast_len(n), axis=-1)[..., :n])
-
-
 def _process_block(x, sfreq, *, signal, band, line_freq):
     """Notch (+ band-pass + envelope) one block of re-referenced channels, float64."""
     import mne
@@ -576,7 +569,7 @@ def _process_block(x, sfreq, *, signal, band, line_freq):
     if signal == "highgamma":
         x = mne.filter.filter_data(x, sfreq, band[0], band[1], method="iir",
                                    iir_params={"order": 4, "ftype": "butter"}, verbose="error")
-        x = _envelope(x)
+        x = envelope(x, axis=-1, n_fft="fast")  # FFT length as MNE's apply_hilbert
     return x
 
 
@@ -954,8 +947,7 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
         keep = np.flatnonzero(~flat)
         if not len(keep):
             raise ValueError(f"All electrodes of {sub} are flat over the podcast.")
-        z = ((data[keep] - data[keep].mean(axis=1, keepdims=True))
-             / sd[keep, None]).astype(np.float32)
+        z = zscore(data[keep], axis=1).astype(np.float32)
         pos_mm = plan["pos_mm"][keep]
         fs_mm, transform = _space_to_fsaverage_mm(pos_mm, space)
         hemi = np.where(fs_mm[:, 0] < 0, "lh", "rh")

@@ -38,6 +38,8 @@ from .._checks import (
     _check_type,
 )
 from .._logging import logger, verbose
+from ..physics.envelope import envelope
+from ..stats import pearson_r
 
 __all__ = [
     "MEGPreprocessing",
@@ -489,13 +491,6 @@ def _top(indices, scores, n):
     return sorted(int(i) for i in sorted(indices, key=lambda i: -s[i])[:n])
 
 
-def _pearson(a, b):
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean()
-    den = np.sqrt((a**2).sum(-1) * (b**2).sum())
-    return np.where(den > 0, (a @ b) / np.where(den > 0, den, 1.0), 0.0)
-
-
 def _audio_scores(sources, reference, sfreq, config):
     """|Pearson r| of each component with the audio reference where it is defined."""
     from mne.filter import filter_data
@@ -506,11 +501,11 @@ def _audio_scores(sources, reference, sfreq, config):
     h_freq = min(config.h_freq, sfreq / 2 - 1.0)
     ref = filter_data(ref[None], sfreq, config.l_freq, h_freq, verbose="error")[0]
     if config.audio_reference == "envelope":
-        from scipy.signal import hilbert
-
-        ref = filter_data(np.abs(hilbert(ref))[None], sfreq, None, 10.0, verbose="error")[0]
+        ref = filter_data(envelope(ref)[None], sfreq, None, 10.0, verbose="error")[0]
         sources = filter_data(sources, sfreq, None, 10.0, verbose="error")
-    return np.abs(_pearson(sources[:, mask], ref[mask]))
+    a = sources[:, mask]  # (n_components, n_valid)
+    r = pearson_r(a, np.broadcast_to(ref[mask], a.shape), axis=-1)
+    return np.abs(np.nan_to_num(r, nan=0.0))  # a constant component or reference scores 0
 
 
 @verbose

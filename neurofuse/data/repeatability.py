@@ -25,14 +25,9 @@ import math
 import numpy as np
 
 from .._checks import _check_int, _check_option
+from ..stats import zscore
 
 METHODS = ("repeat", "split-half")
-
-
-def _zscored(data):
-    z = data - data.mean(-1, keepdims=True)
-    z /= np.linalg.norm(z, axis=-1, keepdims=True) + 1e-30
-    return z
 
 
 def _check_repeats(data):
@@ -60,8 +55,8 @@ def repeatability(data):
     -------
     r : array, shape (n_targets,)
     """
-    z = _zscored(_check_repeats(data))
-    rs = [np.sum(z[i] * z[j], -1) for i in range(len(z)) for j in range(i + 1, len(z))]
+    z = zscore(_check_repeats(data), axis=-1)  # r = mean(z_i z_j); 0 for a constant target
+    rs = [np.mean(z[i] * z[j], -1) for i in range(len(z)) for j in range(i + 1, len(z))]
     return np.clip(np.mean(rs, 0), 0.0, None)
 
 
@@ -121,9 +116,9 @@ def split_half_repeatability(data, *, max_splits=50, seed=0):
     n = data.shape[0]
     r_half = []
     for first, second in _half_splits(n, max_splits, seed):
-        a = _zscored(data[first].mean(0))
-        b = _zscored(data[second].mean(0))
-        r_half.append(np.sum(a * b, -1))
+        a = zscore(data[first].mean(0), axis=-1)
+        b = zscore(data[second].mean(0), axis=-1)
+        r_half.append(np.mean(a * b, -1))
     k1, k2 = n // 2, n - n // 2
     return _single_from_half(np.mean(r_half, 0), k1, k2)
 

@@ -1,6 +1,7 @@
 """Scores used throughout the paper (§3, §4): Pearson r per target, temporal and spatial r.
 
-* :func:`pearson_r`: per target (sensor or source) over time, on held-out data (§3).
+* :func:`pearson_r`: per target (sensor or source) over time, on held-out data (§3); it lives
+  in :mod:`neurofuse.stats` and is re-exported here.
 * :func:`temporal_r` / :func:`spatial_r`: source recovery against ground truth (§4, Fig. 3):
   per source over time, and per time point over sources.
 * :func:`temporal_lobe_channels`: the MEG sensors over the temporal lobes (Table 1), from the
@@ -14,41 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import _check_ndim
+from ..stats import pearson_r
 
-
-def pearson_r(pred, true, axis=-1, chunk=4096):
-    """Pearson correlation along ``axis`` for every other index.
-
-    Parameters
-    ----------
-    pred, true : array, shape (n_targets, n_times) by default
-        Same shape. Memory-mapped inputs are read ``chunk`` targets at a time.
-    axis : int
-        The axis correlations are computed over (time for per-target r).
-
-    Returns
-    -------
-    r : array
-        ``pred`` without ``axis``; NaN where either input is constant.
-    """
-    if np.shape(pred) != np.shape(true):
-        raise ValueError(f"'pred' and 'true' must have the same shape, got {np.shape(pred)} and "
-                         f"{np.shape(true)}.")
-    pred = np.moveaxis(np.asarray(pred), axis, -1)
-    true = np.moveaxis(np.asarray(true), axis, -1)
-    lead = pred.shape[:-1]
-    p2 = pred.reshape(-1, pred.shape[-1])
-    t2 = true.reshape(-1, true.shape[-1])
-    out = np.empty(len(p2))
-    for a in range(0, len(p2), chunk):
-        p = np.asarray(p2[a:a + chunk], np.float64)
-        t = np.asarray(t2[a:a + chunk], np.float64)
-        p = p - p.mean(-1, keepdims=True)
-        t = t - t.mean(-1, keepdims=True)
-        den = np.sqrt((p * p).sum(-1) * (t * t).sum(-1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[a:a + chunk] = np.where(den > 0, (p * t).sum(-1) / np.where(den > 0, den, 1), np.nan)
-    return out.reshape(lead)
+__all__ = ["pearson_r", "spatial_r", "summarize", "temporal_lobe_channels", "temporal_r",
+           "top_quartile"]
 
 
 def temporal_r(estimate, truth):

@@ -353,7 +353,6 @@ def simulate_ecog(study_dir, out, *, n_subjects=3, story_minutes=30.0, cnr=1.0, 
     out : Path
         The ECoG dataset; open it with :func:`read_ecog_dataset`.
     """
-    import scipy.sparse
     from tqdm.auto import tqdm
 
     from .. import __version__
@@ -363,6 +362,7 @@ def simulate_ecog(study_dir, out, *, n_subjects=3, story_minutes=30.0, cnr=1.0, 
         make_simulated_subject,
         make_template_subject,
     )
+    from ..physics.measurement import add_noise, apply_gain, make_gain
     from .stimuli import StimulusGenerator
 
     t_start = time.perf_counter()
@@ -415,7 +415,7 @@ def simulate_ecog(study_dir, out, *, n_subjects=3, story_minutes=30.0, cnr=1.0, 
         if morph.shape[1] != encoder.n_sources:
             raise ValueError(f"The morph maps {morph.shape[1]} fsaverage sources but the study's "
                              f"encoder has {encoder.n_sources}.")
-        gains[name] = scipy.sparse.csr_array(weights @ morph).astype(np.float32)
+        gains[name] = make_gain(weights, morph, dtype=np.float32)  # sparse (n_electrodes, n_src)
         electrodes = EcogElectrodes(
             names=names, hemi=list(el_hemi), pos_mri=pos,
             pos_fsaverage=electrodes_to_fsaverage(sub, pos, el_hemi), group=group)
@@ -429,13 +429,14 @@ def simulate_ecog(study_dir, out, *, n_subjects=3, story_minutes=30.0, cnr=1.0, 
     clean = {name: np.empty((g.shape[0], n_times), np.float32) for name, g in gains.items()}
     for a, b, block in tqdm(encoder.iter_transform(story.features), desc="ground truth", **bar):
         for name, g in gains.items():
-            clean[name][:, a:b] = g @ block
+            clean[name][:, a:b] = apply_gain(g, block)
     noise_sd = encoder.amplitude / cnr if math.isfinite(cnr) else 0.0
     ground_truth = {}
     for i, name in enumerate(subjects):
         rng = np.random.default_rng(np.random.SeedSequence([world, 4, i]))
-        noisy = clean[name] + np.float32(noise_sd) * rng.standard_normal(
-            clean[name].shape, dtype=np.float32)
+        # sigma_noise = source_amplitude / cnr on every electrode (float32 draws).
+        noisy = add_noise(rng, clean[name], cnr, sigma_signal=encoder.amplitude,
+                          noise_dtype=np.float32)
         subjects[name]["ecog"] = {story_name: noisy}
         ground_truth[f"{name}/{story_name}-clean"] = clean[name]
         sd = clean[name].std(axis=1)

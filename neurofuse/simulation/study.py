@@ -265,28 +265,6 @@ def _rng(config: StudyConfig, *keys) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([config.seed, *keys]))
 
 
-def _noise(rng, signal, cnr, n_repeats, axis):
-    """``n_repeats`` noisy copies of ``signal`` with per-row sigma_noise = sigma_signal / cnr.
-
-    Parameters
-    ----------
-    signal : array, shape (n_rows, n_times)
-    axis : int
-        Time axis of ``signal`` (1).
-
-    Returns
-    -------
-    data : array, shape (n_repeats, n_rows, n_times), float32
-    """
-    if math.isinf(cnr):
-        return np.repeat(signal[None].astype(np.float32), n_repeats, axis=0)
-    sigma = signal.std(axis=axis, keepdims=True) / cnr  # (n_rows, 1)
-    out = np.empty((n_repeats, *signal.shape), np.float32)
-    for r in range(n_repeats):
-        out[r] = signal + sigma * rng.standard_normal(signal.shape)
-    return out
-
-
 @dataclass
 class _SubjectModel:
     name: str
@@ -322,7 +300,6 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
         The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`.
     """
     import mne
-    import scipy.sparse
     from tqdm.auto import tqdm
 
     from .. import __version__
@@ -335,7 +312,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
         make_template_subject,
     )
     from ..data.store import DatasetWriter, expected_n_trs
-    from ..hemodynamics import make_bold
+    from ..physics.measurement import add_noise, apply_gain, make_gain, measure_bold
     from .encoding import make_encoding_model
     from .stimuli import StimulusGenerator
 
@@ -373,7 +350,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
             sm.extra["forward"] = fwd
             sm.extra["vertices"] = [s["vertno"] for s in fwd["src"]]
             # Precompute the fsaverage -> sensor gain once: (n_channels, n_src) dense.
-            sm.gain = np.asarray((scipy.sparse.csr_array(sm.morph).T @ sm.extra["leadfield"].T).T)
+            sm.gain = make_gain(sm.extra["leadfield"], sm.morph)
         else:
             sub_src = get_source_space(sub, config.spacing)
             sm.morph = make_morph(sub, spacing=config.spacing, src_to=sub_src)
@@ -437,18 +414,20 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                     sources[:, a:b] = block
                     for sm in subjects:
                         if sm.gain is not None:
-                            meg_clean[sm.name][:, a:b] = sm.gain @ block
+                            meg_clean[sm.name][:, a:b] = apply_gain(sm.gain, block)
                 if hasattr(sources, "flush"):
                     sources.flush()
                 for sm in subjects:
                     rng = _rng(config, 4, k, sm.index)
                     if "meg" in sm.modalities:
                         writer.write_meg(sm.name, story,
-                                         _noise(rng, meg_clean.pop(sm.name), config.meg_cnr, n_rep, 1))
+                                         add_noise(rng, meg_clean.pop(sm.name), config.meg_cnr,
+                                                   n_repeats=n_rep))
                     if "fmri" in sm.modalities:
-                        bold = _subject_bold(sm.morph, sources, config, make_bold)
+                        bold = measure_bold(sources, config.sfreq, config.tr, morph=sm.morph)
                         assert bold.shape[1] == expected_n_trs(n_times, config.sfreq, config.tr)
-                        writer.write_fmri(sm.name, story, _noise(rng, bold, config.fmri_cnr, n_rep, 1))
+                        writer.write_fmri(sm.name, story,
+                                          add_noise(rng, bold, config.fmri_cnr, n_repeats=n_rep))
                 del sources
                 if not keep:
                     (Path(scratch.name) / f"{story}.npy").unlink()
@@ -461,15 +440,3 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
 
 def _seed(config: StudyConfig, *keys) -> int:
     return int(np.random.SeedSequence([config.seed, *keys]).generate_state(1)[0])
-
-
-def _subject_bold(morph, sources, config: StudyConfig, make_bold, rows_per_chunk=1024):
-    """Source-level BOLD of one subject, shape (n_src_subject, n_trs), in row chunks."""
-    n_rows = morph.shape[0]
-    # float32 like the sources: a float64 morph would upcast (copy) the whole story per chunk.
-    morph = morph.astype(np.float32)
-    parts = []
-    for r0 in range(0, n_rows, rows_per_chunk):
-        block = morph[r0:r0 + rows_per_chunk] @ sources  # (rows, n_times) float32
-        parts.append(make_bold(block, config.sfreq, config.tr))
-    return np.concatenate(parts)

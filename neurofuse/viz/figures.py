@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_ndim, _check_positive
+from ..stats import pearson_r, zscore
 from .surface import _color_limits
 
 _METHOD_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown",
@@ -148,18 +149,6 @@ def plot_sensor_topomaps(values, info, *, title=None, cmap=None, vmin=None, vmax
 # ---------------------------------------------------------------------------- time courses
 
 
-def _zscore(x):
-    x = np.asarray(x, float)
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 0 else x - x.mean()
-
-
-def _corr(a, b) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else math.nan
-
-
 def plot_time_courses(truth, estimates, sources, sfreq, max_seconds=10.0, *, tmin=0.0,
                       source_names=None, title=None, figsize=None):
     """Ground-truth vs estimated source time courses at a few sources.
@@ -220,11 +209,11 @@ def plot_time_courses(truth, estimates, sources, sfreq, max_seconds=10.0, *, tmi
     axes = fig.subplots(len(sources), 1, sharex=True, squeeze=False)[:, 0]
     for i, (ax, src) in enumerate(zip(axes, sources)):
         true_row = np.asarray(truth[src], float)
-        ax.plot(times, _zscore(true_row[:n_show]), color="black", lw=1.6, label="ground truth")
+        ax.plot(times, zscore(true_row[:n_show], axis=None), color="black", lw=1.6, label="ground truth")
         for j, (method, est) in enumerate(estimates.items()):
             row = np.asarray(est[src], float)
-            r = _corr(row, true_row)
-            ax.plot(times, _zscore(row[:n_show]), color=_METHOD_COLORS[j % len(_METHOD_COLORS)],
+            r = float(pearson_r(row, true_row))
+            ax.plot(times, zscore(row[:n_show], axis=None), color=_METHOD_COLORS[j % len(_METHOD_COLORS)],
                     lw=1.0, alpha=0.85, label=f"{method} (r = {r:.2f})")
         name = source_names[i] if source_names is not None else f"source {src}"
         ax.set_title(name, loc="left", fontsize=9)

@@ -6,7 +6,7 @@ import scipy.signal
 import scipy.sparse
 import torch
 
-from neurofuse.hemodynamics import spm_hrf
+from neurofuse.physics.hrf import spm_hrf
 from neurofuse.models import heads
 from neurofuse.models.heads import (
     DoubleGammaHRF,

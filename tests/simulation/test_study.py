@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurofuse.data.store import expected_n_trs, read_dataset
-from neurofuse.hemodynamics import make_bold
+from neurofuse.physics import make_bold
 from neurofuse.simulation.encoding import SourceEncodingModel
 from neurofuse.simulation.study import StudyConfig, simulate_study
 
@@ -109,7 +109,7 @@ def test_same_seed_identical_dataset(tiny, tmp_path):
 
 
 def test_failed_simulation_leaves_nothing(tmp_path, monkeypatch):
-    import neurofuse.hemodynamics as hemo
+    import neurofuse.physics.measurement as hemo
 
     calls = {"n": 0}
     real = hemo.make_bold
@@ -129,7 +129,7 @@ def test_failed_simulation_leaves_nothing(tmp_path, monkeypatch):
 def test_failed_overwrite_keeps_previous_dataset(tiny, tmp_path, monkeypatch):
     import shutil
 
-    import neurofuse.hemodynamics as hemo
+    import neurofuse.physics.measurement as hemo
 
     target = tmp_path / "kept"
     shutil.copytree(tiny.path, target)

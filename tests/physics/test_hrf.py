@@ -1,10 +1,11 @@
-"""Tests for neurofuse.hemodynamics: HRF against scipy/nilearn, envelope against scipy."""
+"""neurofuse.physics.hrf: HRF against scipy/nilearn, BOLD against a loop reference, and the
+two orders of HRF convolution and TR averaging against each other."""
 
 import numpy as np
 import pytest
 from scipy import signal, stats
 
-from neurofuse.hemodynamics import envelope, make_bold, spm_hrf
+from neurofuse.physics import convolve_hrf, make_bold, spm_hrf, tr_kernel, tr_mean
 
 
 def test_spm_hrf_matches_scipy_gamma_and_peaks_at_mode():
@@ -53,35 +54,6 @@ def test_spm_hrf_errors():
         spm_hrf(1.0, length=0.5)
     with pytest.raises(ValueError, match="'peak'"):
         spm_hrf(10.0, peak=0.0)
-
-
-@pytest.mark.parametrize("n", [101, 128, 999, 1000])
-def test_envelope_matches_scipy_hilbert(n):
-    rng = np.random.default_rng(n)
-    x = rng.standard_normal((3, n))
-    np.testing.assert_allclose(envelope(x), np.abs(signal.hilbert(x)), rtol=0, atol=1e-10)
-    # Other axis.
-    np.testing.assert_allclose(
-        envelope(x.T, axis=0), np.abs(signal.hilbert(x.T, axis=0)), rtol=0, atol=1e-10
-    )
-
-
-def test_envelope_of_am_signal_is_modulator():
-    # Analytic limit: for a slow positive modulator times a fast carrier with a whole number
-    # of periods in the window, the envelope equals the modulator.
-    sfreq, n = 1000.0, 4000
-    t = np.arange(n) / sfreq
-    mod = 1.5 + np.cos(2 * np.pi * 1.0 * t)
-    x = mod * np.cos(2 * np.pi * 100.0 * t)
-    np.testing.assert_allclose(envelope(x), mod, atol=1e-9)
-    assert envelope(x.astype(np.float32)).dtype == np.float32
-
-
-def test_envelope_errors():
-    with pytest.raises(ValueError, match="NaN"):
-        envelope(np.array([1.0, np.nan, 2.0]))
-    with pytest.raises(TypeError, match="real"):
-        envelope(np.ones(4, complex))
 
 
 def _reference_bold(sources, sfreq, tr):
@@ -148,3 +120,55 @@ def test_make_bold_errors():
         np.random.default_rng(1).standard_normal((1, 5000)), 50.0, 2.0, hrf_kwargs={"peak": 4.0}
     )
     assert b1.shape == (1, 50)
+
+
+def test_tr_mean_and_convolve_hrf_match_loops():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 103))
+    h = rng.standard_normal(17)
+    ref = np.array([[np.convolve(row, h)[:103] for row in block] for block in x])
+    np.testing.assert_allclose(convolve_hrf(x, h), ref, rtol=1e-10, atol=1e-12)
+    means = tr_mean(x, 10)
+    assert means.shape == (2, 3, 10)
+    np.testing.assert_allclose(means[1, 2, 4], x[1, 2, 40:50].mean(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("n_per_tr", [1, 4, 25])
+def test_tr_averaging_commutes_with_a_kernel_on_whole_trs(n_per_tr):
+    """The linear part: averaging over TRs and convolving with a kernel whose taps sit on
+    whole TRs commute exactly (the kernel zero-stuffed to sfreq vs sampled every TR)."""
+    rng = np.random.default_rng(n_per_tr)
+    g = spm_hrf(1.0 / 2.0)  # TR-rate kernel (TR = 2 s)
+    stuffed = np.zeros((len(g) - 1) * n_per_tr + 1)
+    stuffed[::n_per_tr] = g
+    p = rng.standard_normal((4, 60 * n_per_tr + 3))
+    np.testing.assert_allclose(tr_mean(convolve_hrf(p, stuffed), n_per_tr),
+                               convolve_hrf(tr_mean(p, n_per_tr), g), rtol=1e-9, atol=1e-12)
+
+
+def test_convolve_then_average_vs_average_then_convolve():
+    """make_bold's order (HRF at sfreq, then TR mean) against the joint model's (TR mean, then
+    HRF sampled every TR): equal with tr_kernel for a TR-constant envelope, and within the
+    documented bound ||tr_kernel(h) - spm_hrf(1/tr)||_1 * max|p| of the TR-rate kernel."""
+    sfreq, tr = 50.0, 2.0
+    n = int(sfreq * tr)
+    rng = np.random.default_rng(5)
+    P = np.abs(rng.standard_normal((3, 90))) + 1.0  # TR-constant envelope (>= 0)
+    p = np.repeat(P, n, axis=-1)
+    h = spm_hrf(sfreq)
+    first = tr_mean(convolve_hrf(p, h), n)  # make_bold's order
+    H = tr_kernel(h, n)
+    assert H.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(first, convolve_hrf(P, H), rtol=1e-10, atol=1e-12)
+    g = spm_hrf(1.0 / tr)  # what DoubleGammaHRF uses at its initial parameters
+    second = convolve_hrf(P, g)
+    bound = np.abs(np.pad(H, (0, max(0, len(g) - len(H)))) -
+                   np.pad(g, (0, max(0, len(H) - len(g))))).sum() * np.abs(P).max()
+    diff = np.abs(first - second).max()
+    assert diff <= bound
+    assert 0.0 < diff  # the orders are not the same computation ...
+    assert bound < 0.2 * np.abs(P).max()  # ... but close: the HRF is slow compared to a TR
+    # For a constant envelope both give the constant once the HRF has passed (unit sum).
+    c = np.full((1, 40 * n), 2.0)
+    np.testing.assert_allclose(tr_mean(convolve_hrf(c, h), n)[:, 20:], 2.0, rtol=1e-10)
+    np.testing.assert_allclose(convolve_hrf(tr_mean(c, n), g)[:, 20:], 2.0, rtol=1e-10)

@@ -1,12 +1,27 @@
-"""The haemodynamic side of the forward model: envelope, canonical HRF and TR sampling.
+"""The haemodynamic side of the forward model: canonical HRF and TR sampling (numpy).
 
-This is a bottom-level module (numpy/scipy only). It turns cortical source activity
-``s(t)`` sampled at ``sfreq`` Hz into source-level BOLD sampled once per TR, following the
-fMRI head of the MEG-fMRI encoding model (paper §2.2)::
+A bottom-level module (numpy/scipy only). It turns cortical source activity ``s(t)`` sampled
+at ``sfreq`` Hz into source-level BOLD sampled once per TR, following the fMRI head of the
+MEG-fMRI encoding model (paper §2.2)::
 
-    p(t) = |s(t) + j H(s)(t)|            (envelope, H = Hilbert transform)
-    b(t) = (hrf * p)(t)                  (causal convolution at sfreq, SPM canonical HRF)
+    p(t) = |s(t) + j H(s)(t)|                (envelope, :mod:`neurofuse.physics.envelope`)
+    b(t) = (hrf * p)(t)                      (causal convolution at sfreq, SPM canonical HRF)
     y[k] = mean of b over [k TR, (k+1) TR)   (one value per volume)
+
+The order of HRF convolution and TR averaging
+---------------------------------------------
+:func:`make_bold` (the simulators' ground truth) convolves at ``sfreq`` and then averages
+each TR: a volume integrates the continuous BOLD signal over its TR. The joint model's fMRI
+head (:class:`~neurofuse.models.heads.FMRIHead`, torch) averages the envelope over each TR
+first and convolves at the TR with a kernel sampled every TR (:func:`spm_hrf` at
+``1 / tr``), which is ``tr * sfreq`` times cheaper and what its learnable HRF
+(:class:`~neurofuse.physics.torch_ops.DoubleGammaHRF`) parameterises. Both steps are linear,
+and they commute exactly when the kernel only has taps at whole TRs
+(:func:`convolve_hrf` of :func:`tr_mean` = :func:`tr_mean` of :func:`convolve_hrf` with the
+kernel zero-stuffed to ``sfreq``). For an envelope that is constant within each TR the
+convolve-first order equals the average-first order with the kernel :func:`tr_kernel`
+(the ``sfreq`` kernel smoothed by the two TR boxes), so the two orders differ by at most
+``||tr_kernel(h, n) - spm_hrf(1 / tr)||_1 * max|p|`` there (``tests/physics/test_hrf.py``).
 """
 
 from __future__ import annotations
@@ -14,20 +29,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import fft as sp_fft
 from scipy import signal
 from scipy.special import gammaln
 
-from ._checks import (
+from .._checks import (
     _check_finite,
     _check_int,
     _check_ndim,
     _check_positive,
     _check_type,
 )
-from ._logging import logger
+from .._logging import logger
+from .envelope import envelope
 
-__all__ = ["envelope", "make_bold", "spm_hrf"]
+__all__ = ["convolve_hrf", "make_bold", "spm_hrf", "tr_kernel", "tr_mean"]
 
 _HRF_KEYS = ("peak", "undershoot", "ratio", "length", "dispersion", "undershoot_dispersion")
 
@@ -111,48 +126,6 @@ def spm_hrf(
     return hrf / total
 
 
-def envelope(x, axis=-1):
-    """Amplitude envelope ``|x + j H(x)|`` (modulus of the analytic signal), via the FFT.
-
-    Same definition as ``np.abs(scipy.signal.hilbert(x, axis=axis))``: the spectrum's
-    negative frequencies are zeroed, positive ones doubled, DC (and Nyquist for even
-    lengths) kept; the signal is treated as periodic over its length.
-
-    Parameters
-    ----------
-    x : array, shape (..., n_times, ...)
-        Real signal(s). float32 input gives float32 output, anything else float64.
-    axis : int
-        The time axis.
-
-    Returns
-    -------
-    env : array, same shape as ``x``
-        The envelope (>= 0).
-    """
-    x = np.asarray(x)
-    if np.iscomplexobj(x):
-        raise TypeError("'x' must be real-valued for envelope(), got a complex array.")
-    _check_finite("x", x)
-    if x.dtype != np.float32:
-        x = x.astype(np.float64, copy=False)
-    n = x.shape[axis]
-    if n == 0:
-        raise ValueError(f"'x' has no samples along axis {axis} (shape {x.shape}).")
-    # Analytic signal x + j H(x): H(x) has spectrum -j X at positive frequencies (0 at DC
-    # and, for even n, at Nyquist), so it is real and needs only a half-size inverse FFT.
-    spec = sp_fft.rfft(x, axis=axis)  # (..., n // 2 + 1, ...)
-    weights = np.full(spec.shape[axis], -1j, dtype=spec.dtype)
-    weights[0] = 0.0
-    if n % 2 == 0:
-        weights[-1] = 0.0
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    spec *= weights.reshape(shape)
-    hx = sp_fft.irfft(spec, n=n, axis=axis)
-    return np.hypot(x, hx)
-
-
 def _validate_hrf_kwargs(hrf_kwargs):
     if hrf_kwargs is None:
         return {}
@@ -178,18 +151,91 @@ def _samples_per_tr(sfreq, tr):
     return n_int
 
 
+def convolve_hrf(x, hrf):
+    """Causal convolution along the last axis: ``out[..., t] = sum_k hrf[k] x[..., t - k]``.
+
+    The signal before the first sample is taken as zero; the output has the input's length.
+
+    Parameters
+    ----------
+    x : array, shape (..., n_times)
+    hrf : array, shape (n_taps,)
+        The kernel at the sampling rate of ``x`` (e.g. :func:`spm_hrf`).
+
+    Returns
+    -------
+    out : array, shape (..., n_times)
+        In the dtype of ``x`` (float32 or float64).
+    """
+    x = np.asarray(x)
+    hrf = np.asarray(hrf, x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
+    conv = signal.fftconvolve(x, hrf, mode="full", axes=-1)
+    return conv[..., :x.shape[-1]]  # causal part: output t uses x[t - k], k >= 0
+
+
+def tr_mean(x, n_per_tr):
+    """Block average over each TR along the last axis (samples after the last full TR dropped).
+
+    Parameters
+    ----------
+    x : array, shape (..., n_times)
+    n_per_tr : int
+        Samples per TR.
+
+    Returns
+    -------
+    y : array, shape (..., n_times // n_per_tr)
+        ``y[..., k] = mean(x[..., k * n_per_tr:(k + 1) * n_per_tr])``.
+    """
+    n_per_tr = _check_int("n_per_tr", n_per_tr, 1)
+    x = np.asarray(x)
+    n_trs = x.shape[-1] // n_per_tr
+    return x[..., :n_trs * n_per_tr].reshape(*x.shape[:-1], n_trs, n_per_tr).mean(axis=-1)
+
+
+def tr_kernel(hrf, n_per_tr):
+    """The TR-rate kernel equal to "convolve at sfreq, then TR-average" for TR-constant input.
+
+    If ``p`` is constant within each TR (``p = repeat(P, n_per_tr)``), then
+    ``tr_mean(convolve_hrf(p, hrf), n) == convolve_hrf(P, tr_kernel(hrf, n))`` (to
+    rounding), with ``H[d] = (1 / n) sum_{u, v = 0}^{n - 1} hrf[d n + u - v]``: the kernel
+    smoothed by the triangle of two TR boxes and sampled every TR.
+
+    Parameters
+    ----------
+    hrf : array, shape (n_taps,)
+        The kernel at the sampling rate (``hrf[k]``: ``k`` samples after the impulse).
+    n_per_tr : int
+        Samples per TR.
+
+    Returns
+    -------
+    kernel : array, shape (ceil((n_taps + n_per_tr - 1) / n_per_tr),)
+        Same sum as ``hrf``.
+    """
+    n = _check_int("n_per_tr", n_per_tr, 1)
+    hrf = np.asarray(hrf, np.float64)
+    tri = np.convolve(np.ones(n), np.ones(n))  # (2n - 1,): #(u, v) with u - v = j - (n - 1)
+    smooth = np.convolve(hrf, tri) / n  # index m <-> lag m - (n - 1)
+    n_out = -(-(len(hrf) + n - 1) // n)
+    smooth = np.concatenate([smooth, np.zeros(n_out * n + n - 1 - len(smooth))])
+    return smooth[n - 1::n][:n_out]
+
+
 def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
     """Source-level BOLD from source activity: envelope -> HRF -> one value per TR.
 
-    For each source: the envelope (:func:`envelope`) of its time course is convolved
-    causally with :func:`spm_hrf` at ``sfreq`` (``b(t) = sum_k hrf[k] p(t - k)``, the
-    signal before ``t = 0`` taken as zero) and then block-averaged over each TR window:
+    For each source: the envelope (:func:`~neurofuse.physics.envelope.envelope`) of its
+    time course is convolved causally with :func:`spm_hrf` at ``sfreq``
+    (:func:`convolve_hrf`: ``b(t) = sum_k hrf[k] p(t - k)``, the signal before ``t = 0``
+    taken as zero) and then block-averaged over each TR window (:func:`tr_mean`):
     ``bold[:, k] = mean(b[:, k*n:(k+1)*n])`` with ``n = tr * sfreq`` samples. Value ``k``
     is thus the volume acquired during ``[k TR, (k+1) TR)``, time-stamped ``k * TR``
     (its acquisition start, as nilearn's ``frame_times`` and BIDS ``onset`` do). A block
     average rather than point sampling, because a volume integrates the signal over the
     TR and it removes aliasing of the (slow, but not band-limited) envelope. Samples
-    after the last complete TR are dropped.
+    after the last complete TR are dropped. (Convolving before averaging is a choice: see
+    the module docstring for the other order and how far apart the two are.)
 
     Parameters
     ----------
@@ -234,14 +280,11 @@ def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
         f"BOLD for {n_sources} sources, {n_times} samples at {sfreq:g} Hz -> {n_trs} TRs "
         f"of {tr:g} s"
     )
-    n_keep = n_trs * n_per_tr
     for start in range(0, n_sources, chunk_size):
         stop = min(start + chunk_size, n_sources)
         block = sources[start:stop]
         if not np.isfinite(block).all():
             _check_finite("sources", sources)  # reports the index in the whole array
         env = envelope(block, axis=-1)  # (chunk, n_times)
-        conv = signal.fftconvolve(env, hrf[np.newaxis].astype(env.dtype), mode="full", axes=-1)
-        conv = conv[:, :n_keep]  # causal part: output t uses env[t - k], k >= 0
-        bold[start:stop] = conv.reshape(stop - start, n_trs, n_per_tr).mean(axis=-1)
+        bold[start:stop] = tr_mean(convolve_hrf(env, hrf), n_per_tr)  # (chunk, n_trs)
     return bold

@@ -1,0 +1,189 @@
+"""How each modality measures cortical sources, and measurement noise at a CNR.
+
+Every simulator (naturalistic MEG + fMRI studies, ECoG, and the EEG-MEG and EEG-fMRI worlds
+to come) measures the same ground-truth sources ``s`` (fsaverage, A·m) through these
+functions, so the physics is written once:
+
+* sensors (MEG, EEG, ECoG): ``y = G s`` with the gain ``G = L M`` (:func:`make_gain`) of a
+  lead field or electrode weighting ``L`` (n_channels, n_sources_subject) and an optional
+  morph ``M`` (n_sources_subject, n_sources_fsaverage, scipy sparse), applied with
+  :func:`apply_gain`;
+* BOLD (fMRI on the cortical source space): ``b = TR-mean(HRF * |M s + j H(M s)|)``
+  (:func:`measure_bold`, the physics of :func:`neurofuse.physics.hrf.make_bold`);
+* noise (:func:`add_noise`): white Gaussian noise with ``sigma_noise = sigma_signal / cnr``
+  per channel or source (paper footnote 3: CNR = sigma_signal / sigma_noise); ``cnr=inf``
+  adds none.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._checks import _check_int, _check_positive
+from .hrf import make_bold
+
+__all__ = ["add_noise", "apply_gain", "make_gain", "measure_bold"]
+
+
+def _is_sparse(a) -> bool:
+    import scipy.sparse
+
+    return scipy.sparse.issparse(a)
+
+
+def make_gain(leadfield, morph=None, *, dtype=None):
+    """The gain ``G = L M`` from fsaverage sources to a subject's sensors.
+
+    Parameters
+    ----------
+    leadfield : array | scipy.sparse array, shape (n_channels, n_sources_subject)
+        Lead field of the subject's sources (MEG, EEG), or a sparse electrode weighting
+        (ECoG: each electrode a weighted mean of the sources around it).
+    morph : scipy.sparse array, shape (n_sources_subject, n_sources) | None
+        Morph from the source space ``s`` lives on (fsaverage) to the subject's; ``None``:
+        ``s`` is already on the subject's sources (``G = L``).
+    dtype : numpy dtype | None
+        Cast the gain to this dtype (``None``: as computed, float64 for float64 inputs).
+
+    Returns
+    -------
+    gain : array | scipy.sparse.csr_array, shape (n_channels, n_sources)
+        Dense for a dense lead field (computed as ``(M.T @ L.T).T``, one sparse-dense
+        product), CSR for a sparse one.
+    """
+    import scipy.sparse
+
+    if leadfield.ndim != 2:
+        raise ValueError(f"'leadfield' must have shape (n_channels, n_sources_subject), got "
+                         f"shape {leadfield.shape}.")
+    if morph is not None and (morph.ndim != 2 or morph.shape[0] != leadfield.shape[1]):
+        raise ValueError(
+            f"'morph' must have shape (n_sources_subject, n_sources) with n_sources_subject = "
+            f"{leadfield.shape[1]} (the lead field's columns), got shape {morph.shape}; pass "
+            "the morph to the lead field's source space.")
+    if _is_sparse(leadfield):
+        gain = scipy.sparse.csr_array(leadfield if morph is None else leadfield @ morph)
+    elif morph is None:
+        gain = np.asarray(leadfield)
+    else:
+        gain = np.asarray((scipy.sparse.csr_array(morph).T @ np.asarray(leadfield).T).T)
+    return gain if dtype is None else gain.astype(dtype)
+
+
+def apply_gain(gain, sources):
+    """Sensor signals ``y = G s`` (noiseless).
+
+    Parameters
+    ----------
+    gain : array | scipy.sparse array, shape (n_channels, n_sources)
+        From :func:`make_gain`.
+    sources : array, shape (n_sources, n_times)
+        Source activity (any block of time samples).
+
+    Returns
+    -------
+    data : array, shape (n_channels, n_times)
+        In the units of the lead field times those of ``sources`` (e.g. T for A·m).
+    """
+    if np.ndim(sources) != 2 or sources.shape[0] != gain.shape[1]:
+        raise ValueError(f"'sources' must have shape (n_sources, n_times) with n_sources = "
+                         f"{gain.shape[1]} (the gain's columns), got shape {np.shape(sources)}.")
+    return gain @ sources
+
+
+def measure_bold(sources, sfreq, tr, *, morph=None, hrf_kwargs=None, rows_per_chunk=1024):
+    """Source-level BOLD of one subject: ``TR-mean(HRF * envelope(M s))``.
+
+    The morph is applied ``rows_per_chunk`` subject sources at a time, so only one chunk of
+    morphed sources is held; see :func:`neurofuse.physics.hrf.make_bold` for the envelope,
+    the HRF convolution at ``sfreq`` and the TR average.
+
+    Parameters
+    ----------
+    sources : array, shape (n_sources, n_times)
+        Source activity at ``sfreq`` (may be memory-mapped).
+    sfreq : float
+        Sampling rate of ``sources``, Hz.
+    tr : float
+        Repetition time, s (``tr * sfreq`` whole).
+    morph : scipy.sparse array, shape (n_sources_subject, n_sources) | None
+        Morph to the subject's sources; ``None``: BOLD of ``sources`` themselves. Cast to
+        float32 when ``sources`` is float32, so a chunk is never upcast.
+    hrf_kwargs : dict | None
+        Parameters of :func:`~neurofuse.physics.hrf.spm_hrf`.
+    rows_per_chunk : int
+        Subject sources morphed at once.
+
+    Returns
+    -------
+    bold : array, shape (n_sources_subject, n_trs)
+        ``n_trs = n_times // (tr * sfreq)``; float32 for float32 sources.
+    """
+    rows_per_chunk = _check_int("rows_per_chunk", rows_per_chunk, 1)
+    if morph is None:
+        return make_bold(sources, sfreq, tr, hrf_kwargs=hrf_kwargs)
+    if np.ndim(sources) != 2 or morph.shape[1] != sources.shape[0]:
+        raise ValueError(f"'sources' must have shape (n_sources, n_times) with n_sources = "
+                         f"{morph.shape[1]} (the morph's columns), got shape "
+                         f"{np.shape(sources)}.")
+    # float32 like the sources: a float64 morph would upcast (copy) the whole story per chunk.
+    morph = morph.astype(np.promote_types(np.float32, sources.dtype))
+    parts = []
+    for r0 in range(0, morph.shape[0], rows_per_chunk):
+        block = morph[r0:r0 + rows_per_chunk] @ sources  # (rows, n_times)
+        parts.append(make_bold(block, sfreq, tr, hrf_kwargs=hrf_kwargs))
+    return np.concatenate(parts)
+
+
+def add_noise(rng, signal, cnr, *, sigma_signal=None, n_repeats=None, axis=-1,
+              noise_dtype=np.float64):
+    """Noisy measurement(s) of ``signal`` at a contrast-to-noise ratio.
+
+    ``signal + sigma_noise * z`` with ``z`` standard normal (independent per repeat) and
+    ``sigma_noise = sigma_signal / cnr`` (paper footnote 3), where ``sigma_signal`` is by
+    default the s.d. of each row of ``signal`` over ``axis`` (so every channel or source
+    gets the requested CNR), or a given reference (e.g. one scale for all electrodes).
+    ``cnr = inf`` returns the signal unchanged and draws nothing from ``rng``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the noise. Draws: one ``standard_normal(signal.shape, dtype=noise_dtype)``
+        per repeat, in repeat order.
+    signal : array, shape (n_rows, n_times)
+        The noiseless measurement (any float dtype).
+    cnr : float
+        sigma_signal / sigma_noise, > 0; ``inf`` for no noise.
+    sigma_signal : float | array | None
+        Reference signal s.d., broadcastable to ``signal`` (e.g. shape (n_rows, 1));
+        ``None``: ``signal.std(axis, keepdims=True)``.
+    n_repeats : int | None
+        Number of independent noisy copies (repeated presentations); ``None``: one, without
+        the leading axis.
+    axis : int
+        Time axis of ``signal`` (for the default ``sigma_signal``).
+    noise_dtype : numpy dtype
+        Precision of the draws and of ``sigma_noise``.
+
+    Returns
+    -------
+    data : array, shape (n_repeats, n_rows, n_times) or (n_rows, n_times), float32
+    """
+    cnr = _check_positive("cnr", cnr, allow_inf=True)
+    single = n_repeats is None
+    n_repeats = 1 if single else _check_int("n_repeats", n_repeats, 1)
+    signal = np.asarray(signal)
+    if math.isinf(cnr):
+        out = np.repeat(signal[None].astype(np.float32), n_repeats, axis=0)
+        return out[0] if single else out
+    if sigma_signal is None:
+        sigma = signal.std(axis=axis, keepdims=True) / cnr  # (n_rows, 1)
+    else:
+        sigma = np.asarray(sigma_signal) / cnr
+    sigma = np.asarray(sigma).astype(noise_dtype)
+    out = np.empty((n_repeats, *signal.shape), np.float32)
+    for r in range(n_repeats):
+        out[r] = signal + sigma * rng.standard_normal(signal.shape, dtype=noise_dtype)
+    return out[0] if single else out
