@@ -75,8 +75,8 @@ def model_prediction_r(model, ds, subject, modality, *, stories=None, sources=No
     stories : list of str | None
         Default: the subject's test stories.
     sources : dict of str -> array, shape (n_sources_fsaverage, n_times) | None
-        Precomputed :func:`~neurofuse.systems.joint.predict.predict_sources` per story (reused across
-        subjects); computed when missing.
+        Precomputed :func:`~neurofuse.systems.joint.predict.predict_sources` per story (reused
+        across subjects); computed when missing.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """The joint MEG-fMRI encoding model (paper §2.2) and its persistence.
 
-``JointModel`` = one :class:`~neurofuse.systems.joint.encoder.StimulusEncoder` (stimulus -> fsaverage
-sources) + one fixed-physics head per subject and modality. Saved as a folder::
+``JointModel`` = one :class:`~neurofuse.systems.joint.encoder.StimulusEncoder` (stimulus ->
+fsaverage sources) + one fixed-physics head per subject and modality. Saved as a folder::
 
     model.json                 config: encoder sizes, subjects, sfreq, tr, feature streams
     model.safetensors          weights and physics buffers (sparse morphs as CSR triplets)
@@ -113,7 +113,8 @@ class JointModel(nn.Module):
           d_model-wide ``z`` instead of the d_src-wide sources.
         * fMRI: the Hilbert transform along time commutes with the source layer and kills its
           bias, ``H(s) = W H(z)``, and commutes with each morph, so one GEMM gives
-          ``[s | H(s)]`` for every subject (see :func:`~neurofuse.systems.joint.heads.envelope_tr_means`).
+          ``[s | H(s)]`` for every subject (see
+          :func:`~neurofuse.systems.joint.heads.envelope_tr_means`).
         """
         meg, fmri = list(meg), list(fmri)
         z = self.encoder.hidden(features, impl=impl)  # (B, T, d_model)

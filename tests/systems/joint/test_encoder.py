@@ -1,5 +1,5 @@
-"""Tests for neurofuse.systems.joint.encoder: configuration, shapes, impl equivalence, gradients and
-input checks of the stimulus encoder."""
+"""Tests for neurofuse.systems.joint.encoder: configuration, shapes, impl equivalence,
+gradients and input checks of the stimulus encoder."""
 
 import dataclasses
 import json
