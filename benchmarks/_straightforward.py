@@ -1,12 +1,12 @@
 """A straightforward implementation of the joint model, the reference of bench_joint_model.py.
 
-Same parameters and the same math as :class:`neurofuse.models.joint.JointModel`, written the
+Same parameters and the same math as :class:`neurofuse.systems.joint.model.JointModel`, written the
 obvious way:
 
 - attention: ``impl="dense"`` (full (T, T) masked scores per head and batch item);
 - morphs: dense (n_sources_subject, n_sources_fsaverage) float32 matrices;
 - MEG head: ``L @ (M @ s)``, forming the full per-subject source tensor (B, T, n_sub);
-- fMRI head: the same envelope -> TR mean -> HRF as :class:`~neurofuse.models.heads.FMRIHead`
+- fMRI head: the same envelope -> TR mean -> HRF as :class:`~neurofuse.systems.joint.heads.FMRIHead`
   but with the dense morph and no activation checkpointing; the envelope is the textbook
   full-complex-FFT Hilbert transform (a frozen copy, see :func:`analytic_envelope`), the HRF a
   copy of the model's.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurofuse.models.joint import ModelOutput
+from neurofuse.systems.joint.model import ModelOutput
 
 
 def analytic_envelope(x, dim=-1, eps=0.0):

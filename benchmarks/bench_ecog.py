@@ -115,7 +115,7 @@ def main(argv=None):
 
     model = args.model
     if model is None and args.fit_epochs > 0:
-        from neurofuse.training.trainer import TrainConfig, fit, load_fit_config
+        from neurofuse.systems.joint.trainer import TrainConfig, fit, load_fit_config
 
         train, encoder = load_fit_config("demo")
         train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.fit_epochs,

@@ -81,9 +81,9 @@ def build_models(args, variant, device):
     """Ours (always, it owns the weights) and, if asked, its straightforward twin."""
     import torch
 
-    from neurofuse.models.encoder import StimulusEncoder
-    from neurofuse.models.heads import FMRIHead, MEGHead
-    from neurofuse.models.joint import JointModel
+    from neurofuse.systems.joint.encoder import StimulusEncoder
+    from neurofuse.systems.joint.heads import FMRIHead, MEGHead
+    from neurofuse.systems.joint.model import JointModel
 
     meg, fmri, leadfields, morphs = make_physics(args.n_meg, args.n_fmri, args.d_src)
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ def worker_train(args):
     """One variant, one process: warm-up step + ``steps`` timed steps."""
     import torch
 
-    from neurofuse.training.losses import joint_loss
+    from neurofuse.systems.joint.losses import joint_loss
 
     device = torch.device(args.device)
     meg, fmri, models = build_models(args, args.variant, device)

@@ -7,7 +7,7 @@ variant and scores each on the held-out stories:
   fMNE's on the same stories (``--no-fmne`` skips it);
 * held-out MEG and fMRI r per subject (Tables 1-2 style);
 * the validation loss: the only number of these a user without ground truth can see, and
-  the one :data:`neurofuse.training.trainer.FIT_PRESETS` ``"demo"`` was chosen by.
+  the one :data:`neurofuse.systems.joint.trainer.FIT_PRESETS` ``"demo"`` was chosen by.
 
 Variants are ``name=fwhm`` (``none`` for the paper's unsmoothed source layer), optionally with
 ``+denoise`` (train on the fMRI ridge ceilings' predictions, the paper's footnote 2, which
@@ -51,7 +51,7 @@ def _diagnostics(ds, model):
     from neurofuse.anatomy import source_smoother
     from neurofuse.baselines import inverse as inv
     from neurofuse.evaluation.metrics import temporal_r
-    from neurofuse.models.predict import predict_sources
+    from neurofuse.systems.joint.predict import predict_sources
 
     story = ds.splits["test"][0]
     subject = next(s for s in ds.subjects if "meg" in ds.modalities(s))
@@ -108,9 +108,9 @@ def main(argv=None):
     from neurofuse.evaluation.pipeline import DEMO_FIT, DEMO_STUDY
     from neurofuse.evaluation.prediction import prediction_table
     from neurofuse.evaluation.recovery import source_recovery
-    from neurofuse.models.joint import JointModel
+    from neurofuse.systems.joint.model import JointModel
     from neurofuse.simulation.study import StudyConfig, simulate_study
-    from neurofuse.training.trainer import fit, load_fit_config
+    from neurofuse.systems.joint.trainer import fit, load_fit_config
 
     work = args.work.expanduser()
     work.mkdir(parents=True, exist_ok=True)

@@ -261,11 +261,11 @@ def _cmd_fit(args):
 
     import torch
 
-    from .training.trainer import fit, load_fit_config
+    from .systems.joint.trainer import fit, load_fit_config
 
     train, encoder = load_fit_config(args.config)
     if args.epochs is not None:
-        from .training.trainer import TrainConfig
+        from .systems.joint.trainer import TrainConfig
 
         train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.epochs})
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -291,7 +291,7 @@ def _cmd_fit(args):
 
 
 def _cmd_predict(args):
-    from .models.predict import write_predictions
+    from .systems.joint.predict import write_predictions
 
     written = write_predictions(args.model, args.stimulus, args.out, sfreq=args.sfreq,
                                 subjects=args.subjects, overwrite=args.overwrite)

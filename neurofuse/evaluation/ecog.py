@@ -759,7 +759,7 @@ class _Predictor:
     """Predicted fsaverage source time courses of a model, for chosen source rows."""
 
     def __init__(self, model):
-        from ..models.joint import JointModel
+        from ..systems.joint.model import JointModel
         from ..simulation.encoding import SourceEncodingModel
 
         if isinstance(model, (str, Path)):
@@ -791,7 +791,7 @@ class _Predictor:
             for a, b, block in self.model.iter_transform(features, chunk_size=2048):
                 out[:, a:b] = block[rows]
             return out
-        from ..models.predict import predict_sources
+        from ..systems.joint.predict import predict_sources
 
         cfg = self.model.encoder.config
         context = cfg.n_layers * (cfg.window - 1)  # receptive field, as predict_sources uses
@@ -827,7 +827,7 @@ def _encoder_vertices(encoder):
 
 
 def _load_model(path: Path):
-    from ..models.joint import JointModel
+    from ..systems.joint.model import JointModel
     from ..simulation.encoding import SourceEncodingModel
 
     if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():

@@ -7,7 +7,7 @@ step produced in its output folder, so an interrupted run resumes where it stopp
 ``ridge/``          ridge ceilings' held-out r per target (``scores.npz``) and the fMRI
                     ceilings' predictions of the training stories (``denoised.npz``, the
                     joint model's denoised training fMRI, paper §2.6 footnote 2)
-``fit/``            the joint model's training run (:func:`neurofuse.training.trainer.fit`;
+``fit/``            the joint model's training run (:func:`neurofuse.systems.joint.trainer.fit`;
                     resumed from its last checkpoint)
 ``recovery.npz``    temporal r maps and summary scores of every method (Fig. 3)
 ``timecourses.npz`` ground truth and estimates at a few sources, for figures
@@ -173,8 +173,8 @@ def _ridge_step(ds, out, *, fmri_denoise):
 
 
 def _fit_step(ds, out, *, fit_config, denoised, device):
-    from ..models.joint import JointModel
-    from ..training.trainer import fit, load_fit_config
+    from ..systems.joint.model import JointModel
+    from ..systems.joint.trainer import fit, load_fit_config
 
     train, encoder = load_fit_config(fit_config)
     fit_dir = out / "fit"
@@ -233,7 +233,7 @@ def evaluate_study(data, out, *, fit_config=None, methods=INVERSE_METHODS, fmri_
     out : path-like
         Output folder (created); what is already there from an interrupted run is reused.
     fit_config : str | path-like | dict | None
-        Joint-model training set-up (:func:`neurofuse.training.trainer.load_fit_config`);
+        Joint-model training set-up (:func:`neurofuse.systems.joint.trainer.load_fit_config`);
         default :data:`DEMO_FIT`.
     methods : sequence of str
         Classical inverses to compare (subset of :data:`INVERSE_METHODS`).

@@ -9,7 +9,7 @@ subset of targets:
   Table 1);
 * fMRI: the top quartile of sources. The paper does not say how that quartile is chosen; here
   it is the top 25 % by *repeatability* of the held-out recording (the correlation between its
-  repeated presentations, :func:`neurofuse.training.data.repeatability`), which depends on
+  repeated presentations, :func:`neurofuse.data.repeatability.repeatability`), which depends on
   neither model, so the selection favours neither. Without repeats, by the ridge ceiling's r.
 """
 
@@ -68,21 +68,21 @@ def model_prediction_r(model, ds, subject, modality, *, stories=None, sources=No
 
     Parameters
     ----------
-    model : neurofuse.models.joint.JointModel
+    model : neurofuse.systems.joint.model.JointModel
     ds : neurofuse.data.store.Dataset
     subject : str
     modality : 'meg' | 'fmri'
     stories : list of str | None
         Default: the subject's test stories.
     sources : dict of str -> array, shape (n_sources_fsaverage, n_times) | None
-        Precomputed :func:`~neurofuse.models.predict.predict_sources` per story (reused across
-        subjects); computed when missing.
+        Precomputed :func:`~neurofuse.systems.joint.predict.predict_sources` per story (reused
+        across subjects); computed when missing.
 
     Returns
     -------
     r : array, shape (n_targets,)
     """
-    from ..models.predict import predict_bold, predict_meg, predict_sources
+    from ..systems.joint.predict import predict_bold, predict_meg, predict_sources
 
     _check_option("modality", modality, ["meg", "fmri"])
     stories = _test_stories(ds, subject, modality, stories)
@@ -105,7 +105,7 @@ def _selection(ds, subject, modality, stories, fallback_r):
         info = ds.info(subject)
         names = set(temporal_lobe_channels(info))
         return np.array([ch in names for ch in info["ch_names"]]), "temporal-lobe sensors"
-    from ..training.data import repeatability
+    from ..data.repeatability import repeatability
 
     reps = [ds.fmri(subject, s) for s in stories]
     if all(r.shape[0] >= 2 for r in reps):

@@ -98,7 +98,7 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
         (empty without ``keep``).
     """
     from ..baselines.inverse import run_inverses
-    from ..models.predict import predict_sources
+    from ..systems.joint.predict import predict_sources
 
     stories = truth_stories(ds, stories)
     if meg_subjects is None:

@@ -12,7 +12,7 @@ The order of HRF convolution and TR averaging
 ---------------------------------------------
 :func:`make_bold` (the simulators' ground truth) convolves at ``sfreq`` and then averages
 each TR: a volume integrates the continuous BOLD signal over its TR. The joint model's fMRI
-head (:class:`~neurofuse.models.heads.FMRIHead`, torch) averages the envelope over each TR
+head (:class:`~neurofuse.systems.joint.heads.FMRIHead`, torch) averages the envelope over each TR
 first and convolves at the TR with a kernel sampled every TR (:func:`spm_hrf` at
 ``1 / tr``), which is ``tr * sfreq`` times cheaper and what its learnable HRF
 (:class:`~neurofuse.physics.torch_ops.DoubleGammaHRF`) parameterises. Both steps are linear,

@@ -1,8 +1,15 @@
-"""Training the joint model: pieces, losses, the trainer with checkpoints and DDP."""
+"""The generic training loop shared by every system.
 
-from .data import PieceLoader, loss_weights, make_pieces, repeatability
-from .losses import joint_loss, masked_correlation
-from .trainer import TrainConfig, fit, load_checkpoint, save_checkpoint
+A system describes what it trains as a :class:`~neurofuse.training.task.Task` (model, batches,
+losses, validation); :func:`~neurofuse.training.loop.fit_task` runs it: device, data-parallel
+processes, optimisers, schedulers, gradient clipping, mixed precision, atomic safetensors
+checkpoints with exact resume (:mod:`neurofuse.training.checkpoint`), early stopping, history
+and progress bar.
+"""
 
-__all__ = ["PieceLoader", "TrainConfig", "fit", "joint_loss", "load_checkpoint", "loss_weights",
-           "make_pieces", "masked_correlation", "repeatability", "save_checkpoint"]
+from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .loop import LoopConfig, fit_task, select_device
+from .task import RunContext, Task
+
+__all__ = ["LoopConfig", "RunContext", "Task", "fit_task", "load_checkpoint",
+           "restore_checkpoint", "save_checkpoint", "select_device"]

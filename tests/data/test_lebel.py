@@ -33,7 +33,7 @@ from neurofuse.data.lebel import (
 )
 from neurofuse.data.repeatability import compute_repeatability
 from neurofuse.data.store import read_dataset
-from neurofuse.training.data import loss_weights
+from neurofuse.systems.joint.data import loss_weights
 
 SFREQ = 50.0
 T0 = 10 * LEBEL_TR - 10.0  # audio time of the first .hf5 volume (trim_start * tr - sound_start)

@@ -407,7 +407,7 @@ def test_ground_truth_cropped_and_clashes(tmp_path):
 def test_fit_runs_on_a_merged_real_shaped_store(tiny_study, tmp_path):
     """A simulated MEG+fMRI study merged with a LeBel-like fMRI store (stories cut to the
     window its fMRI covers, 1 TR after the audio starts); the joint model trains on it."""
-    from neurofuse.training.trainer import fit, load_fit_config
+    from neurofuse.systems.joint.trainer import fit, load_fit_config
 
     src = read_dataset(tiny_study)
     off, n = 100, 1000  # samples at 50 Hz: 2 s = 1 TR in, 20 s long

@@ -14,8 +14,8 @@ from neurofuse.data.repeatability import (
     split_half_repeatability,
 )
 from neurofuse.data.store import MANIFEST, DatasetWriter, read_dataset
-from neurofuse.training.data import loss_weights
-from neurofuse.training.data import repeatability as training_repeatability
+from neurofuse.systems.joint.data import loss_weights
+from neurofuse.systems.joint.data import repeatability as training_repeatability
 
 SFREQ, TR, STREAMS = 10.0, 1.0, {"word": [0, 3]}
 

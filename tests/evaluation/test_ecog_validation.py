@@ -290,8 +290,8 @@ def test_joint_model_predictor_equals_predict_sources(tiny_study):
 
     from neurofuse.data.store import read_dataset
     from neurofuse.evaluation.ecog import _Predictor
-    from neurofuse.models.joint import JointModel
-    from neurofuse.models.predict import predict_sources
+    from neurofuse.systems.joint.model import JointModel
+    from neurofuse.systems.joint.predict import predict_sources
 
     torch.manual_seed(0)
     ds = read_dataset(tiny_study)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse.models.joint import JointModel
-from neurofuse.training import TrainConfig, fit, load_checkpoint, save_checkpoint
+from neurofuse.systems.joint.model import JointModel
+from neurofuse.systems.joint.trainer import TrainConfig, fit, load_checkpoint, save_checkpoint
 
 HERE = Path(__file__).parent
 # Paper-shaped pieces (40 s, loss on the last 20 s) on the 5-Hz synthetic store.
@@ -108,7 +108,7 @@ def _step(model, opt, store):
 def test_failed_checkpoint_keeps_the_previous_one(small_store, tmp_path, monkeypatch, fail_in):
     import safetensors.torch
 
-    from neurofuse.training import trainer
+    from neurofuse.training import checkpoint as trainer
 
     model, opt, sched = _small_training_state(small_store)
     _step(model, opt, small_store)
@@ -247,7 +247,7 @@ def test_two_process_gloo_ddp_equals_one_process(store_factory, tmp_path, train_
     rounding noise, which Adam scales up to lr-sized steps, so any two exact implementations
     of the same gradient (even one process with 1 vs 2 threads) drift apart there.
     """
-    from neurofuse.training.data import make_pieces
+    from neurofuse.systems.joint.data import make_pieces
 
     ds = store_factory(train_durations=train_durations)
     assert len(make_pieces(ds, ds.splits["train"], piece_seconds=40.0,

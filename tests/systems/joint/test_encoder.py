@@ -1,5 +1,5 @@
-"""Tests for neurofuse.models.encoder: configuration, shapes, impl equivalence, gradients and
-input checks of the stimulus encoder."""
+"""Tests for neurofuse.systems.joint.encoder: configuration, shapes, impl equivalence,
+gradients and input checks of the stimulus encoder."""
 
 import dataclasses
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse.models.encoder import EncoderConfig, EncoderLayer, StimulusEncoder
+from neurofuse.systems.joint.encoder import EncoderConfig, EncoderLayer, StimulusEncoder
 
 SMALL = {
     "d_stim": 12,

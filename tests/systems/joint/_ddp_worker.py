@@ -26,7 +26,7 @@ def degenerate(name, n_layers):
 @contextlib.contextmanager
 def freeze_degenerate():
     """Patch JointModel.from_dataset so the models fit builds have those parameters frozen."""
-    from neurofuse.models.joint import JointModel
+    from neurofuse.systems.joint.model import JointModel
 
     orig = JointModel.from_dataset.__func__
 
@@ -45,7 +45,7 @@ def freeze_degenerate():
 
 
 def main(rank, world, rendezvous, dataset, out, config):
-    from neurofuse.training import fit
+    from neurofuse.systems.joint.trainer import fit
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,

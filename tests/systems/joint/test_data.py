@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from neurofuse.training.data import (
+from neurofuse.systems.joint.data import (
     PieceLoader,
     loss_weights,
     make_pieces,
@@ -211,7 +211,7 @@ def test_piece_loader_splits_global_batches_across_ranks(small_store, n_pieces):
 def test_denoised_fmri_targets_replace_training_data(small_store):
     """Footnote 2: replacement targets are used for the given stories only, shapes checked."""
     from neurofuse.data.store import read_dataset
-    from neurofuse.training.data import PieceLoader, make_pieces
+    from neurofuse.systems.joint.data import PieceLoader, make_pieces
 
     ds = read_dataset(small_store) if not hasattr(small_store, "splits") else small_store
     sub = next(s for s in ds.subjects if "fmri" in ds.modalities(s))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse.models.joint import ModelOutput
-from neurofuse.training.losses import (
+from neurofuse.systems.joint.model import ModelOutput
+from neurofuse.systems.joint.losses import (
     joint_loss,
     loss_mask,
     masked_correlation,

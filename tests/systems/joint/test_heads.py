@@ -7,8 +7,8 @@ import scipy.sparse
 import torch
 
 from neurofuse.physics.hrf import spm_hrf
-from neurofuse.models import heads
-from neurofuse.models.heads import (
+from neurofuse.systems.joint import heads
+from neurofuse.systems.joint.heads import (
     DoubleGammaHRF,
     FMRIHead,
     MEGHead,

@@ -1,7 +1,7 @@
 """The joint MEG-fMRI encoding model (paper §2.2) and its persistence.
 
-``JointModel`` = one :class:`~neurofuse.models.encoder.StimulusEncoder` (stimulus -> fsaverage
-sources) + one fixed-physics head per subject and modality. Saved as a folder::
+``JointModel`` = one :class:`~neurofuse.systems.joint.encoder.StimulusEncoder` (stimulus ->
+fsaverage sources) + one fixed-physics head per subject and modality. Saved as a folder::
 
     model.json                 config: encoder sizes, subjects, sfreq, tr, feature streams
     model.safetensors          weights and physics buffers (sparse morphs as CSR triplets)
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_dir, write_json
-from ..anatomy.cortex import source_smoother
+from ..._io import atomic_dir, write_json
+from ...anatomy.cortex import source_smoother
 from .encoder import EncoderConfig, StimulusEncoder
 from .heads import FMRIHead, MEGHead, fmri_bold, hilbert_transform
 
@@ -42,7 +42,7 @@ class ModelOutput:
         ``sources = z @ weight.T + bias``: the last transformer layer's output ``z``
         (B, T, d_model) and the source layer's weight (n_sources, d_model). Lets the
         smoothness loss work in the d_model-wide space
-        (:func:`~neurofuse.training.losses.smoothness_loss`).
+        (:func:`~neurofuse.systems.joint.losses.smoothness_loss`).
     """
 
     sources: torch.Tensor
@@ -93,7 +93,7 @@ class JointModel(nn.Module):
         meg, fmri : iterable of str
             Subjects whose MEG / fMRI to predict.
         impl : str
-            Attention implementation (see :class:`~neurofuse.models.attention.LagWindowAttention`).
+            Attention implementation (see :class:`~neurofuse.nn.attention.LagWindowAttention`).
         checkpoint_fmri : bool | None
             Ignored; kept for compatibility. The fMRI heads never store per-subject
             (B, T, n_sources) intermediates (their backward pass recomputes them in chunks).
@@ -113,7 +113,8 @@ class JointModel(nn.Module):
           d_model-wide ``z`` instead of the d_src-wide sources.
         * fMRI: the Hilbert transform along time commutes with the source layer and kills its
           bias, ``H(s) = W H(z)``, and commutes with each morph, so one GEMM gives
-          ``[s | H(s)]`` for every subject (see :func:`~neurofuse.models.heads.envelope_tr_means`).
+          ``[s | H(s)]`` for every subject (see
+          :func:`~neurofuse.systems.joint.heads.envelope_tr_means`).
         """
         meg, fmri = list(meg), list(fmri)
         z = self.encoder.hidden(features, impl=impl)  # (B, T, d_model)
@@ -178,7 +179,7 @@ class JointModel(nn.Module):
                 raise ValueError(f"Subject {sub!r} morphs from {morph.shape[1]} fsaverage sources, "
                                  f"others from {n_src}: all must share one source space.")
             if "meg" in dataset.modalities(sub):
-                from ..anatomy.forward import check_leadfield
+                from ...anatomy.forward import check_leadfield
 
                 leadfield = dataset.leadfield(sub)
                 check_leadfield(leadfield, dataset.info(sub), name=f"leadfield of {sub}")

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import _check_option, _check_positive
-from .._logging import logger
-from ..data.repeatability import repeatability
+from ..._checks import _check_option, _check_positive
+from ..._logging import logger
+from ...data.repeatability import repeatability
 
 
 @dataclass(frozen=True)

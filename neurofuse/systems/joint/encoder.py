@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._checks import _check_keys, _check_option
-from .attention import IMPLS, LagWindowAttention, _check_heads
+from ..._checks import _check_keys, _check_option
+from ...nn.attention import IMPLS, LagWindowAttention, _check_heads
 
 __all__ = ["EncoderConfig", "EncoderLayer", "SourceLayer", "StimulusEncoder"]
 
@@ -64,7 +64,7 @@ class EncoderConfig:
         lead fields cannot tell neighbours apart, so with little data each source's own
         weights fit noise; ``K`` restricts the sources to spatially smooth patterns (the
         prior LORETA-type inverses use). ``K`` is built from the source positions by
-        :meth:`~neurofuse.models.joint.JointModel.from_dataset`; a bare encoder keeps
+        :meth:`~neurofuse.systems.joint.model.JointModel.from_dataset`; a bare encoder keeps
         ``K = I`` until :meth:`SourceLayer.set_smoother` is called. Not in the paper.
     """
 

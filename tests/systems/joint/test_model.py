@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from neurofuse.data.store import read_dataset
-from neurofuse.models.joint import JointModel, ModelOutput
-from neurofuse.models.predict import (
+from neurofuse.systems.joint.model import JointModel, ModelOutput
+from neurofuse.systems.joint.predict import (
     predict_bold,
     predict_meg,
     predict_sources,
@@ -123,8 +123,8 @@ def test_forward_equals_encoder_then_each_head():
     same outputs and parameter gradients as encoder -> sources -> each head, the plain way."""
     import scipy.sparse
 
-    from neurofuse.models.encoder import StimulusEncoder
-    from neurofuse.models.heads import FMRIHead, MEGHead
+    from neurofuse.systems.joint.encoder import StimulusEncoder
+    from neurofuse.systems.joint.heads import FMRIHead, MEGHead
 
     rng = np.random.default_rng(0)
     S, B, T = 30, 2, 80
@@ -171,8 +171,8 @@ def test_forward_equals_encoder_then_each_head():
 def test_latent_smoothness_equals_smoothness_of_the_sources():
     """ModelOutput.latent lets the smoothness loss skip the (B, T, S) pass: same value and
     same gradients as the mean squared step of the sources themselves."""
-    from neurofuse.models.encoder import StimulusEncoder
-    from neurofuse.training.losses import smoothness_loss
+    from neurofuse.systems.joint.encoder import StimulusEncoder
+    from neurofuse.systems.joint.losses import smoothness_loss
 
     torch.manual_seed(1)
     enc = StimulusEncoder(d_stim=5, d_model=8, n_layers=1, n_heads=2, d_ff=16, window=5,

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import _check_positive
-from ..physics.torch_ops import DoubleGammaHRF, analytic_envelope, hilbert_transform
+from ..._checks import _check_positive
+from ...physics.torch_ops import DoubleGammaHRF, analytic_envelope, hilbert_transform
 
 
 def _to_sparse_csr(matrix, dtype=torch.float32) -> torch.Tensor:
@@ -76,7 +76,7 @@ class MEGHead(nn.Module):
 
         leadfield = np.asarray(leadfield, np.float64)
         morph = scipy.sparse.csr_array(morph)
-        from ..anatomy.forward import check_morph
+        from ...anatomy.forward import check_morph
 
         check_morph(morph, leadfield.shape[1], morph.shape[1])
         gain = np.asarray((morph.T @ leadfield.T).T)  # (n_channels, n_src_fs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import _check_finite, _check_ndim, _check_option, _check_sfreq
+from ..._checks import _check_finite, _check_ndim, _check_option, _check_sfreq
 
 
 def _check_features(model, features, sfreq):
@@ -207,8 +207,8 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
     """
     from pathlib import Path
 
-    from .._io import atomic_dir
-    from .joint import JointModel
+    from ..._io import atomic_dir
+    from .model import JointModel
 
     if not isinstance(model, JointModel):
         model = JointModel.load(model)

@@ -57,7 +57,7 @@ def smoothness_loss(sources, *, latent=None):
     sources : tensor, shape (B, T, S)
     latent : tuple (z, weight) | None
         If given, ``sources = z @ weight.T + bias`` with ``z`` (B, T, d) and ``weight`` (S, d)
-        (a linear source layer, :attr:`~neurofuse.models.joint.ModelOutput.latent`): the same
+        (a linear source layer, :attr:`~neurofuse.systems.joint.model.ModelOutput.latent`): the same
         value is computed in the d-wide space, ``sum_t dz_t^T (W^T W) dz_t / (B (T-1) S)``
         (the bias cancels), without a pass over the (B, T, S) sources.
 
@@ -99,7 +99,7 @@ def joint_loss(out, batch, weights, *, alpha_meg=1.0, alpha_fmri=1.0, alpha_smoo
         Model predictions for the batch.
     batch : dict
         ``loss_start`` (B,) tensor; ``meg``/``fmri``: {subject: (target (B_s, T', n), rows (B_s,))}
-        tensors (see :class:`~neurofuse.training.data.PieceLoader`).
+        tensors (see :class:`~neurofuse.systems.joint.data.PieceLoader`).
     weights : dict
         ``{("meg"|"fmri", subject): tensor (n_targets,)}`` summing to 1.
     alpha_meg, alpha_fmri, alpha_smooth : float

@@ -1,4 +1,4 @@
-"""Tests for neurofuse.models.attention: the blocked lag-window attention against the dense
+"""Tests for neurofuse.nn.attention: the blocked lag-window attention against the dense
 reference, causality, the window edge, an analytic lag case, and the absence of T x T tensors."""
 
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse.models.attention import LagWindowAttention, lag_window_attention
+from neurofuse.nn.attention import LagWindowAttention, lag_window_attention
 
 
 def _make(d_model=16, n_heads=2, window=10, block_size=4, dtype=torch.float64, seed=0):

@@ -37,23 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import _check_option
+from .._checks import _check_int, _check_option
 
 __all__ = ["IMPLS", "LagWindowAttention", "lag_window_attention"]
 
 #: Accepted values of the ``impl`` argument.
 IMPLS = ("auto", "blocked", "dense")
-
-
-def _check_int(name: str, value, *, minimum: int = 1, how_to_fix: str = "") -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"'{name}' must be an int, got {type(value).__name__} ({value!r:.80}).")
-    if value < minimum:
-        msg = f"'{name}' must be an int >= {minimum}, got {value}."
-        if how_to_fix:
-            msg += " " + how_to_fix
-        raise ValueError(msg)
-    return int(value)
 
 
 def _check_heads(d_model: int, n_heads: int) -> None:

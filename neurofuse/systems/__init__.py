@@ -1,0 +1,9 @@
+"""The systems neurofuse implements, one folder each, holding only what is unique to it.
+
+- :mod:`neurofuse.systems.joint` -- A, the joint MEG-fMRI encoding model (stimulus ->
+  cortical sources -> MEG and fMRI of every subject).
+
+The EEG->MEG generator (B), the MEG->fMRI-slice cGAN (C) and the EEG<->fMRI transcoder (D)
+get their folders here when they are built; what they share with A lives below
+``systems`` (``nn``, ``training``, ``physics``, ``data``).
+"""

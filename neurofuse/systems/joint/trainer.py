@@ -1,0 +1,235 @@
+"""Training the joint model (paper §2.6): its settings, presets and :func:`fit`.
+
+:func:`fit` trains a :class:`~neurofuse.systems.joint.model.JointModel` on a dataset store by
+running the joint model's task (:class:`~neurofuse.systems.joint.task.JointTask`: pieces,
+loss, MEG-first curriculum) in the generic loop (:func:`neurofuse.training.loop.fit_task`:
+AdamW steps, gradient clipping, early stopping, a checkpoint every epoch in
+``out/checkpoints/`` with exact resume, data parallelism over processes started by
+``torchrun``). The best model (lowest validation loss) is saved in ``out/model/`` and every
+epoch is logged to ``out/history.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..._checks import _check_keys, _check_option, _check_positive
+from ..._logging import verbose
+from ...training.checkpoint import load_checkpoint
+from ...training.checkpoint import save_checkpoint as _save_checkpoint
+from ...training.loop import LoopConfig, fit_task
+from .task import JointTask
+
+__all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_checkpoint", "load_fit_config",
+           "save_checkpoint"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (paper §2.6 defaults). Every field is overridable.
+
+    Parameters
+    ----------
+    piece_seconds, loss_seconds : float
+        Piece length and the final part of it that enters the loss (40 s, 20 s).
+    batch_size : int
+        Global batch size in pieces (8), split across data-parallel processes.
+    max_epochs : int
+        Upper bound on epochs.
+    meg_first_epochs : int
+        Epochs with ``alpha_fmri = 0`` before the fMRI term is switched on (20).
+    alpha_meg, alpha_fmri, alpha_smooth : float
+        a1 (1), a2 after the curriculum (1), a3 (1e-4).
+    lr, weight_decay : float
+        AdamW settings.
+    grad_clip : float | None
+        Max global gradient norm.
+    scheduler : 'constant' | 'cosine'
+        Learning-rate schedule over ``max_epochs``.
+    patience : int
+        Epochs without validation improvement before stopping.
+    loss_weighting : 'repeatability' | 'uniform'
+        Per-target weights of the correlation terms.
+    seed : int
+        Initialisation, dropout and shuffling seed.
+    mixed_precision : bool
+        bf16 autocast on CUDA (ignored on CPU).
+    block_size : int
+        Query block of the windowed attention.
+    """
+
+    piece_seconds: float = 40.0
+    loss_seconds: float = 20.0
+    batch_size: int = 8
+    max_epochs: int = 100
+    meg_first_epochs: int = 20
+    alpha_meg: float = 1.0
+    alpha_fmri: float = 1.0
+    alpha_smooth: float = 1e-4
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    grad_clip: float | None = 1.0
+    scheduler: str = "constant"
+    patience: int = 10
+    loss_weighting: str = "repeatability"
+    seed: int = 0
+    mixed_precision: bool = False
+    block_size: int = 128
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_epochs", "patience", "block_size"):
+            val = getattr(self, name)
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {val!r}.")
+        if not isinstance(self.meg_first_epochs, int) or self.meg_first_epochs < 0:
+            raise ValueError(f"TrainConfig.meg_first_epochs must be an int >= 0, got "
+                             f"{self.meg_first_epochs!r}.")
+        for name in ("piece_seconds", "loss_seconds", "lr"):
+            _check_positive(f"TrainConfig.{name}", getattr(self, name))
+        for name in ("alpha_meg", "alpha_fmri", "alpha_smooth", "weight_decay"):
+            _check_positive(f"TrainConfig.{name}", getattr(self, name), allow_zero=True)
+        if self.grad_clip is not None:
+            _check_positive("TrainConfig.grad_clip", self.grad_clip)
+        _check_option("TrainConfig.scheduler", self.scheduler, ["constant", "cosine"])
+        _check_option("TrainConfig.loss_weighting", self.loss_weighting,
+                      ["repeatability", "uniform"])
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        _check_keys("training setting (TrainConfig)", values,
+                    [f.name for f in dataclasses.fields(cls)])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def loop_config(self) -> LoopConfig:
+        """The generic loop's share of these settings."""
+        return LoopConfig(max_epochs=self.max_epochs, patience=self.patience,
+                          grad_clip=self.grad_clip, mixed_precision=self.mixed_precision,
+                          seed=self.seed)
+
+    def alphas(self, epoch: int) -> tuple:
+        """(a1, a2, a3) in ``epoch`` (0-based): the MEG-first curriculum."""
+        a2 = 0.0 if epoch < self.meg_first_epochs else self.alpha_fmri
+        return self.alpha_meg, a2, self.alpha_smooth
+
+
+# ---------------------------------------------------------------------------- fit
+
+
+@verbose
+def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, device=None,
+        denoised_fmri=None, epoch_callback=None, verbose=None):
+    """Train the joint model on a dataset store.
+
+    Parameters
+    ----------
+    dataset : Dataset | path-like
+        Opened with :func:`neurofuse.data.store.read_dataset` if a path.
+    out : path-like
+        Output folder: ``model/`` (best model), ``checkpoints/``, ``history.csv``,
+        ``config.json``.
+    train_config : TrainConfig | dict | None
+        Training settings (unknown keys raise).
+    encoder_kwargs : dict | None
+        :class:`~neurofuse.systems.joint.encoder.StimulusEncoder` sizes (paper defaults
+        otherwise).
+    resume : bool
+        Continue from ``out/checkpoints`` exactly where it stopped.
+    device : str | torch.device | None
+        Defaults to CUDA (this process's local rank under torchrun) when available, else CPU.
+    denoised_fmri : dict | None
+        ``{subject: {story: array (n_sources, n_trs)}}``: training-story fMRI targets to use
+        instead of the recordings, e.g. the fMRI ridge ceiling's predictions (paper footnote
+        2). Validation always uses the recorded fMRI.
+    epoch_callback : callable | None
+        Called as ``epoch_callback(epoch, row)`` after each epoch (``row``: the history dict).
+    verbose : bool | str | None
+
+    Returns
+    -------
+    history : list of dict
+        One row per epoch: losses, validation correlations, learning rate, seconds.
+    """
+    from ...data.store import read_dataset
+
+    if not hasattr(dataset, "splits"):
+        dataset = read_dataset(dataset)
+    cfg = train_config if isinstance(train_config, TrainConfig) else \
+        TrainConfig.from_dict(dict(train_config or {}))
+    task = JointTask(dataset, cfg, encoder_kwargs=encoder_kwargs, denoised_fmri=denoised_fmri)
+    return fit_task(task, out, config=cfg.loop_config(), resume=resume, device=device,
+                    epoch_callback=epoch_callback)
+
+
+def save_checkpoint(ckpt_dir, *, model, optimizer, scheduler, trainer_state, train_config):
+    """Checkpoint a joint model and its one optimizer (see
+    :func:`neurofuse.training.checkpoint.save_checkpoint`)."""
+    return _save_checkpoint(ckpt_dir, model_state=model.flat_state(),
+                            optimizers={"main": optimizer}, schedulers={"main": scheduler},
+                            trainer_state=trainer_state, model_config=model.config_dict(),
+                            config=train_config.to_dict())
+
+
+#: Named training set-ups: ``train`` holds TrainConfig fields, ``encoder`` StimulusEncoder sizes.
+FIT_PRESETS = {
+    # The paper's model and schedule (§2.2, §2.6).
+    "paper": {"train": {}, "encoder": {}},
+    # A small model that learns the demo study on 2 CPU cores in a few minutes. Its source
+    # layer is smoothed (15 mm FWHM, not in the paper): with the demo's 14 minutes of training
+    # stories per subject, unsmoothed per-source weights fit noise. 15 mm had the lowest
+    # validation loss of none / 10 / 15 / 20 mm on the demo study (docs/simulation-benchmark.md).
+    "demo": {
+        "train": {"max_epochs": 30, "meg_first_epochs": 10, "patience": 6, "lr": 1e-3},
+        "encoder": {"d_model": 64, "n_layers": 2, "n_heads": 2, "d_ff": 128, "window": 250,
+                    "dropout": 0.1, "source_fwhm": 15.0},
+    },
+    # Seconds: for tests.
+    "tiny": {
+        "train": {"max_epochs": 3, "meg_first_epochs": 1, "piece_seconds": 8.0,
+                  "loss_seconds": 4.0, "batch_size": 4, "lr": 1e-3},
+        "encoder": {"d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "window": 50,
+                    "dropout": 0.1},
+    },
+}
+
+
+def load_fit_config(config):
+    """Resolve a training set-up into ``(TrainConfig, encoder_kwargs)``.
+
+    Parameters
+    ----------
+    config : str | path-like | dict
+        A preset name (``"paper"``, ``"demo"``, ``"tiny"``), a TOML/JSON file, or a dict, with
+        optional keys ``preset`` (start from that preset), ``train`` (TrainConfig fields) and
+        ``encoder`` (StimulusEncoder sizes). Unknown keys raise.
+    """
+    from .encoder import EncoderConfig
+
+    if isinstance(config, str) and config in FIT_PRESETS:
+        config = {"preset": config}
+    if not isinstance(config, dict):
+        fname = Path(config).expanduser()
+        if not fname.is_file():
+            raise FileNotFoundError(f"Training config '{fname}' not found. Pass a preset name "
+                                    f"({', '.join(FIT_PRESETS)}) or a .toml/.json file.")
+        if fname.suffix.lower() == ".toml":
+            import tomllib
+
+            config = tomllib.loads(fname.read_text())
+        else:
+            config = json.loads(fname.read_text())
+    config = dict(config)
+    unknown = sorted(set(config) - {"preset", "train", "encoder"})
+    if unknown:
+        raise ValueError(f"Unknown training config section(s) {unknown}: expected 'preset', "
+                         "'train' and 'encoder'.")
+    base = FIT_PRESETS[_check_option("preset", config.get("preset", "paper"), list(FIT_PRESETS))]
+    train = TrainConfig.from_dict({**base["train"], **config.get("train", {})})
+    encoder = {**base["encoder"], **config.get("encoder", {})}
+    EncoderConfig.from_dict(encoder)  # validates the keys now, not after loading data
+    return train, encoder

@@ -1,0 +1,275 @@
+"""The generic training loop: one :func:`fit_task` for every system.
+
+It runs a :class:`~neurofuse.training.task.Task` (which knows the model, the batches and the
+losses) and owns the rest:
+
+* the device (CUDA -- this process's ``LOCAL_RANK`` under ``torchrun`` -- when available,
+  else CPU), chosen once here;
+* data parallelism over the processes of an initialised process group (DDP; the group is
+  set up by the caller, e.g. the CLI under ``torchrun``);
+* one or several optimizers (stepped in order for every batch, e.g. a GAN's discriminator
+  then generator) and their schedulers (stepped once per epoch);
+* gradient clipping (global norm over each optimizer's parameters) and optional bf16
+  mixed precision on CUDA (:meth:`RunContext.autocast`; off by default);
+* a checkpoint every epoch (:mod:`neurofuse.training.checkpoint`; atomic, safetensors + JSON)
+  and ``resume=True`` that continues exactly (model, optimizers, schedulers, torch RNG, epoch,
+  early-stopping memory, history);
+* early stopping on the task's validation loss (:meth:`Task.monitor`) after ``patience``
+  epochs without an improvement larger than ``min_delta``; the memory restarts when the
+  task's :meth:`~Task.phase` changes;
+* the best model in ``out/model/``, one history row per epoch in ``out/history.csv``, and a
+  progress bar.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .._checks import _check_int, _check_keys, _check_positive
+from .._io import atomic_path, write_json
+from .._logging import logger, progress_enabled, verbose
+from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .task import RunContext
+
+__all__ = ["LoopConfig", "fit_task", "select_device"]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Settings of the generic loop.
+
+    Parameters
+    ----------
+    max_epochs : int
+        Upper bound on epochs.
+    patience : int | None
+        Epochs without improvement of :meth:`Task.monitor` before stopping; None: never stop
+        early.
+    min_delta : float
+        Smallest decrease that counts as an improvement.
+    grad_clip : float | None
+        Max global gradient norm per optimizer step; None: no clipping.
+    mixed_precision : bool
+        bf16 autocast on CUDA for the forward passes the task wraps in ``ctx.autocast()``
+        (ignored on CPU).
+    seed : int
+        Seed of torch's RNG, set just before :meth:`Task.setup`.
+    """
+
+    max_epochs: int = 100
+    patience: int | None = 10
+    min_delta: float = 1e-6
+    grad_clip: float | None = None
+    mixed_precision: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_int("LoopConfig.max_epochs", self.max_epochs)
+        if self.patience is not None:
+            _check_int("LoopConfig.patience", self.patience)
+        _check_positive("LoopConfig.min_delta", self.min_delta, allow_zero=True)
+        if self.grad_clip is not None:
+            _check_positive("LoopConfig.grad_clip", self.grad_clip)
+        _check_int("LoopConfig.seed", self.seed, minimum=0)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LoopConfig:
+        _check_keys("loop setting (LoopConfig)", values,
+                    [f.name for f in dataclasses.fields(cls)])
+        return cls(**values)
+
+
+def _dist():
+    """(rank, world_size, is_distributed) of the current process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
+    return 0, 1, False
+
+
+def select_device(device=None) -> torch.device:
+    """``device``, or CUDA (device ``LOCAL_RANK`` under torchrun) when available, else CPU."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _named(value):
+    """A dict of named optimizers/schedulers from a dict, one object, or None."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    return {"main": value}
+
+
+def _wrap_ddp(model, device, options):
+    with warnings.catch_warnings():  # torch >= 2.12 deprecates broadcast_buffers but its
+        # replacement still syncs buffers at construction, which sparse ones cannot.
+        warnings.filterwarnings("ignore", ".*broadcast_buffers", FutureWarning)
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, **options)
+
+
+def _params(optimizer):
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+@verbose
+def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callback=None,
+             verbose=None):
+    """Train ``task``'s model, writing checkpoints, the best model and the history to ``out``.
+
+    Parameters
+    ----------
+    task : Task
+        What to train (see :mod:`neurofuse.training.task`).
+    out : path-like
+        Output folder: ``model/`` (best model), ``checkpoints/``, ``history.csv`` and the
+        task's ``config.json``.
+    config : LoopConfig | dict | None
+        Loop settings (unknown keys raise).
+    resume : bool
+        Continue from ``out/checkpoints`` exactly where it stopped.
+    device : str | torch.device | None
+        See :func:`select_device`.
+    epoch_callback : callable | None
+        Called as ``epoch_callback(epoch, row)`` after each epoch (``row``: the history dict).
+    verbose : bool | str | None
+
+    Returns
+    -------
+    history : list of dict
+        One row per epoch: ``epoch``, ``train_<key>`` means of the steps' logs, the task's
+        :meth:`~Task.epoch_info`, the learning rate(s) (``lr``, or ``lr_<name>`` with several
+        optimizers), the task's validation numbers, and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config if isinstance(config, LoopConfig) else LoopConfig.from_dict(dict(config or {}))
+    rank, world, distributed = _dist()
+    device = select_device(device)
+    out = Path(out).expanduser()
+    ckpt_dir = out / "checkpoints"
+    if not resume and rank == 0 and (ckpt_dir / "latest").is_file():
+        raise FileExistsError(f"'{out}' already holds a training run. Pass resume=True "
+                              "(--resume) to continue it, or choose another --out.")
+
+    ctx = RunContext(device=device, rank=rank, world_size=world, distributed=distributed,
+                     mixed_precision=cfg.mixed_precision)
+    torch.manual_seed(cfg.seed)
+    model = task.setup(ctx)
+    ctx.module = model
+    ctx.model = _wrap_ddp(model, device, task.ddp_options) if distributed else model
+    optimizers, schedulers = task.configure_optimizers(model)
+    optimizers, schedulers = _named(optimizers), _named(schedulers)
+    if not optimizers:
+        raise ValueError("The task's configure_optimizers returned no optimizer.")
+    state = {"epoch": 0, "best_val": math.inf, "bad_epochs": 0, "phase": None,
+             "history": [], "stopped": False}
+    if resume:
+        tensors, meta = load_checkpoint(ckpt_dir)
+        if meta["model_config"] != json.loads(json.dumps(task.model_config(model))):
+            raise ValueError("Incompatible checkpoint: it was made for another model or dataset "
+                             "(different sizes or subjects). Use a fresh --out.")
+        task.load_model_state(model, {k[6:]: v for k, v in tensors.items()
+                                      if k.startswith("model.")})
+        restore_checkpoint(tensors, meta, optimizers=optimizers, schedulers=schedulers)
+        state = meta["trainer"]
+        logger.info("Resuming after epoch %d", state["epoch"])
+    run_config = task.run_config(model)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if run_config is not None:
+            write_json(out / "config.json", run_config)
+
+    bar = tqdm(total=cfg.max_epochs, initial=state["epoch"], desc="epochs",
+               disable=not progress_enabled() or rank != 0)
+    while state["epoch"] < cfg.max_epochs and not state["stopped"]:
+        epoch = ctx.epoch = state["epoch"]
+        phase = task.phase(epoch)
+        if state["phase"] != phase:  # a new phase: new loss, new early-stopping memory
+            state["phase"], state["best_val"], state["bad_epochs"] = phase, math.inf, 0
+        t0 = time.perf_counter()
+        model.train()
+        sums, n_batches = dict.fromkeys(task.train_logs, 0.0), 0
+        for batch in task.train_batches(epoch):
+            counted = False
+            for name, optimizer in optimizers.items():
+                loss, logs = task.training_step(ctx, batch, name)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(_params(optimizer), cfg.grad_clip)
+                optimizer.step()
+                if logs is not None:
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    counted = True
+            n_batches += counted
+        for scheduler in schedulers.values():
+            scheduler.step()
+        row = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+               **task.epoch_info(epoch)}
+        if len(optimizers) == 1:
+            row["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
+        else:
+            row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in optimizers.items()})
+        model.eval()
+        with torch.no_grad():
+            row.update(task.validate(ctx, epoch))
+        row["seconds"] = time.perf_counter() - t0
+        monitor = task.monitor(row)
+        improved = monitor < state["best_val"] - cfg.min_delta
+        if improved:
+            state["best_val"], state["bad_epochs"] = monitor, 0
+        else:
+            state["bad_epochs"] += 1
+        if (cfg.patience is not None and state["bad_epochs"] >= cfg.patience
+                and task.may_stop(epoch)):
+            state["stopped"] = True
+        state["epoch"] = epoch + 1
+        state["history"].append(row)
+        if rank == 0:
+            if improved:
+                task.save_model(model, out / "model")
+            _write_history(out / "history.csv", state["history"])
+            save_checkpoint(ckpt_dir, model_state=task.model_state(model), optimizers=optimizers,
+                            schedulers=schedulers, trainer_state=state,
+                            model_config=task.model_config(model), config=task.config())
+        if distributed:
+            torch.distributed.barrier()
+        bar.update(1)
+        bar.set_postfix({k: f"{row[k]:.3f}" for k in task.progress_keys if k in row})
+        logger.info("epoch %d: %s", epoch + 1, ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if epoch_callback is not None:
+            epoch_callback(epoch, row)
+    bar.close()
+    if rank == 0 and not (out / "model").exists():
+        task.save_model(model, out / "model")
+    return state["history"]
+
+
+def _write_history(path, history):
+    keys = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_path(path, what="training log") as tmp:
+        tmp.write_text(buf.getvalue())

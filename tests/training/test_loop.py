@@ -1,0 +1,212 @@
+"""The generic training loop on toy tasks: two optimizers against a hand-written loop, gradient
+clipping against its analytic effect, exact resume after an interruption, early stopping."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neurofuse.training import LoopConfig, Task, fit_task, load_checkpoint
+
+N_FEAT = 3
+
+
+class Regression(Task):
+    """Linear regression through dropout, in shuffled mini-batches, with two optimizers: SGD
+    with momentum for the weights and Adam for the bias, each with its own schedule. Dropout
+    and the shuffling draw from torch's RNG, so an exact resume must restore it."""
+
+    progress_keys = ("train_mse", "val_loss")
+
+    def __init__(self, *, dropout=0.2, n=48, batch_size=8, optimizers=("weight", "bias")):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n + 16, N_FEAT))
+        y = x @ np.array([1.5, -2.0, 0.5]) + 0.3 + 0.1 * rng.standard_normal(n + 16)
+        x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+        self.x, self.y, self.x_val, self.y_val = x[:n], y[:n], x[n:], y[n:]
+        self.dropout, self.batch_size, self.names = dropout, batch_size, optimizers
+
+    def setup(self, ctx):
+        return torch.nn.Sequential(torch.nn.Dropout(self.dropout),
+                                   torch.nn.Linear(N_FEAT, 1)).to(ctx.device)
+
+    def configure_optimizers(self, model):
+        lin = model[1]
+        if self.names == ("all",):
+            opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+            return {"all": opt}, {}
+        w = torch.optim.SGD([lin.weight], lr=0.05, momentum=0.9)
+        b = torch.optim.Adam([lin.bias], lr=0.05)
+        return ({"weight": w, "bias": b},
+                {"weight": torch.optim.lr_scheduler.StepLR(w, step_size=2, gamma=0.5),
+                 "bias": torch.optim.lr_scheduler.ExponentialLR(b, gamma=0.9)})
+
+    def train_batches(self, epoch):
+        order = torch.randperm(len(self.x))
+        for b0 in range(0, len(order), self.batch_size):
+            idx = order[b0:b0 + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+    def training_step(self, ctx, batch, optimizer):
+        x, y = batch
+        loss = (ctx.model(x)[:, 0] - y).pow(2).mean()
+        return loss, {"mse": float(loss.detach())}
+
+    def validate(self, ctx, epoch):
+        return {"val_loss": float((ctx.model(self.x_val)[:, 0] - self.y_val).pow(2).mean())}
+
+
+def _reference(task, *, max_epochs, seed=0, grad_clip=None):
+    """The same training written out by hand."""
+    torch.manual_seed(seed)
+    model = task.setup(type("Ctx", (), {"device": torch.device("cpu")})())
+    optimizers, schedulers = task.configure_optimizers(model)
+    for _ in range(max_epochs):
+        model.train()
+        for x, y in task.train_batches(None):
+            for opt in optimizers.values():
+                loss = (model(x)[:, 0] - y).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in opt.param_groups for p in g["params"]], grad_clip)
+                opt.step()
+        for sched in schedulers.values():
+            sched.step()
+    return model
+
+
+def _weights(out):
+    tensors, meta = load_checkpoint(out / "checkpoints")
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}, tensors, meta
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.05])
+def test_two_optimizers_equal_a_hand_written_loop(tmp_path, grad_clip):
+    history = fit_task(Regression(), tmp_path / "run",
+                       config=dict(max_epochs=4, patience=None, grad_clip=grad_clip))
+    ref = _reference(Regression(), max_epochs=4, grad_clip=grad_clip)
+    weights, _, meta = _weights(tmp_path / "run")
+    for k, v in ref.state_dict().items():
+        assert torch.equal(weights[f"model.{k}"], v), k
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    # Each optimizer's learning rate follows its own schedule, logged per name.
+    assert [row["lr_weight"] for row in history] == pytest.approx([0.05, 0.025, 0.025, 0.0125])
+    assert [row["lr_bias"] for row in history] == pytest.approx([0.05 * 0.9 ** e
+                                                                 for e in range(1, 5)])
+    assert sorted(meta["optimizers"]) == ["bias", "weight"]
+    assert meta["trainer"]["history"] == history
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path):
+    """One SGD step (lr 0.1) on one batch: the parameters move by lr * clip in norm when the
+    gradient is longer than the clip, and by lr * |grad| when it is not."""
+
+    class OneBatch(Regression):
+        def train_batches(self, epoch):
+            yield self.x, self.y
+
+    def step_norm(clip, out):
+        task = OneBatch(dropout=0.0, optimizers=("all",))
+        torch.manual_seed(0)
+        init = torch.cat([p.detach().flatten() for p in task.setup(
+            type("Ctx", (), {"device": torch.device("cpu")})()).parameters()])
+        fit_task(task, out, config=dict(max_epochs=1, grad_clip=clip))
+        w, _, _ = _weights(out)
+        after = torch.cat([w["model.1.weight"].flatten(), w["model.1.bias"]])
+        return float((after - init).norm())
+
+    free = step_norm(None, tmp_path / "free")  # lr * |grad|
+    assert free > 0.1 * 0.5
+    assert step_norm(0.5, tmp_path / "clipped") == pytest.approx(0.1 * 0.5, rel=1e-5)
+    assert step_norm(100.0, tmp_path / "loose") == pytest.approx(free, rel=1e-6)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    straight = fit_task(Regression(), tmp_path / "straight",
+                        config=dict(max_epochs=6, patience=None, grad_clip=1.0))
+
+    def crash_after_3(epoch, row):
+        if epoch == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        fit_task(Regression(), tmp_path / "resumed", epoch_callback=crash_after_3,
+                 config=dict(max_epochs=6, patience=None, grad_clip=1.0))
+    _, _, meta = _weights(tmp_path / "resumed")
+    assert meta["trainer"]["epoch"] == 3
+    with pytest.raises(FileExistsError, match="resume"):
+        fit_task(Regression(), tmp_path / "resumed", config=dict(max_epochs=6))
+    resumed = fit_task(Regression(), tmp_path / "resumed", resume=True,
+                       config=dict(max_epochs=6, patience=None, grad_clip=1.0))
+    _, a, _ = _weights(tmp_path / "straight")
+    _, b, _ = _weights(tmp_path / "resumed")
+    assert sorted(a) == sorted(b)
+    assert any(k.startswith("opt.weight.") for k in a) and any(k.startswith("rng.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # model, both optimizers' states, RNG
+    drop = [{k: v for k, v in row.items() if k != "seconds"} for row in straight]
+    assert drop == [{k: v for k, v in row.items() if k != "seconds"} for row in resumed]
+    # Not trivially equal: a run that does not restore the RNG (a fresh seed) differs.
+    other = fit_task(Regression(), tmp_path / "other",
+                     config=dict(max_epochs=6, patience=None, grad_clip=1.0, seed=1))
+    assert other[-1]["train_mse"] != straight[-1]["train_mse"]
+
+
+class Scripted(Regression):
+    """Validation losses read from a script; the phase changes at ``phase_from``."""
+
+    def __init__(self, losses, *, phase_from=None, stop_from=0):
+        super().__init__()
+        self.losses, self.phase_from, self.stop_from = losses, phase_from, stop_from
+
+    def validate(self, ctx, epoch):
+        return {"val_loss": self.losses[epoch]}
+
+    def phase(self, epoch):
+        return None if self.phase_from is None else int(epoch >= self.phase_from)
+
+    def may_stop(self, epoch):
+        return epoch >= self.stop_from
+
+    def save_model(self, model, path):
+        super().save_model(model, path)
+        self.saved_after = getattr(self, "saved_after", []) + [self.epoch_seen]
+
+    def train_batches(self, epoch):
+        self.epoch_seen = epoch + 1
+        return super().train_batches(epoch)
+
+
+@pytest.mark.parametrize("kwargs, patience, n_epochs, saved", [
+    ({}, 2, 4, [1, 2]),                             # 5, 4 improve; 4.5, 4.2 do not: stop
+    ({}, 3, 5, [1, 2]),                             # 4.1 is the third epoch above 4.0
+    ({"stop_from": 4}, 2, 5, [1, 2]),               # stopping allowed from the 5th epoch on
+    ({"phase_from": 3}, 2, 8, [1, 2, 4, 5, 6, 8]),  # the new phase forgets 4.0: 4.2 improves
+    ({}, None, 8, [1, 2, 6, 8]),                    # no early stopping
+])
+def test_early_stopping(tmp_path, kwargs, patience, n_epochs, saved):
+    losses = [5.0, 4.0, 4.5, 4.2, 4.1, 3.0, 3.5, 2.0]
+    task = Scripted(losses, **kwargs)
+    history = fit_task(task, tmp_path / "run", config=dict(max_epochs=8, patience=patience))
+    assert len(history) == n_epochs
+    assert task.saved_after == saved  # the best model is saved when the monitor improves
+    _, _, meta = _weights(tmp_path / "run")
+    assert meta["trainer"]["stopped"] == (n_epochs < 8)
+    assert meta["trainer"]["best_val"] == min(losses[saved[-1] - 1:n_epochs])
+    assert math.isfinite(meta["trainer"]["best_val"])
+
+
+def test_loop_config_is_checked():
+    with pytest.raises(ValueError, match="'max_epoch' \\(did you mean 'max_epochs'\\?\\)"):
+        LoopConfig.from_dict({"max_epoch": 3})
+    with pytest.raises(ValueError, match="LoopConfig.patience"):
+        LoopConfig(patience=0)
+    with pytest.raises(ValueError, match="LoopConfig.grad_clip"):
+        LoopConfig(grad_clip=-1.0)
