@@ -46,9 +46,9 @@ import numbers
 
 import numpy as np
 
-from .._checks import _check_finite, _check_option, _check_type
-from .._logging import logger, use_log_level, verbose
-from ..stimulus.delays import (
+from ..._checks import _check_finite, _check_option, _check_type
+from ..._logging import logger, use_log_level, verbose
+from ...stimulus.delays import (
     _check_delays,
     _delayed_rows,
     _n_trs,
