@@ -626,7 +626,7 @@ def _stimulus_ridge_predict(features, streams, Y, train, test, *, delays, alphas
     groups = _contiguous_groups(len(train), inner_folds)
     source = _DelayedRows(mats, Y, train, groups, delays)
     model = StackedRidge(alphas, cv=inner_folds)
-    model._fit_source(source, len(mats), verbose=logger.level if logger.level < 20 else False)
+    model.fit_source(source, len(mats), verbose=logger.level if logger.level < 20 else False)
     out = np.empty((Y.shape[1], e - s))
     for c in range(s, e, 4096):
         d = min(c + 4096, e)

@@ -12,7 +12,6 @@ from sklearn.preprocessing import StandardScaler
 from neurofuse.baselines.ridge import (
     BandedRidge,
     StackedRidge,
-    _ArraySource,
     fit_fmri_ceiling,
     fit_meg_ceiling,
     ridge_fit,
@@ -20,6 +19,7 @@ from neurofuse.baselines.ridge import (
     solve_simplex_lstsq,
     use_ridge_backend,
 )
+from neurofuse.baselines.ridge.solver import _ArraySource
 from neurofuse.data.store import read_dataset
 from neurofuse.stimulus.delays import make_delayed, resample_to_tr
 
@@ -105,7 +105,7 @@ def test_cv_by_groups_equals_brute_force_sklearn(scoring):
     folds = [["a", "d"], ["b", "e"], ["c"]]  # round-robin assignment of cv=3
     sse = _sklearn_cv(X, Y, groups, folds, ALPHAS)
     model = StackedRidge(ALPHAS, cv=3)
-    model._fit_source(_ArraySource([X], Y, groups), 1, _scoring=scoring)
+    model.fit_source(_ArraySource([X], Y, groups), 1, scoring=scoring)
     np.testing.assert_array_equal(model.alphas_[0], ALPHAS[np.argmin(sse, axis=0)])
     sst = np.zeros(Y.shape[1])
     for val_groups in folds:  # R^2 uses the training mean of each fold
