@@ -86,6 +86,7 @@ import numpy as np
 from .._checks import _check_int, _check_option, _check_positive, _check_type
 from .._io import hash_arrays, hash_file, write_json
 from .._logging import logger, progress_enabled, verbose
+from ..anatomy.coordinates import fsaverage5_to_oct6
 from ._prepare import (
     as_list,
     audio_duration,
@@ -296,34 +297,6 @@ def _template():
 
 def _template_vertices():
     return [np.asarray(s["vertno"], np.int64) for s in _template()]
-
-
-def fsaverage5_to_oct6():
-    """Average fsaverage5 vertices into the fsaverage oct6 sources.
-
-    Each of the 20484 fsaverage5 vertices (lh then rh) is assigned to the oct6 source nearest
-    to it on the spherical surface (a source's own vertex is nearest to itself), and every
-    source takes the mean of its vertices.
-
-    Returns
-    -------
-    matrix : scipy.sparse.csr_matrix, shape (8196, 20484), float32
-        Rows sum to 1; each column has one non-zero.
-    """
-    import scipy.sparse
-    from scipy.spatial import cKDTree
-
-    from ..anatomy.template import read_template_surface
-
-    blocks = []
-    for hemi, vertno in zip(("lh", "rh"), _template_vertices()):
-        sphere, _ = read_template_surface("sphere", hemi)
-        _, nearest = cKDTree(sphere[vertno]).query(sphere)  # (n_vertices,) source index
-        counts = np.bincount(nearest, minlength=len(vertno))
-        blocks.append(scipy.sparse.csr_matrix(
-            (1.0 / counts[nearest], (nearest, np.arange(len(sphere)))),
-            shape=(len(vertno), len(sphere)), dtype=np.float32))
-    return scipy.sparse.block_diag(blocks, format="csr", dtype=np.float32)
 
 
 def write_voxel_to_source(folder, matrix, vertices, *, morph=None, overwrite=False):

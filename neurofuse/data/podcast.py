@@ -104,6 +104,7 @@ import numpy as np
 from .._checks import _check_option, _check_positive, _check_type
 from .._io import hash_arrays, hash_file
 from .._logging import logger, progress_enabled, verbose
+from ..anatomy.coordinates import MNI152_TO_MNI305, mni152_to_mni305
 from ._prepare import (
     audio_duration,
     cached,
@@ -137,12 +138,6 @@ PODCAST_STORY = "podcast"
 DEFAULT_SPACE = "MNI152NLin2009aSym"
 #: Signals :func:`prepare_podcast` can extract.
 SIGNALS = ("highgamma", "broadband", "ecogprep")
-#: FreeSurfer's MNI152 -> MNI305 (fsaverage) affine, mm (wiki "CoordinateSystems", case 8b:
-#: ``inv(V152 inv(T152) R T305 inv(V305))`` with R from ``average/mni152.register.dat``).
-MNI152_TO_MNI305 = np.array([[1.0022, 0.0071, -0.0177, 0.0528],
-                             [-0.0146, 0.9990, 0.0027, -1.5519],
-                             [0.0129, 0.0094, 1.0027, -1.2012],
-                             [0.0, 0.0, 0.0, 1.0]])
 _MNE_TYPES = {"ECOG": "ecog", "SEEG": "seeg", "DBS": "dbs", "EEG": "eeg"}
 _DATA_EXTENSIONS = (".edf", ".vhdr", ".bdf", ".set", ".nwb", ".fif")
 _UNITS = {"m": 1.0, "cm": 1e-2, "mm": 1e-3}
@@ -390,23 +385,6 @@ def _read_phones(path):
 # --------------------------------------------------------------------------------------
 # Electrodes
 # --------------------------------------------------------------------------------------
-
-def mni152_to_mni305(pos) -> np.ndarray:
-    """Map points from MNI152 to MNI305 (= fsaverage surface RAS) with FreeSurfer's affine.
-
-    Parameters
-    ----------
-    pos : array, shape (n, 3)
-        MNI152 coordinates, **mm**.
-
-    Returns
-    -------
-    pos : array, shape (n, 3)
-        MNI305 coordinates, mm.
-    """
-    pos = np.atleast_2d(np.asarray(pos, float))
-    return pos @ MNI152_TO_MNI305[:3, :3].T + MNI152_TO_MNI305[:3, 3]
-
 
 def _space_to_fsaverage_mm(pos_mm, space):
     key = space.lower()
