@@ -64,11 +64,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_int, _check_option, _check_positive, _check_random_state
-from .._io import atomic_dir, write_json
-from .._logging import logger, progress_enabled, verbose
-from ..anatomy.cortex import fsaverage_source_positions
-from .metrics import pearson_r, top_quartile
+from ..._checks import _check_int, _check_option, _check_positive, _check_random_state
+from ..._io import atomic_dir, write_json
+from ..._logging import logger, progress_enabled, verbose
+from ...anatomy.cortex import fsaverage_source_positions
+from ..metrics import pearson_r, top_quartile
 
 __all__ = [
     "PAPER_FRACTIONS",
@@ -576,7 +576,7 @@ class _DelayedRows:
         return len(self._rows[key])
 
     def chunks(self, key, with_y=True):
-        from ..stimulus.delays import _delayed_rows
+        from ...stimulus.delays import _delayed_rows
 
         rows = self._rows[key]
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
@@ -607,8 +607,8 @@ def _project_streams(features, streams, rows, n_components):
 def _stimulus_ridge_predict(features, streams, Y, train, test, *, delays, alphas, inner_folds,
                             n_components, seed):
     """Predictions (n_targets, n_test) of the stimulus stacked ridge for one fold/fraction."""
-    from ..baselines.ridge import StackedRidge
-    from ..stimulus.delays import _delayed_rows
+    from ...baselines.ridge import StackedRidge
+    from ...stimulus.delays import _delayed_rows
 
     s, e = test
     if len(train) == 0:  # untrained: random weights on standardised delayed features
@@ -759,8 +759,8 @@ class _Predictor:
     """Predicted fsaverage source time courses of a model, for chosen source rows."""
 
     def __init__(self, model):
-        from ..models.joint import JointModel
-        from ..simulation.encoding import SourceEncodingModel
+        from ...models.joint import JointModel
+        from ...simulation.encoding import SourceEncodingModel
 
         if isinstance(model, (str, Path)):
             model = _load_model(Path(model).expanduser())
@@ -791,7 +791,7 @@ class _Predictor:
             for a, b, block in self.model.iter_transform(features, chunk_size=2048):
                 out[:, a:b] = block[rows]
             return out
-        from ..models.predict import predict_sources
+        from ...models.predict import predict_sources
 
         cfg = self.model.encoder.config
         context = cfg.n_layers * (cfg.window - 1)  # receptive field, as predict_sources uses
@@ -809,7 +809,7 @@ def _encoder_vertices(encoder):
     found from its source positions on the white surface."""
     from scipy.spatial import cKDTree
 
-    from ..anatomy.template import read_template_surface
+    from ...anatomy.template import read_template_surface
 
     vertices = []
     for h, code in zip(_HEMIS, (0, 1)):
@@ -827,8 +827,8 @@ def _encoder_vertices(encoder):
 
 
 def _load_model(path: Path):
-    from ..models.joint import JointModel
-    from ..simulation.encoding import SourceEncodingModel
+    from ...models.joint import JointModel
+    from ...simulation.encoding import SourceEncodingModel
 
     if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
         path = path / "model"  # the output folder of `neurofuse fit`
@@ -964,9 +964,9 @@ def run_ecog_validation(model, data, out, *, fractions=PAPER_FRACTIONS, n_folds=
 
     from tqdm.auto import tqdm
 
-    from ..baselines.ridge import DEFAULT_ALPHAS, MEG_DELAYS_S
-    from ..data.ecog import EcogDataset, read_ecog_dataset
-    from ..stimulus.delays import delays_from_seconds
+    from ...baselines.ridge import DEFAULT_ALPHAS, MEG_DELAYS_S
+    from ...data.ecog import EcogDataset, read_ecog_dataset
+    from ...stimulus.delays import delays_from_seconds
 
     t0 = time.perf_counter()
     ds = data if isinstance(data, EcogDataset) else read_ecog_dataset(data)
@@ -1115,7 +1115,7 @@ def run_ecog_validation(model, data, out, *, fractions=PAPER_FRACTIONS, n_folds=
                 "envelope": bool(envelope), "seed": seed, "model": predictor.kind}
     figs = {}
     if figures:
-        from ..viz.ecog import ecog_figures
+        from ...viz.ecog import ecog_figures
 
         figs = ecog_figures(results, records)
     with atomic_dir(out, overwrite=overwrite, what="ECoG validation") as tmp:
