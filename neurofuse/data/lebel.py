@@ -86,7 +86,6 @@ import numpy as np
 from .._checks import _check_int, _check_option, _check_positive, _check_type
 from .._io import hash_arrays, hash_file, write_json
 from .._logging import logger, progress_enabled, verbose
-from ..anatomy.coordinates import fsaverage5_to_oct6
 from ._prepare import (
     as_list,
     audio_duration,
@@ -424,6 +423,8 @@ def read_voxel_to_source(folder, *, n_voxels=None, subject=None) -> VoxelToSourc
 
 def _surface_mapping(n_columns, subject):
     import scipy.sparse
+
+    from ..anatomy.coordinates import fsaverage5_to_oct6
 
     if n_columns == N_OCT6:
         matrix, kind = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr"), "oct6"

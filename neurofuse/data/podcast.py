@@ -76,7 +76,8 @@ recording when a recording ends within ``tolerance`` seconds before the audio do
 
 Positions. ``EcogElectrodes.pos_fsaverage`` holds fsaverage surface RAS = MNI305 coordinates in
 metres. Positions in an MNI152 space (``MNI152NLin2009aSym`` by default, ``MNI152*``) are
-mapped with FreeSurfer's affine MNI152 -> MNI305 (:data:`MNI152_TO_MNI305`, from
+mapped with FreeSurfer's affine MNI152 -> MNI305
+(:data:`~neurofuse.anatomy.coordinates.MNI152_TO_MNI305`, from
 ``$FREESURFER_HOME/average/mni152.register.dat``, FreeSurfer wiki "CoordinateSystems" 8b). It
 was made for FSL's MNI152 (NLin6Asym); the nonlinear 2009 templates differ from it by about a
 millimetre, less than electrode localisation error. ``fsaverage``/``MNI305`` positions are used
@@ -104,7 +105,6 @@ import numpy as np
 from .._checks import _check_option, _check_positive, _check_type
 from .._io import hash_arrays, hash_file
 from .._logging import logger, progress_enabled, verbose
-from ..anatomy.coordinates import MNI152_TO_MNI305, mni152_to_mni305
 from ._prepare import (
     audio_duration,
     cached,
@@ -120,11 +120,9 @@ from ._prepare import (
 from .ecog import EcogElectrodes, write_ecog_dataset
 
 __all__ = [
-    "MNI152_TO_MNI305",
     "PODCAST_STORY",
     "SIGNALS",
     "PodcastLayout",
-    "mni152_to_mni305",
     "prepare_podcast",
     "read_podcast_electrodes",
     "read_podcast_layout",
@@ -387,6 +385,8 @@ def _read_phones(path):
 # --------------------------------------------------------------------------------------
 
 def _space_to_fsaverage_mm(pos_mm, space):
+    from ..anatomy.coordinates import mni152_to_mni305
+
     key = space.lower()
     if key.startswith("mni152"):
         return mni152_to_mni305(pos_mm), "MNI152 -> MNI305 (FreeSurfer affine)"
