@@ -520,6 +520,8 @@ def solve_ridge_cv_batched(X, Y, groups, alphas=DEFAULT_ALPHAS, *, cv="stories",
     if X.ndim != 3 or Y.shape != X.shape[:2]:
         raise ValueError(f"'X' must have shape (n_problems, n_samples, k) and 'Y' (n_problems, "
                          f"n_samples), got {X.shape} and {Y.shape}.")
+    _check_finite("X", X)
+    _check_finite("Y", Y)
     groups = _check_groups(groups, X.shape[1])
     alphas = _check_alphas(alphas)
     n_problems, _, k = X.shape

@@ -1,7 +1,8 @@
 """ECoG validation (paper §5, Fig. 4): predicting new people's ECoG from the source estimates.
 
-The source estimates of a trained joint model (or any fsaverage source model, e.g. the
-ground-truth encoder of a simulation) are computed for the ECoG story and compared with the
+The source estimates of a trained joint model (or any fsaverage source model,
+:class:`~neurofuse.evaluation.source_model.SourceModel`, e.g. the ground-truth encoder of a
+simulation) are computed for the ECoG story and compared with the
 ECoG of every subject of an ECoG dataset (:mod:`neurofuse.data.ecog`, ``docs/ecog.md``):
 
 **Zero-shot prediction.** Each electrode is mapped to the nearest fsaverage source (its
@@ -54,6 +55,11 @@ the first ``round(f * n_candidates)`` candidates in time order. Two methods, sam
 r is computed per electrode on each fold's test block and averaged over folds; the reported
 score of a condition is the mean r of the top 25 % of electrodes (all subjects pooled, chosen
 per condition, as in Fig. 4).
+
+Modules: :mod:`.geometry` (nearest sources), :mod:`.statistics` (permutation, FDR and
+identification tests), :mod:`.folds` (CV blocks, training subsets), :mod:`.prediction`
+(source ridge and stimulus ridge, on the shared solver of :mod:`neurofuse.baselines.ridge`)
+and :mod:`.validation` (:func:`run_ecog_validation`).
 """
 
 from ...anatomy.cortex import fsaverage_source_positions
