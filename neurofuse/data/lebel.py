@@ -298,34 +298,6 @@ def _template_vertices():
     return [np.asarray(s["vertno"], np.int64) for s in _template()]
 
 
-def fsaverage5_to_oct6():
-    """Average fsaverage5 vertices into the fsaverage oct6 sources.
-
-    Each of the 20484 fsaverage5 vertices (lh then rh) is assigned to the oct6 source nearest
-    to it on the spherical surface (a source's own vertex is nearest to itself), and every
-    source takes the mean of its vertices.
-
-    Returns
-    -------
-    matrix : scipy.sparse.csr_matrix, shape (8196, 20484), float32
-        Rows sum to 1; each column has one non-zero.
-    """
-    import scipy.sparse
-    from scipy.spatial import cKDTree
-
-    from ..anatomy.template import read_template_surface
-
-    blocks = []
-    for hemi, vertno in zip(("lh", "rh"), _template_vertices()):
-        sphere, _ = read_template_surface("sphere", hemi)
-        _, nearest = cKDTree(sphere[vertno]).query(sphere)  # (n_vertices,) source index
-        counts = np.bincount(nearest, minlength=len(vertno))
-        blocks.append(scipy.sparse.csr_matrix(
-            (1.0 / counts[nearest], (nearest, np.arange(len(sphere)))),
-            shape=(len(vertno), len(sphere)), dtype=np.float32))
-    return scipy.sparse.block_diag(blocks, format="csr", dtype=np.float32)
-
-
 def write_voxel_to_source(folder, matrix, vertices, *, morph=None, overwrite=False):
     """Write one subject's voxel→source mapping in the format :func:`read_voxel_to_source` reads.
 
@@ -451,6 +423,8 @@ def read_voxel_to_source(folder, *, n_voxels=None, subject=None) -> VoxelToSourc
 
 def _surface_mapping(n_columns, subject):
     import scipy.sparse
+
+    from ..anatomy.coordinates import fsaverage5_to_oct6
 
     if n_columns == N_OCT6:
         matrix, kind = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr"), "oct6"

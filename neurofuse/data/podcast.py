@@ -76,7 +76,8 @@ recording when a recording ends within ``tolerance`` seconds before the audio do
 
 Positions. ``EcogElectrodes.pos_fsaverage`` holds fsaverage surface RAS = MNI305 coordinates in
 metres. Positions in an MNI152 space (``MNI152NLin2009aSym`` by default, ``MNI152*``) are
-mapped with FreeSurfer's affine MNI152 -> MNI305 (:data:`MNI152_TO_MNI305`, from
+mapped with FreeSurfer's affine MNI152 -> MNI305
+(:data:`~neurofuse.anatomy.coordinates.MNI152_TO_MNI305`, from
 ``$FREESURFER_HOME/average/mni152.register.dat``, FreeSurfer wiki "CoordinateSystems" 8b). It
 was made for FSL's MNI152 (NLin6Asym); the nonlinear 2009 templates differ from it by about a
 millimetre, less than electrode localisation error. ``fsaverage``/``MNI305`` positions are used
@@ -121,11 +122,9 @@ from ._prepare import (
 from .ecog import EcogElectrodes, write_ecog_dataset
 
 __all__ = [
-    "MNI152_TO_MNI305",
     "PODCAST_STORY",
     "SIGNALS",
     "PodcastLayout",
-    "mni152_to_mni305",
     "prepare_podcast",
     "read_podcast_electrodes",
     "read_podcast_layout",
@@ -139,12 +138,6 @@ PODCAST_STORY = "podcast"
 DEFAULT_SPACE = "MNI152NLin2009aSym"
 #: Signals :func:`prepare_podcast` can extract.
 SIGNALS = ("highgamma", "broadband", "ecogprep")
-#: FreeSurfer's MNI152 -> MNI305 (fsaverage) affine, mm (wiki "CoordinateSystems", case 8b:
-#: ``inv(V152 inv(T152) R T305 inv(V305))`` with R from ``average/mni152.register.dat``).
-MNI152_TO_MNI305 = np.array([[1.0022, 0.0071, -0.0177, 0.0528],
-                             [-0.0146, 0.9990, 0.0027, -1.5519],
-                             [0.0129, 0.0094, 1.0027, -1.2012],
-                             [0.0, 0.0, 0.0, 1.0]])
 _MNE_TYPES = {"ECOG": "ecog", "SEEG": "seeg", "DBS": "dbs", "EEG": "eeg"}
 _DATA_EXTENSIONS = (".edf", ".vhdr", ".bdf", ".set", ".nwb", ".fif")
 _UNITS = {"m": 1.0, "cm": 1e-2, "mm": 1e-3}
@@ -393,24 +386,9 @@ def _read_phones(path):
 # Electrodes
 # --------------------------------------------------------------------------------------
 
-def mni152_to_mni305(pos) -> np.ndarray:
-    """Map points from MNI152 to MNI305 (= fsaverage surface RAS) with FreeSurfer's affine.
-
-    Parameters
-    ----------
-    pos : array, shape (n, 3)
-        MNI152 coordinates, **mm**.
-
-    Returns
-    -------
-    pos : array, shape (n, 3)
-        MNI305 coordinates, mm.
-    """
-    pos = np.atleast_2d(np.asarray(pos, float))
-    return pos @ MNI152_TO_MNI305[:3, :3].T + MNI152_TO_MNI305[:3, 3]
-
-
 def _space_to_fsaverage_mm(pos_mm, space):
+    from ..anatomy.coordinates import mni152_to_mni305
+
     key = space.lower()
     if key.startswith("mni152"):
         return mni152_to_mni305(pos_mm), "MNI152 -> MNI305 (FreeSurfer affine)"

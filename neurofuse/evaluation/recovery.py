@@ -18,6 +18,7 @@ import numpy as np
 
 from .._logging import logger, verbose
 from .metrics import spatial_r, temporal_r
+from .source_model import as_source_model, predict_source_rows
 
 NEUROFUSE = "neurofuse"
 
@@ -71,8 +72,10 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
     ----------
     ds : neurofuse.data.store.Dataset
         A simulated dataset with ground-truth sources for the held-out stories.
-    model : JointModel | None
-        The trained joint model (method ``"neurofuse"``); None scores only the inverses.
+    model : SourceModel | JointModel | None
+        The trained joint model, or any :class:`~neurofuse.evaluation.source_model.SourceModel`
+        on the dataset's fsaverage sources (method ``"neurofuse"``); None scores only the
+        inverses.
     methods : sequence of str
         Classical inverses (:func:`neurofuse.baselines.inverse.run_inverses`).
     stories : list of str | None
@@ -98,9 +101,9 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
         (empty without ``keep``).
     """
     from ..baselines.inverse import run_inverses
-    from ..systems.joint.predict import predict_sources
 
     stories = truth_stories(ds, stories)
+    source_model = None if model is None else as_source_model(model)
     if meg_subjects is None:
         meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
     acc, kept = _Accumulator(), {}
@@ -122,8 +125,8 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
     try:
         for story in stories:
             truth = np.asarray(ds.ground_truth(f"sources/{story}"), np.float32)
-            if model is not None:
-                est = predict_sources(model, ds.features(story), sfreq=ds.sfreq)
+            if source_model is not None:
+                est = predict_source_rows(source_model, ds.features(story), sfreq=ds.sfreq)
                 t, s = acc.add(NEUROFUSE, est, truth)
                 logger.info("%s / %s: temporal r %.3f, spatial r %.3f", NEUROFUSE, story, t, s)
                 maybe_keep(NEUROFUSE, story, None, est, truth)

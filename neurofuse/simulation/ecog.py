@@ -52,6 +52,7 @@ import numpy as np
 from .._checks import _check_int, _check_positive, _check_type
 from .._io import check_writable_dir
 from .._logging import logger, progress_enabled, verbose
+from ..anatomy.coordinates import _check_hemi_array, _read_surface, _unit, electrodes_to_fsaverage
 from ..data.ecog import (
     _HEMIS,
     ECOG_FORMAT,
@@ -109,73 +110,6 @@ _SEED_KEY = 6  # SeedSequence key of ECoG draws (the study uses 1, 2, 3, 4, 11)
 
 
 # ============================================================================ anatomy
-def _read_surface(subject, surface, hemi):
-    """(rr in metres, tris) of a subject's FreeSurfer surface."""
-    import nibabel as nib
-
-    rr, tris = nib.freesurfer.read_geometry(subject.surface_path(surface, hemi))
-    return np.asarray(rr, float) * 1e-3, np.asarray(tris, np.int64)
-
-
-def _unit(x):
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _check_hemi_array(hemi, n):
-    hemi = np.asarray(hemi)
-    if hemi.shape != (n,) or not np.isin(hemi, _HEMIS).all():
-        raise ValueError(f"'hemi' must hold 'lh' or 'rh' for each of the {n} points, got shape "
-                         f"{hemi.shape} and values {np.unique(hemi)[:4].tolist()}.")
-    return hemi
-
-
-def electrodes_to_fsaverage(subject, pos, hemi) -> np.ndarray:
-    """Map electrode positions of a subject to the fsaverage brain through ``sphere.reg``.
-
-    Each electrode goes to the nearest vertex of the subject's pial surface (same
-    hemisphere), that vertex to its registered position on the sphere (``?h.sphere.reg``),
-    and that to the nearest vertex of fsaverage's registration sphere, whose fsaverage pial
-    position is returned. This is the mapping MNE's morphs use, so a noiseless electrode's
-    fsaverage position falls where the ground truth it records comes from.
-
-    Parameters
-    ----------
-    subject : neurofuse.anatomy.Subject
-        A FreeSurfer subject in the same subjects directory as the embedded fsaverage.
-    pos : array, shape (n_electrodes, 3)
-        Electrode positions in the subject's MRI (surface RAS) coordinates, metres.
-    hemi : array of str, shape (n_electrodes,)
-        ``'lh'`` / ``'rh'``.
-
-    Returns
-    -------
-    pos_fsaverage : array, shape (n_electrodes, 3)
-        Points of the fsaverage (fsaverage5 mesh) pial surface, metres.
-    """
-    from scipy.spatial import cKDTree
-
-    from ..anatomy import make_template_subject
-
-    pos = np.asarray(pos, float)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"'pos' must have shape (n_electrodes, 3), got {pos.shape}.")
-    hemi = _check_hemi_array(hemi, len(pos))
-    template = make_template_subject(meg=False)
-    out = np.empty_like(pos)
-    for h in _HEMIS:
-        sel = np.flatnonzero(hemi == h)
-        if not len(sel):
-            continue
-        pial, _ = _read_surface(subject, "pial", h)
-        reg, _ = _read_surface(subject, "sphere.reg", h)
-        fs_reg, _ = _read_surface(template, "sphere.reg", h)
-        fs_pial, _ = _read_surface(template, "pial", h)
-        _, v = cKDTree(pial).query(pos[sel])
-        _, w = cKDTree(_unit(fs_reg)).query(_unit(reg[v]))
-        out[sel] = fs_pial[w]
-    return out
-
-
 def make_spread_weights(electrode_pos, electrode_hemi, source_pos, source_hemi, spread_mm=5.0):
     """Gaussian spatial spread of each electrode over the sources around it.
 

@@ -12,14 +12,15 @@ from sklearn.preprocessing import StandardScaler
 from neurofuse.baselines.ridge import (
     BandedRidge,
     StackedRidge,
-    _ArraySource,
     fit_fmri_ceiling,
     fit_meg_ceiling,
     ridge_fit,
+    solve_ridge_cv_batched,
     solve_ridge_cv_by_groups,
     solve_simplex_lstsq,
     use_ridge_backend,
 )
+from neurofuse.baselines.ridge.solver import _ArraySource
 from neurofuse.data.store import read_dataset
 from neurofuse.stimulus.delays import make_delayed, resample_to_tr
 
@@ -105,7 +106,7 @@ def test_cv_by_groups_equals_brute_force_sklearn(scoring):
     folds = [["a", "d"], ["b", "e"], ["c"]]  # round-robin assignment of cv=3
     sse = _sklearn_cv(X, Y, groups, folds, ALPHAS)
     model = StackedRidge(ALPHAS, cv=3)
-    model._fit_source(_ArraySource([X], Y, groups), 1, _scoring=scoring)
+    model.fit_source(_ArraySource([X], Y, groups), 1, scoring=scoring)
     np.testing.assert_array_equal(model.alphas_[0], ALPHAS[np.argmin(sse, axis=0)])
     sst = np.zeros(Y.shape[1])
     for val_groups in folds:  # R^2 uses the training mean of each fold
@@ -117,6 +118,35 @@ def test_cv_by_groups_equals_brute_force_sklearn(scoring):
     np.testing.assert_array_equal(best, model.alphas_[0])
     pipe = make_pipeline(StandardScaler(), sklearn_linear.Ridge(alpha=best)).fit(X, Y)
     np.testing.assert_allclose(X @ coef + intercept, pipe.predict(X), rtol=1e-7, atol=1e-7)
+
+
+def test_solve_ridge_cv_batched_matches_sklearn():
+    """Many small problems (one design each), alpha by leave-one-group-out, vs scikit-learn."""
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+
+    rng = np.random.default_rng(11)
+    E, n, k = 4, 300, 5
+    X = rng.standard_normal((E, n, k)) * rng.uniform(0.5, 3, (1, 1, k)) + 2.0
+    X[1, :, 3] = X[1, :, 2]  # a rank-deficient design
+    X[2, :, 4] = 7.0  # a constant column
+    y = np.einsum("enk,ek->en", X, rng.standard_normal((E, k))) + 3 * rng.standard_normal((E, n))
+    groups = np.arange(n) * 3 // n
+    alphas = np.logspace(-2, 4, 7)
+    coef, icpt, best = solve_ridge_cv_batched(X, y, groups, alphas)
+    for e in range(E):
+        sse = [((y[e] - cross_val_predict(
+            make_pipeline(StandardScaler(), sklearn_linear.Ridge(alpha=a)), X[e], y[e],
+            groups=groups, cv=LeaveOneGroupOut())) ** 2).sum() for a in alphas]
+        assert best[e] == alphas[int(np.argmin(sse))]
+        ref = make_pipeline(StandardScaler(), sklearn_linear.Ridge(alpha=best[e])).fit(X[e], y[e])
+        np.testing.assert_allclose(X[e] @ coef[e] + icpt[e], ref.predict(X[e]), rtol=1e-8,
+                                   atol=1e-8)
+    # Each problem equals the single-design solver on it.
+    c1, b1, a1, _ = solve_ridge_cv_by_groups(X[0], y[0], groups, alphas=alphas, cv="stories")
+    np.testing.assert_allclose(coef[0], c1[:, 0], rtol=1e-12)
+    assert a1[0] == best[0] and np.isclose(icpt[0], b1[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="n_problems"):
+        solve_ridge_cv_batched(X[0], y[0], groups, alphas)
 
 
 def test_cv_alpha_larger_for_noisier_target():

@@ -20,12 +20,12 @@ import pytest
 import scipy.sparse
 from scipy.io import wavfile
 
+from neurofuse.anatomy.coordinates import fsaverage5_to_oct6
 from neurofuse.data import lebel
 from neurofuse.data.lebel import (
     LEBEL_TR,
     N_FSAVERAGE5,
     N_OCT6,
-    fsaverage5_to_oct6,
     prepare_lebel,
     read_voxel_to_source,
     resample_volumes,

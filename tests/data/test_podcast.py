@@ -28,11 +28,10 @@ pytest.importorskip("transformers")
 import mne
 import mne_bids
 
+from neurofuse.anatomy.coordinates import MNI152_TO_MNI305, mni152_to_mni305
 from neurofuse.data import podcast
 from neurofuse.data.ecog import read_ecog_dataset
 from neurofuse.data.podcast import (
-    MNI152_TO_MNI305,
-    mni152_to_mni305,
     prepare_podcast,
     read_transcript,
     resample_from_onset,

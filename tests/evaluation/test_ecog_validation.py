@@ -14,7 +14,6 @@ from neurofuse.evaluation.ecog import (
     make_cv_folds,
     nearest_sources,
     predict_fold,
-    ridge_cv_batched,
     run_ecog_validation,
     segment_identification,
     training_subset,
@@ -208,29 +207,6 @@ def test_predict_fold_reads_only_training_minutes():
                      **{**kw, "train": np.arange(test[0], test[0] + 50)})
 
 
-def test_ridge_cv_batched_matches_sklearn():
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    rng = np.random.default_rng(11)
-    E, n, k = 4, 300, 5
-    X = rng.standard_normal((E, n, k)) * rng.uniform(0.5, 3, (1, 1, k)) + 2.0
-    y = np.einsum("enk,ek->en", X, rng.standard_normal((E, k))) + 3 * rng.standard_normal((E, n))
-    groups = np.arange(n) * 3 // n
-    alphas = np.logspace(-2, 4, 7)
-    coef, icpt, best = ridge_cv_batched(X, y, groups, alphas, batch=3)
-    for e in range(E):
-        sse = [((y[e] - cross_val_predict(make_pipeline(StandardScaler(), Ridge(alpha=a)), X[e],
-                                          y[e], groups=groups, cv=LeaveOneGroupOut())) ** 2).sum()
-               for a in alphas]
-        assert best[e] == alphas[int(np.argmin(sse))]
-        ref = make_pipeline(StandardScaler(), Ridge(alpha=best[e])).fit(X[e], y[e])
-        np.testing.assert_allclose(X[e] @ coef[e] + icpt[e], ref.predict(X[e]), rtol=1e-8,
-                                   atol=1e-8)
-
-
 # ---------------------------------------------------------------------------- the whole run
 SMALL_LAYOUT = (
     {"prefix": "G", "kind": "grid", "shape": (3, 4), "target_mm": (58.0, -22.0, 6.0)},
@@ -249,9 +225,10 @@ def ecog_data(tiny_study, tmp_path_factory):
 
 def test_encoder_sources_are_located_on_fsaverage(tiny_study):
     from neurofuse.anatomy import get_source_space, make_template_subject
-    from neurofuse.evaluation.ecog import _Predictor
+    from neurofuse.evaluation.source_model import SourceModel, as_source_model
 
-    pred = _Predictor(tiny_study / "ground_truth" / "encoding")
+    pred = as_source_model(tiny_study / "ground_truth" / "encoding")
+    assert isinstance(pred, SourceModel)
     src = get_source_space(make_template_subject(meg=False), "oct6")
     for got, s in zip(pred.vertices, src):
         np.testing.assert_array_equal(got, s["vertno"])
@@ -289,7 +266,7 @@ def test_joint_model_predictor_equals_predict_sources(tiny_study):
     import torch
 
     from neurofuse.data.store import read_dataset
-    from neurofuse.evaluation.ecog import _Predictor
+    from neurofuse.evaluation.source_model import as_source_model, predict_source_rows
     from neurofuse.systems.joint.model import JointModel
     from neurofuse.systems.joint.predict import predict_sources
 
@@ -299,6 +276,11 @@ def test_joint_model_predictor_equals_predict_sources(tiny_study):
     model = JointModel.from_dataset(ds, encoder_kwargs=encoder)
     features = np.array(ds.features(ds.stories[0])[:400])
     rows = np.array([3, 100, 4097, 8000])
-    got = _Predictor(model).predict(features, rows, chunk_seconds=1.7)
-    ref = predict_sources(model, features)[rows]
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    source_model = as_source_model(model)
+    got = predict_source_rows(source_model, features, rows, chunk_seconds=1.7)
+    ref = predict_sources(model, features)
+    np.testing.assert_allclose(got, ref[rows], rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    # With predict_sources' own chunks the blocks are its very computations (recovery scores
+    # the joint model through this path: its numbers must not move).
+    full = predict_source_rows(source_model, features, chunk_seconds=3.0, sfreq=ds.sfreq)
+    np.testing.assert_array_equal(full, predict_sources(model, features, chunk_seconds=3.0))

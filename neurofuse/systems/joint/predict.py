@@ -32,6 +32,49 @@ def _check_features(model, features, sfreq):
 
 
 @torch.no_grad()
+def iter_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=None):
+    """fsaverage source activity for a stimulus, block by block.
+
+    Each block is computed from the stimulus with the encoder's receptive field of left
+    context, so the blocks equal one pass over the whole stimulus.
+
+    Parameters
+    ----------
+    model : JointModel
+    features : array, shape (n_times, d_stim)
+        Stimulus features at the model's sampling rate.
+    sfreq : float | None
+        Sampling rate of ``features``; checked against the model's when given.
+    chunk_seconds : float
+        Length of each block (memory control); the values do not depend on it.
+    device : str | torch.device | None
+        Where to compute; defaults to the model's device.
+
+    Yields
+    ------
+    start, stop : int
+        Sample range of the block; blocks tile ``[0, n_times)`` in order.
+    block : array, shape (n_sources, stop - start), float32
+    """
+    features = _check_features(model, features, sfreq)
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    cfg = model.encoder.config
+    context = cfg.n_layers * (cfg.window - 1)  # receptive field of the stacked windows
+    chunk = max(1, round(chunk_seconds * model.sfreq))
+    n_times = len(features)
+    try:
+        for a in range(0, n_times, chunk):
+            b = min(a + chunk, n_times)
+            a0 = max(0, a - context)
+            x = torch.as_tensor(np.asarray(features[a0:b], np.float32), device=device)[None]
+            s = model.encoder(x)[0, a - a0:]  # (b - a, d_src)
+            yield a, b, s.T.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
 def predict_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=None):
     """fsaverage source activity for a stimulus.
 
@@ -52,24 +95,10 @@ def predict_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=N
     -------
     sources : array, shape (n_sources, n_times), float32
     """
-    features = _check_features(model, features, sfreq)
-    device = next(model.parameters()).device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
-    cfg = model.encoder.config
-    context = cfg.n_layers * (cfg.window - 1)  # receptive field of the stacked windows
-    chunk = max(1, round(chunk_seconds * model.sfreq))
-    n_times = len(features)
-    out = np.empty((cfg.d_src, n_times), np.float32)
-    try:
-        for a in range(0, n_times, chunk):
-            b = min(a + chunk, n_times)
-            a0 = max(0, a - context)
-            x = torch.as_tensor(np.asarray(features[a0:b], np.float32), device=device)[None]
-            s = model.encoder(x)[0, a - a0:]  # (b - a, d_src)
-            out[:, a:b] = s.T.float().cpu().numpy()
-    finally:
-        model.train(was_training)
+    out = np.empty((model.encoder.config.d_src, len(features)), np.float32)
+    for a, b, block in iter_sources(model, features, sfreq=sfreq, chunk_seconds=chunk_seconds,
+                                    device=device):
+        out[:, a:b] = block
     return out
 
 

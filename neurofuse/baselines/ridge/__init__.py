@@ -1,0 +1,45 @@
+"""Ridge encoding models (himalaya underneath) and the dataset ceilings of paper §3.
+
+* :mod:`.backend`: himalaya's backend (:func:`use_ridge_backend`) and array helpers;
+* :mod:`.solver`: the pure-function solver layer (sufficient statistics, standardisation,
+  :func:`ridge_fit`, :func:`solve_ridge_cv_by_groups`, :func:`solve_stacked_ridge_cv`,
+  :func:`solve_ridge_cv_batched`, :func:`solve_simplex_lstsq`);
+* :mod:`.estimators`: :class:`StackedRidge` and :class:`BandedRidge`;
+* :mod:`.ceilings`: :func:`fit_meg_ceiling`, :func:`fit_fmri_ceiling` and
+  :class:`RidgeCeiling` on a dataset store.
+"""
+
+from .backend import use_ridge_backend
+from .ceilings import (
+    FMRI_DELAYS_S,
+    MEG_DELAYS_S,
+    RidgeCeiling,
+    fit_fmri_ceiling,
+    fit_meg_ceiling,
+)
+from .estimators import BandedRidge, StackedRidge
+from .solver import (
+    DEFAULT_ALPHAS,
+    ridge_fit,
+    solve_ridge_cv_batched,
+    solve_ridge_cv_by_groups,
+    solve_simplex_lstsq,
+    solve_stacked_ridge_cv,
+)
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "FMRI_DELAYS_S",
+    "MEG_DELAYS_S",
+    "BandedRidge",
+    "RidgeCeiling",
+    "StackedRidge",
+    "fit_fmri_ceiling",
+    "fit_meg_ceiling",
+    "ridge_fit",
+    "solve_ridge_cv_batched",
+    "solve_ridge_cv_by_groups",
+    "solve_simplex_lstsq",
+    "solve_stacked_ridge_cv",
+    "use_ridge_backend",
+]
