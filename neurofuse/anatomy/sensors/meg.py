@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import (
+from ..._checks import (
     _check_finite,
     _check_ndim,
     _check_option,
     _check_positive,
     _check_random_state,
 )
-from .._logging import logger, verbose
-from .surfaces import fit_sphere
+from ..._logging import logger, verbose
+from ..surfaces import fit_sphere
 
 __all__ = [
     "DEFAULT_DEV_HEAD_T",
