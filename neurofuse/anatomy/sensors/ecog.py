@@ -15,6 +15,7 @@ import numpy as np
 
 from ..._checks import (
     _check_finite,
+    _check_int,
     _check_ndim,
     _check_option,
     _check_positive,
@@ -81,17 +82,15 @@ class ElectrodeArray:
 def _check_grid_shape(kind: str, shape):
     if shape is None:
         return (8, 8) if kind == "grid" else (1, 8)
-    ok = (
-        isinstance(shape, (tuple, list))
-        and len(shape) == 2
-        and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape)
-    )
-    if not ok:
+    try:
+        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+            raise ValueError("not a pair")
+        shape = tuple(_check_int(f"shape[{k}]", s, minimum=1) for k, s in enumerate(shape))
+    except (TypeError, ValueError) as err:
         raise ValueError(
             f"'shape' must be two positive ints (n_rows, n_cols), got {shape!r}. "
             "Example: shape=(8, 8) for a grid, shape=(1, 8) for a strip."
-        )
-    shape = (int(shape[0]), int(shape[1]))
+        ) from err
     if kind == "strip" and shape[0] != 1:
         raise ValueError(
             f"A 'strip' has a single row: 'shape' must be (1, n_electrodes), got {shape}. "

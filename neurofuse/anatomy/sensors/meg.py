@@ -8,12 +8,11 @@ coordinates (metres); ``info['dev_head_t']`` maps device to head coordinates
 from __future__ import annotations
 
 import csv
-import numbers
 from pathlib import Path
 
 import numpy as np
 
-from ..._checks import _check_finite, _check_option, _check_positive
+from ..._checks import _check_finite, _check_int, _check_option, _check_positive
 from ..._logging import logger, verbose
 from ..surfaces import fit_sphere
 
@@ -267,10 +266,7 @@ def make_meg_info(
 
     sfreq = _check_positive("sfreq", sfreq)
     _check_option("geometry", geometry, ("vectorview", "helmet"))
-    if not isinstance(n_locations, numbers.Integral) or isinstance(n_locations, bool):
-        raise TypeError(f"'n_locations' must be an int, got {type(n_locations).__name__}.")
-    if n_locations < 1:
-        raise ValueError(f"'n_locations' must be >= 1, got {n_locations}.")
+    n_locations = _check_int("n_locations", n_locations, minimum=1)
     if geometry == "vectorview":
         if n_locations > _N_VECTORVIEW:
             raise ValueError(
