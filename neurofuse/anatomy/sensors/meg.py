@@ -1,4 +1,4 @@
-"""The 306-channel MEGIN/Elekta (Neuromag Vectorview/TRIUX) MEG: real or helmet geometry, head position.
+"""The 306-channel MEGIN/Elekta (Neuromag Vectorview/TRIUX) MEG: geometry and head position.
 
 Coordinate frames and units (SI throughout): MEG channel ``loc`` values are in **MEG device**
 coordinates (metres); ``info['dev_head_t']`` maps device to head coordinates
