@@ -69,6 +69,67 @@ def use_log_level(verbose=None):
         logger.setLevel(old)
 
 
+class _LogCapture:
+    """What :func:`catch_logging` captured: the records and their formatted text."""
+
+    def __init__(self):
+        self.records: list[logging.LogRecord] = []
+
+    @property
+    def messages(self) -> list[str]:
+        """The messages, ``%``-arguments filled in, in the order they were logged."""
+        return [r.getMessage() for r in self.records]
+
+    @property
+    def text(self) -> str:
+        """All messages, one ``LEVEL: message`` line each (empty if nothing was logged)."""
+        return "".join(f"{r.levelname}: {r.getMessage()}\n" for r in self.records)
+
+    def getvalue(self) -> str:
+        """The same as :attr:`text` (the name MNE-Python's ``catch_logging`` uses)."""
+        return self.text
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, records):
+        super().__init__(logging.NOTSET)
+        self._records = records
+
+    def emit(self, record):
+        self._records.append(record)
+
+
+@contextlib.contextmanager
+def catch_logging(verbose=None):
+    """Capture what the package logger emits inside the block (for tests, as in MNE-Python).
+
+    The handler is attached to the ``neurofuse`` logger itself, so records are captured
+    whatever its ``propagate`` (pytest's ``caplog`` listens on the root logger, which the
+    package logger does not propagate to). The package's own stderr handler still prints.
+
+    Parameters
+    ----------
+    verbose : bool | int | str | None
+        Log level inside the block (as for :func:`use_log_level`); ``None`` keeps the
+        current package level (``'warning'`` unless changed).
+
+    Yields
+    ------
+    log : object
+        ``log.records`` (list of ``logging.LogRecord``), ``log.messages`` (list of str) and
+        ``log.text`` (``'LEVEL: message'`` lines; also ``log.getvalue()``), filled as
+        records arrive.
+    """
+    log = _LogCapture()
+    handler = _ListHandler(log.records)
+    logger.addHandler(handler)
+    try:
+        with use_log_level(verbose):
+            yield log
+    finally:
+        logger.removeHandler(handler)
+
+
 def verbose(func):
     """Decorate ``func`` so that its ``verbose`` keyword sets the log level for the call."""
     sig = inspect.signature(func)

@@ -1,4 +1,5 @@
-"""Test configuration: an isolated cache directory, and GPU tests skipped without a GPU."""
+"""Test configuration: an isolated cache directory, GPU tests skipped without a GPU, and a
+capture of the package logger for tests of log messages."""
 
 import os
 
@@ -36,3 +37,18 @@ def tiny_study(tmp_path_factory):
     from neurofuse.simulation.study import simulate_study
 
     return simulate_study("tiny", tmp_path_factory.mktemp("shared") / "tiny")
+
+
+@pytest.fixture
+def catch_logs():
+    """Capture the ``neurofuse`` logger: ``with catch_logs("warning") as log: ...``.
+
+    Use it, not pytest's ``caplog``, to assert on the package's log messages: the package
+    logger does not propagate to the root logger that ``caplog`` listens on (pytest >= 9.2
+    works around that only for loggers that exist when the test starts). Returns
+    :func:`neurofuse._logging.catch_logging`: ``log.text`` holds ``'LEVEL: message'`` lines,
+    ``log.messages`` the messages and ``log.records`` the ``logging.LogRecord`` objects.
+    """
+    from neurofuse._logging import catch_logging
+
+    return catch_logging

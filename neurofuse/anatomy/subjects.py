@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_option, _check_positive, _check_type
+from .._checks import _check_int, _check_option, _check_positive, _check_type
 from .._io import atomic_dir, get_cache_dir, hash_arrays
 from .._logging import logger, verbose
 from .template import TEMPLATE_SUBJECT, get_template_subjects_dir, template_trans
@@ -283,9 +283,9 @@ def make_simulated_subject(
     Parameters
     ----------
     index : int
-        Subject number; together with ``seed`` it determines the anatomy.
+        Subject number (>= 0); together with ``seed`` it determines the anatomy.
     seed : int
-        Study seed.
+        Study seed (>= 0).
     deformation_mm : float
         Largest smooth displacement of the cortex and head surfaces (mm), on top of a random
         anisotropic scaling of about 4 %.
@@ -306,11 +306,9 @@ def make_simulated_subject(
     -------
     subject : Subject
     """
-    _check_type("index", index, (int, np.integer), "an int")
-    _check_type("seed", seed, (int, np.integer), "an int")
     params = {
-        "index": int(index),
-        "seed": int(seed),
+        "index": _check_int("index", index, minimum=0),  # SeedSequence needs both >= 0
+        "seed": _check_int("seed", seed, minimum=0),
         "deformation_mm": _check_positive("deformation_mm", deformation_mm, allow_zero=True),
         "registration_deg": _check_positive("registration_deg", registration_deg, allow_zero=True),
         "head_shift_mm": _check_positive("head_shift_mm", head_shift_mm, allow_zero=True),

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_int, _check_option, _check_type
+from .._docs import fill_doc
 from .._io import check_writable_dir, hash_arrays, hash_file, save_npy, write_json
 from .._logging import logger
 
@@ -147,13 +148,13 @@ def read_splits_file(path) -> dict:
     return splits
 
 
+@fill_doc
 def resolve_splits(splits, stories, *, default=None) -> dict:
     """``{story: split}`` for every story; unlisted stories are ``"train"``.
 
     Parameters
     ----------
-    splits : dict of str to str | path-like | None
-        ``{story: 'train' | 'val' | 'test' | 'anchor'}``, or a JSON file holding it.
+    %(splits)s
         Naming a story that is not in ``stories`` is an error.
     stories : list of str
     default : dict | None
@@ -186,13 +187,13 @@ def split_counts(story_splits) -> dict:
 # Work folder
 # --------------------------------------------------------------------------------------
 
+@fill_doc
 def open_work_dir(work_dir, out, *, marker, generator, cache_version) -> Path:
     """Create (or reopen) the work folder of a loader.
 
     Parameters
     ----------
-    work_dir : path-like | None
-        The folder; default ``<out>.work`` next to ``out``.
+    %(work_dir)s
     out : Path
         The loader's output.
     marker : str
@@ -259,6 +260,7 @@ class LazyLanguageModel:
         return self._lm
 
 
+@fill_doc
 def story_features(work, files, *, cache_name, cache_version, language_model, layer,
                    context_tokens, sfreq, device=None, features_fn=None, n_times=None,
                    rate_what=None, desc="features"):
@@ -275,9 +277,7 @@ def story_features(work, files, *, cache_name, cache_version, language_model, la
     cache_version : int
     language_model, layer, context_tokens, sfreq, device
         As :func:`neurofuse.stimulus.features.extract_features` takes them.
-    features_fn : callable | None
-        Replaces ``extract_features``; called as ``features_fn(wav, textgrid,
-        language_model=..., layer=..., context_tokens=..., sfreq=...)``.
+    %(features_fn)s
     n_times : dict of str to int | None
         Frames each story must have ("stories of inconsistent length" otherwise).
     rate_what : str | None

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_option, _check_type
+from .._docs import fill_doc
 from .._io import atomic_dir, hash_arrays, save_npy, write_json
 from .._logging import logger, progress_enabled, verbose
 from ._prepare import (
@@ -323,6 +324,7 @@ def _cached_recording(dest_dir, key):
 # --------------------------------------------------------------------------------------
 
 @verbose
+@fill_doc
 def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, splits=None,
                      preprocessing=None, onsets="auto", event_id=None, stim_channel=None,
                      language_model="gpt2", layer=7, context_tokens=20, stimuli_dir=None,
@@ -335,8 +337,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     ----------
     bids_root : path-like
         The BIDS dataset (read with mne-bids).
-    out : path-like
-        The dataset folder to create (atomically: it appears only when complete).
+    %(out)s
     subjects : list of str | None
         Subject labels (``"01"`` or ``"sub-01"``); default every subject with MEG.
     task : str | list of str | None
@@ -344,10 +345,9 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     stories : list of str | None
         Stories to prepare; default every ``<story>.wav`` in the stimuli folder that some
         recording presents. Each needs ``<story>.wav`` and ``<story>.TextGrid``.
-    splits : dict of str to str | path-like | None
-        ``{story: 'train' | 'val' | 'test' | 'anchor'}`` (or a JSON file holding it);
-        unlisted stories are ``'train'``. The paper's validation and test stories were
-        presented twice, the anchor story five times.
+    %(splits)s
+        The paper's validation and test stories were presented twice, the anchor story
+        five times.
     preprocessing : MEGPreprocessing | dict | path-like | None
         Preprocessing settings (a JSON/TOML file works); ``None``: the paper's. Its
         ``sfreq`` (50 Hz) is the dataset's.
@@ -360,11 +360,8 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
         ``trial_type`` in ``events.tsv``.
     stim_channel : str | None
         The trigger channel (default: MNE's choice, e.g. ``STI101``).
-    language_model : str | path-like | LanguageModel
-        For the word features: a local folder or a model in the local Hugging Face cache
-        (never downloaded), loaded once; or an already loaded model.
-    layer, context_tokens : int
-        Hidden layer and tokens of context of the word features.
+    %(language_model)s
+    %(layer_context_tokens)s
     stimuli_dir : path-like | None
         Where ``<story>.wav`` and ``<story>.TextGrid`` are; default ``<bids_root>/stimuli``.
     subjects_dir : path-like | None
@@ -376,27 +373,16 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
         from the BIDS T1w landmarks.
     spacing : str
         Source space of the forward models and morphs (``'oct6'``: 8196 sources).
-    repeatability : 'repeat' | 'split-half' | None
-        Estimator of the per-channel repeatability stored for each subject from its repeated
-        (``n_repeats >= 2``) non-test stories; ``None`` stores none.
-    device : str | None
-        Where to run the language model.
-    n_jobs : int | None
-        Parallel jobs for MNE (filters, resampling, forward models).
-    overwrite : bool
-        Replace an existing dataset at ``out`` (only once the new one is complete).
-    work_dir : path-like | None
-        Folder for per-story features and per-recording preprocessed data, so an
-        interrupted run resumes; default ``<out>.work`` next to ``out``.
-    keep_work : bool
-        Keep the work folder after success (default: removed).
-    features_fn : callable | None
-        Replaces :func:`neurofuse.stimulus.features.extract_features` (testing, other
-        features); called as ``features_fn(wav, textgrid, language_model=..., layer=...,
-        context_tokens=..., sfreq=...)`` and must return an object with ``data`` (n_times,
-        d_stim), ``streams``, ``sfreq`` and ``n_times``.
-    verbose : bool | str | None
-        ``True`` shows progress bars and the summary.
+    %(repeatability)s
+    %(device)s
+    %(n_jobs)s
+        Used by the filters, the resampling and the forward models.
+    %(overwrite)s
+    %(work_dir)s
+        Here: the features of each story and the preprocessed data of each recording.
+    %(keep_work)s
+    %(features_fn)s
+    %(verbose_loader)s
 
     Returns
     -------

@@ -84,6 +84,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_int, _check_option, _check_positive, _check_type
+from .._docs import fill_doc
 from .._io import hash_arrays, hash_file, write_json
 from .._logging import logger, progress_enabled, verbose
 from ._prepare import (
@@ -632,6 +633,7 @@ def _mappings(voxel_to_source, subjects, n_voxels):
 
 
 @verbose
+@fill_doc
 def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=None,
                   language_model="gpt2", layer=7, context_tokens=20, splits=None,
                   tr=LEBEL_TR, resample_tr=2.0, sound_start=SOUND_START, trim_start=TRIM_START,
@@ -644,8 +646,7 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
     ----------
     root : path-like
         The ds003020 folder (with ``derivative/`` and ``stimuli/``).
-    out : path-like
-        The dataset folder to create (atomically: it appears only when complete).
+    %(out)s
     subjects : list of str | None
         Subjects (folders of ``derivative/preprocessed_data``, e.g. ``"UTS01"``); default all.
     stories : list of str | None
@@ -656,13 +657,9 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
         A folder with one mapping folder per subject (``<folder>/<subject>/``, see
         :func:`read_voxel_to_source`), or ``{subject: folder}``. ``None``: the ``.hf5`` data
         are already on the surface (8196 fsaverage oct6 sources or 20484 fsaverage5 vertices).
-    language_model : str | path-like | LanguageModel
-        For the word features: a local folder or a model in the local Hugging Face cache
-        (never downloaded), loaded once; or an already loaded model.
-    layer, context_tokens : int
-        Hidden layer and tokens of context of the word features.
-    splits : dict of str to str | None
-        ``{story: 'train' | 'val' | 'test' | 'anchor'}``; unlisted stories are ``'train'``.
+    %(language_model)s
+    %(layer_context_tokens)s
+    %(splits)s
         Default ``{"wheretheressmoke": "test"}``.
     tr : float
         TR of the ``.hf5`` data in s (default 2.0045, the dataset's trigger interval; 2.0
@@ -682,26 +679,14 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
         uncovered. Default one TR. Beyond it: "stories of inconsistent length".
     sfreq : float
         Feature frame rate (50 Hz).
-    repeatability : 'repeat' | 'split-half' | None
-        Estimator of the per-source repeatability stored for each subject with repeated
-        (``n_repeats >= 2``) non-test stories; ``None`` stores none.
-    device : str | None
-        Where to run the language model.
-    overwrite : bool
-        Replace an existing dataset at ``out`` (only once the new one is complete).
-    work_dir : path-like | None
-        Per-story intermediate results (features, projected fMRI), written atomically, so an
-        interrupted run resumes without recomputing finished stories. Default
-        ``<out>.work`` next to ``out``.
-    keep_work : bool
-        Keep the work folder after success (default: removed).
-    features_fn : callable | None
-        Replaces :func:`neurofuse.stimulus.features.extract_features` (testing, other
-        features); called as ``features_fn(wav, textgrid, language_model=..., layer=...,
-        context_tokens=..., sfreq=...)`` and must return an object with ``data`` (n_times,
-        d_stim), ``streams``, ``sfreq`` and ``n_times``. ``language_model`` is passed as given.
-    verbose : bool | str | None
-        ``True`` shows progress bars and the summary.
+    %(repeatability)s
+    %(device)s
+    %(overwrite)s
+    %(work_dir)s
+        Here: the features and the projected fMRI of each story.
+    %(keep_work)s
+    %(features_fn)s
+    %(verbose_loader)s
 
     Returns
     -------

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_option, _check_positive, _check_type
+from .._docs import fill_doc
 from .._logging import logger, progress_enabled, verbose
 from .store import (
     SPLITS,
@@ -381,6 +382,7 @@ def _fsaverage_sizes(datasets, names):
 # --------------------------------------------------------------------------------------
 
 @verbose
+@fill_doc
 def merge_datasets(stores, out, *, stories=None, splits=None, subject_prefixes=None,
                    check_features=True, atol=1e-3, rtol=1e-3, ground_truth=True,
                    overwrite=False, verbose=None) -> Path:
@@ -392,8 +394,7 @@ def merge_datasets(stores, out, *, stories=None, splits=None, subject_prefixes=N
     ----------
     stores : list of path-like | Dataset
         Two or more dataset stores (``docs/dataset-format.md``).
-    out : path-like
-        The merged store to create (atomically: it appears only when complete).
+    %(out)s
     stories : list of str | None
         Stories to keep (default: every story of every store, in store order).
     splits : dict of str to str | path-like | None
@@ -416,9 +417,8 @@ def merge_datasets(stores, out, *, stories=None, splits=None, subject_prefixes=N
         (``ground_truth/.../<story>.npy`` whose last axis is the story's time) are cropped
         like the data, others copied. The same name in two stores must hold the same
         content, otherwise pass ``False``.
-    overwrite : bool
-        Replace an existing dataset at ``out`` (only once the new one is complete).
-    verbose : bool | str | int | None
+    %(overwrite)s
+    %(verbose_loader)s
 
     Returns
     -------

@@ -103,6 +103,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_option, _check_positive, _check_type
+from .._docs import fill_doc
 from .._io import hash_arrays, hash_file
 from .._logging import logger, progress_enabled, verbose
 from ..physics.envelope import envelope
@@ -758,6 +759,7 @@ def _signal_label(signal, band):
 
 
 @verbose
+@fill_doc
 def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 200), sfreq=50.0,
                     language_model="gpt2", layer=7, context_tokens=20,
                     electrode_types=("ECOG",), space=DEFAULT_SPACE, onset="auto",
@@ -772,8 +774,7 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
     ----------
     root : path-like
         The ds005574 folder (``sub-XX/ieeg/``, ``stimuli/``, optionally ``derivatives/``).
-    out : path-like
-        The ECoG dataset folder to create (atomically: it appears only when complete).
+    %(out)s
     subjects : list of str | None
         ``"sub-01"`` or ``"01"``...; default every subject with a ``task`` recording.
     signal : "highgamma" | "broadband" | "ecogprep"
@@ -784,12 +785,8 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
         Band-pass of ``"highgamma"`` in Hz (70-200, as the authors).
     sfreq : float
         Rate of the ECoG and of the features (50 Hz for neurofuse models).
-    language_model : str | path-like | LanguageModel
-        For the word features: a local folder or a model in the local Hugging Face cache
-        (never downloaded), loaded once and only if the features are not cached; or a loaded
-        model (e.g. :func:`neurofuse.stimulus.make_random_language_model`).
-    layer, context_tokens : int
-        Hidden layer and tokens of context of the word features (paper: 7 and 20).
+    %(language_model)s
+    %(layer_context_tokens)s
     electrode_types : sequence of str
         BIDS channel types to keep (``"ECOG"``, ``"SEEG"``, ``"DBS"``); default ECoG only.
     space : str
@@ -814,17 +811,12 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
     max_gap : float
         Longest stretch in seconds without words allowed at the start, between words and at
         the end of the audio; more means the transcript does not cover the audio.
-    overwrite : bool
-        Replace an existing dataset at ``out`` (only once the new one is complete).
-    work_dir : path-like | None
-        Per-subject signals and the features, cached atomically, so that an interrupted run
-        resumes; default ``<out>.work`` next to ``out``.
-    keep_work : bool
-        Keep the work folder after success (default: removed).
-    device : str | None
-        Where to run the language model.
-    verbose : bool | str | int | None
-        ``True`` shows progress bars and the summary.
+    %(overwrite)s
+    %(work_dir)s
+        Here: the signals of each subject and the features.
+    %(keep_work)s
+    %(device)s
+    %(verbose_loader)s
 
     Returns
     -------

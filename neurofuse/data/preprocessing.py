@@ -373,7 +373,7 @@ def apply_maxwell(raw, config=None, *, destination=None, verbose=None):
             raise FileNotFoundError(f"The {name.replace('_', '-')} file '{fname}' does not "
                                     f"exist: fix the path or set {name}=None.")
     if destination is not None and not isinstance(destination, (str, Path)):
-        from ..anatomy.sensors import _as_dev_head_t
+        from ..anatomy.sensors.meg import _as_dev_head_t
 
         destination = _as_dev_head_t(destination, "destination")  # 4x4 -> Transform
     origin, origin_how = _origin(raw, config)

@@ -221,6 +221,19 @@ def test_bad_inputs(template):
         make_forward(template, meg=False, eeg=True)
 
 
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"index": -1}, ValueError, "'index' must be an int >= 0, got -1"),
+    ({"index": True}, TypeError, "'index' must be an int, got bool"),
+    ({"index": 1.0}, TypeError, "'index' must be an int, got float"),
+    ({"index": 1, "seed": -3}, ValueError, "'seed' must be an int >= 0, got -3"),
+    ({"index": 1, "seed": "0"}, TypeError, "'seed' must be an int, got str"),
+])
+def test_simulated_subject_index_and_seed_checks(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_simulated_subject(**kwargs)
+
+
 def test_make_forward_is_fixed_orientation_cold_and_warm(template):
     from mne.io.constants import FIFF
 

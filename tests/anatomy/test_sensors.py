@@ -1,6 +1,5 @@
 """Tests for neurofuse.anatomy.sensors: geometry and physics of the MEG, EEG and ECoG arrays."""
 
-import logging
 import re
 import warnings
 from pathlib import Path
@@ -308,7 +307,7 @@ def test_apply_head_position_translation_invariance(meg_info):
     np.testing.assert_allclose(again["dev_head_t"]["trans"], trans, atol=1e-12)
 
 
-def test_apply_head_position_errors(meg_info):
+def test_apply_head_position_errors(meg_info, catch_logs):
     with pytest.raises(ValueError, match=r"shape \(4, 4\)"):
         apply_head_position(meg_info, np.eye(3))
     bad = np.eye(4)
@@ -326,19 +325,10 @@ def test_apply_head_position_errors(meg_info):
     # A head pushed 8 cm up would collide with the sensors: logged as a warning.
     up = np.eye(4)
     up[2, 3] = -0.02
-
-    from neurofuse._logging import logger
-
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
+    with catch_logs("warning") as log:
         apply_head_position(meg_info, up)
         apply_head_position(meg_info, DEFAULT_DEV_HEAD_T)  # fits: no warning
-    finally:
-        logger.removeHandler(handler)
-    assert len(records) == 1 and "would not fit" in records[0].getMessage()
+    assert len(log.records) == 1 and "would not fit" in log.messages[0]
 
 
 def test_make_meg_info_validation():

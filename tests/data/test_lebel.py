@@ -9,7 +9,6 @@ known functions of audio time, so the store's timing can be checked against them
 """
 
 import json
-import logging
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -203,11 +202,11 @@ def test_reference_alignment_is_exact(tmp_path):
     assert np.asarray(ds.features("souls"))[0, 0] == pytest.approx(10.0)  # frame 500 = 10 s
 
 
-def test_native_tr_keeps_volumes_and_rounds_the_start(tmp_path, maps_dir, caplog):
+def test_native_tr_keeps_volumes_and_rounds_the_start(tmp_path, maps_dir, catch_logs):
     root = make_lebel(tmp_path / "ds", stories={"souls": 40})
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         out = _prepare(root, tmp_path / "store", maps_dir, resample_tr=None)
-    assert "not a whole number" in caplog.text  # 2.0045 s = 100.225 frames: the model refuses
+    assert "not a whole number" in log.text  # 2.0045 s = 100.225 frames: the model refuses
     ds = read_dataset(out)
     assert ds.tr == LEBEL_TR and ds.fmri("UTS01", "souls").shape[-1] == 20
     win = ds.metadata["lebel"]["windows"]["souls"]
@@ -379,12 +378,12 @@ def test_inconsistent_story_lengths(tmp_path, maps_dir, rows_delta, audio_delta,
     assert not (tmp_path / "store").exists()
 
 
-def test_audio_ending_within_tolerance_drops_last_volumes(tmp_path, maps_dir, caplog):
+def test_audio_ending_within_tolerance_drops_last_volumes(tmp_path, maps_dir, catch_logs):
     # The 20 volumes end ~10 s before the end of the audio; shorten the audio by 11 s.
     root = make_lebel(tmp_path / "ds", stories={"avatar": 40}, audio_delta=-11.0)
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         ds = read_dataset(_prepare(root, tmp_path / "store", maps_dir))
-    assert "dropped" in caplog.text
+    assert "dropped" in log.text
     win = ds.metadata["lebel"]["windows"]["avatar"]
     assert win["dropped"] == 1 and ds.fmri("UTS01", "avatar").shape[-1] == win["n_trs"]
     assert win["stop_s"] <= win["audio_duration"]
@@ -424,14 +423,14 @@ def test_bad_voxel_to_source_mappings(tmp_path):
     np.testing.assert_allclose(ds.morph("UTS01").toarray(), morph.toarray(), rtol=1e-6)
 
 
-def test_hf5_keys_and_nonfinite_values(tmp_path, maps_dir, caplog):
+def test_hf5_keys_and_nonfinite_values(tmp_path, maps_dir, catch_logs):
     root = make_lebel(tmp_path / "ds", stories={"avatar": 30}, key="resp")  # older key
     path = root / "derivative/preprocessed_data/UTS01/avatar.hf5"
     with h5py.File(path, "r+") as fid:
         fid["resp"][2, 3] = np.nan
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         ds = read_dataset(_prepare(root, tmp_path / "store", maps_dir, tr=2.0))
-    assert "non-finite" in caplog.text
+    assert "non-finite" in log.text
     assert ds.fmri("UTS01", "avatar")[0, 3, 2] == 0.0  # source 3 = voxel 3, volume 2
     assert ds.metadata["lebel"]["nonfinite_replaced"] == {"UTS01/avatar": 1}
     with h5py.File(path, "w") as fid:

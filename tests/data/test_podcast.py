@@ -13,7 +13,6 @@ podcast times, so the 50 Hz output can be checked frame by frame.
 """
 
 import json
-import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -383,17 +382,17 @@ def test_transcript_that_does_not_cover_the_audio(study, lm, tmp_path):
     assert _nothing_written(tmp_path)
 
 
-def test_recording_shorter_than_the_podcast(study, lm, tmp_path, caplog):
+def test_recording_shorter_than_the_podcast(study, lm, tmp_path, catch_logs):
     with pytest.raises(ValueError, match="inconsistent length.*sub-01"):
         prepare_podcast(study, tmp_path / "out", onset={"sub-01": 9.0, "sub-02": 0.0},
                         language_model=lm)
     assert _nothing_written(tmp_path)
     # within the tolerance the story is cut to the shortest recording, with a warning
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         out = prepare_podcast(study, tmp_path / "cut", onset={"sub-01": 5.0, "sub-02": 0.0},
                               tolerance=2.0, language_model=lm, layer=2)
     assert read_ecog_dataset(out).n_times("podcast") == round(9.0 * FS)
-    assert "story is cut" in caplog.text
+    assert "story is cut" in log.text
 
 
 def test_existing_output_is_refused_before_any_work(prepared, study, lm):

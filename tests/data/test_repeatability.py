@@ -1,7 +1,6 @@
 """Repeatability estimators, repeatability stored in the dataset, and the loss weights using it."""
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -196,9 +195,9 @@ def test_loss_weights_use_stored_repeatability(tmp_path):
     np.testing.assert_allclose(loss_weights(plain, "F1", "fmri"), from_data, rtol=1e-12)
 
 
-def test_loss_weights_stored_zero_falls_back_to_uniform(tmp_path, caplog):
+def test_loss_weights_stored_zero_falls_back_to_uniform(tmp_path, catch_logs):
     ds = _store(tmp_path / "ds", stored=np.array([0, -0.1, 0, 0, 0, 0]))
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         w = loss_weights(ds, "F1", "fmri")
     np.testing.assert_array_equal(w, np.full(6, 1 / 6))
-    assert "uniform" in caplog.text
+    assert "uniform" in log.text

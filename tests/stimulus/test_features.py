@@ -1,7 +1,5 @@
 """Tests for the story feature matrix (neurofuse.stimulus.features): shapes, timing, errors."""
 
-import contextlib
-import logging
 import math
 
 import numpy as np
@@ -11,7 +9,6 @@ from scipy.io import wavfile
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from neurofuse._logging import logger
 from neurofuse.stimulus import (
     PHONEMES,
     STREAM_NAMES,
@@ -73,18 +70,6 @@ def _write_story(folder, *, duration=DURATION, fs=FS, grid_xmax=DURATION, phones
                           {"phone": _phones() if phones is None else phones, "word": WORDS},
                           xmax=grid_xmax)
     return wav, grid
-
-
-@contextlib.contextmanager
-def _captured_warnings():
-    records = []
-    handler = logging.Handler(level=logging.WARNING)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
@@ -199,13 +184,13 @@ def test_alignment_api_matches_textgrid_api(story, feats, lm):
     np.testing.assert_allclose(from_array.data, feats.data, rtol=1e-5, atol=1e-5)
 
 
-def test_podcast_style_words_without_phones(story, lm):
+def test_podcast_style_words_without_phones(story, lm, catch_logs):
     wav, _ = story
     words = [(a, b, w) for a, b, w in WORDS if is_speech_word(w)][:5]  # transcript: words only
-    with _captured_warnings() as records:
+    with catch_logs("warning") as log:
         out = features_from_alignment(wav, words, None, language_model=lm, layer=1,
                                       context_tokens=3)
-    assert any("phoneme stream is all zeros" in r.getMessage() for r in records)
+    assert any("phoneme stream is all zeros" in m for m in log.messages)
     assert np.all(out.stream("phoneme") == 0) and out.n_times == 300
     assert np.all(out.stream("word")[math.ceil(words[-1][1] * SFREQ):] == 0)
     with pytest.raises(ValueError, match="'words' interval.*outside the audio"):
@@ -224,7 +209,7 @@ def test_tolerance_one_frame(tmp_path, lm):
                             tolerance=0.05).n_times == 300
 
 
-def test_errors(tmp_path, story, lm):
+def test_errors(tmp_path, story, lm, catch_logs):
     wav, grid = story
     with pytest.raises(FileNotFoundError, match="'audio'.*missing.wav"):
         extract_features(tmp_path / "missing.wav", grid, language_model=lm, layer=1)
@@ -253,9 +238,9 @@ def test_errors(tmp_path, story, lm):
     with pytest.raises(ValueError, match=r"'\{CG\}' x1"):
         extract_features(wav_odd, grid_odd, language_model="neurofuse-tests/no-such-model",
                          on_unknown_phoneme="raise")
-    with _captured_warnings() as records:
+    with catch_logs("warning") as log:
         out = extract_features(wav_odd, grid_odd, language_model=lm, layer=1)
-    assert any("'{CG}' x1" in r.getMessage() for r in records)
+    assert any("'{CG}' x1" in m for m in log.messages)
     assert out.metadata["unknown_phonemes"] == {"{CG}": 1}
     assert np.all(out.stream("phoneme")[math.ceil(5.31 * SFREQ):] == 0)
     # the language model is not available offline

@@ -1,13 +1,10 @@
 """Tests for the 44-dim phoneme one-hot stream (neurofuse.stimulus.phonemes)."""
 
-import contextlib
-import logging
 import math
 
 import numpy as np
 import pytest
 
-from neurofuse._logging import logger
 from neurofuse.stimulus.phonemes import (
     PHONEMES,
     find_unknown_phonemes,
@@ -32,18 +29,6 @@ LEBEL_PHONES = [
     (1.83, 1.95, "AA1"), (1.95, 2.05, "R"), (2.05, 2.2, "{NS}"), (2.2, 2.27, "ZH"),
     (2.27, 2.31, "ER0"), (2.31, 2.6, "{LS}"), (2.6, 2.65, "OY2"), (2.65, 3.0, "sp"),
 ]
-
-
-@contextlib.contextmanager
-def _captured_warnings():
-    records = []
-    handler = logging.Handler(level=logging.WARNING)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 def test_44_labels_are_cmu_plus_lebel_non_speech():
@@ -93,21 +78,21 @@ def test_onehot_matches_frame_by_frame_reference_and_onsets():
                                   _reference_onehot(LEBEL_PHONES, 300, 100.0))
 
 
-def test_unknown_labels_warn_raise_ignore():
+def test_unknown_labels_warn_raise_ignore(catch_logs):
     phones = [*LEBEL_PHONES[:5], (0.75, 1.02, "{CG}"), (1.02, 1.1, "XX"), (1.1, 1.2, "{cg}")]
     assert find_unknown_phonemes(phones) == {"{CG}": 1, "XX": 1, "{cg}": 1}
     assert find_unknown_phonemes(["{CG}", "{CG}", "AH0"]) == {"{CG}": 2}
-    with _captured_warnings() as records:
+    with catch_logs("warning") as log:
         onehot = phoneme_onehot(phones, 60)
-    assert len(records) == 1
-    msg = records[0].getMessage()
+    assert len(log.records) == 1
+    msg = log.messages[0]
     assert "3 of 8" in msg and "'{CG}' x1" in msg and "'XX' x1" in msg
     assert np.all(onehot[38:60] == 0)  # unknown labels give zeros
     with pytest.raises(ValueError, match=r"'XX' x1.*on_unknown_phoneme"):
         phoneme_onehot(phones, 60, on_unknown="raise")
-    with _captured_warnings() as records:
+    with catch_logs("warning") as log:
         np.testing.assert_array_equal(phoneme_onehot(phones, 60, on_unknown="ignore"), onehot)
-    assert not records
+    assert not log.records
     with pytest.raises(ValueError, match="on_unknown"):
         phoneme_onehot(phones, 60, on_unknown="drop")
 

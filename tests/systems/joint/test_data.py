@@ -1,6 +1,5 @@
 """Training pieces, repeatability, loss weights and the piece loader."""
 
-import logging
 from types import SimpleNamespace
 
 import numpy as np
@@ -51,11 +50,11 @@ def test_make_pieces_loss_windows_tile_each_story(sfreq, tr, piece, loss):
     assert len([p for p in pieces if p.story == "whole"]) == 5
 
 
-def test_make_pieces_warns_for_short_stories(caplog):
+def test_make_pieces_warns_for_short_stories(catch_logs):
     ds = _Lengths(sfreq=50.0, tr=2.0, lengths={"s": 300})
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         assert make_pieces(ds, ["s"], piece_seconds=8.0, loss_seconds=4.0) == []
-    assert "shorter than one piece" in caplog.text
+    assert "shorter than one piece" in log.text
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -113,14 +112,14 @@ def test_loss_weights_use_val_not_test(store_factory):
     np.testing.assert_array_equal(loss_weights(ds, "M1", "meg", mode="uniform"), np.full(5, 0.2))
 
 
-def test_loss_weights_without_repeated_val_story_are_uniform(store_factory, caplog):
+def test_loss_weights_without_repeated_val_story_are_uniform(store_factory, catch_logs):
     # Only the test story is repeated: it must not be used, so the weights fall back to uniform.
     ds = store_factory(n_repeats={"val": 1, "test": 4},
                        meg_noise={"test": np.array([0.1, 1, 1, 1, 10])})
-    with caplog.at_level(logging.WARNING, logger="neurofuse"):
+    with catch_logs("warning") as log:
         w = loss_weights(ds, "M1", "meg")
     np.testing.assert_array_equal(w, np.full(5, 0.2))
-    assert "uniform" in caplog.text
+    assert "uniform" in log.text
     with pytest.raises(ValueError, match="mode"):
         loss_weights(ds, "M1", "meg", mode="repeatibility")
 
