@@ -8,8 +8,8 @@ import math
 import sys
 from pathlib import Path
 
-from . import __version__
-from ._logging import set_log_level
+from .. import __version__
+from .._logging import set_log_level
 
 
 def _add_verbosity(p):
@@ -25,7 +25,7 @@ def _level(args):
 
 
 def _cmd_simulate(args):
-    from .simulation.study import StudyConfig, simulate_study
+    from ..simulation.study import StudyConfig, simulate_study
 
     overrides = {}
     for key in ("seed", "meg_cnr", "fmri_cnr"):
@@ -40,7 +40,7 @@ def _cmd_simulate(args):
 
 
 def _print_summary(path):
-    from .data.store import read_dataset
+    from ..data.store import read_dataset
 
     summary = read_dataset(path).summary()
     print(format_summary(summary, path))
@@ -72,7 +72,7 @@ def format_summary(summary: dict, path) -> str:
 
 
 def _cmd_info(args):
-    from .data.store import read_dataset
+    from ..data.store import read_dataset
 
     ds = read_dataset(args.dataset)
     summary = ds.summary()
@@ -83,7 +83,7 @@ def _cmd_info(args):
 
 
 def _cmd_anatomy(args):
-    from .anatomy.summary import describe_template
+    from ..anatomy.summary import describe_template
 
     desc = describe_template(spacing=args.spacing, montage=args.montage)
     if args.json:
@@ -94,7 +94,7 @@ def _cmd_anatomy(args):
 
 
 def _cmd_demo(args):
-    from .evaluation.demo import run_demo
+    from ..evaluation.demo import run_demo
 
     res = run_demo(args.out, fit_config=args.fit, n_jobs=args.n_jobs, device=args.device)
     print(f"neurofuse demo: {res['summary']}. Report: {res['report']}; results: "
@@ -138,10 +138,10 @@ def _none_or_float(text):
 
 
 def _cmd_prepare(args):
-    from ._logging import logger
+    from .._logging import logger
 
     if args.kind == "lebel":
-        from .data.lebel import prepare_lebel
+        from ..data.lebel import prepare_lebel
 
         out = prepare_lebel(args.root, args.out, subjects=args.subjects, stories=args.stories,
                             voxel_to_source=args.voxel_to_source, language_model=args.lm,
@@ -154,7 +154,7 @@ def _cmd_prepare(args):
                             device=args.device, overwrite=args.overwrite, work_dir=args.work_dir,
                             keep_work=args.keep_work)
     elif args.kind == "meg-bids":
-        from .data.bids_meg import prepare_meg_bids
+        from ..data.bids_meg import prepare_meg_bids
 
         out = prepare_meg_bids(args.root, args.out, subjects=args.subjects, task=args.task,
                                stories=args.stories, splits=_parse_splits(args.splits),
@@ -169,7 +169,7 @@ def _cmd_prepare(args):
                                device=args.device, n_jobs=args.n_jobs, overwrite=args.overwrite,
                                work_dir=args.work_dir, keep_work=args.keep_work, verbose=True)
     elif args.kind == "podcast":
-        from .data.podcast import prepare_podcast
+        from ..data.podcast import prepare_podcast
 
         onset = args.onset if args.onset == "auto" else float(args.onset)
         out = prepare_podcast(args.root, args.out, subjects=args.subjects, signal=args.signal,
@@ -204,7 +204,7 @@ def _add_prepare_args(p):
 
 
 def _cmd_merge(args):
-    from .data.merge import merge_datasets
+    from ..data.merge import merge_datasets
 
     out = merge_datasets(args.stores, args.out, stories=args.stories,
                          splits=_parse_splits(args.splits), subject_prefixes=args.prefix,
@@ -215,7 +215,7 @@ def _cmd_merge(args):
 
 
 def _cmd_ecog(args):
-    from .evaluation.ecog import run_ecog_validation
+    from ..evaluation.ecog import run_ecog_validation
 
     v = run_ecog_validation(args.model, args.data, args.out, alternative=args.alternative,
                             identification_test=args.identification_test, seed=args.seed,
@@ -232,7 +232,7 @@ def _cmd_ecog(args):
 
 
 def _cmd_simulate_ecog(args):
-    from .simulation.ecog import simulate_ecog
+    from ..simulation.ecog import simulate_ecog
 
     out = simulate_ecog(args.study, args.out, n_subjects=args.n_subjects,
                         story_minutes=args.story_minutes, cnr=args.cnr, seed=args.seed,
@@ -241,13 +241,13 @@ def _cmd_simulate_ecog(args):
 
 
 def _cmd_benchmark(args):
-    from .evaluation.benchmark import run_simulation_benchmark
+    from ..evaluation.benchmark import run_simulation_benchmark
 
     res = run_simulation_benchmark(args.out, study=args.study, fit_config=args.fit,
                                    meg_cnrs=args.meg_cnr, fmri_cnrs=args.fmri_cnr,
                                    methods=args.methods, seed=args.seed, n_jobs=args.n_jobs,
                                    device=args.device)
-    from .viz.figures import format_cnr
+    from ..viz.figures import format_cnr
 
     print(f"{'method':<10} {'MEG CNR':>8} {'fMRI CNR':>8} {'temporal r':>11} {'spatial r':>10}")
     for r in res["source_recovery"]:
@@ -261,11 +261,11 @@ def _cmd_fit(args):
 
     import torch
 
-    from .training.trainer import fit, load_fit_config
+    from ..training.trainer import fit, load_fit_config
 
     train, encoder = load_fit_config(args.config)
     if args.epochs is not None:
-        from .training.trainer import TrainConfig
+        from ..training.trainer import TrainConfig
 
         train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.epochs})
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -291,7 +291,7 @@ def _cmd_fit(args):
 
 
 def _cmd_predict(args):
-    from .models.predict import write_predictions
+    from ..models.predict import write_predictions
 
     written = write_predictions(args.model, args.stimulus, args.out, sfreq=args.sfreq,
                                 subjects=args.subjects, overwrite=args.overwrite)
@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="reproduce the paper's benchmarks")
     bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    from .evaluation.pipeline import INVERSE_METHODS
+    from ..evaluation.pipeline import INVERSE_METHODS
 
     b = bsub.add_parser("simulation", help="source recovery (Fig. 3) and prediction (Tables "
                                            "1-2) across MEG x fMRI noise levels")
