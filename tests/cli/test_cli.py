@@ -1,4 +1,4 @@
-"""The command-line interface: each subcommand on small inputs, exit codes and messages."""
+"""The command-line interface: each command on small inputs, exit codes and messages."""
 
 import json
 
@@ -18,28 +18,28 @@ def test_anatomy_json(capsys):
 
 def test_simulate_then_info(tmp_path, capsys):
     out = tmp_path / "ds"
-    assert main(["simulate", "tiny", "--out", str(out), "--meg-cnr", "inf", "-q"]) == 0
+    assert main(["simulate", "study", "tiny", "--out", str(out), "--meg-cnr", "inf", "-q"]) == 0
     text = capsys.readouterr().out
     assert "S01" in text and "meg CNR inf" in text
-    assert main(["info", str(out), "--json"]) == 0
+    assert main(["data", "info", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["subjects"]) == {"S01", "S02"}
     assert summary["subjects"]["S01"]["cnr"]["meg"] == "inf"
     assert summary["subjects"]["S02"]["cnr"]["fmri"] == 0.3
     assert {s["split"] for s in summary["stories"].values()} == {"train", "val", "test"}
     # A second run into the same folder is refused with a clear message, not overwritten.
-    assert main(["simulate", "tiny", "--out", str(out), "-q"]) == 1
+    assert main(["simulate", "study", "tiny", "--out", str(out), "-q"]) == 1
     assert "--overwrite" in capsys.readouterr().err
 
 
 def test_bad_arguments(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"n_trian": 3}')
-    assert main(["simulate", str(bad), "--out", str(tmp_path / "x"), "-q"]) == 1
+    assert main(["simulate", "study", str(bad), "--out", str(tmp_path / "x"), "-q"]) == 1
     assert "did you mean 'n_train'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["simulate", "tiny", "--out", str(tmp_path / "y"), "--meg-cnr", "-1"])
-    assert main(["info", str(tmp_path)]) == 1
+        main(["simulate", "study", "tiny", "--out", str(tmp_path / "y"), "--meg-cnr", "-1"])
+    assert main(["data", "info", str(tmp_path)]) == 1
     assert "dataset" in capsys.readouterr().err.lower()
 
 
@@ -50,21 +50,22 @@ def test_fit_predict_resume(tiny_study, tmp_path, capsys):
     from neurofuse.data.store import read_dataset
 
     run = tmp_path / "run"
-    assert main(["fit", "tiny", "--data", str(tiny_study), "--out", str(run), "--epochs", "2", "-q"]) == 0
+    assert main(["joint", "fit", "tiny", "--data", str(tiny_study), "--out", str(run),
+                 "--epochs", "2", "-q"]) == 0
     assert "Trained 2 epochs" in capsys.readouterr().out
     assert (run / "model" / "model.safetensors").is_file() and (run / "history.csv").is_file()
     # A second fit into the same folder must not silently restart it.
-    assert main(["fit", "tiny", "--data", str(tiny_study), "--out", str(run), "-q"]) == 1
+    assert main(["joint", "fit", "tiny", "--data", str(tiny_study), "--out", str(run), "-q"]) == 1
     assert "--resume" in capsys.readouterr().err
-    assert main(["fit", "tiny", "--data", str(tiny_study), "--out", str(run), "--epochs", "3",
-                 "--resume", "-q"]) == 0
+    assert main(["joint", "fit", "tiny", "--data", str(tiny_study), "--out", str(run),
+                 "--epochs", "3", "--resume", "-q"]) == 0
     assert "Trained 3 epochs" in capsys.readouterr().out
 
     ds = read_dataset(tiny_study)
     stim = tmp_path / "stim.npy"
     np.save(stim, np.array(ds.features("story-04")))
     out = tmp_path / "pred"
-    assert main(["predict", str(run / "model"), "--stimulus", str(stim), "--out", str(out),
+    assert main(["joint", "predict", str(run / "model"), "--stimulus", str(stim), "--out", str(out),
                  "--sfreq", "50", "-q"]) == 0
     stc = mne.read_source_estimate(out / "sources")
     assert stc.data.shape == (8196, ds.n_times("story-04"))
@@ -72,34 +73,36 @@ def test_fit_predict_resume(tiny_study, tmp_path, capsys):
     assert raw.ch_names == ds.info("S01")["ch_names"]
     assert np.load(out / "S02_bold.npy").shape == (8196, ds.n_times("story-04") // 100)
     # wrong sampling rate is refused with the model's rate in the message
-    assert main(["predict", str(run / "model"), "--stimulus", str(stim), "--out",
+    assert main(["joint", "predict", str(run / "model"), "--stimulus", str(stim), "--out",
                  str(tmp_path / "p2"), "--sfreq", "100", "-q"]) == 1
     assert "expected 50 Hz" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["fit", "tiny", "--data", str(tiny_study)])  # --out is required
+        main(["joint", "fit", "tiny", "--data", str(tiny_study)])  # --out is required
 
 
 def test_fit_config_errors(tiny_study, tmp_path, capsys):
     cfg = tmp_path / "fit.toml"
     cfg.write_text('preset = "tiny"\n[train]\nlearning_rate = 0.1\n')
-    assert main(["fit", str(cfg), "--data", str(tiny_study), "--out", str(tmp_path / "r"), "-q"]) == 1
+    assert main(["joint", "fit", str(cfg), "--data", str(tiny_study), "--out",
+                 str(tmp_path / "r"), "-q"]) == 1
     assert "Unknown training setting" in capsys.readouterr().err
     cfg.write_text('[encoder]\nd_modle = 8\n')
-    assert main(["fit", str(cfg), "--data", str(tiny_study), "--out", str(tmp_path / "r"), "-q"]) == 1
+    assert main(["joint", "fit", str(cfg), "--data", str(tiny_study), "--out",
+                 str(tmp_path / "r"), "-q"]) == 1
     assert "d_modle" in capsys.readouterr().err
 
 
 def test_simulate_ecog_and_ecog_commands(tiny_study, tmp_path, capsys):
-    """`neurofuse simulate-ecog` then `neurofuse ecog` with the study's ground-truth encoder."""
+    """`neurofuse simulate ecog`, then `neurofuse joint ecog` with the study's true encoder."""
     import json
 
     from neurofuse.cli import main
 
     data = tmp_path / "ecog-data"
-    assert main(["simulate-ecog", "--study", str(tiny_study), "--out", str(data),
+    assert main(["simulate", "ecog", "--study", str(tiny_study), "--out", str(data),
                  "--n-subjects", "1", "--story-minutes", "1", "-q"]) == 0
     out = tmp_path / "ecog"
-    rc = main(["ecog", "--model", str(tiny_study / "ground_truth" / "encoding"),
+    rc = main(["joint", "ecog", "--model", str(tiny_study / "ground_truth" / "encoding"),
                "--data", str(data), "--out", str(out), "--segment-seconds", "15",
                "--n-permutations", "200", "--n-trials", "200", "-q"])
     assert rc == 0, capsys.readouterr().err
@@ -109,6 +112,30 @@ def test_simulate_ecog_and_ecog_commands(tiny_study, tmp_path, capsys):
     assert f"{zs['n_significant']} of {zs['n_electrodes']} electrodes" in text
     # the ground truth predicts its own world
     assert zs["n_significant"] > zs["n_electrodes"] // 2
-    assert main(["ecog", "--model", str(tiny_study / "ground_truth" / "encoding"),
+    assert main(["joint", "ecog", "--model", str(tiny_study / "ground_truth" / "encoding"),
                  "--data", str(data), "--out", str(out), "-q"]) == 1  # exists: refused
     assert "overwrite" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.slow
+def test_joint_evaluate(tiny_study, tmp_path, capsys):
+    """`neurofuse joint evaluate`: ridge, the joint model, an inverse, scores and report."""
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps({"preset": "tiny", "train": {"max_epochs": 1,
+                                                           "meg_first_epochs": 1}}))
+    out = tmp_path / "eval"
+    rc = main(["joint", "evaluate", "--data", str(tiny_study), "--out", str(out), "--fit",
+               str(fit), "--methods", "MNE", "--no-fmri-denoise", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["source_recovery"]] == ["neurofuse", "MNE"]
+    assert {(r["subject"], r["modality"], r["method"]) for r in results["prediction"]} == {
+        (s, m, method) for s, m in (("S01", "meg"), ("S02", "fmri"))
+        for method in ("neurofuse", "ridge")}
+    done = json.loads((out / "fit" / "done.json").read_text())
+    assert done["denoised_fmri"] is False and done["train"]["max_epochs"] == 1
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "neurofuse temporal r" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # only the library's inverses
+        main(["joint", "evaluate", "--data", str(tiny_study), "--out", str(out), "--methods",
+              "LCMV"])

@@ -1,0 +1,7 @@
+"""``python -m neurofuse.cli`` (and ``torchrun -m neurofuse.cli``): the ``neurofuse`` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

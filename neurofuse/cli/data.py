@@ -1,0 +1,211 @@
+"""``neurofuse data``: dataset stores from real studies, merged, described.
+
+Commands: ``prepare lebel|meg-bids|podcast``, ``merge``, ``info``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ._utils import (add_command, add_group, format_summary, none_or_float, option,
+                     parse_pairs, parse_splits, passed, print_summary)
+
+NAME = "data"
+HELP = "dataset stores: prepare (lebel, meg-bids, podcast), merge, info"
+
+#: Keywords every ``neurofuse data prepare`` kind passes on when given.
+_PREPARE_COMMON = ("language_model", "layer", "context_tokens", "device", "work_dir",
+                   "overwrite", "keep_work")
+
+
+def _repeatability(kwargs):
+    if kwargs.get("repeatability") == "none":
+        kwargs["repeatability"] = None
+    return kwargs
+
+
+def _cmd_lebel(args):
+    from ..data.lebel import prepare_lebel
+
+    kwargs = passed(args, "subjects", "stories", "voxel_to_source", "tr", "resample_tr",
+                    "sound_start", "trim_start", "trim_end", "tolerance", "repeatability",
+                    *_PREPARE_COMMON)
+    if "splits" in args:
+        kwargs["splits"] = parse_splits(args.splits)
+    print_summary(prepare_lebel(args.root, args.out, **_repeatability(kwargs)))
+
+
+def _cmd_meg_bids(args):
+    from ..data.bids_meg import prepare_meg_bids
+
+    kwargs = passed(args, "subjects", "task", "stories", "preprocessing", "onsets",
+                    "stim_channel", "stimuli_dir", "subjects_dir", "spacing", "repeatability",
+                    "n_jobs", *_PREPARE_COMMON)
+    if "splits" in args:
+        kwargs["splits"] = parse_splits(args.splits)
+    if "event_id" in args:
+        kwargs["event_id"] = parse_pairs("--event-id", args.event_id, int)
+    if "trans" in args:
+        kwargs["trans"] = parse_pairs("--trans", args.trans, str)
+    print_summary(prepare_meg_bids(args.root, args.out, **_repeatability(kwargs)))
+
+
+def _cmd_podcast(args):
+    from ..data.podcast import prepare_podcast
+
+    kwargs = passed(args, "subjects", "signal", "sfreq", "space", "onset_event", "task",
+                    "audio", "transcript", "phones", "tolerance", "max_gap", *_PREPARE_COMMON)
+    if "band" in args:
+        kwargs["band"] = tuple(args.band)
+    if "electrode_types" in args:
+        kwargs["electrode_types"] = tuple(args.electrode_types)
+    if "onset" in args:
+        kwargs["onset"] = args.onset if args.onset == "auto" else float(args.onset)
+    out = prepare_podcast(args.root, args.out, **kwargs)
+    print(f"ECoG dataset written to {out}")
+
+
+def _cmd_merge(args):
+    from ..data.merge import merge_datasets
+
+    kwargs = passed(args, "stories", "subject_prefixes", "check_features", "atol", "rtol",
+                    "ground_truth", "overwrite")
+    if "splits" in args:
+        kwargs["splits"] = parse_splits(args.splits)
+    print_summary(merge_datasets(args.stores, args.out, **kwargs))
+
+
+def _cmd_info(args):
+    from ..data.store import read_dataset
+
+    ds = read_dataset(args.dataset)
+    summary = ds.summary()
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary, ds.path))
+
+
+def _add_prepare_common(p):
+    """Options every ``neurofuse data prepare`` kind shares: features, work folder."""
+    option(p, "--lm", dest="language_model", help="language model for the word features: a "
+           "local folder or a model in the local Hugging Face cache (never downloaded)")
+    option(p, "--layer", type=int, help="hidden layer of the word features")
+    option(p, "--context-tokens", type=int, help="tokens of preceding context per word")
+    option(p, "--device", help="where to run the language model (default cpu)")
+    option(p, "--work-dir", help="intermediate results, for resuming (default OUT.work)")
+    option(p, "--overwrite", action="store_true", help="replace an existing dataset")
+    option(p, "--keep-work", action="store_true", help="keep the work folder after success")
+
+
+def _add_prepare(sub):
+    p = sub.add_parser("prepare", help="turn a real study on disk into a dataset store",
+                       description="Turn a real study on disk into a dataset store.")
+    psub = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    b = add_command(psub, "lebel", _cmd_lebel, target="neurofuse.data.lebel:prepare_lebel",
+                    help="LeBel et al. 2023 fMRI (OpenNeuro ds003020)")
+    b.add_argument("root", help="the ds003020 folder (with derivative/ and stimuli/)")
+    b.add_argument("--out", required=True, help="dataset folder to create")
+    option(b, "--subjects", nargs="+", help="e.g. UTS01 UTS02 (default: all)")
+    option(b, "--stories", nargs="+", help="default: every story with an .hf5 file")
+    option(b, "--voxel-to-source", help="folder with one voxel->source mapping folder per "
+                                        "subject (default: data already on the surface)")
+    option(b, "--splits", nargs="+", keyword=False, help="STORY=SPLIT pairs or a JSON file "
+           "(default: wheretheressmoke=test, others train)")
+    option(b, "--tr", type=float, help="TR of the .hf5 data, s")
+    option(b, "--resample-tr", type=none_or_float,
+           help="resample the volumes onto this TR, s ('none' keeps --tr)")
+    option(b, "--sound-start", type=float, help="audio starts this many s after the first "
+                                                "volume")
+    option(b, "--trim-start", type=int, help="volumes trimmed at the start")
+    option(b, "--trim-end", type=int, help="volumes trimmed at the end")
+    option(b, "--tolerance", type=float, help="length tolerance in s (default one TR)")
+    option(b, "--repeatability", choices=["repeat", "split-half", "none"],
+           help="estimator of the stored per-source repeatability")
+    _add_prepare_common(b)
+
+    b = add_command(psub, "meg-bids", _cmd_meg_bids,
+                    target="neurofuse.data.bids_meg:prepare_meg_bids",
+                    help="a BIDS MEG study of story listening, with the paper's preprocessing "
+                         "(tSSS, filters, ICA, 50 Hz)")
+    b.add_argument("root", help="the BIDS dataset folder (stimuli in ROOT/stimuli/<story>.wav "
+                                "and <story>.TextGrid unless --stimuli-dir)")
+    b.add_argument("--out", required=True, help="dataset folder to create")
+    option(b, "--subjects", nargs="+", help="BIDS subject labels (default: all)")
+    option(b, "--task", help="BIDS task (default: every task)")
+    option(b, "--stories", nargs="+", help="default: every story found in the events")
+    option(b, "--splits", nargs="+", keyword=False, help="STORY=SPLIT pairs or a JSON file")
+    option(b, "--preprocessing", help=".toml/.json of MEGPreprocessing settings (default: the "
+                                      "paper's)")
+    option(b, "--onsets", choices=["auto", "annotations", "stim"],
+           help="where story onsets come from (auto: events, else the trigger channel)")
+    option(b, "--event-id", nargs="+", keyword=False, help="STORY=CODE trigger codes")
+    option(b, "--stim-channel", help="trigger channel (default: MNE's choice)")
+    option(b, "--stimuli-dir", help="folder with <story>.wav and <story>.TextGrid")
+    option(b, "--subjects-dir", help="FreeSurfer subjects (default: fsaverage template)")
+    option(b, "--trans", nargs="+", keyword=False, help="SUBJECT=FILE head<->MRI transforms")
+    option(b, "--spacing", help="source space (oct6: 8196 sources)")
+    option(b, "--repeatability", choices=["repeat", "split-half", "none"],
+           help="estimator of the stored per-sensor repeatability")
+    option(b, "--n-jobs", type=int, help="parallel jobs for forward models")
+    _add_prepare_common(b)
+
+    b = add_command(psub, "podcast", _cmd_podcast, target="neurofuse.data.podcast:prepare_podcast",
+                    help="the 'Podcast' ECoG dataset (OpenNeuro ds005574) -> an ECoG dataset "
+                         "for `neurofuse joint ecog`")
+    b.add_argument("root", help="the ds005574 folder")
+    b.add_argument("--out", required=True, help="ECoG dataset folder to create")
+    option(b, "--subjects", nargs="+", help="sub-01 or 01 ... (default: all)")
+    option(b, "--signal", choices=["highgamma", "broadband", "ecogprep"],
+           help="high-gamma envelope, broadband, or the authors' derivative")
+    option(b, "--band", type=float, nargs=2, metavar=("LOW", "HIGH"),
+           help="high-gamma band in Hz")
+    option(b, "--sfreq", type=float, help="output rate, Hz")
+    option(b, "--electrode-types", nargs="+", help="channel types to keep (ECOG; also SEEG, "
+                                                   "DBS)")
+    option(b, "--space", help="electrode coordinate space")
+    option(b, "--onset", help="podcast onset in the recording: 'auto' (events.tsv if present, "
+                              "else 0) or seconds")
+    option(b, "--onset-event", help="which event marks the onset when there are several")
+    option(b, "--task", help="BIDS task")
+    option(b, "--audio", help="audio file (default stimuli/podcast.wav)")
+    option(b, "--transcript", help="word timings (default stimuli/podcast_transcript.csv)")
+    option(b, "--phones", help="phone alignment (TextGrid or table); default: none, the "
+                               "phoneme stream is zeros")
+    option(b, "--tolerance", type=float,
+           help="how much shorter than the audio a recording may be, s")
+    option(b, "--max-gap", type=float,
+           help="longest stretch without words in the transcript, s")
+    _add_prepare_common(b)
+    return p
+
+
+def add_parser(subparsers):
+    """Register ``neurofuse data`` and its commands."""
+    sub = add_group(subparsers, NAME, help=HELP, doc=__doc__, dest="data_command")
+    _add_prepare(sub)
+
+    p = add_command(sub, "merge", _cmd_merge, target="neurofuse.data.merge:merge_datasets",
+                    help="combine dataset stores (e.g. your MEG and LeBel's fMRI) into one, "
+                         "cropping shared stories to a common window")
+    p.add_argument("stores", nargs="+", help="dataset folders to merge")
+    p.add_argument("--out", required=True, help="merged dataset folder to create")
+    option(p, "--stories", nargs="+", help="stories to keep (default: all)")
+    option(p, "--splits", nargs="+", keyword=False, help="STORY=SPLIT pairs or a JSON file "
+           "(default: the stores' splits, which must agree)")
+    option(p, "--prefix", nargs="+", dest="subject_prefixes",
+           help="one subject-name prefix per store (for clashes)")
+    option(p, "--no-check-features", dest="check_features", action="store_false",
+           help="do not check that shared stories' features agree")
+    option(p, "--atol", type=float, help="feature agreement tolerance (abs)")
+    option(p, "--rtol", type=float, help="feature agreement tolerance (rel)")
+    option(p, "--no-ground-truth", dest="ground_truth", action="store_false",
+           help="drop ground-truth arrays")
+    option(p, "--overwrite", action="store_true", help="replace an existing dataset")
+
+    p = add_command(sub, "info", _cmd_info,
+                    help="describe a dataset (subjects, modalities, stories, CNRs)")
+    p.add_argument("dataset", help="dataset folder")
+    option(p, "--json", action="store_true", keyword=False, help="print JSON")
+    return sub

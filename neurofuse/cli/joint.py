@@ -1,0 +1,208 @@
+"""``neurofuse joint``: the joint MEG-fMRI encoding model (system A).
+
+Commands: ``fit``, ``predict``, ``evaluate``, ``demo``, ``benchmark simulation``, ``ecog``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._utils import LazyChoices, add_command, add_group, cnr, option, passed
+
+NAME = "joint"
+HELP = "the joint MEG-fMRI encoding model: fit, predict, evaluate, demo, benchmark, ecog"
+
+
+def _cmd_fit(args):
+    from ..training.distributed import cleanup_distributed, init_distributed
+    from ..systems.joint.trainer import TrainConfig, fit, load_fit_config
+
+    train, encoder = load_fit_config(args.config)
+    if "epochs" in args:
+        train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.epochs})
+    ctx = init_distributed(getattr(args, "device", None))  # a torchrun process joins its group
+    try:
+        history = fit(args.data, args.out, train_config=train, encoder_kwargs=encoder,
+                      device=ctx.device, **passed(args, "resume"))
+    finally:
+        cleanup_distributed()
+    if ctx.rank == 0 and history:
+        last = history[-1]
+        # model/ holds the best epoch of the final curriculum phase (losses of the two phases
+        # are not comparable).
+        final = [r for r in history if r["alpha_fmri"] == last["alpha_fmri"]]
+        best = min(final, key=lambda r: r.get("val_total", r["train_total"]))
+        print(f"Trained {last['epoch']} epochs; best epoch {best['epoch']} "
+              f"(validation MEG r {best.get('val_meg_r', float('nan')):.3f}"
+              + (f", fMRI r {best['val_fmri_r']:.3f}" if "val_fmri_r" in best else "")
+              + f"). Model: {Path(args.out) / 'model'}; log: {Path(args.out) / 'history.csv'}")
+
+
+def _cmd_predict(args):
+    from ..systems.joint.predict import write_predictions
+
+    written = write_predictions(args.model, args.stimulus, args.out,
+                                **passed(args, "sfreq", "subjects", "overwrite"))
+    for path in written:
+        print(path)
+
+
+def _cmd_evaluate(args):
+    from .._io import write_json
+    from ..data.store import read_dataset
+    from ..evaluation.demo import make_study_report, summary_line
+    from ..evaluation.pipeline import evaluate_study
+    from ..evaluation.recovery import truth_stories
+
+    ds = read_dataset(args.data)
+    truth_stories(ds)  # source recovery needs ground truth: refuse before hours of work
+    out = Path(args.out).expanduser()
+    evaluation = evaluate_study(ds, out, **passed(args, "fit_config", "methods", "fmri_denoise",
+                                                  "device"))
+    results = evaluation.results()
+    write_json(out / "results.json", results, what="results")
+    report = make_study_report(evaluation, ds, out / "report.html",
+                               title="neurofuse joint evaluate")
+    print(f"neurofuse joint evaluate: {summary_line(results)}. Report: {report}; results: "
+          f"{out / 'results.json'}")
+
+
+def _cmd_demo(args):
+    from ..evaluation.demo import run_demo
+
+    res = run_demo(**passed(args, "out", "fit_config", "n_jobs", "device"))
+    print(f"neurofuse demo: {res['summary']}. Report: {res['report']}; results: "
+          f"{Path(res['report']).with_name('results.json')}")
+
+
+def _cmd_benchmark(args):
+    from ..evaluation.benchmark import run_simulation_benchmark
+    from ..viz.figures import format_cnr
+
+    res = run_simulation_benchmark(args.out, **passed(
+        args, "study", "fit_config", "meg_cnrs", "fmri_cnrs", "methods", "seed", "n_jobs",
+        "device"))
+    print(f"{'method':<10} {'MEG CNR':>8} {'fMRI CNR':>8} {'temporal r':>11} {'spatial r':>10}")
+    for r in res["source_recovery"]:
+        print(f"{r['method']:<10} {format_cnr(r['meg_cnr']):>8} {format_cnr(r['fmri_cnr']):>8} "
+              f"{r['temporal_r']:>11.3f} {r['spatial_r']:>10.3f}")
+    print(f"Results: {Path(args.out) / 'results.json'}; report: {Path(args.out) / 'report.html'}")
+
+
+def _cmd_ecog(args):
+    from ..evaluation.ecog import run_ecog_validation
+
+    v = run_ecog_validation(args.model, args.data, args.out, **passed(
+        args, "alternative", "identification_test", "seed", "segment_seconds", "n_permutations",
+        "n_trials", "overwrite"))
+    zs, rows = v["results"]["zero_shot"], v["results"]["trained"]
+    print(f"Zero-shot: {zs['n_significant']} of {zs['n_electrodes']} electrodes significant; "
+          f"segment identification significant for {zs['n_identification_significant']}.")
+    print(f"{'method':<10} {'train fraction':>14} {'top-25% r':>10}")
+    for r in rows:
+        print(f"{r['method']:<10} {r['train_fraction']:>14g} {r['top25_r']:>10.3f}")
+    print(f"Results: {Path(args.out) / 'results.json'}")
+
+
+_INVERSES = LazyChoices("neurofuse.evaluation.pipeline:INVERSE_METHODS")
+
+
+def add_demo(sub):
+    """``demo``: under ``neurofuse joint`` and, as the README's set-up command, at the top."""
+    p = add_command(sub, "demo", _cmd_demo, target="neurofuse.evaluation.demo:run_demo",
+                    help="the main job: simulate, train, compare with ridge and classical "
+                         "inverses, write report.html")
+    option(p, "--out", help="output folder")
+    option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file (default: "
+           "the demo's, a small model that trains in minutes on 2 CPU cores)")
+    option(p, "--device", help="training device (default: CUDA when available)")
+    option(p, "--n-jobs", type=int, help="parallel jobs for forward models")
+    return p
+
+
+def add_parser(subparsers):
+    """Register ``neurofuse joint`` and its commands."""
+    sub = add_group(subparsers, NAME, help=HELP, doc=__doc__, dest="joint_command")
+
+    p = add_command(sub, "fit", _cmd_fit, target="neurofuse.systems.joint.trainer:fit",
+                    help="train the joint MEG-fMRI model on a dataset (DDP under torchrun)")
+    p.add_argument("config", help="preset (paper, demo, tiny) or a .toml/.json file with "
+                                  "[train] and [encoder] tables")
+    p.add_argument("--data", required=True, help="dataset folder (from simulate or prepare)")
+    p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, "
+                                                "history.csv")
+    option(p, "--resume", action="store_true", help="continue an interrupted run exactly")
+    option(p, "--epochs", type=int, keyword=False, help="override the config's max_epochs")
+    option(p, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+
+    p = add_command(sub, "predict", _cmd_predict,
+                    target="neurofuse.systems.joint.predict:write_predictions",
+                    help="source estimates and predicted data for a stimulus")
+    p.add_argument("model", help="model folder (fit's OUT/model)")
+    p.add_argument("--stimulus", required=True, help=".npy features, shape (n_times, d_stim)")
+    p.add_argument("--out", required=True, help="output folder")
+    option(p, "--sfreq", type=float, help="sampling rate of the features (checked)")
+    option(p, "--subjects", nargs="*", help="subjects to predict MEG/BOLD for (default all)")
+    option(p, "--overwrite", action="store_true", help="replace existing predictions")
+
+    p = add_command(sub, "evaluate", _cmd_evaluate,
+                    target="neurofuse.evaluation.pipeline:evaluate_study",
+                    help="ridge ceilings, the joint model, classical inverses and every score "
+                         "on a simulated study: results.json and report.html")
+    p.add_argument("--data", required=True, help="a simulated dataset (neurofuse simulate "
+                                                 "study): scores need its ground truth")
+    p.add_argument("--out", required=True, help="output folder: ridge/, fit/ (the joint "
+                   "model, trained or resumed there), results.json, report.html; what an "
+                   "interrupted run left is reused")
+    option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file "
+           "(default: the demo's)")
+    option(p, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
+           "(default: all)")
+    option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_false",
+           help="train on the raw training fMRI, not the fMRI ridge ceiling's predictions")
+    option(p, "--device", help="training device (default: CUDA when available)")
+
+    add_demo(sub)
+
+    p = sub.add_parser("benchmark", help="reproduce the paper's benchmarks",
+                       description="Reproduce the paper's benchmarks.")
+    bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    b = add_command(bsub, "simulation", _cmd_benchmark,
+                    target="neurofuse.evaluation.benchmark:run_simulation_benchmark",
+                    help="source recovery (Fig. 3) and prediction (Tables 1-2) across MEG x "
+                         "fMRI noise levels")
+    b.add_argument("--out", required=True, help="output folder (resumes what is there)")
+    option(b, "--study", help="study preset (demo, paper, tiny) or .toml/.json StudyConfig "
+           "(default: the demo's study, preset demo on oct5 sources)")
+    option(b, "--fit", dest="fit_config", help="training preset or .toml/.json file "
+           "(default: the demo's)")
+    option(b, "--meg-cnr", dest="meg_cnrs", type=cnr, nargs="+", help="MEG CNRs")
+    option(b, "--fmri-cnr", dest="fmri_cnrs", type=cnr, nargs="+", help="fMRI CNRs")
+    option(b, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
+           "(default: all)")
+    option(b, "--seed", type=int, help="override the study's seed")
+    option(b, "--device", help="training device (default: CUDA when available)")
+    option(b, "--n-jobs", type=int, help="parallel jobs for forward models")
+
+    p = add_command(sub, "ecog", _cmd_ecog,
+                    target="neurofuse.evaluation.ecog:run_ecog_validation",
+                    help="validate source estimates on ECoG: zero-shot, segment "
+                         "identification, trained prediction vs stimulus ridge")
+    p.add_argument("--model", required=True, help="model folder (fit's OUT/model or OUT), or "
+                                                  "a simulated study's ground_truth/encoding")
+    p.add_argument("--data", required=True, help="ECoG dataset (neurofuse simulate ecog or "
+                                                 "data prepare podcast)")
+    p.add_argument("--out", required=True, help="output folder: results.json, "
+                                                "electrodes.json, figures/")
+    option(p, "--alternative", choices=["greater", "two-sided"],
+           help="zero-shot test direction")
+    option(p, "--identification-test", choices=["shift", "binomial"],
+           help="segment-identification test: against shifted copies or the paper's "
+                "binomial test (anti-conservative: overlapping trials)")
+    option(p, "--segment-seconds", type=float,
+           help="segment length of the identification test, s")
+    option(p, "--n-permutations", type=int, help="circular shifts of the zero-shot test")
+    option(p, "--n-trials", type=int, help="segment-identification trials per electrode")
+    option(p, "--seed", type=int, help="seed of permutations and segments")
+    option(p, "--overwrite", action="store_true", help="replace an existing output folder")
+    return sub
