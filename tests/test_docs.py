@@ -15,9 +15,11 @@ PACKAGE_DIR = Path(neurofuse.__file__).parent
 
 
 def _modules():
-    """Every module of the package, imported (a module that cannot be imported fails)."""
+    """Every module of the package, imported (a module that cannot be imported fails);
+    ``__main__`` modules run a program when imported and are left out."""
     names = ["neurofuse"] + [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)],
-                                                                  prefix="neurofuse.")]
+                                                                  prefix="neurofuse.")
+                             if not m.name.endswith(".__main__")]
     return [importlib.import_module(name) for name in sorted(names)]
 
 
