@@ -14,7 +14,7 @@ fsaverage/MNI coordinates, metres) live in the manifest (:class:`EcogElectrodes`
 
 Both simulated ECoG (:func:`neurofuse.simulation.ecog.simulate_ecog`) and real-data loaders
 (e.g. the Podcast dataset, ds005574: :func:`neurofuse.data.prepare_podcast`) only have to call
-:func:`write_ecog_dataset`; ``neurofuse ecog`` (:mod:`neurofuse.evaluation.ecog`) reads
+:func:`write_ecog_dataset`; ``neurofuse joint ecog`` (:mod:`neurofuse.evaluation.ecog`) reads
 either through :func:`read_ecog_dataset`.
 """
 

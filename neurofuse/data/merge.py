@@ -4,7 +4,7 @@ The paper trains one model on MEG subjects and on the fMRI subjects of LeBel et 
 who heard the same stories. :func:`neurofuse.data.bids_meg.prepare_meg_bids` and
 :func:`neurofuse.data.lebel.prepare_lebel` write one store each; :func:`merge_datasets`
 combines them (or any stores of the format, ``docs/dataset-format.md``) into a new store
-that ``neurofuse fit`` reads.
+that ``neurofuse joint fit`` reads.
 
 Story offsets and the common window
 -----------------------------------

@@ -6,7 +6,7 @@ signal) at 50 Hz from the podcast onset, z-scores it, places the electrodes on t
 (MNI305) brain, computes the stimulus features of ``stimuli/podcast.wav`` and its word-level
 transcript (:func:`neurofuse.stimulus.features_from_alignment`), and writes an ECoG dataset
 (:func:`neurofuse.data.ecog.write_ecog_dataset`, ``docs/ecog.md``) that
-``neurofuse ecog`` reads unchanged. ``docs/real-data-podcast.md`` says which files go where.
+``neurofuse joint ecog`` reads unchanged. ``docs/real-data-podcast.md`` says which files go where.
 
 What the dataset holds (ds005574 1.0.2, as its authors' code reads it)
 ----------------------------------------------------------------------
@@ -52,7 +52,7 @@ follows: bad channels out; common average reference over the good ECoG channels
 zero-phase, ``method="iir"``); Hilbert envelope (``apply_hilbert(envelope=True)``). The paper
 (§5) predicts the ECoG of the 9 subjects (1268 electrodes) from its source estimates but does
 not describe the ECoG preprocessing; issue 6 brings the nearest source's time course to the
-ECoG's rate and, for an envelope signal, to its envelope (``neurofuse ecog`` does so when the
+ECoG's rate and, for an envelope signal, to its envelope (``neurofuse joint ecog`` does so when the
 stored ``signal`` says "envelope").
 
 What neurofuse writes
@@ -766,7 +766,7 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
                     onset_event=None, task=PODCAST_TASK, audio=None, transcript=None,
                     phones=None, tolerance=2.0, max_gap=30.0, overwrite=False, work_dir=None,
                     keep_work=False, device=None, verbose=None) -> Path:
-    """Turn the Podcast ECoG dataset (ds005574) into an ECoG dataset for ``neurofuse ecog``.
+    """Turn the Podcast ECoG dataset (ds005574) into an ECoG dataset for ``neurofuse joint ecog``.
 
     See the module docstring for what is read and written and why.
 

@@ -790,7 +790,7 @@ class Dataset(_ManifestStore):
         yield from (f"ground_truth/{g}" for g in self._m.get("ground_truth", {}))
 
     def summary(self) -> dict:
-        """A JSON-able overview (for ``neurofuse info``); durations in seconds.
+        """A JSON-able overview (for ``neurofuse data info``); durations in seconds.
 
         ``total_duration`` sums, per modality, story duration × n_repeats over subjects.
         """
@@ -828,7 +828,7 @@ def read_dataset(path, *, verbose=None) -> Dataset:
     if not (path / MANIFEST).is_file():
         raise FileNotFoundError(
             f"'{path}' is not a neurofuse dataset: it has no {MANIFEST}. Point to the folder "
-            "given to DatasetWriter (or `neurofuse simulate --out`), or create one with it.")
+            "given to DatasetWriter (or `neurofuse simulate study --out`), or create one with it.")
     try:
         with open(path / MANIFEST) as fid:
             manifest = json.load(fid)

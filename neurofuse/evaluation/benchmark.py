@@ -1,4 +1,4 @@
-"""The simulation benchmark (paper §4, Fig. 3; §3, Tables 1-2), ``neurofuse benchmark simulation``.
+"""The simulation benchmark (paper §4, Fig. 3; §3, Tables 1-2), ``neurofuse joint benchmark simulation``.
 
 The same simulated world (same seed: anatomy, stimuli, ground-truth encoder) is recorded at
 every combination of MEG CNR (default ∞, 1, 0.1) and fMRI CNR (default ∞, 0.3); for each, the

@@ -158,7 +158,7 @@ def read_source_model(path) -> SourceModel:
     Parameters
     ----------
     path : path-like
-        A joint model folder (or the output folder of ``neurofuse fit``, which holds it in
+        A joint model folder (or the output folder of ``neurofuse joint fit``, which holds it in
         ``model/``) or a ground-truth encoder folder (a simulated study's
         ``ground_truth/encoding``).
 
@@ -171,11 +171,11 @@ def read_source_model(path) -> SourceModel:
 
     path = Path(path).expanduser()
     if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
-        path = path / "model"  # the output folder of `neurofuse fit`
+        path = path / "model"  # the output folder of `neurofuse joint fit`
     cfg_file = path / "model.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"'{path}' holds no model (no model.json): pass a trained joint "
-                                "model folder (the 'model/' of `neurofuse fit`) or a ground-truth "
+                                "model folder (the 'model/' of `neurofuse joint fit`) or a ground-truth "
                                 "encoder folder (a simulated study's ground_truth/encoding).")
     fmt = json.loads(cfg_file.read_text()).get("format")
     if fmt == "neurofuse-source-encoding-model":

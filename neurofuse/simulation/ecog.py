@@ -235,7 +235,7 @@ def _study_world(study_dir):
     if not isinstance(cfg, dict) or encoding_dir is None:
         raise ValueError(
             f"'{ds.path}' is not a simulated study with a ground-truth encoder (no "
-            "metadata['config'] or ground_truth/encoding): make one with neurofuse simulate "
+            "metadata['config'] or ground_truth/encoding): make one with neurofuse simulate study "
             "(simulate_study), or load real ECoG into the ECoG format instead.")
     config = StudyConfig.from_dict(cfg)
     encoder = SourceEncodingModel.load(encoding_dir)

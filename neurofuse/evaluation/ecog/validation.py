@@ -72,7 +72,7 @@ def run_ecog_validation(model, data, out, *, fractions=PAPER_FRACTIONS, n_folds=
     ----------
     model : SourceModel | JointModel | SourceEncodingModel | path-like
         Any :class:`~neurofuse.evaluation.source_model.SourceModel`, a trained joint model (or
-        its folder, or the ``out`` folder of ``neurofuse fit``), or a ground-truth encoder (a
+        its folder, or the ``out`` folder of ``neurofuse joint fit``), or a ground-truth encoder (a
         simulated study's ``ground_truth/encoding``: the ceiling).
     data : EcogDataset | path-like
         An ECoG dataset (:func:`neurofuse.data.ecog.read_ecog_dataset`).
