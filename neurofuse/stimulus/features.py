@@ -39,7 +39,7 @@ from .._logging import logger, verbose
 from .audio import _to_float_mono, mel_spectrogram, read_audio
 from .language_model import as_language_model, is_speech_word, word_embedding_features
 from .phonemes import PHONEMES, find_unknown_phonemes, phoneme_onehot
-from .textgrid import TextGrid, get_word_phone_tiers, read_textgrid
+from .textgrid import TextGrid, check_intervals, get_word_phone_tiers, read_textgrid
 
 __all__ = ["STREAM_NAMES", "StoryFeatures", "extract_features", "features_from_alignment"]
 
@@ -113,24 +113,8 @@ def _check_rates(audio_sfreq, sfreq, fmax, what):
 
 
 def _check_intervals(name, intervals, duration, tol, what):
-    out = []
-    for item in intervals:
-        try:
-            start, end, label = item
-            start, end = float(start), float(end)
-        except (TypeError, ValueError):
-            raise ValueError(f"'{name}' must be a sequence of (start, end, label) with times in "
-                             f"s, got the item {item!r}.") from None
-        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-            raise ValueError(f"'{name}' holds an invalid interval {item!r}: need finite "
-                             "start <= end, in s.")
-        if start < -tol or end > duration + tol:
-            raise ValueError(
-                f"'{name}' interval ({start:g}, {end:g}, {label!r}) lies outside the audio "
-                f"({what}: 0 to {duration:.3f} s, tolerance {tol:g} s). The alignment does not "
-                "belong to this audio, or the times are not in s from the audio start.")
-        out.append((start, end, str(label)))
-    return out
+    return [(start, end, str(text)) for start, end, text in
+            check_intervals(name, intervals, duration=duration, tol=tol, what=what)]
 
 
 @verbose

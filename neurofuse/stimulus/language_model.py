@@ -40,7 +40,7 @@ import numpy as np
 
 from .._checks import _check_int, _check_positive, _check_type
 from .._logging import logger, progress_enabled, verbose
-from .textgrid import interval_frames
+from .textgrid import check_intervals, interval_frames
 
 __all__ = [
     "NON_WORDS",
@@ -476,15 +476,7 @@ def word_embedding_features(words, n_times, language_model="gpt2", *, sfreq=50.0
     n_times = _check_int("n_times", n_times, minimum=0)
     sfreq = _check_positive("sfreq", sfreq)
     spans, texts = [], []
-    for item in words:
-        try:
-            start, end, text = item
-            start, end = float(start), float(end)
-        except (TypeError, ValueError):
-            raise ValueError(f"'words' must be a sequence of (start, end, word) with times in s, "
-                             f"got the item {item!r}.") from None
-        if not (np.isfinite(start) and np.isfinite(end)) or end < start:
-            raise ValueError(f"Word interval {item!r} is invalid: need finite start <= end (s).")
+    for start, end, text in check_intervals("words", words, label="word"):
         spans.append((start, end))
         texts.append(str(text))
     order = sorted(range(len(spans)), key=lambda i: spans[i][0])  # context in time order

@@ -36,7 +36,7 @@ import numpy as np
 
 from .._checks import _check_int, _check_option, _check_positive, _check_type
 from .._logging import logger, verbose
-from .textgrid import interval_frames
+from .textgrid import check_intervals, interval_frames
 
 __all__ = [
     "ARPABET_PHONEMES",
@@ -172,16 +172,7 @@ def phoneme_onehot(phones, n_times, *, sfreq=50.0, on_unknown="warn", aliases=No
     codes = np.full(n_times, -1, dtype=np.int64)
     unknown = Counter()
     n_total = 0
-    for item in phones:
-        try:
-            start, end, label = item
-            start, end = float(start), float(end)
-        except (TypeError, ValueError):
-            raise ValueError(f"'phones' must be a sequence of (start, end, label) with times in "
-                             f"s, got the item {item!r}.") from None
-        if not (np.isfinite(start) and np.isfinite(end)) or end < start:
-            raise ValueError(f"Phone interval {item!r} is invalid: need finite start <= end "
-                             "(in s).")
+    for start, end, label in check_intervals("phones", phones):
         n_total += 1
         col = _column(label, table)
         if col is None:

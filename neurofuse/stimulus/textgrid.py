@@ -427,6 +427,49 @@ def get_word_phone_tiers(textgrid, *, word_tier=None, phone_tier=None):
     return list(words.intervals), list(phones.intervals)
 
 
+def check_intervals(name, intervals, *, label="label", duration=None, tol=0.0, what="audio"):
+    """Check ``(start, end, label)`` intervals in s: finite, ordered, inside the story.
+
+    Parameters
+    ----------
+    name : str
+        The parameter the intervals came from (named in the errors).
+    intervals : iterable of (float, float, object)
+        ``(start, end, label)`` with times in s.
+    label : str
+        What the third element is called in the error messages (``"label"``, ``"word"``).
+    duration : float | None
+        When given, every interval must lie within ``[-tol, duration + tol]``.
+    tol : float
+        Tolerance in s of that check.
+    what : str
+        What ``duration`` is the length of (named in the error).
+
+    Returns
+    -------
+    intervals : list of (float, float, object)
+        The intervals with float times and the labels as given, in the input order.
+    """
+    out = []
+    for item in intervals:
+        try:
+            start, end, text = item
+            start, end = float(start), float(end)
+        except (TypeError, ValueError):
+            raise ValueError(f"'{name}' must be a sequence of (start, end, {label}) with times in "
+                             f"s, got the item {item!r}.") from None
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+            raise ValueError(f"'{name}' holds an invalid interval {item!r}: need finite "
+                             "start <= end, in s.")
+        if duration is not None and (start < -tol or end > duration + tol):
+            raise ValueError(
+                f"'{name}' interval ({start:g}, {end:g}, {text!r}) lies outside the audio "
+                f"({what}: 0 to {duration:.3f} s, tolerance {tol:g} s). The alignment does not "
+                "belong to this audio, or the times are not in s from the audio start.")
+        out.append((start, end, text))
+    return out
+
+
 def interval_frames(start, end, sfreq, n_times=None) -> tuple:
     """Frames ``[k0, k1)`` owned by the interval ``[start, end)`` at rate ``sfreq``.
 
