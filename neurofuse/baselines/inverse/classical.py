@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import (
+from ..._checks import (
     _check_finite,
     _check_ndim,
     _check_option,
     _check_positive,
     _check_type,
 )
-from .._logging import logger, verbose
+from ..._logging import logger, verbose
 
 __all__ = [
     "ALL_METHODS", "METHODS", "NORMALIZATIONS", "apply_fmne", "apply_inverse_array",
@@ -534,7 +534,7 @@ def apply_fmne(data, inverse, bold, *, lambda2, sfreq, tr, floor=DEFAULT_FLOOR,
     estimate : array, shape (n_out, n_times)
         Source estimate in A·m.
     """
-    from ..data.store import expected_n_trs
+    from ...data.store import expected_n_trs
 
     _check_inverse(inverse)
     lambda2 = _check_lambda2(lambda2)
@@ -745,7 +745,7 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
     """
     import scipy.sparse
 
-    from .._io import atomic_path, check_writable_dir
+    from ..._io import atomic_path, check_writable_dir
 
     methods = list(methods) if not isinstance(methods, str) else [methods]
     for m in methods:
