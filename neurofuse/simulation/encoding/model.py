@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import (
+from ..._checks import (
     _check_finite,
     _check_int,
     _check_ndim,
@@ -43,8 +43,8 @@ from .._checks import (
     _check_random_state,
     _check_type,
 )
-from .._io import atomic_dir, save_npy, write_json
-from .._logging import logger, verbose
+from ..._io import atomic_dir, save_npy, write_json
+from ..._logging import logger, verbose
 
 __all__ = [
     "DEFAULT_LAGS",
