@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ..._checks import _check_finite, _check_ndim, _check_positive, _check_type
+from ..._checks import _check_finite, _check_int, _check_ndim, _check_positive, _check_type
 
 METHODS = ("MNE", "dSPM", "sLORETA", "eLORETA")
 ALL_METHODS = METHODS + ("fMNE",)
@@ -31,11 +31,8 @@ def _check_lambda2(lambda2) -> float:
 
 
 def _check_chunk_size(chunk_size) -> int:
-    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) \
-            or chunk_size < 1:
-        raise ValueError(f"'chunk_size' must be a positive integer (time samples per chunk), "
-                         f"got {chunk_size!r}.")
-    return int(chunk_size)
+    return _check_int("chunk_size", chunk_size, 1, how_to_fix="It counts the time samples "
+                      "processed at once.")
 
 
 def _check_inverse(inverse):

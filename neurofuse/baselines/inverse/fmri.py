@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..._checks import _check_finite, _check_ndim, _check_option, _check_positive
+from ..._checks import _check_finite, _check_int, _check_ndim, _check_option, _check_positive
 from ..._logging import logger, verbose
 from ._common import (
     DEFAULT_FLOOR,
@@ -123,8 +123,7 @@ def apply_fmne(data, inverse, bold, *, lambda2, sfreq, tr, floor=DEFAULT_FLOOR,
     lambda2 = _check_lambda2(lambda2)
     sfreq = _check_positive("sfreq", sfreq)
     tr = _check_positive("tr", tr)
-    if not isinstance(bold_lag, (int, np.integer)) or isinstance(bold_lag, bool):
-        raise TypeError(f"'bold_lag' must be an int (volumes), got {bold_lag!r}.")
+    bold_lag = _check_int("bold_lag", bold_lag, None)  # volumes, any sign (clipped at the ends)
     data = _check_data(data, inverse)
     n_src, n_times = inverse["nsource"], data.shape[1]
     bold = _check_weights("bold", bold, n_src, ndim=2)

@@ -30,7 +30,7 @@ import numbers
 
 import numpy as np
 
-from ..._checks import _check_finite, _check_option
+from ..._checks import _check_finite, _check_int, _check_option
 from ..._logging import logger, verbose
 from .backend import _b, _eigh, _np, use_ridge_backend
 from .stacking import solve_simplex_lstsq
@@ -343,11 +343,8 @@ def _check_xy(X, Y, *, x_name="X"):
 def _check_batch(n_targets_batch):
     if n_targets_batch is None:
         return None
-    if not isinstance(n_targets_batch, numbers.Integral) or isinstance(n_targets_batch, bool) \
-            or n_targets_batch < 1:
-        raise ValueError(f"'n_targets_batch' must be None or a positive int, got "
-                         f"{n_targets_batch!r}.")
-    return int(n_targets_batch)
+    return _check_int("n_targets_batch", n_targets_batch, 1,
+                      how_to_fix="Pass None to solve all targets at once.")
 
 
 @verbose
