@@ -88,14 +88,14 @@ def _check_random_state(seed) -> np.random.Generator:
     raise TypeError(f"'seed' must be None, an int or a numpy Generator, got {type(seed).__name__}.")
 
 
-def _check_int(name: str, value, minimum: int = 1, *, how_to_fix: str = "") -> int:
-    """Check an integer (not a bool) >= ``minimum``; return it as int.
+def _check_int(name: str, value, minimum: int | None = 1, *, how_to_fix: str = "") -> int:
+    """Check an integer (not a bool) >= ``minimum`` (None: any int); return it as int.
 
     ``how_to_fix``, when given, is appended to the message of a too-small value.
     """
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"'{name}' must be an int, got {type(value).__name__} ({value!r:.80}).")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         msg = f"'{name}' must be an int >= {minimum}, got {value}."
         if how_to_fix:
             msg += " " + how_to_fix

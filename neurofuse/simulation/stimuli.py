@@ -22,7 +22,6 @@ model or audio:
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,10 +175,7 @@ class StimulusGenerator:
                 f"'sfreq' must be >= {1 / _PHON_MIN:g} Hz so that every phoneme "
                 f"(>= {_PHON_MIN * 1e3:g} ms) covers a sample, got {sfreq:g} Hz."
             )
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-            raise TypeError(
-                f"'seed' must be a non-negative int (it fixes the vocabulary), got {seed!r}."
-            )
+        seed = _check_int("seed", seed, 0, how_to_fix="The seed fixes the vocabulary.")
         self.dims = (n_word, n_phon, n_mels)
         self.sfreq = sfreq
         self.seed = int(seed)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_keys, _check_option, _check_positive
+from .._checks import _check_int, _check_keys, _check_option, _check_positive
 from .._io import check_writable_dir
 from .._logging import logger, progress_enabled, verbose
 
@@ -115,9 +115,8 @@ class StudyConfig:
 
     def __post_init__(self):
         def ints(name, minimum):
-            val = getattr(self, name)
-            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < minimum:
-                raise ValueError(f"StudyConfig.{name} must be an int >= {minimum}, got {val!r}.")
+            object.__setattr__(self, name,
+                               _check_int(f"StudyConfig.{name}", getattr(self, name), minimum))
 
         for name in ("n_meg_subjects", "n_fmri_subjects", "n_val", "n_test", "n_anchor"):
             ints(name, 0)
@@ -140,9 +139,11 @@ class StudyConfig:
             raise ValueError("StudyConfig.story_duration_jitter must be in [0, 1), got "
                              f"{self.story_duration_jitter!r}.")
         dims = tuple(self.feature_dims)
-        if len(dims) != 3 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
+        if len(dims) != 3:
             raise ValueError("StudyConfig.feature_dims must be 3 positive ints (word, phoneme, "
                              f"spectrogram), got {self.feature_dims!r}.")
+        dims = tuple(_check_int(f"StudyConfig.feature_dims[{i}]", d, 1)
+                     for i, d in enumerate(dims))
         object.__setattr__(self, "feature_dims", dims)
         n_tr = self.tr * self.sfreq
         if abs(n_tr - round(n_tr)) > 1e-9:

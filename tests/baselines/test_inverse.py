@@ -284,6 +284,14 @@ def test_errors(study, small):
         apply_fmne(data, inv, np.ones((n_src - 5, 12)), lambda2=LAMBDA2, sfreq=50.0, tr=2.0)
     with pytest.raises(ValueError, match="'bold' vs data length mismatch"):
         apply_fmne(data, inv, np.ones((n_src, 20)), lambda2=LAMBDA2, sfreq=50.0, tr=2.0)
+    with pytest.raises(ValueError, match="'chunk_size' must be an int >= 1, got 0"):
+        apply_inverse_array(data, inv, lambda2=LAMBDA2, chunk_size=0)
+    with pytest.raises(TypeError, match="'chunk_size' must be an int, got bool"):
+        estimate_to_fsaverage(np.ones((study["morph"].shape[0], 4)), study["morph"],
+                              chunk_size=True)
+    with pytest.raises(TypeError, match="'bold_lag' must be an int, got float"):
+        apply_fmne(data, inv, np.ones((n_src, 12)), lambda2=LAMBDA2, sfreq=50.0, tr=2.0,
+                   bold_lag=1.0)
     with pytest.raises(ValueError, match="'floor' must be in"):
         fmri_prior(np.ones((3, 2)), floor=2.0)
     with pytest.raises(ValueError, match="Morph vs source-space mismatch"):

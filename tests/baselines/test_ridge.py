@@ -270,6 +270,10 @@ def test_input_errors():
         ridge_fit(Xs[0], Y[:-1], 1.0)
     with pytest.raises(ValueError, match=r"'alpha' must be a scalar or have shape \(n_targets,\)"):
         ridge_fit(Xs[0], Y, [1.0, 2.0])
+    with pytest.raises(ValueError, match="'n_targets_batch' must be an int >= 1, got 0"):
+        ridge_fit(Xs[0], Y, 1.0, n_targets_batch=0)
+    with pytest.raises(TypeError, match="'n_targets_batch' must be an int, got float"):
+        ridge_fit(Xs[0], Y, 1.0, n_targets_batch=2.0)
     with pytest.raises(ValueError, match="Invalid value for the 'backend' parameter"), \
             use_ridge_backend("jax"):
         pass
@@ -343,6 +347,11 @@ def test_ceiling_errors_and_banded_option(tiny_ds):
         fit_fmri_ceiling(ds, "S02", delays_s=[1.0, 2.0])
     with pytest.raises(ValueError, match="at least 2 training stories"):
         fit_meg_ceiling(ds, "S01", stories=ds.splits["train"][:1])
+    # A bool is no number of components (it used to be taken as n_components=1).
+    with pytest.raises(TypeError, match="'n_components' must be an int, got bool"):
+        fit_meg_ceiling(ds, "S01", n_components=True)
+    with pytest.raises(ValueError, match="'n_components' must be an int >= 1.*Pass None"):
+        fit_meg_ceiling(ds, "S01", n_components=0)
     ceil = fit_meg_ceiling(ds, "S01", streams=["spectrogram", "phoneme"], banded=True,
                            stories=ds.splits["train"], delays_s=[0.0, 0.1, 0.2], n_iter=2,
                            alphas=np.logspace(1, 4, 4))

@@ -180,6 +180,8 @@ def test_errors():
         StimulusGenerator(sfreq=-50.0)
     with pytest.raises(TypeError, match="'seed'"):
         StimulusGenerator(seed=1.5)
+    with pytest.raises(ValueError, match="'seed' must be an int >= 0, got -1. The seed fixes"):
+        StimulusGenerator(seed=-1)
     with pytest.raises(ValueError, match="'n_vocabulary'"):
         StimulusGenerator(n_vocabulary=3)
     g = StimulusGenerator(dims=(8, 44, 4), n_vocabulary=20)

@@ -161,6 +161,17 @@ def test_config_validation(tmp_path):
         StudyConfig(tr=2.01)
     with pytest.raises(ValueError, match="meg_cnr"):
         StudyConfig(meg_cnr=-1)
+    with pytest.raises(ValueError, match=r"'StudyConfig.chunk_size' must be an int >= 64, got 32"):
+        StudyConfig(chunk_size=32)
+    with pytest.raises(TypeError, match=r"'StudyConfig.n_train' must be an int, got float"):
+        StudyConfig(n_train=2.0)
+    # A bool is no feature width (True used to pass as a 1-d word stream).
+    with pytest.raises(TypeError, match=r"'StudyConfig.feature_dims\[0\]' must be an int"):
+        StudyConfig(feature_dims=(True, 44, 16))
+    with pytest.raises(ValueError, match=r"'StudyConfig.feature_dims\[2\]' must be an int >= 1"):
+        StudyConfig(feature_dims=(32, 44, 0))
+    cfg = StudyConfig(seed=np.int64(3), feature_dims=[np.int64(8), 44, 4])
+    assert type(cfg.seed) is int and all(type(d) is int for d in cfg.feature_dims)
     with pytest.raises(ValueError, match="preset"):
         StudyConfig.preset("huge")
     with pytest.raises(FileNotFoundError, match="preset name"):

@@ -3,7 +3,8 @@
 * :mod:`.backend`: himalaya's backend (:func:`use_ridge_backend`) and array helpers;
 * :mod:`.solver`: the pure-function solver layer (sufficient statistics, standardisation,
   :func:`ridge_fit`, :func:`solve_ridge_cv_by_groups`, :func:`solve_stacked_ridge_cv`,
-  :func:`solve_ridge_cv_batched`, :func:`solve_simplex_lstsq`);
+  :func:`solve_ridge_cv_batched`);
+* :mod:`.stacking`: convex stacking weights (:func:`solve_simplex_lstsq`);
 * :mod:`.estimators`: :class:`StackedRidge` and :class:`BandedRidge`;
 * :mod:`.ceilings`: :func:`fit_meg_ceiling`, :func:`fit_fmri_ceiling` and
   :class:`RidgeCeiling` on a dataset store.
@@ -23,9 +24,9 @@ from .solver import (
     ridge_fit,
     solve_ridge_cv_batched,
     solve_ridge_cv_by_groups,
-    solve_simplex_lstsq,
     solve_stacked_ridge_cv,
 )
+from .stacking import solve_simplex_lstsq
 
 __all__ = [
     "DEFAULT_ALPHAS",

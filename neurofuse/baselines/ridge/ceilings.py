@@ -24,11 +24,9 @@ widths (1984, 1364, 1240), 5 folds: 423 s, peak RSS 2.0 GiB; fMRI, 8196 sources 
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from ..._checks import _check_option, _check_type
+from ..._checks import _check_int, _check_option, _check_type
 from ..._logging import logger, verbose
 from ...stats import pca, pearson_r
 from ...stimulus.delays import (
@@ -251,9 +249,8 @@ def _fit_projections(ds, stories, streams, n_components, tr=None):
     """PCA of each stream wider than ``n_components`` on the training stories."""
     if n_components is None:
         return {}
-    if not isinstance(n_components, numbers.Integral) or n_components < 1:
-        raise ValueError(f"'n_components' must be None or a positive int, got "
-                         f"{n_components!r}.")
+    n_components = _check_int("n_components", n_components, 1,
+                              how_to_fix="Pass None to keep every stream at full width.")
     out = {}
     for name, (a, b) in streams.items():
         width = b - a

@@ -12,9 +12,8 @@ Layers, bottom to top:
 3. Public solvers: :func:`ridge_fit` (given alpha per target),
    :func:`solve_ridge_cv_by_groups` (alpha per target by cross-validation over groups),
    :func:`solve_stacked_ridge_cv` (the same, per feature space, on a streamed data source,
-   with convex stacking weights), :func:`solve_ridge_cv_batched` (many small problems, each
-   with its own design) and :func:`solve_simplex_lstsq` (convex stacking weights, exact,
-   vectorised over targets).
+   with convex stacking weights from :func:`~.stacking.solve_simplex_lstsq`) and
+   :func:`solve_ridge_cv_batched` (many small problems, each with its own design).
 
 A *data source* (what :func:`solve_stacked_ridge_cv` reads) is any object with ``keys`` (the
 group labels, in order), ``n_rows(key)`` (samples of a group) and ``chunks(key, with_y=True)``
@@ -27,18 +26,17 @@ wide default grid ``logspace(-2, 8, 21)``.
 
 from __future__ import annotations
 
-import itertools
 import numbers
 
 import numpy as np
 
-from ..._checks import _check_finite, _check_option
+from ..._checks import _check_finite, _check_int, _check_option
 from ..._logging import logger, verbose
 from .backend import _b, _eigh, _np, use_ridge_backend
+from .stacking import solve_simplex_lstsq
 
 DEFAULT_ALPHAS = np.logspace(-2, 8, 21)
 _CHUNK = 8192  # rows of design processed at a time
-_MAX_STACK_SPACES = 10  # exact simplex QP enumerates 2**K - 1 supports
 
 
 # ------------------------------------------------------------------------------------------
@@ -345,11 +343,8 @@ def _check_xy(X, Y, *, x_name="X"):
 def _check_batch(n_targets_batch):
     if n_targets_batch is None:
         return None
-    if not isinstance(n_targets_batch, numbers.Integral) or isinstance(n_targets_batch, bool) \
-            or n_targets_batch < 1:
-        raise ValueError(f"'n_targets_batch' must be None or a positive int, got "
-                         f"{n_targets_batch!r}.")
-    return int(n_targets_batch)
+    return _check_int("n_targets_batch", n_targets_batch, 1,
+                      how_to_fix="Pass None to solve all targets at once.")
 
 
 @verbose
@@ -445,7 +440,7 @@ def solve_stacked_ridge_cv(source, n_spaces, *, alphas=DEFAULT_ALPHAS, cv=None,
     Each feature space gets its own ridge (features standardised with training statistics,
     intercept, one alpha per target chosen by cross-validation over the source's groups); the
     cross-validated predictions of the spaces fit per-target convex weights
-    (:func:`solve_simplex_lstsq`), and every space is refitted on all the data at its chosen
+    (:func:`~.stacking.solve_simplex_lstsq`), and every space is refitted on all the data at its chosen
     alphas. Memory depends on the widths ``p_k`` and the number of targets, never on the
     number of samples (the source is read chunk by chunk, twice when ``n_spaces > 1``).
 
@@ -546,66 +541,10 @@ def _check_groups(groups, n_samples):
     return groups
 
 
-def solve_simplex_lstsq(H, g):
-    """Per-target convex weights: ``argmin_w w'Hw - 2 g'w`` s.t. ``w >= 0``, ``sum(w) = 1``.
-
-    With ``H = P'P`` and ``g = P'y`` this is ``min ||y - P w||^2`` over the simplex, the
-    stacking problem of Lin et al. (2024). Solved exactly by enumerating the ``2^K - 1``
-    possible supports (KKT system of each, vectorised over targets) and keeping the best
-    feasible point; ``K <= 10``.
-
-    Parameters
-    ----------
-    H : array, shape (n_targets, K, K)
-        Symmetric positive semi-definite.
-    g : array, shape (n_targets, K)
-
-    Returns
-    -------
-    weights : array, shape (n_targets, K)
-        Non-negative, each row sums to 1.
-    """
-    H = np.asarray(H, dtype=float)
-    g = np.asarray(g, dtype=float)
-    if H.ndim != 3 or H.shape[1] != H.shape[2] or g.shape != H.shape[:2]:
-        raise ValueError(f"'H' must have shape (n_targets, K, K) and 'g' (n_targets, K), got "
-                         f"{H.shape} and {g.shape}.")
-    t, K = g.shape
-    if K > _MAX_STACK_SPACES:
-        raise ValueError(f"Stacking solves the simplex problem exactly for at most "
-                         f"{_MAX_STACK_SPACES} feature spaces, got {K}; use BandedRidge or "
-                         "merge feature spaces.")
-    scale = np.trace(H, axis1=1, axis2=2) / K
-    scale = np.where(scale > 0, scale, 1.0)
-    H = H / scale[:, None, None] + 1e-10 * np.eye(K)  # same argmin; strictly convex
-    g = g / scale[:, None]
-    best_w = np.zeros((t, K))
-    best_f = np.full(t, np.inf)
-    for m in range(1, K + 1):
-        for S in itertools.combinations(range(K), m):
-            S = list(S)
-            M = np.zeros((t, m + 1, m + 1))
-            M[:, :m, :m] = H[:, S][:, :, S]
-            M[:, :m, m] = 1.0
-            M[:, m, :m] = 1.0
-            rhs = np.concatenate([g[:, S], np.ones((t, 1))], axis=1)
-            sol = np.linalg.solve(M, rhs[..., None])[..., 0]
-            feasible = np.all(sol[:, :m] >= -1e-9, axis=1)
-            w = np.zeros((t, K))
-            w[:, S] = np.clip(sol[:, :m], 0, None)
-            w /= w.sum(1, keepdims=True)
-            f = np.einsum("tk,tkl,tl->t", w, H, w) - 2 * np.einsum("tk,tk->t", g, w)
-            better = feasible & (f < best_f)
-            best_w[better], best_f[better] = w[better], f[better]
-    return best_w
-
-
-
 __all__ = [
     "DEFAULT_ALPHAS",
     "ridge_fit",
     "solve_ridge_cv_batched",
     "solve_ridge_cv_by_groups",
-    "solve_simplex_lstsq",
     "solve_stacked_ridge_cv",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..._checks import _check_keys, _check_option
+from ..._checks import _check_int, _check_keys, _check_option
 from ...nn.attention import IMPLS, LagWindowAttention, _check_heads
 
 __all__ = ["EncoderConfig", "EncoderLayer", "SourceLayer", "StimulusEncoder"]
@@ -84,14 +84,8 @@ class EncoderConfig:
         for field in dataclasses.fields(self):
             if field.name in ("dropout", "source_init_scale", "source_fwhm"):
                 continue
-            value = getattr(self, field.name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-                raise TypeError(
-                    f"'{field.name}' must be an int, got {type(value).__name__} ({value!r:.80})."
-                )
-            if value < 1:
-                raise ValueError(f"'{field.name}' must be an int >= 1, got {value}.")
-            object.__setattr__(self, field.name, int(value))
+            object.__setattr__(self, field.name,
+                               _check_int(field.name, getattr(self, field.name), 1))
         dropout = self.dropout
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool):
             raise TypeError(f"'dropout' must be a real number, got {type(dropout).__name__}.")

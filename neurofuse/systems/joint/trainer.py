@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..._checks import _check_keys, _check_option, _check_positive
+from ..._checks import _check_int, _check_keys, _check_option, _check_positive
 from ..._logging import verbose
 from ...training.checkpoint import load_checkpoint
 from ...training.checkpoint import save_checkpoint as _save_checkpoint
@@ -80,13 +80,10 @@ class TrainConfig:
     block_size: int = 128
 
     def __post_init__(self):
-        for name in ("batch_size", "max_epochs", "patience", "block_size"):
-            val = getattr(self, name)
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {val!r}.")
-        if not isinstance(self.meg_first_epochs, int) or self.meg_first_epochs < 0:
-            raise ValueError(f"TrainConfig.meg_first_epochs must be an int >= 0, got "
-                             f"{self.meg_first_epochs!r}.")
+        for name, minimum in (("batch_size", 1), ("max_epochs", 1), ("patience", 1),
+                              ("block_size", 1), ("meg_first_epochs", 0)):
+            object.__setattr__(self, name,
+                               _check_int(f"TrainConfig.{name}", getattr(self, name), minimum))
         for name in ("piece_seconds", "loss_seconds", "lr"):
             _check_positive(f"TrainConfig.{name}", getattr(self, name))
         for name in ("alpha_meg", "alpha_fmri", "alpha_smooth", "weight_decay"):

@@ -49,6 +49,14 @@ def test_train_config_rejects_unknown_keys_with_a_suggestion(small_store):
         fit(small_store, "unused", train_config={"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(TypeError, match="'TrainConfig.patience' must be an int, got float"):
+        TrainConfig(patience=3.0)
+    with pytest.raises(ValueError, match="'TrainConfig.meg_first_epochs' must be an int >= 0"):
+        TrainConfig(meg_first_epochs=-1)
+    # A bool is no number of epochs (True used to pass as 1).
+    with pytest.raises(TypeError, match="'TrainConfig.meg_first_epochs' must be an int, got bool"):
+        TrainConfig(meg_first_epochs=True)
+    assert type(TrainConfig(batch_size=np.int64(4)).batch_size) is int  # JSON-serialisable
     with pytest.raises(ValueError, match="scheduler"):
         TrainConfig(scheduler="linear")
     cfg = TrainConfig.from_dict({"max_epochs": 3, "lr": 1e-3})

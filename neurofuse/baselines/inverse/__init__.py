@@ -1,0 +1,31 @@
+"""Classical source imaging with MNE-Python: MNE, dSPM, sLORETA, eLORETA and fMRI-weighted MNE.
+
+The baseline of the paper's simulation experiments (§4, appendix C), in parts:
+
+- :mod:`.classical`: fixed-orientation depth-weighted operators (:func:`make_inverse`) and
+  their streamed application (:func:`apply_inverse_array`);
+- :mod:`.fmri`: fMRI-weighted MNE with a per-TR BOLD prior (:func:`fmri_prior`,
+  :func:`apply_fmne`);
+- :mod:`.noise`: regularisation (:func:`lambda2_from_cnr`) and noise covariance
+  (:func:`noise_cov_from_noise`);
+- :mod:`.fsaverage`: subject ↔ fsaverage maps (:func:`fsaverage_map`,
+  :func:`estimate_to_fsaverage`, :func:`bold_to_subject`);
+- :mod:`.run`: every inverse on one story of a dataset store (:func:`run_inverses`).
+
+Typical use on a dataset store::
+
+    est = run_inverses(ds, "S01", "story-04")      # {method: (n_sources_fsaverage, n_times)}
+"""
+
+from ._common import ALL_METHODS, DEFAULT_FLOOR, METHODS, MIN_LAMBDA2, NORMALIZATIONS
+from .classical import apply_inverse_array, make_inverse
+from .fmri import apply_fmne, fmri_prior
+from .fsaverage import bold_to_subject, estimate_to_fsaverage, fsaverage_map
+from .noise import lambda2_from_cnr, noise_cov_from_noise
+from .run import run_inverses
+
+__all__ = [
+    "ALL_METHODS", "DEFAULT_FLOOR", "METHODS", "MIN_LAMBDA2", "NORMALIZATIONS", "apply_fmne",
+    "apply_inverse_array", "bold_to_subject", "estimate_to_fsaverage", "fmri_prior",
+    "fsaverage_map", "lambda2_from_cnr", "make_inverse", "noise_cov_from_noise", "run_inverses",
+]
