@@ -51,8 +51,7 @@ def upgrade_dataset(path, out=None, *, overwrite=False, verbose=None) -> Path:
         return path
     legacy_2d = set(manifest.pop(LEGACY_2D, ()))
     if origin is not None:
-        manifest["metadata"] = {**manifest.get("metadata", {}),
-                                "schema_upgrade": {"from": origin, "neurofuse": __version__}}
+        manifest["schema_upgrade"] = {"from": origin, "neurofuse": __version__}
     dest = path if out is None else Path(out).expanduser()
     with atomic_dir(dest, overwrite=out is None or overwrite, what="dataset") as tmp:
         for src in sorted(path.rglob("*")):
