@@ -97,7 +97,7 @@ def main(argv=None):
         simulate_study("demo", study, overwrite=True)
         seconds["simulate_study"] = time.perf_counter() - t0
     ecog = work / f"ecog-cnr{args.cnr:g}-seed{args.seed}"
-    if not (ecog / "neurofuse-ecog.json").is_file():
+    if not (ecog / "neurofuse-dataset.json").is_file():
         t0 = time.perf_counter()
         simulate_ecog(study, ecog, n_subjects=args.n_subjects, story_minutes=args.story_minutes,
                       cnr=args.cnr, seed=args.seed, overwrite=True)
