@@ -71,7 +71,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", required=True, help="folder for the study, ECoG and outputs")
     parser.add_argument("--study", help="an existing simulated study (default: simulate 'demo')")
-    parser.add_argument("--model", help="a trained joint model folder (or a `neurofuse fit` out)")
+    parser.add_argument("--model", help="a trained joint model folder (or a `neurofuse joint fit` out)")
     parser.add_argument("--fit-epochs", type=int, default=12,
                         help="train the 'demo' joint model for this many epochs when --model is "
                              "not given (0: no joint model)")
@@ -97,7 +97,7 @@ def main(argv=None):
         simulate_study("demo", study, overwrite=True)
         seconds["simulate_study"] = time.perf_counter() - t0
     ecog = work / f"ecog-cnr{args.cnr:g}-seed{args.seed}"
-    if not (ecog / "neurofuse-ecog.json").is_file():
+    if not (ecog / "neurofuse-dataset.json").is_file():
         t0 = time.perf_counter()
         simulate_ecog(study, ecog, n_subjects=args.n_subjects, story_minutes=args.story_minutes,
                       cnr=args.cnr, seed=args.seed, overwrite=True)

@@ -221,8 +221,9 @@ def cnr(text):
 
 def format_summary(summary: dict, path) -> str:
     """A human-readable description of a dataset summary (from ``Dataset.summary()``)."""
+    tr = "no TR" if summary.get("tr") is None else f"TR {summary['tr']:g} s"
     lines = [(f"Dataset {path}  (schema v{summary['schema_version']}, "
-             f"sfreq {summary['sfreq']:g} Hz, TR {summary['tr']:g} s)")]
+             f"sfreq {summary['sfreq']:g} Hz, {tr})")]
     stories = summary["stories"]
     by_split = {}
     for name, st in stories.items():
@@ -237,8 +238,9 @@ def format_summary(summary: dict, path) -> str:
         cnrs = ", ".join(f"{m} CNR {v}" for m, v in sub["cnr"].items())
         n = ", ".join(f"{m}: {k} stories" for m, k in sub["n_stories"].items())
         chans = f"{sub['n_channels']} channels, " if sub.get("n_channels") else ""
+        epochs = "".join(f"; {m}: {k} epochs" for m, k in sub.get("n_epochs", {}).items())
         lines.append(f"  {name}  {'+'.join(sub['modalities']):<8} {chans}"
-                     f"{sub['n_sources']} sources; {n}; {cnrs}")
+                     f"{sub['n_sources']} sources; {n}{epochs}; {cnrs}")
     for mod, dur in summary.get("total_duration", {}).items():
         lines.append(f"Total {mod} recording (all subjects and repeats): {dur / 3600:.2f} h")
     return "\n".join(lines)

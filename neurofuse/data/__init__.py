@@ -1,8 +1,10 @@
 """Datasets: the on-disk store, the real-data loaders, merging stores, repeatability.
 
-* :class:`DatasetWriter` / :func:`read_dataset` — the dataset store (``docs/dataset-format.md``);
+* :class:`DatasetWriter` / :func:`read_dataset` — the dataset store, any modality (sensor,
+  source, volume; continuous runs and labelled epochs; ``docs/dataset-format.md``), and
+  :func:`upgrade_dataset` for stores of an older schema;
 * :func:`write_ecog_dataset` / :func:`read_ecog_dataset` (:class:`EcogDataset`,
-  :class:`EcogElectrodes`) — the ECoG dataset format (``docs/ecog.md``);
+  :class:`EcogElectrodes`) — ECoG as the store's ``ecog`` modality (``docs/ecog.md``);
 * :func:`prepare_lebel` (LeBel fMRI, ds003020), :func:`prepare_meg_bids` (MEG in BIDS) and
   :func:`prepare_podcast` (Podcast ECoG, ds005574) — real studies into stores;
 * :func:`merge_datasets` — MEG and fMRI stores into one for joint training
@@ -15,7 +17,7 @@ from .lebel import prepare_lebel
 from .merge import merge_datasets
 from .podcast import prepare_podcast
 from .repeatability import compute_repeatability
-from .store import Dataset, DatasetWriter, read_dataset
+from .store import Dataset, DatasetWriter, read_dataset, upgrade_dataset
 
 __all__ = [
     "Dataset",
@@ -29,5 +31,6 @@ __all__ = [
     "prepare_podcast",
     "read_dataset",
     "read_ecog_dataset",
+    "upgrade_dataset",
     "write_ecog_dataset",
 ]

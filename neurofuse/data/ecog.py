@@ -1,35 +1,39 @@
-"""The on-disk ECoG dataset format: electrodes, :func:`write_ecog_dataset`, :func:`read_ecog_dataset`.
+"""ECoG as the ``ecog`` sensor modality of the dataset store: electrodes and thin wrappers.
 
-An ECoG dataset (documented in ``docs/ecog.md``) is one folder::
+An ECoG dataset is a dataset store (``docs/dataset-format.md``) whose subjects have the
+``ecog`` modality::
 
     DIR/
-      neurofuse-ecog.json                 manifest (written last)
-      features/<story>.npy                (n_times, n_features)       float32
-      subjects/<sub>/ecog/<story>.npy     (n_electrodes, n_times)     float32
-      ground_truth/<path>.npy             simulations only, e.g. <sub>/<story>-clean.npy
+      neurofuse-dataset.json                    manifest (written last)
+      features/<story>.npy                      (n_times, n_features)             float32
+      subjects/<sub>/ecog/<story>.npy           (1, n_electrodes, n_times)        float32
+      subjects/<sub>/ecog-info.fif              channel info (type ecog)
+      ground_truth/<path>.npy                   simulations only, e.g. <sub>/<story>-clean.npy
 
-written atomically by :func:`write_ecog_dataset` and read lazily by
-:func:`read_ecog_dataset`. Electrode names, hemispheres and positions (subject MRI and
-fsaverage/MNI coordinates, metres) live in the manifest (:class:`EcogElectrodes`).
+Electrode names, hemispheres and positions (subject MRI and fsaverage/MNI coordinates,
+metres) are kept in the manifest's ``modality_info["ecog"]["electrodes"]``
+(:class:`EcogElectrodes`), with the units and the kind of signal.
 
-Both simulated ECoG (:func:`neurofuse.simulation.ecog.simulate_ecog`) and real-data loaders
-(e.g. the Podcast dataset, ds005574: :func:`neurofuse.data.prepare_podcast`) only have to call
-:func:`write_ecog_dataset`; ``neurofuse joint ecog`` (:mod:`neurofuse.evaluation.ecog`) reads
-either through :func:`read_ecog_dataset`.
+:func:`write_ecog_dataset` (used by the ECoG simulator,
+:func:`neurofuse.simulation.ecog.simulate_ecog`, and by :func:`neurofuse.data.prepare_podcast`)
+writes it with :class:`~neurofuse.data.store.DatasetWriter`; :func:`read_ecog_dataset` opens it
+as an :class:`EcogDataset` (a :class:`~neurofuse.data.store.Dataset` with the ECoG accessors
+``neurofuse joint ecog`` uses). Stores of the former separate ECoG format (``neurofuse-ecog.json``)
+are read as they are (:func:`neurofuse.data.upgrade_dataset` rewrites them).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._checks import _check_finite, _check_positive, _check_type
-from .._io import _json_default, atomic_dir, save_npy, write_json
 from .._logging import logger, verbose
-from .store import DatasetWriter, _check_name, _gt_name, _ManifestStore
+from .store import MANIFEST, SCHEMA_VERSION, Dataset, DatasetWriter, _check_name
+from .store.manifest import LEGACY_ECOG_FORMAT
+from .store.reader import _open
 
 __all__ = [
     "ECOG_FORMAT",
@@ -41,11 +45,13 @@ __all__ = [
     "write_ecog_dataset",
 ]
 
-ECOG_MANIFEST = "neurofuse-ecog.json"
-ECOG_FORMAT = "neurofuse-ecog"
-ECOG_SCHEMA_VERSION = 1
+#: ECoG lives in the dataset store: its manifest, schema and format name are the store's.
+ECOG_MANIFEST = MANIFEST
+ECOG_SCHEMA_VERSION = SCHEMA_VERSION
+ECOG_FORMAT = LEGACY_ECOG_FORMAT  # the former separate format, still read
 _HEMIS = ("lh", "rh")
 _MAX_COORD = 0.5  # m: positions beyond this are surely in millimetres
+_SUBJECT_KEYS = ("electrodes", "ecog", "units", "signal", "anatomy")
 
 
 # ============================================================================ electrodes
@@ -132,11 +138,19 @@ class EcogElectrodes:
                    pos_mri=d.get("pos_mri"), group=d.get("group"))
 
 
+
+
 # ============================================================================ the format
+def _ecog_info(electrodes: EcogElectrodes, sfreq: float):
+    import mne
+
+    return mne.create_info(list(electrodes.names), sfreq, "ecog", verbose="error")
+
+
 @verbose
 def write_ecog_dataset(out, *, sfreq, feature_streams, stories, subjects, ground_truth=None,
                        metadata=None, overwrite=False, verbose=None) -> Path:
-    """Write an ECoG dataset folder atomically (the format of ``docs/ecog.md``).
+    """Write an ECoG dataset atomically: a dataset store whose subjects have ``ecog``.
 
     Parameters
     ----------
@@ -148,7 +162,8 @@ def write_ecog_dataset(out, *, sfreq, feature_streams, stories, subjects, ground
         Column range ``[start, stop)`` of each stimulus feature stream, e.g.
         ``{"word": (0, 768), "phoneme": (768, 812), "spectrogram": (812, 852)}``.
     stories : dict of str -> array, shape (n_times, n_features)
-        Stimulus features of each story at ``sfreq``.
+        Stimulus features of each story at ``sfreq``; stored as ``test`` stories (ECoG
+        validates models fitted elsewhere).
     subjects : dict of str -> dict
         Per subject: ``"electrodes"`` (:class:`EcogElectrodes`), ``"ecog"`` (dict story ->
         array of shape (n_electrodes, n_times), rows in the order of the electrode names;
@@ -176,12 +191,10 @@ def write_ecog_dataset(out, *, sfreq, feature_streams, stories, subjects, ground
         raise ValueError("'stories' is empty: an ECoG dataset needs at least one story.")
     if not subjects:
         raise ValueError("'subjects' is empty: an ECoG dataset needs at least one subject.")
-    metadata = {} if metadata is None else _check_type("metadata", metadata, dict)
-    manifest = {"format": ECOG_FORMAT, "schema_version": ECOG_SCHEMA_VERSION, "sfreq": sfreq,
-                "feature_streams": streams, "n_features": n_features, "stories": {},
-                "subjects": {}, "ground_truth": {}, "metadata": metadata}
     out = Path(out).expanduser()
-    with atomic_dir(out, overwrite=overwrite, what="ECoG dataset") as tmp:
+    n_el = 0
+    with DatasetWriter(out, sfreq=sfreq, feature_streams=streams, overwrite=overwrite,
+                       metadata=metadata) as writer:
         for name, feats in stories.items():
             _check_name("story name", name)
             feats = np.asarray(feats)
@@ -189,13 +202,15 @@ def write_ecog_dataset(out, *, sfreq, feature_streams, stories, subjects, ground
                 raise ValueError(f"Features of story {name!r} must have shape (n_times, "
                                  f"{n_features}) (n_features from feature_streams), got "
                                  f"{feats.shape}.")
-            _check_finite(f"features of story {name!r}", feats)
-            save_npy(tmp / "features" / f"{name}.npy", feats.astype(np.float32))
-            manifest["stories"][name] = {"n_times": int(feats.shape[0]),
-                                         "duration": feats.shape[0] / sfreq}
+            writer.add_story(name, split="test", n_times=feats.shape[0])
+            writer.write_features(name, feats)
         for sub, spec in subjects.items():
             _check_name("subject name", sub)
             _check_type(f"subjects[{sub!r}]", spec, dict)
+            unknown = sorted(set(spec) - set(_SUBJECT_KEYS))
+            if unknown:
+                raise ValueError(f"Unknown key(s) {unknown} in subjects[{sub!r}]; valid keys: "
+                                 + ", ".join(repr(k) for k in _SUBJECT_KEYS) + ".")
             el = spec.get("electrodes")
             if not isinstance(el, EcogElectrodes):
                 raise TypeError(f"subjects[{sub!r}]['electrodes'] must be an EcogElectrodes, got "
@@ -203,44 +218,36 @@ def write_ecog_dataset(out, *, sfreq, feature_streams, stories, subjects, ground
             data = _check_type(f"subjects[{sub!r}]['ecog']", spec.get("ecog"), dict)
             if not data:
                 raise ValueError(f"Subject {sub!r} has no ECoG ('ecog' is empty).")
+            writer.add_subject(sub, modalities=["ecog"], anatomy=spec.get("anatomy"))
+            writer.add_sensors(sub, "ecog", info=_ecog_info(el, sfreq), electrodes=el.to_json(),
+                               units=str(spec.get("units", "V")),
+                               signal=str(spec.get("signal", "broadband")))
+            n_el += len(el)
             for story, arr in data.items():
-                if story not in manifest["stories"]:
+                if story not in stories:
                     raise ValueError(f"Subject {sub!r} has ECoG for story {story!r}, which is not "
-                                     f"in 'stories' ({list(manifest['stories'])}).")
+                                     f"in 'stories' ({list(stories)}).")
                 arr = np.asarray(arr)
-                expected = (len(el), manifest["stories"][story]["n_times"])
+                expected = (len(el), writer._stories[story]["n_times"])
                 if arr.shape != expected:
                     raise ValueError(f"ECoG of {sub!r} for story {story!r} must have shape "
                                      f"(n_electrodes, n_times) = {expected}, got {arr.shape}.")
                 _check_finite(f"ECoG of {sub!r}, story {story!r}", arr)
-                save_npy(tmp / "subjects" / sub / "ecog" / f"{story}.npy", arr.astype(np.float32))
-            entry = {"stories": list(data), "n_electrodes": len(el),
-                     "units": str(spec.get("units", "V")),
-                     "signal": str(spec.get("signal", "broadband")),
-                     "electrodes": el.to_json()}
-            if spec.get("anatomy") is not None:
-                entry["anatomy"] = spec["anatomy"]
-            unknown = sorted(set(spec) - {"electrodes", "ecog", "units", "signal", "anatomy"})
-            if unknown:
-                raise ValueError(f"Unknown key(s) {unknown} in subjects[{sub!r}]; valid keys: "
-                                 "'electrodes', 'ecog', 'units', 'signal', 'anatomy'.")
-            manifest["subjects"][sub] = entry
+                writer.write(sub, "ecog", story, arr[np.newaxis])
         for rel, arr in (ground_truth or {}).items():
-            rel = _gt_name(rel)
             arr = np.asarray(arr)
             _check_finite(f"ground truth {rel!r}", arr)
-            save_npy(tmp / "ground_truth" / rel, arr)
-            manifest["ground_truth"][rel] = {"shape": list(arr.shape), "dtype": arr.dtype.str}
-        json.dumps(manifest, default=_json_default)  # fails before the rename if not JSON-able
-        write_json(tmp / ECOG_MANIFEST, manifest, what="ECoG manifest")
+            writer.write_ground_truth(rel, arr)
     logger.info("Wrote ECoG dataset '%s' (%d stories, %d subjects, %d electrodes).", out,
-                len(stories), len(subjects),
-                sum(e["n_electrodes"] for e in manifest["subjects"].values()))
+                len(stories), len(subjects), n_el)
     return out
 
 
-class EcogDataset(_ManifestStore):
-    """An ECoG dataset opened by :func:`read_ecog_dataset`; arrays are memory-mapped on request.
+class EcogDataset(Dataset):
+    """A dataset with ECoG, opened by :func:`read_ecog_dataset`; arrays are memory-mapped.
+
+    A :class:`~neurofuse.data.store.Dataset` whose ECoG accessors default to the ``ecog``
+    modality.
 
     Attributes
     ----------
@@ -255,74 +262,51 @@ class EcogDataset(_ManifestStore):
     _kind = "ECoG dataset"
 
     def __repr__(self):
-        n_el = sum(s["n_electrodes"] for s in self._m["subjects"].values())
+        n_el = sum(self.spatial_shape(s, "ecog")[0] for s in self.subjects
+                   if "ecog" in self.modalities(s))
         return (f"<EcogDataset '{self.path}' | {len(self.stories)} stories, "
                 f"{len(self.subjects)} subjects, {n_el} electrodes, sfreq={self.sfreq:g} Hz>")
 
-    def subject_stories(self, subject) -> list:
-        return list(self._sub(subject)["stories"])
+    def subject_stories(self, subject, modality="ecog") -> list:
+        return super().subject_stories(subject, modality)
 
     def units(self, subject) -> str:
-        return self._sub(subject)["units"]
+        return self._modality(subject, "ecog").get("units", "V")
 
     def signal(self, subject) -> str:
-        return self._sub(subject).get("signal", "broadband")
-
-    def anatomy(self, subject) -> dict:
-        return dict(self._sub(subject).get("anatomy", {}))
+        return self._modality(subject, "ecog").get("signal", "broadband")
 
     def electrodes(self, subject) -> EcogElectrodes:
-        return EcogElectrodes.from_json(self._sub(subject)["electrodes"])
+        return EcogElectrodes.from_json(self._modality(subject, "ecog")["electrodes"])
 
     def ecog(self, subject, story) -> np.ndarray:
-        """ECoG of one subject and story, memmap of shape (n_electrodes, n_times)."""
+        """ECoG of one subject and story, memmap of shape (n_electrodes, n_times).
+
+        The mean over repeats (an array) when the story was recorded more than once.
+        """
         if story not in self.subject_stories(subject):
             raise ValueError(f"Subject {subject!r} has no ECoG for story {story!r}; it has "
                              f"{self.subject_stories(subject)}.")
-        return self._load(f"subjects/{subject}/ecog/{story}.npy", "ECoG")
+        arr = self.data(subject, "ecog", story)
+        return arr[0] if arr.shape[0] == 1 else np.asarray(arr).mean(axis=0)
 
 
 @verbose
 def read_ecog_dataset(path, *, verbose=None) -> EcogDataset:
-    """Open an ECoG dataset written by :func:`write_ecog_dataset` (reads only the manifest).
+    """Open a dataset with ECoG (written by :func:`write_ecog_dataset`); reads the manifest only.
+
+    Stores of the former ECoG format (``neurofuse-ecog.json``) are read as they are.
 
     Raises
     ------
     FileNotFoundError
-        ``path`` is not an ECoG dataset, or a file named by the manifest is missing.
+        ``path`` is not a dataset, or a file named by the manifest is missing.
     ValueError
-        The manifest is not valid or is from a newer neurofuse.
+        The manifest is not valid or is from a newer neurofuse, or no subject has ECoG.
     """
-    path = Path(path).expanduser()
-    fname = path / ECOG_MANIFEST
-    if not fname.is_file():
-        hint = (" It is a MEG/fMRI dataset: make ECoG from it with simulate_ecog "
-                "(neurofuse.simulation.ecog)." if (path / "neurofuse-dataset.json").is_file()
-                else "")
-        raise FileNotFoundError(f"'{path}' is not a neurofuse ECoG dataset: it has no "
-                                f"{ECOG_MANIFEST}.{hint}")
-    try:
-        manifest = json.loads(fname.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"The ECoG manifest '{fname}' is not valid JSON ({exc}); regenerate the "
-                         "dataset.") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ECOG_FORMAT:
-        raise ValueError(f"'{fname}' is not a {ECOG_FORMAT} manifest (format "
-                         f"{manifest.get('format') if isinstance(manifest, dict) else None!r}).")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"'{fname}' has no valid integer 'schema_version' (got {version!r}).")
-    if version > ECOG_SCHEMA_VERSION:
-        raise ValueError(f"ECoG dataset '{path}' has schema_version {version}, newer than the "
-                         f"{ECOG_SCHEMA_VERSION} this neurofuse reads: upgrade neurofuse.")
-    ds = EcogDataset(path, manifest)
-    expected = [f"features/{s}.npy" for s in ds.stories]
-    expected += [f"subjects/{sub}/ecog/{s}.npy" for sub in ds.subjects
-                 for s in ds.subject_stories(sub)]
-    expected += [f"ground_truth/{g}" for g in ds.ground_truth_names]
-    missing = [rel for rel in expected if not (path / rel).is_file()]
-    if missing:
-        raise FileNotFoundError(f"ECoG dataset '{path}' is incomplete: its manifest names "
-                                f"{len(missing)} missing file(s), e.g. {missing[:3]}.")
-    logger.debug("Opened %r", ds)
+    ds = _open(path, EcogDataset)
+    if not any("ecog" in ds.modalities(s) for s in ds.subjects):
+        raise ValueError(f"'{ds.path}' is a neurofuse dataset without ECoG (no subject has the "
+                         "'ecog' modality). Make ECoG from a simulated study with "
+                         "neurofuse.simulation.ecog.simulate_ecog.")
     return ds

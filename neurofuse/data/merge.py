@@ -263,6 +263,14 @@ def _open_stores(stores):
 
 
 def _check_compatible(datasets, names):
+    for ds, name in zip(datasets, names):
+        for sub in ds.subjects:
+            other = [m for m in ds.modalities(sub)
+                     if m not in ("meg", "fmri") or ds.epoch_names(sub, m)]
+            if other:
+                raise ValueError(
+                    f"{name} subject {sub!r} has {other} data: merge_datasets merges continuous "
+                    "MEG and source-space fMRI stories only (no other modality, no epochs).")
     ref, ref_name = datasets[0], names[0]
     for ds, name in zip(datasets[1:], names[1:]):
         if abs(ds.sfreq - ref.sfreq) > 1e-9 * ref.sfreq:
@@ -614,7 +622,8 @@ def merge_datasets(stores, out, *, stories=None, splits=None, subject_prefixes=N
         for i, sub, new, mods, kept in tqdm(plans, desc="subjects", **bar):
             ds = datasets[i]
             entry = ds._m["subjects"][sub]
-            files = entry.get("files", {})
+            files = {**ds.files(sub), **(ds.files(sub, "meg") if "meg" in entry["modalities"]
+                                         else {})}
             fwd = None
             if "forward" in files:
                 fwd = mne.read_forward_solution(ds.path / "subjects" / sub / files["forward"],

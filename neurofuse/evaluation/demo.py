@@ -188,11 +188,12 @@ def demo_ecog(study_dir, model_dir, out, *, n_subjects, story_minutes, cnr, layo
     """
     import json
 
+    from ..data.ecog import ECOG_MANIFEST
     from ..simulation.ecog import simulate_ecog
     from .ecog import run_ecog_validation
 
     data = Path(out) / "ecog-data"
-    if not (data / "neurofuse-ecog.json").is_file():
+    if not (data / ECOG_MANIFEST).is_file():
         simulate_ecog(study_dir, data, n_subjects=n_subjects, story_minutes=story_minutes,
                       cnr=cnr, layout=layout, overwrite=True)
     dest = Path(out) / "ecog"

@@ -42,7 +42,7 @@ def init_distributed(device=None, *, backend=None):
     ----------
     device : str | torch.device | None
         Device of this process. Default: ``cuda:LOCAL_RANK`` when CUDA is available, else the
-        CPU (the same choice :func:`neurofuse.training.trainer.fit` makes).
+        CPU (the same choice :func:`neurofuse.systems.joint.trainer.fit` makes).
     backend : str | None
         ``torch.distributed`` backend; default ``"nccl"`` when CUDA is available, else
         ``"gloo"``.

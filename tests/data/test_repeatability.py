@@ -12,7 +12,7 @@ from neurofuse.data.repeatability import (
     spearman_brown,
     split_half_repeatability,
 )
-from neurofuse.data.store import MANIFEST, DatasetWriter, read_dataset
+from neurofuse.data.store import MANIFEST, SCHEMA_VERSION, DatasetWriter, read_dataset
 from neurofuse.systems.joint.data import loss_weights
 from neurofuse.systems.joint.data import repeatability as training_repeatability
 
@@ -142,7 +142,7 @@ def test_stores_without_repeatability_are_unchanged(tmp_path):
     """Additive: no 'repeatability' key unless written, and older manifests read as None."""
     ds = _store(tmp_path / "ds")
     manifest = json.loads((ds.path / MANIFEST).read_text())
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == SCHEMA_VERSION
     assert all("repeatability" not in sub for sub in manifest["subjects"].values())
     assert ds.repeatability("F1", "fmri") is None
 

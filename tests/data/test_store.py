@@ -177,7 +177,7 @@ def test_create_array_chunked(tmp_path):
 
 
 def test_create_array_checks_nan_at_close(tmp_path, monkeypatch):
-    import neurofuse.data.store as store
+    import neurofuse.data.store.writer as store
 
     monkeypatch.setattr(store, "_CHUNK_BYTES", 64)  # force several chunks
     with pytest.raises(ValueError, match=r"ground_truth/x.npy \(rows"):
@@ -305,8 +305,9 @@ def test_validation_declarations(w):
         w.add_story("../s", split="train", n_times=10)
     with pytest.raises(ValueError, match="Subject 'sub-01' was already added"):
         w.add_subject("sub-01", modalities=["meg"])
-    with pytest.raises(ValueError, match=r"'modalities'.*\['meg', 'fmri'\], got 'eeg'"):
-        w.add_subject("sub-02", modalities=["eeg"])
+    with pytest.raises(ValueError, match=r"'modalities'.*\['meg', 'eeg', 'ecog', 'fmri', "
+                                         r"'fmri-volume'\], got 'nirs'"):
+        w.add_subject("sub-02", modalities=["nirs"])
     with pytest.raises(ValueError, match=r"lead field vs channel count mismatch.*6 rows.*5 MEG"):
         w.add_subject("sub-02", modalities=["meg"], info=_info(),
                       leadfield=rng.standard_normal((6, N_SRC)))

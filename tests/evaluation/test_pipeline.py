@@ -74,7 +74,8 @@ def test_demo_resumes_without_recomputing(demo):
     out, res = demo
     stamps = {p: p.stat().st_mtime_ns for p in (out / "fit" / "done.json", out / "recovery.npz",
                                                 out / "ridge" / "scores.npz",
-                                                out / "ecog" / "results.json")}
+                                                out / "ecog" / "results.json",
+                                                out / "ecog-data" / "neurofuse-dataset.json")}
     again = run_demo(out, study="tiny", fit_config=FIT, ecog=ECOG)
     assert again["source_recovery"] == res["source_recovery"]
     assert again["prediction"] == res["prediction"]

@@ -8,6 +8,7 @@ import scipy.sparse
 
 from neurofuse.data.ecog import (
     ECOG_MANIFEST,
+    ECOG_SCHEMA_VERSION,
     EcogElectrodes,
     read_ecog_dataset,
     write_ecog_dataset,
@@ -189,7 +190,8 @@ def test_format_round_trip_and_atomicity(tmp_path):
     np.testing.assert_allclose(got.pos_fsaverage, el.pos_fsaverage)
     assert ds.units("P1") == "z" and "envelope" in ds.signal("P1")
     manifest = json.loads((out / ECOG_MANIFEST).read_text())
-    assert manifest["schema_version"] == 1 and manifest["n_features"] == 5
+    assert manifest["schema_version"] == ECOG_SCHEMA_VERSION == 2
+    assert manifest["n_features"] == 5
     # A failed write leaves nothing behind (wrong ECoG shape) ...
     with pytest.raises(ValueError, match="must have shape"):
         write_ecog_dataset(tmp_path / "bad", sfreq=50.0, feature_streams={"a": (0, 5)},
