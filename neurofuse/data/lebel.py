@@ -56,7 +56,7 @@ What neurofuse writes
 * fMRI at a TR whose length is a whole number of feature frames: by default the volumes are
   resampled from the ``tr = 2.0045`` s grid onto a 2.0 s grid (100 frames at 50 Hz, as the
   model's fMRI head needs) by cubic-spline interpolation through the volume centres
-  (:func:`resample_volumes`); the store's ``tr`` is 2.0, the TR of the data it holds. ``resample_tr=None`` keeps
+  (:func:`~neurofuse.data.fmri.resample_volumes`); the store's ``tr`` is 2.0, the TR of the data it holds. ``resample_tr=None`` keeps
   the native grid (store ``tr = 2.0045``; the window start is then rounded to the nearest
   frame, at most 10 ms off). Passing ``tr=2.0`` reproduces the reference code's alignment.
 * Sources: each subject's ``.hf5`` voxels are projected with a voxel→source matrix
@@ -74,7 +74,6 @@ What neurofuse writes
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -103,6 +102,7 @@ from ._prepare import (
     store_cached,
     story_features,
 )
+from .fmri import resample_volumes, story_window
 
 #: Interval between scanner triggers in ds003020 (``TRFile.expectedtr`` of the reference code).
 LEBEL_TR = 2.0045
@@ -439,114 +439,6 @@ def _surface_mapping(n_columns, subject):
             "neurofuse.data.lebel.write_voxel_to_source).")
     morph = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr")
     return VoxelToSource(matrix, _template_vertices(), morph, kind, f"surface-{kind}")
-
-
-# --------------------------------------------------------------------------------------
-# Timing
-# --------------------------------------------------------------------------------------
-
-def resample_volumes(data, *, tr, new_tr, shift=0.0, n_out=None):
-    """Resample fMRI volumes onto another TR grid (cubic spline through the volume centres).
-
-    Input volume ``j`` covers ``[j * tr, (j + 1) * tr)`` and output volume ``k`` covers
-    ``[shift + k * new_tr, shift + (k + 1) * new_tr)``, both in s from the same origin; each
-    output is the not-a-knot cubic spline through the input volumes (placed at their centres),
-    evaluated at its centre. For slow signals the error is small: below 1e-3 of the amplitude
-    for periods >= 20 s and 2.0 s volumes (see the tests); windowed-sinc (Lanczos-3)
-    interpolation is ~10x worse there.
-
-    Parameters
-    ----------
-    data : array, shape (..., n_in)
-    tr, new_tr : float
-        Input and output TR in s.
-    shift : float
-        Start of the output grid in s (>= 0).
-    n_out : int | None
-        Output volumes; default all whose interval lies within the input's.
-
-    Returns
-    -------
-    out : array, shape (..., n_out), the dtype of ``data``
-    """
-    from scipy.interpolate import CubicSpline
-
-    data = np.asarray(data)
-    n_in = data.shape[-1]
-    tr, new_tr = _check_positive("tr", tr), _check_positive("new_tr", new_tr)
-    shift = _check_positive("shift", shift, allow_zero=True)
-    n_max = math.floor((n_in * tr - shift) / new_tr + 1e-9)
-    n_out = n_max if n_out is None else _check_int("n_out", n_out, minimum=0)
-    if n_out > n_max:
-        raise ValueError(f"n_out = {n_out} volumes of {new_tr:g} s (from {shift:g} s) run past "
-                         f"the {n_in} input volumes of {tr:g} s.")
-    if n_in < 2:
-        raise ValueError(f"Resampling needs >= 2 volumes, got {n_in}.")
-    t_in = (np.arange(n_in) + 0.5) * tr
-    t_out = shift + (np.arange(n_out) + 0.5) * new_tr
-    spline = CubicSpline(t_in, data.astype(np.float64), axis=-1, bc_type="not-a-knot")
-    return spline(t_out).astype(data.dtype)
-
-
-def story_window(n_rows, audio_duration, *, tr, sfreq, store_tr, resample, sound_start,
-                 trim_start, trim_end, tolerance, story="story"):
-    """The part of a story's audio that its fMRI covers, in feature frames.
-
-    Returns
-    -------
-    window : dict
-        ``start`` (first frame), ``n_times`` (frames), ``n_trs`` (store volumes), ``shift``
-        (s from the first ``.hf5`` volume's start to the first store volume's start),
-        ``offset_error`` (s; rounding of the start without resampling), ``dropped`` (store
-        volumes dropped at the end because the audio ends within ``tolerance`` before them),
-        ``start_s`` / ``stop_s`` (audio time), ``audio_duration``.
-    """
-    t0 = trim_start * tr - sound_start  # audio time of the first .hf5 volume
-    if t0 < -1e-9:
-        raise ValueError(
-            f"Story {story!r}: the first .hf5 volume would start at {t0:g} s of audio time "
-            f"(trim_start * tr - sound_start = {trim_start} * {tr:g} - {sound_start:g}), "
-            "before the audio. Check 'trim_start', 'tr' and 'sound_start'.")
-    t0 = max(t0, 0.0)
-    if resample:
-        start = math.ceil(t0 * sfreq - 1e-6)
-        shift, offset_error = start / sfreq - t0, 0.0
-        n_trs = math.floor((n_rows * tr - shift) / store_tr + 1e-9)
-    else:
-        start = round(t0 * sfreq)
-        shift, offset_error, n_trs = 0.0, start / sfreq - t0, n_rows
-    n_audio = math.floor(audio_duration * sfreq + 1e-9)  # frames the features will have
-
-    def frames(n):
-        return math.ceil(n * store_tr * sfreq - 1e-6)
-
-    dropped = 0
-    over = (start + frames(n_trs) - n_audio) / sfreq
-    if over > 1e-9:
-        if over > tolerance:
-            raise ValueError(
-                f"Stories of inconsistent length: the fMRI of story {story!r} ({n_rows} "
-                f"volumes of {tr:g} s from {t0:.3f} s of audio time) ends {over:.3f} s after "
-                f"its audio ({audio_duration:.3f} s), more than the tolerance of "
-                f"{tolerance:g} s. Check 'tr', 'sound_start' and 'trim_start', and that the "
-                ".hf5 and the .wav belong to the same story.")
-        while n_trs > 0 and start + frames(n_trs) > n_audio:
-            n_trs, dropped = n_trs - 1, dropped + 1
-    if n_trs < 1:
-        raise ValueError(f"Story {story!r} has no fMRI volume within its audio.")
-    n_times = frames(n_trs)
-    tail = audio_duration - (start + n_times) / sfreq
-    if tail > trim_end * tr + tolerance:
-        raise ValueError(
-            f"Stories of inconsistent length: the fMRI of story {story!r} ({n_rows} volumes of "
-            f"{tr:g} s) covers audio time {t0:.3f} to {t0 + n_rows * tr:.3f} s, but the audio "
-            f"lasts {audio_duration:.3f} s: {tail:.1f} s are left after it, more than the "
-            f"{trim_end} trimmed end volumes ({trim_end * tr:g} s) plus the tolerance "
-            f"({tolerance:g} s). Check 'tr' and 'trim_end', and that the .hf5 and the .wav "
-            "belong to the same story.")
-    return {"start": start, "n_times": n_times, "n_trs": n_trs, "shift": shift,
-            "offset_error": offset_error, "dropped": dropped, "start_s": start / sfreq,
-            "stop_s": (start + n_times) / sfreq, "audio_duration": audio_duration}
 
 
 # --------------------------------------------------------------------------------------

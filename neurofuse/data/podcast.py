@@ -97,7 +97,6 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +105,6 @@ from .._checks import _check_option, _check_positive, _check_type
 from .._docs import fill_doc
 from .._io import hash_arrays, hash_file
 from .._logging import logger, progress_enabled, verbose
-from ..physics.envelope import envelope
 from ..stats import zscore
 from ._prepare import (
     audio_duration,
@@ -121,6 +119,7 @@ from ._prepare import (
     store_cached,
 )
 from .ecog import EcogElectrodes, write_ecog_dataset
+from .ieeg import BLOCK, extract_signal, resample_from_onset, resample_ratio
 
 __all__ = [
     "PODCAST_STORY",
@@ -130,7 +129,6 @@ __all__ = [
     "read_podcast_electrodes",
     "read_podcast_layout",
     "read_transcript",
-    "resample_from_onset",
 ]
 
 #: Task label of the recordings and name of the story in the ECoG dataset.
@@ -144,7 +142,6 @@ _DATA_EXTENSIONS = (".edf", ".vhdr", ".bdf", ".set", ".nwb", ".fif")
 _UNITS = {"m": 1.0, "cm": 1e-2, "mm": 1e-3}
 _WORK_MARKER = "neurofuse-podcast-work.json"
 _CACHE_VERSION = 1
-_BLOCK = 16  # channels processed at once (memory: 16 x n_samples x 8 bytes x ~3)
 
 
 def _mne_bids():
@@ -480,98 +477,6 @@ def _pial_distance_mm(pos_m, hemi):
 
 
 # --------------------------------------------------------------------------------------
-# Signals
-# --------------------------------------------------------------------------------------
-
-def _ratio(sfreq_in, sfreq_out, duration):
-    """(up, down) with up / down = sfreq_out / sfreq_in, exact enough over ``duration``."""
-    frac = Fraction(sfreq_out / sfreq_in).limit_denominator(100000)
-    drift = abs(frac.numerator / frac.denominator - sfreq_out / sfreq_in) * sfreq_in * duration
-    if drift > 0.1:
-        raise ValueError(f"Wrong sampling rate: cannot resample {sfreq_in:g} Hz to "
-                         f"{sfreq_out:g} Hz by a rational factor without drifting {drift:.2f} "
-                         "output samples over the recording. Resample the recording first.")
-    return frac.numerator, frac.denominator
-
-
-def resample_from_onset(data, sfreq_in, sfreq_out, onset_sample, n_out=None, *,
-                        margin=1.0) -> np.ndarray:
-    """Resample a signal so that output sample ``k`` lies at ``onset + k / sfreq_out``.
-
-    Polyphase resampling (:func:`scipy.signal.resample_poly`, which low-passes at the lower
-    Nyquist frequency) of a span that starts a whole number of resampling periods (``down``
-    input samples) before the onset, at most ``margin`` seconds, so that the onset falls on an
-    output sample and the filter's start-up lies before it.
-
-    Parameters
-    ----------
-    data : array, shape (n_channels, n_samples)
-    sfreq_in, sfreq_out : float
-        Rates in Hz.
-    onset_sample : int
-        Input sample of the onset (output sample 0).
-    n_out : int | None
-        Output samples wanted; at most as many as the recording holds after the onset.
-    margin : float
-        Seconds of signal before the onset (and after the end) given to the filter.
-
-    Returns
-    -------
-    out : array, shape (n_channels, n_available), float64
-        ``n_available = min(n_out, floor((n_samples - onset_sample) * sfreq_out / sfreq_in))``.
-    """
-    from scipy.signal import resample_poly
-
-    data = np.asarray(data)
-    n_in = data.shape[-1]
-    onset_sample = int(onset_sample)
-    if not 0 <= onset_sample < n_in:
-        raise ValueError(f"The onset sample {onset_sample} lies outside the {n_in} samples.")
-    up, down = _ratio(float(sfreq_in), float(sfreq_out), n_in / float(sfreq_in))
-    n_avail = (n_in - onset_sample) * up // down
-    n_out = n_avail if n_out is None else min(int(n_out), n_avail)
-    pad = math.ceil(margin * sfreq_in / down)
-    q = min(onset_sample // down, pad)
-    start = onset_sample - q * down
-    stop = min(n_in, onset_sample + math.ceil(n_out * down / up) + pad * down)
-    out = resample_poly(data[..., start:stop].astype(np.float64), up, down, axis=-1)
-    return out[..., q * up:q * up + n_out]
-
-
-def _process_block(x, sfreq, *, signal, band, line_freq):
-    """Notch (+ band-pass + envelope) one block of re-referenced channels, float64."""
-    import mne
-
-    freqs = [line_freq * m for m in range(1, 4) if line_freq * m < sfreq / 2 - 1.0]
-    if freqs:
-        x = mne.filter.notch_filter(x, sfreq, freqs, notch_widths=2, verbose="error")
-    if signal == "highgamma":
-        x = mne.filter.filter_data(x, sfreq, band[0], band[1], method="iir",
-                                   iir_params={"order": 4, "ftype": "butter"}, verbose="error")
-        x = envelope(x, axis=-1, n_fft="fast")  # FFT length as MNE's apply_hilbert
-    return x
-
-
-def _extract_raw(raw, picks, *, signal, band, sfreq, onset_sample, n_out, desc):
-    """Common average reference over ``picks``, then per block the signal, then resampling."""
-    from tqdm.auto import tqdm
-
-    sfreq_in = float(raw.info["sfreq"])
-    line_freq = raw.info.get("line_freq") or 60.0
-    blocks = [picks[i:i + _BLOCK] for i in range(0, len(picks), _BLOCK)]
-    mean = np.zeros(raw.n_times)
-    for block in blocks:
-        mean += raw.get_data(picks=block).sum(axis=0)
-    mean /= len(picks)
-    out = []
-    for block in tqdm(blocks, desc=desc, leave=False, disable=not progress_enabled()):
-        x = raw.get_data(picks=block) - mean
-        x = _process_block(x, sfreq_in, signal=signal, band=band, line_freq=line_freq)
-        out.append(resample_from_onset(x, sfreq_in, sfreq, onset_sample, n_out))
-    return np.concatenate(out).astype(np.float32), float(line_freq)
-
-
-# --------------------------------------------------------------------------------------
 # Planning (every check before any computation)
 # --------------------------------------------------------------------------------------
 
@@ -697,7 +602,7 @@ def _plan_subject(layout, sub, *, signal, band, sfreq, electrode_types, space, o
     if onset_sample >= raw.n_times:
         raise ValueError(f"{sub}: the podcast onset ({onset_s:.3f} s) is after the end of the "
                          f"recording ({raw.n_times / sfreq_in:.3f} s).")
-    up, down = _ratio(sfreq_in, sfreq, raw.n_times / sfreq_in)
+    up, down = resample_ratio(sfreq_in, sfreq, raw.n_times / sfreq_in)
     n_avail = (raw.n_times - onset_sample) * up // down  # as resample_from_onset
     short = (n_audio - n_avail) / sfreq
     if short > tolerance:
@@ -720,7 +625,7 @@ def _subject_key(sub, plan, *, signal, band, sfreq, n_out):
     path = plan["source"].filenames[0]
     return hash_arrays("podcast-ecog", _CACHE_VERSION, sub, signature(path), plan["picks"],
                        signal, list(band), sfreq, plan["onset_sample"], n_out,
-                       plan["raw"].info.get("line_freq"), _BLOCK)
+                       plan["raw"].info.get("line_freq"), BLOCK)
 
 
 def _subject_signal(sub, plan, *, signal, band, sfreq, n_out):
@@ -729,8 +634,13 @@ def _subject_signal(sub, plan, *, signal, band, sfreq, n_out):
         data = src.get_data(picks=plan["picks"])
         out = resample_from_onset(data, plan["sfreq_in"], sfreq, plan["onset_sample"], n_out)
         return out.astype(np.float32), None
-    return _extract_raw(plan["raw"], plan["picks"], signal=signal, band=band, sfreq=sfreq,
-                        onset_sample=plan["onset_sample"], n_out=n_out, desc=f"{sub} channels")
+    raw = plan["raw"]
+    line_freq = raw.info.get("line_freq") or 60.0
+    out = extract_signal(lambda chans: raw.get_data(picks=chans), plan["picks"], raw.n_times,
+                         sfreq_in=float(raw.info["sfreq"]), line_freq=line_freq, signal=signal,
+                         band=band, sfreq=sfreq, onset_sample=plan["onset_sample"], n_out=n_out,
+                         desc=f"{sub} channels")
+    return out, float(line_freq)
 
 
 # --------------------------------------------------------------------------------------

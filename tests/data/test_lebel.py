@@ -21,13 +21,13 @@ from scipy.io import wavfile
 
 from neurofuse.anatomy.coordinates import fsaverage5_to_oct6
 from neurofuse.data import lebel
+from neurofuse.data.fmri import resample_volumes
 from neurofuse.data.lebel import (
     LEBEL_TR,
     N_FSAVERAGE5,
     N_OCT6,
     prepare_lebel,
     read_voxel_to_source,
-    resample_volumes,
     write_voxel_to_source,
 )
 from neurofuse.data.repeatability import compute_repeatability
