@@ -15,6 +15,7 @@ HELP = "the joint MEG-fMRI encoding model: fit, predict, evaluate, demo, benchma
 
 def _cmd_fit(args):
     from ..training.distributed import cleanup_distributed, init_distributed
+    from ..systems.joint.task import JointTask
     from ..systems.joint.trainer import TrainConfig, fit, load_fit_config
 
     train, encoder = load_fit_config(args.config)
@@ -31,7 +32,7 @@ def _cmd_fit(args):
         # model/ holds the best epoch of the final curriculum phase (losses of the two phases
         # are not comparable).
         final = [r for r in history if r["alpha_fmri"] == last["alpha_fmri"]]
-        best = min(final, key=lambda r: r.get("val_total", r["train_total"]))
+        best = min(final, key=JointTask.monitor)
         print(f"Trained {last['epoch']} epochs; best epoch {best['epoch']} "
               f"(validation MEG r {best.get('val_meg_r', float('nan')):.3f}"
               + (f", fMRI r {best['val_fmri_r']:.3f}" if "val_fmri_r" in best else "")

@@ -42,7 +42,7 @@ def init_distributed(device=None, *, backend=None):
     ----------
     device : str | torch.device | None
         Device of this process. Default: ``cuda:LOCAL_RANK`` when CUDA is available, else the
-        CPU (the same choice :func:`neurofuse.systems.joint.trainer.fit` makes).
+        CPU (:func:`neurofuse.training.loop.select_device`).
     backend : str | None
         ``torch.distributed`` backend; default ``"nccl"`` when CUDA is available, else
         ``"gloo"``.
@@ -54,13 +54,10 @@ def init_distributed(device=None, *, backend=None):
     """
     import torch
 
+    from .loop import select_device
+
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if device is None:
-        if torch.cuda.is_available():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        else:
-            device = torch.device("cpu")
-    device = torch.device(device)
+    device = select_device(device)
     if not distributed:
         return DistributedContext(False, 0, 1, device)
     if device.type == "cuda":

@@ -59,7 +59,7 @@ def test_version_1_is_read_as_version_2(tmp_path):
     _, opt2, sched2 = _training_state()
     opt2.state.clear()
     restore_checkpoint(t1, m1, optimizers={"main": opt2}, schedulers={"main": sched2})
-    for p, q in zip(opt.state.values(), opt2.state.values()):
+    for p, q in zip(opt.state.values(), opt2.state.values(), strict=True):
         assert torch.equal(p["exp_avg"], q["exp_avg"])
     with pytest.raises(ValueError, match=r"optimizers \['main'\].*\['d', 'g'\]"):
         restore_checkpoint(t1, m1, optimizers={"g": opt2, "d": opt2})

@@ -158,7 +158,9 @@ class JointTask(Task):
             out["val_fmri_r"] = 1.0 - fmri
         return out
 
-    def monitor(self, row):
+    @staticmethod
+    def monitor(row):
+        """The loss the best epoch is chosen by: validation total, else training total."""
         return row.get("val_total", row["train_total"])
 
     # ---------------------------------------------------------------- what is saved

@@ -18,13 +18,10 @@ from pathlib import Path
 
 from ..._checks import _check_int, _check_keys, _check_option, _check_positive
 from ..._logging import verbose
-from ...training.checkpoint import load_checkpoint
-from ...training.checkpoint import save_checkpoint as _save_checkpoint
 from ...training.loop import LoopConfig, fit_task
 from .task import JointTask
 
-__all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_checkpoint", "load_fit_config",
-           "save_checkpoint"]
+__all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_fit_config"]
 
 
 @dataclass(frozen=True)
@@ -161,15 +158,6 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
     task = JointTask(dataset, cfg, encoder_kwargs=encoder_kwargs, denoised_fmri=denoised_fmri)
     return fit_task(task, out, config=cfg.loop_config(), resume=resume, device=device,
                     epoch_callback=epoch_callback)
-
-
-def save_checkpoint(ckpt_dir, *, model, optimizer, scheduler, trainer_state, train_config):
-    """Checkpoint a joint model and its one optimizer (see
-    :func:`neurofuse.training.checkpoint.save_checkpoint`)."""
-    return _save_checkpoint(ckpt_dir, model_state=model.flat_state(),
-                            optimizers={"main": optimizer}, schedulers={"main": scheduler},
-                            trainer_state=trainer_state, model_config=model.config_dict(),
-                            config=train_config.to_dict())
 
 
 #: Named training set-ups: ``train`` holds TrainConfig fields, ``encoder`` StimulusEncoder sizes.

@@ -11,7 +11,17 @@ import pytest
 import torch
 
 from neurofuse.systems.joint.model import JointModel
-from neurofuse.systems.joint.trainer import TrainConfig, fit, load_checkpoint, save_checkpoint
+from neurofuse.systems.joint.trainer import TrainConfig, fit
+from neurofuse.training import load_checkpoint
+from neurofuse.training import save_checkpoint as _save_checkpoint
+
+
+def save_checkpoint(ckpt_dir, *, model, optimizer, scheduler, trainer_state, train_config):
+    """A joint model's checkpoint as the loop writes it (one optimizer named 'main')."""
+    return _save_checkpoint(ckpt_dir, model_state=model.flat_state(),
+                            optimizers={"main": optimizer}, schedulers={"main": scheduler},
+                            trainer_state=trainer_state, model_config=model.config_dict(),
+                            config=train_config.to_dict())
 
 HERE = Path(__file__).parent
 # Paper-shaped pieces (40 s, loss on the last 20 s) on the 5-Hz synthetic store.
