@@ -136,7 +136,7 @@ def test_upgrade_dataset_rewrites_schema_1(tmp_path, log):
     _check_v1_content(read_dataset(tmp_path / "v1"), ref)  # the original is untouched
     # in place: only once complete, and a current store is left alone
     assert upgrade_dataset(tmp_path / "v1") == tmp_path / "v1"
-    assert json.loads((tmp_path / "v1" / MANIFEST).read_text())["schema_version"] == 2
+    assert json.loads((tmp_path / "v1" / MANIFEST).read_text())["schema_version"] == SCHEMA_VERSION
     _check_v1_content(read_dataset(tmp_path / "v1"), ref)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v1", "v2"]
     assert upgrade_dataset(tmp_path / "v1") == tmp_path / "v1"

@@ -13,12 +13,11 @@ place only when the ``with`` block succeeds); read with :func:`read_dataset`, wh
 only the manifest and memory-maps arrays when they are asked for.
 """
 
-from .manifest import (  # _check_name, _gt_name: used by the loaders and simulators
+from .manifest import (  # _check_name: used by the loaders and simulators
     MANIFEST,
     SCHEMA_VERSION,
     SPLITS,
     _check_name,  # noqa: F401
-    _gt_name,  # noqa: F401
     expected_n_trs,
 )
 from .modalities import MODALITIES, MODALITY_REGISTRY, Modality, ModalityKind, get_modality
