@@ -26,6 +26,7 @@ with :func:`~neurofuse.anatomy.coordinates.mni305_to_mni152`.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -126,8 +127,9 @@ def make_volume_grid(shape=(106, 106, 72), voxel_size=2.0, *, center=DEFAULT_CEN
 
 
 # ---------------------------------------------------------------------------- tissues
+@functools.lru_cache(maxsize=2)
 def _load_templates(resolution):
-    """nilearn's packaged MNI152 templates: ({name: array}, affine)."""
+    """nilearn's packaged MNI152 templates: ({name: array}, affine), read-only (cached)."""
     from nilearn import datasets
 
     loaders = {"t1": datasets.load_mni152_template, "gm": datasets.load_mni152_gm_template,
@@ -136,6 +138,7 @@ def _load_templates(resolution):
     for name, load in loaders.items():
         img = load(resolution=resolution)
         out[name] = np.clip(np.asarray(img.get_fdata(), np.float64), 0.0, 1.0)
+        out[name].flags.writeable = False
         affine = np.asarray(img.affine, float)
     return out, affine
 
