@@ -41,7 +41,8 @@ def add_parser(subparsers):
 
     p = add_command(sub, "study", _cmd_study, target="neurofuse.simulation.study:simulate_study",
                     help="a naturalistic MEG+fMRI study with ground-truth sources")
-    p.add_argument("config", help="preset (demo, paper, tiny) or a .toml/.json StudyConfig file")
+    p.add_argument("config", help="preset (demo, paper, tiny, meg2fmri, meg2fmri-demo, "
+                                  "meg2fmri-tiny) or a .toml/.json StudyConfig file")
     p.add_argument("--out", required=True, help="dataset folder to create")
     option(p, "--overwrite", action="store_true", help="replace an existing dataset")
     option(p, "--seed", type=int, keyword=False, help="override the config's seed")

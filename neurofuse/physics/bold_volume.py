@@ -106,17 +106,24 @@ def make_drift(rng, n_voxels, n_trs, tr, *, cutoff=1 / 128):
         Expected temporal variance 1 per voxel (exactly ``mean_v`` of it tends to 1).
     """
     n_voxels = _check_int("n_voxels", n_voxels, 0)
+    basis = _drift_basis(n_trs, tr, cutoff)
+    if basis is None:
+        return np.zeros((n_voxels, n_trs))
+    return rng.standard_normal((n_voxels, len(basis))) @ basis
+
+
+def _drift_basis(n_trs, tr, cutoff):
+    """The scaled DCT-II drift basis ``sqrt(N / K) φ_k``, shape (K, n_trs), or None if K = 0."""
     n_trs = _check_int("n_trs", n_trs, 1)
     tr = _check_positive("tr", tr)
     cutoff = _check_positive("cutoff", cutoff)
     n_basis = min(int(math.floor(2 * n_trs * tr * cutoff + 1e-9)), n_trs - 1)
     if n_basis < 1:
-        return np.zeros((n_voxels, n_trs))
+        return None
     n = np.arange(n_trs)
     k = np.arange(1, n_basis + 1)[:, None]
     basis = math.sqrt(2.0 / n_trs) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_trs))  # (K, N)
-    coef = rng.standard_normal((n_voxels, n_basis))
-    return math.sqrt(n_trs / n_basis) * (coef @ basis)
+    return math.sqrt(n_trs / n_basis) * basis
 
 
 def measure_bold_volume(sources, sfreq, tr, source_map, baseline, *, percent_change=1.0,
@@ -187,8 +194,8 @@ def measure_bold_volume(sources, sfreq, tr, source_map, baseline, *, percent_cha
     single = n_repeats is None
     n_rep = 1 if single else _check_int("n_repeats", n_repeats, 1)
     s0 = baseline.ravel()
-    full_change = np.zeros((n_vox, n_trs))
-    full_change[rows] = change
+    where = np.full(n_vox, -1, np.int64)  # voxel -> row of `change` (-1: no signal)
+    where[rows] = np.arange(len(rows))
     sigma_signal = s0[rows] * change.std(axis=1) / 100.0
     if math.isinf(cnr):
         sigma_noise, floor = np.zeros(n_vox), 0.0
@@ -203,14 +210,19 @@ def measure_bold_volume(sources, sfreq, tr, source_map, baseline, *, percent_cha
         raise ValueError(f"'out' must have shape {shape}, got {tuple(out.shape)}.")
     for r in range(n_rep):
         flat = out[r].reshape(n_vox, n_trs)  # a view of C-contiguous storage
-        drift = None
-        if drift_percent > 0:
-            drift = make_drift(rng, n_vox, n_trs, tr, cutoff=drift_cutoff)
+        basis = coef = None
+        if drift_percent > 0:  # the draws of make_drift, applied chunk by chunk
+            basis = _drift_basis(n_trs, tr, drift_cutoff)
+            if basis is not None:
+                coef = rng.standard_normal((n_vox, len(basis)))
         for a in range(0, n_vox, voxels_per_chunk):
             b = min(a + voxels_per_chunk, n_vox)
-            block = s0[a:b, None] * (1.0 + full_change[a:b] / 100.0)  # (chunk, n_trs)
-            if drift is not None:
-                block += s0[a:b, None] * (drift_percent / 100.0) * drift[a:b]
+            idx = where[a:b]
+            block = np.repeat(s0[a:b, None], n_trs, axis=1)  # (chunk, n_trs)
+            sig = idx >= 0
+            block[sig] *= 1.0 + change[idx[sig]] / 100.0
+            if coef is not None:
+                block += s0[a:b, None] * (drift_percent / 100.0) * (coef[a:b] @ basis)
             if not math.isinf(cnr):
                 block += sigma_noise[a:b, None] * rng.standard_normal((b - a, n_trs))
             flat[a:b] = block

@@ -212,7 +212,9 @@ class StudyConfig:
     # ------------------------------------------------------------------ construction
     @classmethod
     def preset(cls, name: str, **overrides) -> StudyConfig:
-        """A named configuration: ``"demo"``, ``"paper"`` or ``"tiny"`` (for tests)."""
+        """A named configuration: ``"demo"``, ``"paper"`` or ``"tiny"`` (for tests); with
+        paired MEG + volume subjects (system C): ``"meg2fmri"``, ``"meg2fmri-demo"``,
+        ``"meg2fmri-tiny"`` (for tests)."""
         _check_option("preset", name, list(PRESETS))
         return cls.from_dict({**PRESETS[name], **overrides})
 
