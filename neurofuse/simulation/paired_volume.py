@@ -21,11 +21,14 @@ Events: every story stores its ``word`` onsets and ``sentence`` onsets (the firs
 every word after a pause: the generator's pause-delimited phrases), in seconds from the
 story's first sample (:meth:`neurofuse.data.store.Dataset.events`).
 
-Ground truth (``ground_truth/fmri-volume/``, per subject): ``<subject>-map.npz`` (``W``, CSR
-(n_voxels, n_sources_fsaverage), voxels in C order), ``<subject>-baseline.npy``,
+Ground truth, per subject: in ``ground_truth/fmri-volume/``, ``<subject>-map.npz`` (``W``,
+CSR (n_voxels, n_sources_fsaverage), voxels in C order), ``<subject>-baseline.npy``,
 ``<subject>-gm.npy``, ``<subject>-mask.npy`` (grid shape) and ``<subject>.json`` (grid,
-transforms, percent change, drift, CNR and the BOLD ``scale`` of every story), from which
-:func:`true_bold_change` recomputes the noiseless % change exactly.
+transforms, percent change, drift, CNR and the BOLD ``scale`` of every story); and per story
+the noiseless % change of the voxels that receive sources (the non-empty rows of ``W``),
+``ground_truth/bold_change/<subject>/<story>.npy`` (n_mapped, n_trs) float32, a few MB where
+the story's sources take hundreds. :func:`true_bold_change` returns it as a volume;
+:func:`recompute_bold_change` recomputes it from saved sources, the map and the scale.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import numpy as np
 
 from .._io import save_npy, write_json
 
-__all__ = ["story_events", "true_bold_change", "VolumeRecorder"]
+__all__ = ["VolumeRecorder", "read_volume_truth", "recompute_bold_change", "story_events",
+           "true_bold_change"]
 
 GT_DIR = "fmri-volume"
 
@@ -121,12 +125,15 @@ class VolumeRecorder:
         n_trs = expected_n_trs(sources.shape[1], cfg.sfreq, cfg.tr)
         out = writer.create_array(f"subjects/{name}/fmri-volume/{story}.npy",
                                   (n_repeats, *self.grid.shape, n_trs))
-        _, info = measure_bold_volume(
+        vol, info = measure_bold_volume(
             sources, cfg.sfreq, cfg.tr, entry["map"], entry["volume"].baseline,
             percent_change=cfg.volume_percent_change, cnr=cfg.volume_cnr,
             drift_percent=cfg.volume_drift_percent, drift_cutoff=cfg.volume_drift_cutoff,
             rng=rng, n_repeats=n_repeats, out=out)
+        del vol
         entry["scales"][story] = info["scale"]
+        writer.write_ground_truth(f"bold_change/{name}/{story}",
+                                  info["change"].astype(np.float32))
 
     def write_ground_truth(self, folder):
         """Save every subject's map, images and parameters into ``folder``."""
@@ -181,27 +188,54 @@ def read_volume_truth(dataset, subject) -> dict:
     return out
 
 
-def true_bold_change(dataset, subject, story):
-    """The noiseless BOLD % signal change of a paired subject's story, recomputed exactly.
+def _as_volume(truth, rows, change):
+    shape = tuple(truth["grid"]["shape"])
+    full = np.zeros((int(np.prod(shape)), change.shape[1]))
+    full[rows] = change
+    return full.reshape(*shape, change.shape[1])
 
-    ``percent_change · (b - mean_t b) / scale`` with ``b = TR-mean(HRF * envelope(W s))``
-    (:func:`~neurofuse.physics.bold_volume.bold_percent_change`) from the saved sources
-    ``s`` of the story, the saved map ``W`` and the saved ``scale`` of the story: the very
-    computation of the simulation, so the volumes of a noiseless, drift-free study are
-    ``baseline · (1 + change / 100)``.
+
+def _mapped(truth):
+    return np.flatnonzero(np.diff(truth["map"].indptr) > 0)
+
+
+def true_bold_change(dataset, subject, story):
+    """The noiseless BOLD % signal change of a paired subject's story (saved ground truth).
+
+    What the simulation added to the baseline: its volumes are
+    ``baseline · (1 + change / 100) + drift + noise``; see
+    :mod:`neurofuse.physics.bold_volume`.
 
     Parameters
     ----------
     dataset : neurofuse.data.store.Dataset
         A study simulated with paired subjects.
     subject, story : str
-        A paired subject and a story whose sources were saved (``save_sources="all"``, or a
-        test story with ``"test"``).
+        A paired subject and one of its stories.
 
     Returns
     -------
     change : array, shape (n_x, n_y, n_z, n_trs), float64
-        In %; 0 in voxels that receive no source.
+        In %; 0 in voxels that receive no source. Saved as float32.
+    """
+    truth = read_volume_truth(dataset, subject)
+    if story not in truth["scales"]:
+        raise ValueError(f"Subject {subject!r} has no volumes of story {story!r}.")
+    change = np.asarray(dataset.ground_truth(f"bold_change/{subject}/{story}"), np.float64)
+    return _as_volume(truth, _mapped(truth), change)
+
+
+def recompute_bold_change(dataset, subject, story):
+    """:func:`true_bold_change` recomputed from the saved sources, map and scale (float64).
+
+    ``percent_change · (b - mean_t b) / scale`` with ``b = TR-mean(HRF * envelope(W s))``
+    (:func:`~neurofuse.physics.bold_volume.bold_percent_change`), the very computation of the
+    simulation, for a story whose sources were saved (``save_sources="all"``, or a test
+    story with ``"test"``).
+
+    Returns
+    -------
+    change : array, shape (n_x, n_y, n_z, n_trs), float64
     """
     from ..physics.bold_volume import bold_percent_change
 
@@ -211,13 +245,9 @@ def true_bold_change(dataset, subject, story):
     name = f"sources/{story}.npy"
     if name not in dataset.ground_truth_names:
         raise ValueError(f"The sources of story {story!r} were not saved, so its BOLD change "
-                         "cannot be recomputed; simulate with save_sources='all' (or use a "
-                         "test story).")
-    sources = dataset.ground_truth(name)
+                         "cannot be recomputed (true_bold_change reads the saved change); "
+                         "simulate with save_sources='all' to keep them.")
     rows, change, _ = bold_percent_change(
-        sources, dataset.sfreq, dataset.tr, truth["map"],
+        dataset.ground_truth(name), dataset.sfreq, dataset.tr, truth["map"],
         percent_change=truth["percent_change"], scale=truth["scales"][story])
-    shape = tuple(truth["grid"]["shape"])
-    full = np.zeros((int(np.prod(shape)), change.shape[1]))
-    full[rows] = change
-    return full.reshape(*shape, change.shape[1])
+    return _as_volume(truth, rows, change)

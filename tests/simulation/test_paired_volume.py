@@ -12,7 +12,12 @@ import scipy.signal
 from neurofuse.data.store import expected_n_trs, read_dataset
 from neurofuse.physics.bold_volume import SCALE_PERCENTILE
 from neurofuse.physics.hrf import spm_hrf
-from neurofuse.simulation.paired_volume import read_volume_truth, story_events, true_bold_change
+from neurofuse.simulation.paired_volume import (
+    read_volume_truth,
+    recompute_bold_change,
+    story_events,
+    true_bold_change,
+)
 from neurofuse.simulation.study import PRESETS, StudyConfig, simulate_study
 
 CNR = 0.5
@@ -61,8 +66,11 @@ def test_bold_is_the_hrf_convolved_envelope_of_the_saved_sources_through_the_sav
     for sub in ds.subjects:
         truth = read_volume_truth(ds, sub)
         for story in ds.stories:
-            change = true_bold_change(ds, sub, story)  # what the simulator added, in %
+            change = recompute_bold_change(ds, sub, story)  # the simulator's code path, in %
             flat = change.reshape(-1, change.shape[-1])
+            # The saved ground truth is that change (float32).
+            np.testing.assert_allclose(true_bold_change(ds, sub, story), change, rtol=1e-6,
+                                       atol=1e-7 * np.abs(change).max())
             mapped = np.flatnonzero(np.diff(truth["map"].indptr))
             assert truth["mask"].ravel()[mapped].all()
             assert not flat[np.setdiff1d(np.arange(len(flat)), mapped)].any()
