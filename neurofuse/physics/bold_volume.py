@@ -129,7 +129,7 @@ def _drift_basis(n_trs, tr, cutoff):
 def measure_bold_volume(sources, sfreq, tr, source_map, baseline, *, percent_change=1.0,
                         cnr=math.inf, drift_percent=1.0, drift_cutoff=1 / 128, rng=None,
                         n_repeats=None, scale=None, out=None, hrf_kwargs=None,
-                        voxels_per_chunk=65536):
+                        voxels_per_chunk=16384):
     """EPI volumes of one run: baseline · (1 + BOLD change) + slow drift + thermal noise.
 
     See the module docstring for the model. Each repeat (a presentation of the same story)
