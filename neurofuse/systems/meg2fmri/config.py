@@ -103,7 +103,9 @@ class PairingConfig:
         else:
             _check_option("slice_selection", sel, _SELECTIONS, extra="Or give a slice index "
                           "(int >= 0).")
-        if self.repeat != "mean":
+        if isinstance(self.repeat, str):
+            _check_option("repeat", self.repeat, ("mean",), extra="Or give a repeat index.")
+        else:
             _check_int("repeat", self.repeat, 0, how_to_fix="Or use repeat='mean'.")
         _check_option("image_norm", self.image_norm, ("run", "image"))
 

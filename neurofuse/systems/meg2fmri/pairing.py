@@ -178,8 +178,8 @@ def pair_run(meg, sfreq, volumes, tr, onsets, config=None, slice_index=None, *, 
     slice_index = _check_slice_index(config, slice_index)
     run = _Run(meg, sfreq, volumes, tr, onsets, config, info)
     out = run.pair(slice_index, story, subject)
-    logger.info("Paired %d of %d events of %s %s.", len(out), np.size(onsets), subject or "run",
-                story)
+    logger.info("Paired %d of %d events of %s.", len(out), np.size(onsets),
+                " ".join(x for x in (subject, story) if x) or "the run")
     return out
 
 
@@ -221,6 +221,9 @@ def _repeat(arr, repeat, what):
 def pair_subject(dataset, subject, onsets, config=None, *, stories=None, train_stories=None,
                  verbose=None) -> PairedSet:
     """Pair every event of one subject of a dataset store (modalities ``meg`` and ``fmri-volume``).
+
+    A story's MEG run and fMRI run are paired by the story's name in the store (not by the
+    order of files in a folder, as the authors' code does), on the story's clock.
 
     Parameters
     ----------
