@@ -355,8 +355,8 @@ def synthesize(model, X, *, batch_size=256, device=None):
     try:
         with torch.no_grad():
             for b0 in range(0, len(X), batch_size):
-                meg = torch.as_tensor(np.asarray(X[b0:b0 + batch_size], dtype=np.float32),
-                                      device=device)
+                chunk = np.ascontiguousarray(X[b0:b0 + batch_size], dtype=np.float32)
+                meg = torch.as_tensor(chunk, device=device)
                 out.append(model(meg).float().cpu().numpy())
     finally:
         model.train(was_training)

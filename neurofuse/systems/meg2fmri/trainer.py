@@ -207,8 +207,9 @@ def fit(X_train, Y_train, out, *, X_val=None, Y_val=None, config=None, model_con
         from training; never the test subjects). Without them ``val_mse`` is not logged and
         the model with the lowest training reconstruction MSE is kept.
     config : TrainConfig | dict | str | path-like | None
-        Training settings: a TrainConfig, a dict of its fields, or a preset name / config file
-        for :func:`load_fit_config` (whose ``model`` section then applies too).
+        Training settings: a TrainConfig, a dict of its fields, or what
+        :func:`load_fit_config` takes (a preset name, a config file, a dict with ``preset``,
+        ``train`` and ``model`` sections; its ``model`` section then applies too).
     model_config : dict | None
         CganConfig fields but ``n_features`` (overrides a preset's ``model`` section).
     snapshot_inputs : array, shape (n_inputs, n_features) | None
@@ -234,7 +235,7 @@ def fit(X_train, Y_train, out, *, X_val=None, Y_val=None, config=None, model_con
     model_kwargs = {}
     if config is None or isinstance(config, TrainConfig):
         cfg = config or TrainConfig()
-    elif isinstance(config, dict):
+    elif isinstance(config, dict) and not {"preset", "train", "model"} & set(config):
         cfg = TrainConfig.from_dict(config)
     else:
         cfg, model_kwargs = load_fit_config(config)
