@@ -215,7 +215,8 @@ def fit(X_train, Y_train, out, *, X_val=None, Y_val=None, config=None, model_con
     snapshot_inputs : array, shape (n_inputs, n_features) | None
         MEG vectors (e.g. a few validation pairs) whose generated slices are recorded after
         every ``snapshot_every``-th epoch and after the last; read them with
-        :func:`~neurofuse.systems.meg2fmri.task.read_snapshots`.
+        :func:`~neurofuse.systems.meg2fmri.task.read_snapshots`. (An early stop, with
+        ``patience``, records its last epoch only if it falls on ``snapshot_every``.)
     snapshot_every : int
         See ``snapshot_inputs``.
     resume : bool

@@ -244,3 +244,63 @@ def test_fit_input_errors(tmp_path, data):
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="'X_train' contains 1 NaN"):
         fit(bad, Y, tmp_path / "a", config=TINY)
+
+
+DDP_WORKER = """
+import hashlib, json, sys
+import numpy as np, torch
+from neurofuse.training.distributed import cleanup_distributed, init_distributed
+from neurofuse.training.loop import fit_task
+from neurofuse.systems.meg2fmri.model import CganConfig
+from neurofuse.systems.meg2fmri.task import CganTask
+from neurofuse.systems.meg2fmri.trainer import load_fit_config
+
+class Kept(CganTask):
+    def setup(self, ctx):
+        self.model = super().setup(ctx)
+        return self.model
+
+ctx = init_distributed("cpu")
+rng = np.random.default_rng(0)
+X = rng.standard_normal((24, 5)).astype(np.float32)
+Y = rng.random((24, 32, 32)).astype(np.float32)
+cfg, mcfg = load_fit_config({"preset": "tiny", "train": {"epochs": 2}})
+task = Kept(X, Y, cfg, CganConfig(n_features=5, **mcfg), X_val=X[:4], Y_val=Y[:4])
+history = fit_task(task, sys.argv[1], config=cfg.loop_config(), device="cpu")
+params = {k: v.detach().numpy().tobytes() for k, v in task.model.named_parameters()}
+digest = {k: hashlib.sha256(v).hexdigest() for k, v in params.items()}
+cleanup_distributed()
+print(json.dumps({"rank": ctx.rank, "digest": digest, "val": history[-1]["val_mse"]}))
+"""
+
+
+def test_data_parallel_processes_stay_in_step(tmp_path):
+    """Two gloo processes, each on half of every batch: the gradients of both optimisers'
+    steps are averaged across processes, so both end with the same weights."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = str(Path(__file__).resolve().parents[3])
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": root}
+        procs.append(subprocess.Popen([sys.executable, "-c", DDP_WORKER, str(tmp_path / "run")],
+                                      env=env, text=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE))
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [o["rank"] for o in outs] == [0, 1]
+    assert outs[0]["digest"] == outs[1]["digest"]
+    assert outs[0]["val"] == outs[1]["val"]
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
