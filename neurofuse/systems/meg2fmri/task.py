@@ -97,6 +97,9 @@ class CganTask(Task):
         self.cfg, self.model_cfg = config, model_config
         self.arrays = {"X_train": X_train, "Y_train": Y_train, "X_val": X_val, "Y_val": Y_val,
                        "snap": snapshot_inputs}
+        if snapshot_inputs is not None and snapshot_path is None:
+            raise ValueError("'snapshot_path' is needed with 'snapshot_inputs': where to write "
+                             "the generated slices (e.g. out / 'snapshots.safetensors').")
         self.snapshot_every, self.snapshot_path = snapshot_every, snapshot_path
         self.data_key = data_key
         self._snapshots = None
