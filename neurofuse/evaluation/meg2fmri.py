@@ -34,7 +34,11 @@ from .._logging import logger, verbose
 from ..stats import pearson_r
 from .images import scores
 
-__all__ = ["METHODS", "PAPER_SCORES", "evaluate_meg2fmri", "summary_line", "write_report"]
+__all__ = ["DEMO_STUDY", "METHODS", "PAPER_SCORES", "evaluate_meg2fmri", "run_meg2fmri_demo",
+           "summary_line", "write_report"]
+
+#: The simulated world of ``neurofuse meg2fmri demo``.
+DEMO_STUDY = "meg2fmri-demo"
 
 #: Methods scored, in the order of the results table.
 METHODS = ("cgan", "mean_slice", "ridge", "physics", "cgan_shuffled")
@@ -371,3 +375,40 @@ def write_report(path, results, test, preds, fit_dir=None):
                        results={"rows": results["rows"],
                                 "activation_r_against_true_bold": [
                                     {"method": k, "r": v} for k, v in results["truth_r"].items()]})
+
+
+@verbose
+def run_meg2fmri_demo(out="neurofuse-meg2fmri-demo", *, study=None, fit_config="demo",
+                      n_jobs=None, verbose=None) -> dict:
+    """Simulate system C's world and run :func:`evaluate_meg2fmri` on it.
+
+    Parameters
+    ----------
+    out : path-like
+        Output folder: ``data/`` (the simulated study) and everything
+        :func:`evaluate_meg2fmri` writes. An interrupted demo resumes from what is there.
+    study : str | path-like | dict | StudyConfig | None
+        The simulated study (default :data:`DEMO_STUDY`).
+    fit_config : str | dict | path-like
+        cGAN training set-up (default the ``demo`` preset).
+    n_jobs : int | None
+        Parallel jobs for the forward models.
+    verbose : bool | str | None
+
+    Returns
+    -------
+    results : dict
+        As :func:`evaluate_meg2fmri`, with ``"report"`` and ``"summary"`` added.
+    """
+    from ..simulation.study import StudyConfig, simulate_study
+
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    if (data / "neurofuse-dataset.json").is_file():
+        logger.info("Simulated study: reusing %s", data)
+    else:
+        simulate_study(StudyConfig.resolve(DEMO_STUDY if study is None else study), data,
+                       overwrite=True, n_jobs=n_jobs)
+    results = evaluate_meg2fmri(data, out, fit_config=fit_config)
+    return {**results, "report": str(out / "report.html"), "summary": summary_line(results)}
