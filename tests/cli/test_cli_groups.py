@@ -241,3 +241,14 @@ def test_evaluate_refuses_a_store_without_ground_truth(tiny_study, monkeypatch, 
     calls = _record(monkeypatch, pipeline, "evaluate_study")
     assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 1
     assert "simulated dataset" in capsys.readouterr().err and not calls
+
+
+def test_evaluate_passes_a_fitted_model(tiny_study, monkeypatch):
+    import neurofuse.evaluation.pipeline as pipeline
+
+    calls = _record(monkeypatch, pipeline, "evaluate_study")
+    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "--model", "M",
+                 "-q"]) == 130
+    assert calls[-1][1] == {"model": "M"}
+    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 130
+    assert calls[-1][1] == {}  # evaluate_study's own default: train a model
