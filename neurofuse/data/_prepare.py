@@ -2,8 +2,8 @@
 identity of input files and language models, WAV durations, splits, and the cached
 per-story stimulus features.
 
-Private: used by :mod:`neurofuse.data.lebel`, :mod:`neurofuse.data.bids_meg` and
-:mod:`neurofuse.data.podcast`.
+Private: used by :mod:`neurofuse.data.datasets.lebel`, :mod:`neurofuse.data.datasets.bids_meg` and
+:mod:`neurofuse.data.datasets.podcast`.
 
 The work folder
 ---------------
@@ -199,7 +199,7 @@ def open_work_dir(work_dir, out, *, marker, generator, cache_version) -> Path:
     marker : str
         Name of the marker file that says which loader made the folder.
     generator : str
-        Dotted name of the loader, e.g. ``"neurofuse.data.lebel.prepare_lebel"``.
+        Dotted name of the loader, e.g. ``"neurofuse.data.datasets.lebel.prepare_lebel"``.
     cache_version : int
         Bumped when cache entries change meaning.
 

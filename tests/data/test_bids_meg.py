@@ -20,8 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:FastICA did not converge")
 
 from test_preprocessing import FAST, simulate_raw
 
-from neurofuse.data import bids_meg
-from neurofuse.data.bids_meg import find_meg_recordings, prepare_meg_bids
+from neurofuse.data.datasets import bids_meg
+from neurofuse.data.datasets.bids_meg import find_meg_recordings, prepare_meg_bids
 from neurofuse.data.preprocessing import (
     MEGPreprocessing,
     epoch_stories,
@@ -329,7 +329,7 @@ def test_wrong_recording_rate_is_refused(tmp_path):
 
 
 def test_splits_from_a_json_file(bids_root, tmp_path):
-    from neurofuse.data.bids_meg import _check_splits
+    from neurofuse.data.datasets.bids_meg import _check_splits
 
     path = tmp_path / "splits.json"
     path.write_text(json.dumps({"story02": "test"}))

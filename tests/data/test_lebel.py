@@ -20,9 +20,9 @@ import scipy.sparse
 from scipy.io import wavfile
 
 from neurofuse.anatomy.coordinates import fsaverage5_to_oct6
-from neurofuse.data import lebel
+from neurofuse.data.datasets import lebel
 from neurofuse.data.fmri import resample_volumes
-from neurofuse.data.lebel import (
+from neurofuse.data.datasets.lebel import (
     LEBEL_TR,
     N_FSAVERAGE5,
     N_OCT6,

@@ -101,12 +101,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_option, _check_positive, _check_type
-from .._docs import fill_doc
-from .._io import hash_arrays, hash_file
-from .._logging import logger, progress_enabled, verbose
-from ..stats import zscore
-from ._prepare import (
+from ...._checks import _check_option, _check_positive, _check_type
+from ...._docs import fill_doc
+from ...._io import hash_arrays, hash_file
+from ...._logging import logger, progress_enabled, verbose
+from ....stats import zscore
+from ..._prepare import (
     audio_duration,
     cached,
     check_feature_options,
@@ -118,8 +118,8 @@ from ._prepare import (
     signature,
     store_cached,
 )
-from .ecog import EcogElectrodes, write_ecog_dataset
-from .ieeg import BLOCK, extract_signal, resample_from_onset, resample_ratio
+from ...ecog import EcogElectrodes, write_ecog_dataset
+from ...ieeg import BLOCK, extract_signal, resample_from_onset, resample_ratio
 
 __all__ = [
     "PODCAST_STORY",
@@ -248,7 +248,7 @@ def read_podcast_layout(root, *, subjects=None, task=PODCAST_TASK, audio=None,
             raise ValueError(f"{sub} has {len(paths)} recordings of task {task!r} "
                              f"({[p.basename for p in paths]}); prepare_podcast expects one.")
         recordings[sub] = paths[0]
-    from .store import _check_name
+    from ...store import _check_name
 
     for sub in recordings:
         _check_name("subject name", sub)
@@ -367,7 +367,7 @@ def _read_phones(path):
     if not path.is_file():
         raise FileNotFoundError(f"'phones' = '{path}' is not a file.")
     if path.suffix.lower() == ".textgrid":
-        from ..stimulus.textgrid import get_word_phone_tiers, read_textgrid
+        from ....stimulus.textgrid import get_word_phone_tiers, read_textgrid
 
         _, phones = get_word_phone_tiers(read_textgrid(path))
         return [(float(p.start), float(p.end), str(p.label)) for p in phones]
@@ -385,7 +385,7 @@ def _read_phones(path):
 # --------------------------------------------------------------------------------------
 
 def _space_to_fsaverage_mm(pos_mm, space):
-    from ..anatomy.coordinates import mni152_to_mni305
+    from ....anatomy.coordinates import mni152_to_mni305
 
     key = space.lower()
     if key.startswith("mni152"):
@@ -465,7 +465,7 @@ def _pial_distance_mm(pos_m, hemi):
     """Distance of each point to the fsaverage5 pial surface of its hemisphere, mm."""
     from scipy.spatial import cKDTree
 
-    from ..anatomy.template import read_template_surface
+    from ....anatomy.template import read_template_surface
 
     out = np.empty(len(pos_m))
     for h in ("lh", "rh"):
@@ -776,7 +776,7 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
 
     # ---------------------------------------------------------------- features (cached)
     work = open_work_dir(work_dir, out, marker=_WORK_MARKER,
-                         generator="neurofuse.data.podcast.prepare_podcast",
+                         generator="neurofuse.data.datasets.podcast.prepare_podcast",
                          cache_version=_CACHE_VERSION)
     counts = {"features": "cached", "computed": [], "cached": []}
     feat_key = hash_arrays("podcast-features", _CACHE_VERSION, signature(layout.audio),
@@ -785,8 +785,8 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
     feat_npy = work / "features" / f"{PODCAST_STORY}.npy"
     info = cached(feat_npy, feat_key)
     if info is None:
-        from ..stimulus.features import features_from_alignment
-        from ..stimulus.language_model import as_language_model
+        from ....stimulus.features import features_from_alignment
+        from ....stimulus.language_model import as_language_model
 
         lm = as_language_model(language_model, device=device)
         feats = features_from_alignment(layout.audio, words, phone_list, language_model=lm,
@@ -856,11 +856,11 @@ def prepare_podcast(root, out, *, subjects=None, signal="highgamma", band=(70, 2
         del data, z
 
     # ---------------------------------------------------------------- write the dataset
-    from .. import __version__
+    from .... import __version__
 
     feats = np.load(feat_npy, mmap_mode="r")
     metadata = {
-        "generator": "neurofuse.data.podcast.prepare_podcast",
+        "generator": "neurofuse.data.datasets.podcast.prepare_podcast",
         "versions": {"neurofuse": __version__, "numpy": np.__version__},
         "story_offsets": {PODCAST_STORY: 0.0},  # the story starts with the audio
         "podcast": {

@@ -82,11 +82,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_int, _check_option, _check_positive, _check_type
-from .._docs import fill_doc
-from .._io import hash_arrays, hash_file, write_json
-from .._logging import logger, progress_enabled, verbose
-from ._prepare import (
+from ...._checks import _check_int, _check_option, _check_positive, _check_type
+from ...._docs import fill_doc
+from ...._io import hash_arrays, hash_file, write_json
+from ...._logging import logger, progress_enabled, verbose
+from ..._prepare import (
     as_list,
     audio_duration,
     cached,
@@ -102,7 +102,7 @@ from ._prepare import (
     store_cached,
     story_features,
 )
-from .fmri import resample_volumes, story_window
+from ...fmri import resample_volumes, story_window
 
 #: Interval between scanner triggers in ds003020 (``TRFile.expectedtr`` of the reference code).
 LEBEL_TR = 2.0045
@@ -290,7 +290,7 @@ class VoxelToSource:
 
 def _template():
     """The fsaverage oct6 source space of the embedded template (cached by neurofuse)."""
-    from ..anatomy import get_source_space, make_template_subject
+    from ....anatomy import get_source_space, make_template_subject
 
     return get_source_space(make_template_subject(meg=False), "oct6")
 
@@ -325,7 +325,7 @@ def write_voxel_to_source(folder, matrix, vertices, *, morph=None, overwrite=Fal
     if not overwrite and any(f.exists() for f in files):
         raise FileExistsError(f"A mapping already exists in '{folder}'; pass overwrite=True.")
     vertices = [np.asarray(v, np.int64).tolist() for v in vertices]
-    from .._io import atomic_path
+    from ...._io import atomic_path
 
     for obj, name in ((matrix, MAPPING_FILE), (morph, MAPPING_MORPH)):
         if obj is None:
@@ -425,7 +425,7 @@ def read_voxel_to_source(folder, *, n_voxels=None, subject=None) -> VoxelToSourc
 def _surface_mapping(n_columns, subject):
     import scipy.sparse
 
-    from ..anatomy.coordinates import fsaverage5_to_oct6
+    from ....anatomy.coordinates import fsaverage5_to_oct6
 
     if n_columns == N_OCT6:
         matrix, kind = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr"), "oct6"
@@ -436,7 +436,7 @@ def _surface_mapping(n_columns, subject):
             f"The .hf5 files of subject {subject!r} have {n_columns} columns: voxels, not a "
             f"surface ({N_OCT6} fsaverage oct6 sources or {N_FSAVERAGE5} fsaverage5 vertices). "
             "Pass voxel_to_source= a folder of voxel→source mappings (see "
-            "neurofuse.data.lebel.write_voxel_to_source).")
+            "neurofuse.data.datasets.lebel.write_voxel_to_source).")
     morph = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr")
     return VoxelToSource(matrix, _template_vertices(), morph, kind, f"surface-{kind}")
 
@@ -466,7 +466,7 @@ def _select(layout, subjects, stories, splits):
         stories = as_list("stories", stories)
         if len(set(stories)) != len(stories):
             raise ValueError(f"'stories' lists a story twice: {stories}.")
-    from .store import _check_name
+    from ...store import _check_name
 
     for story in stories:
         _check_name("story name", story)
@@ -638,7 +638,7 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
 
     # ---------------------------------------------------------------- features (cached)
     work = open_work_dir(work_dir, out, marker=_WORK_MARKER,
-                         generator="neurofuse.data.lebel.prepare_lebel",
+                         generator="neurofuse.data.datasets.lebel.prepare_lebel",
                          cache_version=_CACHE_VERSION)
     bar = {"disable": not progress_enabled(), "leave": False}
     streams, infos, feat_counts = story_features(
@@ -681,12 +681,12 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
                        "np.nan_to_num) in %d files.", n_bad, len(counts["nonfinite_replaced"]))
 
     # ---------------------------------------------------------------- write the store
-    from .. import __version__
-    from .repeatability import compute_repeatability
-    from .store import DatasetWriter
+    from .... import __version__
+    from ...repeatability import compute_repeatability
+    from ...store import DatasetWriter
 
     metadata = {
-        "generator": "neurofuse.data.lebel.prepare_lebel",
+        "generator": "neurofuse.data.datasets.lebel.prepare_lebel",
         "versions": {"neurofuse": __version__, "numpy": np.__version__},
         "units": {"fmri": "as in the derivative .hf5 files, projected to sources"},
         # audio time (s) of each story's first sample: the part of the audio the fMRI covers

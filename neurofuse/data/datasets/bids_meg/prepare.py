@@ -50,11 +50,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_option, _check_type
-from .._docs import fill_doc
-from .._io import atomic_dir, hash_arrays, save_npy, write_json
-from .._logging import logger, progress_enabled, verbose
-from ._prepare import (
+from ...._checks import _check_option, _check_type
+from ...._docs import fill_doc
+from ...._io import atomic_dir, hash_arrays, save_npy, write_json
+from ...._logging import logger, progress_enabled, verbose
+from ..._prepare import (
     as_list,
     audio_duration,
     check_feature_options,
@@ -68,7 +68,7 @@ from ._prepare import (
     split_counts,
     story_features,
 )
-from .preprocessing import (
+from ...preprocessing import (
     MEGPreprocessing,
     epoch_stories,
     find_story_onsets,
@@ -94,7 +94,7 @@ def _mne_bids():
 
 def _find_stories(stimuli_dir, stories):
     """Story names and their (wav, TextGrid) paths; every file must exist."""
-    from .store import _check_name
+    from ...store import _check_name
 
     if not stimuli_dir.is_dir():
         raise FileNotFoundError(
@@ -197,7 +197,7 @@ def _resample_audio(waveform, audio_sfreq, sfreq):
 
 def _audio_reference(raw, onsets, wavs):
     """The story audio placed at the onsets, at the raw rate; NaN where no story played."""
-    from ..stimulus.audio import read_audio
+    from ....stimulus.audio import read_audio
 
     sfreq = raw.info["sfreq"]
     ref = np.full(raw.n_times, np.nan)
@@ -249,7 +249,7 @@ def _find_trans(sub, fs_name, subjects_dir, trans, bp):
 
 
 def _make_subject(sub, info, subjects_dir, trans, bp):
-    from ..anatomy import make_template_subject, read_subject
+    from ....anatomy import make_template_subject, read_subject
 
     fs_name = _fs_subject(sub, subjects_dir)
     if fs_name is None:
@@ -410,14 +410,14 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     _check_option("onsets", onsets, ["auto", "annotations", "stim"])
     layer, context_tokens = check_feature_options(layer, context_tokens, features_fn=features_fn,
                                                   repeatability=repeatability)
-    from ..anatomy.subjects import check_spacing
+    from ....anatomy.subjects import check_spacing
 
     check_spacing(spacing)
     if event_id is not None:
         _check_type("event_id", event_id, dict)
     if trans is not None:
         _check_type("trans", trans, dict, "a dict {subject: trans file}")
-    from .store import _check_name
+    from ...store import _check_name
 
     # ---------------------------------------------------------------- check everything first
     bids_root = Path(bids_root).expanduser()
@@ -497,7 +497,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
 
     # ---------------------------------------------------------------- features (cached)
     work = open_work_dir(work_dir, out, marker=_WORK_MARKER,
-                         generator="neurofuse.data.bids_meg.prepare_meg_bids",
+                         generator="neurofuse.data.datasets.bids_meg.prepare_meg_bids",
                          cache_version=_CACHE_VERSION)
     streams, _, feat_counts = story_features(
         work, {s: wavs[s] for s in story_list}, cache_name="meg-bids-features",
@@ -535,7 +535,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     # ---------------------------------------------------------------- anatomy
     import mne
 
-    from ..anatomy import get_leadfield, make_forward, make_morph
+    from ....anatomy import get_leadfield, make_forward, make_morph
 
     anatomy = {}
     for sub in tqdm(plans, desc="forward models", **bar):
@@ -559,14 +559,14 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                         "vertices": [s["vertno"] for s in fwd["src"]]}
 
     # ---------------------------------------------------------------- write the store
-    from .. import __version__
-    from .repeatability import compute_repeatability
-    from .store import DatasetWriter
+    from .... import __version__
+    from ...repeatability import compute_repeatability
+    from ...store import DatasetWriter
 
     reports = {f"{sub}/{r['name']}": results[sub, r["name"]][1]["report"]
                for sub in plans for r in plans[sub]}
     metadata = {
-        "generator": "neurofuse.data.bids_meg.prepare_meg_bids",
+        "generator": "neurofuse.data.datasets.bids_meg.prepare_meg_bids",
         "versions": {"neurofuse": __version__, "mne": mne.__version__,
                      "mne_bids": _mne_bids().__version__, "numpy": np.__version__},
         "units": {"meg": "T (magnetometers), T/m (gradiometers)"},
