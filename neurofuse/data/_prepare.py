@@ -44,6 +44,16 @@ def import_real(module: str, purpose: str):
                           f"{REAL_EXTRA}.") from None
 
 
+def check_root(root, *, dataset, holds) -> Path:
+    """``root`` as a Path to an existing folder, or a FileNotFoundError naming the folder
+    wanted: the ``dataset`` (e.g. ``"ds003020"``) folder, "the one that holds ``holds``"."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"'root' = '{root}' is not a folder. Pass the {dataset} folder "
+                                f"(the one that holds {holds}).")
+    return root
+
+
 def check_out(out, overwrite) -> Path:
     """``out`` as a Path; refuse an existing one unless ``overwrite`` (before any work)."""
     out = Path(out).expanduser()

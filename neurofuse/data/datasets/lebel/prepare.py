@@ -4,47 +4,9 @@
 stories' audio and TextGrid alignments, computes the stimulus features of every story
 (:func:`neurofuse.stimulus.features.extract_features`), projects the voxel data to the source
 space and writes an fMRI-only dataset (:class:`neurofuse.data.store.DatasetWriter`).
-``docs/real-data-lebel.md`` says which files go where and the command to run.
-
-What the dataset holds (ds003020, as the dataset authors' code reads it)
------------------------------------------------------------------------
-Sources: HuthLab/deep-fMRI-dataset (``encoding/encoding_utils.py``, ``encoding/feature_spaces.py``,
-``encoding/ridge_utils/stimulus_utils.py``), HuthLab/semantic-decoding (``decoding/config.py``,
-``decoding/utils_resp.py``, ``decoding/utils_stim.py``, ``decoding/utils_ridge/*.py``,
-``decoding/run_decoder.py``) and HuthLab/encoding-model-scaling-laws (``README.md``).
-
-* ``derivative/preprocessed_data/<UTS01..UTS08>/<story>.hf5``: HDF5 with one dataset
-  ``"data"`` of shape (n_TRs, n_voxels) (``utils_resp.get_resp``; an older version of
-  ``encoding_utils.get_response`` reads the key ``"resp"``, also accepted here). The reference
-  code applies ``np.nan_to_num`` to it, so NaNs occur; we do the same (replaced by 0, counted).
-* ``derivative/TextGrids/<story>.TextGrid``: Praat TextGrids, tier 1 phones (ARPAbet with
-  stress digits, plus non-speech labels such as ``sp``), tier 2 words.
-* ``derivative/respdict.json``: ``{story: number of volumes of the scan}``.
-* ``stimuli/<story>.wav``: the audio. Its time origin is the TextGrid's: the speech-model
-  features of encoding-model-scaling-laws are computed on the wav and resampled onto the TR
-  times built from the TextGrids.
-* Some copies name the folder ``derivatives/``; both are accepted.
-
-Timing (``load_simulated_trfiles(respdict, tr=2.0, start_time=10.0, pad=5)`` and
-``DataSequence.from_grid``): the TR grid of a story has ``respdict[story] - 5`` volumes, volume
-``k`` starting at ``k * tr - 10`` s of audio time (the sound starts 10 s = 5 volumes after the
-first volume; the last 5 volumes, after the story, are left out), and features are evaluated
-at the middle of each volume. The stimulus is then trimmed ``[5 + trim : -trim]`` with
-``trim = 5`` (``apply_zscore_and_hrf``; ``config.TRIM = 5``) and stacked row for row with the
-``.hf5`` data, so the ``.hf5`` files hold ``respdict[story] - 20`` volumes: volumes 10 to
-``respdict - 11`` of the scan. In the raw scan's volume numbers that is ``trim_start = 10``
-volumes dropped at the start and ``trim_end = 10`` at the end (5 outside the TR grid + 5
-trimmed). Row ``j`` of the ``.hf5`` data therefore covers audio time
-``[trim_start * tr - sound_start + j * tr, ... + tr)``, i.e. ``[10 + 2 j, 12 + 2 j)`` s with the
-reference's 2.0 s (``run_decoder`` likewise places the first test volume at +10 s). The
-``TRFile`` class uses ``expectedtr = 2.0045`` s, the measured interval between scanner
-triggers, while the simulated TR files use 2.0 s; over a 10-min story the two grids drift
-apart by ~1.3 s. neurofuse takes ``tr = 2.0045`` by default.
-
-Repeated story: ``wheretheressmoke`` is the test story of the reference code (played in every
-scanning session). That its ``.hf5`` holds the average of the repeats is reported by third
-parties, not verified here. Repeats are read when an ``.hf5`` ``data`` array is 3-D,
-``(n_repeats, n_TRs, n_voxels)``.
+``docs/real-data-lebel.md`` says which files go where and the command to run. What is read:
+:mod:`~neurofuse.data.datasets.lebel.layout`; voxels to sources:
+:mod:`~neurofuse.data.datasets.lebel.mapping`.
 
 What neurofuse writes
 ---------------------
@@ -73,18 +35,15 @@ What neurofuse writes
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...._checks import _check_int, _check_option, _check_positive, _check_type
+from ...._checks import _check_int, _check_option, _check_positive
 from ...._docs import fill_doc
-from ...._io import hash_arrays, hash_file, write_json
+from ...._io import hash_arrays
 from ...._logging import logger, progress_enabled, verbose
 from ..._prepare import (
     as_list,
@@ -92,8 +51,6 @@ from ..._prepare import (
     cached,
     check_feature_options,
     check_out,
-    import_real,
-    lm_id,
     lm_name,
     open_work_dir,
     resolve_splits,
@@ -103,347 +60,21 @@ from ..._prepare import (
     story_features,
 )
 from ...fmri import resample_volumes, story_window
+from .layout import (
+    LEBEL_TR,
+    SOUND_START,
+    TEST_STORY,
+    TRIM_END,
+    TRIM_START,
+    hf5_shape,
+    read_hf5,
+    read_lebel_layout,
+)
+from .mapping import _mappings
 
-#: Interval between scanner triggers in ds003020 (``TRFile.expectedtr`` of the reference code).
-LEBEL_TR = 2.0045
-#: Audio time 0 is this many seconds after the first volume of a scan (``start_time``).
-SOUND_START = 10.0
-#: Volumes of each scan left out of the derivative ``.hf5`` at its start and at its end.
-TRIM_START, TRIM_END = 10, 10
-#: The story every subject heard in every session (the reference code's test story).
-TEST_STORY = "wheretheressmoke"
-#: Number of fsaverage oct6 sources and of fsaverage5 vertices (lh + rh).
-N_OCT6, N_FSAVERAGE5 = 8196, 20484
-MAPPING_FILE, MAPPING_VERTICES, MAPPING_MORPH = "voxel_to_source.npz", "vertices.json", "morph.npz"
 _WORK_MARKER = "neurofuse-lebel-work.json"
-_lm_id = lm_id  # the cache identity of a language model (shared with the other loaders)
 _CACHE_VERSION = 1
 
-
-# --------------------------------------------------------------------------------------
-# Files of the dataset
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class LebelLayout:
-    """Where the files of a ds003020 copy are.
-
-    Attributes
-    ----------
-    root, derivative, preprocessed, textgrids, stimuli : Path
-    respdict : dict of str to int
-        Volumes per story scan (``derivative/respdict.json``).
-    """
-
-    root: Path
-    derivative: Path
-    preprocessed: Path
-    textgrids: Path
-    stimuli: Path
-    respdict: dict
-
-    def subjects(self) -> list:
-        """Subject folders of ``preprocessed_data`` (e.g. ``UTS01``), sorted."""
-        return sorted(p.name for p in self.preprocessed.iterdir() if p.is_dir())
-
-    def hf5(self, subject, story) -> Path:
-        return self.preprocessed / subject / f"{story}.hf5"
-
-    def textgrid(self, story) -> Path:
-        return self.textgrids / f"{story}.TextGrid"
-
-    def wav(self, story) -> Path:
-        return self.stimuli / f"{story}.wav"
-
-
-def read_lebel_layout(root) -> LebelLayout:
-    """Find the derivative, TextGrids, stimuli and respdict of a ds003020 copy.
-
-    Parameters
-    ----------
-    root : path-like
-        The dataset folder (the one holding ``derivative/`` and ``stimuli/``).
-
-    Raises
-    ------
-    FileNotFoundError
-        Naming the missing folder or file and where it was looked for.
-    """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"'root' = '{root}' is not a folder. Pass the ds003020 folder "
-                                "(the one that holds derivative/ and stimuli/).")
-    for name in ("derivative", "derivatives"):
-        if (root / name).is_dir():
-            derivative = root / name
-            break
-    else:
-        raise FileNotFoundError(
-            f"No derivative/ folder in '{root}': it is not a ds003020 copy, or its derivative "
-            "was not downloaded (datalad get derivative).")
-    pre, grids, stim = derivative / "preprocessed_data", derivative / "TextGrids", root / "stimuli"
-    for path, what in ((pre, "the preprocessed fMRI (preprocessed_data/<subject>/<story>.hf5)"),
-                       (grids, "the alignments (derivative/TextGrids/<story>.TextGrid)"),
-                       (stim, "the audio (stimuli/<story>.wav)")):
-        if not path.is_dir():
-            raise FileNotFoundError(f"Missing folder '{path}' with {what}. Download it "
-                                    "(datalad get) or fix 'root'.")
-    resp = derivative / "respdict.json"
-    if not resp.is_file():
-        raise FileNotFoundError(f"Missing '{resp}' (volumes per story scan), needed to check "
-                                "the length of every .hf5 file. Download it (datalad get).")
-    try:
-        respdict = json.loads(resp.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"'{resp}' is not valid JSON ({err}).") from None
-    if not isinstance(respdict, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in respdict.values()):
-        raise ValueError(f"'{resp}' must map story names to numbers of volumes.")
-    return LebelLayout(root, derivative, pre, grids, stim, respdict)
-
-
-def _h5py():
-    return import_real("h5py", "Reading LeBel's .hf5 files")
-
-
-def _hf5_key(fid, path):
-    for key in ("data", "resp"):
-        if key in fid:
-            return key
-    raise ValueError(f"'{path}' has no 'data' (or 'resp') dataset; it holds {list(fid)}. "
-                     "LeBel's preprocessed files store the (n_TRs, n_voxels) array as 'data'.")
-
-
-def hf5_shape(path) -> tuple:
-    """``(n_repeats, n_trs, n_voxels)`` of an ``.hf5`` file, reading only its header."""
-    h5py = _h5py()
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as fid:
-            shape = fid[_hf5_key(fid, path)].shape
-    except OSError as err:
-        raise ValueError(f"Cannot read '{path}' as HDF5 ({err}).") from None
-    if len(shape) == 2:
-        return (1, *shape)
-    if len(shape) == 3:
-        return tuple(shape)
-    raise ValueError(f"'{path}' holds an array of shape {shape}; expected (n_TRs, n_voxels) or "
-                     "(n_repeats, n_TRs, n_voxels).")
-
-
-def read_hf5(path) -> tuple:
-    """Read an ``.hf5`` file as float32 ``(n_repeats, n_trs, n_voxels)``.
-
-    Returns
-    -------
-    data : array, shape (n_repeats, n_trs, n_voxels)
-        Non-finite values replaced by 0 (as the reference code's ``np.nan_to_num``).
-    n_bad : int
-        How many values were replaced.
-    """
-    h5py = _h5py()
-    path = Path(path)
-    hf5_shape(path)  # checks
-    with h5py.File(path, "r") as fid:
-        data = np.asarray(fid[_hf5_key(fid, path)][()], dtype=np.float32)
-    if data.ndim == 2:
-        data = data[np.newaxis]
-    bad = ~np.isfinite(data)
-    n_bad = int(bad.sum())
-    if n_bad:
-        data[bad] = 0.0
-    return data, n_bad
-
-
-# --------------------------------------------------------------------------------------
-# Voxels -> sources
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class VoxelToSource:
-    """A projection of one subject's data columns onto its sources.
-
-    Attributes
-    ----------
-    matrix : scipy.sparse.csr_matrix, shape (n_sources, n_columns), float32
-        ``sources = matrix @ data_columns``.
-    vertices : list of 2 int arrays
-        The sources' vertex numbers ``[lh, rh]``.
-    morph : scipy.sparse.csr_matrix, shape (n_sources, n_sources_fsaverage)
-        fsaverage oct6 → subject sources (the identity for the template's own sources).
-    kind : str
-        ``"mapping"`` (from files), ``"oct6"`` or ``"fsaverage5"`` (surface data).
-    key : str
-        Content hash, for the cache.
-    """
-
-    matrix: object
-    vertices: list
-    morph: object
-    kind: str
-    key: str
-
-    @property
-    def n_sources(self) -> int:
-        return int(self.matrix.shape[0])
-
-
-def _template():
-    """The fsaverage oct6 source space of the embedded template (cached by neurofuse)."""
-    from ....anatomy import get_source_space, make_template_subject
-
-    return get_source_space(make_template_subject(meg=False), "oct6")
-
-
-def _template_vertices():
-    return [np.asarray(s["vertno"], np.int64) for s in _template()]
-
-
-def write_voxel_to_source(folder, matrix, vertices, *, morph=None, overwrite=False):
-    """Write one subject's voxel→source mapping in the format :func:`read_voxel_to_source` reads.
-
-    Parameters
-    ----------
-    folder : path-like
-        The subject's folder, e.g. ``MAPS/UTS01`` (created).
-    matrix : scipy.sparse matrix | array, shape (n_sources, n_voxels)
-        Row ``i`` gives the weights of the ``.hf5`` columns (voxels, in the file's column
-        order) that make source ``i``; rows summing to 1 average them.
-    vertices : list of 2 int arrays
-        The sources' vertex numbers ``[lh, rh]`` (``n_sources`` in all), as MNE numbers them.
-    morph : scipy.sparse matrix | None, shape (n_sources, 8196)
-        fsaverage oct6 → subject morph. Omit it when the sources are the fsaverage oct6
-        sources themselves (vertices equal to the template's).
-    overwrite : bool
-        Replace existing files.
-    """
-    import scipy.sparse
-
-    folder = Path(folder).expanduser()
-    files = [folder / MAPPING_FILE, folder / MAPPING_VERTICES] + \
-        ([folder / MAPPING_MORPH] if morph is not None else [])
-    if not overwrite and any(f.exists() for f in files):
-        raise FileExistsError(f"A mapping already exists in '{folder}'; pass overwrite=True.")
-    vertices = [np.asarray(v, np.int64).tolist() for v in vertices]
-    from ...._io import atomic_path
-
-    for obj, name in ((matrix, MAPPING_FILE), (morph, MAPPING_MORPH)):
-        if obj is None:
-            continue
-        with atomic_path(folder / name, what="voxel-to-source mapping") as tmp, \
-                open(tmp, "wb") as fid:
-            scipy.sparse.save_npz(fid, scipy.sparse.csr_matrix(obj, dtype=np.float32))
-    write_json(folder / MAPPING_VERTICES, vertices, what="mapping vertices")
-    return folder
-
-
-def read_voxel_to_source(folder, *, n_voxels=None, subject=None) -> VoxelToSource:
-    """Read and check one subject's voxel→source mapping.
-
-    The format (one folder per subject; :func:`write_voxel_to_source` writes it):
-
-    * ``voxel_to_source.npz``: a ``scipy.sparse.save_npz`` matrix of shape
-      (n_sources, n_voxels), columns in the order of the ``.hf5`` columns;
-    * ``vertices.json``: ``[[lh vertex numbers], [rh vertex numbers]]``, n_sources in all;
-    * ``morph.npz`` (optional): fsaverage oct6 → subject, shape (n_sources, 8196). Without it
-      the vertices must be the fsaverage oct6 sources and the morph is the identity.
-
-    Parameters
-    ----------
-    folder : path-like
-    n_voxels : int | None
-        Columns of the subject's ``.hf5`` data, checked against the matrix.
-    subject : str | None
-        For the error messages.
-    """
-    import scipy.sparse
-
-    folder = Path(folder).expanduser()
-    who = f" of subject {subject!r}" if subject else ""
-    for name in (MAPPING_FILE, MAPPING_VERTICES):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(
-                f"The voxel→source mapping{who} is incomplete: '{folder / name}' is missing. "
-                f"A mapping folder holds {MAPPING_FILE} (n_sources, n_voxels), "
-                f"{MAPPING_VERTICES} and optionally {MAPPING_MORPH}; see write_voxel_to_source.")
-    try:
-        matrix = scipy.sparse.load_npz(folder / MAPPING_FILE)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"Cannot read '{folder / MAPPING_FILE}' with scipy.sparse.load_npz "
-                         f"({err}).") from None
-    matrix = scipy.sparse.csr_matrix(matrix, dtype=np.float32)
-    if not np.all(np.isfinite(matrix.data)):
-        raise ValueError(f"The voxel→source mapping '{folder / MAPPING_FILE}' holds NaN/Inf.")
-    n_src, n_cols = matrix.shape
-    if n_voxels is not None and n_cols != n_voxels:
-        raise ValueError(
-            f"Bad voxel→source mapping shape{who}: '{folder / MAPPING_FILE}' is ({n_src}, "
-            f"{n_cols}) but the subject's .hf5 files have {n_voxels} voxels (columns). The "
-            "matrix must be (n_sources, n_voxels) with the columns in the .hf5 column order "
-            "(transpose it if it is (n_voxels, n_sources)).")
-    try:
-        vertices = json.loads((folder / MAPPING_VERTICES).read_text())
-        vertices = [np.asarray(v, np.int64) for v in vertices]
-        if len(vertices) != 2 or any(v.ndim != 1 for v in vertices):
-            raise ValueError
-    except (ValueError, TypeError):
-        raise ValueError(f"'{folder / MAPPING_VERTICES}' must hold [[lh vertex numbers], "
-                         "[rh vertex numbers]].") from None
-    if sum(v.size for v in vertices) != n_src:
-        raise ValueError(
-            f"Bad voxel→source mapping shape{who}: {MAPPING_VERTICES} lists "
-            f"{sum(v.size for v in vertices)} vertices but the matrix has {n_src} rows "
-            "(sources); they must describe the same sources.")
-    files = [folder / MAPPING_FILE, folder / MAPPING_VERTICES]
-    if (folder / MAPPING_MORPH).is_file():
-        morph = scipy.sparse.csr_matrix(scipy.sparse.load_npz(folder / MAPPING_MORPH),
-                                        dtype=np.float32)
-        if morph.shape != (n_src, N_OCT6):
-            raise ValueError(
-                f"Bad morph{who}: '{folder / MAPPING_MORPH}' is {morph.shape} but must be "
-                f"(n_sources, n_sources_fsaverage) = ({n_src}, {N_OCT6}) (fsaverage oct6 → "
-                "subject; see neurofuse.anatomy.make_morph).")
-        files.append(folder / MAPPING_MORPH)
-    else:
-        template = _template_vertices()
-        if not all(np.array_equal(a, b) for a, b in zip(vertices, template)):
-            raise ValueError(
-                f"The voxel→source mapping{who} in '{folder}' has no {MAPPING_MORPH}, so its "
-                f"sources must be the fsaverage oct6 sources ({N_OCT6}, vertices as "
-                "neurofuse.anatomy.get_source_space(make_template_subject(), 'oct6')), but "
-                f"{MAPPING_VERTICES} lists other vertices. Add the fsaverage → subject morph "
-                f"({MAPPING_MORPH}, e.g. from neurofuse.anatomy.make_morph).")
-        morph = scipy.sparse.identity(n_src, dtype=np.float32, format="csr")
-    empty = int(np.sum(np.diff(matrix.indptr) == 0))
-    if empty:
-        logger.warning("%d of %d sources%s receive no voxel in the mapping: their fMRI is 0 "
-                       "(and so is their repeatability).", empty, n_src, who)
-    key = hash_arrays("voxel-to-source", [hash_file(f) for f in files])
-    return VoxelToSource(matrix, vertices, morph, "mapping", key)
-
-
-def _surface_mapping(n_columns, subject):
-    import scipy.sparse
-
-    from ....anatomy.coordinates import fsaverage5_to_oct6
-
-    if n_columns == N_OCT6:
-        matrix, kind = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr"), "oct6"
-    elif n_columns == N_FSAVERAGE5:
-        matrix, kind = fsaverage5_to_oct6(), "fsaverage5"
-    else:
-        raise ValueError(
-            f"The .hf5 files of subject {subject!r} have {n_columns} columns: voxels, not a "
-            f"surface ({N_OCT6} fsaverage oct6 sources or {N_FSAVERAGE5} fsaverage5 vertices). "
-            "Pass voxel_to_source= a folder of voxel→source mappings (see "
-            "neurofuse.data.datasets.lebel.write_voxel_to_source).")
-    morph = scipy.sparse.identity(N_OCT6, dtype=np.float32, format="csr")
-    return VoxelToSource(matrix, _template_vertices(), morph, kind, f"surface-{kind}")
-
-
-# --------------------------------------------------------------------------------------
-# prepare
-# --------------------------------------------------------------------------------------
 
 def _select(layout, subjects, stories, splits):
     available = layout.subjects()
@@ -495,33 +126,6 @@ def _select(layout, subjects, stories, splits):
         raise FileNotFoundError(f"Subjects {empty} have no .hf5 file for any selected story; "
                                 "leave them out ('subjects').")
     return subjects, stories, story_splits, pairs
-
-
-def _mappings(voxel_to_source, subjects, n_voxels):
-    maps = {}
-    if voxel_to_source is None:
-        for sub in subjects:
-            maps[sub] = _surface_mapping(n_voxels[sub], sub)
-        return maps
-    if isinstance(voxel_to_source, dict):
-        missing = [s for s in subjects if s not in voxel_to_source]
-        if missing:
-            raise ValueError(f"'voxel_to_source' has no mapping for subjects {missing}.")
-        folders = {s: Path(voxel_to_source[s]).expanduser() for s in subjects}
-    else:
-        _check_type("voxel_to_source", voxel_to_source, (str, os.PathLike),
-                    "a folder, a dict {subject: folder} or None")
-        base = Path(voxel_to_source).expanduser()
-        if not base.is_dir():
-            raise FileNotFoundError(f"'voxel_to_source' = '{base}' is not a folder (it must "
-                                    "hold one mapping folder per subject).")
-        folders = {s: base / s for s in subjects}
-    for sub in subjects:
-        if not folders[sub].is_dir():
-            raise FileNotFoundError(f"No voxel→source mapping folder for subject {sub!r}: "
-                                    f"'{folders[sub]}' does not exist.")
-        maps[sub] = read_voxel_to_source(folders[sub], n_voxels=n_voxels[sub], subject=sub)
-    return maps
 
 
 @verbose
