@@ -334,12 +334,12 @@ PRESETS = {
                      n_val=1, n_test=1, n_anchor=0, story_duration=330.0,
                      story_duration_jitter=0.27, n_repeats_val=1, n_repeats_test=1,
                      sfreq=100.0, tr=0.71, calibration_duration=600.0),
-    # Its demo (< 1 GB): 6 subjects, four 65-s stories, 6 mm voxels; the sources are not saved
-    # (the BOLD change ground truth is, per subject and story).
+    # Its demo (< 1 GB): 6 subjects, four 60-s stories, 6 mm voxels; the sources of the test
+    # story are saved (the physics baseline's noise covariance needs them), the BOLD change
+    # ground truth of every subject and story is.
     "meg2fmri-demo": dict(n_meg_subjects=0, n_fmri_subjects=0, n_paired_subjects=6, n_train=2,
-                          n_val=1, n_test=1, n_anchor=0, story_duration=65.0,
+                          n_val=1, n_test=1, n_anchor=0, story_duration=60.0,
                           story_duration_jitter=0.0, n_repeats_val=1, n_repeats_test=1,
-                          save_sources="none",
                           sfreq=100.0, tr=0.71, feature_dims=(256, 44, 40),
                           calibration_duration=120.0, volume_shape=(36, 36, 24),
                           volume_voxel_size=6.0),
