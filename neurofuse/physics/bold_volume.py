@@ -8,6 +8,9 @@ make_epi_baseline`), voxel ``v`` at volume ``k`` is::
     Δ_v[k]  = percent_change · (b_v[k] - mean_k b_v) / scale  (% signal change)
     y_v[k]  = S0_v · (1 + Δ_v[k] / 100) + drift_v[k] + noise_v[k]
 
+* the HRF convolution takes the sources before the run's first sample as silent (as
+  :func:`~neurofuse.physics.hrf.make_bold` does for the source-level fMRI of a study), so
+  each run starts with the rise of the BOLD to its mean over the first seconds;
 * ``scale`` is the 99th percentile, over the voxels that receive sources, of the temporal
   s.d. of ``b_v`` in the run: the most responsive voxels fluctuate with an s.d. of about
   ``percent_change`` % (real language cortex: ~0.5-2 % at 3 T). Voxels whose row of ``W``
