@@ -13,6 +13,7 @@ from neurofuse.viz import (
     make_report,
     plot_recovery_bars,
     plot_sensor_topomaps,
+    plot_slice_grid,
     plot_source_map,
     plot_time_courses,
     plot_training_curves,
@@ -253,6 +254,9 @@ def test_make_report_all_sections(tmp_path, vertices, info, recovery_rows, histo
         "Source time courses": [("Three sources", plot_time_courses(
             truth, {"neurofuse": ours, "fMNE": fmne}, [0, 10, 5000], sfreq=50.0))],
         "ECoG": [("Zero-shot", "<p>12 of 16 electrodes significant.</p>")],
+        "Synthesized slices": [("Target and cGAN", plot_slice_grid(
+            {"target": rng.uniform(size=(3, 8, 8)), "cgan": rng.uniform(size=(3, 8, 8))},
+            n_images=3))],
     }
     out = tmp_path / "out" / "report.html"
     out.parent.mkdir()
