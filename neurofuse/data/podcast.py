@@ -119,7 +119,7 @@ from ._prepare import (
     store_cached,
 )
 from .ecog import EcogElectrodes, write_ecog_dataset
-from .ieeg import BLOCK, extract_signal, resample_from_onset, resample_ratio
+from ..preprocessing.ieeg import BLOCK, extract_signal, resample_from_onset, resample_ratio
 
 __all__ = [
     "PODCAST_STORY",

@@ -21,7 +21,7 @@ from scipy.io import wavfile
 
 from neurofuse.anatomy.coordinates import fsaverage5_to_oct6
 from neurofuse.data import lebel
-from neurofuse.data.fmri import resample_volumes
+from neurofuse.preprocessing.fmri import resample_volumes
 from neurofuse.data.lebel import (
     LEBEL_TR,
     N_FSAVERAGE5,
