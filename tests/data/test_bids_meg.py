@@ -22,7 +22,7 @@ from test_preprocessing import FAST, simulate_raw
 
 from neurofuse.data import bids_meg
 from neurofuse.data.bids_meg import find_meg_recordings, prepare_meg_bids
-from neurofuse.preprocessing import (
+from neurofuse.preprocessing.meg import (
     MEGPreprocessing,
     epoch_stories,
     preprocess_meg,
