@@ -141,7 +141,7 @@ def merge_datasets(stores, out, *, stories=None, splits=None, subject_prefixes=N
     # ---------------------------------------------------------------- write
     import mne
 
-    from .. import __version__
+    from ... import __version__
 
     template = [ds.metadata.get("template") for ds in datasets if ds.metadata.get("template")]
     units = {}

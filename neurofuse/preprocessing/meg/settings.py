@@ -269,8 +269,8 @@ class MEGPreprocessing:
         return sfreq
 
 
-
 def _check_raw(raw):
+    """``raw`` if it is an ``mne.io.Raw`` with MEG channels, else a clear error (every step)."""
     import mne
 
     _check_type("raw", raw, mne.io.BaseRaw, "an mne.io.Raw")
