@@ -151,6 +151,6 @@ def test_no_unfilled_block_in_any_docstring():
     assert n_docs > 300  # the walk did see the package
     assert not left, f"unfilled %(...)s blocks in: {left}"
     # and the loaders' parameters did get filled
-    from neurofuse.data import lebel
+    from neurofuse.data.datasets import lebel
 
     assert "overwrite : bool\n        Replace an existing dataset" in lebel.prepare_lebel.__doc__

@@ -25,7 +25,7 @@ def _repeatability(kwargs):
 
 
 def _cmd_lebel(args):
-    from ..data.lebel import prepare_lebel
+    from ..data.datasets.lebel import prepare_lebel
 
     kwargs = passed(args, "subjects", "stories", "voxel_to_source", "tr", "resample_tr",
                     "sound_start", "trim_start", "trim_end", "tolerance", "repeatability",
@@ -36,7 +36,7 @@ def _cmd_lebel(args):
 
 
 def _cmd_meg_bids(args):
-    from ..data.bids_meg import prepare_meg_bids
+    from ..data.datasets.bids_meg import prepare_meg_bids
 
     kwargs = passed(args, "subjects", "task", "stories", "preprocessing", "onsets",
                     "stim_channel", "stimuli_dir", "subjects_dir", "spacing", "repeatability",
@@ -51,7 +51,7 @@ def _cmd_meg_bids(args):
 
 
 def _cmd_podcast(args):
-    from ..data.podcast import prepare_podcast
+    from ..data.datasets.podcast import prepare_podcast
 
     kwargs = passed(args, "subjects", "signal", "sfreq", "space", "onset_event", "task",
                     "audio", "transcript", "phones", "tolerance", "max_gap", *_PREPARE_COMMON)
@@ -103,7 +103,8 @@ def _add_prepare(sub):
                        description="Turn a real study on disk into a dataset store.")
     psub = p.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    b = add_command(psub, "lebel", _cmd_lebel, target="neurofuse.data.lebel:prepare_lebel",
+    b = add_command(psub, "lebel", _cmd_lebel,
+                    target="neurofuse.data.datasets.lebel:prepare_lebel",
                     help="LeBel et al. 2023 fMRI (OpenNeuro ds003020)")
     b.add_argument("root", help="the ds003020 folder (with derivative/ and stimuli/)")
     b.add_argument("--out", required=True, help="dataset folder to create")
@@ -126,7 +127,7 @@ def _add_prepare(sub):
     _add_prepare_common(b)
 
     b = add_command(psub, "meg-bids", _cmd_meg_bids,
-                    target="neurofuse.data.bids_meg:prepare_meg_bids",
+                    target="neurofuse.data.datasets.bids_meg:prepare_meg_bids",
                     help="a BIDS MEG study of story listening, with the paper's preprocessing "
                          "(tSSS, filters, ICA, 50 Hz)")
     b.add_argument("root", help="the BIDS dataset folder (stimuli in ROOT/stimuli/<story>.wav "
@@ -151,7 +152,8 @@ def _add_prepare(sub):
     option(b, "--n-jobs", type=int, help="parallel jobs for forward models")
     _add_prepare_common(b)
 
-    b = add_command(psub, "podcast", _cmd_podcast, target="neurofuse.data.podcast:prepare_podcast",
+    b = add_command(psub, "podcast", _cmd_podcast,
+                    target="neurofuse.data.datasets.podcast:prepare_podcast",
                     help="the 'Podcast' ECoG dataset (OpenNeuro ds005574) -> an ECoG dataset "
                          "for `neurofuse joint ecog`")
     b.add_argument("root", help="the ds005574 folder")

@@ -58,8 +58,8 @@ def _cmd_evaluate(args):
     ds = read_dataset(args.data)
     truth_stories(ds)  # source recovery needs ground truth: refuse before hours of work
     out = Path(args.out).expanduser()
-    evaluation = evaluate_study(ds, out, **passed(args, "fit_config", "methods", "fmri_denoise",
-                                                  "device"))
+    evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
+                                                  "fmri_denoise", "device"))
     results = evaluation.results()
     write_json(out / "results.json", results, what="results")
     report = make_study_report(evaluation, ds, out / "report.html",
@@ -153,10 +153,14 @@ def add_parser(subparsers):
     p.add_argument("--data", required=True, help="a simulated dataset (neurofuse simulate "
                                                  "study): scores need its ground truth")
     p.add_argument("--out", required=True, help="output folder: ridge/, fit/ (the joint "
-                   "model, trained or resumed there), results.json, report.html; what an "
-                   "interrupted run left is reused")
+                   "model, trained or resumed there unless --model is given), results.json, "
+                   "report.html; what an interrupted run of the same model left is reused")
+    option(p, "--model", metavar="PATH", help="score this fitted joint model instead of "
+           "training one: the output folder of 'neurofuse joint fit' (or its model/), e.g. "
+           "trained on a GPU machine; it must fit the dataset (features, subjects, channels, "
+           "sources)")
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file "
-           "(default: the demo's)")
+           "(default: the demo's; not with --model)")
     option(p, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
     option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_false",

@@ -11,11 +11,9 @@
   (``docs/real-data.md``).
 """
 
-from .bids_meg import prepare_meg_bids
+from .datasets import prepare_lebel, prepare_meg_bids, prepare_podcast
 from .ecog import EcogDataset, EcogElectrodes, read_ecog_dataset, write_ecog_dataset
-from .lebel import prepare_lebel
 from .merge import merge_datasets
-from .podcast import prepare_podcast
 from .repeatability import compute_repeatability
 from .store import Dataset, DatasetWriter, read_dataset, upgrade_dataset
 

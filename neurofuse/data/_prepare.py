@@ -2,8 +2,8 @@
 identity of input files and language models, WAV durations, splits, and the cached
 per-story stimulus features.
 
-Private: used by :mod:`neurofuse.data.lebel`, :mod:`neurofuse.data.bids_meg` and
-:mod:`neurofuse.data.podcast`.
+Private: used by :mod:`neurofuse.data.datasets.lebel`, :mod:`neurofuse.data.datasets.bids_meg` and
+:mod:`neurofuse.data.datasets.podcast`.
 
 The work folder
 ---------------
@@ -42,6 +42,16 @@ def import_real(module: str, purpose: str):
     except ImportError:
         raise ImportError(f"{purpose} needs {module.replace('_', '-')}: install it with "
                           f"{REAL_EXTRA}.") from None
+
+
+def check_root(root, *, dataset, holds) -> Path:
+    """``root`` as a Path to an existing folder, or a FileNotFoundError naming the folder
+    wanted: the ``dataset`` (e.g. ``"ds003020"``) folder, "the one that holds ``holds``"."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"'root' = '{root}' is not a folder. Pass the {dataset} folder "
+                                f"(the one that holds {holds}).")
+    return root
 
 
 def check_out(out, overwrite) -> Path:
@@ -199,7 +209,7 @@ def open_work_dir(work_dir, out, *, marker, generator, cache_version) -> Path:
     marker : str
         Name of the marker file that says which loader made the folder.
     generator : str
-        Dotted name of the loader, e.g. ``"neurofuse.data.lebel.prepare_lebel"``.
+        Dotted name of the loader, e.g. ``"neurofuse.data.datasets.lebel.prepare_lebel"``.
     cache_version : int
         Bumped when cache entries change meaning.
 

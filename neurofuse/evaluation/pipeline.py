@@ -3,15 +3,22 @@
 :func:`evaluate_study` runs every step on an existing simulated dataset and keeps what each
 step produced in its output folder, so an interrupted run resumes where it stopped:
 
-=================== ======================================================================
-``ridge/``          ridge ceilings' held-out r per target (``scores.npz``) and the fMRI
-                    ceilings' predictions of the training stories (``denoised.npz``, the
-                    joint model's denoised training fMRI, paper §2.6 footnote 2)
-``fit/``            the joint model's training run (:func:`neurofuse.systems.joint.trainer.fit`;
-                    resumed from its last checkpoint)
-``recovery.npz``    temporal r maps and summary scores of every method (Fig. 3)
-``timecourses.npz`` ground truth and estimates at a few sources, for figures
-=================== ======================================================================
+===================== ============================================================================
+``ridge/``            ridge ceilings' held-out r per target (``scores.npz``) and the fMRI
+                      ceilings' predictions of the training stories (``denoised.npz``, the
+                      joint model's denoised training fMRI, paper §2.6 footnote 2)
+``fit/``              the joint model's training run (:func:`neurofuse.systems.joint.trainer.fit`;
+                      resumed from its last checkpoint); absent when a fitted ``model`` is given
+``scored-model.json`` which joint model the scores below are of: a SHA-256 of its
+                      weights and config, and where it came from
+``recovery.npz``      temporal r maps and summary scores of every method (Fig. 3)
+``timecourses.npz``   ground truth and estimates at a few sources, for figures
+===================== ============================================================================
+
+The scores of the joint model are cached for the model they were computed with: a run on a
+folder that holds another model's (one trained there, or another given ``model``) stops with
+an error instead of mixing the two; the ridge ceilings, which do not depend on the model, are
+always reused.
 
 The demo (:func:`neurofuse.evaluation.demo.run_demo`) and the simulation benchmark
 (:func:`neurofuse.evaluation.benchmark.run_simulation_benchmark`) are built on it.
@@ -20,6 +27,7 @@ The demo (:func:`neurofuse.evaluation.demo.run_demo`) and the simulation benchma
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -172,6 +180,91 @@ def _ridge_step(ds, out, *, fmri_denoise):
     return rows, maps, denoised
 
 
+SCORED_MODEL = "scored-model.json"
+_TRAINED_HERE = "fit"
+
+
+def _model_digest(model):
+    """SHA-256 of a joint model's weights, buffers and configuration."""
+    from safetensors.torch import save
+
+    flat = {k: v.detach().cpu().contiguous() for k, v in model.flat_state().items()}
+    h = hashlib.sha256(save(flat))
+    h.update(json.dumps(model.config_dict(), sort_keys=True,
+                        default=lambda o: np.asarray(o).tolist()).encode())
+    return h.hexdigest()
+
+
+def _scored_model(out):
+    """``{"source", "sha256"}`` of the model whose scores ``out`` holds (None: none yet)."""
+    record = out / SCORED_MODEL
+    if record.is_file():
+        return json.loads(record.read_text())
+    if (out / "fit").exists() or (out / "recovery.npz").is_file():
+        # a folder of a run made before the record existed: the model was trained there
+        sha = None
+        if (out / "fit" / "done.json").is_file():
+            from ..systems.joint.model import JointModel
+
+            sha = _model_digest(JointModel.load(out / "fit" / "model"))
+        return {"source": _TRAINED_HERE, "sha256": sha}
+    return None
+
+
+def _describe(source, out, *, done=True):
+    if source == _TRAINED_HERE:
+        return (f"the joint model trained there ({out / 'fit'})" if done
+                else "a newly trained joint model")
+    return f"the model {source}"
+
+
+def _claim_out(out, *, source, sha256=None):
+    """Refuse ``out`` if it holds another model's scores; else record this model's.
+
+    ``sha256`` None (before training): only a folder holding a given model's scores is
+    refused.
+    """
+    prev = _scored_model(out)
+    if prev is not None and (prev["source"] != source if sha256 is None
+                             else prev["sha256"] != sha256):
+        if source == _TRAINED_HERE:
+            how = ("To train and score a new model, choose another output folder; to resume "
+                   f"that evaluation, pass model='{prev['source']}' (--model).")
+        else:
+            how = "To score it, choose another output folder" + (
+                f"; to score the model trained there, pass model='{out / 'fit'}' (--model)"
+                if prev["source"] == _TRAINED_HERE and prev["sha256"] else "") + "."
+        raise ValueError(f"The output folder '{out}' holds the evaluation of "
+                         f"{_describe(prev['source'], out)}: scoring "
+                         f"{_describe(source, out, done=False)} there as well would mix the "
+                         f"scores of two models. {how}")
+    if sha256 is not None and not (out / SCORED_MODEL).is_file():
+        # the same model as a legacy folder's keeps its source ("fit": trained there)
+        write_json(out / SCORED_MODEL, {"source": prev["source"] if prev else source,
+                                        "sha256": sha256})
+
+
+def _given_model(model):
+    """``(JointModel, model folder | None, history.csv | None)`` of the ``model`` argument."""
+    from ..systems.joint.model import JointModel
+
+    if isinstance(model, JointModel):
+        return model, None, None
+    if not isinstance(model, (str, Path)):
+        raise TypeError("'model' must be a fitted joint model's folder (the output folder of "
+                        "'neurofuse joint fit' or its model/), a JointModel or None, got "
+                        f"{type(model).__name__}.")
+    path = Path(model).expanduser()
+    if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
+        path = path / "model"  # the output folder of `neurofuse joint fit`
+    if not (path / "model.json").is_file():
+        raise FileNotFoundError(f"'model' is '{model}', which holds no joint model (no "
+                                "model.json): pass the output folder of 'neurofuse joint fit' "
+                                "or its model/ subfolder.")
+    history = path.parent / "history.csv"
+    return JointModel.load(path), path.resolve(), history if history.is_file() else None
+
+
 def _fit_step(ds, out, *, fit_config, denoised, device):
     from ..systems.joint.model import JointModel
     from ..systems.joint.trainer import fit, load_fit_config
@@ -221,8 +314,9 @@ def _recovery_step(ds, out, model, *, methods, keep, meg_cnr, fmri_cnr):
 
 
 @verbose
-def evaluate_study(data, out, *, fit_config=None, methods=INVERSE_METHODS, fmri_denoise=True,
-                   device=None, progress=None, verbose=None) -> StudyEvaluation:
+def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_METHODS,
+                   fmri_denoise=True, device=None, progress=None,
+                   verbose=None) -> StudyEvaluation:
     """Ridge ceilings, joint model, classical inverses and all scores on one simulated study.
 
     Parameters
@@ -231,18 +325,27 @@ def evaluate_study(data, out, *, fit_config=None, methods=INVERSE_METHODS, fmri_
         A simulated dataset store (:func:`neurofuse.simulation.simulate_study`) with
         ground-truth sources for its test stories.
     out : path-like
-        Output folder (created); what is already there from an interrupted run is reused.
+        Output folder (created); what is already there from an interrupted run of the same
+        joint model is reused, and a folder holding another model's scores is refused.
+    model : path-like | JointModel | None
+        Score this fitted joint model instead of training one: the output folder of
+        ``neurofuse joint fit`` (:func:`neurofuse.systems.joint.trainer.fit`, e.g. trained on a
+        GPU machine) or its ``model/`` subfolder, or a model object (moved to the CPU). It
+        must fit the dataset (:func:`neurofuse.systems.joint.model.check_model_fits`: same
+        features, subjects, channels and sources); it is scored exactly as a model trained
+        here would be. None: train one in ``out/fit``.
     fit_config : str | path-like | dict | None
         Joint-model training set-up (:func:`neurofuse.systems.joint.trainer.load_fit_config`);
-        default :data:`DEMO_FIT`.
+        default :data:`DEMO_FIT`. Not with ``model``.
     methods : sequence of str
         Classical inverses to compare (subset of :data:`INVERSE_METHODS`).
     fmri_denoise : bool
         Train on the fMRI ridge ceiling's predictions of the training stories instead of the
         raw training fMRI (paper §2.6, footnote 2). Validation and scores always use the
-        recordings.
+        recordings. No effect with ``model``.
     device : str | None
-        Training device (default: CUDA when available).
+        Training device (default: CUDA when available). No effect with ``model`` (scoring
+        runs on the CPU).
     progress : callable | None
         Called with the name of each step as it starts (e.g. to advance a progress bar).
     verbose : bool | str | None
@@ -255,8 +358,24 @@ def evaluate_study(data, out, *, fit_config=None, methods=INVERSE_METHODS, fmri_
 
     ds = data if hasattr(data, "splits") else read_dataset(data)
     out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     step = progress or (lambda name: None)
+    given = model_dir = history = None
+    if model is not None:
+        from ..systems.joint.model import check_model_fits
+
+        if fit_config is not None:
+            raise ValueError("Pass either 'model' (score a fitted joint model) or 'fit_config' "
+                             "(train one), not both.")
+        given, model_dir, history = _given_model(model)
+        check_model_fits(given, ds, name="model")
+        given.cpu()
+    out.mkdir(parents=True, exist_ok=True)
+    # before any work (training included), refuse a folder that holds another model's scores
+    if given is None:
+        _claim_out(out, source=_TRAINED_HERE)
+    else:
+        _claim_out(out, source=str(model_dir or "given as a JointModel object"),
+                   sha256=_model_digest(given))
     fit_config = DEMO_FIT if fit_config is None else fit_config
     cnr = {}
     for s in ds.subjects:
@@ -266,9 +385,15 @@ def evaluate_study(data, out, *, fit_config=None, methods=INVERSE_METHODS, fmri_
 
     step("ridge ceilings")
     ridge_rows, ridge_maps, denoised = _ridge_step(ds, out, fmri_denoise=fmri_denoise)
-    step("joint model")
-    model, fit_dir = _fit_step(ds, out, fit_config=fit_config, denoised=denoised, device=device)
-    model.cpu()
+    if given is None:
+        step("joint model")
+        model, fit_dir = _fit_step(ds, out, fit_config=fit_config, denoised=denoised,
+                                   device=device)
+        model.cpu()
+        model_dir, history = fit_dir / "model", fit_dir / "history.csv"
+        _claim_out(out, source=_TRAINED_HERE, sha256=_model_digest(model))
+    else:
+        model = given
     step("source recovery")
     story = truth_stories(ds)[0]
     meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
@@ -285,7 +410,7 @@ def evaluate_study(data, out, *, fit_config=None, methods=INVERSE_METHODS, fmri_
         source_recovery=rec_rows, prediction=pred_rows, temporal_r_maps=t_maps,
         prediction_maps={**ridge_maps, **model_maps}, timecourses=kept,
         timecourse_sources=sources, timecourse_meta={"story": story, "subject": keep["subject"]},
-        history=fit_dir / "history.csv", model_dir=fit_dir / "model",
+        history=history, model_dir=model_dir,
         fsaverage_vertices=[np.asarray(v) for v in model.vertices] if model.vertices else None)
 
 

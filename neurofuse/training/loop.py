@@ -10,7 +10,7 @@ losses) and owns the rest:
 * one or several optimizers (stepped in order for every batch, e.g. a GAN's discriminator
   then generator) and their schedulers (stepped once per epoch);
 * gradient clipping (global norm over each optimizer's parameters) and optional bf16
-  mixed precision on CUDA (:meth:`RunContext.autocast`; off by default);
+  mixed precision on CUDA or CPU (:meth:`RunContext.autocast`; off by default);
 * a checkpoint every epoch (:mod:`neurofuse.training.checkpoint`; atomic, safetensors + JSON)
   and ``resume=True`` that continues exactly (model, optimizers, schedulers, torch RNG, epoch,
   early-stopping memory, history);
@@ -61,8 +61,9 @@ class LoopConfig:
     grad_clip : float | None
         Max global gradient norm per optimizer step; None: no clipping.
     mixed_precision : bool
-        bf16 autocast on CUDA for the forward passes the task wraps in ``ctx.autocast()``
-        (ignored on CPU).
+        bf16 autocast (on CUDA or CPU: the device's autocast) for the forward passes the task
+        wraps in ``ctx.autocast()``; parameters and optimizer states stay float32. Resume
+        stays exact (bit for bit on the same device and thread count).
     seed : int
         Seed of torch's RNG, set just before :meth:`Task.setup`.
     """

@@ -45,7 +45,7 @@ class RunContext:
     distributed : bool
         Whether a process group is initialised.
     mixed_precision : bool
-        Whether :meth:`autocast` switches bf16 autocast on (CUDA only).
+        Whether :meth:`autocast` switches bf16 autocast on (on CUDA and on CPU alike).
     model : torch.nn.Module | None
         The model to call in forward passes: the DDP wrapper under data parallelism (so
         gradients are averaged across processes), else the model itself.
@@ -65,12 +65,19 @@ class RunContext:
     epoch: int = 0
 
     def autocast(self):
-        """bf16 autocast on CUDA when mixed precision is on, else a no-op context.
+        """bf16 autocast on :attr:`device` when mixed precision is on, else a no-op context.
 
-        Wrap the forward pass only; compute losses in float32 (``.float()`` the outputs).
+        On CUDA and on CPU alike: inside it, matmuls, linear layers and convolutions run in
+        bfloat16 (torch's autocast op lists) while the parameters, their gradients and the
+        optimizer states stay float32. Wrap the forward pass only; compute losses in float32
+        (``.float()`` the outputs).
         """
-        if self.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.mixed_precision:
+            if not torch.amp.is_autocast_available(self.device.type):
+                raise ValueError(f"mixed_precision=True needs bf16 autocast, which torch does "
+                                 f"not offer on device type {self.device.type!r}; use a CUDA "
+                                 "or CPU device, or set mixed_precision=False.")
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
 

@@ -10,6 +10,7 @@
 "Source time courses" ground truth vs estimates
 "Training curves"     loss and validation r per epoch
 "ECoG"                zero-shot and trained prediction of ECoG (Fig. 4)
+"Synthesized slices"  MEG→fMRI slices: targets vs methods, and over training (system C)
 "Tables"              ``results.json`` as HTML tables (:func:`results_tables_html`)
 ===================== =====================================================================
 """
@@ -34,6 +35,7 @@ REPORT_SECTIONS = (
     "Source time courses",
     "Training curves",
     "ECoG",
+    "Synthesized slices",
     "Tables",
 )
 
@@ -148,8 +150,8 @@ def make_report(out_html, *, title="neurofuse demo", sections=None, results=None
     sections : dict of str -> list of tuple | None
         Section title -> items. Titles must be among :data:`REPORT_SECTIONS` ("Summary",
         "Source recovery", "Cortical maps", "MEG sensor topomaps", "Source time courses",
-        "Training curves", "ECoG", "Tables"); they are laid out in that order whatever the dict
-        order. Each item is ``(title, content)`` or ``(title, content, caption)`` where
+        "Training curves", "ECoG", "Synthesized slices", "Tables"); they are laid out in that
+        order whatever the dict order. Each item is ``(title, content)`` or ``(title, content, caption)`` where
         ``content`` is a matplotlib Figure, an HTML string, or the ``Path`` of an image file.
     results : dict | None
         ``results.json`` content; if given, :func:`results_tables_html` is appended to the

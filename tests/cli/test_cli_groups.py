@@ -109,7 +109,7 @@ def test_no_library_default_restated(path):
 
 
 def test_lebel_defaults_come_from_the_library(monkeypatch, capsys):
-    import neurofuse.data.lebel as lebel
+    import neurofuse.data.datasets.lebel as lebel
 
     args = build_parser().parse_args(["data", "prepare", "lebel", "ROOT", "--out", "OUT"])
     assert not {"tr", "resample_tr", "sound_start", "trim_start", "trim_end", "language_model",
@@ -119,7 +119,7 @@ def test_lebel_defaults_come_from_the_library(monkeypatch, capsys):
         lebel.prepare_lebel).replace(parameters=[
             p.replace(default=1.5) if p.name == "tr" else p
             for p in inspect.signature(lebel.prepare_lebel).parameters.values()]), raising=False)
-    assert library_default("neurofuse.data.lebel:prepare_lebel", "tr") == 1.5
+    assert library_default("neurofuse.data.datasets.lebel:prepare_lebel", "tr") == 1.5
     assert "(default: 1.5)" in LEAVES[("data", "prepare", "lebel")].format_help()
     monkeypatch.undo()
     assert f"(default: {lebel.LEBEL_TR})" in LEAVES[("data", "prepare", "lebel")].format_help()
@@ -138,7 +138,7 @@ def _record(monkeypatch, module, function):
 
 
 def test_prepare_passes_only_what_was_typed(monkeypatch, tmp_path):
-    import neurofuse.data.lebel as lebel
+    import neurofuse.data.datasets.lebel as lebel
 
     calls = _record(monkeypatch, lebel, "prepare_lebel")
     assert main(["data", "prepare", "lebel", "ROOT", "--out", "OUT", "-q"]) == 130
@@ -241,3 +241,14 @@ def test_evaluate_refuses_a_store_without_ground_truth(tiny_study, monkeypatch, 
     calls = _record(monkeypatch, pipeline, "evaluate_study")
     assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 1
     assert "simulated dataset" in capsys.readouterr().err and not calls
+
+
+def test_evaluate_passes_a_fitted_model(tiny_study, monkeypatch):
+    import neurofuse.evaluation.pipeline as pipeline
+
+    calls = _record(monkeypatch, pipeline, "evaluate_study")
+    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "--model", "M",
+                 "-q"]) == 130
+    assert calls[-1][1] == {"model": "M"}
+    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 130
+    assert calls[-1][1] == {}  # evaluate_study's own default: train a model

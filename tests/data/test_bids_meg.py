@@ -20,14 +20,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:FastICA did not converge")
 
 from test_preprocessing import FAST, simulate_raw
 
-from neurofuse.data import bids_meg
-from neurofuse.data.bids_meg import find_meg_recordings, prepare_meg_bids
+from neurofuse.data._prepare import resolve_splits
+from neurofuse.data.datasets.bids_meg import find_meg_recordings, prepare_meg_bids
+from neurofuse.data.datasets.bids_meg import prepare as bids_prepare
+from neurofuse.data.datasets.bids_meg import recording as bids_recording
+from neurofuse.data.store import read_dataset
 from neurofuse.preprocessing.meg import (
     MEGPreprocessing,
     epoch_stories,
     preprocess_meg,
 )
-from neurofuse.data.store import read_dataset
 
 SFREQ = 500.0
 AUDIO_SFREQ = 22050
@@ -81,7 +83,8 @@ def _write_stimuli(folder, stories=STORIES):
 def _write_bids(root, design=DESIGN, *, sfreq=SFREQ, stories=STORIES, seed=0):
     """Write the study with mne-bids; returns the audio per story."""
     audio = _write_stimuli(root / "stimuli", stories)
-    at_raw = {CODES[s]: bids_meg._resample_audio(a, AUDIO_SFREQ, sfreq) for s, a in audio.items()}
+    at_raw = {CODES[s]: bids_recording._resample_audio(a, AUDIO_SFREQ, sfreq)
+              for s, a in audio.items()}
     for sub, runs in design.items():
         for run, (events, duration) in runs.items():
             raw, _ = simulate_raw([(CODES[s], t, stories[s]) for s, t in events], duration,
@@ -120,7 +123,7 @@ def prepared(bids_root, tmp_path_factory, language_model):
     kw = {"language_model": language_model, "layer": 1, "preprocessing": CONFIG,
               "splits": {"story02": "val"}, "spacing": "oct6", "work_dir": work, "keep_work": True}
     calls = []
-    real = bids_meg._process_recording
+    real = bids_prepare._process_recording
 
     def interrupted(*args, **kwargs):
         calls.append(args[0].basename)
@@ -129,7 +132,7 @@ def prepared(bids_root, tmp_path_factory, language_model):
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bids_meg, "_process_recording", interrupted)
+        mp.setattr(bids_prepare, "_process_recording", interrupted)
         with pytest.raises(KeyboardInterrupt):
             prepare_meg_bids(bids_root, out, **kw)
     first_attempt = (list(calls), out.exists(), sorted(p.name for p in base.iterdir()))
@@ -140,7 +143,7 @@ def prepared(bids_root, tmp_path_factory, language_model):
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bids_meg, "_process_recording", counted)
+        mp.setattr(bids_prepare, "_process_recording", counted)
         prepare_meg_bids(bids_root, out, **kw)
     return {"out": out, "work": work, "kw": kw, "first_attempt": first_attempt,
             "resumed_calls": list(calls)}
@@ -216,7 +219,7 @@ def test_onsets_and_epochs_match_an_independent_run(prepared, bids_root):
     first = find_meg_recordings(bids_root, subjects=["01"])["sub-01"][0]
     dest = mne_bids.read_raw_bids(first, verbose="error").info["dev_head_t"]["trans"]
     clean, _ = preprocess_meg(raw, config=CONFIG, destination=dest,
-                              audio=bids_meg._audio_reference(
+                              audio=bids_recording._audio_reference(
                                   raw, DESIGN["01"]["2"][0],
                                   {s: (bids_root / "stimuli" / f"{s}.wav",) for s in STORIES}))
     epochs = epoch_stories(clean, DESIGN["01"]["2"][0], {"story01": 150, "story02": 100})
@@ -248,7 +251,7 @@ def test_resume_reuses_the_work_folder_with_trigger_onsets(prepared, bids_root, 
     def boom(*args, **kwargs):
         raise AssertionError("preprocessing should have come from the work folder")
 
-    monkeypatch.setattr(bids_meg, "preprocess_meg", boom)
+    monkeypatch.setattr(bids_recording, "preprocess_meg", boom)
     monkeypatch.setattr("neurofuse.stimulus.features._from_waveform", boom)
     out = prepare_meg_bids(bids_root, tmp_path / "again", **{**prepared["kw"], "onsets": "stim"})
     a, b = read_dataset(prepared["out"]), read_dataset(out)
@@ -329,14 +332,12 @@ def test_wrong_recording_rate_is_refused(tmp_path):
 
 
 def test_splits_from_a_json_file(bids_root, tmp_path):
-    from neurofuse.data.bids_meg import _check_splits
-
     path = tmp_path / "splits.json"
     path.write_text(json.dumps({"story02": "test"}))
-    assert _check_splits(path, ["story01", "story02"]) == {"story01": "train",
-                                                           "story02": "test"}
+    assert resolve_splits(path, ["story01", "story02"]) == {"story01": "train",
+                                                            "story02": "test"}
     with pytest.raises(ValueError, match="'split'"):
-        _check_splits({"story01": "dev"}, ["story01"])
+        resolve_splits({"story01": "dev"}, ["story01"])
 
 
 def test_freesurfer_subject_gets_its_own_anatomy(tmp_path):

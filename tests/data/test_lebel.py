@@ -20,9 +20,8 @@ import scipy.sparse
 from scipy.io import wavfile
 
 from neurofuse.anatomy.coordinates import fsaverage5_to_oct6
-from neurofuse.data import lebel
-from neurofuse.preprocessing.fmri import resample_volumes
-from neurofuse.data.lebel import (
+from neurofuse.data._prepare import lm_id
+from neurofuse.data.datasets.lebel import (
     LEBEL_TR,
     N_FSAVERAGE5,
     N_OCT6,
@@ -30,8 +29,11 @@ from neurofuse.data.lebel import (
     read_voxel_to_source,
     write_voxel_to_source,
 )
+from neurofuse.data.datasets.lebel import mapping as lebel_mapping
+from neurofuse.data.datasets.lebel import prepare as lebel_prepare
 from neurofuse.data.repeatability import compute_repeatability
 from neurofuse.data.store import read_dataset
+from neurofuse.preprocessing.fmri import resample_volumes
 from neurofuse.systems.joint.data import loss_weights
 
 SFREQ = 50.0
@@ -101,7 +103,7 @@ def make_lebel(root, *, stories=None, subjects=("UTS01", "UTS02"), n_vox=12, rat
 
 
 def _template_vertices():
-    return lebel._template_vertices()
+    return lebel_mapping._template_vertices()
 
 
 def make_maps(folder, subjects=("UTS01", "UTS02"), n_vox=12, n_src=N_OCT6):
@@ -302,8 +304,9 @@ def test_interrupted_prepare_resumes(tmp_path, maps_dir, monkeypatch):
     work = tmp_path / "store.work"
     assert sorted(p.name for p in (work / "features").iterdir()) == ["avatar.json", "avatar.npy"]
     reads = []
-    original = lebel.read_hf5
-    monkeypatch.setattr(lebel, "read_hf5", lambda path: reads.append(path) or original(path))
+    original = lebel_prepare.read_hf5
+    monkeypatch.setattr(lebel_prepare, "read_hf5",
+                        lambda path: reads.append(path) or original(path))
     stub = StubFeatures()
     _prepare(root, out, maps_dir, features_fn=stub, keep_work=True)
     assert stub.calls == ["buck", "sloth"]  # avatar's features were reused
@@ -471,7 +474,7 @@ def test_real_features_with_a_tiny_language_model(tmp_path, maps_dir):
     # The cache tells loaded models apart by their weights, not only their name.
     other = lm_mod.make_random_language_model([w for w, _ in VOCAB], hidden_size=16, n_layers=2,
                                               n_heads=2, seed=1)
-    assert lebel._lm_id(lm) != lebel._lm_id(other) and lm.name == other.name == "random"
+    assert lm_id(lm) != lm_id(other) and lm.name == other.name == "random"
 
 
 def test_story_names_must_be_valid_file_names(tmp_path, maps_dir):

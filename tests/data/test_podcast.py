@@ -28,10 +28,10 @@ import mne
 import mne_bids
 
 from neurofuse.anatomy.coordinates import MNI152_TO_MNI305, mni152_to_mni305
-from neurofuse.data import podcast
+from neurofuse.data.datasets.podcast import prepare as podcast_prepare
+from neurofuse.data.datasets.podcast import prepare_podcast, read_transcript
 from neurofuse.data.ecog import read_ecog_dataset
 from neurofuse.preprocessing.ieeg import resample_from_onset
-from neurofuse.data.podcast import prepare_podcast, read_transcript
 from neurofuse.stimulus import make_random_language_model
 
 SFREQ_IN = 512
@@ -284,7 +284,7 @@ def test_resumes_from_the_work_folder(prepared, study, lm, tmp_path, monkeypatch
     def fail(*args, **kwargs):
         raise AssertionError("recomputed although cached")
 
-    monkeypatch.setattr(podcast, "_subject_signal", fail)
+    monkeypatch.setattr(podcast_prepare, "_subject_signal", fail)
     monkeypatch.setattr("neurofuse.stimulus.features.features_from_alignment", fail)
     out = prepare_podcast(study, tmp_path / "again", language_model=lm, layer=2,
                           work_dir=prepared[1], keep_work=True, verbose="error")

@@ -1,14 +1,18 @@
-"""The demo pipeline end to end on the tiny study: results, report, resume; and its parts."""
+"""The demo pipeline end to end on the tiny study: results, report, resume; and its parts; and
+scoring a model fitted elsewhere like a freshly trained one."""
 
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pytest
+import scipy.sparse
+import torch
 
 from neurofuse.evaluation.demo import run_demo, summary_line
-from neurofuse.evaluation.pipeline import pick_timecourse_sources
+from neurofuse.evaluation.pipeline import SCORED_MODEL, evaluate_study, pick_timecourse_sources
 from neurofuse.evaluation.prediction import heldout_r
 from neurofuse.evaluation.recovery import _Accumulator, recovery_rows
 from neurofuse.viz import REPORT_SECTIONS
@@ -60,6 +64,8 @@ def test_report_has_every_section(demo):
     out, _ = demo
     text = (out / "report.html").read_text()
     for section in REPORT_SECTIONS:
+        if section == "Synthesized slices":  # system C's (tests/evaluation/test_meg2fmri.py)
+            continue
         assert re.search(rf">\s*{re.escape(section)}\s*<", text), section
     # maps for ours and fMNE, topomaps, time courses and training curves are figures
     for title in ("Temporal r of source recovery, neurofuse", "Temporal r of source recovery, fMNE",
@@ -134,3 +140,105 @@ def test_pick_timecourse_sources():
     assert picked[0] < 1000 <= picked[1]  # one per hemisphere first
     assert len(set(picked)) == 3
     assert all(abs(int(a) - int(b)) >= 500 for i, a in enumerate(picked) for b in picked[i + 1:])
+
+
+# ------------------------------------------------------------- scoring a model fitted elsewhere
+
+
+def _same_rows(rows, expected):
+    assert len(rows) == len(expected)
+    for row, exp in zip(rows, expected):
+        assert set(row) == set(exp)
+        for k, v in exp.items():
+            assert row[k] == (pytest.approx(v, rel=1e-6, abs=1e-9) if isinstance(v, float)
+                              else v), k
+
+
+def test_evaluate_a_fitted_model_like_a_fresh_one(demo, tmp_path):
+    """The demo's model, fitted in its own folder, scored from a new folder: the pipeline
+    scores it exactly as when it trained it (the demo's results.json); nothing is trained."""
+    demo_out, _ = demo
+    expected = json.loads((demo_out / "results.json").read_text())
+    out = tmp_path / "scored"
+    # the ridge ceilings do not depend on the model: reuse them; the joint model's scores,
+    # source recovery included, are computed afresh (no inverses: they take minutes)
+    shutil.copytree(demo_out / "ridge", out / "ridge")
+    ev = evaluate_study(demo_out / "data", out, model=demo_out / "fit", methods=())
+    _same_rows(ev.prediction, expected["prediction"])
+    _same_rows(ev.source_recovery, [r for r in expected["source_recovery"]
+                                    if r["method"] == "neurofuse"])
+    assert not (out / "fit").exists()  # nothing was trained
+    assert ev.model_dir == (demo_out / "fit" / "model").resolve()
+    assert ev.history == demo_out / "fit" / "history.csv"
+    scored = json.loads((out / SCORED_MODEL).read_text())
+    assert scored["source"] == str(ev.model_dir)
+    assert scored["sha256"] == json.loads((demo_out / SCORED_MODEL).read_text())["sha256"]
+    # this folder now holds that model's scores: training another one there is refused
+    # before any training
+    with pytest.raises(ValueError, match="would mix the scores of two models.*--model"):
+        evaluate_study(demo_out / "data", out, fit_config=FIT, methods=())
+    assert not (out / "fit").exists()
+
+
+def _demo_model(demo_out):
+    from neurofuse.systems.joint.model import JointModel
+
+    return JointModel.load(demo_out / "fit" / "model")
+
+
+def test_evaluate_refuses_to_mix_models(demo):
+    """The demo's folder holds the scores of the model trained there: another model's are
+    refused (and nothing is written); the same model, given by its folder, resumes."""
+    demo_out, _ = demo
+    record = (demo_out / SCORED_MODEL).read_text()
+    assert json.loads(record)["source"] == "fit"
+    other = _demo_model(demo_out)
+    with torch.no_grad():
+        other.encoder.source_layer.bias.add_(1e-3)  # same shapes, other weights
+    with pytest.raises(ValueError, match=r"joint model trained there .*model='.*fit'"):
+        evaluate_study(demo_out / "data", demo_out, model=other)
+    assert (demo_out / SCORED_MODEL).read_text() == record
+    with pytest.raises(ValueError, match="either 'model'.*or 'fit_config'"):
+        evaluate_study(demo_out / "data", demo_out, model=other, fit_config=FIT)
+    # the model trained there, given by its folder: the same model, its cached scores reused
+    stamp = (demo_out / "recovery.npz").stat().st_mtime_ns
+    ev = evaluate_study(demo_out / "data", demo_out, model=demo_out / "fit" / "model")
+    assert (demo_out / "recovery.npz").stat().st_mtime_ns == stamp
+    assert ev.results() == {k: v for k, v in json.loads(
+        (demo_out / "results.json").read_text()).items() if k != "ecog"}
+    assert (demo_out / SCORED_MODEL).read_text() == record
+
+
+@pytest.mark.parametrize("change, match", [
+    ("d_stim", r"feature width \(d_stim\) is 93 in the model but 92"),
+    ("meg_head", r"MEG subject 'S01' of the dataset has no MEG head"),
+    ("fmri_sources", r"'S02''s fMRI source count is \d+ in the model but \d+"),
+    ("sfreq", r"sampling rate \(Hz\) is 100.0 in the model but 50"),
+], ids=["d_stim", "meg_head", "fmri_sources", "sfreq"])
+def test_evaluate_refuses_a_model_that_does_not_fit(demo, tmp_path, change, match):
+    from neurofuse.systems.joint.encoder import StimulusEncoder
+    from neurofuse.systems.joint.heads import FMRIHead
+
+    demo_out, _ = demo
+    model = _demo_model(demo_out)
+    if change == "d_stim":
+        cfg = model.encoder.config.to_dict()
+        assert cfg["d_stim"] == 92  # the tiny study's features: 32 + 44 + 16
+        model.encoder = StimulusEncoder(**{**cfg, "d_stim": 93})
+    elif change == "meg_head":
+        del model.meg_heads["S01"]
+    elif change == "fmri_sources":
+        head = model.fmri_heads["S02"]
+        model.fmri_heads["S02"] = FMRIHead(scipy.sparse.csr_array(
+            (head.n_sources + 1, model.n_sources)), sfreq=model.sfreq, tr=model.tr)
+    else:
+        model.sfreq = 100.0
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=f"passed as 'model' does not fit.*{match}.*"
+                                         "neurofuse joint fit"):
+        evaluate_study(demo_out / "data", out, model=model)
+    assert not out.exists()  # refused before any work
+    if change == "d_stim":  # a model folder (as --model passes it) is checked the same way
+        model.save(tmp_path / "bad")
+        with pytest.raises(ValueError, match=match):
+            evaluate_study(demo_out / "data", out, model=tmp_path / "bad")

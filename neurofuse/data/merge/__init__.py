@@ -1,8 +1,8 @@
 """Merge dataset stores, e.g. a MEG store and the LeBel fMRI store, into one for joint training.
 
 The paper trains one model on MEG subjects and on the fMRI subjects of LeBel et al. (2023)
-who heard the same stories. :func:`neurofuse.data.bids_meg.prepare_meg_bids` and
-:func:`neurofuse.data.lebel.prepare_lebel` write one store each; :func:`merge_datasets`
+who heard the same stories. :func:`neurofuse.data.datasets.bids_meg.prepare_meg_bids` and
+:func:`neurofuse.data.datasets.lebel.prepare_lebel` write one store each; :func:`merge_datasets`
 combines them (or any stores of the format, ``docs/dataset-format.md``) into a new store
 that ``neurofuse joint fit`` reads.
 

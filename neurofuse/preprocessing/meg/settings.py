@@ -47,7 +47,7 @@ class MEGPreprocessing:
         Orders of the internal and external SSS expansions (8 and 3).
     calibration, cross_talk : path-like | None
         Fine-calibration (``sss_cal.dat``) and cross-talk (``ct_sparse.fif``) files of the
-        MEG system. :func:`~neurofuse.data.bids_meg.prepare_meg_bids` uses the ones in the
+        MEG system. :func:`~neurofuse.data.datasets.bids_meg.prepare_meg_bids` uses the ones in the
         BIDS folder when these are ``None``.
     detect_bad_channels : bool
         Mark noisy and flat channels with :func:`mne.preprocessing.find_bad_channels_maxwell`

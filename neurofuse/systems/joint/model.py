@@ -25,6 +25,8 @@ from ...anatomy.cortex import source_smoother
 from .encoder import EncoderConfig, StimulusEncoder
 from .heads import FMRIHead, MEGHead, fmri_bold, hilbert_transform
 
+__all__ = ["JointModel", "ModelOutput", "check_model_fits"]
+
 MODEL_FORMAT = "neurofuse-joint-model"
 MODEL_FORMAT_VERSION = 1
 
@@ -332,3 +334,73 @@ class JointModel(nn.Module):
         model.vertices = cfg.get("vertices")
         model.subject_vertices = cfg.get("subject_vertices", {})
         return model
+
+
+def check_model_fits(model, dataset, *, name="model"):
+    """Check that a fitted joint model can score ``dataset``: same inputs, subjects and shapes.
+
+    What must agree: the feature width (the encoder's ``d_stim``) and, when both record them,
+    the feature streams; the sampling rate and TR; the fsaverage source count; for every MEG
+    subject of the dataset a MEG head with as many channels (and, when the model kept the
+    subject's ``Info``, the same channel names); for every fMRI subject an fMRI head with as
+    many sources. Subjects the model has and the dataset lacks are allowed (not scored).
+
+    Parameters
+    ----------
+    model : JointModel
+    dataset : neurofuse.data.store.Dataset
+    name : str
+        How the model is called in the error message (the caller's parameter).
+
+    Raises
+    ------
+    ValueError
+        Listing every mismatch, and how to get a model that fits.
+    """
+    problems = []
+
+    def differ(what, got, expected):
+        problems.append(f"{what} is {got} in the model but {expected} in the dataset")
+
+    if model.encoder.config.d_stim != dataset.n_features:
+        differ("the feature width (d_stim)", model.encoder.config.d_stim, dataset.n_features)
+    ds_streams = {k: list(v) for k, v in dataset.feature_streams.items()}
+    if model.feature_streams and ds_streams and \
+            {k: list(v) for k, v in model.feature_streams.items()} != ds_streams:
+        differ("the feature streams", model.feature_streams, ds_streams)
+    for what, got, expected in (("the sampling rate (Hz)", model.sfreq, dataset.sfreq),
+                                ("the TR (s)", model.tr, dataset.tr)):
+        if not np.isclose(got, float(expected)):
+            differ(what, got, expected)
+    for sub in dataset.subjects:
+        modalities = dataset.modalities(sub)
+        if "meg" not in modalities and "fmri" not in modalities:
+            continue
+        morph = dataset.morph(sub)  # (n_sources_subject, n_sources_fsaverage)
+        if morph.shape[1] != model.n_sources:
+            differ(f"the fsaverage source count (via {sub!r})", model.n_sources, morph.shape[1])
+        if "meg" in modalities:
+            if sub not in model.meg_heads:
+                problems.append(f"MEG subject {sub!r} of the dataset has no MEG head in the "
+                                f"model (it has {sorted(model.meg_heads)})")
+            else:
+                ch_names = dataset.info(sub)["ch_names"]
+                n_ch = model.meg_heads[sub].n_channels
+                if n_ch != len(ch_names):
+                    differ(f"{sub!r}'s MEG channel count", n_ch, len(ch_names))
+                elif sub in model.infos and list(model.infos[sub]["ch_names"]) != list(ch_names):
+                    problems.append(f"{sub!r}'s MEG channel names differ between the model "
+                                    "and the dataset")
+        if "fmri" in modalities:
+            if sub not in model.fmri_heads:
+                problems.append(f"fMRI subject {sub!r} of the dataset has no fMRI head in the "
+                                f"model (it has {sorted(model.fmri_heads)})")
+            elif model.fmri_heads[sub].n_sources != morph.shape[0]:
+                differ(f"{sub!r}'s fMRI source count", model.fmri_heads[sub].n_sources,
+                       morph.shape[0])
+    if problems:
+        where = getattr(dataset, "path", "the dataset")
+        raise ValueError(f"The joint model passed as {name!r} does not fit the dataset "
+                         f"'{where}': " + "; ".join(problems) + ". Pass a model trained on "
+                         f"this dataset (neurofuse joint fit CONFIG --data {where} --out DIR), "
+                         "or train one here.")

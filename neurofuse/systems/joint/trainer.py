@@ -53,7 +53,8 @@ class TrainConfig:
     seed : int
         Initialisation, dropout and shuffling seed.
     mixed_precision : bool
-        bf16 autocast on CUDA (ignored on CPU).
+        bf16 autocast of the forward pass, on CUDA or CPU (see
+        :class:`~neurofuse.training.loop.LoopConfig`).
     block_size : int
         Query block of the windowed attention.
     """

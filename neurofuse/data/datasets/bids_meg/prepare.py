@@ -8,27 +8,7 @@ the story's exact length, computes the stimulus features of every story
 (:func:`neurofuse.stimulus.features.extract_features`) and each subject's forward model
 (:mod:`neurofuse.anatomy`), and writes a MEG dataset
 (:class:`neurofuse.data.store.DatasetWriter`). ``docs/real-data-meg.md`` says which files go
-where.
-
-What it expects
----------------
-* ``<bids_root>/sub-<label>/[ses-<label>/]meg/sub-<label>_..._task-<task>_..._meg.<ext>``:
-  the recordings (any MEG format MNE-Python reads; tSSS needs MEGIN/Elekta ``.fif``), with
-  the usual sidecars (``_meg.json`` with ``PowerLineFrequency``, ``_channels.tsv`` with bad
-  channels, ``_events.tsv``). The site's ``acq-calibration`` ``.dat`` and ``acq-crosstalk``
-  ``.fif`` files are used for SSS when present. Empty-room recordings are ignored.
-* Story onsets: events whose ``trial_type`` is the story name (or ends with ``/<story>``,
-  e.g. ``story/wheretheressmoke``), from ``events.tsv`` or, if no event names a story, from
-  the trigger channel with the ``value`` codes of ``events.tsv`` (or ``event_id``). A story
-  presented several times (in one run or across runs and sessions) gives several repeats.
-* ``<stimuli_dir>/<story>.wav`` and ``<stimuli_dir>/<story>.TextGrid`` (default
-  ``<bids_root>/stimuli/``, BIDS's folder for stimuli): the story's audio, starting at the
-  story's onset event, and its word/phone alignment. A story lasts
-  ``n_times = floor(audio duration * 50)`` samples.
-* Anatomy: ``<subjects_dir>/sub-<label>`` (or ``<label>``), a FreeSurfer reconstruction, with
-  a head↔MRI transform (``trans``, ``<subjects_dir>/<fs subject>/bem/<fs subject>-trans.fif``
-  or the T1w landmarks of the BIDS dataset). A subject without a FreeSurfer folder gets the
-  fsaverage template placed with the recording's head position (``dev_head_t``).
+where; :mod:`~neurofuse.data.datasets.bids_meg.layout` what is expected.
 
 Resuming
 --------
@@ -45,283 +25,34 @@ import dataclasses
 import math
 import shutil
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .._checks import _check_option, _check_type
-from .._docs import fill_doc
-from .._io import atomic_dir, hash_arrays, save_npy, write_json
-from .._logging import logger, progress_enabled, verbose
-from ._prepare import (
-    as_list,
+from ...._checks import _check_option, _check_type
+from ...._docs import fill_doc
+from ...._io import hash_arrays
+from ...._logging import logger, progress_enabled, verbose
+from ....preprocessing.meg import MEGPreprocessing, find_story_onsets
+from ..._prepare import (
     audio_duration,
     check_feature_options,
     check_out,
-    import_real,
     lm_name,
     open_work_dir,
-    read_json,
     resolve_splits,
     signature,
     split_counts,
     story_features,
 )
-from ..preprocessing.meg import (
-    MEGPreprocessing,
-    epoch_stories,
-    find_story_onsets,
-    preprocess_meg,
-)
+from .._bids import import_mne_bids, read_raw_bids, sidecar
+from .anatomy import _find_trans, _fs_subject, _make_subject
+from .layout import PURPOSE, _find_stories, find_meg_recordings
+from .recording import _cached_recording, _process_recording
 
-__all__ = ["find_meg_recordings", "prepare_meg_bids"]
-
-#: File extensions of MEG recordings in BIDS (MEGIN/Elekta, CTF, KIT/Yokogawa, BTi/4D, ...).
-MEG_EXTENSIONS = (".fif", ".ds", ".sqd", ".con", ".pdf", ".bin")
 _WORK_MARKER = "neurofuse-meg-bids-work.json"
-_check_splits = resolve_splits  # {story: split} from a dict or a JSON file (shared)
 _CACHE_VERSION = 1
 
-
-def _mne_bids():
-    return import_real("mne_bids", "Reading BIDS MEG")
-
-
-# --------------------------------------------------------------------------------------
-# Finding things
-# --------------------------------------------------------------------------------------
-
-def _find_stories(stimuli_dir, stories):
-    """Story names and their (wav, TextGrid) paths; every file must exist."""
-    from .store import _check_name
-
-    if not stimuli_dir.is_dir():
-        raise FileNotFoundError(
-            f"The stimuli folder '{stimuli_dir}' does not exist: put <story>.wav and "
-            "<story>.TextGrid there (default <bids_root>/stimuli/) or pass 'stimuli_dir'.")
-    if stories is None:
-        stories = sorted(p.stem for p in stimuli_dir.glob("*.wav"))
-        if not stories:
-            raise FileNotFoundError(f"No <story>.wav file in the stimuli folder '{stimuli_dir}'.")
-    else:
-        stories = as_list("stories", stories)
-        if len(set(stories)) != len(stories) or not stories:
-            raise ValueError(f"'stories' must list distinct story names, got {stories}.")
-    missing = []
-    for story in stories:
-        _check_name("story name", story)
-        for ext in (".wav", ".TextGrid"):
-            if not (stimuli_dir / f"{story}{ext}").is_file():
-                missing.append(str(stimuli_dir / f"{story}{ext}"))
-    if missing:
-        raise FileNotFoundError(
-            f"Missing stimulus files: {missing[:6]}{' ...' if len(missing) > 6 else ''}. Each "
-            "story needs its audio (<story>.wav) and its word/phone alignment "
-            "(<story>.TextGrid) in the stimuli folder; add them or leave the story out "
-            "('stories').")
-    return stories, {s: (stimuli_dir / f"{s}.wav", stimuli_dir / f"{s}.TextGrid")
-                     for s in stories}
-
-
-def find_meg_recordings(bids_root, *, subjects=None, task=None) -> dict:
-    """The MEG recordings of a BIDS dataset, per subject.
-
-    Parameters
-    ----------
-    bids_root : path-like
-        The BIDS dataset folder.
-    subjects : list of str | None
-        Subject labels (``"01"`` or ``"sub-01"``); default all but ``emptyroom``.
-    task : str | list of str | None
-        Only these tasks.
-
-    Returns
-    -------
-    recordings : dict of str to list of mne_bids.BIDSPath
-        ``{"sub-01": [BIDSPath, ...]}``, sorted by session, task, run; one path per
-        recording (the first part of split files).
-    """
-    mne_bids = _mne_bids()
-    root = Path(bids_root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"'bids_root' = '{root}' is not a folder: point it to the BIDS "
-                                "dataset (the folder with dataset_description.json).")
-    labels = None
-    if subjects is not None:
-        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
-        labels = [_check_type("subjects", s, str).removeprefix("sub-") for s in subjects]
-    tasks = None if task is None else ([task] if isinstance(task, str) else list(task))
-    paths = mne_bids.find_matching_paths(root, subjects=labels, tasks=tasks, datatypes="meg",
-                                         suffixes="meg", extensions=list(MEG_EXTENSIONS))
-    out = {}
-    for bp in paths:
-        if bp.subject == "emptyroom" or bp.acquisition in ("calibration", "crosstalk") \
-                or (bp.split is not None and bp.split not in ("01", "1")) \
-                or (bp.task or "").lower() == "noise":
-            continue
-        out.setdefault(f"sub-{bp.subject}", []).append(bp)
-    for bps in out.values():
-        bps.sort(key=lambda p: (p.session or "", p.task or "", p.acquisition or "",
-                                p.run or "", str(p.fpath)))
-    if labels is not None:
-        missing = [f"sub-{s}" for s in labels if f"sub-{s}" not in out]
-        if missing:
-            raise FileNotFoundError(
-                f"No MEG recording{' of task ' + repr(task) if task else ''} for subjects "
-                f"{missing} in '{root}' (found {sorted(out) or 'none'}). Check the subject "
-                "labels and 'task'.")
-    if not out:
-        raise FileNotFoundError(
-            f"No MEG recording{' of task ' + repr(task) if task else ''} in '{root}': expected "
-            "sub-<label>/[ses-<label>/]meg/sub-<label>_..._meg.fif (or another MEG format).")
-    return dict(sorted(out.items()))
-
-
-def _read_raw(bp):
-    import warnings
-
-    mne_bids = _mne_bids()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sidecar notes (units, dig) that do not matter here
-        raw, event_id = mne_bids.read_raw_bids(bp, return_event_dict=True, verbose="error")
-    return raw, event_id
-
-
-def _resample_audio(waveform, audio_sfreq, sfreq):
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(float(sfreq) / float(audio_sfreq)).limit_denominator(10000)
-    return resample_poly(waveform, ratio.numerator, ratio.denominator)
-
-
-def _audio_reference(raw, onsets, wavs):
-    """The story audio placed at the onsets, at the raw rate; NaN where no story played."""
-    from ..stimulus.audio import read_audio
-
-    sfreq = raw.info["sfreq"]
-    ref = np.full(raw.n_times, np.nan)
-    cache = {}
-    for story, onset in onsets:
-        if story not in cache:
-            cache[story] = _resample_audio(*read_audio(wavs[story][0]), sfreq)
-        wave = cache[story]
-        start = round(onset * sfreq)
-        stop = min(start + wave.size, raw.n_times)
-        ref[start:stop] = wave[: stop - start]
-    return ref
-
-
-# --------------------------------------------------------------------------------------
-# Anatomy
-# --------------------------------------------------------------------------------------
-
-def _fs_subject(sub, subjects_dir):
-    """The FreeSurfer folder name of a BIDS subject in ``subjects_dir``, or None."""
-    if subjects_dir is None:
-        return None
-    for name in (sub, sub.removeprefix("sub-")):
-        if (subjects_dir / name / "surf").is_dir():
-            return name
-    return None
-
-
-def _find_trans(sub, fs_name, subjects_dir, trans, bp):
-    mne_bids = _mne_bids()
-    if trans is not None and sub in trans:
-        path = Path(trans[sub]).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"trans[{sub!r}] = '{path}' does not exist.")
-        return path
-    path = subjects_dir / fs_name / "bem" / f"{fs_name}-trans.fif"
-    if path.is_file():
-        return path
-    try:
-        return mne_bids.get_head_mri_trans(bp, fs_subject=fs_name, fs_subjects_dir=subjects_dir,
-                                           verbose="error")
-    except (RuntimeError, ValueError, OSError, KeyError) as err:  # no T1w landmarks
-        raise FileNotFoundError(
-            f"Subject {sub!r} has a FreeSurfer folder '{subjects_dir / fs_name}' but no head<->MRI "
-            f"transform: none at '{path}', none given in 'trans', and none from the BIDS T1w "
-            f"landmarks ({err}). Make one with 'mne coreg' and save it as '{path}' (or pass "
-            f"trans={{{sub!r}: path}}), or move the FreeSurfer folder away to use the "
-            "fsaverage template.") from None
-
-
-def _make_subject(sub, info, subjects_dir, trans, bp):
-    from ..anatomy import make_template_subject, read_subject
-
-    fs_name = _fs_subject(sub, subjects_dir)
-    if fs_name is None:
-        if subjects_dir is not None:
-            logger.warning("%s has no FreeSurfer folder in '%s' (looked for '%s' and '%s'): "
-                           "using the fsaverage template at the recording's head position.",
-                           sub, subjects_dir, sub, sub.removeprefix("sub-"))
-        template = make_template_subject(meg=False, sfreq=info["sfreq"])
-        return dataclasses.replace(template, meg_info=info)
-    return read_subject(fs_name, subjects_dir, trans=_find_trans(sub, fs_name, subjects_dir,
-                                                                 trans, bp), info=info)
-
-
-# --------------------------------------------------------------------------------------
-# One recording
-# --------------------------------------------------------------------------------------
-
-def _process_recording(bp, plan, config, n_times, wavs, destination, dest_dir):
-    """Preprocess one recording and save its epochs, info and report into ``dest_dir``."""
-    import mne
-
-    raw, _ = _read_raw(bp)
-    onsets = plan["onsets"]
-    cfg = config
-    extra = {}
-    if config.maxwell:
-        if config.calibration is None and bp.meg_calibration_fpath is not None:
-            extra["calibration"] = str(bp.meg_calibration_fpath)
-        if config.cross_talk is None and bp.meg_crosstalk_fpath is not None:
-            extra["cross_talk"] = str(bp.meg_crosstalk_fpath)
-        cfg = dataclasses.replace(config, **extra)
-    audio = None
-    if config.ica and config.audio_channel is None:
-        audio = _audio_reference(raw, onsets, wavs)
-    clean, report = preprocess_meg(raw, config=cfg, audio=audio, destination=destination)
-    del raw
-    epochs = epoch_stories(clean, onsets, n_times)
-    picks = mne.pick_types(clean.info, meg=True, ref_meg=False, exclude=())
-    info = mne.pick_info(clean.info, picks)
-    with info._unlock():
-        info["bads"] = []
-    report["site_files"] = extra
-    report["onsets"] = [[s, t] for s, t in onsets]
-    ica = report.get("ica") or {}
-    logger.info("%s: %d presentations; bad channels %s; ICA removed ocular %s, cardiac %s, "
-                "audio %s", bp.fpath.name, len(onsets),
-                sorted(set().union(*(report.get("maxwell") or {}).get("bad_channels", {})
-                                   .values())) or "none",
-                ica.get("ocular", "-"), ica.get("cardiac", "-"), ica.get("audio", "-"))
-    with atomic_dir(dest_dir, overwrite=True, what="preprocessed recording") as tmp:
-        for story, arr in epochs.items():
-            save_npy(tmp / f"{story}.npy", arr, what="epochs")
-        mne.io.write_info(tmp / "meg-info.fif", info)
-        write_json(tmp / "result.json", {"key": plan["key"], "report": report,
-                                         "stories": {s: int(a.shape[0]) for s, a in
-                                                     epochs.items()}},
-                   what="recording report")
-
-
-def _cached_recording(dest_dir, key):
-    result = read_json(dest_dir / "result.json")
-    if result is None or result.get("key") != key:
-        return None
-    if not all((dest_dir / f"{s}.npy").is_file() for s in result["stories"]) \
-            or not (dest_dir / "meg-info.fif").is_file():
-        return None
-    return result
-
-
-# --------------------------------------------------------------------------------------
-# prepare
-# --------------------------------------------------------------------------------------
 
 @verbose
 @fill_doc
@@ -410,14 +141,14 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     _check_option("onsets", onsets, ["auto", "annotations", "stim"])
     layer, context_tokens = check_feature_options(layer, context_tokens, features_fn=features_fn,
                                                   repeatability=repeatability)
-    from ..anatomy.subjects import check_spacing
+    from ....anatomy.subjects import check_spacing
 
     check_spacing(spacing)
     if event_id is not None:
         _check_type("event_id", event_id, dict)
     if trans is not None:
         _check_type("trans", trans, dict, "a dict {subject: trans file}")
-    from .store import _check_name
+    from ...store import _check_name
 
     # ---------------------------------------------------------------- check everything first
     bids_root = Path(bids_root).expanduser()
@@ -439,7 +170,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     for sub, bps in tqdm(recordings.items(), desc="reading recordings", **bar):
         plans[sub] = []
         for bp in bps:
-            raw, bids_event_id = _read_raw(bp)
+            raw, bids_event_id = read_raw_bids(bp, purpose=PURPOSE, return_event_dict=True)
             config.check_sfreq(raw.info["sfreq"], what=f"the recording '{bp.fpath.name}'")
             codes = event_id if event_id is not None else (bids_event_id or None)
             if onsets == "stim" and not codes:
@@ -472,8 +203,8 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                 logger.warning("%s: the head position differs between recordings and tSSS is "
                                "off (maxwell=False), so they cannot be aligned; the forward "
                                "model uses the first recording's.", sub)
-            sidecars = [p for p in (bp.copy().update(suffix=s, extension=".tsv").fpath
-                                    for s in ("events", "channels")) if p.is_file()]
+            sidecars = [p for p in (sidecar(bp, s) for s in ("events", "channels"))
+                        if p.is_file()]
             plans[sub].append({"bp": bp, "onsets": found, "sidecars": sidecars,
                                "name": bp.fpath.name.rsplit(".", 1)[0]})
             del raw
@@ -497,7 +228,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
 
     # ---------------------------------------------------------------- features (cached)
     work = open_work_dir(work_dir, out, marker=_WORK_MARKER,
-                         generator="neurofuse.data.bids_meg.prepare_meg_bids",
+                         generator="neurofuse.data.datasets.bids_meg.prepare_meg_bids",
                          cache_version=_CACHE_VERSION)
     streams, _, feat_counts = story_features(
         work, {s: wavs[s] for s in story_list}, cache_name="meg-bids-features",
@@ -535,7 +266,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     # ---------------------------------------------------------------- anatomy
     import mne
 
-    from ..anatomy import get_leadfield, make_forward, make_morph
+    from ....anatomy import get_leadfield, make_forward, make_morph
 
     anatomy = {}
     for sub in tqdm(plans, desc="forward models", **bar):
@@ -559,16 +290,16 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                         "vertices": [s["vertno"] for s in fwd["src"]]}
 
     # ---------------------------------------------------------------- write the store
-    from .. import __version__
-    from .repeatability import compute_repeatability
-    from .store import DatasetWriter
+    from .... import __version__
+    from ...repeatability import compute_repeatability
+    from ...store import DatasetWriter
 
     reports = {f"{sub}/{r['name']}": results[sub, r["name"]][1]["report"]
                for sub in plans for r in plans[sub]}
     metadata = {
-        "generator": "neurofuse.data.bids_meg.prepare_meg_bids",
+        "generator": "neurofuse.data.datasets.bids_meg.prepare_meg_bids",
         "versions": {"neurofuse": __version__, "mne": mne.__version__,
-                     "mne_bids": _mne_bids().__version__, "numpy": np.__version__},
+                     "mne_bids": import_mne_bids(PURPOSE).__version__, "numpy": np.__version__},
         "units": {"meg": "T (magnetometers), T/m (gradiometers)"},
         "story_offsets": {s: 0.0 for s in story_list},  # whole stories, from the audio's start
         "meg_bids": {
