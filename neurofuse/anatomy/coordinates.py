@@ -3,7 +3,7 @@
 * MNI152 -> MNI305 (= fsaverage surface RAS): :func:`mni152_to_mni305`, FreeSurfer's affine
   :data:`MNI152_TO_MNI305` (from ``$FREESURFER_HOME/average/mni152.register.dat``, FreeSurfer
   wiki "CoordinateSystems", case 8b). It was made for FSL's MNI152 (NLin6Asym); the nonlinear
-  2009 templates differ from it by about a millimetre.
+  2009 templates differ from it by about a millimetre. Its inverse: :func:`mni305_to_mni152`.
 * A subject's electrodes -> fsaverage: :func:`electrodes_to_fsaverage`, through the
   spherical registration (``?h.sphere.reg``), as MNE's morphs map sources.
 * Positions -> fsaverage5 vertex numbers: :func:`fsaverage5_vertices` (e.g. the sources of a
@@ -45,6 +45,26 @@ def mni152_to_mni305(pos) -> np.ndarray:
     """
     pos = np.atleast_2d(np.asarray(pos, float))
     return pos @ MNI152_TO_MNI305[:3, :3].T + MNI152_TO_MNI305[:3, 3]
+
+
+def mni305_to_mni152(pos) -> np.ndarray:
+    """Map points from MNI305 (= fsaverage surface RAS) to MNI152: the inverse of
+    :func:`mni152_to_mni305` (``inv(MNI152_TO_MNI305)``).
+
+    Parameters
+    ----------
+    pos : array, shape (n, 3)
+        MNI305 coordinates, **mm** (fsaverage source positions are in metres: multiply by
+        1000 first).
+
+    Returns
+    -------
+    pos : array, shape (n, 3)
+        MNI152 coordinates, mm.
+    """
+    inv = np.linalg.inv(MNI152_TO_MNI305)
+    pos = np.atleast_2d(np.asarray(pos, float))
+    return pos @ inv[:3, :3].T + inv[:3, 3]
 
 
 # ============================================================================ surfaces
@@ -204,4 +224,5 @@ __all__ = [
     "fsaverage5_to_oct6",
     "fsaverage5_vertices",
     "mni152_to_mni305",
+    "mni305_to_mni152",
 ]

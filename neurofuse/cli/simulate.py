@@ -20,7 +20,7 @@ def _cmd_study(args):
     from ..simulation.study import StudyConfig, simulate_study
 
     config = StudyConfig.resolve(args.config)
-    overrides = passed(args, "seed", "meg_cnr", "fmri_cnr")
+    overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr")
     if overrides:
         config = StudyConfig.from_dict({**config.to_dict(), **overrides})
     out = simulate_study(config, args.out, **passed(args, "overwrite", "n_jobs"))
@@ -41,7 +41,8 @@ def add_parser(subparsers):
 
     p = add_command(sub, "study", _cmd_study, target="neurofuse.simulation.study:simulate_study",
                     help="a naturalistic MEG+fMRI study with ground-truth sources")
-    p.add_argument("config", help="preset (demo, paper, tiny) or a .toml/.json StudyConfig file")
+    p.add_argument("config", help="preset (demo, paper, tiny, meg2fmri, meg2fmri-demo, "
+                                  "meg2fmri-tiny) or a .toml/.json StudyConfig file")
     p.add_argument("--out", required=True, help="dataset folder to create")
     option(p, "--overwrite", action="store_true", help="replace an existing dataset")
     option(p, "--seed", type=int, keyword=False, help="override the config's seed")
@@ -49,6 +50,8 @@ def add_parser(subparsers):
            help="override the MEG CNR (a number or 'inf')")
     option(p, "--fmri-cnr", type=cnr, keyword=False,
            help="override the fMRI CNR (a number or 'inf')")
+    option(p, "--volume-cnr", type=cnr, keyword=False,
+           help="override the fMRI-volume CNR of paired subjects (a number or 'inf')")
     option(p, "--n-jobs", type=int, help="parallel jobs for forward models")
 
     p = add_command(sub, "ecog", _cmd_ecog, target="neurofuse.simulation.ecog:simulate_ecog",

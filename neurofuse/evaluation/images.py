@@ -107,15 +107,19 @@ def ssim(pred, target, *, per_image=False):
     return values if per_image else _average(values, "SSIM")
 
 
-def activation_r(pred, target, mean_slice, *, per_image=False):
+def activation_r(pred, target, mean_slice, *, pred_mean=None, per_image=False):
     """Pearson r of the activations ``pred - mean_slice`` and ``target - mean_slice``.
 
     Parameters
     ----------
     pred, target : array, shape (n_images, h, w) or (h, w)
     mean_slice : array, shape (h, w) or (n_images, h, w)
-        The mean training slice (one for all images, or one per image, e.g. each image's
-        subject's).
+        The mean slice the target's activation is taken from (one for all images, or one per
+        image, e.g. each image's subject's).
+    pred_mean : array, shape (h, w) or (n_images, h, w) | None
+        Subtracted from ``pred`` instead of ``mean_slice``: e.g. the method's own mean over
+        the subject's images, so that an offset common to all of a method's slices (its
+        anatomy) does not count as activation. None: ``mean_slice``.
     per_image : bool
         Return the r of every image (NaN where either activation is constant) instead of
         their mean.
@@ -126,22 +130,26 @@ def activation_r(pred, target, mean_slice, *, per_image=False):
         Mean over images of the per-image r over pixels, NaN images left out.
     """
     pred, target = _pair(pred, target)
-    mean_slice = np.asarray(mean_slice, np.float64)
-    if mean_slice.shape not in (pred.shape[1:], pred.shape):
-        raise ValueError(f"'mean_slice' must have shape {pred.shape[1:]} or {pred.shape}, got "
-                         f"{mean_slice.shape}.")
+    means = []
+    for name, m in (("mean_slice", mean_slice),
+                    ("pred_mean", mean_slice if pred_mean is None else pred_mean)):
+        m = np.asarray(m, np.float64)
+        if m.shape not in (pred.shape[1:], pred.shape):
+            raise ValueError(f"'{name}' must have shape {pred.shape[1:]} or {pred.shape}, got "
+                             f"{m.shape}.")
+        means.append(m)
     n = len(pred)
-    values = pearson_r((pred - mean_slice).reshape(n, -1), (target - mean_slice).reshape(n, -1))
+    values = pearson_r((pred - means[1]).reshape(n, -1), (target - means[0]).reshape(n, -1))
     return values if per_image else _average(values, "Activation r")
 
 
-def scores(pred, target, mean_slice) -> dict:
+def scores(pred, target, mean_slice, *, pred_mean=None) -> dict:
     """MSE, SSIM and activation r of a set of predicted slices.
 
     Parameters
     ----------
     pred, target : array, shape (n_images, h, w)
-    mean_slice : array, shape (h, w) or (n_images, h, w)
+    mean_slice, pred_mean : array, shape (h, w) or (n_images, h, w)
         See :func:`activation_r`.
 
     Returns
@@ -151,4 +159,4 @@ def scores(pred, target, mean_slice) -> dict:
         images left out of a mean are counted in a log line).
     """
     return {"mse": mse(pred, target), "ssim": ssim(pred, target),
-            "activation_r": activation_r(pred, target, mean_slice)}
+            "activation_r": activation_r(pred, target, mean_slice, pred_mean=pred_mean)}

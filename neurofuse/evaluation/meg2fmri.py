@@ -14,9 +14,11 @@ shuffled MEG (issue 13).
    voxels, :mod:`neurofuse.systems.meg2fmri.physics`) and ``cgan_shuffled`` (the cGAN fed
    another test event's MEG: if it scores as well, its output does not depend on the MEG).
 3. **Scores** (:mod:`neurofuse.evaluation.images`): MSE and SSIM as the paper computes them,
-   and the activation r (the slice minus the subject's mean test slice, against the target's);
-   on simulations also the r of that activation with the *ground-truth* BOLD change of the
-   event's slice (noise and drift free).
+   and the activation r: per event, the r over pixels of the method's activation (its slice
+   minus its own mean over the subject's test events) with the target's (the slice minus the
+   subject's mean test slice); 0 for a method whose slices do not vary (the mean slice). On
+   simulations also the r of the method's activation with the *ground-truth* BOLD change of
+   the event's slice (noise and drift free, minus its subject mean).
 
 Each step's output is written under ``out`` and reused when the run is repeated (an
 interrupted run resumes; the cGAN resumes from its checkpoints).
@@ -172,19 +174,35 @@ def _physics(ds, pairs, mean, time_index, image_shape):
     return model.predict(images["test"])
 
 
-def _subject_means(pairs):
-    """(n_events, h, w): each test event's subject's mean test slice."""
-    means = np.empty_like(pairs.Y)
-    for s in np.unique(pairs.subject):
-        idx = pairs.subject == s
-        means[idx] = pairs.Y[idx].mean(axis=0)
+def _subject_means(images, subjects):
+    """(n_events, h, w): for each event, the mean of ``images`` over its subject's events."""
+    means = np.empty(images.shape, np.float64)
+    for s in np.unique(subjects):
+        idx = subjects == s
+        means[idx] = images[idx].mean(axis=0, dtype=np.float64)
     return means
 
 
-def _truth_r(pred, subject_mean, truth):
-    n = len(pred)
-    r = pearson_r((pred - subject_mean).reshape(n, -1), truth.reshape(n, -1))
-    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+def _method_scores(pred, test, target_mean, truth, truth_mean):
+    """MSE, SSIM, activation r (and r with the true change) of one method's test slices.
+
+    A method's activation is its slice minus its *own* mean over the subject's test events,
+    the target's its slice minus the subject's mean test slice: an offset common to all of a
+    method's slices (the anatomy it draws) is not activation. A method whose slices do not
+    vary within a subject (the mean slice) predicts no activation: its r is 0 by convention.
+    """
+    pred_mean = _subject_means(pred, test.subject)
+    flat = np.all(np.abs(pred - pred_mean) <= 1e-7 * max(1.0, float(np.abs(pred).max())))
+    row = scores(pred, test.Y, target_mean, pred_mean=pred_mean)
+    if flat:
+        row["activation_r"] = 0.0
+    r_truth = None
+    if truth is not None:
+        n = len(pred)
+        r = pearson_r((pred - pred_mean).reshape(n, -1), (truth - truth_mean).reshape(n, -1))
+        r_truth = 0.0 if flat else (float(np.nanmean(r)) if np.isfinite(r).any()
+                                    else float("nan"))
+    return row, r_truth
 
 
 @verbose
@@ -270,17 +288,18 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
         with open(tmp, "wb") as fh:
             np.savez(fh, **preds)
 
-    subject_mean = _subject_means(test)
+    target_mean = _subject_means(test.Y, test.subject)
     truth = _truth_images(ds, test, pairing.time_index, shape)
+    truth_mean = None if truth is None else _subject_means(truth, test.subject)
     rows, truth_r = [], {}
     for method in METHODS:
         if method not in preds:
             logger.info("Method %s was not run.", method)
             continue
-        row = {"method": method, **scores(preds[method], test.Y, subject_mean)}
-        rows.append(row)
-        if truth is not None:
-            truth_r[method] = _truth_r(preds[method], subject_mean, truth)
+        row, r_truth = _method_scores(preds[method], test, target_mean, truth, truth_mean)
+        rows.append({"method": method, **row})
+        if r_truth is not None:
+            truth_r[method] = r_truth
     results = {
         "rows": rows, "truth_r": truth_r, "paper": dict(PAPER_SCORES),
         "n_pairs": {k: len(v) for k, v in pairs.items()}, "held_out": held_out,

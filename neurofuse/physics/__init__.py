@@ -2,6 +2,8 @@
 
 * :mod:`~neurofuse.physics.measurement`: sources -> MEG / EEG / ECoG through a lead field
   (and a morph), sources -> BOLD, and measurement noise at a contrast-to-noise ratio.
+* :mod:`~neurofuse.physics.bold_volume`: sources -> EPI volumes (BOLD % change on a baseline
+  image, slow drift, thermal noise at a CNR).
 * :mod:`~neurofuse.physics.hrf`: the SPM canonical HRF, HRF convolution and TR averaging.
 * :mod:`~neurofuse.physics.envelope`: the amplitude envelope ``|x + j H(x)|``.
 * :mod:`~neurofuse.physics.torch_ops`: torch counterparts used inside models (Hilbert

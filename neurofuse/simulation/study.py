@@ -12,7 +12,10 @@ generates it story by story and writes a dataset store (:mod:`neurofuse.data.sto
    ``sigma_noise = sigma_signal / meg_cnr`` (paper footnote 3; ``inf`` = noiseless);
 4. per fMRI subject: ``BOLD = HRF * envelope(M_i s)`` averaged over each TR, plus per-source
    noise at ``fmri_cnr``;
-5. validation, test and anchor stories are presented several times with independent noise.
+5. validation, test and anchor stories are presented several times with independent noise;
+6. per *paired* subject (``n_paired_subjects``, system C's world): MEG as in 3. and EPI
+   volumes of the same stories (``fmri-volume``), with word and sentence onsets per story
+   (:mod:`neurofuse.simulation.paired_volume`).
 
 Memory: sources are produced in time chunks and staged in a memory-mapped file, so a
 "paper" study (12-minute stories, 8196 sources) never holds more than one story's MEG and a
@@ -48,6 +51,10 @@ class StudyConfig:
         Master seed: anatomy, stimuli, ground truth and noise all derive from it.
     n_meg_subjects, n_fmri_subjects : int
         Subjects with MEG only and fMRI only (the paper: 5 and 8).
+    n_paired_subjects : int
+        Subjects with both MEG and volumetric fMRI (``fmri-volume``) of every story, after
+        the others (SMN4Lang: 12). With 0 (the default) the ``volume_*`` fields are unused
+        and left out of :meth:`to_dict`, so such studies are written as before.
     n_train, n_val, n_test, n_anchor : int
         Stories per split (the paper: 21 / 1 / 4 / 1).
     story_duration : float
@@ -82,6 +89,21 @@ class StudyConfig:
         For which stories the ground-truth fsaverage sources are saved.
     chunk_size : int
         Time samples per chunk when producing sources (memory control).
+    volume_shape : tuple of 3 int
+        EPI grid of the paired subjects (SMN4Lang: 106 × 106 × 72).
+    volume_voxel_size : float
+        Voxel edge, mm (SMN4Lang: 2).
+    volume_center : tuple of 3 float
+        MNI152 position (mm) of the grid's centre.
+    volume_percent_change : float
+        BOLD % change of the most responsive voxels (the 99th percentile of the per-voxel
+        s.d. in a run; :mod:`neurofuse.physics.bold_volume`).
+    volume_drift_percent, volume_drift_cutoff : float
+        Slow drift s.d. (% of the baseline) and its highest frequency (Hz).
+    volume_cnr : float | 'inf'
+        σ_signal / σ_noise per voxel with signal.
+    volume_fwhm : float | None
+        Source → voxel kernel FWHM (mm); None: ``sqrt(voxel² + 3.5²)``.
     """
 
     seed: int = 0
@@ -112,23 +134,34 @@ class StudyConfig:
     head_rotation_deg: float = 5.0
     save_sources: str = "test"
     chunk_size: int = 2048
+    n_paired_subjects: int = 0
+    volume_shape: tuple = (106, 106, 72)
+    volume_voxel_size: float = 2.0
+    volume_center: tuple = (0.0, -17.0, 10.0)
+    volume_percent_change: float = 1.0
+    volume_drift_percent: float = 1.0
+    volume_drift_cutoff: float = 1 / 128
+    volume_cnr: float = 0.3
+    volume_fwhm: float | None = None
 
     def __post_init__(self):
         def ints(name, minimum):
             object.__setattr__(self, name,
                                _check_int(f"StudyConfig.{name}", getattr(self, name), minimum))
 
-        for name in ("n_meg_subjects", "n_fmri_subjects", "n_val", "n_test", "n_anchor"):
+        for name in ("n_meg_subjects", "n_fmri_subjects", "n_paired_subjects", "n_val", "n_test",
+                     "n_anchor"):
             ints(name, 0)
         for name in ("n_train", "n_repeats_val", "n_repeats_test", "n_repeats_anchor",
                      "n_components"):
             ints(name, 1)
         ints("chunk_size", 64)
         ints("seed", 0)
-        if self.n_meg_subjects + self.n_fmri_subjects == 0:
-            raise ValueError("A study needs at least one subject: set n_meg_subjects or "
-                             "n_fmri_subjects > 0.")
-        for name in ("meg_cnr", "fmri_cnr"):
+        if self.n_meg_subjects + self.n_fmri_subjects + self.n_paired_subjects == 0:
+            raise ValueError("A study needs at least one subject: set n_meg_subjects, "
+                             "n_fmri_subjects or n_paired_subjects > 0.")
+        self._check_volume()
+        for name in ("meg_cnr", "fmri_cnr", "volume_cnr"):
             object.__setattr__(self, name, _check_positive(f"StudyConfig.{name}", getattr(self, name),
                                                            allow_inf=True))
         for name in ("story_duration", "sfreq", "tr", "source_amplitude", "calibration_duration"):
@@ -157,10 +190,31 @@ class StudyConfig:
 
         check_spacing(self.spacing)
 
+    def _check_volume(self):
+        shape = tuple(self.volume_shape)
+        if len(shape) != 3:
+            raise ValueError("StudyConfig.volume_shape must be 3 positive ints (n_x, n_y, n_z), "
+                             f"got {self.volume_shape!r}.")
+        object.__setattr__(self, "volume_shape", tuple(
+            _check_int(f"StudyConfig.volume_shape[{i}]", v, 1) for i, v in enumerate(shape)))
+        center = tuple(float(v) for v in self.volume_center)
+        if len(center) != 3 or not all(math.isfinite(v) for v in center):
+            raise ValueError("StudyConfig.volume_center must be 3 finite numbers (MNI152 mm), "
+                             f"got {self.volume_center!r}.")
+        object.__setattr__(self, "volume_center", center)
+        _check_positive("StudyConfig.volume_voxel_size", self.volume_voxel_size)
+        _check_positive("StudyConfig.volume_drift_cutoff", self.volume_drift_cutoff)
+        for name in ("volume_percent_change", "volume_drift_percent"):
+            _check_positive(f"StudyConfig.{name}", getattr(self, name), allow_zero=True)
+        if self.volume_fwhm is not None:
+            _check_positive("StudyConfig.volume_fwhm", self.volume_fwhm)
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def preset(cls, name: str, **overrides) -> StudyConfig:
-        """A named configuration: ``"demo"``, ``"paper"`` or ``"tiny"`` (for tests)."""
+        """A named configuration: ``"demo"``, ``"paper"`` or ``"tiny"`` (for tests); with
+        paired MEG + volume subjects (system C): ``"meg2fmri"``, ``"meg2fmri-demo"``,
+        ``"meg2fmri-tiny"`` (for tests)."""
         _check_option("preset", name, list(PRESETS))
         return cls.from_dict({**PRESETS[name], **overrides})
 
@@ -211,12 +265,21 @@ class StudyConfig:
         return cls.from_file(config)
 
     def to_dict(self) -> dict:
-        """JSON-serialisable dict (infinite CNRs as the string ``"inf"``)."""
+        """JSON-serialisable dict (infinite CNRs as the string ``"inf"``).
+
+        Without paired subjects, ``n_paired_subjects`` and the ``volume_*`` fields (unused)
+        are left out, so the dict of such a study is what it was before they existed.
+        """
         out = dataclasses.asdict(self)
         out["feature_dims"] = list(self.feature_dims)
-        for key in ("meg_cnr", "fmri_cnr"):
+        out["volume_shape"] = list(self.volume_shape)
+        out["volume_center"] = list(self.volume_center)
+        for key in ("meg_cnr", "fmri_cnr", "volume_cnr"):
             if math.isinf(out[key]):
                 out[key] = "inf"
+        if not self.n_paired_subjects:
+            out = {k: v for k, v in out.items()
+                   if k != "n_paired_subjects" and not k.startswith("volume_")}
         return out
 
     # ------------------------------------------------------------------ derived
@@ -240,10 +303,15 @@ class StudyConfig:
         return plan
 
     def subject_plan(self):
-        """List of ``(name, index, modalities)``: MEG subjects first, like the paper's S1-S13."""
+        """List of ``(name, index, modalities)``: MEG subjects first, like the paper's S1-S13,
+        then fMRI subjects, then paired (MEG + ``fmri-volume``) subjects."""
         out = []
-        for i in range(self.n_meg_subjects + self.n_fmri_subjects):
-            mod = ["meg"] if i < self.n_meg_subjects else ["fmri"]
+        n_single = self.n_meg_subjects + self.n_fmri_subjects
+        for i in range(n_single + self.n_paired_subjects):
+            if i >= n_single:
+                mod = ["meg", "fmri-volume"]
+            else:
+                mod = ["meg"] if i < self.n_meg_subjects else ["fmri"]
             out.append((f"S{i + 1:02d}", i + 1, mod))
         return out
 
@@ -258,6 +326,30 @@ PRESETS = {
     "tiny": dict(n_meg_subjects=1, n_fmri_subjects=1, n_train=2, n_val=1, n_test=1, n_anchor=0,
                  story_duration=24.0, story_duration_jitter=0.0, feature_dims=(32, 44, 16),
                  calibration_duration=60.0, n_components=4),
+    # System C (MEG -> fMRI slices), SMN4Lang-like: 12 subjects with MEG and EPI volumes of
+    # stories of 4-7 minutes, MEG at 100 Hz, TR 0.71 s, 106 x 106 x 72 voxels of 2 mm. The
+    # native grid is large: ~1.5 GB of volumes per subject and story, ~220 GB for these 12
+    # stories (raise n_train towards SMN4Lang's 60 stories if the disk allows).
+    "meg2fmri": dict(n_meg_subjects=0, n_fmri_subjects=0, n_paired_subjects=12, n_train=10,
+                     n_val=1, n_test=1, n_anchor=0, story_duration=330.0,
+                     story_duration_jitter=0.27, n_repeats_val=1, n_repeats_test=1,
+                     sfreq=100.0, tr=0.71, calibration_duration=600.0),
+    # Its demo (< 1 GB): 6 subjects, four 60-s stories, 6 mm voxels; the sources of the test
+    # story are saved (the physics baseline's noise covariance needs them), the BOLD change
+    # ground truth of every subject and story is.
+    "meg2fmri-demo": dict(n_meg_subjects=0, n_fmri_subjects=0, n_paired_subjects=6, n_train=2,
+                          n_val=1, n_test=1, n_anchor=0, story_duration=60.0,
+                          story_duration_jitter=0.0, n_repeats_val=1, n_repeats_test=1,
+                          sfreq=100.0, tr=0.71, feature_dims=(256, 44, 40),
+                          calibration_duration=120.0, volume_shape=(36, 36, 24),
+                          volume_voxel_size=6.0),
+    # Seconds: for tests. Stories of 84 volumes (64-volume windows after early events).
+    "meg2fmri-tiny": dict(n_meg_subjects=0, n_fmri_subjects=0, n_paired_subjects=2, n_train=1,
+                          n_val=0, n_test=1, n_anchor=0, story_duration=60.0,
+                          story_duration_jitter=0.0, n_repeats_val=1, n_repeats_test=1,
+                          sfreq=100.0, tr=0.71, feature_dims=(32, 44, 16),
+                          calibration_duration=60.0, n_components=4, volume_shape=(18, 18, 12),
+                          volume_voxel_size=12.0),
 }
 
 
@@ -284,7 +376,8 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     Parameters
     ----------
     config : StudyConfig | str | path-like
-        A config, a preset name (``"demo"``, ``"paper"``, ``"tiny"``) or a TOML/JSON file.
+        A config, a preset name (``"demo"``, ``"paper"``, ``"tiny"``, ``"meg2fmri"``,
+        ``"meg2fmri-demo"``, ``"meg2fmri-tiny"``) or a TOML/JSON file.
     out : path-like
         Folder to create. It appears only when the whole study is written (atomic); a failed
         or interrupted run leaves nothing behind and an existing dataset intact.
@@ -315,6 +408,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     from ..data.store import DatasetWriter, expected_n_trs
     from ..physics.measurement import add_noise, apply_gain, make_gain, measure_bold
     from .encoding import make_encoding_model
+    from .paired_volume import GT_DIR, VolumeRecorder, story_events
     from .stimuli import StimulusGenerator
 
     config = StudyConfig.resolve(config)
@@ -337,6 +431,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     hemi = np.concatenate([np.full(s["nuse"], k) for k, s in enumerate(src)])
     n_src = len(src_pos)
     subjects = []
+    volumes = VolumeRecorder(config) if config.n_paired_subjects else None
     for name, index, mods in tqdm(config.subject_plan(), desc="subjects (anatomy, forward)", **bar):
         sub = make_simulated_subject(
             index, seed=config.seed, deformation_mm=config.deformation_mm,
@@ -352,6 +447,9 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
             sm.extra["vertices"] = [s["vertno"] for s in fwd["src"]]
             # Precompute the fsaverage -> sensor gain once: (n_channels, n_src) dense.
             sm.gain = make_gain(sm.extra["leadfield"], sm.morph)
+            if "fmri-volume" in mods:
+                volumes.add_subject(name, sub, sm.extra["vertices"], sm.morph,
+                                    _rng(config, 6, index))
         else:
             sub_src = get_source_space(sub, config.spacing)
             sm.morph = make_morph(sub, spacing=config.spacing, src_to=sub_src)
@@ -378,8 +476,12 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
         "template": {"subject": "fsaverage", "spacing": config.spacing,
                      "vertices": [s["vertno"].tolist() for s in src]},
     }
+    if volumes is not None:
+        metadata["units"]["fmri-volume"] = (
+            "EPI intensity (a.u.): baseline * (1 + BOLD % change / 100) + drift + noise")
 
     plan = config.story_plan()
+    cnrs = {"meg": config.meg_cnr, "fmri": config.fmri_cnr, "fmri-volume": config.volume_cnr}
     with DatasetWriter(out, sfreq=config.sfreq, tr=config.tr, feature_streams=streams,
                        overwrite=overwrite, metadata=metadata) as writer:
         for sm in subjects:
@@ -389,8 +491,11 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                 leadfield=sm.extra.get("leadfield"), morph=sm.morph,
                 vertices=sm.extra["vertices"], anatomy=sm.subject.to_json(),
                 forward=sm.extra.get("forward"),
-                cnr={m: (config.meg_cnr if m == "meg" else config.fmri_cnr) for m in sm.modalities},
+                cnr={m: cnrs[m] for m in sm.modalities},
             )
+            if "fmri-volume" in sm.modalities:
+                writer.add_grid(sm.name, "fmri-volume", affine=volumes.grid.affine,
+                                shape=volumes.grid.shape)
         model.save(writer.ground_truth_dir("encoding"), overwrite=True)
         scratch = tempfile.TemporaryDirectory(prefix=".nf-scratch-", dir=out.parent)
         try:
@@ -400,6 +505,9 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                 n_times = st.n_times
                 writer.add_story(story, split=split, n_times=n_times)
                 writer.write_features(story, st.features)
+                if volumes is not None:
+                    for ev_name, onsets in story_events(st).items():
+                        writer.write_events(story, ev_name, onsets)
                 keep = config.save_sources == "all" or (config.save_sources == "test"
                                                         and split == "test")
                 if keep:
@@ -429,11 +537,16 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                         assert bold.shape[1] == expected_n_trs(n_times, config.sfreq, config.tr)
                         writer.write_fmri(sm.name, story,
                                           add_noise(rng, bold, config.fmri_cnr, n_repeats=n_rep))
+                    if "fmri-volume" in sm.modalities:
+                        volumes.record(writer, sm.name, story, sources, n_rep,
+                                       _rng(config, 5, k, sm.index))
                 del sources
                 if not keep:
                     (Path(scratch.name) / f"{story}.npy").unlink()
         finally:
             scratch.cleanup()
+        if volumes is not None:
+            volumes.write_ground_truth(writer.ground_truth_dir(GT_DIR))
     logger.info("Simulated %d stories for %d subjects in %.1f s -> %s", len(plan), len(subjects),
                 time.perf_counter() - t_start, out)
     return out

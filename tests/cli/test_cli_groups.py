@@ -57,18 +57,22 @@ CLI_ONLY = {"help", "verbose", "quiet"}
 
 
 def test_groups_found_by_scanning_the_package():
-    assert set(_children(build_parser())) == {"anatomy", "data", "demo", "joint", "simulate"}
+    assert set(_children(build_parser())) == {"anatomy", "data", "demo", "joint", "meg2fmri",
+                                               "simulate"}
     assert set(LEAVES) == {
         ("anatomy",), ("demo",), ("data", "info"), ("data", "merge"),
         ("data", "prepare", "lebel"), ("data", "prepare", "meg-bids"),
         ("data", "prepare", "podcast"), ("joint", "benchmark", "simulation"),
         ("joint", "demo"), ("joint", "ecog"), ("joint", "evaluate"), ("joint", "fit"),
-        ("joint", "predict"), ("simulate", "ecog"), ("simulate", "study")}
+        ("joint", "predict"), ("meg2fmri", "demo"), ("meg2fmri", "evaluate"),
+        ("meg2fmri", "fit"), ("meg2fmri", "prepare"), ("meg2fmri", "synthesize"),
+        ("simulate", "ecog"), ("simulate", "study")}
 
 
 @pytest.mark.parametrize("group, commands", [
-    ([], ["anatomy", "data", "demo", "joint", "simulate"]),
+    ([], ["anatomy", "data", "demo", "joint", "meg2fmri", "simulate"]),
     (["joint"], ["fit", "predict", "evaluate", "demo", "benchmark", "ecog"]),
+    (["meg2fmri"], ["prepare", "fit", "synthesize", "evaluate", "demo"]),
     (["joint", "benchmark"], ["simulation"]),
     (["simulate"], ["study", "ecog"]),
     (["data"], ["prepare", "merge", "info"]),

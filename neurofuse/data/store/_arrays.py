@@ -239,6 +239,39 @@ class _ArrayWrites:
         self._repeat[(subject, modality)] = {"file": fname, "method": method,
                                              "stories": story_list, "_n": int(values.size)}
 
+    def write_events(self, story, name, onsets):
+        """Store event onsets of a story (e.g. word or sentence onsets), float64.
+
+        Parameters
+        ----------
+        story : str
+            A declared story.
+        name : str
+            Kind of event, e.g. ``"word"`` or ``"sentence"``; becomes a file name
+            (``events/<story>/<name>.npy``).
+        onsets : array, shape (n_events,)
+            Seconds from the story's first sample, non-decreasing, within
+            ``[0, duration)``; may be empty.
+        """
+        st = self._story(story)
+        _check_name("event name", name)
+        onsets = np.asarray(onsets)
+        if onsets.ndim != 1 or not (onsets.size == 0 or np.issubdtype(onsets.dtype, np.number)):
+            raise ValueError(f"Event onsets {story}/{name} must be a 1-D numeric array of shape "
+                             f"(n_events,), got shape {onsets.shape} and dtype {onsets.dtype}.")
+        onsets = _check_finite(f"event onsets {story}/{name}", onsets.astype(np.float64))
+        if onsets.size and (onsets.min() < 0 or onsets.max() >= st["duration"]):
+            raise ValueError(f"Event onsets {story}/{name} must lie in [0, {st['duration']:g}) s "
+                             f"(the story's duration), got [{onsets.min():g}, "
+                             f"{onsets.max():g}]. Give seconds from the story's first sample.")
+        if np.any(np.diff(onsets) < 0):
+            raise ValueError(f"Event onsets {story}/{name} must be sorted (non-decreasing); "
+                             "sort them with np.sort first.")
+        rel = f"events/{story}/{name}.npy"
+        save_npy(self._dest(rel), onsets, what="event onsets")
+        self._written.add(rel)
+        st.setdefault("events", {})[name] = int(onsets.size)
+
     def write_ground_truth(self, relpath, array):
         """Write a ground-truth array under ``ground_truth/`` (e.g. ``"sources/story1"``)."""
         name = _gt_name(relpath)

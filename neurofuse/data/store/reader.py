@@ -104,6 +104,25 @@ class Dataset:
                              "features (it has no feature streams).")
         return self._load(f"features/{story}.npy", "features")
 
+    def event_names(self, story) -> list:
+        """Names of the event tables of ``story`` (e.g. ``["word", "sentence"]``; may be empty)."""
+        _check_option("story", story, self.stories)
+        return list(self._m["stories"][story].get("events", {}))
+
+    def events(self, story, name="word") -> np.ndarray:
+        """Event onsets of a story, s from its first sample, float64 (n_events,).
+
+        Written by :meth:`DatasetWriter.write_events`; stores without events (older ones
+        included) have none: :meth:`event_names` is empty.
+        """
+        names = self.event_names(story)
+        if not names:
+            raise ValueError(f"Story {story!r} of '{self.path}' has no event tables (the store "
+                             "was written without events).")
+        _check_option("name", name, names, extra=f"Story {story!r} has these event tables.")
+        return np.array(self._load(f"events/{story}/{name}.npy", "event onsets"),
+                        dtype=np.float64)
+
     def ground_truth(self, relpath) -> np.memmap:
         """A ground-truth array (simulations), e.g. ``"sources/story1"``, memory-mapped."""
         name = _gt_name(relpath)
@@ -328,6 +347,8 @@ class Dataset:
     # -- overview ---------------------------------------------------------------------------
     def _expected_files(self):
         yield from (f"features/{s}.npy" for s in self._m["stories"] if self.n_features)
+        for story, st in self._m["stories"].items():
+            yield from (f"events/{story}/{e}.npy" for e in st.get("events", {}))
         for name, sub in self._m["subjects"].items():
             yield from (f"subjects/{name}/{f}" for f in sub["files"].values())
             for entry in sub["modality_info"].values():
