@@ -24,12 +24,12 @@ from neurofuse.data._prepare import resolve_splits
 from neurofuse.data.datasets.bids_meg import find_meg_recordings, prepare_meg_bids
 from neurofuse.data.datasets.bids_meg import prepare as bids_prepare
 from neurofuse.data.datasets.bids_meg import recording as bids_recording
-from neurofuse.data.preprocessing import (
+from neurofuse.data.store import read_dataset
+from neurofuse.preprocessing.meg import (
     MEGPreprocessing,
     epoch_stories,
     preprocess_meg,
 )
-from neurofuse.data.store import read_dataset
 
 SFREQ = 500.0
 AUDIO_SFREQ = 22050

@@ -31,9 +31,9 @@ from neurofuse.data.datasets.lebel import (
 )
 from neurofuse.data.datasets.lebel import mapping as lebel_mapping
 from neurofuse.data.datasets.lebel import prepare as lebel_prepare
-from neurofuse.data.fmri import resample_volumes
 from neurofuse.data.repeatability import compute_repeatability
 from neurofuse.data.store import read_dataset
+from neurofuse.preprocessing.fmri import resample_volumes
 from neurofuse.systems.joint.data import loss_weights
 
 SFREQ = 50.0

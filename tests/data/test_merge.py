@@ -351,12 +351,12 @@ def test_argument_errors(tmp_path, pair):
 # ----------------------------------------------------------------------------- atomicity
 
 def test_interrupted_merge_leaves_nothing_and_keeps_the_old(tmp_path, monkeypatch):
-    from neurofuse.data import merge
+    from neurofuse.data.merge import write  # where merge_datasets looks the copy up
 
     make_store(tmp_path / "a", {"s1": (0, 600, "train"), "s2": (0, 500, "val")})
     make_store(tmp_path / "b", {"s1": (43, 300, "train")}, subjects={"F1": "fmri"})
     calls = []
-    real = merge._copy_time_crop
+    real = write._copy_time_crop
 
     def failing(*args):
         calls.append(1)
@@ -364,15 +364,15 @@ def test_interrupted_merge_leaves_nothing_and_keeps_the_old(tmp_path, monkeypatc
             raise RuntimeError("interrupted")
         return real(*args)
 
-    monkeypatch.setattr(merge, "_copy_time_crop", failing)
+    monkeypatch.setattr(write, "_copy_time_crop", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         merge_datasets([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     _nothing_written(tmp_path, ["a", "b"])
-    monkeypatch.setattr(merge, "_copy_time_crop", real)
+    monkeypatch.setattr(write, "_copy_time_crop", real)
     merge_datasets([tmp_path / "a", tmp_path / "b"], tmp_path / "m", stories=["s2"],
                    verbose="error")
     calls.clear()
-    monkeypatch.setattr(merge, "_copy_time_crop", failing)
+    monkeypatch.setattr(write, "_copy_time_crop", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         merge_datasets([tmp_path / "a", tmp_path / "b"], tmp_path / "m", overwrite=True)
     assert read_dataset(tmp_path / "m").stories == ["s2"]  # the previous merge is intact

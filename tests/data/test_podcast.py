@@ -31,7 +31,7 @@ from neurofuse.anatomy.coordinates import MNI152_TO_MNI305, mni152_to_mni305
 from neurofuse.data.datasets.podcast import prepare as podcast_prepare
 from neurofuse.data.datasets.podcast import prepare_podcast, read_transcript
 from neurofuse.data.ecog import read_ecog_dataset
-from neurofuse.data.ieeg import resample_from_onset
+from neurofuse.preprocessing.ieeg import resample_from_onset
 from neurofuse.stimulus import make_random_language_model
 
 SFREQ_IN = 512

@@ -17,7 +17,7 @@ mne = pytest.importorskip("mne")
 pytestmark = pytest.mark.filterwarnings("ignore:FastICA did not converge")
 
 from neurofuse.anatomy import make_meg_info
-from neurofuse.data.preprocessing import (
+from neurofuse.preprocessing.meg import (
     MEGPreprocessing,
     apply_filters,
     apply_ica,

@@ -11,9 +11,9 @@ Each loader is a small package: ``layout`` (what the files look like on disk and
 them), modules for what one subject or recording is made of, and ``prepare`` (the
 ``prepare_*`` function: check everything, compute with a resumable work folder, write the
 store). What the loaders share lives once: the work folder, cache keys, splits and story
-features in :mod:`neurofuse.data._prepare`, the BIDS helpers in ``_bids``; the signal
-processing in :mod:`neurofuse.data.preprocessing`, :mod:`neurofuse.data.ieeg` and
-:mod:`neurofuse.data.fmri`.
+features in :mod:`neurofuse.data._prepare`, the BIDS helpers in ``_bids``. The signal
+processing is a layer below, in :mod:`neurofuse.preprocessing` (``meg``, ``ieeg``,
+``fmri``).
 """
 
 from .bids_meg import prepare_meg_bids

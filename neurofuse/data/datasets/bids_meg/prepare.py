@@ -2,7 +2,7 @@
 
 :func:`prepare_meg_bids` reads every MEG recording of a BIDS dataset with mne-bids, finds
 when each story started, preprocesses the recording as in the paper (§2.4,
-:func:`neurofuse.data.preprocessing.preprocess_meg`: tSSS, 1–150 Hz, line notch, ICA of
+:func:`neurofuse.preprocessing.meg.preprocess_meg`: tSSS, 1–150 Hz, line notch, ICA of
 ocular, cardiac and audio-locked components, 50 Hz), cuts each presentation of each story to
 the story's exact length, computes the stimulus features of every story
 (:func:`neurofuse.stimulus.features.extract_features`) and each subject's forward model
@@ -33,6 +33,7 @@ from ...._checks import _check_option, _check_type
 from ...._docs import fill_doc
 from ...._io import hash_arrays
 from ...._logging import logger, progress_enabled, verbose
+from ....preprocessing.meg import MEGPreprocessing, find_story_onsets
 from ..._prepare import (
     audio_duration,
     check_feature_options,
@@ -44,7 +45,6 @@ from ..._prepare import (
     split_counts,
     story_features,
 )
-from ...preprocessing import MEGPreprocessing, find_story_onsets
 from .._bids import import_mne_bids, read_raw_bids, sidecar
 from .anatomy import _find_trans, _fs_subject, _make_subject
 from .layout import PURPOSE, _find_stories, find_meg_recordings
@@ -83,7 +83,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
         Preprocessing settings (a JSON/TOML file works); ``None``: the paper's. Its
         ``sfreq`` (50 Hz) is the dataset's.
     onsets : 'auto' | 'annotations' | 'stim'
-        Where story onsets come from (:func:`~neurofuse.data.preprocessing.find_story_onsets`):
+        Where story onsets come from (:func:`~neurofuse.preprocessing.meg.find_story_onsets`):
         ``events.tsv`` (``'annotations'``), the trigger channel (``'stim'``), or the former
         when an event names a story and the latter otherwise (``'auto'``).
     event_id : dict of str to int | None

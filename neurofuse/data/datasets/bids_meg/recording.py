@@ -10,8 +10,8 @@ import numpy as np
 
 from ...._io import atomic_dir, save_npy, write_json
 from ...._logging import logger
+from ....preprocessing.meg import epoch_stories, preprocess_meg
 from ..._prepare import read_json
-from ...preprocessing import epoch_stories, preprocess_meg
 from .._bids import read_raw_bids
 from .layout import PURPOSE
 

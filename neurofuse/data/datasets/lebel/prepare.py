@@ -18,7 +18,7 @@ What neurofuse writes
 * fMRI at a TR whose length is a whole number of feature frames: by default the volumes are
   resampled from the ``tr = 2.0045`` s grid onto a 2.0 s grid (100 frames at 50 Hz, as the
   model's fMRI head needs) by cubic-spline interpolation through the volume centres
-  (:func:`~neurofuse.data.fmri.resample_volumes`); the store's ``tr`` is 2.0, the TR of the data it holds. ``resample_tr=None`` keeps
+  (:func:`~neurofuse.preprocessing.fmri.resample_volumes`); the store's ``tr`` is 2.0, the TR of the data it holds. ``resample_tr=None`` keeps
   the native grid (store ``tr = 2.0045``; the window start is then rounded to the nearest
   frame, at most 10 ms off). Passing ``tr=2.0`` reproduces the reference code's alignment.
 * Sources: each subject's ``.hf5`` voxels are projected with a voxel→source matrix
@@ -45,6 +45,7 @@ from ...._checks import _check_int, _check_option, _check_positive
 from ...._docs import fill_doc
 from ...._io import hash_arrays
 from ...._logging import logger, progress_enabled, verbose
+from ....preprocessing.fmri import resample_volumes, story_window
 from ..._prepare import (
     as_list,
     audio_duration,
@@ -59,7 +60,6 @@ from ..._prepare import (
     store_cached,
     story_features,
 )
-from ...fmri import resample_volumes, story_window
 from .layout import (
     LEBEL_TR,
     SOUND_START,

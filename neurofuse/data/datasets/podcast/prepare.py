@@ -45,6 +45,7 @@ from ...._checks import _check_option, _check_positive, _check_type
 from ...._docs import fill_doc
 from ...._io import hash_arrays, hash_file
 from ...._logging import logger, progress_enabled, verbose
+from ....preprocessing.ieeg import BLOCK
 from ....stats import zscore
 from ..._prepare import (
     audio_duration,
@@ -58,7 +59,6 @@ from ..._prepare import (
     store_cached,
 )
 from ...ecog import EcogElectrodes, write_ecog_dataset
-from ...ieeg import BLOCK
 from .electrodes import _pial_distance_mm, _space_to_fsaverage_mm
 from .layout import DEFAULT_SPACE, PODCAST_STORY, PODCAST_TASK, read_podcast_layout
 from .subject import _MNE_TYPES, _plan_subject, _subject_signal

@@ -1,5 +1,5 @@
 """One subject of ds005574: every check that needs no signal (:func:`_plan_subject`), then its
-signal (:func:`_subject_signal`; the signal processing is :mod:`neurofuse.data.ieeg`'s).
+signal (:func:`_subject_signal`; the signal processing is :mod:`neurofuse.preprocessing.ieeg`'s).
 
 The authors' preprocessing (tutorial ``02-preprocessing``), which ``signal="highgamma"``
 follows: bad channels out; common average reference over the good ECoG channels
@@ -23,7 +23,7 @@ import numpy as np
 
 from ...._checks import _check_option, _check_positive
 from ...._logging import logger
-from ...ieeg import extract_signal, resample_from_onset, resample_ratio
+from ....preprocessing.ieeg import extract_signal, resample_from_onset, resample_ratio
 from .._bids import read_raw_bids, read_table, sidecar, to_float
 from .electrodes import _group_of, read_podcast_electrodes
 from .layout import PURPOSE

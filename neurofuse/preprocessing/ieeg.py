@@ -1,7 +1,7 @@
 """iEEG signal processing on arrays: common average reference, line notch, high-gamma envelope.
 
 Functions of arrays and sampling rates only (no dataset layout): the dataset loaders
-(:mod:`neurofuse.data.podcast`) read the recordings and call these.
+(:mod:`neurofuse.data.datasets.podcast`) read the recordings and call these.
 
 * :func:`resample_from_onset` — polyphase resampling so that output sample ``k`` lies at
   ``onset + k / sfreq_out`` (MNE's ``Raw.resample`` convention);

@@ -1,7 +1,7 @@
 """fMRI timing on arrays: TR resampling and the story window a run's volumes cover.
 
 Functions of arrays, TRs and rates only (no dataset layout): the dataset loaders
-(:mod:`neurofuse.data.lebel`) read the volumes and call these.
+(:mod:`neurofuse.data.datasets.lebel`) read the volumes and call these.
 
 * :func:`resample_volumes` — volumes onto another TR grid (cubic spline through the volume
   centres);
