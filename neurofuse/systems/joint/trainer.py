@@ -12,13 +12,12 @@ epoch is logged to ``out/history.csv``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..._checks import _check_int, _check_keys, _check_option, _check_positive
 from ..._logging import verbose
 from ...training.loop import LoopConfig, fit_task
+from ...training.presets import read_fit_config
 from .task import JointTask
 
 __all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_fit_config"]
@@ -196,26 +195,8 @@ def load_fit_config(config):
     """
     from .encoder import EncoderConfig
 
-    if isinstance(config, str) and config in FIT_PRESETS:
-        config = {"preset": config}
-    if not isinstance(config, dict):
-        fname = Path(config).expanduser()
-        if not fname.is_file():
-            raise FileNotFoundError(f"Training config '{fname}' not found. Pass a preset name "
-                                    f"({', '.join(FIT_PRESETS)}) or a .toml/.json file.")
-        if fname.suffix.lower() == ".toml":
-            import tomllib
-
-            config = tomllib.loads(fname.read_text())
-        else:
-            config = json.loads(fname.read_text())
-    config = dict(config)
-    unknown = sorted(set(config) - {"preset", "train", "encoder"})
-    if unknown:
-        raise ValueError(f"Unknown training config section(s) {unknown}: expected 'preset', "
-                         "'train' and 'encoder'.")
-    base = FIT_PRESETS[_check_option("preset", config.get("preset", "paper"), list(FIT_PRESETS))]
-    train = TrainConfig.from_dict({**base["train"], **config.get("train", {})})
-    encoder = {**base["encoder"], **config.get("encoder", {})}
+    resolved = read_fit_config(config, FIT_PRESETS, ("train", "encoder"))
+    train = TrainConfig.from_dict(resolved["train"])
+    encoder = resolved["encoder"]
     EncoderConfig.from_dict(encoder)  # validates the keys now, not after loading data
     return train, encoder

@@ -11,17 +11,17 @@ a checkpoint every epoch in ``out/checkpoints/`` with exact resume, the history 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..._checks import (_check_finite, _check_int, _check_keys, _check_ndim, _check_option,
+from ..._checks import (_check_finite, _check_int, _check_keys, _check_ndim,
                         _check_positive)
 from ..._io import hash_arrays
 from ..._logging import logger, verbose
 from ...training.loop import LoopConfig, fit_task
+from ...training.presets import read_fit_config
 from .model import CganConfig
 from .task import SNAPSHOT_FILE, CganTask
 
@@ -150,27 +150,9 @@ def load_fit_config(config):
     model_kwargs : dict
         CganConfig fields.
     """
-    if isinstance(config, str) and config in FIT_PRESETS:
-        config = {"preset": config}
-    if not isinstance(config, dict):
-        fname = Path(config).expanduser()
-        if not fname.is_file():
-            raise FileNotFoundError(f"Training config '{fname}' not found. Pass a preset name "
-                                    f"({', '.join(FIT_PRESETS)}) or a .toml/.json file.")
-        if fname.suffix.lower() == ".toml":
-            import tomllib
-
-            config = tomllib.loads(fname.read_text())
-        else:
-            config = json.loads(fname.read_text())
-    config = dict(config)
-    unknown = sorted(set(config) - {"preset", "train", "model"})
-    if unknown:
-        raise ValueError(f"Unknown training config section(s) {unknown}: expected 'preset', "
-                         "'train' and 'model'.")
-    base = FIT_PRESETS[_check_option("preset", config.get("preset", "paper"), list(FIT_PRESETS))]
-    train = TrainConfig.from_dict({**base["train"], **config.get("train", {})})
-    model = {**base["model"], **config.get("model", {})}
+    resolved = read_fit_config(config, FIT_PRESETS, ("train", "model"))
+    train = TrainConfig.from_dict(resolved["train"])
+    model = resolved["model"]
     if "n_features" in model:
         raise ValueError("The 'model' section must not set 'n_features': it is the width of "
                          "the MEG vectors passed to fit.")
