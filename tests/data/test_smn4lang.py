@@ -3,8 +3,8 @@
 Two subjects; MEG runs are Neuromag FIF files (a real Vectorview info from MNE's canonical
 sensor table, plus a trigger and an EOG channel) named ``run-01, run-02, run-10`` under
 ``meg/``, BOLD runs NIfTI files named ``run-1, run-2, run-10`` under ``func/`` (which list as
-``run-10, run-1, run-2``: listing order pairs MEG run-01 with BOLD run-10), each with ``events.tsv`` and a JSON sidecar. sub-02
-also has a MEG run without BOLD and a BOLD run without MEG. The BOLD holds a real activation
+``run-10, run-1, run-2``: listing order pairs MEG run-01 with BOLD run-10), each with
+``events.tsv`` and a JSON sidecar. sub-02 also has a MEG run without BOLD and a BOLD run without MEG. The BOLD holds a real activation
 map (nilearn's ``image_10426``) under a code that says which run and volume each voxel
 comes from.
 """
@@ -102,7 +102,8 @@ def _write_bold(folder, sub, run, ref, *, header_tr=TR, sidecar_tr=TR):
 def write_study(root, *, sidecar_tr=TR):
     for k, (sub, (m_ref, b_ref)) in enumerate(REFS.items()):
         for meg_run, bold_run in (("01", "1"), ("02", "2"), ("10", "10")):
-            _write_meg(root / f"sub-{sub}" / "meg", sub, meg_run, m_ref, seed=10 * k + int(bold_run))
+            _write_meg(root / f"sub-{sub}" / "meg", sub, meg_run, m_ref,
+                       seed=10 * k + int(bold_run))
             _write_bold(root / f"sub-{sub}" / "func", sub, bold_run, b_ref, sidecar_tr=sidecar_tr)
     _write_meg(root / "sub-02" / "meg", "02", "03", 3.5, seed=99)  # no BOLD run 3
     _write_bold(root / "sub-02" / "func", "02", "5", 4.0)  # no MEG run 5
@@ -285,3 +286,68 @@ def test_subjects_disagreeing_events_error(tmp_path):
         _write_events(ev, 4.0, 1 + 5 * shift)  # sub-02's words 0.5 s later than sub-01's
     with pytest.raises(ValueError, match="'word' of sub-01 task-RDR_run-1 and sub-02"):
         prepare_smn4lang(root, tmp_path / "out")
+
+
+def _one_subject(root, *, b_refs=(("01", 4.0),), m_ref=6.0, run="1"):
+    for sub, b_ref in b_refs:
+        _write_meg(root / f"sub-{sub}" / "meg", sub, run, m_ref, seed=int(sub))
+        _write_bold(root / f"sub-{sub}" / "func", sub, run, b_ref)
+    return root
+
+
+def test_align_start_keeps_the_runs_own_clocks(tmp_path):
+    root = _one_subject(tmp_path / "st")
+    ds = read_dataset(prepare_smn4lang(root, tmp_path / "out", align="start"))
+    rec = ds.metadata["smn4lang"]["runs"]["sub-01/task-RDR_run-1"]
+    assert rec["meg_start_s"] == 0 and rec["volume_start"] == 0
+    # events on the BOLD run's own clock; the story is as long as the shorter run (36 s)
+    onsets = 4.0 + _words("1")
+    np.testing.assert_allclose(ds.events("task-RDR_run-1", "word"), onsets[onsets < 36.0])
+    assert ds.n_times("task-RDR_run-1") == 3600
+
+
+def test_fmri_off_the_tr_grid_warns_or_errors(tmp_path, catch_logs):
+    root = _one_subject(tmp_path / "sh", b_refs=(("01", 4.0), ("02", 4.3)))
+    with catch_logs("warning") as log:
+        ds = read_dataset(prepare_smn4lang(root, tmp_path / "out"))
+    shift = ds.metadata["smn4lang"]["runs"]["sub-02/task-RDR_run-1"]["fmri_shift_s"]
+    assert shift == pytest.approx(0.3) and "+0.300 s off the story clock" in log.text
+    with pytest.raises(ValueError, match=r"\+0.300 s off the TR grid"):
+        prepare_smn4lang(root, tmp_path / "out2", max_shift=0.1)
+
+
+def test_run_map_pairs_other_run_numbers(tmp_path):
+    root = tmp_path / "rm"
+    _write_meg(root / "sub-01" / "meg", "01", "7", 6.0, seed=1)
+    _write_bold(root / "sub-01" / "func", "01", "2", 4.0)
+    paired, unpaired = pair_runs(find_runs(root))
+    assert not paired and len(unpaired) == 2
+    paired, unpaired = pair_runs(find_runs(root), run_map={"7": "2"})
+    assert len(paired) == 1 and not unpaired and paired[0].bold.name.endswith("run-2_bold.nii.gz")
+
+
+def test_preprocessing_pipeline_path(tmp_path):
+    """With MEGPreprocessing, the window goes through preprocess_meg: here notch + band-pass +
+    resampling, which equal MNE's on the MEG channels alone (each channel is filtered alone)."""
+    from neurofuse.preprocessing.meg import MEGPreprocessing
+
+    root = _one_subject(tmp_path / "pp")
+    config = MEGPreprocessing(maxwell=False, ica=False, l_freq=1.0, h_freq=60.0, sfreq=SFREQ)
+    ds = read_dataset(prepare_smn4lang(root, tmp_path / "out", preprocessing=config, pad=2.0))
+    story = "task-RDR_run-1"
+    start = ds.metadata["smn4lang"]["runs"][f"sub-01/{story}"]["meg_start_s"]
+    n = ds.n_times(story)
+    raw = mne.io.read_raw_fif(root / "sub-01" / "meg" / "sub-01_task-RDR_run-1_meg.fif",
+                              preload=False, verbose="error")
+    first = round(start * SF_IN)
+    n_pad = min(math.ceil(2.0 * SFREQ), first // 10)
+    a = first - 10 * n_pad
+    b = min(raw.n_times, a + 10 * (n_pad + n) + 10 * math.ceil(2.0 * SFREQ))
+    meg = raw.copy().pick("meg")
+    ref = mne.io.RawArray(meg.get_data(start=a, stop=b), meg.info, verbose="error")
+    ref.notch_filter([50.0], verbose="error")  # PowerLineFrequency of the _meg.json sidecar
+    ref.filter(1.0, 60.0, verbose="error")
+    ref.resample(SFREQ, verbose="error")
+    expected = ref.get_data(start=n_pad, stop=n_pad + n)
+    np.testing.assert_allclose(ds.meg("sub-01", story)[0], expected, rtol=1e-4,
+                               atol=1e-5 * np.abs(expected).max())

@@ -1,4 +1,4 @@
-"""SMN4Lang (OpenNeuro ds004078: MEG and fMRI of 12 listeners, 60 stories) into a store for system C.
+"""SMN4Lang (OpenNeuro ds004078: MEG and fMRI of 12 listeners, 60 stories) for system C.
 
 * :mod:`.layout` — what the files look like (:func:`find_runs`) and how a MEG run finds its
   BOLD run: by BIDS entities (:func:`pair_runs`), never by listing order;

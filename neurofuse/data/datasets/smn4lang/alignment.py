@@ -22,6 +22,10 @@ the two clocks are put on one.
       subject's is off by ``shift = bold_ref - lead - k0 * tr`` (|shift| <= tr / 2): logged
       as a warning above 1 ms, an error above ``max_shift``, recorded in the metadata.
 
+    ``lead`` depends on the subjects prepared together (the first subject's BOLD onset, the
+    shortest pre-stimulus recording): prepare every subject into one store, not subjects
+    into stores of their own that are later compared sample by sample.
+
     ``meg_offset`` is added to the MEG reference onset: a delay between the MEG trigger and
     the moment it marks (the dataset's documentation reports 39.5 ms from trigger to
     sound at the ear for the MEG; whether its ``events.tsv`` already accounts for it we could
@@ -31,6 +35,10 @@ the two clocks are put on one.
     The runs' own starts are taken as simultaneous with the story's: MEG sample 0 is the
     file's time ``meg_offset`` and fMRI volume 0 its first volume (the MEG2fMRI authors'
     implicit assumption). Only for data already cut to the stimulus.
+
+Onsets are BIDS onsets: seconds from the first sample stored in the ``.fif`` file (MNE's
+``raw.times``, which start at 0 whatever ``first_samp`` is) and from the start of the first
+volume of the NIfTI (volumes the scanner discarded before it are not counted).
 
 Event onsets come from one modality's ``events.tsv`` (``events_from``, default the BOLD
 runs', whose clock the volumes follow): relative to its reference event (``"stimulus"``) or
@@ -143,6 +151,9 @@ def align_story(story, runs, *, sfreq, tr, align="stimulus", start_event=None,
     clock : StoryClock
     """
     max_shift = tr / 2 if max_shift is None else max_shift
+    if align == "start" and meg_offset < 0:
+        raise ValueError(f"With align='start', 'meg_offset' is the MEG time of the story's "
+                         f"first sample and must be >= 0, got {meg_offset:g}.")
     refs = []
     for r in runs:
         if align == "stimulus":

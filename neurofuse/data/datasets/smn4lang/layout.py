@@ -75,6 +75,9 @@ class Run:
         The recordings.
     meg_events, bold_events : Path
         Their ``events.tsv`` (checked to exist).
+    meg_head, bold_head, meg_ev, bold_ev, line_freq
+        Filled by the loader's header pass: headers, events (:func:`read_events`) and the
+        ``PowerLineFrequency`` of the MEG sidecar.
     """
 
     subject: str
@@ -84,6 +87,11 @@ class Run:
     bold: Path
     meg_events: Path = field(default=None)
     bold_events: Path = field(default=None)
+    meg_head: dict = field(default=None, repr=False)
+    bold_head: dict = field(default=None, repr=False)
+    meg_ev: dict = field(default=None, repr=False)
+    bold_ev: dict = field(default=None, repr=False)
+    line_freq: float = field(default=None, repr=False)
 
     @property
     def story(self) -> str:

@@ -17,6 +17,7 @@ only once complete.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -58,8 +59,8 @@ def _check_float(name, value, *, minimum=None):
     _check_type(name, value, (int, float))
     value = float(value)
     if not math.isfinite(value) or (minimum is not None and value < minimum):
-        raise ValueError(f"'{name}' must be a finite number{'' if minimum is None else f' >= {minimum}'}, "
-                         f"got {value!r}.")
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"'{name}' must be a finite number{bound}, got {value!r}.")
     return value
 
 
@@ -72,6 +73,9 @@ def _headers(runs, root, tr, picks):
         r.meg_head = meg_header(r.meg)
         r.bold_head = bold_header(r.bold)
         r.meg_ev, r.bold_ev = read_events(r.meg_events), read_events(r.bold_events)
+        side = r.meg.with_name(r.meg.name[:-len("_meg.fif")] + "_meg.json")
+        r.line_freq = json.loads(side.read_text()).get("PowerLineFrequency") \
+            if side.is_file() else None
         trs.append(read_tr(r.bold, root) if tr is None else tr)
         names = [r.meg_head["info"]["ch_names"][i] for i in _pick(r.meg_head["info"], picks)]
         first = infos.setdefault(r.subject, (r, names))
@@ -276,7 +280,7 @@ def prepare_smn4lang(bids_root, out, *, subjects=None, runs=None, task=None, sfr
             n_times = clocks[r.story].n_times
             data, info = read_meg_window(r.meg, c.meg_start, n_times, sfreq=sfreq, picks=picks,
                                          l_freq=l_freq, h_freq=h_freq, preprocessing=config,
-                                         pad=pad)
+                                         pad=pad, line_freq=r.line_freq)
             if r.subject not in subjects_done:
                 writer.add_subject(r.subject, modalities=["meg", "fmri-volume"], info=info,
                                    anatomy={"bids_subject": r.subject})
