@@ -4,9 +4,9 @@ Two subjects; MEG runs are Neuromag FIF files (a real Vectorview info from MNE's
 sensor table, plus a trigger and an EOG channel) named ``run-01, run-02, run-10`` under
 ``meg/``, BOLD runs NIfTI files named ``run-1, run-2, run-10`` under ``func/`` (which list as
 ``run-10, run-1, run-2``: listing order pairs MEG run-01 with BOLD run-10), each with
-``events.tsv`` and a JSON sidecar. sub-02 also has a MEG run without BOLD and a BOLD run without MEG. The BOLD holds a real activation
-map (nilearn's ``image_10426``) under a code that says which run and volume each voxel
-comes from.
+``events.tsv`` and a JSON sidecar. sub-02 also has a MEG run without BOLD and a BOLD run
+without MEG. The BOLD holds a real activation map (nilearn's ``image_10426``) under a code
+that says which run and volume each voxel comes from.
 """
 
 from __future__ import annotations
