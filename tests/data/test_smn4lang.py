@@ -351,3 +351,13 @@ def test_preprocessing_pipeline_path(tmp_path):
     expected = ref.get_data(start=n_pad, stop=n_pad + n)
     np.testing.assert_allclose(ds.meg("sub-01", story)[0], expected, rtol=1e-4,
                                atol=1e-5 * np.abs(expected).max())
+
+
+def test_runs_of_different_trs_error(tmp_path):
+    root = tmp_path / "trs"
+    _write_meg(root / "sub-01" / "meg", "01", "1", 6.0, seed=0)
+    _write_bold(root / "sub-01" / "func", "01", "1", 4.0)
+    _write_meg(root / "sub-01" / "meg", "01", "2", 6.0, seed=1)
+    _write_bold(root / "sub-01" / "func", "01", "2", 4.0, header_tr=2.0, sidecar_tr=2.0)
+    with pytest.raises(ValueError, match=r"different TRs: 1 s .*run-1_bold.*, 2 s .*run-2_bold"):
+        prepare_smn4lang(root, tmp_path / "out")

@@ -92,9 +92,10 @@ def _headers(runs, root, tr, picks):
                              "runs resampled to one space.")
     values = sorted(set(trs))
     if values[-1] - values[0] > 1e-3 * values[0]:
+        example = {t: r.bold.name for r, t in zip(runs, trs)}
         raise ValueError("The BOLD runs have different TRs: " + ", ".join(
-            f"'{r.bold.name}' {t:g} s" for r, t in list(zip(runs, trs))[:6]) + "; the store has "
-            "one TR: prepare the runs of one TR at a time ('runs', 'subjects').")
+            f"{t:g} s (e.g. '{name}')" for t, name in sorted(example.items())) + "; the store "
+            "has one TR: prepare the runs of one TR at a time ('runs', 'subjects').")
     return values[0]
 
 
