@@ -1,6 +1,6 @@
 """``neurofuse data``: dataset stores from real studies, merged, described.
 
-Commands: ``prepare lebel|meg-bids|podcast``, ``merge``, ``info``.
+Commands: ``prepare lebel|meg-bids|podcast|smn4lang``, ``merge``, ``info``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ._utils import (add_command, add_group, format_summary, none_or_float, opti
                      parse_pairs, parse_splits, passed, print_summary)
 
 NAME = "data"
-HELP = "dataset stores: prepare (lebel, meg-bids, podcast), merge, info"
+HELP = "dataset stores: prepare (lebel, meg-bids, podcast, smn4lang), merge, info"
 
 #: Keywords every ``neurofuse data prepare`` kind passes on when given.
 _PREPARE_COMMON = ("language_model", "layer", "context_tokens", "device", "work_dir",
@@ -63,6 +63,19 @@ def _cmd_podcast(args):
         kwargs["onset"] = args.onset if args.onset == "auto" else float(args.onset)
     out = prepare_podcast(args.root, args.out, **kwargs)
     print(f"ECoG dataset written to {out}")
+
+
+def _cmd_smn4lang(args):
+    from ..data.datasets.smn4lang import prepare_smn4lang
+
+    kwargs = passed(args, "subjects", "runs", "task", "sfreq", "l_freq", "h_freq",
+                    "preprocessing", "picks", "tr", "align", "start_event", "events_from",
+                    "meg_offset", "tolerance", "max_shift", "pad", "overwrite")
+    if "splits" in args:
+        kwargs["splits"] = parse_splits(args.splits)
+    if "run_map" in args:
+        kwargs["run_map"] = parse_pairs("--run-map", args.run_map, str)
+    print_summary(prepare_smn4lang(args.root, args.out, **kwargs))
 
 
 def _cmd_merge(args):
@@ -180,6 +193,37 @@ def _add_prepare(sub):
     option(b, "--max-gap", type=float,
            help="longest stretch without words in the transcript, s")
     _add_prepare_common(b)
+
+    b = add_command(psub, "smn4lang", _cmd_smn4lang,
+                    target="neurofuse.data.datasets.smn4lang:prepare_smn4lang",
+                    help="SMN4Lang MEG + fMRI volumes (OpenNeuro ds004078) -> a store for "
+                         "`neurofuse meg2fmri`")
+    b.add_argument("root", help="the ds004078 folder holding sub-XX/ (or its "
+                                "derivatives/preprocessed_data)")
+    b.add_argument("--out", required=True, help="dataset folder to create")
+    option(b, "--subjects", nargs="+", help="sub-01 or 01 ... (default: all)")
+    option(b, "--runs", nargs="+", help="MEG run labels (default: all)")
+    option(b, "--task", help="BIDS task (ds004078: RDR; default: all)")
+    option(b, "--sfreq", type=float, help="MEG rate of the store, Hz")
+    option(b, "--l-freq", type=float, help="band-pass low edge, Hz (default: none)")
+    option(b, "--h-freq", type=float, help="band-pass high edge, Hz (default: none)")
+    option(b, "--preprocessing", help=".toml/.json of MEGPreprocessing settings, for raw "
+                                      "recordings (tSSS, filters, ICA)")
+    option(b, "--picks", choices=["meg", "mag", "grad"], help="MEG inputs")
+    option(b, "--tr", type=float, help="TR, s (default: NIfTI header = JSON sidecar)")
+    option(b, "--align", choices=["stimulus", "start"],
+           help="put the clocks on one by the runs' reference events or by their starts")
+    option(b, "--start-event", help="trial_type of the reference event (default: the first)")
+    option(b, "--events-from", choices=["bold", "meg"], help="whose events.tsv gives the "
+                                                             "stored onsets")
+    option(b, "--meg-offset", type=float, help="s added to the MEG reference onset")
+    option(b, "--tolerance", type=float, help="event agreement across subjects, s")
+    option(b, "--max-shift", type=float, help="largest fMRI timing error allowed, s")
+    option(b, "--run-map", nargs="+", keyword=False, help="MEGRUN=BOLDRUN pairs, if MEG run "
+                                                           "N is not fMRI run N")
+    option(b, "--splits", nargs="+", keyword=False, help="STORY=SPLIT pairs or a JSON file")
+    option(b, "--pad", type=float, help="MEG read beyond each end of a window, s")
+    option(b, "--overwrite", action="store_true", help="replace an existing dataset")
     return p
 
 

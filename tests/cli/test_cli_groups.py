@@ -62,7 +62,8 @@ def test_groups_found_by_scanning_the_package():
     assert set(LEAVES) == {
         ("anatomy",), ("demo",), ("data", "info"), ("data", "merge"),
         ("data", "prepare", "lebel"), ("data", "prepare", "meg-bids"),
-        ("data", "prepare", "podcast"), ("joint", "benchmark", "simulation"),
+        ("data", "prepare", "podcast"), ("data", "prepare", "smn4lang"),
+        ("joint", "benchmark", "simulation"),
         ("joint", "demo"), ("joint", "ecog"), ("joint", "evaluate"), ("joint", "fit"),
         ("joint", "predict"), ("meg2fmri", "demo"), ("meg2fmri", "evaluate"),
         ("meg2fmri", "fit"), ("meg2fmri", "prepare"), ("meg2fmri", "synthesize"),
@@ -76,7 +77,7 @@ def test_groups_found_by_scanning_the_package():
     (["joint", "benchmark"], ["simulation"]),
     (["simulate"], ["study", "ecog"]),
     (["data"], ["prepare", "merge", "info"]),
-    (["data", "prepare"], ["lebel", "meg-bids", "podcast"]),
+    (["data", "prepare"], ["lebel", "meg-bids", "podcast", "smn4lang"]),
 ])
 def test_group_help_lists_its_commands(group, commands, capsys):
     with pytest.raises(SystemExit) as exc:

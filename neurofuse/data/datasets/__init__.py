@@ -5,7 +5,9 @@
 * :mod:`~neurofuse.data.datasets.bids_meg` — any MEG study of story listening in BIDS
   (:func:`~neurofuse.data.datasets.bids_meg.prepare_meg_bids`, ``docs/real-data-meg.md``);
 * :mod:`~neurofuse.data.datasets.podcast` — the Podcast ECoG dataset, OpenNeuro ds005574
-  (:func:`~neurofuse.data.datasets.podcast.prepare_podcast`, ``docs/real-data-podcast.md``).
+  (:func:`~neurofuse.data.datasets.podcast.prepare_podcast`, ``docs/real-data-podcast.md``);
+* :mod:`~neurofuse.data.datasets.smn4lang` — SMN4Lang MEG + fMRI, OpenNeuro ds004078, for
+  system C (:func:`~neurofuse.data.datasets.smn4lang.prepare_smn4lang`).
 
 Each loader is a small package: ``layout`` (what the files look like on disk and how to find
 them), modules for what one subject or recording is made of, and ``prepare`` (the
@@ -19,5 +21,6 @@ processing is a layer below, in :mod:`neurofuse.preprocessing` (``meg``, ``ieeg`
 from .bids_meg import prepare_meg_bids
 from .lebel import prepare_lebel
 from .podcast import prepare_podcast
+from .smn4lang import prepare_smn4lang
 
-__all__ = ["prepare_lebel", "prepare_meg_bids", "prepare_podcast"]
+__all__ = ["prepare_lebel", "prepare_meg_bids", "prepare_podcast", "prepare_smn4lang"]
