@@ -8,8 +8,8 @@ and progress bar.
 """
 
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
-from .loop import LoopConfig, fit_task, select_device
+from .loop import LoopConfig, TrainingDivergedError, fit_task, select_device
 from .task import RunContext, Task
 
-__all__ = ["LoopConfig", "RunContext", "Task", "fit_task", "load_checkpoint",
+__all__ = ["LoopConfig", "RunContext", "Task", "TrainingDivergedError", "fit_task", "load_checkpoint",
            "restore_checkpoint", "save_checkpoint", "select_device"]

@@ -18,7 +18,12 @@ losses) and owns the rest:
   epochs without an improvement larger than ``min_delta``; the memory restarts when the
   task's :meth:`~Task.phase` changes;
 * the best model in ``out/model/``, one history row per epoch in ``out/history.csv``, and a
-  progress bar.
+  progress bar;
+* guards that stop training with :class:`TrainingDivergedError` rather than save a broken
+  model: a non-finite training loss (checked every step, before the backward pass), a
+  non-finite weight (checked after every epoch) or a non-finite validation number; and an
+  epoch without a single training batch is a ``ValueError``. What earlier epochs wrote
+  (checkpoints, the best model, the history) is kept.
 """
 
 from __future__ import annotations
@@ -42,7 +47,33 @@ from .._logging import logger, progress_enabled, verbose
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .task import RunContext
 
-__all__ = ["LoopConfig", "fit_task", "select_device"]
+__all__ = ["LoopConfig", "TrainingDivergedError", "fit_task", "select_device"]
+
+_CAUSES = ("Likely causes: NaN or Inf values in the training data (check the store's arrays "
+           "with numpy.isfinite), or a learning rate too high for the data's scale (lower it, "
+           "or set grad_clip).")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss, weight or validation number and was stopped."""
+
+
+def _check_loss(loss, *, epoch, batch, optimizer, out):
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise TrainingDivergedError(
+            f"Training stopped: the loss of optimizer '{optimizer}' is "
+            f"{float(loss.detach().float().sum())} at epoch {epoch + 1}, batch {batch + 1}. "
+            f"{_CAUSES} What earlier epochs wrote to '{out}' is kept.")
+
+
+def _check_weights(model, *, epoch, out):
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise TrainingDivergedError(
+            f"Training stopped: after epoch {epoch + 1} the weights {shown} hold NaN or Inf "
+            f"(the loss was finite: an infinite gradient?). {_CAUSES} What earlier epochs "
+            f"wrote to '{out}' is kept.")
 
 
 @dataclass(frozen=True)
@@ -205,11 +236,13 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
             state["phase"], state["best_val"], state["bad_epochs"] = phase, math.inf, 0
         t0 = time.perf_counter()
         model.train()
-        sums, n_batches = dict.fromkeys(task.train_logs, 0.0), 0
-        for batch in task.train_batches(epoch):
+        sums, n_batches, n_seen = dict.fromkeys(task.train_logs, 0.0), 0, 0
+        for i_batch, batch in enumerate(task.train_batches(epoch)):
             counted = False
+            n_seen += 1
             for name, optimizer in optimizers.items():
                 loss, logs = task.training_step(ctx, batch, name)
+                _check_loss(loss, epoch=epoch, batch=i_batch, optimizer=name, out=out)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
@@ -220,6 +253,10 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
                         sums[k] = sums.get(k, 0.0) + v
                     counted = True
             n_batches += counted
+        if not n_seen:
+            raise ValueError(f"The task gave no training batch in epoch {epoch + 1}: there is "
+                             f"nothing to train on. {task.no_batches_hint}".rstrip())
+        _check_weights(model, epoch=epoch, out=out)
         for scheduler in schedulers.values():
             scheduler.step()
         row = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
@@ -233,6 +270,12 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
             row.update(task.validate(ctx, epoch))
         row["seconds"] = time.perf_counter() - t0
         monitor = task.monitor(row)
+        if not math.isfinite(monitor):
+            raise TrainingDivergedError(
+                f"Training stopped: the number early stopping watches is {monitor} after epoch "
+                f"{epoch + 1} (history row: {row}). With finite weights this points at NaN or "
+                f"Inf values in the validation data. What earlier epochs wrote to '{out}' is "
+                "kept.")
         improved = monitor < state["best_val"] - cfg.min_delta
         if improved:
             state["best_val"], state["bad_epochs"] = monitor, 0

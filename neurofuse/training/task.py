@@ -93,9 +93,13 @@ class Task:
         History columns shown on the progress bar.
     ddp_options : dict
         Keyword arguments of :class:`torch.nn.parallel.DistributedDataParallel`.
+    no_batches_hint : str
+        Appended to the error raised when an epoch yields no training batch: what in this
+        system's data or settings leads there, and the fix.
     """
 
     train_logs: tuple = ()
+    no_batches_hint: str = ""
     progress_keys: tuple = ("train_loss", "val_loss")
     ddp_options: dict = {}
 

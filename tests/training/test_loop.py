@@ -265,3 +265,55 @@ def test_loop_config_is_checked():
         LoopConfig(patience=0)
     with pytest.raises(ValueError, match="LoopConfig.grad_clip"):
         LoopConfig(grad_clip=-1.0)
+
+
+class _Broken(Regression):
+    """The regression with one defect: NaN inputs, an infinite gradient, NaN validation
+    targets, or no batches at all."""
+
+    def __init__(self, defect):
+        super().__init__(optimizers=("all",))
+        self.defect = defect
+        if defect == "nan_input":
+            self.x[5, 1] = float("nan")
+        elif defect == "nan_val":
+            self.y_val[0] = float("nan")
+        elif defect == "inf_grad":  # one batch an epoch: no later loss sees the broken weight
+            self.batch_size = len(self.x)
+
+    def setup(self, ctx):
+        model = super().setup(ctx)
+        if self.defect == "inf_grad":  # finite loss, infinite gradient on the bias
+            model[1].bias.register_hook(lambda g: g * float("inf"))
+        return model
+
+    def train_batches(self, epoch):
+        if self.defect == "no_batches":
+            return iter(())
+        return super().train_batches(epoch)
+
+
+@pytest.mark.parametrize("defect, match", [
+    ("nan_input", r"loss of optimizer 'all' is nan at epoch 1, batch \d"),
+    ("inf_grad", r"after epoch 1 the weights 1.bias hold NaN or Inf"),
+    ("nan_val", r"watches is nan after epoch 1.*validation data"),
+])
+def test_training_never_ends_silently_wrong(tmp_path, defect, match):
+    """A non-finite loss, weight or validation number stops training with an error that says
+    where; no model is saved from the broken epoch."""
+    from neurofuse.training import TrainingDivergedError
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=match):
+        fit_task(_Broken(defect), out, config={"max_epochs": 3, "patience": None})
+    assert not (out / "model").exists()  # the first epoch broke: nothing was good to save
+    # the same task without its defect trains
+    assert len(fit_task(Regression(optimizers=("all",)), tmp_path / "ok",
+                        config={"max_epochs": 1})) == 1
+
+
+def test_an_epoch_without_batches_is_an_error(tmp_path):
+    task = _Broken("no_batches")
+    task.no_batches_hint = "Your stories are too short."
+    with pytest.raises(ValueError, match="no training batch in epoch 1.*too short"):
+        fit_task(task, tmp_path / "run", config={"max_epochs": 2})

@@ -74,8 +74,9 @@ def make_pieces(dataset, stories, *, piece_seconds=40.0, loss_seconds=20.0):
     for story in stories:
         n_times = (dataset.n_times(story) // n_tr) * n_tr  # whole TRs only
         if n_times < n_piece:
-            logger.warning("Story %s (%.1f s) is shorter than one piece (%.1f s); skipped.",
-                           story, n_times / sfreq, piece_seconds)
+            logger.warning("Story %s (%.2f s, %d whole TRs of %g s) is shorter than one piece "
+                           "(%g s); skipped.", story, dataset.n_times(story) / sfreq,
+                           n_times // n_tr, tr, piece_seconds)
             continue
         pieces.append(Piece(story, 0, n_piece, n_piece - n_loss))
         end = n_piece

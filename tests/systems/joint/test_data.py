@@ -51,10 +51,13 @@ def test_make_pieces_loss_windows_tile_each_story(sfreq, tr, piece, loss):
 
 
 def test_make_pieces_warns_for_short_stories(catch_logs):
-    ds = _Lengths(sfreq=50.0, tr=2.0, lengths={"s": 300})
+    ds = _Lengths(sfreq=50.0, tr=2.0, lengths={"s": 300, "t": 40})
     with catch_logs("warning") as log:
-        assert make_pieces(ds, ["s"], piece_seconds=8.0, loss_seconds=4.0) == []
+        assert make_pieces(ds, ["s", "t"], piece_seconds=8.0, loss_seconds=4.0) == []
     assert "shorter than one piece" in log.text
+    # the story's own length is named, not its whole TRs only (0.8 s is 0 TRs of 2 s)
+    assert "Story s (6.00 s, 3 whole TRs of 2 s)" in log.text
+    assert "Story t (0.80 s, 0 whole TRs of 2 s)" in log.text
 
 
 @pytest.mark.parametrize("kwargs, match", [

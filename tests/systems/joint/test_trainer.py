@@ -81,6 +81,17 @@ def test_curriculum_alphas():
 # ---------------------------------------------------------------------------- checkpoints
 
 
+def test_stories_shorter_than_a_piece_are_an_error_not_an_untrained_model(small_store,
+                                                                         tmp_path):
+    """Two 140-s stories and 200-s pieces: no piece, so nothing trains and nothing is saved."""
+    with pytest.raises(ValueError, match=r"No training piece.*piece_seconds = 200 s; the "
+                                         r"longest of the 2 training stories lasts 140.0 s"):
+        fit(small_store, tmp_path / "run", train_config=dict(TRAIN, piece_seconds=200.0,
+                                                             max_epochs=1),
+            encoder_kwargs=ENCODER)
+    assert not (tmp_path / "run" / "model").exists()
+
+
 def test_fit_refuses_an_existing_run_without_resume(small_store, tmp_path):
     out = tmp_path / "run"
     fit(small_store, out, train_config=dict(TRAIN, max_epochs=1), encoder_kwargs=ENCODER)
