@@ -182,6 +182,36 @@ def hash_file(path) -> str:
     return h.hexdigest()[:16]
 
 
+class DamagedFileError(ValueError):
+    """A file's content no longer matches the checksum recorded when it was written."""
+
+
+def check_file_hash(path, expected, *, record, what="file") -> None:
+    """Raise :class:`DamagedFileError` if ``path``'s :func:`hash_file` is not ``expected``.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to check.
+    expected : str | None
+        The checksum recorded when it was written; None (files written before checksums
+        were recorded) checks nothing.
+    record : path-like
+        Where ``expected`` was read from (named in the error).
+    what : str
+        What the file is, for the error (e.g. ``"model weights"``).
+    """
+    if expected is None:
+        return
+    got = hash_file(path)
+    if got != expected:
+        raise DamagedFileError(
+            f"The {what} '{path}' are damaged or were changed after they were written: their "
+            f"SHA-256 checksum starts {got}, but '{record}' recorded {expected}. Restore the "
+            "file from a backup, or write it again (train again, or resume from an earlier "
+            "copy of the run).")
+
+
 def get_cache_dir() -> Path:
     """Where neurofuse caches anatomy, BEM solutions, lead fields and morphs.
 

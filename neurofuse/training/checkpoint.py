@@ -7,7 +7,8 @@ A checkpoint is a folder ``ckpt_dir/epoch-NNNN/`` with
     each named optimizer's state, e.g. Adam's moments) and ``rng.<key>`` (torch's CPU and CUDA
     random-number-generator states).
 ``state.json``
-    ``format_version``; ``model_config`` (what the model was built with: a resume with another
+    ``format_version``; ``checksums`` (``{"state.safetensors": hash}``, verified when the
+    checkpoint is read: a damaged file is refused); ``model_config`` (what the model was built with: a resume with another
     model is refused); ``config`` (the training settings); ``trainer`` (the loop's state:
     epoch, early-stopping memory, history); ``optimizers`` (the non-tensor part of each
     optimizer's state dict: param groups, step counts); ``schedulers`` (their state dicts).
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_dir, atomic_path, write_json
+from .._io import atomic_dir, atomic_path, check_file_hash, hash_file, write_json
 
 __all__ = ["CHECKPOINT_FORMAT_VERSION", "load_checkpoint", "restore_checkpoint",
            "save_checkpoint"]
@@ -111,6 +112,7 @@ def save_checkpoint(ckpt_dir, *, model_state, optimizers, schedulers=None, train
         save_file(tensors, str(tmp / "state.safetensors"))
         write_json(tmp / "state.json", {
             "format_version": CHECKPOINT_FORMAT_VERSION,
+            "checksums": {"state.safetensors": hash_file(tmp / "state.safetensors")},
             "model_config": model_config,
             "config": config,
             "trainer": trainer_state,
@@ -147,7 +149,7 @@ def load_checkpoint(ckpt_dir):
     tensors : dict of str to Tensor
         ``model.*``, ``opt.*`` and ``rng.*`` tensors.
     meta : dict
-        The contents of ``state.json`` (see the module docstring).
+        The contents of ``state.json`` (see the module docstring) but the checksums, verified.
     """
     from safetensors.torch import load_file
 
@@ -160,6 +162,8 @@ def load_checkpoint(ckpt_dir):
     meta = json.loads((path / "state.json").read_text())
     if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"Checkpoint '{path}' is from a newer neurofuse; upgrade to resume it.")
+    check_file_hash(path / "state.safetensors", meta.pop("checksums", {}).get(
+        "state.safetensors"), record=path / "state.json", what="checkpoint tensors")
     tensors = load_file(str(path / "state.safetensors"))
     if meta.get("format_version", 0) < 2:
         tensors, meta = _from_version_1(tensors, meta)

@@ -74,3 +74,20 @@ def test_newer_checkpoint_is_refused(tmp_path):
     state.write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ValueError, match="newer neurofuse; upgrade"):
         load_checkpoint(tmp_path)
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path):
+    """The checksum written in state.json catches a flipped bit in the tensors."""
+    from neurofuse._io import DamagedFileError
+
+    lin, opt, sched = _training_state()
+    path = save_checkpoint(tmp_path, model_state=lin.state_dict(), optimizers={"main": opt},
+                           schedulers={"main": sched}, trainer_state={"epoch": 1})
+    load_checkpoint(tmp_path)  # intact: reads
+    assert set(json.loads((path / "state.json").read_text())["checksums"]) == {
+        "state.safetensors"}
+    data = bytearray((path / "state.safetensors").read_bytes())
+    data[-1] ^= 0x01
+    (path / "state.safetensors").write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError, match="checkpoint tensors .*state.json"):
+        load_checkpoint(tmp_path)

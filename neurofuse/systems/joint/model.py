@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..._io import atomic_dir, write_json
+from ..._io import atomic_dir, check_file_hash, hash_file, write_json
 from ...anatomy.cortex import source_smoother
 from .encoder import EncoderConfig, StimulusEncoder
 from .heads import FMRIHead, MEGHead, fmri_bold, hilbert_transform
@@ -254,6 +254,16 @@ class JointModel(nn.Module):
         if strict and missing:
             raise ValueError(f"Incompatible checkpoint: it lacks {missing[:5]}"
                              f"{'...' if len(missing) > 5 else ''}.")
+        used = {f"{key}{end}" if f"{key}.crow" in flat else key
+                for key in self.state_dict()
+                for end in ((".crow", ".col", ".val", ".shape") if f"{key}.crow" in flat
+                            else ("",))}
+        extra = sorted(set(flat) - used)
+        if strict and extra:
+            raise ValueError(f"Incompatible weights: they hold tensors this model does not have "
+                             f"({extra[:5]}{'...' if len(extra) > 5 else ''}): the model's "
+                             "description (model.json) and its weights disagree. Was model.json "
+                             "edited? Use the model.json written with these weights.")
         for key, val in state.items():
             target = self.state_dict()[key]
             if tuple(val.shape) != tuple(target.shape):
@@ -272,9 +282,11 @@ class JointModel(nn.Module):
         from safetensors.torch import save_file
 
         with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
-            write_json(tmp / "model.json", self.config_dict())
             save_file({k: v.cpu() for k, v in self.flat_state().items()},
                       str(tmp / "model.safetensors"))
+            write_json(tmp / "model.json", {
+                **self.config_dict(),
+                "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
             if self.infos:
                 import mne
 
@@ -298,6 +310,8 @@ class JointModel(nn.Module):
         if cfg.get("format_version", 0) > MODEL_FORMAT_VERSION:
             raise ValueError(f"Model format v{cfg['format_version']} is newer than this neurofuse "
                              f"supports (v{MODEL_FORMAT_VERSION}); upgrade neurofuse.")
+        check_file_hash(path / "model.safetensors", cfg.get("checksums", {}).get(
+            "model.safetensors"), record=cfg_file, what="model weights")
         flat = load_file(str(path / "model.safetensors"))
         model = cls.from_config(cfg, flat)
         model.load_flat_state(flat)

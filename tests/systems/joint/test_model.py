@@ -71,6 +71,32 @@ def test_incompatible_weights_rejected(ds, model, tmp_path):
         JointModel.load(tmp_path)
 
 
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # a tensor's last byte: the header still parses
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_or_edited_model_files_are_refused(ds, model, tmp_path):
+    """A bit flipped in the weights fails the checksum recorded in model.json; a model.json
+    edited to fewer layers no longer matches the weights' tensors."""
+    from neurofuse._io import DamagedFileError
+
+    path = model.save(tmp_path / "m")
+    cfg = json.loads((path / "model.json").read_text())
+    assert set(cfg["checksums"]) == {"model.safetensors"}
+    _flip_last_byte(path / "model.safetensors")
+    with pytest.raises(DamagedFileError, match="model weights .*model.safetensors.* damaged"):
+        JointModel.load(path)
+    path = model.save(tmp_path / "m2")
+    cfg = json.loads((path / "model.json").read_text())
+    assert cfg["encoder"]["n_layers"] > 1
+    cfg["encoder"]["n_layers"] -= 1
+    (path / "model.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="tensors this model does not have.*model.json"):
+        JointModel.load(path)
+
+
 def test_chunked_inference_equals_one_pass(ds, model):
     feats = np.array(ds.features("story-04"))
     full = predict_sources(model, feats, chunk_seconds=1000)
