@@ -152,6 +152,22 @@ def option(parser, *flags, keyword=True, **kwargs):
     return action
 
 
+def _resume_value(text):
+    if text != "override":
+        raise argparse.ArgumentTypeError(f"expected nothing or 'override', got {text!r}")
+    return text
+
+
+def add_resume(parser):
+    """``--resume [override]``: continue an interrupted run (``override``: even with changed
+    training settings)."""
+    return option(parser, "--resume", nargs="?", const=True, type=_resume_value,
+                  metavar="override",
+                  help="continue an interrupted run exactly; '--resume override' continues "
+                       "even when the training settings differ from the run's (they are "
+                       "named in the error otherwise)")
+
+
 def passed(args, *names):
     """``{name: value}`` of the options among ``names`` that were given."""
     return {name: getattr(args, name) for name in names if hasattr(args, name)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._utils import LazyChoices, add_command, add_group, cnr, option, passed
+from ._utils import LazyChoices, add_command, add_group, add_resume, cnr, option, passed
 
 NAME = "joint"
 HELP = "the joint MEG-fMRI encoding model: fit, predict, evaluate, demo, benchmark, ecog"
@@ -132,7 +132,7 @@ def add_parser(subparsers):
     p.add_argument("--data", required=True, help="dataset folder (from simulate or prepare)")
     p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, "
                                                 "history.csv")
-    option(p, "--resume", action="store_true", help="continue an interrupted run exactly")
+    add_resume(p)
     option(p, "--epochs", type=int, keyword=False, help="override the config's max_epochs")
     option(p, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 

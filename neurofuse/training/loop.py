@@ -66,6 +66,28 @@ def _check_loss(loss, *, epoch, batch, optimizer, out):
             f"{_CAUSES} What earlier epochs wrote to '{out}' is kept.")
 
 
+def _check_resumed_settings(saved, task, ckpt_dir, *, override):
+    """Refuse to resume with training settings other than the checkpoint's."""
+    now = task.config()
+    if saved is None or now is None:
+        return
+    now = json.loads(json.dumps(now))
+    # keys the checkpoint lacks were added by a later neurofuse: nothing to compare
+    changed = [k for k in sorted(saved) if saved[k] != now.get(k)
+               and k not in task.resume_may_change]
+    if not changed:
+        return
+    what = "; ".join(f"{k}: {saved[k]!r} in the checkpoint, {now.get(k)!r} now" for k in changed)
+    if override:
+        logger.warning("Resuming with changed training settings (override): %s", what)
+        return
+    raise ValueError(
+        f"Cannot resume the run in '{ckpt_dir.parent}' with other training settings or data "
+        f"than it was started with ({what}). Resume with the run's own settings and data, "
+        "start a fresh --out, or resume with resume='override' to continue with the new "
+        "settings anyway.")
+
+
 def _check_weights(model, *, epoch, out):
     bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
     if bad:
@@ -173,8 +195,12 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         task's ``config.json``.
     config : LoopConfig | dict | None
         Loop settings (unknown keys raise).
-    resume : bool
-        Continue from ``out/checkpoints`` exactly where it stopped.
+    resume : bool | ``"override"``
+        Continue from ``out/checkpoints`` exactly where it stopped. Training settings that
+        differ from the checkpoint's (:meth:`Task.config`, the task's data fingerprint
+        included) are refused, naming each, but those of :attr:`Task.resume_may_change`
+        (e.g. the number of epochs); ``"override"`` resumes with the new settings anyway
+        (logged).
     device : str | torch.device | None
         See :func:`select_device`.
     epoch_callback : callable | None
@@ -216,6 +242,8 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         if meta["model_config"] != json.loads(json.dumps(task.model_config(model))):
             raise ValueError("Incompatible checkpoint: it was made for another model or dataset "
                              "(different sizes or subjects). Use a fresh --out.")
+        _check_resumed_settings(meta.get("config"), task, ckpt_dir,
+                                override=resume == "override")
         task.load_model_state(model, {k[6:]: v for k, v in tensors.items()
                                       if k.startswith("model.")})
         restore_checkpoint(tensors, meta, optimizers=optimizers, schedulers=schedulers)

@@ -96,10 +96,13 @@ class Task:
     no_batches_hint : str
         Appended to the error raised when an epoch yields no training batch: what in this
         system's data or settings leads there, and the fix.
+    resume_may_change : tuple of str
+        Keys of :meth:`config` a resumed run may change (e.g. train for more epochs).
     """
 
     train_logs: tuple = ()
     no_batches_hint: str = ""
+    resume_may_change: tuple = ("max_epochs", "epochs", "patience", "device")
     progress_keys: tuple = ("train_loss", "val_loss")
     ddp_options: dict = {}
 
@@ -167,7 +170,8 @@ class Task:
         return None
 
     def config(self) -> dict | None:
-        """JSON training settings stored in checkpoints."""
+        """JSON training settings stored in checkpoints (a resume with others is refused):
+        include a fingerprint of the training data (e.g. ``"data"``)."""
         return None
 
     def run_config(self, model) -> dict | None:

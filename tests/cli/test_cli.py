@@ -60,6 +60,15 @@ def test_fit_predict_resume(tiny_study, tmp_path, capsys):
     assert main(["joint", "fit", "tiny", "--data", str(tiny_study), "--out", str(run),
                  "--epochs", "3", "--resume", "-q"]) == 0
     assert "Trained 3 epochs" in capsys.readouterr().out
+    # Resuming with another learning rate is refused, naming it, unless told to override.
+    changed = tmp_path / "fit.json"
+    changed.write_text('{"preset": "tiny", "train": {"lr": 0.123}}')
+    assert main(["joint", "fit", str(changed), "--data", str(tiny_study), "--out", str(run),
+                 "--epochs", "4", "--resume", "-q"]) == 1
+    assert "now" in (err := capsys.readouterr().err) and "lr:" in err and "0.123" in err
+    assert main(["joint", "fit", str(changed), "--data", str(tiny_study), "--out", str(run),
+                 "--epochs", "4", "--resume", "override", "-q"]) == 0
+    assert "Trained 4 epochs" in capsys.readouterr().out
 
     ds = read_dataset(tiny_study)
     stim = tmp_path / "stim.npy"

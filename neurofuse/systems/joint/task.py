@@ -12,9 +12,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
+from ..._io import hash_arrays, hash_file
 from ..._logging import logger
+from ...data.store import MANIFEST
 from ...training.task import Task
 from .data import PieceLoader, loss_weights, make_pieces
 from .losses import joint_loss
@@ -65,6 +70,7 @@ class JointTask(Task):
         self.val_stories = dataset.splits.get("val", [])
         if not self.train_stories:
             raise ValueError("The dataset has no training stories (split 'train').")
+        self._fingerprint = None
 
     def setup(self, ctx):
         from .model import JointModel
@@ -182,7 +188,13 @@ class JointTask(Task):
         return model.config_dict()
 
     def config(self):
-        return self.cfg.to_dict()
+        """Training settings and ``data``: a fingerprint of the store (its manifest and the
+        first 1000 samples of the first training story's stimulus features)."""
+        if self._fingerprint is None:
+            ds = self.dataset
+            head = np.asarray(ds.features(self.train_stories[0])[:1000])
+            self._fingerprint = hash_arrays(hash_file(Path(ds.path) / MANIFEST), head)
+        return {**self.cfg.to_dict(), "data": self._fingerprint}
 
     def run_config(self, model):
         return {"train": self.cfg.to_dict(), "model": model.config_dict(),

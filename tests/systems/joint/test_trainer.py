@@ -119,6 +119,35 @@ def test_resume_with_another_model_size_is_refused(small_store, tmp_path):
             encoder_kwargs=dict(ENCODER, d_model=12), resume=True)
 
 
+def test_resume_on_other_data_or_settings_is_refused(small_store, tmp_path, catch_logs):
+    """Same shapes, other data (another seed) or another lr: refused, naming what differs;
+    more epochs are allowed; 'override' continues with a warning."""
+    import shutil
+
+    from neurofuse.data import read_dataset
+
+    out = tmp_path / "run"
+    fit(small_store, out, train_config=dict(TRAIN, max_epochs=1), encoder_kwargs=ENCODER)
+    # the same store but another stimulus: the same shapes, manifest and model
+    shutil.copytree(small_store.path, tmp_path / "copy")
+    story = small_store.splits["train"][0]
+    feats = next((tmp_path / "copy" / "features").glob(f"{story}.npy"))
+    arr = np.load(feats)
+    np.save(feats, arr[::-1].copy())
+    other = read_dataset(tmp_path / "copy")
+    with pytest.raises(ValueError, match=r"other training settings or data.*data: '[0-9a-f]+' "
+                                         r"in the checkpoint, '[0-9a-f]+' now"):
+        fit(other, out, train_config=dict(TRAIN, max_epochs=2), encoder_kwargs=ENCODER,
+            resume=True)
+    with pytest.raises(ValueError, match=r"lr: 0.01 in the checkpoint, 0.02 now"):
+        fit(small_store, out, train_config=dict(TRAIN, max_epochs=2, lr=2e-2),
+            encoder_kwargs=ENCODER, resume=True)
+    with catch_logs("warning") as log:
+        history = fit(small_store, out, train_config=dict(TRAIN, max_epochs=2, lr=2e-2),
+                      encoder_kwargs=ENCODER, resume="override")
+    assert len(history) == 2 and "changed training settings (override): lr" in log.text
+
+
 def _small_training_state(store):
     torch.manual_seed(0)
     model = JointModel.from_dataset(store, encoder_kwargs=ENCODER)
