@@ -234,3 +234,34 @@ def test_fwd_command_line_option(prepared, fwd_8195, monkeypatch, tmp_path, caps
     err = capsys.readouterr().err
     assert rc == 1 and "8195" in err and "sub-01-8195-fwd.fif" in err, err
     assert not (tmp_path / "ds").exists()
+
+
+def test_own_forward_on_the_subjects_freesurfer_anatomy(prepared, monkeypatch, tmp_path):
+    """With the subject's FreeSurfer folder, a forward on its own sources (here 8195 of them)
+    is used with a morph from fsaverage onto exactly those sources; no trans file needed (the
+    forward's own). The same forward without the folder is refused."""
+    from neurofuse.anatomy import make_forward, make_simulated_subject
+
+    sim = make_simulated_subject(1, seed=0, meg=False)  # as test_freesurfer_subject_...
+    fs = tmp_path / "freesurfer"
+    fs.mkdir()
+    (fs / "sub-01").symlink_to(sim.subjects_dir / sim.name, target_is_directory=True)
+    bp = find_meg_recordings(_root(prepared))["sub-01"][0]
+    info = mne_bids.read_raw_bids(bp, verbose="error").info
+    info = mne.pick_info(info, mne.pick_types(info, meg=True, exclude=()))
+    fwd = make_forward(dataclasses.replace(sim, meg_info=info))
+    lh, rh = (s["vertno"] for s in fwd["src"])
+    stc = mne.SourceEstimate(np.zeros((lh.size - 1 + rh.size, 1)), [lh[1:], rh], 0.0, 1.0)
+    fwd = mne.forward.restrict_forward_to_stc(fwd, stc)
+    fname = tmp_path / "sub-01-own-fwd.fif"
+    mne.write_forward_solution(fname, fwd, verbose="error")
+    kw = {"preprocessing": CONFIG, "forward": {"sub-01": fname}, **prepared["kw"]}
+    out = prepare_meg_bids(_root(prepared), tmp_path / "ds", subjects_dir=fs, **kw)
+    ds = read_dataset(out)
+    assert ds.anatomy("sub-01")["kind"] == "freesurfer"
+    morph = ds.morph("sub-01")
+    assert morph.shape == (fwd["nsource"], 8196) == (8195, 8196)
+    np.testing.assert_allclose(morph.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(ds.leadfield("sub-01"), fwd["sol"]["data"], rtol=1e-6)
+    with pytest.raises(ValueError, match="has 8195 sources.*no subjects_dir was given"):
+        prepare_meg_bids(_root(prepared), tmp_path / "ds2", **kw)

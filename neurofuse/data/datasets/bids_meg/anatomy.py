@@ -77,7 +77,11 @@ def _user_forward_subject(sub, fwd, fname, subjects_dir, spacing):
     src = fwd["src"]
     got = [np.asarray(s["vertno"]) for s in src]
     trans = mne.transforms._ensure_trans(fwd["mri_head_t"], "head", "mri")
+    his_id = src[0].get("subject_his_id")
     fs_name = _fs_subject(sub, subjects_dir)
+    if fs_name is None and subjects_dir is not None and his_id \
+            and (subjects_dir / his_id / "surf").is_dir():
+        fs_name = his_id  # the folder named as the forward's source-space subject
     if fs_name is not None:
         for hemi, s in zip(("lh", "rh"), src):
             n_surf = len(mne.read_surface(subjects_dir / fs_name / "surf" / f"{hemi}.white",
@@ -171,3 +175,16 @@ def _read_user_forward(sub, fname, info, subjects_dir, spacing):
                 "its position in the first recording, to which tSSS brings every run: compute "
                 "it with that recording's info for a matching lead field.", fname, sub, shift)
     return fwd, subject
+
+
+def _morph_target(fwd, subject):
+    """``fwd["src"]``, labelled with ``subject``'s name for MNE's morph when the forward was
+    computed under another name for the same FreeSurfer folder (checked against its
+    surfaces by :func:`_user_forward_subject`)."""
+    src = fwd["src"]
+    if all(s.get("subject_his_id") in (None, subject.name) for s in src):
+        return src
+    src = src.copy()
+    for s in src:
+        s["subject_his_id"] = subject.name
+    return src

@@ -46,7 +46,13 @@ from ..._prepare import (
     story_features,
 )
 from .._bids import import_mne_bids, read_raw_bids, sidecar
-from .anatomy import _find_trans, _fs_subject, _make_subject, _read_user_forward
+from .anatomy import (
+    _find_trans,
+    _fs_subject,
+    _make_subject,
+    _morph_target,
+    _read_user_forward,
+)
 from .layout import PURPOSE, _find_stories, find_empty_rooms, find_meg_recordings
 from .recording import _cached_recording, _process_recording
 
@@ -335,7 +341,8 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
             fwd = make_forward(subject, spacing=spacing, n_jobs=n_jobs)
         if fwd["sol"]["row_names"] != names:
             fwd = mne.pick_channels_forward(fwd, names, ordered=True, verbose="error")
-        morph = make_morph(subject, spacing=spacing, src_to=fwd["src"])
+        morph = make_morph(subject, spacing=spacing, src_to=_morph_target(fwd, subject)
+                           if sub in user_fwd else fwd["src"])
         anatomy[sub] = {"subject": subject, "forward": fwd, "info": info, "morph": morph,
                         "forward_file": None if fwd_file is None else str(fwd_file),
                         "leadfield": get_leadfield(fwd),
