@@ -265,3 +265,23 @@ def test_own_forward_on_the_subjects_freesurfer_anatomy(prepared, monkeypatch, t
     np.testing.assert_allclose(ds.leadfield("sub-01"), fwd["sol"]["data"], rtol=1e-6)
     with pytest.raises(ValueError, match="has 8195 sources.*no subjects_dir was given"):
         prepare_meg_bids(_root(prepared), tmp_path / "ds2", **kw)
+
+
+def test_associated_empty_room_as_mne_bids_writes_it(tmp_path):
+    """mne-bids writes AssociatedEmptyRoom as an absolute path (stale once the dataset
+    moves); BIDS URIs and relative paths occur too: the file name decides."""
+    from neurofuse.data.datasets.bids_meg.layout import _associated_empty_rooms, _is_empty_room
+
+    folder = tmp_path / "sub-02" / "meg"
+    folder.mkdir(parents=True)
+    names = ["sub-02_task-a_meg.fif", "sub-02_task-b_meg.fif", "sub-02_task-c_meg.fif"]
+    bps = [mne_bids.BIDSPath(subject="02", task=t, suffix="meg", extension=".fif",
+                             datatype="meg", root=tmp_path) for t in "abc"]
+    (folder / "sub-02_task-a_meg.json").write_text(json.dumps(
+        {"AssociatedEmptyRoom": f"/elsewhere/old-copy/sub-02/meg/{names[1]}"}))
+    assert _associated_empty_rooms(bps) == {names[1]}
+    assert _is_empty_room(bps[1], {names[1]}).startswith("named as AssociatedEmptyRoom")
+    assert _is_empty_room(bps[2], {names[1]}) is None
+    (folder / "sub-02_task-a_meg.json").write_text(json.dumps(
+        {"AssociatedEmptyRoom": [f"bids::sub-02/meg/{names[2]}", f"sub-02/meg/{names[1]}"]}))
+    assert _associated_empty_rooms(bps) == {names[1], names[2]}

@@ -74,8 +74,13 @@ def _find_stories(stimuli_dir, stories):
                      for s in stories}
 
 
-def _associated_empty_rooms(root, paths) -> set:
-    """Files named as ``AssociatedEmptyRoom`` in the ``_meg.json`` sidecars of ``paths``."""
+def _associated_empty_rooms(paths) -> set:
+    """File names given as ``AssociatedEmptyRoom`` in the ``_meg.json`` sidecars of ``paths``.
+
+    The entry may be relative to the dataset, a BIDS URI (``bids::sub-emptyroom/...``) or an
+    absolute path (mne-bids writes one, stale once the dataset moves), so the file name is
+    what is compared: BIDS names are unique within a dataset.
+    """
     out = set()
     for bp in paths:
         side = Path(bp.copy().update(extension=".json", split=None, check=False).fpath)
@@ -85,8 +90,7 @@ def _associated_empty_rooms(root, paths) -> set:
             continue
         for item in [entry] if isinstance(entry, str) else (entry or []):
             if isinstance(item, str) and item:
-                rel = item.split(":", 2)[-1] if item.startswith("bids:") else item
-                out.add((root / rel.lstrip("/")).resolve())
+                out.add(Path(item.split(":", 2)[-1] if item.startswith("bids:") else item).name)
     return out
 
 
@@ -96,7 +100,7 @@ def _is_empty_room(bp, associated) -> str | None:
         return "subject 'emptyroom'"
     if (bp.task or "").lower() in EMPTY_ROOM_TASKS:
         return f"task {bp.task!r}"
-    if Path(bp.fpath).resolve() in associated:
+    if Path(bp.fpath).name in associated:
         return "named as AssociatedEmptyRoom in a _meg.json sidecar"
     return None
 
@@ -117,7 +121,7 @@ def _scan(bids_root, subjects, task):
     paths = [bp for bp in paths
              if bp.acquisition not in ("calibration", "crosstalk")
              and (bp.split is None or bp.split in ("01", "1"))]
-    associated = _associated_empty_rooms(root, paths)
+    associated = _associated_empty_rooms(paths)
     out, empty = {}, {}
     for bp in paths:
         why = _is_empty_room(bp, associated)
