@@ -47,6 +47,8 @@ def _cmd_meg_bids(args):
         kwargs["event_id"] = parse_pairs("--event-id", args.event_id, int)
     if "trans" in args:
         kwargs["trans"] = parse_pairs("--trans", args.trans, str)
+    if "fwd" in args:
+        kwargs["forward"] = parse_pairs("--fwd", args.fwd, str)
     print_summary(prepare_meg_bids(args.root, args.out, **_repeatability(kwargs)))
 
 
@@ -159,6 +161,10 @@ def _add_prepare(sub):
     option(b, "--stimuli-dir", help="folder with <story>.wav and <story>.TextGrid")
     option(b, "--subjects-dir", help="FreeSurfer subjects (default: fsaverage template)")
     option(b, "--trans", nargs="+", keyword=False, help="SUBJECT=FILE head<->MRI transforms")
+    option(b, "--fwd", nargs="+", keyword=False,
+           help="SUBJECT=FILE: one's own -fwd.fif per subject instead of computing one (its "
+                "sources: the template's, or on the subject's FreeSurfer folder in "
+                "--subjects-dir; see docs/real-data-meg.md)")
     option(b, "--spacing", help="source space (oct6: 8196 sources)")
     option(b, "--repeatability", choices=["repeat", "split-half", "none"],
            help="estimator of the stored per-sensor repeatability")

@@ -10,6 +10,8 @@ stimulus features come from the real extractor with a tiny random GPT-2 built in
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +20,9 @@ mne = pytest.importorskip("mne")
 mne_bids = pytest.importorskip("mne_bids")
 pytestmark = pytest.mark.filterwarnings("ignore:FastICA did not converge")
 
-from test_preprocessing import FAST, simulate_raw
+# The simulated recordings live beside the preprocessing tests (tests/preprocessing/test_meg.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preprocessing"))
+from test_meg import FAST, simulate_raw  # noqa: E402
 
 from neurofuse.data._prepare import resolve_splits
 from neurofuse.data.datasets.bids_meg import find_meg_recordings, prepare_meg_bids

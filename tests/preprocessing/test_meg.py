@@ -25,6 +25,7 @@ from neurofuse.preprocessing.meg import (
     epoch_stories,
     find_story_onsets,
     line_noise_freqs,
+    maxwell_history,
     preprocess_meg,
 )
 
@@ -368,3 +369,99 @@ def test_wrong_sampling_rate_is_refused(recording):
     low = raw.copy().resample(200.0, verbose=False)
     with pytest.raises(ValueError, match="Wrong sampling rate.*200 Hz"):
         preprocess_meg(low, config=MEGPreprocessing(**FAST))
+
+
+# ---------------------------------------------------------------------------------------------
+# Real recordings: low rates, no mains notch, data already Maxwell-filtered (issue 16)
+
+
+def test_low_rate_recording_follows_the_advice(catch_logs):
+    """A 90-Hz recording: the default 150-Hz low-pass is refused with a message naming h_freq
+    and a value that works; with that value (40 Hz) there is no 60-Hz notch above Nyquist and
+    the filtering is exactly MNE's band-pass alone."""
+    raw, _ = simulate_raw([(1, 1.0, 2.0)], 5.0, line_noise=False)
+    raw.resample(90.0, verbose="error")
+    cfg = MEGPreprocessing(**{**FAST, "maxwell": False, "ica": False})
+    with pytest.raises(ValueError, match=r"Wrong sampling rate.*90 Hz.*h_freq=150 Hz.*Nyquist "
+                                         r"frequency \(45 Hz\).*h_freq = 40"):
+        preprocess_meg(raw, config=cfg)
+    low = MEGPreprocessing(**{**cfg.to_dict(), "h_freq": 40.0})
+    with catch_logs("info") as log:
+        filt, report = apply_filters(raw.copy(), low)
+    assert report["notch"] == [] and report["line_freq"] == 60.0
+    assert "notch at none (60-Hz mains lie above the low-pass h_freq=40 Hz" in log.text
+    ref = raw.copy().filter(1.0, 40.0, picks=_meg(raw), verbose="error")
+    np.testing.assert_array_equal(filt.get_data(picks=_meg(raw)), ref.get_data(picks=_meg(raw)))
+    clean, report = preprocess_meg(raw, config=low)
+    assert clean.info["sfreq"] == 50.0 and report["filters"]["notch"] == []
+    # A recording at or below the output rate names sfreq, not h_freq.
+    with pytest.raises(ValueError, match=r"Wrong sampling rate.*40 Hz.*sfreq=50 Hz"):
+        MEGPreprocessing(h_freq=15.0).check_sfreq(40.0)
+
+
+def test_line_freq_off_and_harmonics_below_nyquist(recording):
+    assert line_noise_freqs(60, 150, 200.0) == [60]  # 120 Hz is above 100-Hz Nyquist
+    assert line_noise_freqs(60, 40) == []
+    assert MEGPreprocessing(line_freq=0).line_freq is None  # TOML has no null
+    assert MEGPreprocessing.from_dict({"line_freq": None}).line_freq is None
+    with pytest.raises(ValueError, match="line_freq"):
+        MEGPreprocessing(line_freq=-50)
+    (raw, _), _ = recording
+    meg = _meg(raw)
+    off = MEGPreprocessing(**{**FAST, "line_freq": None, "maxwell": False, "ica": False})
+    filt, report = apply_filters(raw.copy(), off)
+    assert report["notch"] == [] and report["line_freq"] is None
+    ref = raw.copy().filter(1.0, 150.0, picks=meg, verbose="error")
+    np.testing.assert_array_equal(filt.get_data(picks=meg), ref.get_data(picks=meg))
+    # The 60-Hz line noise is still there without the notch, gone with it.
+    notched, _ = apply_filters(raw.copy(), {**off.to_dict(), "line_freq": 60.0})
+    kw = {"fmin": 55.0, "fmax": 65.0, "n_fft": 1000, "picks": meg[::7], "verbose": False}
+    k = np.argmin(np.abs(filt.compute_psd(**kw).freqs - 60.0))
+    kept = filt.compute_psd(**kw).get_data()[:, k]
+    removed = notched.compute_psd(**kw).get_data()[:, k]
+    assert np.median(10 * np.log10(kept / removed)) > 20
+
+
+@pytest.fixture(scope="module")
+def sss_history(recording):
+    """``proc_history`` as MNE's maxwell_filter writes it (plain SSS of half a second)."""
+    (raw, _), _ = recording
+    small = raw.copy().crop(0, 0.5)
+    sss = mne.preprocessing.maxwell_filter(small, origin=(0.0, 0.0, 0.04), coord_frame="head",
+                                           int_order=6, ext_order=2, verbose="error")
+    return sss.info["proc_history"]
+
+
+def as_maxfiltered(raw, history):
+    """``raw`` (a copy) marked as already Maxwell-filtered."""
+    import copy
+
+    raw = raw.copy()
+    with raw.info._unlock():
+        raw.info["proc_history"] = copy.deepcopy(history)
+    return raw
+
+
+def test_maxfiltered_recording_skips_tsss(recording, sss_history, catch_logs):
+    (raw, _), _ = recording
+    assert maxwell_history(raw.info) is None
+    done = as_maxfiltered(raw, sss_history)
+    history = maxwell_history(done.info)
+    assert history["steps"] == ["SSS"] and history["creator"].startswith("mne-python")
+    # MNE itself refuses: "SSS step has already been applied".
+    with pytest.raises(RuntimeError, match="already"):
+        mne.preprocessing.maxwell_filter(done, origin=(0.0, 0.0, 0.04), verbose="error")
+    with pytest.raises(ValueError, match=r"already Maxwell-filtered.*SSS by mne-python.*"
+                                         r"Set maxwell = false"):
+        apply_maxwell(done, MEGPreprocessing(**FAST))
+    cfg = MEGPreprocessing(**{**FAST, "ica": False})
+    with catch_logs("warning") as log:
+        clean, report = preprocess_meg(done, config=cfg)
+    assert "already Maxwell-filtered" in log.text and "maxwell = false" in log.text
+    assert report["maxwell"] is None and report["maxwell_skipped"]["steps"] == ["SSS"]
+    # Exactly what maxwell=False gives, without a warning.
+    with catch_logs("warning") as log:
+        ref, _ = preprocess_meg(done, config=MEGPreprocessing(**{**cfg.to_dict(),
+                                                                  "maxwell": False}))
+    assert "already Maxwell-filtered" not in log.text
+    np.testing.assert_array_equal(clean.get_data(), ref.get_data())

@@ -28,7 +28,7 @@ repeats (the dataset store averages them on request and uses them for repeatabil
 from .epochs import epoch_stories, find_story_onsets
 from .filters import apply_filters, line_noise_freqs
 from .ica import apply_ica
-from .maxwell import apply_maxwell
+from .maxwell import apply_maxwell, maxwell_history
 from .pipeline import preprocess_meg
 from .settings import MEGPreprocessing
 
@@ -40,5 +40,6 @@ __all__ = [
     "epoch_stories",
     "find_story_onsets",
     "line_noise_freqs",
+    "maxwell_history",
     "preprocess_meg",
 ]

@@ -11,11 +11,30 @@ from .settings import MEGPreprocessing, _check_raw
 __all__ = ["apply_filters", "line_noise_freqs"]
 
 
-def line_noise_freqs(line_freq: float, h_freq: float) -> list:
-    """Power-line frequency and harmonics up to ``h_freq`` (60 Hz, 150 Hz -> [60, 120])."""
+def line_noise_freqs(line_freq: float, h_freq: float, sfreq: float | None = None) -> list:
+    """Power-line frequency and harmonics up to ``h_freq`` and below ``sfreq / 2``.
+
+    Parameters
+    ----------
+    line_freq : float
+        Mains frequency in Hz.
+    h_freq : float
+        Upper edge of the band-pass in Hz: line noise above it is removed by the low-pass.
+    sfreq : float | None
+        Sampling rate in Hz of the data to filter; harmonics at or above its Nyquist frequency
+        are left out (a notch there cannot be designed).
+
+    Returns
+    -------
+    freqs : list of float
+        E.g. 60 Hz, 150 Hz -> ``[60, 120]``; 60 Hz, 40 Hz -> ``[]``.
+    """
     line_freq = _check_positive("line_freq", line_freq)
     n = int(np.floor(h_freq / line_freq + 1e-9))
-    return [line_freq * k for k in range(1, n + 1)]
+    freqs = [line_freq * k for k in range(1, n + 1)]
+    if sfreq is not None:
+        freqs = [f for f in freqs if f < sfreq / 2]
+    return freqs
 
 
 def _filter_picks(raw):
@@ -56,13 +75,20 @@ def apply_filters(raw, config=None, *, verbose=None):
         if line is None:
             raise ValueError(
                 "The power-line frequency is unknown: raw.info['line_freq'] is not set (BIDS "
-                "sidecars give it as PowerLineFrequency). Pass line_freq=60 (or 50) in the "
-                "preprocessing settings.")
-    notch = [f for f in line_noise_freqs(line, config.h_freq) if f < sfreq / 2]
+                "sidecars give it as PowerLineFrequency). Set line_freq = 60 (or 50) in the "
+                "preprocessing settings, or line_freq = 0 (None) for no notch.")
+        line = line or None  # PowerLineFrequency 0: no mains
+    notch = [] if line is None else line_noise_freqs(line, config.h_freq, sfreq)
     picks = _filter_picks(raw)
-    raw.notch_filter(notch, picks=picks, n_jobs=config.n_jobs, verbose="error")
+    if notch:  # MNE's notch_filter fails on an empty list
+        raw.notch_filter(notch, picks=picks, n_jobs=config.n_jobs, verbose="error")
     raw.filter(config.l_freq, config.h_freq, picks=picks, n_jobs=config.n_jobs, verbose="error")
-    logger.info("Band-pass %g-%g Hz, notch at %s Hz", config.l_freq, config.h_freq,
-                ", ".join(f"{f:g}" for f in notch))
+    if line is None:
+        why = "line_freq is off"
+    elif not notch:
+        why = (f"{line:g}-Hz mains lie above the low-pass h_freq={config.h_freq:g} Hz or the "
+               f"Nyquist frequency ({sfreq / 2:g} Hz)")
+    logger.info("Band-pass %g-%g Hz, notch at %s", config.l_freq, config.h_freq,
+                ", ".join(f"{f:g}" for f in notch) + " Hz" if notch else f"none ({why})")
     return raw, {"band_pass": [config.l_freq, config.h_freq], "notch": notch,
-                 "line_freq": float(line)}
+                 "line_freq": None if line is None else float(line)}

@@ -9,10 +9,49 @@ import numpy as np
 from ..._logging import logger, verbose
 from .settings import MEGPreprocessing, _check_raw
 
-__all__ = ["apply_maxwell"]
+__all__ = ["apply_maxwell", "maxwell_history"]
 
 #: Used as the SSS expansion origin (head frame, m) when there is no head digitisation to fit.
 DEFAULT_ORIGIN = (0.0, 0.0, 0.04)
+
+
+#: Steps of Maxwell filtering as ``info["proc_history"][i]["max_info"]`` records them.
+_SSS_STEPS = (("SSS", "sss_info"), ("tSSS", "max_st"), ("fine calibration", "sss_cal"),
+              ("cross-talk cancellation", "sss_ctc"))
+
+
+def maxwell_history(info) -> dict | None:
+    """What Maxwell filtering a recording has already been through (MaxFilter or MNE).
+
+    MEGIN's MaxFilter and :func:`mne.preprocessing.maxwell_filter` record what they did in
+    ``info["proc_history"]`` (``max_info``: ``sss_info``, ``max_st``, ``sss_cal``,
+    ``sss_ctc``); MNE refuses to filter such data again ("SSS already applied").
+
+    Parameters
+    ----------
+    info : mne.Info
+        The recording's measurement info.
+
+    Returns
+    -------
+    history : dict | None
+        ``None`` when no SSS was applied; else ``steps`` (e.g. ``['SSS', 'tSSS',
+        'fine calibration', 'cross-talk cancellation']``), ``creator`` (the software, e.g.
+        ``'MaxFilter'``, or ``None``) and ``description`` (one line for messages).
+    """
+    steps, creators = [], []
+    for ent in info.get("proc_history") or []:
+        max_info = ent.get("max_info") or {}
+        for name, key in _SSS_STEPS:
+            if len(max_info.get(key) or ()) > 0 and name not in steps:
+                steps.append(name)
+        if ent.get("creator") and max_info.get("sss_info"):
+            creators.append(str(ent["creator"]))
+    if "SSS" not in steps:
+        return None
+    creator = ", ".join(dict.fromkeys(creators)) or None
+    return {"steps": steps, "creator": creator,
+            "description": f"{', '.join(steps)}{' by ' + creator if creator else ''}"}
 
 
 def _head_points(info) -> int:
@@ -61,6 +100,13 @@ def apply_maxwell(raw, config=None, *, destination=None, verbose=None):
 
     config = MEGPreprocessing.resolve(config)
     _check_raw(raw)
+    history = maxwell_history(raw.info)
+    if history is not None:
+        raise ValueError(
+            f"'raw' was already Maxwell-filtered (raw.info['proc_history'] records "
+            f"{history['description']}): SSS cannot be applied twice. Set maxwell = false in the "
+            "preprocessing settings (preprocess_meg and prepare_meg_bids skip it by themselves "
+            "with a note).")
     duration = raw.n_times / raw.info["sfreq"]
     if config.st_duration is not None and config.st_duration > duration:
         raise ValueError(

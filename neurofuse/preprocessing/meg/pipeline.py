@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._logging import verbose
+from ..._logging import logger, verbose
 from .filters import apply_filters
 from .ica import apply_ica
-from .maxwell import apply_maxwell
+from .maxwell import apply_maxwell, maxwell_history
 from .settings import MEGPreprocessing, _check_raw
 
 __all__ = ["preprocess_meg"]
@@ -39,11 +39,15 @@ def preprocess_meg(raw, *, config=None, audio=None, destination=None, verbose=No
         are carried over (their onsets are in seconds, unaffected by resampling).
     report : dict
         What each step did and removed: ``sfreq_in``, ``sfreq_out``, ``maxwell``
-        (bad channels, origin), ``filters`` (band-pass, notch), ``ica`` (components removed
+        (bad channels, origin; ``None`` when off or skipped, with ``maxwell_skipped`` saying
+        what was found in ``proc_history``), ``filters`` (band-pass, notch), ``ica`` (components removed
         per artifact and their scores). JSON-serialisable.
 
     Notes
     -----
+    A recording that was already Maxwell-filtered (MaxFilter, or MNE:
+    :func:`~neurofuse.preprocessing.meg.maxwell_history`) skips tSSS with a warning even when
+    ``config.maxwell`` is true; the report says so in ``maxwell_skipped``.
     The recording is preloaded into memory (about 2.5 GB for 12 minutes at 1 kHz).
     """
     import mne
@@ -52,7 +56,15 @@ def preprocess_meg(raw, *, config=None, audio=None, destination=None, verbose=No
     _check_raw(raw)
     sfreq_in = config.check_sfreq(raw.info["sfreq"])
     report = {"config": config.to_dict(), "sfreq_in": sfreq_in, "n_times_in": int(raw.n_times)}
-    if config.maxwell:
+    history = maxwell_history(raw.info)
+    if config.maxwell and history is not None:
+        logger.warning(
+            "%s was already Maxwell-filtered (raw.info['proc_history'] records %s): tSSS is "
+            "skipped (bad channels are interpolated instead, and the head is not moved to a "
+            "common position). Set maxwell = false in the preprocessing settings to choose "
+            "this explicitly.", _name(raw), history["description"])
+        report["maxwell_skipped"] = history
+    if config.maxwell and history is None:
         raw, report["maxwell"] = apply_maxwell(raw, config, destination=destination)
     else:
         raw = raw.copy().load_data(verbose="error")
@@ -76,3 +88,8 @@ def preprocess_meg(raw, *, config=None, audio=None, destination=None, verbose=No
     report["sfreq_out"] = float(raw.info["sfreq"])
     report["n_times_out"] = int(raw.n_times)
     return raw, report
+
+
+def _name(raw):
+    fnames = getattr(raw, "filenames", None) or [None]
+    return f"'{fnames[0].name}'" if fnames[0] is not None else "The recording"

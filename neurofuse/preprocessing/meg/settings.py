@@ -54,10 +54,13 @@ class MEGPreprocessing:
         before SSS (which then reconstructs them). Without SSS, bad channels are interpolated.
     l_freq, h_freq : float
         Band-pass edges in Hz (1 and 150).
-    line_freq : float | 'auto'
+    line_freq : float | 'auto' | None
         Power-line frequency in Hz. ``'auto'`` reads ``raw.info['line_freq']`` (BIDS's
         ``PowerLineFrequency``); the notch removes it and its harmonics up to ``h_freq``
-        (60 and 120 Hz for 60 Hz mains, 50, 100 and 150 Hz for 50 Hz mains).
+        and below the recording's Nyquist frequency (60 and 120 Hz for 60 Hz mains, 50, 100
+        and 150 Hz for 50 Hz mains; none when the mains lie above both, e.g. a 90-Hz
+        recording low-passed at 40 Hz). ``None`` or ``0`` switches the notch off (TOML has no
+        ``null``: write ``line_freq = 0``).
     ica : bool
         Run the ICA step.
     ica_n_components : int | float
@@ -121,7 +124,7 @@ class MEGPreprocessing:
     detect_bad_channels: bool = True
     l_freq: float = 1.0
     h_freq: float = 150.0
-    line_freq: float | str = "auto"
+    line_freq: float | str | None = "auto"
     ica: bool = True
     ica_n_components: int | float = 0.99
     ica_method: str = "fastica"
@@ -167,9 +170,14 @@ class MEGPreprocessing:
             raise ValueError(f"'l_freq' ({lo} Hz) must be below 'h_freq' ({hi} Hz).")
         if isinstance(self.line_freq, str):
             _check_option("line_freq", self.line_freq, ["auto"],
-                          extra="Or give the mains frequency in Hz (50 or 60).")
-        else:
+                          extra="Or give the mains frequency in Hz (50 or 60), or None/0 for "
+                                "no notch.")
+        elif self.line_freq is not None and not (
+                isinstance(self.line_freq, numbers.Real) and not isinstance(self.line_freq, bool)
+                and self.line_freq == 0):
             _check_positive("line_freq", self.line_freq)
+        if self.line_freq == 0:  # TOML has no null: 0 means off
+            object.__setattr__(self, "line_freq", None)
         n = self.ica_n_components
         if isinstance(n, bool) or not isinstance(n, numbers.Real) or (
                 isinstance(n, numbers.Integral) and n < 2) or (
@@ -257,16 +265,33 @@ class MEGPreprocessing:
                         f"of a .json/.toml file, got {type(config).__name__}.")
 
     def check_sfreq(self, sfreq: float, *, what: str = "the recording") -> float:
-        """Raise a clear error if a recording's rate cannot go through this pipeline."""
+        """Raise a clear error if a recording's rate cannot go through this pipeline.
+
+        The band-pass runs at the recording's rate, so ``h_freq`` must lie below its Nyquist
+        frequency; the downsampling needs a rate above ``sfreq``.
+        """
         sfreq = _check_positive("sfreq", sfreq)
-        need = max(2 * self.h_freq, self.sfreq)
-        if sfreq <= need:
+        if sfreq <= self.sfreq:
             raise ValueError(
-                f"Wrong sampling rate for {what}: {sfreq:g} Hz, but the {self.l_freq:g}-"
-                f"{self.h_freq:g} Hz band-pass and the downsampling to {self.sfreq:g} Hz need "
-                f"more than {need:g} Hz. Use the raw recording (MEG is typically sampled at "
-                "1 kHz), or lower h_freq in the preprocessing settings.")
+                f"Wrong sampling rate for {what}: {sfreq:g} Hz, but the output rate "
+                f"sfreq={self.sfreq:g} Hz of the preprocessing settings needs a recording "
+                f"sampled above it. Use the raw recording (MEG is typically sampled at 1 kHz), "
+                f"or lower sfreq in the preprocessing settings.")
+        if sfreq <= 2 * self.h_freq:
+            nyq = sfreq / 2
+            hint = (f"set h_freq below {nyq:g} Hz (e.g. h_freq = {_below(nyq):g})"
+                    if _below(nyq) > self.l_freq else "use the raw recording")
+            raise ValueError(
+                f"Wrong sampling rate for {what}: {sfreq:g} Hz, but the low-pass "
+                f"h_freq={self.h_freq:g} Hz of the {self.l_freq:g}-{self.h_freq:g} Hz band-pass "
+                f"is at or above its Nyquist frequency ({nyq:g} Hz). Use the raw recording (MEG "
+                f"is typically sampled at 1 kHz), or {hint} in the preprocessing settings.")
         return sfreq
+
+
+def _below(nyq):
+    """A round low-pass edge safely below a Nyquist frequency (0.9 of it, to 5 Hz)."""
+    return max(5.0 * int(0.9 * nyq // 5), 1.0)
 
 
 def _check_raw(raw):

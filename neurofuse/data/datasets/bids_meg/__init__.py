@@ -6,7 +6,7 @@
 * :mod:`.prepare` — :func:`prepare_meg_bids`: check everything, compute, write the store.
 """
 
-from .layout import find_meg_recordings
+from .layout import find_empty_rooms, find_meg_recordings
 from .prepare import prepare_meg_bids
 
-__all__ = ["find_meg_recordings", "prepare_meg_bids"]
+__all__ = ["find_empty_rooms", "find_meg_recordings", "prepare_meg_bids"]

@@ -33,7 +33,7 @@ from ...._checks import _check_option, _check_type
 from ...._docs import fill_doc
 from ...._io import hash_arrays
 from ...._logging import logger, progress_enabled, verbose
-from ....preprocessing.meg import MEGPreprocessing, find_story_onsets
+from ....preprocessing.meg import MEGPreprocessing, find_story_onsets, maxwell_history
 from ..._prepare import (
     audio_duration,
     check_feature_options,
@@ -46,8 +46,14 @@ from ..._prepare import (
     story_features,
 )
 from .._bids import import_mne_bids, read_raw_bids, sidecar
-from .anatomy import _find_trans, _fs_subject, _make_subject
-from .layout import PURPOSE, _find_stories, find_meg_recordings
+from .anatomy import (
+    _find_trans,
+    _fs_subject,
+    _make_subject,
+    _morph_target,
+    _read_user_forward,
+)
+from .layout import PURPOSE, _find_stories, find_empty_rooms, find_meg_recordings
 from .recording import _cached_recording, _process_recording
 
 _WORK_MARKER = "neurofuse-meg-bids-work.json"
@@ -59,7 +65,8 @@ _CACHE_VERSION = 1
 def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, splits=None,
                      preprocessing=None, onsets="auto", event_id=None, stim_channel=None,
                      language_model="gpt2", layer=7, context_tokens=20, stimuli_dir=None,
-                     subjects_dir=None, trans=None, spacing="oct6", repeatability="repeat",
+                     subjects_dir=None, trans=None, forward=None, spacing="oct6",
+                     repeatability="repeat",
                      device=None, n_jobs=None, overwrite=False, work_dir=None, keep_work=False,
                      features_fn=None, verbose=None) -> Path:
     """Turn a BIDS MEG study of story listening into a dataset store (paper §2.4).
@@ -102,6 +109,14 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
         Head↔MRI transform per subject (``{"sub-01": "sub-01-trans.fif"}``) for FreeSurfer
         subjects; default ``<subjects_dir>/<fs subject>/bem/<fs subject>-trans.fif``, else
         from the BIDS T1w landmarks.
+    forward : dict of str to path-like | None
+        A forward solution of one's own per subject (``{"sub-01": "sub-01-fwd.fif"}``,
+        written by :func:`mne.write_forward_solution`), used instead of computing one. Its
+        MEG channels must include the recording's, and its sources must be the template
+        source space (fsaverage, ``spacing``, every source kept) unless the subject's
+        FreeSurfer folder is in ``subjects_dir`` (then fsaverage is morphed onto the forward's
+        own sources). Checked before any preprocessing; a source-count mismatch (e.g. 8195
+        vs 8196) is an error naming the file.
     spacing : str
         Source space of the forward models and morphs (``'oct6'``: 8196 sources).
     %(repeatability)s
@@ -128,7 +143,16 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
         A recording whose sampling rate cannot go through the preprocessing ("Wrong sampling
         rate"), features at another rate, a story that runs past the end of its recording
         ("stories of inconsistent length"), recordings of one subject with different
-        channels, unknown splits. Nothing is written at ``out``.
+        channels, unknown splits, a ``forward`` whose channels or sources do not fit.
+        Nothing is written at ``out``.
+
+    Notes
+    -----
+    Empty-room recordings (subject ``emptyroom``, task ``noise``, or a recording's
+    ``AssociatedEmptyRoom``) are not stories: they are left out with a log line and listed in
+    ``metadata["meg_bids"]["empty_room"]`` (e.g. for the noise covariance of MNE inverses).
+    Recordings already Maxwell-filtered (MaxFilter; ``info["proc_history"]``) skip tSSS
+    with a warning; the recording's report says so in ``maxwell_skipped``.
     """
     from tqdm.auto import tqdm
 
@@ -148,13 +172,24 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
         _check_type("event_id", event_id, dict)
     if trans is not None:
         _check_type("trans", trans, dict, "a dict {subject: trans file}")
+    if forward is not None:
+        _check_type("forward", forward, dict, "a dict {subject: -fwd.fif file}")
+        forward = {k if k.startswith("sub-") else f"sub-{k}": v for k, v in forward.items()}
     from ...store import _check_name
 
     # ---------------------------------------------------------------- check everything first
     bids_root = Path(bids_root).expanduser()
     recordings = find_meg_recordings(bids_root, subjects=subjects, task=task)
+    empty_rooms = find_empty_rooms(bids_root, subjects=None, task=None)
+    if empty_rooms:
+        logger.info("Empty-room recordings, not prepared as stories (listed in the metadata, "
+                    "e.g. for the noise covariance of MNE inverses): %s", sorted(empty_rooms))
     for sub in recordings:
         _check_name("subject name", sub)
+    unknown = sorted(set(forward or ()) - set(recordings))
+    if unknown:
+        raise ValueError(f"'forward' names subjects without recordings: {unknown} (subjects: "
+                         f"{sorted(recordings)}). Use the BIDS subject labels ('sub-01').")
     stimuli_dir = bids_root / "stimuli" if stimuli_dir is None else Path(stimuli_dir).expanduser()
     story_list, wavs = _find_stories(stimuli_dir, stories)
     explicit = stories is not None
@@ -167,6 +202,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     bar = {"disable": not progress_enabled(), "leave": False}
     plans = {}  # sub -> list of dicts (bp, onsets, key...)
     destinations = {}
+    first_info = {}
     for sub, bps in tqdm(recordings.items(), desc="reading recordings", **bar):
         plans[sub] = []
         for bp in bps:
@@ -196,13 +232,23 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                         "that was played, or leave the story out ('stories').")
             head = None if raw.info["dev_head_t"] is None \
                 else np.asarray(raw.info["dev_head_t"]["trans"])
+            history = maxwell_history(raw.info)
+            if history is not None and config.maxwell and found:
+                logger.warning(
+                    "'%s' was already Maxwell-filtered (raw.info['proc_history'] records %s): "
+                    "tSSS will be skipped for it (bad channels interpolated instead). Set "
+                    "maxwell = false in the preprocessing settings (--preprocessing FILE) to "
+                    "choose this explicitly.", bp.fpath.name, history["description"])
+            no_sss = not config.maxwell or history is not None
             if found and sub not in destinations:
                 destinations[sub] = head
-            elif found and not config.maxwell and head is not None and not np.allclose(
-                    destinations[sub], head, atol=1e-3):
+                first_info[sub] = raw.info
+            elif found and no_sss and head is not None and destinations[sub] is not None \
+                    and not np.allclose(destinations[sub], head, atol=1e-3):
                 logger.warning("%s: the head position differs between recordings and tSSS is "
-                               "off (maxwell=False), so they cannot be aligned; the forward "
-                               "model uses the first recording's.", sub)
+                               "off (maxwell=False or already Maxwell-filtered data), so they "
+                               "cannot be aligned; the forward model uses the first "
+                               "recording's.", sub)
             sidecars = [p for p in (sidecar(bp, s) for s in ("events", "channels"))
                         if p.is_file()]
             plans[sub].append({"bp": bp, "onsets": found, "sidecars": sidecars,
@@ -218,12 +264,16 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                        absent)
     story_list = [s for s in story_list if s in presented]
     story_splits = resolve_splits(splits, story_list)
+    user_fwd = {}  # sub -> (file, fwd, subject)
     for sub, recs in plans.items():
         recs[:] = [r for r in recs if r["onsets"]]
         if not recs:
             raise ValueError(f"No recording of {sub} presents any of the stories {story_list}.")
         fs_name = _fs_subject(sub, subjects_dir)
-        if fs_name is not None:  # fail now, not after hours of preprocessing
+        if forward is not None and sub in forward:  # fail now, not after hours of work
+            user_fwd[sub] = (Path(forward[sub]).expanduser(), *_read_user_forward(
+                sub, forward[sub], first_info[sub], subjects_dir, spacing))
+        elif fs_name is not None:  # fail now, not after hours of preprocessing
             _find_trans(sub, fs_name, subjects_dir, trans, recs[0]["bp"])
 
     # ---------------------------------------------------------------- features (cached)
@@ -280,12 +330,21 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                     f"'{plans[sub][0]['name']}'): they cannot be stacked as repeats. Use tSSS "
                     "(which reconstructs bad channels) or the same channel set.")
         info = infos[0]
-        subject = _make_subject(sub, info, subjects_dir, trans, plans[sub][0]["bp"])
-        fwd = make_forward(subject, spacing=spacing, n_jobs=n_jobs)
+        if sub in user_fwd:
+            fwd_file, fwd, subject = user_fwd[sub]
+            subject = dataclasses.replace(subject, meg_info=info)
+            logger.info("%s: forward solution from '%s' (%d sources)", sub, fwd_file,
+                        fwd["nsource"])
+        else:
+            fwd_file = None
+            subject = _make_subject(sub, info, subjects_dir, trans, plans[sub][0]["bp"])
+            fwd = make_forward(subject, spacing=spacing, n_jobs=n_jobs)
         if fwd["sol"]["row_names"] != names:
             fwd = mne.pick_channels_forward(fwd, names, ordered=True, verbose="error")
-        morph = make_morph(subject, spacing=spacing, src_to=fwd["src"])
+        morph = make_morph(subject, spacing=spacing, src_to=_morph_target(fwd, subject)
+                           if sub in user_fwd else fwd["src"])
         anatomy[sub] = {"subject": subject, "forward": fwd, "info": info, "morph": morph,
+                        "forward_file": None if fwd_file is None else str(fwd_file),
                         "leadfield": get_leadfield(fwd),
                         "vertices": [s["vertno"] for s in fwd["src"]]}
 
@@ -309,6 +368,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
             "spacing": spacing,
             "anatomy": {s: a["subject"].kind for s, a in anatomy.items()},
             "recordings": reports,
+            "empty_room": empty_rooms,
         },
     }
     repeated = {sub: {} for sub in plans}
@@ -322,7 +382,9 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
             writer.add_subject(
                 sub, modalities=["meg"], info=ana["info"], leadfield=ana["leadfield"],
                 morph=ana["morph"], vertices=ana["vertices"], forward=ana["forward"],
-                anatomy={**ana["subject"].to_json(), "bids_subject": sub})
+                anatomy={**ana["subject"].to_json(), "bids_subject": sub,
+                         **({"forward_file": ana["forward_file"]} if ana["forward_file"]
+                            else {})})
         for sub in tqdm(plans, desc="writing", **bar):
             for story in story_list:
                 parts = [np.load(results[sub, r["name"]][0] / f"{story}.npy")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...._io import atomic_dir, save_npy, write_json
 from ...._logging import logger
-from ....preprocessing.meg import epoch_stories, preprocess_meg
+from ....preprocessing.meg import epoch_stories, maxwell_history, preprocess_meg
 from ..._prepare import read_json
 from .._bids import read_raw_bids
 from .layout import PURPOSE
@@ -48,6 +48,9 @@ def _process_recording(bp, plan, config, n_times, wavs, destination, dest_dir):
     onsets = plan["onsets"]
     cfg = config
     extra = {}
+    history = maxwell_history(raw.info) if config.maxwell else None
+    if history is not None:  # noted when planning; MaxFiltered data cannot take SSS again
+        cfg = config = dataclasses.replace(config, maxwell=False)
     if config.maxwell:
         if config.calibration is None and bp.meg_calibration_fpath is not None:
             extra["calibration"] = str(bp.meg_calibration_fpath)
@@ -65,6 +68,8 @@ def _process_recording(bp, plan, config, n_times, wavs, destination, dest_dir):
     with info._unlock():
         info["bads"] = []
     report["site_files"] = extra
+    if history is not None:
+        report["maxwell_skipped"] = history
     report["onsets"] = [[s, t] for s, t in onsets]
     ica = report.get("ica") or {}
     logger.info("%s: %d presentations; bad channels %s; ICA removed ocular %s, cardiac %s, "
