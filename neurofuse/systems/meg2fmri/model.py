@@ -377,7 +377,8 @@ def synthesize(model, X, *, batch_size=256, device=None):
     Returns
     -------
     images : array of float32, shape (n_pairs, height, width)
-        Or (n_pairs, [n_frames,] n_x, n_y, n_z) for a 3-D model. In [0, 1] (``output_range='unit'``), or the raw tanh in [-1, 1] (``'authors'``).
+        Or (n_pairs, [n_frames,] n_x, n_y, n_z) for a 3-D model. In [0, 1]
+        (``output_range='unit'``), or the raw tanh in [-1, 1] (``'authors'``).
     """
     if not isinstance(model, nn.Module):
         model = load_model(model)

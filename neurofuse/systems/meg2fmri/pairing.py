@@ -31,15 +31,16 @@ volumes ``(n_x, n_y, n_z, n_trs)`` at ``tr`` on the same clock (t = 0 at the run
    slice that correlates best with that event's own MEG (the paper and the authors' code: it
    chooses the target with the very input it is predicted from, which leaks the input into
    the target); an int — a fixed slice.
-6. **Target** (``target="slice"``, the paper). The chosen slice at volume ``k + time_index``, resized (n_x, n_y) → ``image_shape``
-   bilinearly (:func:`~neurofuse.systems.meg2fmri.slices.resize_bilinear`), in [0, 1] (the
-   run's min-max, kept by bilinear interpolation; ``image_norm="image"`` instead rescales each
+6. **Target** (``target="slice"``, the paper). The chosen slice at volume
+   ``k + time_index``, resized (n_x, n_y) → ``image_shape`` bilinearly
+   (:func:`~neurofuse.systems.meg2fmri.slices.resize_bilinear`), in [0, 1] (the run's
+   min-max, kept by bilinear interpolation; ``image_norm="image"`` instead rescales each
    resized slice to its own [0, 1]).
    With ``target="volume"`` (beyond the paper) the target is instead the whole volume at
-   ``k + time_index`` on the native grid, normalised the same way (no resizing, no slice
-   choice: steps 3 and 5 are skipped and ``PairedSet.slice`` is -1); with
-   ``target="sequence"`` the ``n_frames`` volumes at ``k + time_index + j * frame_stride``,
-   shape (n_frames, n_x, n_y, n_z) per event.
+   ``k + time_index`` on the native grid, normalised the same way (no resizing and no slice
+   choice: step 5 is not used and ``PairedSet.slice`` is -1); with ``target="sequence"``
+   the ``n_frames`` volumes at ``k + time_index + j * frame_stride``, shape (n_frames, n_x,
+   n_y, n_z) per event. Every voxel of the grid is kept (float32; no brain mask).
 
 The authors' public code departs from the paper; :meth:`PairingConfig.authors` sets each of
 those choices (``reduce="first"``, ``onset_as_index=True``, ``events_per_run=1``,
