@@ -29,6 +29,13 @@ The paper projects the MEG vector to a full-resolution map; a linear layer to ev
 106 × 106 × 72 grid would hold 265 M weights, so the MEG is projected to a grid ``s`` =
 ``project_stride`` times coarser (4 by default; 1 projects to every voxel, as the paper) and
 up-sampled trilinearly (``align_corners=False``).
+
+Sizes. On the demo grid (36 × 36 × 24, 6 mm) the default ``g_channels = (64, 32, 16)``
+gives a 5 × 5 × 3 trunk grid and a generator of 6.8 M weights. On SMN4Lang's native grid
+(106 × 106 × 72) three doublings leave a 14 × 14 × 9 trunk grid, and the trunk's last layer
+alone 116 M weights: use four, e.g. ``g_channels = (128, 64, 32, 16)`` (7 × 7 × 5; 35 M in
+all). Targets are float32 whole grids: 0.12 MB per event on the demo grid, 3.2 MB on the
+native grid (times ``n_frames`` for sequences).
 """
 
 from __future__ import annotations
