@@ -345,13 +345,16 @@ def summary_line(results) -> str:
     shuffled = _row(results, "cgan_shuffled")
     if cgan is None or mean is None:
         return "The cGAN or the mean-slice baseline was not scored."
+    # Volumes and sequences (beyond the paper) have no paper score to stand beside.
+    kind = {"volume": "volume", "sequence": "sequence"}.get(results.get("target"), "slice")
+    paper = (f" (paper: MSE {PAPER_SCORES['mse']} / SSIM {PAPER_SCORES['ssim']})"
+             if kind == "slice" else f" ({kind}s)")
     parts = [f"cGAN MSE {cgan['mse']:.4f} / SSIM {cgan['ssim']:.3f} / activation r "
-             f"{cgan['activation_r']:.3f} (paper: MSE {PAPER_SCORES['mse']} / SSIM "
-             f"{PAPER_SCORES['ssim']}); mean slice MSE {mean['mse']:.4f} / SSIM "
+             f"{cgan['activation_r']:.3f}{paper}; mean {kind} MSE {mean['mse']:.4f} / SSIM "
              f"{mean['ssim']:.3f}"]
     beats = cgan["mse"] < mean["mse"] and cgan["ssim"] > mean["ssim"]
-    parts.append("the cGAN beats the mean training slice on both MSE and SSIM" if beats else
-                 "the cGAN does NOT beat the mean training slice on both MSE and SSIM")
+    parts.append(f"the cGAN beats the mean training {kind} on both MSE and SSIM" if beats else
+                 f"the cGAN does NOT beat the mean training {kind} on both MSE and SSIM")
     if shuffled is not None:
         gap = shuffled["mse"] - cgan["mse"]
         depends = gap > 0 and cgan["activation_r"] > shuffled["activation_r"]

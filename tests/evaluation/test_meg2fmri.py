@@ -127,6 +127,7 @@ def test_whole_volume_evaluation_scores_every_method_in_3d(world, tmp_path):
         np.testing.assert_allclose(z["cgan"], synthesize(load_model(out / "cgan" / "model"),
                                                          test.X), atol=1e-6)
     assert res["truth_r"]["physics"] > 0.1  # physics follows the true change in 3-D too
+    assert "mean training volume" in summary_line(res) and "paper" not in summary_line(res)
 
 
 def test_cli_sequence_prepare_fit_synthesize_nifti(world, tmp_path):
