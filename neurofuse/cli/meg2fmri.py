@@ -3,6 +3,11 @@
 Commands: ``prepare`` (pair MEG events with fMRI slices), ``fit``, ``synthesize`` (NIfTI),
 ``evaluate`` (held-out subjects, beside the mean slice, ridge, physics and shuffled MEG),
 ``demo``.
+
+Whole volumes and sequences of volumes (beyond the paper): ``--target volume`` or
+``--target sequence --frames N [--frame-stride S]`` on ``prepare`` and ``evaluate``; ``fit``
+and ``synthesize`` follow the shape of the paired set (3-D networks, 4-D NIfTI files on the
+grid's affine).
 """
 
 from __future__ import annotations
@@ -17,11 +22,26 @@ HELP = "MEG->fMRI slice cGAN (MEG2fMRI): prepare, fit, synthesize, evaluate, dem
 
 
 def _pairing(args):
-    if "pairing" not in args:
-        return None
-    text = args.pairing
-    path = Path(text).expanduser()
-    return json.loads(path.read_text()) if path.is_file() else json.loads(text)
+    out = None
+    if "pairing" in args:
+        text = args.pairing
+        path = Path(text).expanduser()
+        out = json.loads(path.read_text()) if path.is_file() else json.loads(text)
+    # --target / --frames / --frame-stride override the same fields of --pairing.
+    extra = {key: getattr(args, dest) for key, dest in (
+        ("target", "target"), ("n_frames", "frames"), ("frame_stride", "frame_stride"))
+        if dest in args}
+    return {**(out or {}), **extra} if extra else out
+
+
+def _add_target_options(p):
+    option(p, "--target", keyword=False, choices=("slice", "volume", "sequence"),
+           help="what each event is paired with: a resized slice (the paper, default), the "
+                "whole volume on the native grid, or a sequence of volumes")
+    option(p, "--frames", type=int, keyword=False, help="volumes per event with --target "
+           "sequence (PairingConfig.n_frames)")
+    option(p, "--frame-stride", type=int, keyword=False, help="volumes between frames with "
+           "--target sequence (default 1)")
 
 
 def _cmd_prepare(args):
@@ -71,6 +91,29 @@ def _cmd_synthesize(args):
     ds = read_dataset(args.data) if "data" in args else None
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+
+    def write(path, img):
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(gzip.compress(img.to_bytes()))
+        print(path)
+
+    if images.ndim > 3:  # whole volumes (n, X, Y, Z) or sequences (n, F, X, Y, Z)
+        from ..systems.meg2fmri import PairingConfig
+        from ..systems.meg2fmri.export import volumes_to_nifti
+
+        cfg = PairingConfig.from_dict(pairs.config)
+        for subject in pairs.subjects:
+            idx = np.flatnonzero(pairs.subject == subject)
+            affine = ds.affine(subject, "fmri-volume") if ds is not None else np.eye(4)
+            if images.ndim == 4:  # one 4-D file per subject, one volume per event
+                write(out / f"{subject}_synthesized.nii.gz",
+                      volumes_to_nifti(images[idx], affine))
+                continue
+            tr = None if ds is None else ds.tr * cfg.frame_stride
+            for i in idx:  # one 4-D file per event, its frames in time
+                write(out / f"{subject}_event-{i:04d}_synthesized.nii.gz",
+                      volumes_to_nifti(images[i], affine, tr=tr))
+        return
     for subject in pairs.subjects:
         for z in np.unique(pairs.slice[pairs.subject == subject]):
             idx = np.flatnonzero((pairs.subject == subject) & (pairs.slice == z))
@@ -80,10 +123,7 @@ def _cmd_synthesize(args):
             else:  # no store: slices in their own pixel grid
                 affine, shape = np.eye(4), pairs.Y.shape[1:] + (1,)
             path = out / f"{subject}_slice-{int(z):02d}_synthesized.nii.gz"
-            img = slices_to_nifti(images[idx], affine, shape, int(z))
-            with atomic_path(path) as tmp:
-                Path(tmp).write_bytes(gzip.compress(img.to_bytes()))
-            print(path)
+            write(path, slices_to_nifti(images[idx], affine, shape, int(z)))
 
 
 def _cmd_evaluate(args):
@@ -118,9 +158,11 @@ def add_parser(subparsers):
     option(p, "--event", keyword=False, help="event table of the store (default: word)")
     option(p, "--pairing", keyword=False, help="PairingConfig fields as JSON text or a .json "
            "file, e.g. '{\"slice_selection\": \"event\"}'")
+    _add_target_options(p)
 
     p = add_command(sub, "fit", _cmd_fit, target="neurofuse.systems.meg2fmri.trainer:fit",
-                    help="train the cGAN on paired sets")
+                    help="train the cGAN on paired sets (slices, or volumes/sequences: "
+                         "the 3-D networks)")
     p.add_argument("config", help="preset (paper, demo, tiny) or a .toml/.json file with "
                                   "[train] and [model] tables")
     p.add_argument("--train", required=True, help="training pairs (.npz from prepare)")
@@ -149,6 +191,7 @@ def add_parser(subparsers):
     option(p, "--event", help="event table whose onsets make the pairs")
     option(p, "--pairing", keyword=False, help="PairingConfig fields as JSON text or a .json "
            "file")
+    _add_target_options(p)
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file")
     option(p, "--no-physics", dest="physics", action="store_false",
            help="skip the physics baseline")

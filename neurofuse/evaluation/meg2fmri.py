@@ -20,6 +20,12 @@ shuffled MEG (issue 13).
    simulations also the r of the method's activation with the *ground-truth* BOLD change of
    the event's slice (noise and drift free, minus its subject mean).
 
+Whole volumes and sequences of volumes (``pairing={"target": "volume"}`` or
+``"sequence"``; :class:`~neurofuse.systems.meg2fmri.config.PairingConfig`) go through the
+same steps: the 3-D cGAN, the mean training volume (the ``mean_slice`` row), ridge to every
+voxel, physics cut as the targets, the shuffled control, scored in 3-D
+(:mod:`neurofuse.evaluation.images`, ``image_ndim`` 3 or 4).
+
 Each step's output is written under ``out`` and reused when the run is repeated (an
 interrupted run resumes; the cGAN resumes from its checkpoints).
 """
@@ -47,6 +53,8 @@ METHODS = ("cgan", "mean_slice", "ridge", "physics", "cgan_shuffled")
 #: The paper's held-out scores (Table 1).
 PAPER_SCORES = {"mse": 0.046, "ssim": 0.622}
 _SPLITS = ("train", "val", "calib", "test")
+#: Axes of one target per pairing target (the ``image_ndim`` of the metrics).
+_IMAGE_NDIM = {"slice": 2, "volume": 3, "sequence": 4}
 
 
 def _check_settings(out, settings):
@@ -131,12 +139,12 @@ def _pairs(ds, out, train_subjects, held_out, event, config):
     return result
 
 
-def _truth_images(ds, pairs, time_index, image_shape):
+def _truth_images(ds, pairs, config):
     """Ground-truth BOLD change images of the test events, or None without ground truth."""
     from ..simulation.paired_volume import true_bold_change
-    from ..systems.meg2fmri.physics import event_images
+    from ..systems.meg2fmri.physics import event_targets
 
-    out = np.zeros((len(pairs), *image_shape))
+    out = np.zeros(pairs.Y.shape)
     for subject, story in sorted(set(zip(pairs.subject, pairs.story))):
         idx = np.flatnonzero((pairs.subject == subject) & (pairs.story == story))
         try:
@@ -145,19 +153,18 @@ def _truth_images(ds, pairs, time_index, image_shape):
             logger.info("No ground-truth BOLD change (%s): activation r against the truth "
                         "is not computed.", err)
             return None
-        out[idx] = event_images(change, pairs.slice[idx], pairs.volume[idx],
-                                time_index=time_index, image_shape=image_shape)
+        out[idx] = event_targets(change, pairs.slice[idx], pairs.volume[idx], config)
     return out
 
 
-def _physics(ds, pairs, mean, time_index, image_shape):
+def _physics(ds, pairs, mean, config):
     """Physics predictions of the calibration and test events (None without ground truth)."""
     from ..simulation.paired_volume import read_volume_truth
-    from ..systems.meg2fmri.physics import PhysicsSlices, event_images, physics_change
+    from ..systems.meg2fmri.physics import PhysicsSlices, event_targets, physics_change
 
     images = {}
     for split, p in pairs.items():
-        images[split] = np.zeros((len(p), *image_shape))
+        images[split] = np.zeros(p.Y.shape)
         for subject, story in sorted(set(zip(p.subject, p.story))):
             idx = np.flatnonzero((p.subject == subject) & (p.story == story))
             try:
@@ -166,8 +173,7 @@ def _physics(ds, pairs, mean, time_index, image_shape):
             except ValueError as err:
                 logger.info("No physics baseline (%s).", err)
                 return None
-            images[split][idx] = event_images(change, p.slice[idx], p.volume[idx],
-                                              time_index=time_index, image_shape=image_shape)
+            images[split][idx] = event_targets(change, p.slice[idx], p.volume[idx], config)
     model = PhysicsSlices(mean).fit(images["calib"], pairs["calib"].Y)
     logger.info("Physics baseline: scale %.4g fitted on %d calibration events.", model.scale_,
                 len(pairs["calib"]))
@@ -183,7 +189,7 @@ def _subject_means(images, subjects):
     return means
 
 
-def _method_scores(pred, test, target_mean, truth, truth_mean):
+def _method_scores(pred, test, target_mean, truth, truth_mean, image_ndim=2):
     """MSE, SSIM, activation r (and r with the true change) of one method's test slices.
 
     A method's activation is its slice minus its *own* mean over the subject's test events,
@@ -193,7 +199,7 @@ def _method_scores(pred, test, target_mean, truth, truth_mean):
     """
     pred_mean = _subject_means(pred, test.subject)
     flat = np.all(np.abs(pred - pred_mean) <= 1e-7 * max(1.0, float(np.abs(pred).max())))
-    row = scores(pred, test.Y, target_mean, pred_mean=pred_mean)
+    row = scores(pred, test.Y, target_mean, pred_mean=pred_mean, image_ndim=image_ndim)
     if flat:
         row["activation_r"] = 0.0
     r_truth = None
@@ -224,7 +230,8 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
         The event table whose onsets make the pairs (``"word"`` or ``"sentence"`` in the
         simulated world).
     pairing : PairingConfig | dict | None
-        Pairing settings (:class:`~neurofuse.systems.meg2fmri.config.PairingConfig`).
+        Pairing settings (:class:`~neurofuse.systems.meg2fmri.config.PairingConfig`); its
+        ``target`` (``"slice"``, ``"volume"``, ``"sequence"``) says what is generated.
     fit_config : str | dict | path-like
         cGAN training set-up (:func:`~neurofuse.systems.meg2fmri.trainer.load_fit_config`).
     physics : bool
@@ -239,7 +246,8 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
     results : dict
         ``rows`` (one ``{"method", "mse", "ssim", "activation_r"}`` per method), ``truth_r``
         ({method: r with the true BOLD change} on simulations), ``paper`` (the paper's
-        scores), ``n_pairs`` per split, ``held_out``, ``train_subjects``, ``pairing``.
+        scores; for slices), ``n_pairs`` per split, ``held_out``, ``train_subjects``,
+        ``pairing``, and ``target`` for volume and sequence runs.
     """
     from ..data import Dataset, read_dataset
     from ..systems.meg2fmri.baselines import RidgeSlices, mean_slice, shuffle_rows
@@ -260,7 +268,9 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
                           "seed": seed})
     pairs = _pairs(ds, out, train_subjects, held_out, event, pairing)
     train, val, test = pairs["train"], pairs["val"], pairs["test"]
-    shape = tuple(pairing.image_shape)
+    image_ndim = _IMAGE_NDIM[pairing.target]
+    # Whole volumes are large: record fewer generated inputs, less often, during training.
+    n_snap, snap_every = (8, 1) if pairing.target == "slice" else (4, 5)
 
     pred_file = out / "predictions.npz"
     if pred_file.is_file():
@@ -271,7 +281,8 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
     if "cgan" not in preds:
         fit(train.X, train.Y, out / "cgan", X_val=val.X if len(val) else None,
             Y_val=val.Y if len(val) else None, config=fit_config,
-            snapshot_inputs=test.X[:8], resume=(out / "cgan" / "checkpoints").is_dir())
+            snapshot_inputs=test.X[:n_snap], snapshot_every=snap_every,
+            resume=(out / "cgan" / "checkpoints").is_dir())
         model = load_model(out / "cgan" / "model")
         preds["cgan"] = synthesize(model, test.X)
         preds["cgan_shuffled"] = synthesize(model, test.X[shuffle_rows(len(test), seed)])
@@ -280,8 +291,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
     if "ridge" not in preds:
         preds["ridge"] = RidgeSlices().fit(train.X, train.Y, train.subject).predict(test.X)
     if physics and "physics" not in preds and len(pairs["calib"]):
-        ph = _physics(ds, {"calib": pairs["calib"], "test": test}, mean, pairing.time_index,
-                      shape)
+        ph = _physics(ds, {"calib": pairs["calib"], "test": test}, mean, pairing)
         if ph is not None:
             preds["physics"] = ph
     with atomic_path(pred_file) as tmp:
@@ -289,14 +299,15 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
             np.savez(fh, **preds)
 
     target_mean = _subject_means(test.Y, test.subject)
-    truth = _truth_images(ds, test, pairing.time_index, shape)
+    truth = _truth_images(ds, test, pairing)
     truth_mean = None if truth is None else _subject_means(truth, test.subject)
     rows, truth_r = [], {}
     for method in METHODS:
         if method not in preds:
             logger.info("Method %s was not run.", method)
             continue
-        row, r_truth = _method_scores(preds[method], test, target_mean, truth, truth_mean)
+        row, r_truth = _method_scores(preds[method], test, target_mean, truth, truth_mean,
+                                      image_ndim)
         rows.append({"method": method, **row})
         if r_truth is not None:
             truth_r[method] = r_truth
@@ -305,6 +316,8 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
         "n_pairs": {k: len(v) for k, v in pairs.items()}, "held_out": held_out,
         "train_subjects": train_subjects, "event": event, "pairing": pairing.to_dict(),
     }
+    if pairing.target != "slice":  # the slice results keep their keys as they were
+        results["target"] = pairing.target
     write_json(out / "results.json", results)
     logger.info("MEG2fMRI results: %s", json.dumps(rows))
     write_report(out / "report.html", results, test, preds, out / "cgan")
@@ -332,13 +345,16 @@ def summary_line(results) -> str:
     shuffled = _row(results, "cgan_shuffled")
     if cgan is None or mean is None:
         return "The cGAN or the mean-slice baseline was not scored."
+    # Volumes and sequences (beyond the paper) have no paper score to stand beside.
+    kind = {"volume": "volume", "sequence": "sequence"}.get(results.get("target"), "slice")
+    paper = (f" (paper: MSE {PAPER_SCORES['mse']} / SSIM {PAPER_SCORES['ssim']})"
+             if kind == "slice" else f" ({kind}s)")
     parts = [f"cGAN MSE {cgan['mse']:.4f} / SSIM {cgan['ssim']:.3f} / activation r "
-             f"{cgan['activation_r']:.3f} (paper: MSE {PAPER_SCORES['mse']} / SSIM "
-             f"{PAPER_SCORES['ssim']}); mean slice MSE {mean['mse']:.4f} / SSIM "
+             f"{cgan['activation_r']:.3f}{paper}; mean {kind} MSE {mean['mse']:.4f} / SSIM "
              f"{mean['ssim']:.3f}"]
     beats = cgan["mse"] < mean["mse"] and cgan["ssim"] > mean["ssim"]
-    parts.append("the cGAN beats the mean training slice on both MSE and SSIM" if beats else
-                 "the cGAN does NOT beat the mean training slice on both MSE and SSIM")
+    parts.append(f"the cGAN beats the mean training {kind} on both MSE and SSIM" if beats else
+                 f"the cGAN does NOT beat the mean training {kind} on both MSE and SSIM")
     if shuffled is not None:
         gap = shuffled["mse"] - cgan["mse"]
         depends = gap > 0 and cgan["activation_r"] > shuffled["activation_r"]
@@ -348,6 +364,17 @@ def summary_line(results) -> str:
             + ("its output depends on the MEG" if depends else
                "its scores do not show that its output depends on the MEG"))
     return "; ".join(parts) + "."
+
+
+def _display(images):
+    """(n, h, w) slices as they are; volumes and sequences as the middle axial slice of their
+    first frame."""
+    images = np.asarray(images)
+    if images.ndim == 5:
+        images = images[:, 0]  # (n, X, Y, Z): the first frame
+    if images.ndim == 4:
+        images = images[..., images.shape[-1] // 2]  # (n, X, Y)
+    return images
 
 
 def write_report(path, results, test, preds, fit_dir=None):
@@ -362,7 +389,8 @@ def write_report(path, results, test, preds, fit_dir=None):
     test : PairedSet
         The test pairs.
     preds : dict of str to array, shape (n_test, h, w)
-        Each method's slices.
+        Each method's slices (or (n_test, [n_frames,] n_x, n_y, n_z): drawn as the middle
+        axial slice of the first frame).
     fit_dir : path-like | None
         The cGAN's fit folder (its snapshots are drawn when present).
 
@@ -374,8 +402,8 @@ def write_report(path, results, test, preds, fit_dir=None):
 
     from ..viz import make_report, plot_slice_grid, plot_slice_snapshots
 
-    rows = {"target": test.Y}
-    rows.update({m: preds[m] for m in METHODS if m in preds})
+    rows = {"target": _display(test.Y)}
+    rows.update({m: _display(preds[m]) for m in METHODS if m in preds})
     items = [("Targets and predictions, held-out subjects",
               plot_slice_grid(rows, title="Held-out events: target and each method"),
               "Columns: the first held-out events; rows: the real slice, then each method.")]
@@ -384,8 +412,11 @@ def write_report(path, results, test, preds, fit_dir=None):
         from ..systems.meg2fmri.task import read_snapshots
 
         epochs, images = read_snapshots(snap)
+        n_rec, n_in = images.shape[:2]
+        flat = _display(images.reshape(n_rec * n_in, *images.shape[2:]))
+        images = flat.reshape(n_rec, n_in, *flat.shape[1:])  # (n_rec, n_in, h, w)
         items.append(("cGAN slices over training",
-                      plot_slice_snapshots(epochs, images, test.Y[:images.shape[1]],
+                      plot_slice_snapshots(epochs, images, _display(test.Y[:images.shape[1]]),
                                            title="Generated slices over training"),
                       "The generator's slices for fixed held-out inputs after each epoch."))
     summary = [("Verdict", f"<p>{html.escape(summary_line(results))}</p>")]

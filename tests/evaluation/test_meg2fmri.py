@@ -102,3 +102,54 @@ def test_cli_prepare_fit_synthesize(world, tmp_path):
     np.testing.assert_allclose(img.affine, slice_affine(
         ds.affine(subject, "fmri-volume"), ds.spatial_shape(subject, "fmri-volume"),
         (32, 32), z), rtol=1e-6)
+
+
+# -- whole volumes and sequences (beyond the paper) -------------------------------------------
+@pytest.mark.slow  # ~60 s: the 3-D cGAN, ridge to every voxel, physics on 4 subjects
+def test_whole_volume_evaluation_scores_every_method_in_3d(world, tmp_path):
+    """target='volume': the 3-D cGAN and every baseline on held-out subjects, same rows."""
+    out = tmp_path / "eval-volume"
+    res = evaluate_meg2fmri(world, out, fit_config="tiny", pairing={"target": "volume"})
+    assert [r["method"] for r in res["rows"]] == list(METHODS) and res["target"] == "volume"
+    for row in res["rows"]:
+        assert set(row) == {"method", "mse", "ssim", "activation_r"}
+        assert np.isfinite([row["mse"], row["ssim"], row["activation_r"]]).all(), row
+    ds = read_dataset(world)
+    grid = tuple(ds.spatial_shape("S03", "fmri-volume"))
+    test, train = (read_paired(out / "pairs" / f"{k}.npz") for k in ("test", "train"))
+    assert test.Y.shape == (len(test), *grid) and set(test.subjects) == set(res["held_out"])
+    mean = train.Y.mean(0)
+    row = res["rows"][1]
+    np.testing.assert_allclose(row["mse"], np.mean((test.Y - mean) ** 2), rtol=1e-5)
+    assert row["activation_r"] == 0.0 and res["truth_r"]["mean_slice"] == 0.0
+    with np.load(out / "predictions.npz") as z:
+        assert all(z[m].shape == test.Y.shape for m in z.files)
+        np.testing.assert_allclose(z["cgan"], synthesize(load_model(out / "cgan" / "model"),
+                                                         test.X), atol=1e-6)
+    assert res["truth_r"]["physics"] > 0.1  # physics follows the true change in 3-D too
+    assert "mean training volume" in summary_line(res) and "paper" not in summary_line(res)
+
+
+def test_cli_sequence_prepare_fit_synthesize_nifti(world, tmp_path):
+    pairs = tmp_path / "seq.npz"
+    assert main(["meg2fmri", "prepare", "--data", str(world), "--out", str(pairs),
+                 "--subjects", "S01", "--target", "sequence", "--frames", "2",
+                 "--frame-stride", "3", "-q"]) == 0
+    paired = read_paired(pairs)
+    ds = read_dataset(world)
+    grid = tuple(ds.spatial_shape("S01", "fmri-volume"))
+    assert paired.Y.shape == (len(paired), 2, *grid) and paired.config["frame_stride"] == 3
+    assert main(["meg2fmri", "fit", "tiny", "--train", str(pairs), "--out",
+                 str(tmp_path / "fit"), "-q"]) == 0
+    assert load_model(tmp_path / "fit" / "model").config.n_frames == 2
+    assert main(["meg2fmri", "synthesize", str(tmp_path / "fit" / "model"), "--pairs",
+                 str(pairs), "--data", str(world), "--out", str(tmp_path / "nii"), "-q"]) == 0
+    files = sorted((tmp_path / "nii").glob("S01_event-*_synthesized.nii.gz"))
+    assert len(files) == len(paired)
+    img = nib.load(files[0])
+    assert img.shape == (*grid, 2)
+    np.testing.assert_allclose(img.affine, ds.affine("S01", "fmri-volume"), rtol=1e-6)
+    assert img.header.get_zooms()[3] == pytest.approx(3 * ds.tr)
+    np.testing.assert_allclose(np.moveaxis(img.get_fdata(), -1, 0),
+                               synthesize(tmp_path / "fit" / "model", paired.X[:1])[0],
+                               atol=1e-6)

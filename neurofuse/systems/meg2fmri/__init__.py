@@ -5,9 +5,11 @@ This package holds what is unique to the system:
 
 * the paper's pairing of MEG events with fMRI slices (:mod:`.config`, :mod:`.events`,
   :mod:`.slices`, :mod:`.pairing`, :mod:`.paired`);
-* the model (:mod:`.model`), its training task (:mod:`.task`) and trainer (:mod:`.trainer`);
+* the model (:mod:`.model`; its 3-D networks for whole volumes and sequences of volumes,
+  beyond the paper, in :mod:`.volume_nets`), its training task (:mod:`.task`) and trainer
+  (:mod:`.trainer`);
 * the baselines that tell whether it uses the MEG (:mod:`.baselines`, :mod:`.physics`);
-* NIfTI export of synthesized slices (:mod:`.export`).
+* NIfTI export of synthesized slices and volumes (:mod:`.export`).
 
 Image metrics live in :mod:`neurofuse.evaluation.images`, the held-out comparison in
 :mod:`neurofuse.evaluation.meg2fmri`.

@@ -33,27 +33,28 @@ def _check_xy(X, Y=None):
     if Y is None:
         return X
     Y = np.asarray(Y, np.float64)
-    if Y.ndim != 3 or len(Y) != len(X):
-        raise ValueError(f"'Y' must have shape (n_events, h, w) with n_events = len(X) = "
-                         f"{len(X)}, got shape {Y.shape}.")
+    if Y.ndim < 3 or len(Y) != len(X):
+        raise ValueError(f"'Y' must have shape (n_events, h, w) (or (n_events, [n_frames,] "
+                         f"n_x, n_y, n_z)) with n_events = len(X) = {len(X)}, got shape "
+                         f"{Y.shape}.")
     return X, Y
 
 
 def mean_slice(Y) -> np.ndarray:
-    """The mean training slice.
+    """The mean training slice (or volume, or sequence: the mean training target).
 
     Parameters
     ----------
-    Y : array, shape (n_events, h, w)
-        Training slices.
+    Y : array, shape (n_events, h, w) or (n_events, [n_frames,] n_x, n_y, n_z)
+        Training targets.
 
     Returns
     -------
-    mean : array, shape (h, w)
+    mean : array, shape (h, w) or ([n_frames,] n_x, n_y, n_z)
         float32.
     """
     Y = np.asarray(Y)
-    if Y.ndim != 3 or not len(Y):
+    if Y.ndim < 3 or not len(Y):
         raise ValueError(f"'Y' must have shape (n_events, h, w) with n_events >= 1, got shape "
                          f"{Y.shape}.")
     return Y.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -61,6 +62,9 @@ def mean_slice(Y) -> np.ndarray:
 
 class RidgeSlices:
     """Ridge regression from MEG vectors to slice pixels, one alpha per pixel.
+
+    Volumes and sequences are fitted the same way, one ridge per voxel (of every frame), on
+    the flattened targets.
 
     Features are standardised with the training statistics and the pixels centred (an
     intercept), as scikit-learn's ``make_pipeline(StandardScaler(), Ridge(alpha))`` at each
@@ -85,7 +89,7 @@ class RidgeSlices:
         Parameters
         ----------
         X : array, shape (n_events, n_features)
-        Y : array, shape (n_events, h, w)
+        Y : array, shape (n_events, h, w) or (n_events, [n_frames,] n_x, n_y, n_z)
         groups : array, shape (n_events,)
             Group of each event (its subject); at least two distinct values.
 
@@ -109,8 +113,8 @@ class RidgeSlices:
 
         Returns
         -------
-        Y : array, shape (n_events, h, w)
-            float32.
+        Y : array, shape (n_events, *target_shape)
+            float32, shaped as the training targets.
         """
         if not hasattr(self, "coef_"):
             raise RuntimeError("RidgeSlices is not fitted: call fit(X, Y, groups) first.")

@@ -8,11 +8,19 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from ..._checks import _check_int, _check_keys, _check_option
 
-__all__ = ["PairingConfig"]
+__all__ = ["TARGETS", "PairingConfig"]
 
 _SELECTIONS = ("train", "event")
+#: What each event is paired with: one resized axial slice (the paper), the whole volume at the
+#: native grid, or the sequence of whole volumes after the event.
+TARGETS = ("slice", "volume", "sequence")
+#: Fields that only matter for ``target="volume"`` / ``"sequence"``; left out of ``to_dict``
+#: for ``target="slice"``, so the paper's configuration serialises as it always did.
+_VOLUME_FIELDS = ("target", "n_frames", "frame_stride")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,23 @@ class PairingConfig:
     image_norm : ``"run"`` | ``"image"``
         ``"run"`` (paper): the run's min-max; ``"image"``: each resized slice rescaled to
         [0, 1] (a constant slice becomes zeros).
+    target : ``"slice"`` | ``"volume"`` | ``"sequence"``
+        What each event is paired with (beyond the paper for the last two):
+        ``"slice"`` (default, the paper), one resized axial slice, shape (h, w);
+        ``"volume"``, the whole volume at the native grid at volume ``k + time_index``,
+        shape (n_x, n_y, n_z); ``"sequence"``, the ``n_frames`` whole volumes at
+        ``k + time_index + j * frame_stride`` (j = 0 .. n_frames - 1), shape (n_frames,
+        n_x, n_y, n_z). Volumes are normalised like the slices (the run's min-max; with
+        ``image_norm="image"`` each volume, or each frame, to its own [0, 1]); every voxel of
+        the grid is kept (no brain mask) as float32; ``image_shape`` and ``slice_selection``
+        are not used (no slice is chosen: ``PairedSet.slice`` is -1).
+    n_frames : int
+        Volumes per event for ``target="sequence"`` (default 1; e.g. 8); must be 1
+        otherwise.
+    frame_stride : int
+        Volumes between consecutive frames (default 1: every TR). The last frame,
+        ``time_index + (n_frames - 1) * frame_stride``, must lie in the window
+        (``< n_volumes``).
     """
 
     n_samples: int = 64
@@ -67,6 +92,9 @@ class PairingConfig:
     slice_selection: str | int = "train"
     repeat: int | str = 0
     image_norm: str = "run"
+    target: str = "slice"
+    n_frames: int = 1
+    frame_stride: int = 1
 
     def __post_init__(self):
         _check_int("n_samples", self.n_samples, 1)
@@ -108,12 +136,37 @@ class PairingConfig:
         else:
             _check_int("repeat", self.repeat, 0, how_to_fix="Or use repeat='mean'.")
         _check_option("image_norm", self.image_norm, ("run", "image"))
+        _check_option("target", self.target, TARGETS)
+        _check_int("n_frames", self.n_frames, 1)
+        _check_int("frame_stride", self.frame_stride, 1)
+        if self.target != "sequence" and self.n_frames != 1:
+            raise ValueError(f"'n_frames' is for target='sequence' (got n_frames="
+                             f"{self.n_frames} with target={self.target!r}); set "
+                             "target='sequence' or leave n_frames at 1.")
+        if self.target != "sequence" and self.frame_stride != 1:
+            raise ValueError(f"'frame_stride' is for target='sequence' (got frame_stride="
+                             f"{self.frame_stride} with target={self.target!r}).")
+        last = self.time_index + (self.n_frames - 1) * self.frame_stride
+        if last >= self.n_volumes:
+            raise ValueError(f"The last frame, time_index + (n_frames - 1) * frame_stride = "
+                             f"{last}, must be < n_volumes = {self.n_volumes} (inside the "
+                             "window); lower time_index, n_frames or frame_stride, or raise "
+                             "n_volumes.")
+
+    @property
+    def frame_offsets(self) -> np.ndarray:
+        """Volume offsets from the window's first volume of each target frame (int64,
+        shape (n_frames,)); one entry, ``time_index``, for slices and volumes."""
+        return self.time_index + self.frame_stride * np.arange(self.n_frames, dtype=np.int64)
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-serialisable dict."""
         out = asdict(self)
         out["image_shape"] = list(self.image_shape)
         out["picks"] = self.picks if isinstance(self.picks, str) else list(self.picks)
+        if self.target == "slice":
+            for key in _VOLUME_FIELDS:
+                del out[key]
         return out
 
     @classmethod

@@ -25,6 +25,10 @@ generator's image is ``(tanh + 1) / 2``, in [0, 1], for the losses, the discrimi
 synthesis; ``output_range="authors"`` reproduces the authors' behaviour (the raw tanh is the
 image everywhere).
 
+Whole volumes and sequences of volumes (beyond the paper): a 3-D ``image_shape`` selects the
+3-D generator and discriminator of :mod:`.volume_nets` (same trunk, same conditioning, same
+task, trainer and files); ``n_frames`` makes the output a sequence, frames as channels.
+
 A model folder holds ``model.json`` (format, version and :class:`CganConfig`) and
 ``model.safetensors`` (the weights; no pickle), written atomically.
 """
@@ -42,6 +46,7 @@ from torch import nn
 
 from ..._checks import _check_int, _check_keys, _check_ndim, _check_option, _check_positive
 from ..._io import atomic_dir, write_json
+from .volume_nets import VolumeDiscriminator, VolumeGenerator
 
 __all__ = ["MODEL_FORMAT", "CganConfig", "Discriminator", "Generator", "MEG2fMRICGAN",
            "load_model", "synthesize"]
@@ -49,6 +54,9 @@ __all__ = ["MODEL_FORMAT", "CganConfig", "Discriminator", "Generator", "MEG2fMRI
 MODEL_FORMAT = "neurofuse.meg2fmri.cgan"
 MODEL_FORMAT_VERSION = 1
 OUTPUT_RANGES = ("unit", "authors")
+#: Settings of the 3-D networks only; left out of ``to_dict`` for a 2-D model, so that its
+#: ``model.json`` is what it always was.
+_VOLUME_FIELDS = ("n_frames", "g_channels", "project_stride")
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ class CganConfig:
     hidden : tuple of int
         Widths of the generator's hidden layers, each followed by ReLU ((512, 1024, 1024)).
     image_shape : tuple of int
-        ``(height, width)`` of the slice ((32, 32)).
+        ``(height, width)`` of the slice ((32, 32)), or ``(n_x, n_y, n_z)`` of a whole volume
+        (the 3-D networks of :mod:`.volume_nets`).
     d_channels : tuple of int
         Output channels of the discriminator's two strided convolutions ((64, 128)).
     kernel_size : int
@@ -75,6 +84,15 @@ class CganConfig:
     output_range : 'unit' | 'authors'
         ``'unit'``: the image is ``(tanh + 1) / 2``, in [0, 1] like the targets.
         ``'authors'``: the image is the raw tanh, in [-1, 1], as in the authors' code.
+    n_frames : int | None
+        3-D only: ``None``, one volume per event; an int, a sequence of that many volumes
+        (the generator's output channels).
+    g_channels : tuple of int
+        3-D only: channels of the FC trunk's coarse grid and after each transposed
+        convolution but the last; one doubling of the grid per entry ((64, 32, 16)).
+    project_stride : int
+        3-D only: the discriminator projects the MEG to a grid this many times coarser, then
+        up-samples it (4; 1 projects to every voxel, as the paper does in 2-D).
     """
 
     n_features: int = 328
@@ -85,19 +103,28 @@ class CganConfig:
     padding: int = 1
     leaky_slope: float = 0.2
     output_range: str = "unit"
+    n_frames: int | None = None
+    g_channels: tuple = (64, 32, 16)
+    project_stride: int = 4
 
     def __post_init__(self):
         _check_int("CganConfig.n_features", self.n_features)
-        for name in ("hidden", "image_shape", "d_channels"):
+        for name in ("hidden", "image_shape", "d_channels", "g_channels"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or not value:
                 raise TypeError(f"'CganConfig.{name}' must be a non-empty tuple of ints, got "
                                 f"{value!r}.")
             value = tuple(_check_int(f"CganConfig.{name}[{i}]", v) for i, v in enumerate(value))
             object.__setattr__(self, name, value)
-        if len(self.image_shape) != 2:
-            raise ValueError("'CganConfig.image_shape' must be (height, width), got "
-                             f"{self.image_shape}.")
+        if len(self.image_shape) not in (2, 3):
+            raise ValueError("'CganConfig.image_shape' must be (height, width) or (n_x, n_y, "
+                             f"n_z), got {self.image_shape}.")
+        if self.n_frames is not None:
+            _check_int("CganConfig.n_frames", self.n_frames)
+            if len(self.image_shape) != 3:
+                raise ValueError("'CganConfig.n_frames' needs a 3-D image_shape (sequences of "
+                                 f"volumes), got image_shape {self.image_shape}.")
+        _check_int("CganConfig.project_stride", self.project_stride)
         if len(self.d_channels) != 2:
             raise ValueError("'CganConfig.d_channels' must hold the 2 strided convolutions' "
                              f"channels, e.g. (64, 128), got {self.d_channels}.")
@@ -111,8 +138,16 @@ class CganConfig:
                              f"{self.padding}): its patch map would be {self.patch_shape}.")
 
     @property
+    def output_shape(self) -> tuple:
+        """Shape of one generated target: ``image_shape``, with ``n_frames`` first for a
+        sequence."""
+        return self.image_shape if self.n_frames is None else (self.n_frames,
+                                                               *self.image_shape)
+
+    @property
     def patch_shape(self) -> tuple:
-        """``(h, w)`` of the discriminator's logit map (7 x 7 for 32 x 32 with padding 1)."""
+        """Shape of the discriminator's logit map (7 x 7 for 32 x 32 with padding 1; 3-D for
+        volumes)."""
         def out(n, stride):
             return (n + 2 * self.padding - self.kernel_size) // stride + 1
 
@@ -126,9 +161,13 @@ class CganConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def to_dict(self) -> dict:
-        """JSON-serialisable settings."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        """JSON-serialisable settings (a 2-D model leaves out the 3-D-only fields)."""
+        out = {k: list(v) if isinstance(v, tuple) else v
+               for k, v in dataclasses.asdict(self).items()}
+        if len(self.image_shape) == 2:
+            for key in _VOLUME_FIELDS:
+                del out[key]
+        return out
 
 
 class Generator(nn.Module):
@@ -224,8 +263,9 @@ class MEG2fMRICGAN(nn.Module):
         if isinstance(config, dict):
             config = CganConfig.from_dict(config)
         self.config = config
-        self.generator = Generator(config)
-        self.discriminator = Discriminator(config)
+        volume = len(config.image_shape) == 3
+        self.generator = (VolumeGenerator if volume else Generator)(config)
+        self.discriminator = (VolumeDiscriminator if volume else Discriminator)(config)
 
     def forward(self, meg, real=None, *, step="synthesize"):
         """Run the pass of one step.
@@ -233,8 +273,8 @@ class MEG2fMRICGAN(nn.Module):
         Parameters
         ----------
         meg : Tensor, shape (B, n_features)
-        real : Tensor, shape (B, height, width) | None
-            Target slices (``step='discriminator'`` only).
+        real : Tensor, shape (B, *output_shape) | None
+            Targets (``step='discriminator'`` only).
         step : 'synthesize' | 'discriminator' | 'generator'
             ``'synthesize'``: the generated images. ``'discriminator'``: the patch logits of
             the real and of the (detached) generated images. ``'generator'``: the generated
@@ -242,11 +282,11 @@ class MEG2fMRICGAN(nn.Module):
 
         Returns
         -------
-        images : Tensor, shape (B, height, width)
+        images : Tensor, shape (B, *output_shape)
             For ``'synthesize'``.
-        real_logits, fake_logits : Tensor, shape (B, h, w)
+        real_logits, fake_logits : Tensor, shape (B, *patch_shape)
             For ``'discriminator'``.
-        fake, fake_logits : Tensor, shape (B, height, width) and (B, h, w)
+        fake, fake_logits : Tensor, shape (B, *output_shape) and (B, *patch_shape)
             For ``'generator'``.
         """
         if step == "synthesize":
@@ -337,7 +377,8 @@ def synthesize(model, X, *, batch_size=256, device=None):
     Returns
     -------
     images : array of float32, shape (n_pairs, height, width)
-        In [0, 1] (``output_range='unit'``), or the raw tanh in [-1, 1] (``'authors'``).
+        Or (n_pairs, [n_frames,] n_x, n_y, n_z) for a 3-D model. In [0, 1]
+        (``output_range='unit'``), or the raw tanh in [-1, 1] (``'authors'``).
     """
     if not isinstance(model, nn.Module):
         model = load_model(model)
@@ -361,5 +402,5 @@ def synthesize(model, X, *, batch_size=256, device=None):
     finally:
         model.train(was_training)
     if not out:
-        return np.zeros((0, *model.config.image_shape), np.float32)
+        return np.zeros((0, *model.config.output_shape), np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)

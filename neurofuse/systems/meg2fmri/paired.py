@@ -31,9 +31,11 @@ class PairedSet:
     ----------
     X : array, shape (n_events, n_features)
         float32 MEG vectors (the model's input).
-    Y : array, shape (n_events, h, w)
-        float32 fMRI slices in [0, 1] (the model's target), rows along the volume's x axis
-        and columns along its y axis.
+    Y : array, shape (n_events, h, w) or (n_events, [n_frames,] n_x, n_y, n_z)
+        float32 targets in [0, 1] (the model's target): fMRI slices, rows along the
+        volume's x axis and columns along its y axis (``target="slice"``); or whole volumes
+        on the native grid (``"volume"``), or sequences of them (``"sequence"``); see
+        :class:`~neurofuse.systems.meg2fmri.config.PairingConfig`.
     subject, story : array of str, shape (n_events,)
     onset : array of float, shape (n_events,)
         Event onsets (s from the start of the run).
@@ -42,7 +44,7 @@ class PairedSet:
     volume : array of int, shape (n_events,)
         First fMRI volume of each event's window (the target is at ``volume + time_index``).
     slice : array of int, shape (n_events,)
-        The axial slice (z index) of each target.
+        The axial slice (z index) of each target; -1 for whole-volume targets.
     config : dict
         The :class:`~neurofuse.systems.meg2fmri.pairing.PairingConfig` that made it, as a
         dict (``PairingConfig.from_dict`` turns it back).
@@ -62,10 +64,11 @@ class PairedSet:
         self.X = np.asarray(self.X, np.float32)
         self.Y = np.asarray(self.Y, np.float32)
         n = len(self.X)
-        if self.X.ndim != 2 or self.Y.ndim != 3 or len(self.Y) != n:
+        if self.X.ndim != 2 or self.Y.ndim not in (3, 4, 5) or len(self.Y) != n:
             raise ValueError(f"'X' must have shape (n_events, n_features) and 'Y' shape "
-                             f"(n_events, h, w) with the same n_events, got {self.X.shape} "
-                             f"and {self.Y.shape}.")
+                             f"(n_events, h, w), (n_events, n_x, n_y, n_z) or (n_events, "
+                             f"n_frames, n_x, n_y, n_z) with the same n_events, got "
+                             f"{self.X.shape} and {self.Y.shape}.")
         self.subject = np.asarray(self.subject, str).reshape(-1)
         self.story = np.asarray(self.story, str).reshape(-1)
         self.onset = np.asarray(self.onset, np.float64).reshape(-1)
@@ -81,8 +84,9 @@ class PairedSet:
         return len(self.X)
 
     def __repr__(self):
-        return (f"<PairedSet | {len(self)} events, {self.X.shape[1]} features, slices "
-                f"{self.Y.shape[1]}×{self.Y.shape[2]}, subjects {self.subjects}>")
+        kind = {3: "slices", 4: "volumes", 5: "sequences"}[self.Y.ndim]
+        return (f"<PairedSet | {len(self)} events, {self.X.shape[1]} features, {kind} "
+                f"{'×'.join(map(str, self.Y.shape[1:]))}, subjects {self.subjects}>")
 
     @property
     def subjects(self) -> list:

@@ -31,10 +31,16 @@ volumes ``(n_x, n_y, n_z, n_trs)`` at ``tr`` on the same clock (t = 0 at the run
    slice that correlates best with that event's own MEG (the paper and the authors' code: it
    chooses the target with the very input it is predicted from, which leaks the input into
    the target); an int — a fixed slice.
-6. **Target.** The chosen slice at volume ``k + time_index``, resized (n_x, n_y) → ``image_shape``
-   bilinearly (:func:`~neurofuse.systems.meg2fmri.slices.resize_bilinear`), in [0, 1] (the
-   run's min-max, kept by bilinear interpolation; ``image_norm="image"`` instead rescales each
+6. **Target** (``target="slice"``, the paper). The chosen slice at volume
+   ``k + time_index``, resized (n_x, n_y) → ``image_shape`` bilinearly
+   (:func:`~neurofuse.systems.meg2fmri.slices.resize_bilinear`), in [0, 1] (the run's
+   min-max, kept by bilinear interpolation; ``image_norm="image"`` instead rescales each
    resized slice to its own [0, 1]).
+   With ``target="volume"`` (beyond the paper) the target is instead the whole volume at
+   ``k + time_index`` on the native grid, normalised the same way (no resizing and no slice
+   choice: step 5 is not used and ``PairedSet.slice`` is -1); with ``target="sequence"``
+   the ``n_frames`` volumes at ``k + time_index + j * frame_stride``, shape (n_frames, n_x,
+   n_y, n_z) per event. Every voxel of the grid is kept (float32; no brain mask).
 
 The authors' public code departs from the paper; :meth:`PairingConfig.authors` sets each of
 those choices (``reduce="first"``, ``onset_as_index=True``, ``events_per_run=1``,
@@ -50,7 +56,8 @@ from ..._logging import logger, verbose
 from .config import PairingConfig
 from .events import event_indices, meg_event_features, pick_inputs
 from .paired import PairedSet, concatenate_paired
-from .slices import best_slice, gather_slices, resize_bilinear, run_statistics, slice_correlations
+from .slices import (best_slice, gather_slices, gather_volumes, resize_bilinear, run_statistics,
+                     slice_correlations)
 
 __all__ = ["PairingConfig", "event_indices", "meg_event_features", "pair_run", "pair_subject",
            "select_slice"]
@@ -89,6 +96,8 @@ class _Run:
 
     def pair(self, slice_index, story, subject) -> PairedSet:
         cfg = self.config
+        if cfg.target != "slice":
+            return self.pair_volumes(story, subject)
         if cfg.slice_selection == "event":
             r = self.correlations()
             ok = np.isfinite(r).any(axis=1)
@@ -113,6 +122,30 @@ class _Run:
         return PairedSet(X=self.X[ok], Y=y, subject=[subject] * n, story=[story] * n,
                          onset=self.onset[ok], sample=self.sample[ok], volume=self.volume[ok],
                          slice=z, config=cfg.to_dict())
+
+    def pair_volumes(self, story, subject) -> PairedSet:
+        """Whole volumes (``target="volume"``) or sequences of them (``"sequence"``)."""
+        cfg = self.config
+        n, offsets = len(self.volume), cfg.frame_offsets
+        t = (self.volume[:, None] + offsets).reshape(-1)  # (n * n_frames,), event-major
+        # float32 data is read as float32 (exact, half the memory), then normalised in
+        # float64 one event at a time, as the slices are.
+        dtype = np.result_type(getattr(self.volumes, "dtype", np.float64), np.float32)
+        images = gather_volumes(self.volumes, t, dtype=dtype)  # (n * F, n_x, n_y, n_z)
+        vmin, span = self.stats.vmin, self.stats.vmax - self.stats.vmin
+        y = np.empty(images.shape, np.float32)
+        for i, img in enumerate(images):
+            v = np.clip((np.asarray(img, np.float64) - vmin) / span, 0, 1)
+            if cfg.image_norm == "image":
+                lo, hi = v.min(), v.max()
+                v = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+            y[i] = v
+        del images
+        if cfg.target == "sequence":
+            y = y.reshape(n, len(offsets), *y.shape[1:])  # (n, F, n_x, n_y, n_z)
+        return PairedSet(X=self.X, Y=y, subject=[subject] * n, story=[story] * n,
+                         onset=self.onset, sample=self.sample, volume=self.volume,
+                         slice=np.full(n, -1, np.int64), config=cfg.to_dict())
 
 
 @verbose
@@ -172,7 +205,9 @@ def pair_run(meg, sfreq, volumes, tr, onsets, config=None, slice_index=None, *, 
     Returns
     -------
     paired : PairedSet
-        ``X`` (n_kept, n_features), ``Y`` (n_kept, h, w); events in onset order.
+        ``X`` (n_kept, n_features), ``Y`` (n_kept, h, w) (``config.target="slice"``),
+        (n_kept, n_x, n_y, n_z) (``"volume"``) or (n_kept, n_frames, n_x, n_y, n_z)
+        (``"sequence"``); events in onset order.
     """
     config = PairingConfig() if config is None else config
     slice_index = _check_slice_index(config, slice_index)
@@ -185,6 +220,11 @@ def pair_run(meg, sfreq, volumes, tr, onsets, config=None, slice_index=None, *, 
 
 def _check_slice_index(config, slice_index):
     sel = config.slice_selection
+    if config.target != "slice":
+        if slice_index is not None:
+            raise ValueError(f"'slice_index' is only used with target='slice', got "
+                             f"slice_index={slice_index!r} with target={config.target!r}.")
+        return None
     if sel == "train":
         if slice_index is None:
             raise ValueError("slice_selection='train' needs the slice chosen on training "
@@ -281,7 +321,9 @@ def pair_subject(dataset, subject, onsets, config=None, *, stories=None, train_s
         return cache[story]
 
     slice_index = None
-    if config.slice_selection == "train":
+    if config.target != "slice":
+        pass  # whole volumes: no slice to choose
+    elif config.slice_selection == "train":
         if train_stories is None:
             train_stories = [s for s in ds.splits.get("train", []) if s in stories]
         train_stories = list(train_stories)

@@ -5,7 +5,8 @@ No learning from fMRI: the MEG of a story is inverted with MNE-Python's minimum-
 to the voxels of the subject's grid by the source → voxel map, and turned into a BOLD change
 exactly as the simulator turns true sources into one (envelope, HRF, TR means:
 :func:`neurofuse.physics.bold_volume.bold_percent_change`). Each event's predicted change is
-cut and resized like its target (:func:`event_images`), and the slice is predicted as
+cut and resized like its target (:func:`event_images`; whole volumes and sequences:
+:func:`event_targets`), and the slice is predicted as
 
     mean training slice + a · predicted change,
 
@@ -19,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..._logging import logger, verbose
-from .slices import gather_slices, resize_bilinear
+from .slices import gather_slices, gather_volumes, resize_bilinear
 
-__all__ = ["PhysicsSlices", "event_images", "physics_change"]
+__all__ = ["PhysicsSlices", "event_images", "event_targets", "physics_change"]
 
 
 def event_images(volumes, slice_index, volume_index, *, time_index, image_shape):
@@ -47,6 +48,35 @@ def event_images(volumes, slice_index, volume_index, *, time_index, image_shape)
     volume_index = np.asarray(volume_index, np.int64)
     images = gather_slices(volumes, slice_index, volume_index + int(time_index))
     return resize_bilinear(images, tuple(image_shape))
+
+
+def event_targets(volumes, slice_index, volume_index, config):
+    """A volume series cut at each event as the targets of ``config`` are (not normalised).
+
+    Parameters
+    ----------
+    volumes : array-like, shape (n_x, n_y, n_z, n_trs)
+        One run (e.g. a predicted or true BOLD change).
+    slice_index, volume_index : array of int, shape (n_events,)
+        :class:`~.paired.PairedSet` ``slice`` and ``volume`` of the events.
+    config : PairingConfig
+        Its ``target``, ``time_index``, ``image_shape``, ``n_frames`` and ``frame_stride``.
+
+    Returns
+    -------
+    images : array, shape (n_events, *target_shape)
+        float64: resized slices (:func:`event_images`), whole volumes (n_events, n_x, n_y,
+        n_z) or sequences (n_events, n_frames, n_x, n_y, n_z).
+    """
+    volume_index = np.asarray(volume_index, np.int64).reshape(-1)
+    if config.target == "slice":
+        return event_images(volumes, slice_index, volume_index, time_index=config.time_index,
+                            image_shape=config.image_shape)
+    offsets = config.frame_offsets
+    images = gather_volumes(volumes, (volume_index[:, None] + offsets).reshape(-1))
+    if config.target == "sequence":
+        return images.reshape(len(volume_index), len(offsets), *images.shape[1:])
+    return images
 
 
 @verbose
@@ -91,19 +121,19 @@ class PhysicsSlices:
 
     Parameters
     ----------
-    mean_slice : array, shape (h, w)
-        The mean training slice.
+    mean_slice : array, shape (h, w) or ([n_frames,] n_x, n_y, n_z)
+        The mean training slice (volume, sequence).
     """
 
     def __init__(self, mean_slice):
         self.mean_slice = np.asarray(mean_slice, np.float64)
-        if self.mean_slice.ndim != 2:
-            raise ValueError(f"'mean_slice' must have shape (h, w), got "
-                             f"{self.mean_slice.shape}.")
+        if self.mean_slice.ndim not in (2, 3, 4):
+            raise ValueError(f"'mean_slice' must have shape (h, w) or ([n_frames,] n_x, n_y, "
+                             f"n_z), got {self.mean_slice.shape}.")
 
     def _check(self, name, images):
         images = np.asarray(images, np.float64)
-        if images.ndim != 3 or images.shape[1:] != self.mean_slice.shape:
+        if images.shape[1:] != self.mean_slice.shape:
             raise ValueError(f"'{name}' must have shape (n_events, "
                              f"{', '.join(map(str, self.mean_slice.shape))}), got "
                              f"{images.shape}.")
@@ -114,10 +144,10 @@ class PhysicsSlices:
 
         Parameters
         ----------
-        change : array, shape (n_events, h, w)
-            Predicted change images of calibration events (:func:`event_images`).
-        Y : array, shape (n_events, h, w)
-            Their target slices.
+        change : array, shape (n_events, *target_shape)
+            Predicted change images of calibration events (:func:`event_targets`).
+        Y : array, shape (n_events, *target_shape)
+            Their targets.
 
         Returns
         -------
@@ -136,11 +166,11 @@ class PhysicsSlices:
 
         Parameters
         ----------
-        change : array, shape (n_events, h, w)
+        change : array, shape (n_events, *target_shape)
 
         Returns
         -------
-        Y : array, shape (n_events, h, w)
+        Y : array, shape (n_events, *target_shape)
             float32.
         """
         if not hasattr(self, "scale_"):

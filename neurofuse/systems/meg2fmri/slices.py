@@ -6,6 +6,8 @@
   event's window of volumes with the event's MEG time profile.
 * :func:`best_slice`: the slice that correlates best on average over events.
 * :func:`gather_slices`: one axial slice at one volume per event, in one sequential read.
+* :func:`gather_volumes`: whole volumes at given time indices (volume and sequence targets),
+  in one sequential read.
 * :func:`resize_bilinear`: bilinear resizing with half-pixel centres (the convention of
   scikit-image's ``resize(order=1, mode="edge", anti_aliasing=False)``, of
   ``scipy.ndimage.zoom(order=1, mode="nearest", grid_mode=True)`` and of torch's
@@ -27,8 +29,8 @@ import numpy as np
 from ..._checks import _check_int
 from ...stats import pearson_r
 
-__all__ = ["RunStatistics", "best_slice", "bilinear_matrix", "gather_slices", "resize_bilinear",
-           "run_statistics", "slice_correlations"]
+__all__ = ["RunStatistics", "best_slice", "bilinear_matrix", "gather_slices", "gather_volumes",
+           "resize_bilinear", "run_statistics", "slice_correlations"]
 
 _BLOCK_BYTES = 64 * 2**20
 
@@ -203,6 +205,38 @@ def gather_slices(volumes, z_index, t_index, *, block_bytes=_BLOCK_BYTES):
     for sl in _blocks((n_x, n_y, n_z, n_trs), block_bytes):
         block = np.asarray(volumes[sl])  # (b, n_y, n_z, n_trs)
         out[:, sl] = np.moveaxis(block[:, :, z_index, t_index], -1, 0)
+    return out
+
+
+def gather_volumes(volumes, t_index, *, dtype=np.float64, block_bytes=_BLOCK_BYTES):
+    """The whole volume ``volumes[..., t]`` for each ``t``, read once in x blocks.
+
+    Parameters
+    ----------
+    volumes : array-like, shape (n_x, n_y, n_z, n_trs)
+    t_index : array of int, shape (n_images,)
+        Volume of each image (repeats allowed).
+    dtype : numpy dtype
+        Of the output (float32 halves the memory of many whole volumes).
+    block_bytes : int
+        Largest block read at once (as float64).
+
+    Returns
+    -------
+    images : array, shape (n_images, n_x, n_y, n_z)
+        In voxel order.
+    """
+    n_x, n_y, n_z, n_trs = _check_run(volumes)
+    t_index = np.asarray(t_index, np.int64).reshape(-1)
+    if len(t_index) and (t_index.min() < 0 or t_index.max() >= n_trs):
+        raise ValueError(f"'t_index' must be in [0, {n_trs - 1}], got values from "
+                         f"{t_index.min()} to {t_index.max()}.")
+    out = np.empty((len(t_index), n_x, n_y, n_z), dtype)
+    if not len(t_index):
+        return out
+    for sl in _blocks((n_x, n_y, n_z, n_trs), block_bytes):
+        block = np.asarray(volumes[sl])  # (b, n_y, n_z, n_trs)
+        out[:, sl] = np.moveaxis(block[..., t_index], -1, 0)
     return out
 
 

@@ -48,8 +48,8 @@ def read_snapshots(out):
     -------
     epochs : array of int, shape (n_recorded,)
         1-based epochs after which each record was made.
-    images : array of float32, shape (n_recorded, n_inputs, height, width)
-        The generator's slices for the fixed inputs after those epochs.
+    images : array of float32, shape (n_recorded, n_inputs, *output_shape)
+        The generator's slices (volumes, sequences) for the fixed inputs after those epochs.
     """
     from safetensors.numpy import load_file
 
@@ -69,8 +69,8 @@ class CganTask(Task):
     ----------
     X_train : array, shape (n_train, n_features)
         MEG vectors.
-    Y_train : array, shape (n_train, height, width)
-        Target slices in [0, 1].
+    Y_train : array, shape (n_train, height, width) or (n_train, [n_frames,] n_x, n_y, n_z)
+        Targets in [0, 1] (slices, volumes or sequences; ``model_config`` matches them).
     config : TrainConfig
         Training settings (:class:`~neurofuse.systems.meg2fmri.trainer.TrainConfig`).
     model_config : CganConfig

@@ -129,7 +129,7 @@ FIT_PRESETS = {
     "demo": {"train": {"epochs": 40, "lr_step": 15}, "model": {}},
     # Seconds: a small model for tests.
     "tiny": {"train": {"epochs": 3, "batch_size": 8, "lr": 1e-3, "lr_step": 2},
-             "model": {"hidden": [32, 64], "d_channels": [8, 16]}},
+             "model": {"hidden": [32, 64], "d_channels": [8, 16], "g_channels": [8, 8]}},
 }
 
 
@@ -162,7 +162,12 @@ def load_fit_config(config):
 
 def _check_pairs(X, Y, xname, yname):
     X = _check_finite(xname, _check_ndim(xname, X, 2, "(n_pairs, n_features)"))
-    Y = _check_finite(yname, _check_ndim(yname, Y, 3, "(n_pairs, height, width)"))
+    Y = np.asarray(Y)
+    if Y.ndim not in (3, 4, 5):
+        raise ValueError(f"'{yname}' must have shape (n_pairs, height, width) (slices), "
+                         f"(n_pairs, n_x, n_y, n_z) (volumes) or (n_pairs, n_frames, n_x, n_y, "
+                         f"n_z) (sequences), got shape {Y.shape}.")
+    Y = _check_finite(yname, Y)
     if len(X) != len(Y):
         raise ValueError(f"'{xname}' holds {len(X)} pairs but '{yname}' {len(Y)}; they must "
                          "be the MEG vectors and target slices of the same pairs.")
@@ -180,7 +185,9 @@ def fit(X_train, Y_train, out, *, X_val=None, Y_val=None, config=None, model_con
     X_train : array, shape (n_train, n_features)
         MEG vectors of the training pairs.
     Y_train : array, shape (n_train, height, width)
-        Their target slices, min-max normalised to [0, 1].
+        Their target slices, min-max normalised to [0, 1]; or whole volumes, shape
+        (n_train, n_x, n_y, n_z), or sequences of them, (n_train, n_frames, n_x, n_y, n_z),
+        which train the 3-D networks (:mod:`~neurofuse.systems.meg2fmri.volume_nets`).
     out : path-like
         Output folder: ``model/`` (lowest validation MSE), ``checkpoints/``, ``history.csv``,
         ``config.json`` and, with ``snapshot_inputs``, ``snapshots.safetensors``.
@@ -230,11 +237,18 @@ def fit(X_train, Y_train, out, *, X_val=None, Y_val=None, config=None, model_con
         raise ValueError("'X_train' holds no pairs.")
     if (X_val is None) != (Y_val is None):
         raise ValueError("Pass both 'X_val' and 'Y_val', or neither.")
-    if "image_shape" in model_kwargs and tuple(model_kwargs["image_shape"]) != Y_train.shape[1:]:
+    # (n, h, w): slices; (n, X, Y, Z): volumes; (n, F, X, Y, Z): sequences of F volumes.
+    image_shape = Y_train.shape[2:] if Y_train.ndim == 5 else Y_train.shape[1:]
+    n_frames = Y_train.shape[1] if Y_train.ndim == 5 else None
+    if "image_shape" in model_kwargs and tuple(model_kwargs["image_shape"]) != image_shape:
         raise ValueError(f"'model_config' sets image_shape {tuple(model_kwargs['image_shape'])}"
-                         f" but the slices of Y_train are {Y_train.shape[1:]}.")
+                         f" but the targets of Y_train are {image_shape}.")
+    if "n_frames" in model_kwargs and model_kwargs["n_frames"] != n_frames:
+        raise ValueError(f"'model_config' sets n_frames {model_kwargs['n_frames']} but Y_train "
+                         f"holds {n_frames} frames per pair (its shape {Y_train.shape}).")
+    extra = {} if n_frames is None else {"n_frames": n_frames}
     mcfg = CganConfig.from_dict({**model_kwargs, "n_features": X_train.shape[1],
-                                 "image_shape": list(Y_train.shape[1:])})
+                                 "image_shape": list(image_shape), **extra})
     if X_val is not None:
         X_val, Y_val = _check_pairs(X_val, Y_val, "X_val", "Y_val")
         if X_val.shape[1:] != X_train.shape[1:] or Y_val.shape[1:] != Y_train.shape[1:]:
