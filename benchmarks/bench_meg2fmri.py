@@ -37,13 +37,9 @@ from pathlib import Path
 
 def _world(work, seed):
     from neurofuse.evaluation.meg2fmri import DEMO_STUDY
-    from neurofuse.simulation.study import StudyConfig, simulate_study
+    from neurofuse.simulation.study import simulated_study
 
-    data = work / f"world-seed{seed}"
-    if not (data / "neurofuse-dataset.json").is_file():
-        simulate_study(StudyConfig.resolve({"preset": DEMO_STUDY, "seed": seed}), data,
-                       overwrite=True)
-    return data
+    return simulated_study({"preset": DEMO_STUDY, "seed": seed}, work / f"world-seed{seed}")
 
 
 def _entry(results, seconds):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._utils import add_command, add_group, option, passed
+from ._utils import add_command, add_group, add_resume, option, passed
 
 NAME = "meg2fmri"
 HELP = "MEG->fMRI slice cGAN (MEG2fMRI): prepare, fit, synthesize, evaluate, demo"
@@ -169,7 +169,7 @@ def add_parser(subparsers):
     option(p, "--val", keyword=False, help="validation pairs (.npz), for model selection")
     p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, "
                                                 "history.csv")
-    option(p, "--resume", action="store_true", help="continue an interrupted run exactly")
+    add_resume(p)
 
     p = add_command(sub, "synthesize", _cmd_synthesize,
                     target="neurofuse.systems.meg2fmri.model:synthesize",

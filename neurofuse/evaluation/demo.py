@@ -238,7 +238,7 @@ def run_demo(out="neurofuse-demo", *, study=None, fit_config=None, ecog=True, n_
     from tqdm.auto import tqdm
 
     from ..data.store import read_dataset
-    from ..simulation.study import StudyConfig, simulate_study
+    from ..simulation.study import simulated_study
 
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -255,12 +255,8 @@ def run_demo(out="neurofuse-demo", *, study=None, fit_config=None, ecog=True, n_
 
     try:
         step("simulate")
-        data = out / "data"
-        if (data / "neurofuse-dataset.json").is_file():
-            logger.info("Simulated study: reusing %s", data)
-        else:
-            simulate_study(StudyConfig.resolve(DEMO_STUDY if study is None else study), data,
-                           overwrite=True, n_jobs=n_jobs)
+        data = simulated_study(DEMO_STUDY if study is None else study, out / "data",
+                               n_jobs=n_jobs)
         ds = read_dataset(data)
         evaluation = evaluate_study(ds, out, fit_config=fit_config or DEMO_FIT,
                                     methods=INVERSE_METHODS, device=device, progress=step)

@@ -369,6 +369,29 @@ class _SubjectModel:
     extra: dict = field(default_factory=dict)
 
 
+def simulated_study(config, out, *, n_jobs=None) -> Path:
+    """The study in ``out``: reused when a complete one is there, else simulated (atomically).
+
+    Parameters
+    ----------
+    config : str | path-like | dict | StudyConfig
+        As :meth:`StudyConfig.resolve`; used only when there is nothing to reuse.
+    out : path-like
+        The study folder.
+    n_jobs : int | None
+        Parallel jobs for the forward models.
+
+    Returns
+    -------
+    out : Path
+    """
+    out = Path(out).expanduser()
+    if (out / "neurofuse-dataset.json").is_file():
+        logger.info("Simulated study: reusing %s", out)
+        return out
+    return simulate_study(StudyConfig.resolve(config), out, overwrite=True, n_jobs=n_jobs)
+
+
 @verbose
 def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, verbose=None) -> Path:
     """Simulate a naturalistic MEG + fMRI study and write it as a dataset store.

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..._checks import _check_int, _check_keys, _check_ndim, _check_option, _check_positive
-from ..._io import atomic_dir, write_json
+from ..._io import atomic_dir, check_file_hash, hash_file, write_json
 from .volume_nets import VolumeDiscriminator, VolumeGenerator
 
 __all__ = ["MODEL_FORMAT", "CganConfig", "Discriminator", "Generator", "MEG2fMRICGAN",
@@ -323,9 +323,11 @@ class MEG2fMRICGAN(nn.Module):
         from safetensors.torch import save_file
 
         with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
-            write_json(tmp / "model.json", self.config_dict())
             save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
                       str(tmp / "model.safetensors"))
+            write_json(tmp / "model.json", {
+                **self.config_dict(),
+                "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
         return Path(path)
 
 
@@ -356,6 +358,8 @@ def load_model(path) -> MEG2fMRICGAN:
         raise ValueError(f"Model format v{meta['format_version']} is newer than this neurofuse "
                          f"supports (v{MODEL_FORMAT_VERSION}); upgrade neurofuse.")
     model = MEG2fMRICGAN(CganConfig.from_dict(meta["config"]))
+    check_file_hash(path / "model.safetensors", meta.get("checksums", {}).get(
+        "model.safetensors"), record=cfg_file, what="model weights")
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     return model.eval()
 

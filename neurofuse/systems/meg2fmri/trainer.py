@@ -124,8 +124,8 @@ class TrainConfig:
 FIT_PRESETS = {
     # The paper's model and schedule (§3.3-3.4).
     "paper": {"train": {}, "model": {}},
-    # The paper's model on a shorter schedule, for the 2-CPU demo: 40 epochs with the
-    # learning rate halved every 15. Not tuned on any result.
+    # The paper's model on a shorter schedule (40 epochs, the learning rate halved every 15)
+    # for a quick look; the demo trains with "paper". Not tuned on any result.
     "demo": {"train": {"epochs": 40, "lr_step": 15}, "model": {}},
     # Seconds: a small model for tests.
     "tiny": {"train": {"epochs": 3, "batch_size": 8, "lr": 1e-3, "lr_step": 2},

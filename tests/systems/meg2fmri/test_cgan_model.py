@@ -148,6 +148,15 @@ def test_model_folder_is_safetensors_and_json(tmp_path, monkeypatch):
         synthesize(loaded, X[:, :8])
     with pytest.raises(FileNotFoundError, match="model.json"):
         load_model(tmp_path)
+    # a flipped bit in the weights fails the checksum model.json recorded
+    from neurofuse._io import DamagedFileError
+
+    weights = tmp_path / "m" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError, match="model weights"):
+        load_model(tmp_path / "m")
 
 
 def test_synthesize_restores_training_mode():
