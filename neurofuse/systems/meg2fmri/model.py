@@ -46,6 +46,7 @@ from torch import nn
 
 from ..._checks import _check_int, _check_keys, _check_ndim, _check_option, _check_positive
 from ..._io import atomic_dir, check_file_hash, hash_file, write_json
+from ...nn.mlp import mlp_layers
 from .volume_nets import VolumeDiscriminator, VolumeGenerator
 
 __all__ = ["MODEL_FORMAT", "CganConfig", "Discriminator", "Generator", "MEG2fMRICGAN",
@@ -183,9 +184,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config
         widths = (config.n_features, *config.hidden)
-        layers = []
-        for n_in, n_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers = mlp_layers(widths)
         layers += [nn.Linear(widths[-1], int(np.prod(config.image_shape))), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 

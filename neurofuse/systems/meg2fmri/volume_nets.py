@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...nn.mlp import mlp_layers
+
 __all__ = ["VolumeDiscriminator", "VolumeGenerator", "crop_centre", "upsampled_shape"]
 
 
@@ -109,12 +111,8 @@ class VolumeGenerator(nn.Module):
         self.config = config
         grid, chans = tuple(config.image_shape), tuple(config.g_channels)
         self.base, _ = upsampled_shape(grid, len(chans))
-        widths = (config.n_features, *config.hidden)
-        layers = []
-        for n_in, n_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-        layers += [nn.Linear(widths[-1], chans[0] * int(np.prod(self.base))), nn.ReLU()]
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = nn.Sequential(*mlp_layers(
+            (config.n_features, *config.hidden, chans[0] * int(np.prod(self.base)))))
         ups = []
         for c_in, c_out in zip(chans[:-1], chans[1:]):
             ups += [nn.ConvTranspose3d(c_in, c_out, 4, stride=2, padding=1),
