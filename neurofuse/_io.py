@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._logging import logger
+
 
 def _explain_oserror(exc: OSError, path: Path, what: str) -> OSError:
     if exc.errno == errno.ENOSPC:
@@ -49,6 +51,57 @@ def check_writable_dir(path, name: str = "out") -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or unknown: leave its files alone
+    return True
+
+
+def clean_stale_temporaries(path) -> list:
+    """Remove what interrupted atomic writes of ``path`` left beside it.
+
+    A process killed during :func:`atomic_path` / :func:`atomic_dir` leaves its temporary
+    ``.tmp-<pid>-...-<name>`` behind; the next write of the same ``path`` removes those whose
+    process is gone (never a live process's), and the ``.old-<name>-*`` copy of a replaced
+    folder once ``path`` itself exists again.
+
+    Parameters
+    ----------
+    path : path-like
+        The file or folder being written.
+
+    Returns
+    -------
+    removed : list of Path
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    name = path.name
+    for entry in path.parent.iterdir():
+        parts = entry.name.split("-", 2)
+        stale = False
+        if entry.name.startswith(".tmp-") and len(parts) == 3 and parts[1].isdigit():
+            pid, rest = int(parts[1]), parts[2]
+            stale = (rest.endswith(f"-{name}") or rest.startswith(f"{name}-")) and not _pid_alive(pid)
+        elif entry.name.startswith(f".old-{name}-") and path.exists():
+            stale = True
+        if stale:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                _remove(entry)
+            removed.append(entry)
+    if removed:
+        logger.info("Removed %d leftover(s) of an interrupted write of '%s'.", len(removed), path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, what: str = "file"):
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
@@ -61,6 +114,7 @@ def atomic_path(path, *, what: str = "file"):
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _explain_oserror(exc, path.parent, what) from None
+    clean_stale_temporaries(path)
     name = path.name
     tmp = path.parent / f".tmp-{os.getpid()}-{os.urandom(4).hex()}-{name}"
     try:
@@ -89,7 +143,8 @@ def atomic_dir(path, *, overwrite: bool = False, what: str = "dataset"):
             "overwrite=True (--overwrite on the command line) to replace it."
         )
     check_writable_dir(path, name=what)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    clean_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-{path.name}-", dir=path.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder normal permissions
