@@ -47,7 +47,7 @@ from torch import nn
 from ..._checks import _check_int, _check_keys, _check_ndim, _check_option, _check_positive
 from ..._io import atomic_dir, check_file_hash, hash_file, write_json
 from ...nn.mlp import mlp_layers
-from .volume_nets import VolumeDiscriminator, VolumeGenerator
+from .volume_nets import VolumeDiscriminator, VolumeGenerator, to_output_range
 
 __all__ = ["MODEL_FORMAT", "CganConfig", "Discriminator", "Generator", "MEG2fMRICGAN",
            "load_model", "synthesize"]
@@ -201,9 +201,7 @@ class Generator(nn.Module):
             In [0, 1] (``output_range='unit'``) or [-1, 1] (``'authors'``).
         """
         out = self.net(meg).reshape(meg.shape[0], *self.config.image_shape)  # (B, H, W)
-        if self.config.output_range == "unit":
-            out = (out + 1.0) / 2.0
-        return out
+        return to_output_range(out, self.config.output_range)
 
 
 class Discriminator(nn.Module):

@@ -63,6 +63,14 @@ __all__ = ["PairingConfig", "event_indices", "meg_event_features", "pair_run", "
            "select_slice"]
 
 
+def _each_to_unit(images):
+    """Each image (along the first axis) rescaled to [0, 1]; a constant one becomes zeros."""
+    axes = tuple(range(1, images.ndim))
+    lo = images.min(axis=axes, keepdims=True)
+    span = images.max(axis=axes, keepdims=True) - lo
+    return np.divide(images - lo, span, out=np.zeros_like(images), where=span > 0)
+
+
 class _Run:
     """One run after the MEG pass and the volume statistics pass (small: no raw data)."""
 
@@ -115,9 +123,7 @@ class _Run:
         vmin, vmax = self.stats.vmin, self.stats.vmax
         y = np.clip(resize_bilinear((images - vmin) / (vmax - vmin), cfg.image_shape), 0, 1)
         if cfg.image_norm == "image":
-            lo = y.min(axis=(1, 2), keepdims=True)
-            span = y.max(axis=(1, 2), keepdims=True) - lo
-            y = np.divide(y - lo, span, out=np.zeros_like(y), where=span > 0)
+            y = _each_to_unit(y)
         n = int(ok.sum())
         return PairedSet(X=self.X[ok], Y=y, subject=[subject] * n, story=[story] * n,
                          onset=self.onset[ok], sample=self.sample[ok], volume=self.volume[ok],
@@ -136,10 +142,7 @@ class _Run:
         y = np.empty(images.shape, np.float32)
         for i, img in enumerate(images):
             v = np.clip((np.asarray(img, np.float64) - vmin) / span, 0, 1)
-            if cfg.image_norm == "image":
-                lo, hi = v.min(), v.max()
-                v = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
-            y[i] = v
+            y[i] = _each_to_unit(v[None])[0] if cfg.image_norm == "image" else v
         del images
         if cfg.target == "sequence":
             y = y.reshape(n, len(offsets), *y.shape[1:])  # (n, F, n_x, n_y, n_z)

@@ -49,7 +49,8 @@ from torch import nn
 
 from ...nn.mlp import mlp_layers
 
-__all__ = ["VolumeDiscriminator", "VolumeGenerator", "crop_centre", "upsampled_shape"]
+__all__ = ["VolumeDiscriminator", "VolumeGenerator", "crop_centre", "to_output_range",
+           "upsampled_shape"]
 
 
 def upsampled_shape(grid, n_up) -> tuple:
@@ -97,6 +98,12 @@ def crop_centre(x, grid):
     return x[tuple(index)]
 
 
+
+def to_output_range(x, output_range):
+    """A tanh output in [-1, 1] as the generators return it: mapped to [0, 1] (``"unit"``)
+    or left as it is (``"authors"``)."""
+    return (x + 1.0) / 2.0 if output_range == "unit" else x
+
 class VolumeGenerator(nn.Module):
     """FC trunk + transposed 3-D convolutions: MEG vector -> volume or sequence of volumes.
 
@@ -137,9 +144,7 @@ class VolumeGenerator(nn.Module):
         x = crop_centre(self.up(x), tuple(self.config.image_shape))  # (B, n_out, X, Y, Z)
         if self.config.n_frames is None:
             x = x[:, 0]  # (B, X, Y, Z)
-        if self.config.output_range == "unit":
-            x = (x + 1.0) / 2.0
-        return x
+        return to_output_range(x, self.config.output_range)
 
 
 class VolumeDiscriminator(nn.Module):
