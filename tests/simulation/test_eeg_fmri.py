@@ -197,6 +197,11 @@ def test_dataset_resumes_and_refuses_other_configs(tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         simulate_dataset(out, cfg.replace(seed=1), 3)
     assert json.loads((out / "manifest.json").read_text())["config"] == cfg.to_json()
+    assert read_dataset(out).config == cfg
+    with pytest.raises(ValueError, match="Invalid run"):
+        read_dataset(out).read_run(7)
+    with pytest.raises(FileNotFoundError, match="not an EEG-fMRI data set"):
+        read_dataset(tmp_path)
     assert not list(out.rglob("*.pkl"))
 
 

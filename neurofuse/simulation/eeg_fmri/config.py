@@ -279,6 +279,14 @@ SCENARIOS = {
 }
 
 
+def _check_config(config):
+    """Raise a TypeError unless ``config`` is an :class:`EEGfMRIConfig`; return it."""
+    if not isinstance(config, EEGfMRIConfig):
+        raise TypeError(f"'config' must be an EEGfMRIConfig (see make_config), got "
+                        f"{type(config).__name__}.")
+    return config
+
+
 def make_config(scenario="noise_free", size="demo", **overrides):
     """A configuration from a scenario and a size preset, with overrides.
 

@@ -37,7 +37,7 @@ import numpy as np
 from ..._checks import _check_int
 from ..._io import atomic_dir, save_npy, write_json
 from ..._logging import logger, verbose
-from .config import EEGfMRIConfig
+from .config import EEGfMRIConfig, _check_config
 from .sources import source_activity
 
 __all__ = ["EEGfMRIDataset", "read_dataset", "simulate_dataset"]
@@ -89,9 +89,7 @@ def simulate_dataset(out, config, n_runs, *, n_test=None, verbose=None):
     """
     from .simulator import make_setup, simulate_run
 
-    if not isinstance(config, EEGfMRIConfig):
-        raise TypeError(f"'config' must be an EEGfMRIConfig (see make_config), got "
-                        f"{type(config).__name__}.")
+    _check_config(config)
     n_runs = _check_int("n_runs", n_runs, 1)
     if n_test is None:
         n_test = max(int(round(19 / 319 * n_runs)), 1) if n_runs > 1 else 0

@@ -108,8 +108,12 @@ def physio_phase(rng, n_times, sfreq, freq, jitter=0.05, smooth=20.0):
     from scipy.ndimage import gaussian_filter1d
 
     wander = gaussian_filter1d(rng.standard_normal(n_times), smooth * sfreq, mode="wrap")
+    wander -= wander.mean()  # the run's mean rate is exactly ``freq``
     wander /= max(wander.std(), 1e-300)
-    rate = freq * np.clip(1.0 + jitter * wander, 0.2, None)  # Hz, > 0
+    rate = freq * (1.0 + jitter * wander)  # Hz
+    if rate.min() <= 0:
+        raise ValueError(f"'jitter' ({jitter}) is too large: the rate would go negative; use a "
+                         "relative s.d. below ~0.25.")
     return rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.cumsum(rate) / sfreq
 
 

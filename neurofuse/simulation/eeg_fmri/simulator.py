@@ -23,7 +23,7 @@ from ..._logging import logger
 from ...anatomy.volume import make_epi_baseline, make_volume_grid
 from ...anatomy.volume_forward import make_volume_forward, make_volume_sources
 from ...physics.hrf import spm_hrf
-from .config import EEGfMRIConfig
+from .config import EEGfMRIConfig, _check_config
 from .eeg import add_sensor_noise, erp_kernel, make_cap_info, measure_eeg
 from .fmri import sample_bold, slice_offsets
 from .noise import motion_noise, motion_parameters, physio_noise, physio_phase, snr_factor
@@ -85,9 +85,7 @@ def make_setup(config):
     -------
     setup : Setup
     """
-    if not isinstance(config, EEGfMRIConfig):
-        raise TypeError(f"'config' must be an EEGfMRIConfig (see make_config), got "
-                        f"{type(config).__name__}.")
+    _check_config(config)
     rng = np.random.default_rng([config.seed, 0])
     grid = make_volume_grid(config.grid_shape, config.voxel_size, center=config.grid_center)
     sources = make_volume_sources(grid, gm_threshold=config.gm_threshold,
@@ -114,15 +112,16 @@ def make_setup(config):
 
 
 def _fmri_noise(setup, fmri_clean, src_vox, rng):
-    """The noise volume series (n_voxels, n_trs) at the configured SNR, and its parts."""
+    """The noise volume series (n_voxels, n_trs) at the configured SNR, the motion parameters
+    (or None) and the physiological phases."""
     cfg = setup.config
     n_vox, n_trs = fmri_clean.shape
     z_of = np.unravel_index(np.arange(n_vox), setup.grid.shape)[2]
     slice_times = np.arange(n_trs)[None] * cfg.tr + setup.slice_offsets[:, None]  # (nz, n_trs)
-    parts, info = {}, {}
+    info, noise, used = {}, np.zeros((n_vox, n_trs)), []
     shares = {k: v for k, v in cfg.noise_mix.items() if v > 0}
     params = None
-    for name in shares:
+    for name in shares:  # one component at a time: peak memory ~3 volume series
         if name == "thermal":
             comp = rng.standard_normal((n_vox, n_trs))
         elif name in ("respiratory", "cardiac"):
@@ -136,13 +135,15 @@ def _fmri_noise(setup, fmri_clean, src_vox, rng):
             comp = motion_noise(params, setup.baseline, setup.grid)
         scale = math.sqrt(np.mean(np.var(comp[src_vox], axis=1)))
         if scale > 0:
-            parts[name] = comp * (math.sqrt(shares[name]) / scale)
-    if not parts:
+            noise += comp * (math.sqrt(shares[name]) / scale)
+            used.append(name)
+        del comp
+    if not used:
         raise ValueError("Every fMRI noise component with a non-zero share in 'noise_mix' is "
                          "zero (e.g. motion_mm = motion_deg = 0); give another component a share.")
-    noise = sum(parts.values())
     factor = snr_factor(fmri_clean[src_vox], noise[src_vox], cfg.fmri_snr)
-    return noise * factor, params, info
+    noise *= factor
+    return noise, params, info
 
 
 def simulate_run(setup, run):
