@@ -207,16 +207,16 @@ def make_volume_forward(sources, info, *, bem="bem", mindist=0.0, reference="ave
     if reference == "average":
         gain = gain - gain.mean(axis=0, keepdims=True)
     if len(kept) < sources.n_sources:
-        logger.warning("%d of %d volume sources lie outside the inner skull (or within %.1f mm "
+        logger.info("%d of %d volume sources lie outside the inner skull (or within %.1f mm "
                        "of it) and were dropped.", sources.n_sources - len(kept),
-                       sources.n_sources, mindist)
+                    sources.n_sources, mindist)
     return gain, kept, fwd
 
 
 def _kept_sources(pos, src):
-    """Indices into ``pos`` of the sources MNE kept (discrete: ``vertno`` index the input)."""
-    kept = np.asarray(src["vertno"], np.int64)
-    if src["coord_frame"] == 5:  # FIFFV_COORD_MRI: compare positions to be safe
-        assert np.allclose(src["rr"][kept], pos[kept], atol=1e-6)
-    return kept
-
+    """Indices into ``pos`` of the sources MNE kept: a discrete source space's ``vertno``
+    numbers the points it was given (``src["rr"]`` holds them all, in the forward's frame)."""
+    if src["np"] != len(pos):
+        raise RuntimeError(f"MNE returned a source space of {src['np']} points for {len(pos)} "
+                           "positions; the discrete source space was not kept as given.")
+    return np.asarray(src["vertno"], np.int64)

@@ -54,6 +54,8 @@ def _expected_fmri(ds, run=0):
     up = next(u for u in range(1, 100) if np.allclose(offsets * cfg.sfreq * u,
                                                        np.round(offsets * cfg.sfreq * u)))
     X = ds.sources(run)
+    if cfg.bold_drive == "envelope":
+        X = np.abs(signal.hilbert(X, axis=1))
     fine = np.zeros((len(X), X.shape[1] * up))
     fine[:, ::up] = X
     h = spm_hrf(cfg.sfreq * up)
@@ -114,6 +116,16 @@ def test_fmri_equals_hrf_convolved_sources_at_slice_times(datasets, scenario):
     assert_allclose(flat[vox], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
     others = np.setdiff1d(np.arange(len(flat)), vox)
     assert not flat[others].any()  # no source, no noise: nothing
+
+
+def test_fmri_of_the_envelope(tmp_path):
+    cfg = make_config("interleave5_noise_free", "tiny", duration=20.0, bold_drive="envelope",
+                      **FAST)
+    ds = simulate_dataset(tmp_path / "env", cfg, 1)
+    flat = np.asarray(ds.read_run(0)["fmri"]).reshape(-1, cfg.n_trs)
+    expected = _expected_fmri(ds)
+    assert_allclose(flat[ds.truth("source_voxels")], expected, rtol=1e-5,
+                    atol=1e-6 * np.abs(expected).max())
 
 
 def test_slice_timing_changes_the_fmri(datasets):
@@ -217,6 +229,8 @@ def test_config_presets_and_errors():
         make_config(duration=61.0)
     with pytest.raises(ValueError, match="Unknown EEGfMRIConfig key"):
         make_config(tr_s=2.0)
+    with pytest.raises(ValueError, match="Unknown hrf key"):
+        make_config(hrf={"delay": 6.0})
     with pytest.raises(ValueError, match="'scenario'"):
         make_config("snr5")
 

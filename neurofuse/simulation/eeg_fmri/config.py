@@ -24,6 +24,9 @@ __all__ = ["SCENARIOS", "SIZES", "EEGfMRIConfig", "make_config"]
 #: Default oscillation bands (Hz) of the oscillatory regions: theta, alpha, beta, low gamma.
 DEFAULT_BANDS = ((4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 
+#: Parameters of :func:`~neurofuse.physics.hrf.spm_hrf` that ``hrf`` may set.
+HRF_KEYS = ("peak", "undershoot", "ratio", "length", "dispersion", "undershoot_dispersion")
+
 #: Default shares of the fMRI noise variance (over source voxels) per component.
 DEFAULT_NOISE_MIX = {"thermal": 0.4, "respiratory": 0.2, "cardiac": 0.2, "motion": 0.2}
 
@@ -75,8 +78,8 @@ class EEGfMRIConfig:
         Extra impulses per second per region, outside the design (Poisson), 0 for none.
     source_density : float
         Impulse amplitude of a source per cm³ of its voxel, A·m/cm³ (the ERP kernel has unit
-        peak): a voxel of ``V`` cm³ fires impulses of ``source_density * V`` A·m, so the EEG's
-        scale does not depend on the grid's resolution (about 10-50 µV with the defaults).
+        peak): a voxel of ``V`` cm³ fires impulses of ``source_density * V`` A·m, so the EEG keeps
+        its scale across grid resolutions (tens of µV with the defaults).
     oscillation_amplitude : float
         r.m.s. of an oscillation relative to the impulse amplitude.
     erp_duration : float
@@ -200,6 +203,7 @@ class EEGfMRIConfig:
         if not 0 <= self.latency[0] <= self.latency[1]:
             raise ValueError(f"'latency' must be (low, high) with 0 <= low <= high, got "
                              f"{self.latency}.")
+        _check_keys("hrf", self.hrf, HRF_KEYS)
         _check_keys("noise_mix", self.noise_mix, DEFAULT_NOISE_MIX)
         for key, share in self.noise_mix.items():
             _check_positive(f"noise_mix[{key!r}]", share, allow_zero=True)
