@@ -62,7 +62,7 @@ def test_motion_is_slow_and_has_the_requested_size():
 
 
 def test_motion_term_is_the_first_order_image_shift():
-    """A small translation: -∇S0 · t equals S0 moved by t (scipy.ndimage.shift) to first order."""
+    """A small translation: -∇S0 · t is S0 moved by t (scipy.ndimage.shift) to first order."""
     grid = make_volume_grid((24, 24, 20), 4.0, center=(0, 0, 0))
     pos = grid.voxel_centers().reshape(*grid.shape, 3)
     s0 = np.exp(-np.sum((pos / 25.0) ** 2, axis=-1))  # smooth blob, a.u.
