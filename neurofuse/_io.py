@@ -181,9 +181,9 @@ def _kept(what, path, existed, part_of, atomic=True):
     if not atomic:
         return f"'{target}' may be incomplete; outputs written before it are kept."
     if existed:
-        return (f"Nothing was left half-written: the partial {target_what} was removed and the "
+        return (f"Nothing was left half-written: any partial {target_what} was removed and the "
                 f"earlier '{target}' was kept, as were outputs written before it.")
-    return (f"Nothing was left half-written: the partial {target_what} was removed; outputs "
+    return (f"Nothing was left half-written: any partial {target_what} was removed; outputs "
             "written before it are kept.")
 
 
@@ -448,7 +448,8 @@ def atomic_dir(path, *, overwrite: bool = False, what: str = "dataset"):
 
 
 def _remove(path: Path):
-    with contextlib.suppress(FileNotFoundError):
+    # absent (never created), or on a read-only disk (where it cannot have been created)
+    with contextlib.suppress(OSError):
         os.remove(path)
 
 
