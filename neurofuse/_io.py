@@ -177,14 +177,13 @@ def storage_error(exc, path, what="output", *, existed=None, part_of=None, atomi
 
 
 def _kept(what, path, existed, part_of, atomic=True):
-    target_what, target = part_of if part_of is not None else (what, path)
+    target = part_of[1] if part_of is not None else path
     if not atomic:
         return f"'{target}' may be incomplete; outputs written before it are kept."
     if existed:
-        return (f"Nothing was left half-written: any partial {target_what} was removed and the "
-                f"earlier '{target}' was kept, as were outputs written before it.")
-    return (f"Nothing was left half-written: any partial {target_what} was removed; outputs "
-            "written before it are kept.")
+        return (f"Nothing half-written was left behind; the earlier '{target}' and outputs "
+                "written before it are kept.")
+    return "Nothing half-written was left behind; outputs written before it are kept."
 
 
 def _message(kind, path, what, blocker, existed, part_of, atomic=True, create=False,
@@ -197,9 +196,7 @@ def _message(kind, path, what, blocker, existed, part_of, atomic=True, create=Fa
     mount = _mount_point(path)
     if kind in ("disk full", "quota exceeded", "file too large"):
         free = shutil.disk_usage(mount).free / 2**20
-        partial = (part_of or (what,))[0]
-        after = ("" if create or not atomic or not started
-                 else f" after removing the partial {partial}")
+        after = "" if create or not atomic or not started else " after clean-up"
         first = {
             "disk full": (f"disk full while {writing} {where}: {free:.1f} MiB free on "
                           f"'{mount}'{after}"),

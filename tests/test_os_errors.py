@@ -98,7 +98,7 @@ def test_disk_full_on_a_real_tmpfs(tmp_path):
         assert kind == "disk full"
         assert message.startswith(f"disk full while writing the {what} to '{disk / path}': ")
         assert f"MiB free on '{disk}'" in message
-        assert "Nothing was left half-written" in message
+        assert "Nothing half-written was left behind" in message
     assert "[Errno" not in out["npy"][1] and "None" not in out["npy"][1]
 
 
@@ -186,7 +186,7 @@ def test_a_failed_write_is_named_and_leaves_the_earlier_file(tmp_path, monkeypat
     err = info.value
     assert err.kind == kind and err.path == target and isinstance(err, OSError)
     assert str(err).startswith(f"{start}'{target}'")
-    assert f"the earlier '{target}' was kept" in str(err)
+    assert f"the earlier '{target}' and outputs written before it are kept" in str(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
     monkeypatch.undo()
     np.testing.assert_array_equal(np.load(target), np.arange(4))
@@ -209,7 +209,7 @@ def test_safetensors_error_inside_a_folder_names_the_file_where_it_would_go(tmp_
     msg = str(info.value)
     assert msg.startswith(f"disk full while writing the checkpoint to "
                           f"'{run / 'ckpt' / 'state.safetensors'}' (part of the model '{run}')")
-    assert f"the earlier '{run}' was kept" in msg and ".tmp-" not in msg
+    assert f"the earlier '{run}' and outputs written before it are kept" in msg and ".tmp-" not in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert (run / "old.txt").read_text() == "earlier model"
 

@@ -92,7 +92,7 @@ def _cmd_synthesize(args):
     out = make_dir(args.out, what="NIfTI output folder")
 
     def write(path, img):
-        with atomic_path(path) as tmp:
+        with atomic_path(path, what="NIfTI image") as tmp:
             Path(tmp).write_bytes(gzip.compress(img.to_bytes()))
         print(path)
 

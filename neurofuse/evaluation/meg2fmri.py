@@ -295,7 +295,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
         ph = _physics(ds, {"calib": pairs["calib"], "test": test}, mean, pairing)
         if ph is not None:
             preds["physics"] = ph
-    with atomic_path(pred_file) as tmp:
+    with atomic_path(pred_file, what="predictions") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **preds)
 
@@ -319,7 +319,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
     }
     if pairing.target != "slice":  # the slice results keep their keys as they were
         results["target"] = pairing.target
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", results, what="results")
     logger.info("MEG2fMRI results: %s", json.dumps(rows))
     write_report(out / "report.html", results, test, preds, out / "cgan")
     return results
