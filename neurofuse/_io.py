@@ -305,17 +305,18 @@ def check_writable_dir(path, name: str = "out") -> Path:
         Naming the parameter, the location, the cause and how to fix it.
     """
     path = Path(path).expanduser()
-    parent = path if path.is_dir() else path.parent
-    what = f"'{name}' output"
-    make_dir(parent, what=what)
+    full = Path(os.path.abspath(path))
+    parent = full if full.is_dir() else full.parent
+    what = f"output ('{name}')"
+    if _file_in_the_way(parent) is not None:
+        raise storage_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", str(parent)),
+                            full, what, existed=False, started=False)
     try:
+        parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".nf-probe-"):
             pass
     except OSError as exc:
-        err = storage_error(exc, path, what, existed=path.exists())
-        if err is None:
-            raise
-        raise err from None
+        _raise_storage(exc, full, what, existed=full.exists(), started=False)
     return path
 
 

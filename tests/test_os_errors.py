@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurofuse._io import (StorageError, atomic_dir, atomic_path, make_dir, save_npy,
-                           storage_error, write_json)
+from neurofuse._io import (StorageError, atomic_dir, atomic_path, check_writable_dir, make_dir,
+                           save_npy, storage_error, write_json)
 from neurofuse.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_read_only_disk_on_a_real_tmpfs(tmp_path):
     proc, disk = _in_tmpfs(tmp_path, """
         import json, os, subprocess, sys
         import numpy as np
-        from neurofuse._io import StorageError, atomic_dir, make_dir, save_npy
+        from neurofuse._io import StorageError, atomic_dir, check_writable_dir, make_dir, save_npy
 
         disk, out = sys.argv[1], {}
         save_npy(disk + "/keep.npy", np.arange(10))
@@ -117,7 +117,8 @@ def test_read_only_disk_on_a_real_tmpfs(tmp_path):
                 (tmp / "a").write_text("x")
 
         for name, write in [("npy", lambda: save_npy(disk + "/keep.npy", np.zeros(3))),
-                            ("dir", new_folder), ("mkdir", lambda: make_dir(disk + "/a/b"))]:
+                            ("dir", new_folder), ("mkdir", lambda: make_dir(disk + "/a/b")),
+                            ("probe", lambda: check_writable_dir(disk + "/ds"))]:
             try:
                 write()
             except StorageError as exc:
@@ -131,7 +132,8 @@ def test_read_only_disk_on_a_real_tmpfs(tmp_path):
     assert out["files"] == ["keep.npy"] and out["keep"] == list(range(10))
     for name, start in [("npy", f"cannot write the array to '{disk / 'keep.npy'}'"),
                         ("dir", f"cannot write the model to '{disk / 'run'}'"),
-                        ("mkdir", f"cannot create the output folder '{disk / 'a' / 'b'}'")]:
+                        ("mkdir", f"cannot create the output folder '{disk / 'a' / 'b'}'"),
+                        ("probe", f"cannot write the output ('out') to '{disk / 'ds'}'")]:
         kind, message = out[name]
         assert kind == "read-only"
         assert message.startswith(f"read-only file system: {start}")
@@ -209,7 +211,8 @@ def test_safetensors_error_inside_a_folder_names_the_file_where_it_would_go(tmp_
     msg = str(info.value)
     assert msg.startswith(f"disk full while writing the checkpoint to "
                           f"'{run / 'ckpt' / 'state.safetensors'}' (part of the model '{run}')")
-    assert f"the earlier '{run}' and outputs written before it are kept" in msg and ".tmp-" not in msg
+    assert f"the earlier '{run}' and outputs written before it are kept" in msg
+    assert ".tmp-" not in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert (run / "old.txt").read_text() == "earlier model"
 
@@ -234,13 +237,16 @@ def test_a_file_where_a_folder_is_expected(tmp_path):
     blocker = tmp_path / "results"
     blocker.write_text("someone's notes")
     for write, path, verb in [
-        (lambda: save_npy(blocker / "x.npy", np.arange(3)), blocker / "x.npy", "write the array to"),
+        (lambda: save_npy(blocker / "x.npy", np.arange(3)), blocker / "x.npy",
+         "write the array to"),
         (lambda: write_json(blocker / "sub" / "a.json", {}), blocker / "sub" / "a.json",
          "write the JSON file to"),
         (lambda: atomic_dir(blocker / "run").__enter__(), blocker / "run", "write the dataset to"),
         (lambda: atomic_dir(blocker, overwrite=True, what="model").__enter__(), blocker,
          "write the model to"),
         (lambda: make_dir(blocker / "a" / "b"), blocker / "a" / "b", "create the output folder"),
+        (lambda: check_writable_dir(blocker / "ds"), blocker / "ds",
+         "write the output ('out') to"),
     ]:
         with pytest.raises(StorageError) as info:
             write()
