@@ -3,7 +3,11 @@
 Everything neurofuse writes goes through :func:`atomic_path` or :func:`atomic_dir`: the data
 is written under a temporary name in the destination folder and renamed into place only when
 complete, so an interrupted or failed write never leaves a half-written file behind and
-never destroys the previous good version.
+never destroys the previous good version. When the storage fails (disk full, quota, read-only,
+permission denied, a file where a folder is expected or the reverse) these writers raise one
+:class:`StorageError` that says which, names the file (where it would have gone, never a
+temporary name), the free space, and the fix; failures that libraries report their own way
+(safetensors' ``SafetensorError``, numpy's errno-less short write) are recognised too.
 """
 
 from __future__ import annotations
@@ -208,7 +212,7 @@ def _message(kind, path, what, blocker, existed, part_of, atomic=True, create=Fa
         return (f"{first}. Free some space there or choose another output location (--out). "
                 f"{kept}")
     if kind == "read-only":
-        return (f"read-only file system: cannot {write} {where}, '{mount}' is mounted read-only. "
+        return (f"read-only file system: cannot {write} {where}: '{mount}' is mounted read-only. "
                 "Choose an output location on a writable disk (--out), or remount "
                 f"'{mount}' read-write. {kept}")
     if kind == "permission":
