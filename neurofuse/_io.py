@@ -87,12 +87,29 @@ def _os_errno(exc):
     if match and int(match.group(1)) in _KINDS:
         return int(match.group(1))
     if isinstance(exc, OSError) and exc.errno is None and _SHORT_WRITE.search(text):
-        return errno.ENOSPC  # a regular file takes fewer bytes than asked only when full
+        # a regular file takes fewer bytes than asked only when the disk is full or the file
+        # reached this process's size limit (``ulimit -f``)
+        return errno.EFBIG if _file_size_limited() else errno.ENOSPC
     if type(exc).__name__ == "SafetensorError" or isinstance(exc, OSError):
         for strerror, number in _STRERRORS.items():
             if strerror in text:
                 return number
     return None
+
+
+def _file_size_limited() -> bool:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+
+
+def _free_mib(mount: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(mount).free / 2**20:.1f} MiB"
+    except OSError:
+        return "an unknown amount of space"
 
 
 def _existing(path: Path) -> Path:
@@ -198,17 +215,18 @@ def _message(kind, path, what, blocker, existed, part_of, atomic=True, create=Fa
     kept = ("Nothing was written." if create or not started
             else _kept(what, path, existed, part_of, atomic))
     mount = _mount_point(path)
-    if kind in ("disk full", "quota exceeded", "file too large"):
-        free = shutil.disk_usage(mount).free / 2**20
+    if kind == "file too large":
+        return (f"file too large while {writing} {where}: it would exceed the largest file "
+                "this process may write (its file-size limit, `ulimit -f`) or that the file "
+                f"system of '{mount}' allows. Raise the limit, or choose an output location on "
+                f"another file system (--out). {kept}")
+    if kind in ("disk full", "quota exceeded"):
+        free = _free_mib(mount)
         after = "" if create or not atomic or not started else " after clean-up"
-        first = {
-            "disk full": (f"disk full while {writing} {where}: {free:.1f} MiB free on "
-                          f"'{mount}'{after}"),
-            "quota exceeded": (f"disk quota exceeded while {writing} {where}: your quota on "
-                               f"'{mount}' is used up ({free:.1f} MiB free on the disk)"),
-            "file too large": (f"file too large for the file system of '{mount}' while writing "
-                               f"{where} ({free:.1f} MiB free)"),
-        }[kind]
+        first = (f"disk full while {writing} {where}: {free} free on '{mount}'{after}"
+                 if kind == "disk full" else
+                 f"disk quota exceeded while {writing} {where}: your quota on '{mount}' is "
+                 f"used up ({free} free on the disk)")
         return (f"{first}. Free some space there or choose another output location (--out). "
                 f"{kept}")
     if kind == "read-only":

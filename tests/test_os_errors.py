@@ -158,6 +158,61 @@ def test_cli_simulate_and_fit_on_a_full_disk_say_so(tmp_path, tiny_study, comman
     assert ".tmp-" not in proc.stdout                        # the listing of the disk
 
 
+def test_real_library_errors_at_the_file_size_limit(tmp_path):
+    """Real failures of numpy, safetensors and MNE writes, without privileges: a process
+    file-size limit (``ulimit -f``) makes each write fail the way a full disk does."""
+    resource = pytest.importorskip("resource")
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        import json, os, sys
+        import mne, numpy as np, torch
+        from safetensors.torch import save_file
+        from neurofuse._io import StorageError, atomic_dir, atomic_path, save_npy
+
+        disk, out = sys.argv[1], {}
+        save_npy(disk + "/keep.npy", np.arange(10))
+
+        def model():
+            with atomic_dir(disk + "/model", what="model") as tmp:
+                save_file({"w": torch.zeros(200_000)}, str(tmp / "model.safetensors"))
+
+        def raw():
+            info = mne.create_info(2, 1000.0, "eeg")
+            with atomic_path(disk + "/pred-raw.fif", what="MEG prediction") as tmp:
+                mne.io.RawArray(np.zeros((2, 100_000)), info, verbose="error").save(
+                    tmp, verbose="error")
+
+        for name, write in [("npy", lambda: save_npy(disk + "/keep.npy", np.zeros(200_000))),
+                            ("safetensors", model), ("fif", raw)]:
+            try:
+                write()
+            except StorageError as exc:
+                out[name] = [exc.kind, str(exc)]
+        out["files"] = sorted(os.listdir(disk))
+        out["keep"] = np.load(disk + "/keep.npy").tolist()
+        print(json.dumps(out))
+        """))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    proc = subprocess.run([sys.executable, str(script), str(disk)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=limit, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["files"] == ["keep.npy"] and out["keep"] == list(range(10))
+    for name, what, path in [("npy", "array", "keep.npy"), ("safetensors", "model", "model"),
+                             ("fif", "MEG prediction", "pred-raw.fif")]:
+        kind, message = out[name]
+        assert kind == "file too large", message
+        assert message.startswith(f"file too large while writing the {what} to "
+                                  f"'{disk / path}': ")
+        assert "ulimit -f" in message and "Nothing half-written was left behind" in message
+
+
 # ------------------------------------------------------------------- simulated failures (CI)
 def _failing_np_save(exc):
     def save(fid, arr, allow_pickle=False):
