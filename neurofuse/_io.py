@@ -145,7 +145,7 @@ def _within(path, folder) -> bool:
 
 
 def storage_error(exc, path, what="output", *, existed=None, part_of=None, atomic=True,
-                  create=False, started=True):
+                  create=False, started=True, option="--out"):
     """Translate an OS-level write failure into a :class:`StorageError` with a clear message.
 
     Parameters
@@ -168,6 +168,8 @@ def storage_error(exc, path, what="output", *, existed=None, part_of=None, atomi
         ``path`` is a folder being created (not a file or folder being written).
     started : bool
         False when the write was refused before anything was written.
+    option : str
+        How the user chooses another location (named in the fix).
 
     Returns
     -------
@@ -194,6 +196,8 @@ def storage_error(exc, path, what="output", *, existed=None, part_of=None, atomi
         filename = getattr(exc, "filename", None)
         blocker = Path(filename) if filename else path
     message = _message(kind, path, what, blocker, existed, part_of, atomic, create, started)
+    if option != "--out":
+        message = message.replace("(--out)", f"({option})")
     return StorageError(number, message, kind=kind, path=path, what=what, blocker=blocker)
 
 
@@ -278,7 +282,7 @@ def _raise_storage(exc, path, what, *, tmp=None, existed=None, started=True):
     raise err from exc
 
 
-def make_dir(path, *, what="output folder") -> Path:
+def make_dir(path, *, what="output folder", option="--out") -> Path:
     """Create the folder ``path`` (and its parents) if needed.
 
     Parameters
@@ -286,6 +290,8 @@ def make_dir(path, *, what="output folder") -> Path:
     path : path-like
     what : str
         What the folder is for, for the error message.
+    option : str
+        How the user chooses another location, for the error message.
 
     Returns
     -------
@@ -300,7 +306,7 @@ def make_dir(path, *, what="output folder") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        err = storage_error(exc, path, what, existed=False, create=True)
+        err = storage_error(exc, path, what, existed=False, create=True, option=option)
         if err is None:
             raise
         raise err from None
@@ -583,4 +589,4 @@ def get_cache_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_cache_dir("neurofuse", appauthor=False))
-    return make_dir(path, what="cache folder ($NEUROFUSE_CACHE_DIR)")
+    return make_dir(path, what="cache folder", option="set $NEUROFUSE_CACHE_DIR")

@@ -300,6 +300,7 @@ def test_a_file_where_a_folder_is_expected(tmp_path):
         (lambda: atomic_dir(blocker, overwrite=True, what="model").__enter__(), blocker,
          "write the model to"),
         (lambda: make_dir(blocker / "a" / "b"), blocker / "a" / "b", "create the output folder"),
+        (lambda: make_dir(blocker), blocker, "create the output folder"),          # EEXIST
         (lambda: check_writable_dir(blocker / "ds"), blocker / "ds",
          "write the output ('out') to"),
     ]:
