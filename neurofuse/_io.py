@@ -487,6 +487,50 @@ def write_json(path, obj, *, what: str = "JSON file"):
             fid.write("\n")
 
 
+def read_config(path, *, what="config file", fix="fix or replace the file") -> dict:
+    """Read a JSON or TOML table (by the suffix; JSON otherwise), naming the file on failure.
+
+    Parameters
+    ----------
+    path : path-like
+        An existing file; ``.toml`` is read as TOML, anything else as JSON.
+    what : str
+        What the file is, for messages (e.g. ``"model description"``).
+    fix : str
+        What to do about a damaged file, appended to the message.
+
+    Returns
+    -------
+    table : dict
+        The file's top-level table.
+
+    Raises
+    ------
+    ValueError
+        The file is not valid JSON/TOML (with the line and column), not text, or its top
+        level is not a table.
+    """
+    path = Path(path)
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+    try:
+        text = path.read_text(encoding="utf-8")
+        if kind == "TOML":
+            import tomllib
+
+            table = tomllib.loads(text)
+        else:
+            table = json.loads(text)
+    except UnicodeDecodeError:
+        raise ValueError(f"The {what} '{path}' is not a text file (expected {kind}); "
+                         f"{fix}.") from None
+    except (ValueError, json.JSONDecodeError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ValueError(f"The {what} '{path}' is not valid {kind}: {exc}; {fix}.") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"The {what} '{path}' must hold a {kind} table ({{...}}), got a "
+                         f"{type(table).__name__}; {fix}.")
+    return table
+
+
 def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from neurofuse._io import atomic_dir, clean_stale_temporaries, save_npy
 
@@ -48,3 +49,46 @@ def test_a_replaced_folder_is_kept_while_the_new_one_is_missing(tmp_path):
     (tmp_path / ".old-run-1234abcd").mkdir()
     assert clean_stale_temporaries(tmp_path / "run") == []
     assert (tmp_path / ".old-run-1234abcd").exists()
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("fit.toml", "[train\nlr = 1", r"training config '.*fit\.toml' is not valid TOML: .*line 1"),
+    ("fit.json", '{"train": ', r"training config '.*fit\.json' is not valid JSON: .*char 10"),
+    ("fit.json", "[1, 2]", r"training config '.*fit\.json' must hold a JSON table.*got a list"),
+])
+def test_read_config_names_the_file_and_the_place(tmp_path, name, text, match):
+    import json
+    import tomllib
+
+    from neurofuse._io import read_config
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match + r".*correct it"):
+        read_config(path, what="training config", fix="correct it")
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"is not a text file"):
+        read_config(path, what="training config", fix="correct it")
+    good = {"train": {"lr": 0.5}, "encoder": {"d_model": 8}}  # what tomllib/json read
+    path.write_text(json.dumps(good) if name.endswith(".json")
+                    else "[train]\nlr = 0.5\n[encoder]\nd_model = 8\n")
+    assert read_config(path) == good == (json.loads(json.dumps(good)) if name.endswith(".json")
+                                         else tomllib.loads(path.read_text()))
+
+
+def test_damaged_model_description_and_checkpoint_record_name_their_file(tmp_path):
+    from neurofuse.systems.joint.model import JointModel
+    from neurofuse.training.checkpoint import load_checkpoint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{")
+    with pytest.raises(ValueError, match=r"model description '.*model\.json' is not valid "
+                                         r"JSON.*restore it or fit again"):
+        JointModel.load(model)
+    ck = tmp_path / "checkpoints"
+    (ck / "epoch-0001").mkdir(parents=True)
+    (ck / "latest").write_text("epoch-0001")
+    (ck / "epoch-0001" / "state.json").write_text('{"format_version": ')
+    with pytest.raises(ValueError, match=r"checkpoint record '.*state\.json' is not valid JSON"):
+        load_checkpoint(ck)

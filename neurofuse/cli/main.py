@@ -130,7 +130,8 @@ _WRITE_ONLY = ("disk full", "quota exceeded", "file too large", "read-only")
 def _explained(exc, out=None):
     """The error to print for ``exc``, or None when it is a bug (its traceback is shown).
 
-    Input errors (ValueError, TypeError, OSError) are printed as they are, except storage
+    Input errors (ValueError, TypeError, OSError) and a diverged training run
+    (:class:`~neurofuse.training.loop.TrainingDivergedError`) are printed as they are, except storage
     failures that did not pass through :mod:`neurofuse._io`'s writers (raised by a library
     writing directly, or wrapped by one, such as safetensors' ``SafetensorError``): those are
     explained as :func:`neurofuse._io.storage_error` does, naming the file when the error does,
@@ -152,7 +153,10 @@ def _explained(exc, out=None):
         else:
             return link
         link = link.__cause__ or link.__context__
-    return exc if isinstance(exc, (ValueError, TypeError, OSError)) else None
+    from ..training.loop import TrainingDivergedError  # names the step and likely input
+
+    explained = (ValueError, TypeError, OSError, TrainingDivergedError)
+    return exc if isinstance(exc, explained) else None
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ chunk of sources in memory.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tempfile
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_int, _check_keys, _check_option, _check_positive
-from .._io import check_writable_dir
+from .._io import check_writable_dir, read_config
 from .._logging import logger, progress_enabled, verbose
 
 SPLITS = ("train", "val", "test", "anchor")
@@ -233,13 +232,8 @@ class StudyConfig:
                 f"Study config file '{fname}' not found. Pass a preset name ({', '.join(PRESETS)}) "
                 "or the path of a .toml/.json file."
             )
-        if fname.suffix.lower() == ".toml":
-            import tomllib
-
-            with open(fname, "rb") as fid:
-                values = tomllib.load(fid)
-        elif fname.suffix.lower() == ".json":
-            values = json.loads(fname.read_text())
+        if fname.suffix.lower() in (".toml", ".json"):
+            values = read_config(fname, what="study config", fix="correct its syntax")
         else:
             raise ValueError(f"Study config '{fname}' must end in .toml or .json, got "
                              f"'{fname.suffix}'.")

@@ -20,13 +20,12 @@ at any moment leaves the last good checkpoint readable.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
-from .._io import atomic_dir, atomic_path, check_file_hash, hash_file, write_json
+from .._io import atomic_dir, atomic_path, check_file_hash, hash_file, read_config, write_json
 
 __all__ = ["CHECKPOINT_FORMAT_VERSION", "load_checkpoint", "restore_checkpoint",
            "save_checkpoint"]
@@ -159,7 +158,8 @@ def load_checkpoint(ckpt_dir):
         raise FileNotFoundError(f"No checkpoint to resume from in '{ckpt_dir}' (no 'latest' "
                                 "pointer). Start without --resume.")
     path = ckpt_dir / pointer.read_text().strip()
-    meta = json.loads((path / "state.json").read_text())
+    meta = read_config(path / "state.json", what="checkpoint record",
+                       fix="the checkpoint is damaged: resume from an earlier one or start again")
     if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"Checkpoint '{path}' is from a newer neurofuse; upgrade to resume it.")
     check_file_hash(path / "state.safetensors", meta.pop("checksums", {}).get(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .._checks import _check_option
+from .._io import read_config
 
 __all__ = ["read_fit_config"]
 
@@ -36,12 +36,7 @@ def read_fit_config(config, presets, sections) -> dict:
         if not fname.is_file():
             raise FileNotFoundError(f"Training config '{fname}' not found. Pass a preset name "
                                     f"({', '.join(presets)}) or a .toml/.json file.")
-        if fname.suffix.lower() == ".toml":
-            import tomllib
-
-            config = tomllib.loads(fname.read_text())
-        else:
-            config = json.loads(fname.read_text())
+        config = read_config(fname, what="training config", fix="correct its syntax")
     config = dict(config)
     unknown = sorted(set(config) - {"preset", *sections})
     if unknown:

@@ -148,3 +148,12 @@ def test_joint_evaluate(tiny_study, tmp_path, capsys):
     with pytest.raises(SystemExit):  # only the library's inverses
         main(["joint", "evaluate", "--data", str(tiny_study), "--out", str(out), "--methods",
               "LCMV"])
+
+
+def test_a_diverged_training_is_an_explained_error_and_a_bug_keeps_its_traceback():
+    from neurofuse.cli.main import _explained
+    from neurofuse.training import TrainingDivergedError
+
+    diverged = TrainingDivergedError("Training stopped: the loss is nan at epoch 1, batch 1.")
+    assert _explained(diverged) is diverged  # printed as one line, exit 1
+    assert _explained(ZeroDivisionError("a bug")) is None  # re-raised with its traceback

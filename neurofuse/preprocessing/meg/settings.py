@@ -9,7 +9,6 @@ downsampling), validated once on construction and serialisable to JSON/TOML; the
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..._checks import (
     _check_positive,
     _check_type,
 )
+from ..._io import read_config
 
 __all__ = ["MEGPreprocessing"]
 
@@ -238,14 +238,8 @@ class MEGPreprocessing:
         if not fname.is_file():
             raise FileNotFoundError(f"Preprocessing config file '{fname}' not found: pass the "
                                     "path of a .json or .toml file, or None for the defaults.")
-        if fname.suffix.lower() == ".toml":
-            import tomllib
-
-            with open(fname, "rb") as fid:
-                values = tomllib.load(fid)
-        elif fname.suffix.lower() == ".json":
-            with open(fname) as fid:
-                values = json.load(fid)
+        if fname.suffix.lower() in (".toml", ".json"):
+            values = read_config(fname, what="preprocessing config", fix="correct its syntax")
         else:
             raise ValueError(f"Preprocessing config '{fname}' must end in .json or .toml.")
         return cls.from_dict(values)

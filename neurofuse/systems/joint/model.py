@@ -12,7 +12,6 @@ No pickle anywhere: safetensors for tensors, JSON for the config, FIF for MNE ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..._io import atomic_dir, check_file_hash, hash_file, write_json
+from ..._io import atomic_dir, check_file_hash, hash_file, read_config, write_json
 from ...anatomy.cortex import source_smoother
 from .encoder import EncoderConfig, StimulusEncoder
 from .heads import FMRIHead, MEGHead, fmri_bold, hilbert_transform
@@ -304,7 +303,8 @@ class JointModel(nn.Module):
         cfg_file = path / "model.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"'{path}' is not a neurofuse model folder (no model.json).")
-        cfg = json.loads(cfg_file.read_text())
+        cfg = read_config(cfg_file, what="model description",
+                          fix="the model folder is damaged: restore it or fit again")
         if cfg.get("format") != MODEL_FORMAT:
             raise ValueError(f"'{path}' holds a {cfg.get('format')!r}, not a {MODEL_FORMAT!r}.")
         if cfg.get("format_version", 0) > MODEL_FORMAT_VERSION:

@@ -36,7 +36,6 @@ A model folder holds ``model.json`` (format, version and :class:`CganConfig`) an
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,7 @@ import torch
 from torch import nn
 
 from ..._checks import _check_int, _check_keys, _check_ndim, _check_option, _check_positive
-from ..._io import atomic_dir, check_file_hash, hash_file, write_json
+from ..._io import atomic_dir, check_file_hash, hash_file, read_config, write_json
 from ...nn.mlp import mlp_layers
 from .volume_nets import VolumeDiscriminator, VolumeGenerator, to_output_range
 
@@ -348,7 +347,8 @@ def load_model(path) -> MEG2fMRICGAN:
     if not cfg_file.is_file():
         raise FileNotFoundError(f"'{path}' is not a neurofuse model folder (no model.json). "
                                 "Pass the 'model' folder written by the MEG2fMRI fit.")
-    meta = json.loads(cfg_file.read_text())
+    meta = read_config(cfg_file, what="model description",
+                       fix="the model folder is damaged: restore it or fit again")
     if meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"'{path}' holds a {meta.get('format')!r}, not a {MODEL_FORMAT!r}.")
     if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
