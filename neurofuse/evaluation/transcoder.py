@@ -279,8 +279,8 @@ def evaluate_transcoder(ds, *, transcoder=None, methods=BASELINES, runs=None, sc
     Returns
     -------
     rows : list of dict
-        :func:`summarize_scores` rows of every method, plus ``seconds`` (wall time of the
-        method's predictions over the runs).
+        :func:`summarize_scores` rows of every method, plus ``source_truth``, ``against``
+        and ``seconds`` (wall time of the method's predictions over the runs).
     """
     from ..systems.transcoder import baselines as B
 
@@ -312,7 +312,8 @@ def evaluate_transcoder(ds, *, transcoder=None, methods=BASELINES, runs=None, sc
     rows = []
     for m in predictors:
         for row in summarize_scores(scores[m], scenario=scenario, method=m, level=level):
-            rows.append({**row, "seconds": round(seconds[m], 2)})
+            rows.append({**row, "source_truth": source_truth, "against": against,
+                         "seconds": round(seconds[m], 2)})
     return rows
 
 
