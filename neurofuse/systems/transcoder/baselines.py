@@ -136,7 +136,11 @@ def eeg_noise_cov(ds, info, runs=None):
     import mne
 
     runs = _test_runs(ds) if runs is None else list(runs)
-    sds = [float(json.loads((ds._run_dir(r) / "run.json").read_text())["eeg_noise_sd"])
+    missing = [r for r in runs if r not in ds.runs]
+    if missing:
+        raise ValueError(f"Invalid runs {missing}: expected completed runs of the data set, "
+                         f"e.g. {ds.runs[:3]}.")
+    sds = [float(json.loads((ds.path / "runs" / r / "run.json").read_text())["eeg_noise_sd"])
            for r in runs]
     sigma = float(np.median(sds)) if sds else 0.0
     if not sigma > 0:
