@@ -157,7 +157,9 @@ def free_disk(path) -> int:
 def _parts_text(parts):
     if not parts:
         return ""
-    top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+    top = sorted(((k, v) for k, v in parts.items() if v > 0), key=lambda kv: -kv[1])[:3]
+    if not top:
+        return ""
     return " (largest: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in top) + ")"
 
 

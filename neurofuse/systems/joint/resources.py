@@ -19,8 +19,8 @@ import numpy as np
 
 from ..._resources import available_memory, check_disk, check_memory
 
-__all__ = ["check_fit_resources", "check_predict_resources", "estimate_fit",
-           "estimate_predict"]
+__all__ = ["check_fit_dataset", "check_fit_resources", "check_predict_resources",
+           "estimate_fit", "estimate_fit_dataset", "estimate_predict"]
 
 _F32, _F64 = 4, 8
 
@@ -142,7 +142,7 @@ def _n_params(cfg, meg_channels, fmri_sources):
 
 
 def estimate_fit(encoder_config, train_config, *, sfreq, meg_channels, fmri_sources,
-                 data_bytes=0):
+                 data_bytes=0, longest_story=None):
     """Peak memory of training the joint model.
 
     Parameters
@@ -157,6 +157,9 @@ def estimate_fit(encoder_config, train_config, *, sfreq, meg_channels, fmri_sour
         Sources of each fMRI subject.
     data_bytes : int
         Training and validation data held in memory.
+    longest_story : int | None
+        Samples of the longest training story (pieces are never longer; a piece longer than
+        every story is the training task's own error).
 
     Returns
     -------
@@ -167,6 +170,8 @@ def estimate_fit(encoder_config, train_config, *, sfreq, meg_channels, fmri_sour
     cfg, t = encoder_config, train_config
     learn, buffers = _n_params(cfg, meg_channels, fmri_sources)
     T = max(1, round(t.piece_seconds * sfreq))
+    if longest_story is not None:
+        T = min(T, int(longest_story))
     B = t.batch_size
     d, L = cfg.d_model, cfg.n_layers
     # per layer: attention scores and weights of each query block over its window (+ the
@@ -203,7 +208,7 @@ def check_fit_resources(encoder_config, train_config, **kwargs):
     memory = estimate_fit(encoder_config, train_config, **kwargs)
     cfg, t = encoder_config, train_config
     learn, _ = _n_params(cfg, kwargs.get("meg_channels", []), kwargs.get("fmri_sources", []))
-    what = (f"Training a joint model of {learn / 1e6:,.1f} million weights (d_model "
+    what = (f"Training a joint model of {learn:,} weights (d_model "
             f"{cfg.d_model}, n_layers {cfg.n_layers}, d_ff {cfg.d_ff}, window {cfg.window}) "
             f"on batches of {t.batch_size} pieces of {t.piece_seconds:g} s")
     check_memory(memory["total"], what=what,
@@ -212,3 +217,59 @@ def check_fit_resources(encoder_config, train_config, **kwargs):
                         "piece_seconds")
     return memory
 
+
+
+def _dataset_sizes(dataset, train_config, encoder_kwargs):
+    from .encoder import EncoderConfig
+
+    summary = dataset.summary()["subjects"]
+    meg = [s for s in dataset.subjects if "meg" in dataset.modalities(s)]
+    fmri = [s for s in dataset.subjects if "fmri" in dataset.modalities(s)]
+    template = dataset.metadata.get("template", {}).get("vertices")
+    if template:
+        d_src = sum(len(v) for v in template)
+    else:
+        d_src = dataset.morph(dataset.subjects[0]).shape[1]
+    kwargs = {"block_size": train_config.block_size, **dict(encoder_kwargs or {}),
+              "d_stim": dataset.n_features, "d_src": d_src}
+    config = EncoderConfig.from_dict(kwargs)
+    longest = max((dataset.n_times(s) for s in dataset.splits.get("train", [])), default=None)
+    return config, dict(sfreq=dataset.sfreq, longest_story=longest,
+                        meg_channels=[summary[s]["n_channels"] for s in meg],
+                        fmri_sources=[summary[s]["n_sources"] for s in fmri])
+
+
+def estimate_fit_dataset(dataset, train_config, encoder_kwargs=None):
+    """:func:`estimate_fit` for training on ``dataset`` (sizes read from its manifest).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    train_config : TrainConfig
+    encoder_kwargs : dict | None
+        Encoder sizes (``d_stim`` and ``d_src`` come from the dataset).
+
+    Returns
+    -------
+    memory : dict
+        As :func:`estimate_fit`.
+    """
+    config, sizes = _dataset_sizes(dataset, train_config, encoder_kwargs)
+    return estimate_fit(config, train_config, **sizes)
+
+
+def check_fit_dataset(dataset, train_config, encoder_kwargs=None):
+    """:func:`check_fit_resources` for training on ``dataset``, before anything is built.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    train_config : TrainConfig
+    encoder_kwargs : dict | None
+
+    Returns
+    -------
+    memory : dict
+    """
+    config, sizes = _dataset_sizes(dataset, train_config, encoder_kwargs)
+    return check_fit_resources(config, train_config, **sizes)
