@@ -85,7 +85,8 @@ def iter_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=None
         for a in range(0, n_times, chunk):
             b = min(a + chunk, n_times)
             a0 = max(0, a - context)
-            x = torch.as_tensor(np.asarray(features[a0:b], np.float32), device=device)[None]
+            # a copy: the features may be a read-only memory map
+            x = torch.as_tensor(np.array(features[a0:b], np.float32), device=device)[None]
             s = model.encoder(x)[0, a - a0:]  # (b - a, d_src)
             yield a, b, s.T.float().cpu().numpy()
     finally:

@@ -117,11 +117,12 @@ def check_predict_resources(model, n_times, subjects, out):
     """
     memory, disk = estimate_predict(model, n_times, subjects)
     per_sample = memory["total"] / max(n_times, 1)
-    fits = int(available_memory() / per_sample)
+    available = available_memory()
+    fits = int(available / per_sample)
     secs = fits / model.sfreq
     what = f"Predicting for a stimulus of {n_times} samples ({n_times / model.sfreq:,.0f} s)"
-    check_memory(memory["total"], what=what, parts={k: v for k, v in memory.items()
-                                                    if k != "total"},
+    check_memory(memory["total"], what=what, available=available,
+                 parts={k: v for k, v in memory.items() if k != "total"},
                  reduce=f"the stimulus length: split it into parts of at most about {fits} "
                         f"samples ({secs:,.0f} s) and predict each with the preceding "
                         "receptive field of context; or predict fewer --subjects")
@@ -134,9 +135,10 @@ def check_predict_resources(model, n_times, subjects, out):
 def _n_params(cfg, meg_channels, fmri_sources):
     """Learnable numbers and buffers of a JointModel (see encoder.py / heads.py)."""
     d, L, ff = cfg.d_model, cfg.n_layers, cfg.d_ff
-    layer = 4 * d * d + 4 * d + 2 * d * ff + d + ff + 4 * d + cfg.window * d
+    # q, k, v, out projections (k without bias), lag embeddings, feed-forward, two norms
+    layer = 4 * d * d + 3 * d + cfg.window * d + 2 * d * ff + ff + d + 4 * d
     learn = cfg.d_stim * d + d + L * layer + d * cfg.d_src + cfg.d_src
-    learn += len(fmri_sources) * 4  # HRF parameters
+    learn += len(fmri_sources) * 5  # HRF parameters
     buffers = sum(n_ch * cfg.d_src for n_ch in meg_channels)  # dense gains (float32)
     return learn, buffers
 
