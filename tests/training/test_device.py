@@ -81,6 +81,8 @@ def test_the_training_loop_checks_the_device(tmp_path):
     ["joint", "evaluate", "--data", "D", "--out", "O"],
     ["joint", "demo"],
     ["joint", "benchmark", "simulation", "--out", "O"],
+    ["meg2fmri", "fit", "tiny", "--train", "T", "--out", "O"],
+    ["meg2fmri", "synthesize", "M", "--pairs", "P", "--out", "O"],
 ])
 def test_cli_device_is_checked_when_parsed(argv, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -89,3 +91,23 @@ def test_cli_device_is_checked_when_parsed(argv, capsys):
     err = capsys.readouterr().err
     assert "argument --device: Invalid value for the '--device' parameter: 'tpu'" in err
     assert "This machine can run on: cpu" in err and "Traceback" not in err
+
+
+def test_meg2fmri_device_reaches_the_config_and_the_generator(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from neurofuse.systems.meg2fmri.paired import PairedSet
+
+    rng, n = np.random.default_rng(0), 16
+    pairs = PairedSet(X=rng.standard_normal((n, 20)), Y=rng.uniform(size=(n, 16, 16)),
+                      subject=["S1"] * n, story=["a"] * n, onset=np.arange(n, dtype=float),
+                      sample=np.arange(n), volume=np.arange(n), slice=np.zeros(n, int))
+    path = pairs.save(tmp_path / "pairs.npz")
+    assert main(["meg2fmri", "fit", "tiny", "--train", str(path), "--out", str(tmp_path / "r"),
+                 "--device", "cpu", "-q"]) == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["device"] == "cpu"
+    assert main(["meg2fmri", "synthesize", str(tmp_path / "r" / "model"), "--pairs", str(path),
+                 "--out", str(tmp_path / "s"), "--device", "cpu", "-q"]) == 0
+    assert (tmp_path / "s" / "S1_slice-00_synthesized.nii.gz").is_file()
