@@ -255,6 +255,34 @@ def predict_bold(model, subject, sources, *, rows_per_chunk=None):
     return out
 
 
+def write_stc(fname, sources, vertices, *, tmin=0.0, tstep, step=4096):
+    """Write one hemisphere's ``.stc`` file, time block by time block.
+
+    The bytes of MNE's own writer (``SourceEstimate.save(ftype="stc")``), without its two
+    full-size copies of the data: a few thousand samples are converted at a time.
+
+    Parameters
+    ----------
+    fname : path-like
+        The file (``...-lh.stc`` or ``...-rh.stc``).
+    sources : array, shape (n_vertices, n_times)
+        This hemisphere's rows.
+    vertices : array of int, shape (n_vertices,)
+    tmin, tstep : float
+        Time of the first sample and between samples, s.
+    step : int
+        Samples converted at once.
+    """
+    with open(fname, "wb") as fid:
+        fid.write(np.array(1000 * tmin, ">f4").tobytes())
+        fid.write(np.array(1000 * tstep, ">f4").tobytes())
+        fid.write(np.array(len(vertices), ">u4").tobytes())
+        fid.write(np.asarray(vertices, ">u4").tobytes())
+        fid.write(np.array(np.shape(sources)[1], ">u4").tobytes())
+        for a in range(0, np.shape(sources)[1], step):  # time-major: (n_times, n_vertices)
+            fid.write(np.asarray(sources[:, a:a + step].T, ">f4").tobytes())
+
+
 def _check_outputs_finite(what, data, model_name, *, step=4096):
     """Refuse non-finite model outputs (column blocks: no full-size boolean copy)."""
     n_times = np.shape(data)[1]
@@ -345,7 +373,12 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
     _check_outputs_finite("sources", sources, model_name)
     names = []
     with atomic_dir(out, overwrite=overwrite, what="predictions") as tmp:  # all or nothing
-        to_source_estimate(model, sources).save(tmp / "sources", ftype="stc", verbose="error")
+        if model.vertices is None:
+            raise ValueError("This model does not record its fsaverage vertex numbers.")
+        n_lh = len(model.vertices[0])
+        for hemi, rows, vert in (("lh", slice(0, n_lh), model.vertices[0]),
+                                 ("rh", slice(n_lh, None), model.vertices[1])):
+            write_stc(tmp / f"sources-{hemi}.stc", sources[rows], vert, tstep=1 / model.sfreq)
         names += ["sources-lh.stc", "sources-rh.stc"]
         for sub in subjects:
             if sub in model.meg_heads:

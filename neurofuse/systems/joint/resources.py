@@ -68,8 +68,9 @@ def estimate_predict(model, n_times, subjects=None, *, chunk_seconds=60.0):
     encoder = _F32 * block * (cfg.d_stim + 8 * cfg.n_layers * cfg.d_model + 2 * cfg.d_src)
     phases = {"checking the stimulus": {"stimulus finite mask": n * cfg.d_stim},
               "encoding": {"source estimate": sources, "encoder block": encoder},
-              # MNE's STC writer copies each hemisphere twice (big-endian array, bytes)
-              "writing the STC": {"source estimate": sources, "STC writer copies": sources}}
+              # STC files are written a few thousand samples at a time (two copies of them)
+              "writing the STC": {"source estimate": sources,
+                                  "STC block": 2 * _F32 * cfg.d_src * min(n, 4096)}}
     disk = {"STC": _F32 * cfg.d_src * n, "MEG": 0, "BOLD": 0}
     for sub in subjects:
         if sub in model.meg_heads:

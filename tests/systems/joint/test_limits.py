@@ -87,10 +87,10 @@ def test_a_huge_stimulus_is_refused_before_work(model, tmp_path, monkeypatch):
     with pytest.raises(ResourceError) as exc:
         write_predictions(model, fname, tmp_path / "p")
     msg = str(exc.value)
-    # 8196 sources x 5e6 samples x 4 bytes = 153 GiB held, about as much again to write STCs
+    # 8196 sources x 5e6 samples x 4 bytes = 153 GiB held, + 11.4 GiB of MEG (306 x 5e6, f64)
     assert msg.startswith("Predicting for a stimulus of 5000000 samples (100,000 s) needs "
-                          "about 3")
-    assert "GiB of memory, 16 GiB available (largest: source estimate 153 GiB" in msg
+                          "about 164 GiB of memory, 16 GiB available (largest: source "
+                          "estimate 153 GiB, MEG of S01 11.4 GiB")
     per_sample = estimate_predict(model, 5_000_000)[0]["total"] / 5_000_000
     assert f"parts of at most about {int(16 * GiB / per_sample)} samples" in msg
     assert "--force" in msg and not (tmp_path / "p").exists()
@@ -127,6 +127,23 @@ def test_a_model_that_predicts_nan_writes_nothing(ds, model, tmp_path, capsys):
     with pytest.raises(ValueError, match="predicts NaN or infinite MEG of S01"):
         write_predictions(broken, _stimulus(model, 300), tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_stc_files_are_mnes_bytes(model, tmp_path):
+    import mne
+
+    from neurofuse.systems.joint.predict import predict_sources, to_source_estimate, write_stc
+
+    sources = predict_sources(model, _stimulus(model, 150))
+    to_source_estimate(model, sources).save(tmp_path / "mne", ftype="stc", verbose="error")
+    n_lh = len(model.vertices[0])
+    write_stc(tmp_path / "ours-lh.stc", sources[:n_lh], model.vertices[0], tstep=0.02, step=7)
+    write_stc(tmp_path / "ours-rh.stc", sources[n_lh:], model.vertices[1], tstep=0.02, step=7)
+    for hemi in ("lh", "rh"):
+        assert (tmp_path / f"ours-{hemi}.stc").read_bytes() == \
+            (tmp_path / f"mne-{hemi}.stc").read_bytes()
+    stc = mne.read_source_estimate(tmp_path / "ours")
+    np.testing.assert_array_equal(stc.data, sources)
 
 
 def test_parameter_count_of_the_estimate_is_exact(ds, model):
