@@ -62,6 +62,13 @@ def _cmd_evaluate(args):
 
     ds = read_dataset(args.data)
     truth_stories(ds)  # source recovery needs ground truth: refuse before hours of work
+    if "model" not in args:  # the joint model trained last: refuse a size that cannot fit now
+        from ..evaluation.pipeline import DEMO_FIT
+        from ..systems.joint.resources import check_fit_dataset
+        from ..systems.joint.trainer import load_fit_config
+
+        train, encoder = load_fit_config(getattr(args, "fit_config", DEMO_FIT))
+        check_fit_dataset(ds, train, encoder)
     out = Path(args.out).expanduser()
     evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
                                                   "fmri_denoise", "device"))

@@ -238,3 +238,12 @@ def test_cli_fit_refuses_a_huge_model_without_a_traceback(small_store, tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("neurofuse joint fit: error: Training a joint model of")
     assert "reduce encoder d_model / n_layers" in err and "--force" in err
+
+
+def test_cli_evaluate_refuses_a_huge_model_before_the_ridge_work(tiny_study, tmp_path, capsys):
+    cfg = tmp_path / "fit.json"
+    cfg.write_text('{"preset": "tiny", "encoder": {"d_model": 1000000}}')
+    out = tmp_path / "ev"
+    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", str(out), "--fit",
+                 str(cfg), "-q"]) == 1
+    assert "needs about" in capsys.readouterr().err and not out.exists()
