@@ -3,7 +3,11 @@
 Everything neurofuse writes goes through :func:`atomic_path` or :func:`atomic_dir`: the data
 is written under a temporary name in the destination folder and renamed into place only when
 complete, so an interrupted or failed write never leaves a half-written file behind and
-never destroys the previous good version.
+never destroys the previous good version. When the storage fails (disk full, quota, read-only,
+permission denied, a file where a folder is expected or the reverse) these writers raise one
+:class:`StorageError` that says which, names the file (where it would have gone, never a
+temporary name), the free space, and the fix; failures that libraries report their own way
+(safetensors' ``SafetensorError``, numpy's errno-less short write) are recognised too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,14 +27,301 @@ import numpy as np
 from ._logging import logger
 
 
-def _explain_oserror(exc: OSError, path: Path, what: str) -> OSError:
-    if exc.errno == errno.ENOSPC:
-        hint = "The disk is full: free some space or choose another location."
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "The location is not writable: choose a folder you can write to."
+# --------------------------------------------------------------------------- OS errors
+#: errno -> the kind of storage failure it is.
+_KINDS = {
+    errno.ENOSPC: "disk full", errno.EDQUOT: "quota exceeded", errno.EFBIG: "file too large",
+    errno.EROFS: "read-only", errno.EACCES: "permission", errno.EPERM: "permission",
+    errno.ENOTDIR: "not a folder", errno.EEXIST: "not a folder", errno.EISDIR: "not a file",
+}
+#: How libraries that bypass Python's OSError report the same failures: safetensors'
+#: ``SafetensorError("Error while serializing: I/O error: No space left on device (os error
+#: 28)")``, numpy's short write ``OSError("N requested and M written")`` (errno None).
+_OS_ERROR_NUMBER = re.compile(r"os error (\d+)")
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+_STRERRORS = {os.strerror(number): number for number in _KINDS}
+
+
+class StorageError(OSError):
+    """A write failed for a reason of the storage: disk full, read-only, permission denied,
+    or a file where a folder is expected (and vice versa).
+
+    Its message names what was being written, where, the cause, and the fix; it is an
+    :class:`OSError` whose ``errno`` is the operating system's.
+
+    Attributes
+    ----------
+    kind : str
+        ``"disk full"``, ``"quota exceeded"``, ``"file too large"``, ``"read-only"``,
+        ``"permission"``, ``"not a folder"`` or ``"not a file"``.
+    path : Path
+        The file or folder that was being written.
+    what : str
+        What it is (e.g. ``"model"``).
+    """
+
+    def __init__(self, errno_, message, *, kind=None, path=None, what=None, blocker=None):
+        super().__init__(errno_, message)
+        self.message, self.kind, self.what = message, kind, what
+        self.path = None if path is None else Path(path)
+        self.blocker = None if blocker is None else Path(blocker)
+
+    def __str__(self):
+        return self.message
+
+    def __reduce__(self):
+        return (_rebuild_storage_error, (self.errno, self.message, self.kind, self.path,
+                                         self.what, self.blocker))
+
+
+def _rebuild_storage_error(errno_, message, kind, path, what, blocker):
+    return StorageError(errno_, message, kind=kind, path=path, what=what, blocker=blocker)
+
+
+def _os_errno(exc):
+    """The errno behind ``exc`` (an OSError or a library's wrapper of one), or None."""
+    if isinstance(exc, OSError) and exc.errno in _KINDS:
+        return exc.errno
+    text = str(exc)
+    match = _OS_ERROR_NUMBER.search(text)
+    if match and int(match.group(1)) in _KINDS:
+        return int(match.group(1))
+    if isinstance(exc, OSError) and exc.errno is None and _SHORT_WRITE.search(text):
+        # a regular file takes fewer bytes than asked only when the disk is full or the file
+        # reached this process's size limit (``ulimit -f``)
+        return errno.EFBIG if _file_size_limited() else errno.ENOSPC
+    if type(exc).__name__ == "SafetensorError" or isinstance(exc, OSError):
+        for strerror, number in _STRERRORS.items():
+            if strerror in text:
+                return number
+    return None
+
+
+def _file_size_limited() -> bool:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+
+
+def _free_mib(mount: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(mount).free / 2**20:.1f} MiB"
+    except OSError:
+        return "an unknown amount of space"
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _mount_point(path: Path) -> Path:
+    path = _existing(path)
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _file_in_the_way(path: Path):
+    """The first of ``path``'s ancestors (or ``path``) that is a file, or None."""
+    path = Path(os.path.abspath(path))
+    for part in [*reversed(path.parents), path]:
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def _within(path, folder) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(folder))
+    except ValueError:
+        return False
+    return True
+
+
+def storage_error(exc, path, what="output", *, existed=None, part_of=None, atomic=True,
+                  create=False, started=True, option="--out"):
+    """Translate an OS-level write failure into a :class:`StorageError` with a clear message.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error raised while writing ``path`` (an :class:`OSError`, or a library's wrapper
+        of one such as safetensors' ``SafetensorError``).
+    path : path-like
+        The file or folder being written (what the user will look for, not a temporary).
+    what : str
+        What is written there, for the message (e.g. ``"model"``).
+    existed : bool | None
+        Whether an earlier version of ``path`` was there (and was kept); None: not known.
+    part_of : tuple of (str, path-like) | None
+        ``(what, path)`` of the folder being written that ``path`` is a part of.
+    atomic : bool
+        Whether ``path`` was written atomically (the message then says nothing was left
+        half-written); False: it says ``path`` may be incomplete.
+    create : bool
+        ``path`` is a folder being created (not a file or folder being written).
+    started : bool
+        False when the write was refused before anything was written.
+    option : str
+        How the user chooses another location (named in the fix).
+
+    Returns
+    -------
+    error : StorageError | None
+        None when ``exc`` is not a storage failure (it is then best raised unchanged). An
+        ``exc`` that already is a :class:`StorageError` is returned as it is.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    number = _os_errno(exc)
+    if number is None:
+        return None
+    kind = _KINDS[number]
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    blocker = None
+    if kind == "not a file":
+        blocker = path
+    elif kind == "not a folder":
+        blocker = _file_in_the_way(path)
+        if blocker is None and number == errno.EEXIST:
+            return None  # an ordinary "already exists": its own message says more
+        blocker = path if blocker is None else blocker
+    elif kind == "permission":
+        filename = getattr(exc, "filename", None)
+        blocker = Path(filename) if filename else path
+    message = _message(kind, path, what, blocker, existed, part_of, atomic, create, started)
+    if option != "--out":
+        message = message.replace("(--out)", f"({option})")
+    return StorageError(number, message, kind=kind, path=path, what=what, blocker=blocker)
+
+
+def _kept(what, path, existed, part_of, atomic=True):
+    target = part_of[1] if part_of is not None else path
+    if not atomic:
+        return f"'{target}' may be incomplete; outputs written before it are kept."
+    if existed:
+        return (f"Nothing half-written was left behind; the earlier '{target}' and outputs "
+                "written before it are kept.")
+    return "Nothing half-written was left behind; outputs written before it are kept."
+
+
+def _message(kind, path, what, blocker, existed, part_of, atomic=True, create=False,
+             started=True):
+    inside = "" if part_of is None else f" (part of the {part_of[0]} '{part_of[1]}')"
+    where = f"the {what} {'' if create else 'to '}'{path}'{inside}"
+    write, writing = ("create", "creating") if create else ("write", "writing")
+    kept = ("Nothing was written." if create or not started
+            else _kept(what, path, existed, part_of, atomic))
+    mount = _mount_point(path)
+    if kind == "file too large":
+        return (f"file too large while {writing} {where}: it would exceed the largest file "
+                "this process may write (its file-size limit, `ulimit -f`) or that the file "
+                f"system of '{mount}' allows. Raise the limit, or choose an output location on "
+                f"another file system (--out). {kept}")
+    if kind in ("disk full", "quota exceeded"):
+        free = _free_mib(mount)
+        after = "" if create or not atomic or not started else " after clean-up"
+        first = (f"disk full while {writing} {where}: {free} free on '{mount}'{after}"
+                 if kind == "disk full" else
+                 f"disk quota exceeded while {writing} {where}: your quota on '{mount}' is "
+                 f"used up ({free} free on the disk)")
+        return (f"{first}. Free some space there or choose another output location (--out). "
+                f"{kept}")
+    if kind == "read-only":
+        return (f"read-only file system: cannot {write} {where}: '{mount}' is mounted read-only. "
+                "Choose an output location on a writable disk (--out), or remount "
+                f"'{mount}' read-write. {kept}")
+    if kind == "permission":
+        folder = blocker if blocker.is_dir() else _existing(blocker.parent)
+        return (f"permission denied: cannot {write} {where}; this user may not write in "
+                f"'{folder}'. Choose a folder you can write to (--out), or get write "
+                f"permission for it (e.g. chmod u+w '{folder}'). {kept}")
+    if kind == "not a folder":
+        return (f"a file is where a folder is expected: cannot {write} {where}, because "
+                f"'{blocker}' is a file, not a folder. Move or rename '{blocker}', or choose "
+                f"another output location (--out). {kept}")
+    return (f"a folder is where a file is expected: cannot {write} {where}, because '{blocker}' "
+            f"is a folder, not a file. Move or rename the folder '{blocker}', or choose "
+            f"another name. {kept}")
+
+
+def _raise_storage(exc, path, what, *, tmp=None, existed=None, started=True):
+    """Re-raise ``exc`` from a failed write of ``path`` as a :class:`StorageError` if it is
+    one (with paths under the temporary ``tmp`` named by where they would have gone)."""
+    part_of = None
+    if isinstance(exc, StorageError) and tmp is not None and exc.path is not None \
+            and _within(exc.path, tmp):
+        inner = path / Path(os.path.abspath(exc.path)).relative_to(os.path.abspath(tmp))
+        blocker = exc.blocker
+        if blocker is not None and _within(blocker, tmp):
+            blocker = path / Path(os.path.abspath(blocker)).relative_to(os.path.abspath(tmp))
+        part_of = (what, path)
+        raise StorageError(exc.errno, _message(exc.kind, inner, exc.what, blocker, existed,
+                                               part_of),
+                           kind=exc.kind, path=inner, what=exc.what, blocker=blocker) from exc
+    if isinstance(exc, StorageError):
+        raise exc
+    filename = getattr(exc, "filename", None)
+    if filename and tmp is not None and _within(filename, tmp):
+        inner = path / Path(os.path.abspath(filename)).relative_to(os.path.abspath(tmp))
+        err = storage_error(exc, inner, "file", existed=existed,
+                            part_of=(what, path))
+    elif filename and not _within(filename, path.parent) and _KINDS.get(
+            getattr(exc, "errno", None)) in ("permission", "not a folder", "not a file"):
+        err = None  # about another file (an input being read): its own message is right
     else:
-        hint = "Check that the folder exists and is writable."
-    return type(exc)(exc.errno, f"Could not write {what} to '{path}': {exc.strerror}. {hint}")
+        err = storage_error(exc, path, what, existed=existed, started=started)
+    if err is None:
+        raise exc
+    raise err from exc
+
+
+def make_dir(path, *, what="output folder", option="--out") -> Path:
+    """Create the folder ``path`` (and its parents) if needed.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the folder is for, for the error message.
+    option : str
+        How the user chooses another location, for the error message.
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    StorageError
+        When it cannot be created (a file in the way, read-only, permission, disk full).
+    """
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err = storage_error(exc, path, what, existed=False, create=True, option=option)
+        if err is None:
+            raise
+        raise err from None
+    return path
+
+
+def _make_parent(path: Path, what: str):
+    """Create the folder ``path`` goes in; a failure names ``path`` and ``what``."""
+    if _file_in_the_way(path.parent) is not None:
+        raise storage_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path)),
+                            path, what, existed=False, started=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _raise_storage(exc, path, what, existed=False, started=False)
 
 
 def check_writable_dir(path, name: str = "out") -> Path:
@@ -37,17 +329,22 @@ def check_writable_dir(path, name: str = "out") -> Path:
 
     Raises
     ------
-    OSError
-        Naming the parameter, the location and how to fix it.
+    StorageError
+        Naming the parameter, the location, the cause and how to fix it.
     """
     path = Path(path).expanduser()
-    parent = path if path.is_dir() else path.parent
+    full = Path(os.path.abspath(path))
+    parent = full if full.is_dir() else full.parent
+    what = f"output ('{name}')"
+    if _file_in_the_way(parent) is not None:
+        raise storage_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", str(parent)),
+                            full, what, existed=False, started=False)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".nf-probe-"):
             pass
     except OSError as exc:
-        raise _explain_oserror(exc, parent, f"the '{name}' output") from None
+        _raise_storage(exc, full, what, existed=full.exists(), started=False)
     return path
 
 
@@ -108,23 +405,26 @@ def atomic_path(path, *, what: str = "file"):
 
     The temporary name keeps the suffix of ``path`` (MNE checks file name endings such as
     ``-fwd.fif``). On error the temporary file is removed and ``path`` is left untouched.
+    A failure of the storage (disk full, read-only, permission, a folder where the file goes),
+    raised by Python or by a library writing the temporary (safetensors, MNE, numpy), becomes
+    a :class:`StorageError` that says so.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _explain_oserror(exc, path.parent, what) from None
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    _make_parent(path, what)
+    if path.is_dir():
+        raise storage_error(IsADirectoryError(errno.EISDIR, "Is a directory", str(path)),
+                            path, what, existed=True, started=False)
     clean_stale_temporaries(path)
+    existed = path.exists()
     name = path.name
     tmp = path.parent / f".tmp-{os.getpid()}-{os.urandom(4).hex()}-{name}"
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         _remove(tmp)
-        raise _explain_oserror(exc, path, what) from exc
-    except BaseException:
-        _remove(tmp)
+        if isinstance(exc, Exception):
+            _raise_storage(exc, path, what, existed=existed)
         raise
 
 
@@ -134,20 +434,29 @@ def atomic_dir(path, *, overwrite: bool = False, what: str = "dataset"):
 
     If ``path`` exists and ``overwrite`` is False a FileExistsError is raised before anything
     is written. With ``overwrite=True`` the old directory is only removed after the new one
-    is complete.
+    is complete. Storage failures inside the block or when moving the folder in (disk full,
+    read-only, permission, a file in the way) become a :class:`StorageError` naming where the
+    file would have gone in ``path``.
     """
-    path = Path(path).expanduser()
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    if _file_in_the_way(path) is not None:
+        raise storage_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path)),
+                            path, what, existed=path.exists(), started=False)
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"The output location '{path}' already exists. Choose a new folder or pass "
             "overwrite=True (--overwrite on the command line) to replace it."
         )
-    check_writable_dir(path, name=what)
+    _make_parent(path, what)
     clean_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-{path.name}-", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-{path.name}-", dir=path.parent))
+    except OSError as exc:
+        _raise_storage(exc, path, what, existed=path.exists(), started=False)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder normal permissions
+    existed = path.exists()
     try:
         yield tmp
         if path.exists():
@@ -157,16 +466,16 @@ def atomic_dir(path, *, overwrite: bool = False, what: str = "dataset"):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _explain_oserror(exc, path, what) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception):
+            _raise_storage(exc, path, what, tmp=tmp, existed=existed)
         raise
 
 
 def _remove(path: Path):
-    with contextlib.suppress(FileNotFoundError):
+    # absent (never created), or on a read-only disk (where it cannot have been created)
+    with contextlib.suppress(OSError):
         os.remove(path)
 
 
@@ -280,5 +589,4 @@ def get_cache_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_cache_dir("neurofuse", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return make_dir(path, what="cache folder", option="set $NEUROFUSE_CACHE_DIR")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import _check_int, _check_option, _check_positive, _check_type
-from .._io import atomic_dir, get_cache_dir, hash_arrays
+from .._io import atomic_dir, get_cache_dir, hash_arrays, make_dir
 from .._logging import logger, verbose
 from .template import TEMPLATE_SUBJECT, get_template_subjects_dir, template_trans
 
@@ -373,7 +373,7 @@ def _linked_subjects_dir(subject: str, subjects_dir: Path) -> Path:
     template_dir = get_template_subjects_dir() / TEMPLATE_SUBJECT
     real = (subjects_dir / subject).resolve()
     linked = get_cache_dir() / "linked-subjects" / hash_arrays(str(real))
-    linked.mkdir(parents=True, exist_ok=True)
+    make_dir(linked, what="linked-subjects cache folder")
     for name, target in ((TEMPLATE_SUBJECT, template_dir), (subject, real)):
         link = linked / name
         if link.is_symlink() and Path(os.readlink(link)) == target:

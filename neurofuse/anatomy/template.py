@@ -30,7 +30,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .._io import atomic_dir, get_cache_dir
+from .._io import atomic_dir, get_cache_dir, make_dir
 from .._logging import logger, verbose
 from .surfaces import make_ico_sphere, radial_distances
 
@@ -209,7 +209,7 @@ def get_template_subjects_dir(*, verbose=None) -> Path:
     if _template_ok(subjects_dir):
         return subjects_dir
     logger.info("Building the embedded fsaverage5 template in %s", subjects_dir)
-    subjects_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(subjects_dir, what="template cache folder")
     target = subjects_dir / TEMPLATE_SUBJECT
     with atomic_dir(target, overwrite=True, what="template anatomy") as tmp:
         _write_template(tmp)

@@ -114,12 +114,45 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("neurofuse: interrupted; nothing half-written was left behind.", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as exc:
-        if log_level(args) == "debug":
+    except Exception as exc:
+        error = _explained(exc, getattr(args, "out", None))
+        if error is None or log_level(args) == "debug":
             raise
-        print(f"neurofuse {name}: error: {exc}", file=sys.stderr)
+        print(f"neurofuse {name}: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+#: Storage failures that can only come from writing (a failed read is never "disk full").
+_WRITE_ONLY = ("disk full", "quota exceeded", "file too large", "read-only")
+
+
+def _explained(exc, out=None):
+    """The error to print for ``exc``, or None when it is a bug (its traceback is shown).
+
+    Input errors (ValueError, TypeError, OSError) are printed as they are, except storage
+    failures that did not pass through :mod:`neurofuse._io`'s writers (raised by a library
+    writing directly, or wrapped by one, such as safetensors' ``SafetensorError``): those are
+    explained as :func:`neurofuse._io.storage_error` does, naming the file when the error does,
+    else the ``--out`` location.
+    """
+    from .._io import _KINDS, StorageError, storage_error
+
+    if isinstance(exc, StorageError):
+        return exc
+    seen, link = set(), exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if not isinstance(link, StorageError):
+            path = getattr(link, "filename", None) or out
+            err = None if path is None else storage_error(link, path, atomic=False)
+            if err is not None and (err.kind in _WRITE_ONLY or not isinstance(link, OSError)
+                                    or _KINDS.get(link.errno) is None):
+                return err
+        else:
+            return link
+        link = link.__cause__ or link.__context__
+    return exc if isinstance(exc, (ValueError, TypeError, OSError)) else None
 
 
 if __name__ == "__main__":

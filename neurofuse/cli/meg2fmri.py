@@ -88,7 +88,7 @@ def _cmd_synthesize(args):
 
     import numpy as np
 
-    from .._io import atomic_path
+    from .._io import atomic_path, make_dir
     from ..data import read_dataset
     from ..systems.meg2fmri import read_paired, synthesize
     from ..systems.meg2fmri.export import slices_to_nifti
@@ -96,11 +96,10 @@ def _cmd_synthesize(args):
     pairs = read_paired(args.pairs)
     images = synthesize(args.model, pairs.X, **passed(args, "device"))
     ds = read_dataset(args.data) if "data" in args else None
-    out = Path(args.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(args.out, what="NIfTI output folder")
 
     def write(path, img):
-        with atomic_path(path) as tmp:
+        with atomic_path(path, what="NIfTI image") as tmp:
             Path(tmp).write_bytes(gzip.compress(img.to_bytes()))
         print(path)
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import html
 import math
-from pathlib import Path
 
 from .._checks import _check_positive
-from .._io import write_json
+from .._io import make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
 from .pipeline import DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import cnr_to_json
@@ -84,8 +83,7 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
     from ..data.store import read_dataset
     from ..simulation.study import StudyConfig, simulate_study
 
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out, what="benchmark output folder")
     base = StudyConfig.resolve(DEMO_STUDY if study is None else study).to_dict()
     if seed is not None:
         base["seed"] = seed

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_json
+from .._io import make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
 from .pipeline import DEMO_FIT, DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import NEUROFUSE
@@ -240,8 +240,7 @@ def run_demo(out="neurofuse-demo", *, study=None, fit_config=None, ecog=True, n_
     from ..data.store import read_dataset
     from ..simulation.study import simulated_study
 
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out, what="demo output folder")
     bar = tqdm(total=len(DEMO_STEPS), desc="demo", unit="step", disable=not progress_enabled(),
                position=0, leave=True)
 

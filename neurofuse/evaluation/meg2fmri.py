@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path, write_json
+from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, verbose
 from ..stats import pearson_r
 from .images import mse, scores, ssim
@@ -125,7 +125,7 @@ def _pairs(ds, out, train_subjects, held_out, event, config):
                 part = paired.select(stories=stories[key]) if stories[key] else None
                 if part is not None and len(part):
                     sets[split].append(part)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder, what="paired-data folder")
     result = {}
     for split in _SPLITS:
         if not sets[split]:
@@ -258,8 +258,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
     from ..systems.meg2fmri.model import load_model, synthesize
 
     ds = data if isinstance(data, Dataset) else read_dataset(data)
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out, what="evaluation output folder")
     if pairing is None:
         pairing = PairingConfig()
     elif isinstance(pairing, dict):
@@ -296,7 +295,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
         ph = _physics(ds, {"calib": pairs["calib"], "test": test}, mean, pairing)
         if ph is not None:
             preds["physics"] = ph
-    with atomic_path(pred_file) as tmp:
+    with atomic_path(pred_file, what="predictions") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **preds)
 
@@ -320,7 +319,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
     }
     if pairing.target != "slice":  # the slice results keep their keys as they were
         results["target"] = pairing.target
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", results, what="results")
     logger.info("MEG2fMRI results: %s", json.dumps(rows))
     write_report(out / "report.html", results, test, preds, out / "cgan")
     return results
@@ -455,8 +454,7 @@ def run_meg2fmri_demo(out="neurofuse-meg2fmri-demo", *, study=None, fit_config="
     """
     from ..simulation.study import simulated_study
 
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out, what="demo output folder")
     data = simulated_study(DEMO_STUDY if study is None else study, out / "data", n_jobs=n_jobs)
     results = evaluate_meg2fmri(data, out, fit_config=fit_config)
     return {**results, "report": str(out / "report.html"), "summary": summary_line(results)}

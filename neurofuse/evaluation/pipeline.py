@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path, write_json
+from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, verbose
 from .prediction import prediction_table
 from .recovery import NEUROFUSE, recovery_rows, source_recovery, truth_stories
@@ -369,7 +369,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         given, model_dir, history = _given_model(model)
         check_model_fits(given, ds, name="model")
         given.cpu()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, what="evaluation output folder")
     # before any work (training included), refuse a folder that holds another model's scores
     if given is None:
         _claim_out(out, source=_TRAINED_HERE)

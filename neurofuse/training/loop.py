@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from .._checks import _check_int, _check_keys, _check_positive
-from .._io import atomic_path, write_json
+from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .device import select_device
@@ -242,9 +242,9 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         logger.info("Resuming after epoch %d", state["epoch"])
     run_config = task.run_config(model)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dir(out, what="training output folder")
         if run_config is not None:
-            write_json(out / "config.json", run_config)
+            write_json(out / "config.json", run_config, what="run settings")
 
     bar = tqdm(total=cfg.max_epochs, initial=state["epoch"], desc="epochs",
                disable=not progress_enabled() or rank != 0)

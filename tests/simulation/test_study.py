@@ -150,7 +150,7 @@ def test_output_errors(tmp_path):
     with pytest.raises(FileExistsError, match="already exists.*overwrite"):
         simulate_study("tiny", tmp_path / "existing")
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(OSError, match="Could not write"):
+    with pytest.raises(OSError, match="a file is where a folder is expected"):
         simulate_study("tiny", tmp_path / "afile" / "dataset")
 
 

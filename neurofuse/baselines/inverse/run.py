@@ -61,7 +61,7 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
     """
     import scipy.sparse
 
-    from ..._io import atomic_path, check_writable_dir
+    from ..._io import atomic_path, check_writable_dir, make_dir
 
     methods = list(methods) if not isinstance(methods, str) else [methods]
     for m in methods:
@@ -112,7 +112,7 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
                                [ds.morph(s) for s in fmri_subjects], morph)
     if out_dir is not None:
         out_dir = check_writable_dir(Path(out_dir), name="out_dir")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(out_dir, what="source estimates ('out_dir')")
 
     def compute(method, out):
         if method == "fMNE":

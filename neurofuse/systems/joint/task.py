@@ -78,6 +78,15 @@ class JointTask(Task):
         cfg, ds = self.cfg, self.dataset
         enc_kwargs = {"block_size": cfg.block_size, **self.encoder_kwargs}
         model = JointModel.from_dataset(ds, encoder_kwargs=enc_kwargs).to(ctx.device)
+        train_pieces = self._pieces(self.train_stories)
+        if not train_pieces:  # before the loss weights, whose repeatability needs time points
+            longest = max(ds.n_times(s) for s in self.train_stories) / ds.sfreq
+            raise ValueError(
+                f"No training piece: every training story is shorter than one piece "
+                f"(TrainConfig.piece_seconds = {cfg.piece_seconds:g} s; the longest of the "
+                f"{len(self.train_stories)} training stories lasts {longest:.1f} s). Use a "
+                f"shorter piece_seconds (a whole number of TRs, {ds.tr:g} s) and loss_seconds, "
+                "or longer stories.")
         self.weights = {}
         for kind, subs in (("meg", self.meg_subjects), ("fmri", self.fmri_subjects)):
             for s in subs:
@@ -86,16 +95,8 @@ class JointTask(Task):
                     device=ctx.device)
         subjects = dict(meg_subjects=self.meg_subjects, fmri_subjects=self.fmri_subjects,
                         rank=ctx.rank, world_size=ctx.world_size, batch_size=cfg.batch_size)
-        self.train = PieceLoader(ds, self._pieces(self.train_stories), shuffle=True,
+        self.train = PieceLoader(ds, train_pieces, shuffle=True,
                                  seed=cfg.seed, fmri_targets=self.denoised_fmri, **subjects)
-        if not self.train.pieces:
-            longest = max(ds.n_times(s) for s in self.train_stories) / ds.sfreq
-            raise ValueError(
-                f"No training piece: every training story is shorter than one piece "
-                f"(TrainConfig.piece_seconds = {cfg.piece_seconds:g} s; the longest of the "
-                f"{len(self.train_stories)} training stories lasts {longest:.1f} s). Use a "
-                f"shorter piece_seconds (a whole number of TRs, {ds.tr:g} s) and loss_seconds, "
-                "or longer stories.")
         self.val = PieceLoader(ds, self._pieces(self.val_stories), shuffle=False, **subjects)
         if len(self.val.pieces) == 0:
             logger.warning("No validation pieces: early stopping uses the training loss.")

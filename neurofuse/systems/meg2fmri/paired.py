@@ -10,6 +10,7 @@ configuration as JSON text), written atomically.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,13 +165,23 @@ def read_paired(path) -> PairedSet:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No paired set at '{path}': write one with PairedSet.save.")
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"])) if "meta" in data else {}
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"'{path}' is not a paired MEG-fMRI set written by "
-                             "PairedSet.save (its 'meta' entry is missing or of another "
-                             "format).")
-        return PairedSet(**{k: data[k] for k in _ARRAYS}, config=meta["config"])
+    not_a_set = (f"'{path}' is not a paired MEG-fMRI set written by PairedSet.save (an .npz "
+                 "with a 'meta' entry); make one with 'neurofuse meg2fmri prepare'.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # not npz, truncated
+        raise ValueError(f"{not_a_set} It could not be read: {exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{not_a_set} It holds a single array of shape {data.shape}.")
+    with data:
+        try:
+            meta = json.loads(str(data["meta"])) if "meta" in data else {}
+            if meta.get("format") != _FORMAT:
+                raise ValueError(f"{not_a_set} Its 'meta' entry is missing or of another "
+                                 "format.")
+            return PairedSet(**{k: data[k] for k in _ARRAYS}, config=meta["config"])
+        except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise ValueError(f"{not_a_set} It is damaged: {exc}") from None
 
 
 def concatenate_paired(sets) -> PairedSet:

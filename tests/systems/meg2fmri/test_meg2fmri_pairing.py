@@ -285,3 +285,21 @@ def test_paired_sets_concatenate_select_and_round_trip_without_pickle(tmp_path):
                                                                  "slice_selection": 0}))
     with pytest.raises(ValueError, match="another configuration"):
         concatenate_paired([both, other])
+
+
+@pytest.mark.parametrize("kind", ["npy", "text", "truncated", "other-npz"])
+def test_read_paired_refuses_files_that_are_not_paired_sets(tmp_path, kind):
+    path = tmp_path / "pairs.npz"
+    if kind == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((3, 4)))
+    elif kind == "text":
+        path.write_text("hello\n")
+    elif kind == "truncated":
+        np.savez(path, meta=np.array("{}"), X=np.zeros(1000))
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        np.savez(path, X=np.zeros(3))
+    with pytest.raises(ValueError, match=r"pairs\.npz' is not a paired MEG-fMRI set.*"
+                       r"neurofuse meg2fmri prepare"):
+        read_paired(path)
