@@ -248,9 +248,10 @@ def device(text):
 
 
 def add_device(parser, help="training device: cpu, cuda, cuda:1 ... (default: a CUDA GPU "
-                            "when available, else the CPU)"):
-    """``--device``, checked against this machine's devices when the command line is parsed."""
-    return option(parser, "--device", type=device, help=help)
+                            "when available, else the CPU)", keyword=True):
+    """``--device``, checked against this machine's devices when the command line is parsed
+    (``keyword``: as :func:`option`)."""
+    return option(parser, "--device", type=device, help=help, keyword=keyword)
 
 
 def add_force(parser):

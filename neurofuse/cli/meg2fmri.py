@@ -177,7 +177,8 @@ def add_parser(subparsers):
                                                 "history.csv")
     add_resume(p)
     add_device(p, help="training device: cpu, cuda, cuda:1 ... (default: the config's "
-                       "TrainConfig.device, else a CUDA GPU when available, else the CPU)")
+                       "TrainConfig.device, else a CUDA GPU when available, else the CPU)",
+               keyword=False)
 
     p = add_command(sub, "synthesize", _cmd_synthesize,
                     target="neurofuse.systems.meg2fmri.model:synthesize",

@@ -84,3 +84,16 @@ def test_cli_force_skips_the_refusal(tmp_path, monkeypatch, capsys):
     assert "1 MiB available" in capsys.readouterr().err and not out.exists()
     assert main(["simulate", "study", "tiny", "--out", str(out), "-q", "--force"]) == 0
     assert (out / "neurofuse-dataset.json").is_file()
+
+
+def test_cli_refuses_a_study_larger_than_the_free_disk(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("neurofuse._resources.free_disk", lambda path: 2 ** 18)
+    out = tmp_path / "s"
+    assert main(["simulate", "study", "tiny", "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    from neurofuse._resources import format_bytes
+
+    need = format_bytes(estimate_study(StudyConfig.preset("tiny"))[1]["total"])
+    assert f"writes about {need} to '{out}', 256 KiB free there (largest: " in err
+    assert "choose another location, free some space, or reduce story_duration" in err
+    assert not out.exists()
