@@ -55,6 +55,7 @@ def _cmd_predict(args):
 
 def _cmd_evaluate(args):
     from .._io import write_json
+    from .._resources import ignore_limits
     from ..data.store import read_dataset
     from ..evaluation.demo import make_study_report, summary_line
     from ..evaluation.pipeline import evaluate_study
@@ -62,16 +63,17 @@ def _cmd_evaluate(args):
 
     ds = read_dataset(args.data)
     truth_stories(ds)  # source recovery needs ground truth: refuse before hours of work
-    if "model" not in args:  # the joint model trained last: refuse a size that cannot fit now
-        from ..evaluation.pipeline import DEMO_FIT
-        from ..systems.joint.resources import check_fit_dataset
-        from ..systems.joint.trainer import load_fit_config
-
-        train, encoder = load_fit_config(getattr(args, "fit_config", DEMO_FIT))
-        check_fit_dataset(ds, train, encoder)
     out = Path(args.out).expanduser()
-    evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
-                                                  "fmri_denoise", "device"))
+    with ignore_limits("force" in args):
+        if "model" not in args:  # the joint model is trained last: refuse it now if too big
+            from ..evaluation.pipeline import DEMO_FIT
+            from ..systems.joint.resources import check_fit_dataset
+            from ..systems.joint.trainer import load_fit_config
+
+            train, encoder = load_fit_config(getattr(args, "fit_config", DEMO_FIT))
+            check_fit_dataset(ds, train, encoder)
+        evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
+                                                      "fmri_denoise", "device"))
     results = evaluation.results()
     write_json(out / "results.json", results, what="results")
     report = make_study_report(evaluation, ds, out / "report.html",
@@ -180,6 +182,7 @@ def add_parser(subparsers):
     option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_false",
            help="train on the raw training fMRI, not the fMRI ridge ceiling's predictions")
     add_device(p)
+    add_force(p)
 
     add_demo(sub)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse._resources import ResourceError, ignore_limits
+from neurofuse._resources import ResourceError, format_bytes, ignore_limits
 from neurofuse.cli.main import main
 from neurofuse.data.store import read_dataset
 from neurofuse.systems.joint import resources
@@ -88,9 +88,11 @@ def test_a_huge_stimulus_is_refused_before_work(model, tmp_path, monkeypatch):
         write_predictions(model, fname, tmp_path / "p")
     msg = str(exc.value)
     # 8196 sources x 5e6 samples x 4 bytes = 153 GiB held, + 11.4 GiB of MEG (306 x 5e6, f64)
-    assert msg.startswith("Predicting for a stimulus of 5000000 samples (100,000 s) needs "
-                          "about 164 GiB of memory, 16 GiB available (largest: source "
-                          "estimate 153 GiB, MEG of S01 11.4 GiB")
+    need = estimate_predict(model, 5_000_000)[0]["total"]
+    assert 8196 * 5e6 * 4 + 306 * 5e6 * 8 < need < 1.1 * (8196 * 5e6 * 4 + 306 * 5e6 * 8)
+    assert msg.startswith(f"Predicting for a stimulus of 5000000 samples (100,000 s) needs "
+                          f"about {format_bytes(need)} of memory, 16 GiB available (largest: "
+                          "source estimate 153 GiB, MEG of S01 11.4 GiB")
     per_sample = estimate_predict(model, 5_000_000)[0]["total"] / 5_000_000
     assert f"parts of at most about {int(16 * GiB / per_sample)} samples" in msg
     assert "--force" in msg and not (tmp_path / "p").exists()
