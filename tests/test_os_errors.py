@@ -144,7 +144,9 @@ def test_read_only_disk_on_a_real_tmpfs(tmp_path):
 def test_cli_simulate_and_fit_on_a_full_disk_say_so(tmp_path, tiny_study, command):
     """End to end: one clear line, exit 1, no traceback, nothing half-written."""
     size, args, what = {
-        "simulate": ("256k", ["simulate", "study", "tiny", "--out", "{disk}/ds"],
+        # --force: past the up-front disk estimate (tests/simulation/test_study_resources.py),
+        # to the write that fills the disk
+        "simulate": ("256k", ["simulate", "study", "tiny", "--out", "{disk}/ds", "--force"],
                      "while writing the "),
         "fit": ("1m", ["joint", "fit", "tiny", "--data", str(tiny_study), "--out", "{disk}/run",
                        "--epochs", "1", "-q"], "while writing the model to '{disk}/run/model'"),

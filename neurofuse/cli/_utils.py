@@ -235,6 +235,32 @@ def cnr(text):
     return val
 
 
+def device(text):
+    """A torch device this machine has (an argparse ``type``): checked when parsed, before
+    any work, by :func:`neurofuse.training.device.select_device`; returned as given."""
+    from ..training.device import select_device
+
+    try:
+        select_device(text, name="--device")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_device(parser, help="training device: cpu, cuda, cuda:1 ... (default: a CUDA GPU "
+                            "when available, else the CPU)", keyword=True):
+    """``--device``, checked against this machine's devices when the command line is parsed
+    (``keyword``: as :func:`option`)."""
+    return option(parser, "--device", type=device, help=help, keyword=keyword)
+
+
+def add_force(parser):
+    """``--force``: run even when the up-front memory or disk estimate says it will not fit."""
+    return option(parser, "--force", action="store_true", keyword=False,
+                  help="run even if the memory or disk estimate says the job does not fit "
+                       "(same as NEUROFUSE_IGNORE_LIMITS=1)")
+
+
 def format_summary(summary: dict, path) -> str:
     """A human-readable description of a dataset summary (from ``Dataset.summary()``)."""
     tr = "no TR" if summary.get("tr") is None else f"TR {summary['tr']:g} s"

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._utils import LazyChoices, add_command, add_group, add_resume, cnr, option, passed
+from ._utils import (LazyChoices, add_command, add_device, add_force, add_group, add_resume, cnr,
+                     option, passed)
 
 NAME = "joint"
 HELP = "the joint MEG-fMRI encoding model: fit, predict, evaluate, demo, benchmark, ecog"
 
 
 def _cmd_fit(args):
+    from .._resources import ignore_limits
     from ..training.distributed import cleanup_distributed, init_distributed
     from ..systems.joint.task import JointTask
     from ..systems.joint.trainer import TrainConfig, fit, load_fit_config
@@ -23,8 +25,9 @@ def _cmd_fit(args):
         train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.epochs})
     ctx = init_distributed(getattr(args, "device", None))  # a torchrun process joins its group
     try:
-        history = fit(args.data, args.out, train_config=train, encoder_kwargs=encoder,
-                      device=ctx.device, **passed(args, "resume"))
+        with ignore_limits("force" in args):
+            history = fit(args.data, args.out, train_config=train, encoder_kwargs=encoder,
+                          device=ctx.device, **passed(args, "resume"))
     finally:
         cleanup_distributed()
     if ctx.rank == 0 and history:
@@ -40,16 +43,19 @@ def _cmd_fit(args):
 
 
 def _cmd_predict(args):
+    from .._resources import ignore_limits
     from ..systems.joint.predict import write_predictions
 
-    written = write_predictions(args.model, args.stimulus, args.out,
-                                **passed(args, "sfreq", "subjects", "overwrite"))
+    with ignore_limits("force" in args):
+        written = write_predictions(args.model, args.stimulus, args.out,
+                                    **passed(args, "sfreq", "subjects", "overwrite"))
     for path in written:
         print(path)
 
 
 def _cmd_evaluate(args):
     from .._io import write_json
+    from .._resources import ignore_limits
     from ..data.store import read_dataset
     from ..evaluation.demo import make_study_report, summary_line
     from ..evaluation.pipeline import evaluate_study
@@ -58,8 +64,16 @@ def _cmd_evaluate(args):
     ds = read_dataset(args.data)
     truth_stories(ds)  # source recovery needs ground truth: refuse before hours of work
     out = Path(args.out).expanduser()
-    evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
-                                                  "fmri_denoise", "device"))
+    with ignore_limits("force" in args):
+        if "model" not in args:  # the joint model is trained last: refuse it now if too big
+            from ..evaluation.pipeline import DEMO_FIT
+            from ..systems.joint.resources import check_fit_dataset
+            from ..systems.joint.trainer import load_fit_config
+
+            train, encoder = load_fit_config(getattr(args, "fit_config", DEMO_FIT))
+            check_fit_dataset(ds, train, encoder)
+        evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
+                                                      "fmri_denoise", "device"))
     results = evaluation.results()
     write_json(out / "results.json", results, what="results")
     report = make_study_report(evaluation, ds, out / "report.html",
@@ -116,7 +130,7 @@ def add_demo(sub):
     option(p, "--out", help="output folder")
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file (default: "
            "the demo's, a small model that trains in minutes on 2 CPU cores)")
-    option(p, "--device", help="training device (default: CUDA when available)")
+    add_device(p)
     option(p, "--n-jobs", type=int, help="parallel jobs for forward models")
     return p
 
@@ -134,7 +148,8 @@ def add_parser(subparsers):
                                                 "history.csv")
     add_resume(p)
     option(p, "--epochs", type=int, keyword=False, help="override the config's max_epochs")
-    option(p, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    add_device(p)
+    add_force(p)
 
     p = add_command(sub, "predict", _cmd_predict,
                     target="neurofuse.systems.joint.predict:write_predictions",
@@ -145,6 +160,7 @@ def add_parser(subparsers):
     option(p, "--sfreq", type=float, help="sampling rate of the features (checked)")
     option(p, "--subjects", nargs="*", help="subjects to predict MEG/BOLD for (default all)")
     option(p, "--overwrite", action="store_true", help="replace existing predictions")
+    add_force(p)
 
     p = add_command(sub, "evaluate", _cmd_evaluate,
                     target="neurofuse.evaluation.pipeline:evaluate_study",
@@ -165,7 +181,8 @@ def add_parser(subparsers):
            "(default: all)")
     option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_false",
            help="train on the raw training fMRI, not the fMRI ridge ceiling's predictions")
-    option(p, "--device", help="training device (default: CUDA when available)")
+    add_device(p)
+    add_force(p)
 
     add_demo(sub)
 
@@ -186,7 +203,7 @@ def add_parser(subparsers):
     option(b, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
     option(b, "--seed", type=int, help="override the study's seed")
-    option(b, "--device", help="training device (default: CUDA when available)")
+    add_device(b)
     option(b, "--n-jobs", type=int, help="parallel jobs for forward models")
 
     p = add_command(sub, "ecog", _cmd_ecog,

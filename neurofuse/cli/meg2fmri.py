@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._utils import add_command, add_group, add_resume, option, passed
+from ._utils import add_command, add_device, add_group, add_resume, option, passed
 
 NAME = "meg2fmri"
 HELP = "MEG->fMRI slice cGAN (MEG2fMRI): prepare, fit, synthesize, evaluate, demo"
@@ -62,13 +62,20 @@ def _cmd_prepare(args):
 
 
 def _cmd_fit(args):
-    from ..systems.meg2fmri import fit, read_paired
+    import dataclasses
 
+    from ..systems.meg2fmri import fit, read_paired
+    from ..systems.meg2fmri.trainer import load_fit_config
+
+    config, model_config = args.config, None
+    if "device" in args:  # --device overrides the config's TrainConfig.device
+        config, model_config = load_fit_config(args.config)
+        config = dataclasses.replace(config, device=args.device)
     train = read_paired(args.train)
     val = read_paired(args.val) if "val" in args else None
     history = fit(train.X, train.Y, args.out, X_val=None if val is None else val.X,
-                  Y_val=None if val is None else val.Y, config=args.config,
-                  **passed(args, "resume"))
+                  Y_val=None if val is None else val.Y, config=config,
+                  model_config=model_config, **passed(args, "resume"))
     if history:
         last = history[-1]
         print(f"Trained {last['epoch']} epochs"
@@ -87,7 +94,7 @@ def _cmd_synthesize(args):
     from ..systems.meg2fmri.export import slices_to_nifti
 
     pairs = read_paired(args.pairs)
-    images = synthesize(args.model, pairs.X)
+    images = synthesize(args.model, pairs.X, **passed(args, "device"))
     ds = read_dataset(args.data) if "data" in args else None
     out = make_dir(args.out, what="NIfTI output folder")
 
@@ -169,6 +176,9 @@ def add_parser(subparsers):
     p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, "
                                                 "history.csv")
     add_resume(p)
+    add_device(p, help="training device: cpu, cuda, cuda:1 ... (default: the config's "
+                       "TrainConfig.device, else a CUDA GPU when available, else the CPU)",
+               keyword=False)
 
     p = add_command(sub, "synthesize", _cmd_synthesize,
                     target="neurofuse.systems.meg2fmri.model:synthesize",
@@ -178,6 +188,7 @@ def add_parser(subparsers):
     option(p, "--data", keyword=False, help="the store the pairs came from (gives each "
            "subject's volume affine; without it the slices get an identity affine)")
     p.add_argument("--out", required=True, help="output folder for the .nii.gz files")
+    add_device(p, help="where to run the generator: cpu, cuda, cuda:1 ... (default: the CPU)")
 
     p = add_command(sub, "evaluate", _cmd_evaluate,
                     target="neurofuse.evaluation.meg2fmri:evaluate_meg2fmri",

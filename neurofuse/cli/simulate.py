@@ -6,7 +6,7 @@ simulated study's world).
 
 from __future__ import annotations
 
-from ._utils import add_command, add_group, cnr, option, passed, print_summary
+from ._utils import add_command, add_force, add_group, cnr, option, passed, print_summary
 
 NAME = "simulate"
 HELP = "simulate a world with ground truth: study (MEG+fMRI), ecog"
@@ -17,13 +17,17 @@ WORLDS = ("study", "ecog")
 
 
 def _cmd_study(args):
+    from .._resources import ignore_limits
+    from ..simulation.resources import check_study_resources
     from ..simulation.study import StudyConfig, simulate_study
 
     config = StudyConfig.resolve(args.config)
     overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr")
     if overrides:
         config = StudyConfig.from_dict({**config.to_dict(), **overrides})
-    out = simulate_study(config, args.out, **passed(args, "overwrite", "n_jobs"))
+    with ignore_limits("force" in args):
+        check_study_resources(config, args.out)  # before minutes of anatomy
+        out = simulate_study(config, args.out, **passed(args, "overwrite", "n_jobs"))
     print_summary(out)
 
 
@@ -53,6 +57,7 @@ def add_parser(subparsers):
     option(p, "--volume-cnr", type=cnr, keyword=False,
            help="override the fMRI-volume CNR of paired subjects (a number or 'inf')")
     option(p, "--n-jobs", type=int, help="parallel jobs for forward models")
+    add_force(p)
 
     p = add_command(sub, "ecog", _cmd_ecog, target="neurofuse.simulation.ecog:simulate_ecog",
                     help="ECoG of new subjects hearing a new story, from a simulated study's "

@@ -8,8 +8,10 @@ and progress bar.
 """
 
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
-from .loop import LoopConfig, TrainingDivergedError, fit_task, select_device
+from .device import available_devices, select_device
+from .loop import LoopConfig, TrainingDivergedError, fit_task
 from .task import RunContext, Task
 
-__all__ = ["LoopConfig", "RunContext", "Task", "TrainingDivergedError", "fit_task", "load_checkpoint",
-           "restore_checkpoint", "save_checkpoint", "select_device"]
+__all__ = ["LoopConfig", "RunContext", "Task", "TrainingDivergedError", "available_devices",
+           "fit_task", "load_checkpoint", "restore_checkpoint", "save_checkpoint",
+           "select_device"]

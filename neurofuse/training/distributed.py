@@ -42,7 +42,7 @@ def init_distributed(device=None, *, backend=None):
     ----------
     device : str | torch.device | None
         Device of this process. Default: ``cuda:LOCAL_RANK`` when CUDA is available, else the
-        CPU (:func:`neurofuse.training.loop.select_device`).
+        CPU (:func:`neurofuse.training.device.select_device`).
     backend : str | None
         ``torch.distributed`` backend; default ``"nccl"`` when CUDA is available, else
         ``"gloo"``.
@@ -54,7 +54,7 @@ def init_distributed(device=None, *, backend=None):
     """
     import torch
 
-    from .loop import select_device
+    from .device import select_device
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = select_device(device)

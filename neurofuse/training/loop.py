@@ -4,7 +4,7 @@ It runs a :class:`~neurofuse.training.task.Task` (which knows the model, the bat
 losses) and owns the rest:
 
 * the device (CUDA -- this process's ``LOCAL_RANK`` under ``torchrun`` -- when available,
-  else CPU), chosen once here;
+  else CPU), chosen and checked once here (:func:`neurofuse.training.device.select_device`);
 * data parallelism over the processes of an initialised process group (DDP; the group is
   set up by the caller, e.g. the CLI under ``torchrun``);
 * one or several optimizers (stepped in order for every batch, e.g. a GAN's discriminator
@@ -33,7 +33,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from .._checks import _check_int, _check_keys, _check_positive
 from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from .device import select_device
 from .task import RunContext
 
 __all__ = ["LoopConfig", "TrainingDivergedError", "fit_task", "select_device"]
@@ -149,15 +149,6 @@ def _dist():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
     return 0, 1, False
-
-
-def select_device(device=None) -> torch.device:
-    """``device``, or CUDA (device ``LOCAL_RANK`` under torchrun) when available, else CPU."""
-    if device is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 def _named(value):

@@ -6,6 +6,9 @@
 * :func:`to_source_estimate`: as an ``mne.SourceEstimate`` on fsaverage, or morphed to a subject.
 * :func:`predict_meg`: a subject's predicted MEG as ``mne.io.RawArray`` with its ``Info``.
 * :func:`predict_bold`: a subject's predicted source-level BOLD, shape (n_sources, n_trs).
+* :func:`write_predictions`: all of them written as MNE-readable files, after checking that
+  the stimulus is long enough, that the job fits in memory and on disk
+  (:mod:`neurofuse.systems.joint.resources`), and that the model's outputs are finite.
 
 Units: the correlation loss is blind to scale, so source estimates are in model units
 (proportional to A·m, not calibrated); predicted MEG is in those units times the gain.
@@ -17,6 +20,20 @@ import numpy as np
 import torch
 
 from ..._checks import _check_finite, _check_ndim, _check_option, _check_sfreq
+from ...training.device import select_device
+
+#: Bytes of the transient arrays of :func:`predict_bold` per subject source and sample (the
+#: morphed rows in float64, their float32 tensor, the envelope's FFTs); sets its row chunks.
+BOLD_BYTES_PER_ELEMENT = 48
+#: Target size of those transients (bytes): long stimuli get fewer rows per chunk.
+BOLD_CHUNK_BYTES = 2 ** 28
+#: Target size (bytes) of the float64 source columns :func:`predict_meg` copies at once.
+MEG_CHUNK_BYTES = 2 ** 26
+
+
+def meg_chunk_samples(n_sources: int) -> int:
+    """Samples of the MEG product ``G s`` computed at once (``MEG_CHUNK_BYTES`` of float64)."""
+    return max(1, MEG_CHUNK_BYTES // (8 * n_sources))
 
 
 def _check_features(model, features, sfreq):
@@ -57,7 +74,7 @@ def iter_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=None
     block : array, shape (n_sources, stop - start), float32
     """
     features = _check_features(model, features, sfreq)
-    device = next(model.parameters()).device if device is None else torch.device(device)
+    device = next(model.parameters()).device if device is None else select_device(device)
     was_training = model.training
     model.eval()
     cfg = model.encoder.config
@@ -68,7 +85,8 @@ def iter_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=None
         for a in range(0, n_times, chunk):
             b = min(a + chunk, n_times)
             a0 = max(0, a - context)
-            x = torch.as_tensor(np.asarray(features[a0:b], np.float32), device=device)[None]
+            # a copy: the features may be a read-only memory map
+            x = torch.as_tensor(np.array(features[a0:b], np.float32), device=device)[None]
             s = model.encoder(x)[0, a - a0:]  # (b - a, d_src)
             yield a, b, s.T.float().cpu().numpy()
     finally:
@@ -174,15 +192,29 @@ def predict_meg(model, subject, sources):
     _check_option("subject", subject, list(model.meg_heads))
     head = model.meg_heads[subject]
     gain = head.gain.double().cpu().numpy() / head.scale
-    data = gain @ np.asarray(sources, np.float64)
+    n_times = np.shape(sources)[1]
+    data = np.empty((gain.shape[0], n_times))
+    step = meg_chunk_samples(gain.shape[1])
+    for a in range(0, n_times, step):  # float64 copies of a few columns at a time
+        b = min(a + step, n_times)
+        data[:, a:b] = gain @ np.asarray(sources[:, a:b], np.float64)
     info = model.infos.get(subject)
     if info is None:
         info = mne.create_info(head.n_channels, model.sfreq, "misc")
     return mne.io.RawArray(data, info, verbose="error")
 
 
+def bold_rows_per_chunk(n_times: int) -> int:
+    """Subject sources :func:`predict_bold` morphs at once for ``n_times`` samples.
+
+    At most 1024, fewer for long stimuli so that a chunk's transients stay near
+    ``BOLD_CHUNK_BYTES`` (256 MiB).
+    """
+    return int(max(1, min(1024, BOLD_CHUNK_BYTES // (BOLD_BYTES_PER_ELEMENT * max(n_times, 1)))))
+
+
 @torch.no_grad()
-def predict_bold(model, subject, sources, *, rows_per_chunk=1024):
+def predict_bold(model, subject, sources, *, rows_per_chunk=None):
     """A subject's predicted source-level BOLD.
 
     Parameters
@@ -191,7 +223,10 @@ def predict_bold(model, subject, sources, *, rows_per_chunk=1024):
     subject : str
         An fMRI subject of the model.
     sources : array, shape (n_sources_fsaverage, n_times)
-        ``n_times`` must be a whole number of TRs (a trailing partial TR is dropped).
+        ``n_times`` must be at least one TR (a trailing partial TR is dropped).
+    rows_per_chunk : int | None
+        Subject sources computed at once (memory control; the values do not depend on it).
+        None: :func:`bold_rows_per_chunk`.
 
     Returns
     -------
@@ -201,15 +236,85 @@ def predict_bold(model, subject, sources, *, rows_per_chunk=1024):
     head = model.fmri_heads[subject]
     n = head.samples_per_tr
     n_times = (np.shape(sources)[1] // n) * n
+    if n_times == 0:
+        raise ValueError(f"'sources' has {np.shape(sources)[1]} samples, less than one TR "
+                         f"({n} samples = {head.tr:g} s at {model.sfreq:g} Hz): BOLD needs at "
+                         "least one whole TR. Predict for a longer stimulus.")
+    if rows_per_chunk is None:
+        rows_per_chunk = bold_rows_per_chunk(n_times)
     morph = _csr_to_scipy(head.morph)
     dtype = head.hrf.log_params.dtype
     out = np.empty((morph.shape[0], n_times // n), np.float32)
     for r0 in range(0, morph.shape[0], rows_per_chunk):
-        x = morph[r0:r0 + rows_per_chunk] @ np.asarray(sources[:, :n_times], np.float64)
+        rows = morph[r0:r0 + rows_per_chunk]
+        cols = np.unique(rows.indices)  # the fsaverage sources these rows read: copy only them
+        x = rows[:, cols] @ np.asarray(sources[cols, :n_times], np.float64)
         # The head's own envelope -> TR mean -> HRF, on these rows over the whole stimulus.
         bold = head.bold(torch.as_tensor(x, dtype=dtype)[:, None])  # (1, n_trs, rows)
         out[r0:r0 + len(x)] = bold[0].T.cpu().numpy()
     return out
+
+
+def write_stc(fname, sources, vertices, *, tmin=0.0, tstep, step=4096):
+    """Write one hemisphere's ``.stc`` file, time block by time block.
+
+    The bytes of MNE's own writer (``SourceEstimate.save(ftype="stc")``), without its two
+    full-size copies of the data: a few thousand samples are converted at a time.
+
+    Parameters
+    ----------
+    fname : path-like
+        The file (``...-lh.stc`` or ``...-rh.stc``).
+    sources : array, shape (n_vertices, n_times)
+        This hemisphere's rows.
+    vertices : array of int, shape (n_vertices,)
+    tmin, tstep : float
+        Time of the first sample and between samples, s.
+    step : int
+        Samples converted at once.
+    """
+    with open(fname, "wb") as fid:
+        fid.write(np.array(1000 * tmin, ">f4").tobytes())
+        fid.write(np.array(1000 * tstep, ">f4").tobytes())
+        fid.write(np.array(len(vertices), ">u4").tobytes())
+        fid.write(np.asarray(vertices, ">u4").tobytes())
+        fid.write(np.array(np.shape(sources)[1], ">u4").tobytes())
+        for a in range(0, np.shape(sources)[1], step):  # time-major: (n_times, n_vertices)
+            fid.write(np.asarray(sources[:, a:a + step].T, ">f4").tobytes())
+
+
+def _check_outputs_finite(what, data, model_name, *, step=4096):
+    """Refuse non-finite model outputs (column blocks: no full-size boolean copy)."""
+    n_times = np.shape(data)[1]
+    for a in range(0, n_times, step):
+        if not np.isfinite(data[:, a:a + step]).all():
+            block = np.asarray(data[:, a:a + step])
+            bad = int((~np.isfinite(block)).sum())
+            raise ValueError(
+                f"The model {model_name} predicts NaN or infinite {what} for this stimulus "
+                f"({bad} non-finite values in samples {a} to {a + block.shape[1] - 1}, and "
+                "maybe more), although the stimulus is finite: the model is likely damaged or "
+                "its training diverged. Nothing was written. Retrain it (check the training "
+                "data for NaN/Inf values) or use another model.")
+
+
+def _check_stimulus_length(model, n_times, fmri_subjects):
+    cfg = model.encoder.config
+    field = cfg.n_layers * (cfg.window - 1) + 1  # samples one output can depend on
+    if n_times < field:
+        raise ValueError(
+            f"The stimulus has {n_times} samples ({n_times / model.sfreq:g} s at "
+            f"{model.sfreq:g} Hz), shorter than the model's receptive field of {field} samples "
+            f"({field / model.sfreq:g} s = n_layers {cfg.n_layers} x (window {cfg.window} - 1) "
+            "+ 1): every prediction would rest on less context than the model was trained "
+            "with. Pass at least that much stimulus, e.g. the stimulus that preceded this "
+            "part (then keep the predictions of the last samples).")
+    spt = {model.fmri_heads[s].samples_per_tr for s in fmri_subjects}
+    if spt and n_times < max(spt):
+        raise ValueError(
+            f"The stimulus has {n_times} samples, less than one TR ({max(spt)} samples): "
+            f"BOLD cannot be predicted for fMRI subjects {sorted(fmri_subjects)}. Pass a "
+            "longer stimulus, or only MEG subjects (--subjects).")
 
 
 def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwrite=False):
@@ -238,30 +343,54 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
 
     from ..._io import atomic_dir
     from .model import JointModel
+    from .resources import check_predict_resources
 
+    model_name = "given"
     if not isinstance(model, JointModel):
+        model_name = f"in '{model}'"
         model = JointModel.load(model)
     if not isinstance(stimulus, np.ndarray):
         fname = Path(stimulus).expanduser()
         if not fname.is_file():
             raise FileNotFoundError(f"Stimulus file '{fname}' not found (expected a .npy array "
                                     "of shape (n_times, d_stim)).")
-        stimulus = np.load(fname, allow_pickle=False)
+        stimulus = np.load(fname, mmap_mode="r", allow_pickle=False)  # shape first, data later
     everyone = list(model.meg_heads) + [s for s in model.fmri_heads if s not in model.meg_heads]
     subjects = everyone if not subjects else list(subjects)
     for sub in subjects:
         _check_option("subjects", sub, everyone)
-    sources = predict_sources(model, stimulus, sfreq=sfreq)
+    stimulus = _check_ndim("stimulus", stimulus, 2, "(n_times, d_stim)")
+    d = model.encoder.config.d_stim
+    if stimulus.shape[1] != d:
+        raise ValueError(f"Features of the wrong dimension: the model expects {d} features per "
+                         f"sample (its d_stim), got {stimulus.shape[1]}.")
+    if sfreq is not None:
+        _check_features(model, stimulus[:1], sfreq)
+    _check_stimulus_length(model, len(stimulus), [s for s in subjects if s in model.fmri_heads])
     out = Path(out).expanduser()
+    check_predict_resources(model, len(stimulus), subjects, out)
+    sources = predict_sources(model, stimulus, sfreq=sfreq)
+    _check_outputs_finite("sources", sources, model_name)
     names = []
-    with atomic_dir(out, overwrite=overwrite, what="predictions") as tmp:
-        to_source_estimate(model, sources).save(tmp / "sources", ftype="stc", verbose="error")
+    with atomic_dir(out, overwrite=overwrite, what="predictions") as tmp:  # all or nothing
+        if model.vertices is None:
+            raise ValueError("This model does not record its fsaverage vertex numbers.")
+        n_lh = len(model.vertices[0])
+        for hemi, rows, vert in (("lh", slice(0, n_lh), model.vertices[0]),
+                                 ("rh", slice(n_lh, None), model.vertices[1])):
+            write_stc(tmp / f"sources-{hemi}.stc", sources[rows], vert, tstep=1 / model.sfreq)
         names += ["sources-lh.stc", "sources-rh.stc"]
         for sub in subjects:
             if sub in model.meg_heads:
-                predict_meg(model, sub, sources).save(tmp / f"{sub}_pred-raw.fif", verbose="error")
+                raw = predict_meg(model, sub, sources)
+                _check_outputs_finite(f"MEG of {sub}", raw._data, model_name)
+                raw.save(tmp / f"{sub}_pred-raw.fif", verbose="error")
                 names.append(f"{sub}_pred-raw.fif")
+                del raw
             if sub in model.fmri_heads:
-                np.save(tmp / f"{sub}_bold.npy", predict_bold(model, sub, sources))
+                bold = predict_bold(model, sub, sources)
+                _check_outputs_finite(f"BOLD of {sub}", bold, model_name)
+                np.save(tmp / f"{sub}_bold.npy", bold)
                 names.append(f"{sub}_bold.npy")
+                del bold
     return [out / n for n in names]

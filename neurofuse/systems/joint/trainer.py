@@ -18,6 +18,7 @@ from ..._checks import _check_int, _check_keys, _check_option, _check_positive
 from ..._logging import verbose
 from ...training.loop import LoopConfig, fit_task
 from ...training.presets import read_fit_config
+from .resources import check_fit_dataset
 from .task import JointTask
 
 __all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_fit_config"]
@@ -83,6 +84,10 @@ class TrainConfig:
                                _check_int(f"TrainConfig.{name}", getattr(self, name), minimum))
         for name in ("piece_seconds", "loss_seconds", "lr"):
             _check_positive(f"TrainConfig.{name}", getattr(self, name))
+        if self.loss_seconds > self.piece_seconds:
+            raise ValueError(f"TrainConfig.loss_seconds ({self.loss_seconds:g} s) must not exceed "
+                             f"piece_seconds ({self.piece_seconds:g} s): the loss is computed on "
+                             "the last part of each piece. Lower loss_seconds.")
         for name in ("alpha_meg", "alpha_fmri", "alpha_smooth", "weight_decay"):
             _check_positive(f"TrainConfig.{name}", getattr(self, name), allow_zero=True)
         if self.grad_clip is not None:
@@ -155,6 +160,7 @@ def fit(dataset, out, *, train_config=None, encoder_kwargs=None, resume=False, d
         dataset = read_dataset(dataset)
     cfg = train_config if isinstance(train_config, TrainConfig) else \
         TrainConfig.from_dict(dict(train_config or {}))
+    check_fit_dataset(dataset, cfg, encoder_kwargs)  # refuse what cannot fit, before building
     task = JointTask(dataset, cfg, encoder_kwargs=encoder_kwargs, denoised_fmri=denoised_fmri)
     return fit_task(task, out, config=cfg.loop_config(), resume=resume, device=device,
                     epoch_callback=epoch_callback)
