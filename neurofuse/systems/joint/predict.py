@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..._checks import _check_finite, _check_ndim, _check_option, _check_sfreq
+from ..._logging import logger
 from ...training.device import select_device
 
 #: Bytes of the transient arrays of :func:`predict_bold` per subject source and sample (the
@@ -301,14 +302,14 @@ def _check_outputs_finite(what, data, model_name, *, step=4096):
 def _check_stimulus_length(model, n_times, fmri_subjects):
     cfg = model.encoder.config
     field = cfg.n_layers * (cfg.window - 1) + 1  # samples one output can depend on
-    if n_times < field:
-        raise ValueError(
-            f"The stimulus has {n_times} samples ({n_times / model.sfreq:g} s at "
-            f"{model.sfreq:g} Hz), shorter than the model's receptive field of {field} samples "
-            f"({field / model.sfreq:g} s = n_layers {cfg.n_layers} x (window {cfg.window} - 1) "
-            "+ 1): every prediction would rest on less context than the model was trained "
-            "with. Pass at least that much stimulus, e.g. the stimulus that preceded this "
-            "part (then keep the predictions of the last samples).")
+    if n_times < field:  # a warning: the first samples of any stimulus lack context too
+        logger.warning(
+            "The stimulus has %d samples (%g s at %g Hz), shorter than the model's receptive "
+            "field of %d samples (%g s = n_layers %d x (window %d - 1) + 1): every prediction "
+            "rests on less context than the model was scored with. Pass the stimulus that "
+            "preceded this part too (then keep the predictions of the last samples).",
+            n_times, n_times / model.sfreq, model.sfreq, field, field / model.sfreq,
+            cfg.n_layers, cfg.window)
     spt = {model.fmri_heads[s].samples_per_tr for s in fmri_subjects}
     if spt and n_times < max(spt):
         raise ValueError(

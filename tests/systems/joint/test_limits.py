@@ -43,12 +43,21 @@ def _stimulus(model, n, seed=0):
         (n, model.encoder.config.d_stim)).astype(np.float32)
 
 
-def test_a_stimulus_shorter_than_the_receptive_field(model, tmp_path):
+def test_a_stimulus_shorter_than_the_receptive_field(model, tmp_path, catch_logs):
     field = 2 * (20 - 1) + 1
-    with pytest.raises(ValueError, match=rf"The stimulus has 3 samples \(0.06 s at 50 Hz\), "
-                       rf"shorter than the model's receptive field of {field} samples"):
+    with pytest.raises(ValueError, match=r"has 3 samples, less than one TR"):
         write_predictions(model, _stimulus(model, 3), tmp_path / "p")
     assert not (tmp_path / "p").exists()
+    # MEG from 3 samples: predicted (finite) with a warning that the context is short
+    with catch_logs("warning") as log:
+        written = write_predictions(model, _stimulus(model, 3), tmp_path / "p3",
+                                    subjects=["S01"])
+    assert rf"The stimulus has 3 samples (0.06 s at 50 Hz), shorter than the model's receptive " \
+           rf"field of {field} samples" in log.text
+    import mne
+
+    raw = mne.io.read_raw_fif(written[-1], verbose="error")
+    assert raw.n_times == 3 and np.isfinite(raw.get_data()).all()
     # MEG needs only the receptive field; BOLD one TR (100 samples) more than that here
     with pytest.raises(ValueError, match=r"has 60 samples, less than one TR \(100 samples\): "
                                          r"BOLD cannot be predicted for fMRI subjects \['S02'\]"):
