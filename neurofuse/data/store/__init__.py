@@ -23,6 +23,7 @@ from .manifest import (  # _check_name: used by the loaders and simulators
 from .modalities import MODALITIES, MODALITY_REGISTRY, Modality, ModalityKind, get_modality
 from .reader import Dataset, read_dataset
 from .upgrade import upgrade_dataset
+from .validate import Problem, StoreError, check_store
 from .writer import DatasetWriter
 
 __all__ = [
@@ -34,7 +35,10 @@ __all__ = [
     "Dataset",
     "DatasetWriter",
     "Modality",
+    "Problem",
+    "StoreError",
     "ModalityKind",
+    "check_store",
     "expected_n_trs",
     "get_modality",
     "read_dataset",

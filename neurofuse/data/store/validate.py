@@ -1,0 +1,594 @@
+"""Checks of a dataset store against itself: its manifest, its arrays, damaged files.
+
+Two depths (``docs/dataset-format.md``, "Checks"):
+
+* **On open** (:func:`~.reader.read_dataset`, cheap): the manifest's own structure and
+  consistency (numbers are numbers, splits known, streams disjoint and covering
+  ``n_features``, ``duration = n_times / sfreq``, repeats and stories agree); the header of
+  every ``.npy`` it names (shape against ``n_times``, the channel / source / voxel counts,
+  ``n_repeats``, ``n_features``, epochs; float dtype; size, so a truncated file shows); each
+  lead field read whole (finite, ``n_channels × n_sources``); the morph's shape and the
+  vertex count; a sample of every array (evenly spread blocks and the first and last
+  sample of each channel) for NaN/Inf; data whose sample is all zero are read whole and an
+  all-zero recording is an error.
+* **Full** (:meth:`~.reader.Dataset.check` with ``full=True``, ``neurofuse info --check``):
+  also every array read whole, NaN/Inf named by channel and sample range, all-zero channels
+  (sensor modalities) and all-zero stories, the channel infos (sampling rate, channel count)
+  and the morph's values.
+
+Every finding is a :class:`Problem` naming the file, the field, what was expected, what was
+found and how to fix it; :class:`StoreError` (a ``ValueError``) carries them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import _NAME, LEGACY_2D, MANIFEST, SPLITS, expected_n_trs
+from .modalities import MODALITY_REGISTRY
+from ._scan import any_nonzero, open_array, read_header, sample, scan
+
+__all__ = ["Problem", "StoreError", "check_store"]
+
+_FIX_MANIFEST = ("Correct this field of the manifest, or regenerate the dataset (DatasetWriter, "
+                 "or the command that made it).")
+_FIX_ARRAY = ("The manifest and the file disagree: restore the file from a good copy or "
+              "regenerate the dataset; if the file is right, correct the manifest field.")
+_FIX_DAMAGED = ("The file is damaged (e.g. an interrupted copy): restore it from a good copy "
+                "or regenerate the dataset.")
+_FIX_VALUES = ("Repair the data (interpolate the bad samples, or drop the channel or story) "
+               "and write the store again; `neurofuse info --check DIR` lists every bad value.")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a store.
+
+    Attributes
+    ----------
+    file : str
+        The file, relative to the store (the manifest for its own fields).
+    field : str
+        What is wrong: a manifest field (``stories.s1.n_times``), an array axis or property.
+    expected, got : str
+        What the store's other files require, and what this one holds.
+    fix : str
+        How to fix it.
+    """
+
+    file: str
+    field: str
+    expected: str
+    got: str
+    fix: str
+
+    def __str__(self):
+        return f"{self.file}: {self.field}: expected {self.expected}, got {self.got}. {self.fix}"
+
+
+class StoreError(ValueError):
+    """A dataset store whose files contradict each other, are damaged or hold bad values.
+
+    Attributes
+    ----------
+    path : Path
+    problems : list of Problem
+    """
+
+    def __init__(self, path, problems, *, when="on open"):
+        self.path, self.problems = Path(path), list(problems)
+        shown = self.problems[:8]
+        more = len(self.problems) - len(shown)
+        lines = "".join(f"\n  - {p}" for p in shown)
+        if more:
+            lines += f"\n  ... and {more} more"
+        n = len(self.problems)
+        super().__init__(
+            f"Dataset '{self.path}' failed its check {when}: {n} problem{'s' * (n != 1)}"
+            f"{lines}\nRun `neurofuse info --check {self.path}` to list every problem.")
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _pos_int(x, minimum=1) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= minimum
+
+
+class _Found(list):
+    def add(self, file, field, expected, got, fix=_FIX_MANIFEST):
+        self.append(Problem(str(file), str(field), str(expected), str(got), fix))
+
+
+# --------------------------------------------------------------------------- manifest
+def _check_streams(m, out):
+    streams, n_feat = m.get("feature_streams"), m.get("n_features")
+    if not isinstance(streams, dict):
+        out.add(MANIFEST, "feature_streams", "a {name: [start, stop)} object", repr(streams))
+        return
+    spans = []
+    for name, span in streams.items():
+        if not (isinstance(span, list) and len(span) == 2 and all(_pos_int(v, 0) for v in span)
+                and span[0] < span[1]):
+            out.add(MANIFEST, f"feature_streams.{name}", "[start, stop) with integers "
+                    "0 <= start < stop", repr(span))
+        else:
+            spans.append((span[0], span[1], name))
+    spans.sort()
+    for (_, stop_a, a), (start_b, _, b) in zip(spans, spans[1:]):
+        if start_b < stop_a:
+            out.add(MANIFEST, f"feature_streams.{b}", f"columns from {stop_a} on (after stream "
+                    f"{a!r}: streams must not overlap)", f"a stream starting at {start_b}")
+    want = max((s[1] for s in spans), default=0)
+    if not _pos_int(n_feat, 0) or (spans and len(spans) == len(streams) and n_feat != want):
+        out.add(MANIFEST, "n_features", f"{want} (the largest stream stop)", repr(n_feat))
+
+
+def _check_stories(m, out, sfreq):
+    stories = m.get("stories")
+    if not isinstance(stories, dict):
+        out.add(MANIFEST, "stories", "an object {story: {split, n_times, duration}}",
+                repr(stories))
+        return {}
+    good = {}
+    for name, st in stories.items():
+        where = f"stories.{name}"
+        if not _NAME.match(str(name)) or not isinstance(st, dict):
+            out.add(MANIFEST, where, "a valid story name and an object", repr(st)[:80])
+            continue
+        if st.get("split") not in SPLITS:
+            out.add(MANIFEST, f"{where}.split", f"one of {list(SPLITS)}", repr(st.get("split")))
+        n_times, duration = st.get("n_times"), st.get("duration")
+        if not _pos_int(n_times):
+            out.add(MANIFEST, f"{where}.n_times", "a positive integer (samples)", repr(n_times))
+            continue
+        good[name] = n_times
+        if sfreq is not None and (not _num(duration)
+                                  or abs(duration * sfreq - n_times) > 1e-6 * n_times + 1e-6):
+            out.add(MANIFEST, f"{where}.duration", f"n_times / sfreq = {n_times} / {sfreq:g} = "
+                    f"{n_times / sfreq:g} s", f"{duration!r} (the manifest's sfreq, n_times "
+                    "and duration contradict each other)")
+        events = st.get("events", {})
+        if not isinstance(events, dict) or not all(_pos_int(v, 0) for v in events.values()):
+            out.add(MANIFEST, f"{where}.events", "{name: n_events} with integer counts",
+                    repr(events)[:80])
+    return good
+
+
+def _check_modality_info(name, sub, mod, out):
+    where = f"subjects.{name}.modality_info.{mod}"
+    entry = (sub.get("modality_info") or {}).get(mod)
+    kind = MODALITY_REGISTRY[mod].kind
+    if not isinstance(entry, dict):
+        out.add(MANIFEST, where, f"a description of the {mod} data", repr(entry))
+        return None
+    if entry.get("kind") != kind.name:
+        out.add(MANIFEST, f"{where}.kind", repr(kind.name), repr(entry.get("kind")))
+    shape = entry.get("shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == kind.n_spatial
+                                  and all(_pos_int(s) for s in shape)):
+        out.add(MANIFEST, f"{where}.shape", f"null or {kind.n_spatial} positive integer(s) "
+                f"{kind.spatial_axes}", repr(shape))
+        shape = None
+    n_src = sub.get("n_sources")
+    if kind.name == "source" and shape is not None and _pos_int(n_src) and shape != [n_src]:
+        out.add(MANIFEST, f"{where}.shape", f"[{n_src}] (the subject's n_sources)", shape)
+    files = entry.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(f, str) for f in files.values()):
+        out.add(MANIFEST, f"{where}.files", "{key: file name}", repr(files))
+    if "affine" in entry:
+        aff = np.asarray(entry["affine"], dtype=object)
+        if aff.shape != (4, 4) or not all(_num(v) for v in aff.ravel()):
+            out.add(MANIFEST, f"{where}.affine", "a 4 x 4 matrix of numbers", repr(entry["affine"]))
+    return shape
+
+
+def _check_subject(name, sub, stories, out):
+    """Check one subject's manifest entry; return ``{modality: spatial shape or None}``."""
+    where = f"subjects.{name}"
+    if not isinstance(sub, dict):
+        out.add(MANIFEST, where, "an object", repr(sub)[:80])
+        return {}
+    mods = sub.get("modalities")
+    if not (isinstance(mods, list) and mods and len(set(mods)) == len(mods)
+            and all(m in MODALITY_REGISTRY for m in mods)):
+        out.add(MANIFEST, f"{where}.modalities", f"a list of distinct modalities among "
+                f"{list(MODALITY_REGISTRY)}", repr(mods))
+        return {}
+    for key in ("n_sources", "n_sources_fsaverage"):
+        if sub.get(key) is not None and not _pos_int(sub.get(key)):
+            out.add(MANIFEST, f"{where}.{key}", "null or a positive integer", repr(sub.get(key)))
+    shapes = {m: _check_modality_info(name, sub, m, out) for m in mods}
+    sub_st, reps = sub.get("stories") or {}, sub.get("n_repeats") or {}
+    for mod, lst in sub_st.items():
+        if mod not in mods or not isinstance(lst, list):
+            out.add(MANIFEST, f"{where}.stories.{mod}", f"a list of stories of one of its "
+                    f"modalities {mods}", repr(lst)[:80])
+            continue
+        unknown = [s for s in lst if s not in stories]
+        if unknown:
+            out.add(MANIFEST, f"{where}.stories.{mod}", f"stories of the dataset "
+                    f"{list(stories)}", f"unknown {unknown}")
+        got = reps.get(mod) if isinstance(reps, dict) else None
+        if not isinstance(got, dict) or sorted(got) != sorted(lst):
+            out.add(MANIFEST, f"{where}.n_repeats.{mod}", f"one count per story of "
+                    f"stories.{mod} {lst}", repr(got)[:80])
+            continue
+        for story, r in got.items():
+            if not _pos_int(r):
+                out.add(MANIFEST, f"{where}.n_repeats.{mod}.{story}", "a positive integer",
+                        repr(r))
+    cnr = sub.get("cnr", {})
+    if not isinstance(cnr, dict):
+        out.add(MANIFEST, f"{where}.cnr", "{modality: number or \"inf\"}", repr(cnr))
+    else:
+        for mod, v in cnr.items():
+            if mod not in mods or not ((_num(v) and v > 0) or v == "inf"):
+                out.add(MANIFEST, f"{where}.cnr.{mod}", "a positive number or \"inf\" for a "
+                        "modality of the subject", repr(v))
+    for mod, sets in (sub.get("epochs") or {}).items():
+        for ep, e in (sets or {}).items() if isinstance(sets, dict) else ():
+            ok = (isinstance(e, dict) and mod in mods and _pos_int(e.get("n_epochs"))
+                  and _pos_int(e.get("n_times")) and _num(e.get("sfreq")) and e["sfreq"] > 0
+                  and _num(e.get("tmin")) and isinstance(e.get("labels"), bool))
+            if not ok:
+                out.add(MANIFEST, f"{where}.epochs.{mod}.{ep}", "n_epochs, n_times (positive "
+                        "integers), sfreq (> 0), tmin (a number), labels (true/false)",
+                        repr(e)[:100])
+    return shapes
+
+
+def check_manifest(m) -> list:
+    """Check a manifest (already upgraded to the current schema) against itself.
+
+    Returns
+    -------
+    problems : list of Problem
+        Empty when the manifest is consistent; then the arrays can be checked against it.
+    """
+    out = _Found()
+    sfreq, tr = m.get("sfreq"), m.get("tr")
+    if not (_num(sfreq) and sfreq > 0):
+        out.add(MANIFEST, "sfreq", "a positive number (Hz)", repr(sfreq))
+        sfreq = None
+    if tr is not None and not (_num(tr) and tr > 0):
+        out.add(MANIFEST, "tr", "null or a positive number (s)", repr(tr))
+    _check_streams(m, out)
+    stories = _check_stories(m, out, sfreq)
+    subjects = m.get("subjects")
+    if not isinstance(subjects, dict):
+        out.add(MANIFEST, "subjects", "an object {subject: {...}}", repr(subjects)[:80])
+        return out
+    templates = {}
+    for name, sub in subjects.items():
+        shapes = _check_subject(name, sub, stories, out)
+        if any(MODALITY_REGISTRY[m].kind.sampling == "tr" for m in shapes) and \
+                not (_num(tr) and tr > 0):
+            out.add(MANIFEST, "tr", f"a positive number (s): subject {name!r} has fMRI",
+                    repr(tr))
+        if isinstance(sub, dict) and _pos_int(sub.get("n_sources_fsaverage")):
+            templates.setdefault(sub["n_sources_fsaverage"], []).append(name)
+    if len(templates) > 1:
+        first, *rest = sorted(templates.items(), key=lambda kv: -len(kv[1]))
+        for n_fs, names in rest:
+            out.add(MANIFEST, f"subjects.{names[0]}.n_sources_fsaverage",
+                    f"{first[0]} (the template of {first[1][:3]}: every morph maps the same "
+                    "fsaverage source space)", n_fs)
+    gt = m.get("ground_truth", {})
+    if not isinstance(gt, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("shape"), list) for v in gt.values()):
+        out.add(MANIFEST, "ground_truth", "{name: {shape, dtype}}", repr(gt)[:80])
+    return out
+
+
+# --------------------------------------------------------------------------- arrays
+@dataclass
+class _Spec:
+    """What one ``.npy`` file of the store must hold."""
+
+    rel: str
+    axes: list          # [(expected size or None, manifest field)] per axis
+    what: str           # "data", "epochs", "features", "leadfield", "events", ...
+    kind: str = "f"     # dtype kind required: "f" float, "i" integer, "" as manifest dtype
+    dtype: str = ""     # exact dtype (ground truth)
+    rate: float = 0.0   # samples per second along the last axis (time-last arrays)
+    unit: str = ""      # what a target is called ("channel", "source", "voxel")
+    lead: str = ""      # what the first axis counts ("repeat", "epoch")
+    modality: str = ""
+    subject: str = ""
+
+
+def _specs(m):
+    """The ``.npy`` files the manifest names, with what each must hold."""
+    sfreq, tr, n_feat = m["sfreq"], m.get("tr"), m["n_features"]
+    legacy = set(m.get(LEGACY_2D, ()))
+    for story, st in m["stories"].items():
+        if n_feat:
+            yield _Spec(f"features/{story}.npy", [(st["n_times"], f"stories.{story}.n_times"),
+                                                  (n_feat, "n_features")], "features")
+        for ev in st.get("events", {}):
+            yield _Spec(f"events/{story}/{ev}.npy", [(st["events"][ev],
+                                                      f"stories.{story}.events.{ev}")], "events")
+    for name, sub in m["subjects"].items():
+        base, info = f"subjects.{name}", sub["modality_info"]
+        for mod in sub["modalities"]:
+            kind = MODALITY_REGISTRY[mod].kind
+            shape = info[mod].get("shape")
+            spatial = ([(None, "")] * kind.n_spatial if shape is None else
+                       [(s, f"{base}.modality_info.{mod}.shape") for s in shape])
+            unit = kind.unit_name[:-1]
+            rate = sfreq if kind.sampling == "sfreq" else (1.0 / tr if tr else 0.0)
+            for story in sub["stories"].get(mod, []):
+                n_t = m["stories"][story]["n_times"]
+                if kind.sampling == "tr":
+                    n_t, field = expected_n_trs(n_t, sfreq, tr), (
+                        f"floor(stories.{story}.n_times / (sfreq * tr))")
+                else:
+                    field = f"stories.{story}.n_times"
+                lead = [] if mod in legacy else [(sub["n_repeats"][mod][story],
+                                                  f"{base}.n_repeats.{mod}.{story}")]
+                yield _Spec(f"subjects/{name}/{mod}/{story}.npy", lead + spatial + [(n_t, field)],
+                            "data", rate=rate, unit=unit, lead="repeat" if lead else "",
+                            modality=mod, subject=name)
+            for ep, e in sub.get("epochs", {}).get(mod, {}).items():
+                rel, field = f"subjects/{name}/{mod}/epochs/{ep}", f"{base}.epochs.{mod}.{ep}"
+                n_ep = (e["n_epochs"], f"{field}.n_epochs")
+                yield _Spec(f"{rel}.npy", [n_ep] + spatial + [(e["n_times"], f"{field}.n_times")],
+                            "epochs", rate=e["sfreq"], unit=unit, lead="epoch", modality=mod,
+                            subject=name)
+                yield _Spec(f"{rel}-events.npy", [n_ep], "events")
+                if e["labels"]:
+                    yield _Spec(f"{rel}-labels.npy", [n_ep], "labels", kind="i")
+            lf = info[mod].get("files", {}).get("leadfield")
+            if lf:
+                n_ch = None if shape is None else shape[0]
+                yield _Spec(f"subjects/{name}/{lf}", [
+                    (n_ch, f"{base}.modality_info.{mod}.shape (channels)"),
+                    (sub.get("n_sources"), f"{base}.n_sources")], "leadfield", modality=mod,
+                    subject=name)
+            rep = sub.get("repeatability", {}).get(mod)
+            if rep and shape is not None:
+                yield _Spec(f"subjects/{name}/{rep['file']}",
+                            [(math.prod(shape), f"{base}.modality_info.{mod}.shape (targets)")],
+                            "repeatability")
+    for gname, g in m.get("ground_truth", {}).items():
+        yield _Spec(f"ground_truth/{gname}", [(s, f"ground_truth.{gname}.shape")
+                                              for s in g["shape"]], "ground truth", kind="",
+                    dtype=g.get("dtype", ""))
+
+
+def _check_header(path, spec, out):
+    """Header against the spec; return the header, or None when the data cannot be read."""
+    try:
+        h = read_header(path)
+    except ValueError as exc:
+        out.add(spec.rel, "file", "a .npy array", str(exc), _FIX_DAMAGED)
+        return None
+    if h["size"] < h["offset"] + h["nbytes"]:
+        out.add(spec.rel, "file size", f"{h['offset'] + h['nbytes']} bytes (the header's "
+                f"shape {h['shape']} of {h['dtype']})", f"{h['size']} bytes: the file is "
+                "truncated", _FIX_DAMAGED)
+        return None
+    shape = h["shape"]
+    if len(shape) != len(spec.axes):
+        doc = ", ".join(f"{e}" if e is not None else "?" for e, _ in spec.axes)
+        out.add(spec.rel, "shape", f"{len(spec.axes)} axes ({doc}) for its {spec.what}",
+                f"shape {shape}", _FIX_ARRAY)
+        return None
+    bad = False
+    for axis, ((want, field), got) in enumerate(zip(spec.axes, shape)):
+        if want is not None and want != got:
+            out.add(spec.rel, f"axis {axis} of shape {shape}", f"{want} ({field})", got,
+                    _FIX_ARRAY)
+            bad = True
+    dt = h["dtype"]
+    if spec.dtype and np.dtype(spec.dtype) != dt:
+        out.add(spec.rel, "dtype", f"{spec.dtype} (the manifest)", dt.str, _FIX_ARRAY)
+        bad = True
+    elif spec.kind == "f" and dt.kind != "f":
+        out.add(spec.rel, "dtype", "a float array", dt.str, _FIX_ARRAY)
+        bad = True
+    elif spec.kind == "i" and dt.kind not in "iu":
+        out.add(spec.rel, "dtype", "an integer array", dt.str, _FIX_ARRAY)
+        bad = True
+    return None if bad else h
+
+
+def _where_bad(arr, values):
+    n_bad = int((~np.isfinite(values)).sum())
+    return (f"{n_bad} NaN/Inf among {values.size} values sampled on open (the whole file "
+            f"holds {arr.size})")
+
+
+def _names(ds, spec):
+    if spec.unit != "channel" or ds is None:
+        return None
+    try:
+        return list(ds.info(spec.subject, spec.modality)["ch_names"])
+    except (ValueError, OSError):
+        return None
+
+
+def _target(spec, t, arr, names):
+    if spec.unit == "voxel":
+        return f"voxel {tuple(int(i) for i in np.unravel_index(t, arr.shape[1:-1]))}"
+    name = f" ({names[t]})" if names and t < len(names) else ""
+    return f"{spec.unit} {t}{name}"
+
+
+def _span(runs, rate, what="samples"):
+    def one(a, b):
+        txt = f"{a}" if b == a + 1 else f"{a}-{b - 1}"
+        return txt + (f" ({a / rate:.3f}-{b / rate:.3f} s)" if rate else "")
+    shown = ", ".join(one(a, b) for a, b in runs[:4])
+    return f"{what} {shown}" + (f" and {len(runs) - 4} more runs" if len(runs) > 4 else "")
+
+
+def _full_values(arr, spec, out, ds):
+    """Whole-array scan: NaN/Inf runs, all-zero channels and stories."""
+    found = scan(arr, time_axis_last=spec.what != "features")
+    if found["n_bad"]:
+        names = _names(ds, spec)
+        for lead, target, runs in found["bad"][:5]:
+            if lead is None:  # features: rows (samples) and columns
+                where = f"columns {target[:8]}{'...' if len(target) > 8 else ''}"
+                out.add(spec.rel, "values", "finite values", f"NaN/Inf in {where}, "
+                        f"{_span(runs, 0.0)}", _FIX_VALUES)
+            else:
+                where = (f"{spec.lead} {lead}, " if spec.lead else "") + _target(spec, target,
+                                                                                arr, names)
+                out.add(spec.rel, "values", "finite values",
+                        f"NaN/Inf in {where}: {_span(runs, spec.rate)}", _FIX_VALUES)
+        extra = found["n_bad_targets"] - min(5, len(found["bad"]))
+        if extra > 0 and found["bad"][0][0] is not None:
+            out.add(spec.rel, "values", "finite values", f"NaN/Inf in {extra} more "
+                    f"{spec.unit}s ({found['n_bad']} values in all)", _FIX_VALUES)
+    if spec.what in ("data", "epochs"):
+        if found["all_zero"]:
+            out.add(spec.rel, "values", "a recording (not all zero)", "every value is 0",
+                    _FIX_VALUES)
+        elif spec.unit == "channel" and found["zero_targets"]:
+            names = _names(ds, spec)
+            z = found["zero_targets"]
+            shown = ", ".join(_target(spec, t, arr, names) for t in z[:6])
+            out.add(spec.rel, "values", "no flat channels", f"{len(z)} channel(s) all zero in "
+                    f"every {spec.lead or 'sample'}: {shown}{'...' if len(z) > 6 else ''}",
+                    "Drop or interpolate the dead channels before writing the store.")
+
+
+def _cheap_values(arr, spec, out):
+    """On open: lead fields read whole; other float arrays sampled."""
+    if spec.what == "leadfield":
+        fin = np.isfinite(np.asarray(arr))
+        if not fin.all():
+            rows = np.flatnonzero(~fin.all(axis=1)).tolist()
+            out.add(spec.rel, "values", "a finite lead field", f"NaN/Inf in {len(rows)} row(s) "
+                    f"(channels {rows[:8]}{'...' if len(rows) > 8 else ''})",
+                    "Recompute the lead field (mne.make_forward_solution) and write the store "
+                    "again, or drop the bad channels from the info, lead field and data.")
+        return
+    values = sample(arr, time_edges=spec.what in ("data", "epochs"))
+    if not np.isfinite(values).all():
+        out.add(spec.rel, "values", "finite values", _where_bad(arr, values), _FIX_VALUES)
+    elif spec.what in ("data", "epochs") and values.size and not values.any() \
+            and not any_nonzero(arr):
+        out.add(spec.rel, "values", "a recording (not all zero)", "every value is 0",
+                _FIX_VALUES)
+
+
+def _check_anatomy(root, m, out, full):
+    for name, sub in m["subjects"].items():
+        files, n_src = sub.get("files", {}), sub.get("n_sources")
+        if "vertices" in files:
+            rel = f"subjects/{name}/{files['vertices']}"
+            try:
+                verts = json.loads((root / rel).read_text())
+                n_v = sum(len(v) for v in verts)
+            except (ValueError, TypeError, OSError) as exc:
+                out.add(rel, "file", "[[lh vertices], [rh vertices]] (JSON)", str(exc)[:80],
+                        _FIX_DAMAGED)
+            else:
+                if n_src is not None and n_v != n_src:
+                    out.add(rel, "vertex count (lh + rh)", f"{n_src} (subjects.{name}.n_sources)",
+                            n_v, _FIX_ARRAY)
+        if "morph" in files:
+            _check_morph(root, f"subjects/{name}/{files['morph']}", sub, name, out, full)
+
+
+def _check_morph(root, rel, sub, name, out, full):
+    want = (sub.get("n_sources"), sub.get("n_sources_fsaverage"))
+    try:
+        with np.load(root / rel, allow_pickle=False) as z:
+            shape = tuple(int(s) for s in z["shape"])
+            data = np.asarray(z["data"]) if full else None
+    except (ValueError, KeyError, OSError, EOFError) as exc:
+        out.add(rel, "file", "a scipy.sparse .npz matrix", str(exc)[:80], _FIX_DAMAGED)
+        return
+    for axis, (w, field) in enumerate(zip(want, ("n_sources", "n_sources_fsaverage"))):
+        if w is not None and shape[axis] != w:
+            out.add(rel, f"axis {axis} of shape {shape}", f"{w} (subjects.{name}.{field})",
+                    shape[axis], _FIX_ARRAY)
+    if data is not None and not np.isfinite(data).all():
+        out.add(rel, "values", "a finite morph", f"{int((~np.isfinite(data)).sum())} NaN/Inf "
+                "entries", _FIX_DAMAGED)
+
+
+def _check_infos(ds, m, out):
+    """Full check: each sensor modality's channel info against the manifest."""
+    for name, sub in m["subjects"].items():
+        for mod in sub["modalities"]:
+            entry = sub["modality_info"][mod]
+            fname = entry.get("files", {}).get("info")
+            if not fname:
+                continue
+            rel = f"subjects/{name}/{fname}"
+            try:
+                info = ds.info(name, mod)
+            except (ValueError, OSError) as exc:
+                out.add(rel, "file", "an mne.Info (FIF)", str(exc)[:100], _FIX_DAMAGED)
+                continue
+            if abs(info["sfreq"] - m["sfreq"]) > 1e-6 * m["sfreq"]:
+                out.add(rel, "sfreq", f"{m['sfreq']:g} Hz (the manifest's sfreq)",
+                        f"{info['sfreq']:g} Hz", _FIX_ARRAY)
+            shape = entry.get("shape")
+            if shape is not None and len(info["ch_names"]) != shape[0]:
+                out.add(rel, "channel count", f"{shape[0]} (subjects.{name}.modality_info."
+                        f"{mod}.shape)", len(info["ch_names"]), _FIX_ARRAY)
+
+
+def check_store(path, *, full=False, manifest=None, dataset=None) -> list:
+    """Check a dataset store against itself; return every problem found.
+
+    Parameters
+    ----------
+    path : path-like
+        The store.
+    full : bool
+        Read every array whole (NaN/Inf named by channel and sample range, all-zero channels
+        and stories) and the channel infos; otherwise the cheap check done on open.
+    manifest : dict | None
+        The manifest, already read and upgraded (read from ``path`` if None).
+    dataset : Dataset | None
+        The opened store (used to read channel infos in a full check).
+
+    Returns
+    -------
+    problems : list of Problem
+        Empty for a sound store.
+    """
+    from .manifest import read_manifest
+
+    root = Path(path)
+    m = read_manifest(root) if manifest is None else manifest
+    out = _Found(check_manifest(m))
+    if out:
+        return out  # the arrays cannot be checked against a broken manifest
+    for spec in _specs(m):
+        path = root / spec.rel
+        if not path.is_file():
+            out.add(spec.rel, "file", "a file (the manifest names it)", "no such file",
+                    "Restore the file or regenerate the dataset.")
+            continue
+        header = _check_header(path, spec, out)
+        if header is None or header["dtype"].kind != "f":
+            continue
+        arr = open_array(path)
+        if spec.what in ("events", "repeatability"):
+            vals = np.asarray(arr)
+            if not np.isfinite(vals).all():
+                out.add(spec.rel, "values", "finite values",
+                        f"{int((~np.isfinite(vals)).sum())} NaN/Inf", _FIX_VALUES)
+        elif full and spec.what != "leadfield":
+            _full_values(arr, spec, out, dataset)
+        else:
+            _cheap_values(arr, spec, out)
+    _check_anatomy(root, m, out, full)
+    if full and dataset is not None:
+        _check_infos(dataset, m, out)
+    return out
