@@ -353,3 +353,55 @@ def test_template_mismatch_in_a_manifest_is_refused_on_open(tmp_path):
     with pytest.raises(StoreError, match=r"subjects.sub-02.n_sources_fsaverage: expected 9 "
                                          r"\(the template of \['sub-01'\]"):
         read_dataset(tmp_path / "ds")
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def test_fit_refuses_nan_the_cheap_check_did_not_see(tmp_path):
+    """NaN deep inside a training story (which opening samples past) stops training with an
+    error naming the likely input and the full check, instead of saving NaN weights."""
+    pytest.importorskip("torch")
+    from neurofuse.systems.joint.trainer import fit
+    from neurofuse.training import TrainingDivergedError
+
+    rng = np.random.default_rng(0)
+    sfreq, n_src_fs = 5.0, 12
+    with DatasetWriter(tmp_path / "ds", sfreq=sfreq, tr=TR,
+                       feature_streams={"a": (0, 3), "b": (3, 6)}) as w:
+        w.add_subject("M1", modalities=["meg"],
+                      info=mne.create_info([f"MEG{i:03d}" for i in range(5)], sfreq, "mag"),
+                      leadfield=rng.standard_normal((5, 10)),
+                      morph=scipy.sparse.random(10, n_src_fs, density=0.3, random_state=1)
+                      + scipy.sparse.eye(10, n_src_fs), vertices=[np.arange(5), np.arange(5)])
+        for name, split, n in (("train-0", "train", 700), ("train-1", "train", 700),
+                               ("val-0", "val", 300)):
+            w.add_story(name, split=split, n_times=n)
+            w.write_features(name, rng.standard_normal((n, 6)))
+            w.write_meg("M1", name, rng.standard_normal((1, 5, n)))
+    rel = tmp_path / "ds" / "subjects" / "M1" / "meg" / "train-0.npy"
+    arr = np.load(rel)
+    arr[0, 2, 300:320] = np.nan
+    np.save(rel, arr)
+    ds = read_dataset(tmp_path / "ds", check=False)  # as if the sample had missed it
+    assert any("channel 2 (MEG002): samples 300-319" in str(p) for p in ds.check())
+    with pytest.raises(TrainingDivergedError, match="NaN or Inf values in the training data"):
+        fit(ds, tmp_path / "run", encoder_kwargs=dict(d_model=8, n_layers=2, n_heads=2,
+                                                      d_ff=16, window=10),
+            train_config=dict(piece_seconds=40.0, loss_seconds=20.0, batch_size=4, lr=1e-2,
+                              max_epochs=1))
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_info_check_lists_every_missing_file(store, capsys):
+    from neurofuse.cli.main import main
+
+    for rel in ("subjects/sub-01/morph.npz", "subjects/sub-01/meg-info.fif", MEG1):
+        (store / rel).unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        read_dataset(store)
+    assert main(["data", "info", "--check", str(store)]) == 1
+    out = capsys.readouterr().out
+    for rel in ("subjects/sub-01/morph.npz", "subjects/sub-01/meg-info.fif", MEG1):
+        assert f"{rel}: file: expected a file (the manifest names it), got no such file" in out
+    assert "3 problem(s)" in out
