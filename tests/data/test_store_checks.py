@@ -2,7 +2,7 @@
 
 One small store is written with the writer; each case copies it, damages one thing the way a
 user or a disk would, and asserts the documented message: on open (``read_dataset``) for what
-a cheap check can see, in the full check (``Dataset.check``, ``neurofuse info --check``) for
+a cheap check can see, in the full check (``Dataset.check``, ``neurofuse data info --check``) for
 what needs every value read.
 """
 
@@ -191,7 +191,7 @@ def test_damaged_store_is_refused_on_open(store, case, damage, message):
     with pytest.raises(StoreError, match=message) as err:
         read_dataset(store)
     assert isinstance(err.value, ValueError)  # the CLI prints it as an error, exit 1
-    assert f"neurofuse info --check {store}" in str(err.value)
+    assert f"neurofuse data info --check {store}" in str(err.value)
     # the full check (info --check) lists it too (values: with where they are)
     first = err.value.problems[0]
     assert any((p.file, p.field) == (first.file, first.field)

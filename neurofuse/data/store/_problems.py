@@ -13,7 +13,8 @@ _FIX_ARRAY = ("The manifest and the file disagree: restore the file from a good 
 _FIX_DAMAGED = ("The file is damaged (e.g. an interrupted copy): restore it from a good copy "
                 "or regenerate the dataset.")
 _FIX_VALUES = ("Repair the data (interpolate the bad samples, or drop the channel or story) "
-               "and write the store again; `neurofuse info --check DIR` lists every bad value.")
+               "and write the store again; `neurofuse data info --check DIR` lists every bad "
+               "value.")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class StoreError(ValueError):
         n = len(self.problems)
         super().__init__(
             f"Dataset '{self.path}' failed its check {when}: {n} problem{'s' * (n != 1)}"
-            f"{lines}\nRun `neurofuse info --check {self.path}` to list every problem.")
+            f"{lines}\nRun `neurofuse data info --check {self.path}` to list every problem.")
 
 
 def _num(x) -> bool:

@@ -84,8 +84,8 @@ def sample(arr, *, time_edges=True):
     if n <= _BLOCK * _N_BLOCKS:
         parts.append(np.asarray(flat))
     else:
-        for start in np.linspace(0, n - _BLOCK, _N_BLOCKS).astype(np.int64):
-            parts.append(np.asarray(flat[start:start + _BLOCK]))
+        starts = np.linspace(0, n - _BLOCK, _N_BLOCKS).astype(np.int64)
+        parts.append(np.asarray(flat[(starts[:, None] + np.arange(_BLOCK)).ravel()]))
     if time_edges and arr.ndim >= 2 and arr.flags.c_contiguous:
         rows = arr.reshape(-1, arr.shape[-1])
         n_rows = rows.shape[0]

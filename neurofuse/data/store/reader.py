@@ -1,7 +1,9 @@
 """Read a dataset store lazily: :func:`read_dataset` and :class:`Dataset`.
 
-Opening parses the manifest (upgrading an older schema in memory, see :mod:`.manifest`) and
-checks that every file it names exists; arrays are memory-mapped only when asked for.
+Opening parses the manifest (upgrading an older schema in memory, see :mod:`.manifest`),
+checks that every file it names exists and runs the cheap check of :mod:`.validate` (the
+manifest against itself and against each array's header, lead fields, sampled values);
+arrays are memory-mapped only when asked for. :meth:`Dataset.check` reads everything.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Two depths (``docs/dataset-format.md``, "Checks"):
   vertex count; a sample of every array (evenly spread blocks and the first and last
   sample of each channel) for NaN/Inf; data whose sample is all zero are read whole and an
   all-zero recording is an error.
-* **Full** (:meth:`~.reader.Dataset.check` with ``full=True``, ``neurofuse info --check``):
+* **Full** (:meth:`~.reader.Dataset.check` with ``full=True``, ``neurofuse data info --check``):
   also every array read whole, NaN/Inf named by channel and sample range, all-zero channels
   (sensor modalities) and all-zero stories, the channel infos (sampling rate, channel count)
   and the morph's values.
