@@ -129,6 +129,9 @@ ON_OPEN = [
                                                    "s1", value=3)),
      r"subjects/sub-01/meg/s1.npy: axis 0 of shape \(2, 5, 400\): expected 3 "
      r"\(subjects.sub-01.n_repeats.meg.s1\), got 2"),
+    ("tr", lambda p: _edit_manifest(p, _set("tr", value=1.0)),
+     rf"{FMRI1}: axis 2 of shape \(1, 7, {N_TRS1}\): expected {2 * N_TRS1} "
+     r"\(floor\(stories.s1.n_times / \(sfreq \* tr\)\)\), got " + str(N_TRS1)),
     ("unknown split", lambda p: _edit_manifest(p, _set("stories", "s1", "split",
                                                        value="training")),
      r"stories.s1.split: expected one of \['train', 'val', 'test', 'anchor'\], got "
