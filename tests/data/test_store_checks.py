@@ -170,11 +170,12 @@ ON_OPEN = [
     ("lead field of other sources", _resave("subjects/sub-01/meg-leadfield.npy",
                                             lambda a: a[:, :6]),
      r"meg-leadfield.npy: axis 1 of shape \(5, 6\): expected 7 \(subjects.sub-01.n_sources\)"),
-    ("NaN in MEG", _resave(MEG1, _nan_at((1, 3, slice(100, 200)))),
-     rf"{MEG1}: values: expected finite values, got \d+ NaN/Inf among \d+ values sampled on "
-     r"open"),
+    ("NaN in MEG", _resave(MEG1, _nan_at((1, 3, slice(100, 200)))),  # small: read whole
+     rf"{MEG1}: values: expected finite values, got NaN/Inf in repeat 1, channel 3: samples "
+     r"100-199 \(2.000-4.000 s\)"),
     ("Inf in fMRI", _resave(FMRI1, _nan_at((0, 4, 2), np.inf)),
-     rf"{FMRI1}: values: expected finite values, got 1 NaN/Inf"),
+     rf"{FMRI1}: values: expected finite values, got NaN/Inf in repeat 0, source 4: volumes 2 "
+     r"\(4.000-6.000 s\)"),
     ("all-zero MEG story", _resave("subjects/sub-01/meg/s2.npy", np.zeros_like),
      r"subjects/sub-01/meg/s2.npy: values: expected a recording \(not all zero\), got every "
      r"value is 0"),
@@ -201,7 +202,8 @@ def test_damaged_store_is_refused_on_open(store, case, damage, message):
                for p in check_store(store, full=True))
 
 
-# (case, damage, message of the full check): only reading every value finds them
+# (case, damage, message of the full check): where they are, by reading every value (on
+# open, arrays over 2 MiB are only sampled)
 FULL_ONLY = [
     ("NaN run in the middle of a long story",
      _resave("subjects/sub-01/meg/long.npy", _nan_at((0, 2, slice(10100, 10200)))),
@@ -210,7 +212,7 @@ FULL_ONLY = [
     ("one Inf in a long fMRI run",
      _resave("subjects/sub-01/fmri/long.npy", _nan_at((0, 3, 77), -np.inf)),
      r"subjects/sub-01/fmri/long.npy: values: expected finite values, got NaN/Inf in repeat "
-     r"0, source 3: samples 77 \(154.000-156.000 s\)"),
+     r"0, source 3: volumes 77 \(154.000-156.000 s\)"),
     ("all-zero MEG channel", _resave(MEG1, _nan_at((slice(None), 3), 0.0)),
      rf"{MEG1}: values: expected no flat channels, got 1 channel\(s\) all zero in every "
      r"repeat: channel 3 \(MEG003\)\. Drop or interpolate the dead channels"),
@@ -299,10 +301,12 @@ def test_info_check_reports_missing_files_as_problems(store, capsys):
         in capsys.readouterr().out
 
 
-def test_opening_reads_little(base, monkeypatch):
-    """On open, the long story's arrays are sampled, not read: at most a few % of values."""
+def test_opening_reads_little(base, store, monkeypatch):
+    """On open, arrays over the size read whole are sampled: at most a few % of values; a
+    NaN run the sample misses is left to the full check (and to training's guard)."""
     import neurofuse.data.store._scan as scan
 
+    monkeypatch.setattr("neurofuse.data.store.validate._WHOLE_BYTES", 100_000)
     seen = []
     real = scan.sample
 
@@ -315,6 +319,12 @@ def test_opening_reads_little(base, monkeypatch):
     read_dataset(base)
     big = [(n, k) for n, k in seen if n >= 5 * LONG]
     assert big and all(k <= 0.2 * n for n, k in big), big
+    # 10100-10199 of channel 2 lies between the sampled blocks and edges: found in full only
+    _resave("subjects/sub-01/meg/long.npy", _nan_at((0, 2, slice(10100, 10200))))(store)
+    read_dataset(store)
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="channel 2: samples 10100-10199"):
+        read_dataset(store)  # read whole under the default size
 
 
 # ---------------------------------------------------------------------------- writer
@@ -408,3 +418,10 @@ def test_info_check_lists_every_missing_file(store, capsys):
     for rel in ("subjects/sub-01/morph.npz", "subjects/sub-01/meg-info.fif", MEG1):
         assert f"{rel}: file: expected a file (the manifest names it), got no such file" in out
     assert "3 problem(s)" in out
+
+
+def test_full_check_of_ground_truth_names_the_row(store):
+    _resave("ground_truth/sources/s1.npy", _nan_at((6, slice(30, 33))))(store)
+    problems = [str(p) for p in read_dataset(store, check=False).check()]
+    assert any(p.startswith("ground_truth/sources/s1.npy: values: expected finite values, got "
+                            "NaN/Inf in row (6,): samples 30-32.") for p in problems), problems

@@ -153,28 +153,29 @@ def scan(arr, *, time_axis_last=True):
             out["n_bad_targets"] = len(cols)
         out["all_zero"] = not nonzero
         return out
-    n_lead, n_t = arr.shape[0], arr.shape[-1]
+    n_t = arr.shape[-1]
     n_targets = int(math.prod(arr.shape[1:-1]))
-    view = arr.reshape(n_lead, n_targets, n_t)
+    rows = arr.reshape(-1, n_t)  # (n_lead * n_targets, n_times): row = lead * n_targets + target
     peak = np.zeros(n_targets, np.float64)
     rows_per = max(1, _CHUNK_BYTES // max(1, n_t * arr.dtype.itemsize))
     bad_targets = set()
-    for lead in range(n_lead):
-        for t0 in range(0, n_targets, rows_per):
-            chunk = np.asarray(view[lead, t0:t0 + rows_per])  # (k, n_times)
-            fin = np.isfinite(chunk)
-            if fin.all():
-                peak[t0:t0 + chunk.shape[0]] = np.maximum(peak[t0:t0 + chunk.shape[0]],
-                                                          np.abs(chunk).max(axis=1))
-                continue
-            out["n_bad"] += int((~fin).sum())
-            got = np.abs(np.where(fin, chunk, 0)).max(axis=1)
-            got[~fin.all(axis=1)] = np.inf  # a target holding NaN is not "all zero"
-            peak[t0:t0 + chunk.shape[0]] = np.maximum(peak[t0:t0 + chunk.shape[0]], got)
-            for k in np.flatnonzero(~fin.all(axis=1)).tolist():
-                bad_targets.add(t0 + k)
-                if len(out["bad"]) < 20:
-                    out["bad"].append((lead, t0 + k, _runs(~fin[k])))
+    for r0 in range(0, rows.shape[0], rows_per):
+        chunk = np.asarray(rows[r0:r0 + rows_per])  # (k, n_times)
+        fin = np.isfinite(chunk)
+        targets = np.arange(r0, r0 + chunk.shape[0]) % n_targets
+        if fin.all():
+            np.maximum.at(peak, targets, np.abs(chunk).max(axis=1))
+            continue
+        out["n_bad"] += int((~fin).sum())
+        bad = ~fin.all(axis=1)
+        got = np.abs(np.where(fin, chunk, 0)).max(axis=1)
+        got[bad] = np.inf  # a target holding NaN is not "all zero"
+        np.maximum.at(peak, targets, got)
+        for k in np.flatnonzero(bad).tolist():
+            lead, target = divmod(r0 + k, n_targets)
+            bad_targets.add(target)
+            if len(out["bad"]) < 20:
+                out["bad"].append((lead, target, _runs(~fin[k])))
     out["n_bad_targets"] = len(bad_targets)
     out["zero_targets"] = np.flatnonzero(peak == 0).tolist()
     out["all_zero"] = len(out["zero_targets"]) == n_targets

@@ -8,9 +8,9 @@ Two depths (``docs/dataset-format.md``, "Checks"):
   every ``.npy`` it names (shape against ``n_times``, the channel / source / voxel counts,
   ``n_repeats``, ``n_features``, epochs; float dtype; size, so a truncated file shows); each
   lead field read whole (finite, ``n_channels × n_sources``); the morph's shape and the
-  vertex count; a sample of every array (evenly spread blocks and the first and last
-  sample of each channel) for NaN/Inf; data whose sample is all zero are read whole and an
-  all-zero recording is an error.
+  vertex count; arrays up to 2 MiB read whole (16 MiB in all), larger ones sampled
+  (evenly spread blocks and the first and last sample of each channel), for NaN/Inf; data
+  whose sample is all zero are read whole and an all-zero recording is an error.
 * **Full** (:meth:`~.reader.Dataset.check` with ``full=True``, ``neurofuse data info --check``):
   also every array read whole, NaN/Inf named by channel and sample range, all-zero channels
   (sensor modalities) and all-zero stories, the channel infos (sampling rate, channel count)
@@ -38,6 +38,10 @@ from .modalities import MODALITY_REGISTRY
 __all__ = ["Problem", "StoreError", "check_store"]
 
 # --------------------------------------------------------------------------- arrays
+_WHOLE_BYTES = 2 * 2**20    # on open, arrays up to this size are read whole...
+_WHOLE_BUDGET = 16 * 2**20  # ...up to this much in all; larger ones are sampled
+
+
 @dataclass
 class _Spec:
     """What one ``.npy`` file of the store must hold."""
@@ -168,6 +172,8 @@ def _names(ds, spec):
 def _target(spec, t, arr, names):
     if spec.unit == "voxel":
         return f"voxel {tuple(int(i) for i in np.unravel_index(t, arr.shape[1:-1]))}"
+    if not spec.unit:  # ground truth and other arrays: a row of the last axis
+        return f"row {tuple(int(i) for i in np.unravel_index(t, arr.shape[:-1]))}"
     name = f" ({names[t]})" if names and t < len(names) else ""
     return f"{spec.unit} {t}{name}"
 
@@ -180,9 +186,12 @@ def _span(runs, rate, what="samples"):
     return f"{what} {shown}" + (f" and {len(runs) - 4} more runs" if len(runs) > 4 else "")
 
 
-def _full_values(arr, spec, out, ds):
+def _full_values(arr, spec, out, ds, *, flat_channels=True):
     """Whole-array scan: NaN/Inf runs, all-zero channels and stories."""
-    found = scan(arr, time_axis_last=spec.what != "features")
+    view = arr
+    if spec.what not in ("data", "epochs", "features"):  # e.g. ground truth: rows × last axis
+        view = arr.reshape(1, -1, arr.shape[-1]) if arr.ndim >= 2 else arr.reshape(1, 1, -1)
+    found = scan(view, time_axis_last=spec.what != "features")
     if found["n_bad"]:
         names = _names(ds, spec)
         for lead, target, runs in found["bad"][:5]:
@@ -193,17 +202,18 @@ def _full_values(arr, spec, out, ds):
             else:
                 where = (f"{spec.lead} {lead}, " if spec.lead else "") + _target(spec, target,
                                                                                 arr, names)
+                axis = "volumes" if spec.unit in ("source", "voxel") else "samples"
                 out.add(spec.rel, "values", "finite values",
-                        f"NaN/Inf in {where}: {_span(runs, spec.rate)}", _FIX_VALUES)
+                        f"NaN/Inf in {where}: {_span(runs, spec.rate, axis)}", _FIX_VALUES)
         extra = found["n_bad_targets"] - min(5, len(found["bad"]))
         if extra > 0 and found["bad"][0][0] is not None:
             out.add(spec.rel, "values", "finite values", f"NaN/Inf in {extra} more "
-                    f"{spec.unit}s ({found['n_bad']} values in all)", _FIX_VALUES)
+                    f"{spec.unit or 'row'}s ({found['n_bad']} values in all)", _FIX_VALUES)
     if spec.what in ("data", "epochs"):
         if found["all_zero"]:
             out.add(spec.rel, "values", "a recording (not all zero)", "every value is 0",
                     _FIX_VALUES)
-        elif spec.unit == "channel" and found["zero_targets"]:
+        elif flat_channels and spec.unit == "channel" and found["zero_targets"]:
             names = _names(ds, spec)
             z = found["zero_targets"]
             shown = ", ".join(_target(spec, t, arr, names) for t in z[:6])
@@ -212,8 +222,9 @@ def _full_values(arr, spec, out, ds):
                     "Drop or interpolate the dead channels before writing the store.")
 
 
-def _cheap_values(arr, spec, out):
-    """On open: lead fields read whole; other float arrays sampled."""
+def _cheap_values(arr, spec, out, budget):
+    """On open: lead fields and small arrays read whole (``budget``: bytes left), others
+    sampled."""
     if spec.what == "leadfield":
         fin = np.isfinite(np.asarray(arr))
         if not fin.all():
@@ -222,6 +233,10 @@ def _cheap_values(arr, spec, out):
                     f"(channels {rows[:8]}{'...' if len(rows) > 8 else ''})",
                     "Recompute the lead field (mne.make_forward_solution) and write the store "
                     "again, or drop the bad channels from the info, lead field and data.")
+        return
+    if arr.nbytes <= _WHOLE_BYTES and arr.nbytes <= budget[0]:
+        budget[0] -= arr.nbytes
+        _full_values(arr, spec, out, None, flat_channels=False)
         return
     values = sample(arr, time_edges=spec.what in ("data", "epochs"))
     if not np.isfinite(values).all():
@@ -319,7 +334,7 @@ def check_store(path, *, full=False, manifest=None, dataset=None) -> list:
 
     root = Path(path).expanduser()
     m = read_manifest(root) if manifest is None else manifest
-    out = _Found(check_manifest(m))
+    out, budget = _Found(check_manifest(m)), [_WHOLE_BUDGET]
     if out:
         return out  # the arrays cannot be checked against a broken manifest
     if dataset is None:
@@ -348,7 +363,7 @@ def check_store(path, *, full=False, manifest=None, dataset=None) -> list:
         elif full and spec.what != "leadfield":
             _full_values(arr, spec, out, dataset)
         else:
-            _cheap_values(arr, spec, out)
+            _cheap_values(arr, spec, out, budget)
     _check_anatomy(root, m, out, full)
     if full:
         _check_infos(dataset, m, out)
