@@ -425,3 +425,25 @@ def test_full_check_of_ground_truth_names_the_row(store):
     problems = [str(p) for p in read_dataset(store, check=False).check()]
     assert any(p.startswith("ground_truth/sources/s1.npy: values: expected finite values, got "
                             "NaN/Inf in row (6,): samples 30-32.") for p in problems), problems
+
+
+def test_former_ecog_store_is_checked_without_a_repeat_axis(tmp_path):
+    """A store of the former ECoG format (2-D arrays on disk) opens, and its NaN is named."""
+    path = tmp_path / "ecog"
+    (path / "features").mkdir(parents=True)
+    (path / "subjects" / "P1" / "ecog").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(path / "features" / "story.npy", rng.standard_normal((120, 6)).astype(np.float32))
+    ecog = rng.standard_normal((3, 120)).astype(np.float32)
+    np.save(path / "subjects" / "P1" / "ecog" / "story.npy", ecog)
+    (path / "neurofuse-ecog.json").write_text(json.dumps({
+        "format": "neurofuse-ecog", "schema_version": 1, "sfreq": SFREQ,
+        "feature_streams": STREAMS, "n_features": 6,
+        "stories": {"story": {"n_times": 120, "duration": 120 / SFREQ}},
+        "subjects": {"P1": {"stories": ["story"], "n_electrodes": 3, "electrodes": {}}}}))
+    assert read_dataset(path).check() == []
+    ecog[1, 10:20] = np.nan
+    np.save(path / "subjects" / "P1" / "ecog" / "story.npy", ecog)
+    with pytest.raises(StoreError, match=r"subjects/P1/ecog/story.npy: values: expected finite "
+                                         r"values, got NaN/Inf in channel 1: samples 10-19 "):
+        read_dataset(path)

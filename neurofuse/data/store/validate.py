@@ -189,7 +189,9 @@ def _span(runs, rate, what="samples"):
 def _full_values(arr, spec, out, ds, *, flat_channels=True):
     """Whole-array scan: NaN/Inf runs, all-zero channels and stories."""
     view = arr
-    if spec.what not in ("data", "epochs", "features"):  # e.g. ground truth: rows × last axis
+    if spec.what == "data" and not spec.lead:  # a former ECoG store: no repeat axis on disk
+        view = arr[np.newaxis]
+    elif spec.what not in ("data", "epochs", "features"):  # e.g. ground truth: rows × last axis
         view = arr.reshape(1, -1, arr.shape[-1]) if arr.ndim >= 2 else arr.reshape(1, 1, -1)
     found = scan(view, time_axis_last=spec.what != "features")
     if found["n_bad"]:
