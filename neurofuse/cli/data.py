@@ -93,12 +93,42 @@ def _cmd_merge(args):
 def _cmd_info(args):
     from ..data.store import read_dataset
 
+    if getattr(args, "check", False):
+        _check(args)
+        return
     ds = read_dataset(args.dataset)
     summary = ds.summary()
     if getattr(args, "json", False):
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary, ds.path))
+
+
+def _check(args):
+    """``info --check``: every array read; one line per problem; exit 1 if any."""
+    from pathlib import Path
+
+    from ..data.store import Dataset, StoreError, check_store
+    from ..data.store.manifest import read_manifest
+    from ..data.store.validate import check_manifest
+
+    path = Path(args.dataset).expanduser()
+    manifest = read_manifest(path)
+    problems = check_manifest(manifest)  # the arrays are checked against a sound manifest
+    if not problems:  # missing files are listed as problems, not raised
+        problems = check_store(path, full=True, manifest=manifest,
+                               dataset=Dataset(path, manifest))
+    if getattr(args, "json", False):
+        print(json.dumps({"path": str(args.dataset), "n_problems": len(problems),
+                          "problems": [vars(p) for p in problems]}, indent=2))
+    elif problems:
+        print(f"Dataset {args.dataset}: {len(problems)} problem(s)")
+        for p in problems:
+            print(f"  - {p}")
+    else:
+        print(f"Dataset {args.dataset}: no problems found (every array read).")
+    if problems:
+        raise StoreError(args.dataset, problems, when="(every array read)")
 
 
 def _add_prepare_common(p):
@@ -257,7 +287,11 @@ def add_parser(subparsers):
     option(p, "--overwrite", action="store_true", help="replace an existing dataset")
 
     p = add_command(sub, "info", _cmd_info,
-                    help="describe a dataset (subjects, modalities, stories, CNRs)")
+                    help="describe a dataset (subjects, modalities, stories, CNRs); --check "
+                         "reads every array and lists each problem")
     p.add_argument("dataset", help="dataset folder")
     option(p, "--json", action="store_true", keyword=False, help="print JSON")
+    option(p, "--check", action="store_true", keyword=False,
+           help="check the whole store (every array read: NaN/Inf, all-zero channels and "
+                "stories, shapes, damaged files); list each problem, exit 1 if any")
     return sub

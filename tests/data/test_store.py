@@ -144,9 +144,12 @@ def test_lazy_reading(tmp_path):
                 ds.leadfield("sub-01"), ds.ground_truth("sources/s1")):
         assert isinstance(arr, np.memmap)
         assert not arr.flags.writeable
-    # opening reads only the manifest: a corrupted array only fails when asked for
+    # opening checks every array's header: a corrupted array is named on open; with
+    # check=False only the manifest is read and the array fails only when asked for
     (tmp_path / "ds" / "features" / "s2.npy").write_bytes(b"garbage")
-    ds = read_dataset(tmp_path / "ds")
+    with pytest.raises(ValueError, match=r"features/s2\.npy: file: expected a \.npy array"):
+        read_dataset(tmp_path / "ds")
+    ds = read_dataset(tmp_path / "ds", check=False)
     ds.features("s1")
     with pytest.raises(ValueError):
         ds.features("s2")

@@ -138,9 +138,12 @@ def test_reads_are_lazy_memmaps(tmp_path):
               ds.image("sub-01", "fmri-volume", "s1").dataobj]
     for arr in arrays:
         assert isinstance(arr, np.memmap) and not arr.flags.writeable
-    # opening reads only the manifest: a corrupted array fails only when asked for
+    # opening checks the headers (a corrupted array is named); check=False reads only the
+    # manifest and a corrupted array fails only when asked for
     (tmp_path / "ds" / "subjects" / "sub-01" / "eeg" / "epochs" / "run-1.npy").write_bytes(b"x")
-    ds = read_dataset(tmp_path / "ds")
+    with pytest.raises(ValueError, match="eeg/epochs/run-1.npy: file: expected a .npy array"):
+        read_dataset(tmp_path / "ds")
+    ds = read_dataset(tmp_path / "ds", check=False)
     ds.data("sub-01", "eeg", "s1")
     with pytest.raises(ValueError):
         ds.epochs("sub-01", "eeg", "run-1")

@@ -9,8 +9,9 @@ their kinds (sensor / source / volume) are in :mod:`.modalities`. See
 ``docs/dataset-format.md``.
 
 Write with :class:`DatasetWriter` (everything goes to a temporary folder that is moved into
-place only when the ``with`` block succeeds); read with :func:`read_dataset`, which opens
-only the manifest and memory-maps arrays when they are asked for.
+place only when the ``with`` block succeeds); read with :func:`read_dataset`, which checks
+the manifest against itself and against the arrays' headers and samples (:mod:`.validate`;
+:meth:`Dataset.check` reads everything) and memory-maps arrays when they are asked for.
 """
 
 from .manifest import (  # _check_name: used by the loaders and simulators
@@ -23,6 +24,7 @@ from .manifest import (  # _check_name: used by the loaders and simulators
 from .modalities import MODALITIES, MODALITY_REGISTRY, Modality, ModalityKind, get_modality
 from .reader import Dataset, read_dataset
 from .upgrade import upgrade_dataset
+from .validate import Problem, StoreError, check_store
 from .writer import DatasetWriter
 
 __all__ = [
@@ -34,7 +36,10 @@ __all__ = [
     "Dataset",
     "DatasetWriter",
     "Modality",
+    "Problem",
+    "StoreError",
     "ModalityKind",
+    "check_store",
     "expected_n_trs",
     "get_modality",
     "read_dataset",

@@ -151,7 +151,9 @@ def check_anatomy_sizes(subject, n_sources, morph, vertices, sensors):
             kind = "morph vs source-space" if "morph" in what + sizes[0][0] else "source-space"
             raise ValueError(
                 f"{kind} mismatch for subject {subject!r}: {sizes[0][0]} = {sizes[0][1]} but "
-                f"{what} = {size}. Build them from the same subject source space.")
+                f"{what} = {size}. Build them from the same subject source space (a "
+                "forward computed with mindist > 0 drops sources: keep every source, or morph "
+                "fsaverage onto the forward's own sources).")
     return files, sizes
 
 

@@ -1,7 +1,9 @@
 """Read a dataset store lazily: :func:`read_dataset` and :class:`Dataset`.
 
-Opening parses the manifest (upgrading an older schema in memory, see :mod:`.manifest`) and
-checks that every file it names exists; arrays are memory-mapped only when asked for.
+Opening parses the manifest (upgrading an older schema in memory, see :mod:`.manifest`),
+checks that every file it names exists and runs the cheap check of :mod:`.validate` (the
+manifest against itself and against each array's header, lead fields, sampled values);
+arrays are memory-mapped only when asked for. :meth:`Dataset.check` reads everything.
 """
 
 from __future__ import annotations
@@ -344,6 +346,38 @@ class Dataset:
         entry = self._sub(subject).get("repeatability", {}).get(modality)
         return None if entry is None else dict(entry)
 
+    # -- checks -----------------------------------------------------------------------------
+    @verbose
+    def check(self, *, full=True, raise_error=False, verbose=None) -> list:
+        """Check the store against itself; with ``full``, read every array whole.
+
+        Parameters
+        ----------
+        full : bool
+            Read every array (NaN/Inf named by channel and sample range, all-zero channels of
+            sensor modalities and all-zero recordings), the channel infos (sampling rate and
+            channel count) and the morphs' values; ``False`` repeats the cheap check done on
+            open (headers, lead fields, sampled values).
+        raise_error : bool
+            Raise :class:`~neurofuse.data.store.StoreError` if anything is wrong.
+        verbose : bool | str | int | None
+            Log level for this call (see :func:`neurofuse.set_log_level`).
+
+        Returns
+        -------
+        problems : list of Problem
+            Each with ``file``, ``field``, ``expected``, ``got`` and ``fix``; empty for a
+            sound store.
+        """
+        from .validate import StoreError, check_store
+
+        problems = check_store(self.path, full=full, manifest=self._m, dataset=self)
+        logger.info("Checked %s '%s' (%s): %d problem(s).", self._kind, self.path,
+                    "full" if full else "cheap", len(problems))
+        if problems and raise_error:
+            raise StoreError(self.path, problems, when="(every array read)" if full else "on open")
+        return problems
+
     # -- overview ---------------------------------------------------------------------------
     def _expected_files(self):
         yield from (f"features/{s}.npy" for s in self._m["stories"] if self.n_features)
@@ -398,15 +432,21 @@ class Dataset:
                 "ground_truth": self.ground_truth_names}
 
 
-def _open(path, cls):
+def _open(path, cls, check=True):
+    from .validate import StoreError, check_manifest, check_store
+
     path = Path(path).expanduser()
     manifest = read_manifest(path)
+    if check and (problems := check_manifest(manifest)):
+        raise StoreError(path, problems)
     ds = cls(path, manifest)
     missing = [rel for rel in ds._expected_files() if not (path / rel).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{cls._kind.capitalize()} '{path}' is incomplete: its manifest names {len(missing)} "
             f"missing file(s), e.g. {missing[:3]}. Restore the files or regenerate the dataset.")
+    if check and (problems := check_store(path, manifest=manifest, dataset=ds)):
+        raise StoreError(path, problems)
     if "upgraded_from" in manifest:
         logger.info("Read %s '%s' (%s) as schema %d; neurofuse.data.upgrade_dataset rewrites "
                     "it in the current layout.", cls._kind, path, manifest["upgraded_from"],
@@ -416,18 +456,39 @@ def _open(path, cls):
 
 
 @verbose
-def read_dataset(path, *, verbose=None) -> Dataset:
-    """Open a dataset written by :class:`DatasetWriter`; reads only the manifest.
+def read_dataset(path, *, check=True, verbose=None) -> Dataset:
+    """Open a dataset written by :class:`DatasetWriter`, checking it cheaply.
 
     Stores of an older schema (version 1, and the former ECoG stores) are read as the
-    current one (``docs/dataset-format.md``, "Versioning").
+    current one (``docs/dataset-format.md``, "Versioning"). Arrays are memory-mapped only
+    when asked for.
+
+    Parameters
+    ----------
+    path : path-like
+        The dataset folder.
+    check : bool
+        Check the store on open (``docs/dataset-format.md``, "Checks"): the manifest against
+        itself, the header (shape, dtype, size) of every array against the manifest, lead
+        fields finite, and a sample of every array's values — without reading whole arrays.
+        :meth:`Dataset.check` reads everything.
+    verbose : bool | str | int | None
+        Log level for this call (see :func:`neurofuse.set_log_level`).
+
+    Returns
+    -------
+    dataset : Dataset
 
     Raises
     ------
     FileNotFoundError
         ``path`` is not a dataset, or the manifest names a file that is missing.
+    StoreError
+        (a ValueError) The manifest contradicts itself or its arrays, a file is damaged
+        (e.g. truncated), a lead field or a sampled value is NaN/Inf, or a recording is all
+        zero; the message lists each problem with its file, field, expected and found values.
     ValueError
         The dataset was written by a newer neurofuse (schema version too new).
     """
-    return _open(path, Dataset)
+    return _open(path, Dataset, check=check)
 

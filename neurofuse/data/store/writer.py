@@ -236,12 +236,24 @@ class DatasetWriter(_ArrayWrites):
             sub["n_sources"] = sizes[0][1]
         if morph is not None:
             sub["n_sources_fsaverage"] = int(files["morph"][0].shape[1])
+            self._check_template(name, sub["n_sources_fsaverage"])
         self._subjects[name] = sub
         for key, (obj, fname) in files.items():
             self._write_file(f"subjects/{name}/{fname}", key, obj)
             sub["files"][key] = fname
         if sensors is not None:
             self._commit_sensors(name, sensors)
+
+    def _check_template(self, name, n_fs):
+        """Every morph starts from the store's one template source space (fsaverage)."""
+        for other, sub in self._subjects.items():
+            if sub["n_sources_fsaverage"] not in (None, n_fs):
+                raise ValueError(
+                    f"template source-space mismatch for subject {name!r}: its morph maps a "
+                    f"template of {n_fs} sources (its columns) but the store's template has "
+                    f"{sub['n_sources_fsaverage']} (subject {other!r}'s morph): models fit on "
+                    "this store predict sources on that template. Compute the morph from the "
+                    "same fsaverage source space (neurofuse.anatomy), every source kept.")
 
     def add_sensors(self, subject, modality, *, info=None, leadfield=None, forward=None,
                     electrodes=None, units=None, signal=None):
