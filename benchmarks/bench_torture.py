@@ -244,7 +244,7 @@ def _short_store(s):
                     if mod == "meg":
                         _edit_array(f, lambda a: a[..., :n])
                     else:
-                        _edit_array(f, lambda a: a[..., :1])
+                        _edit_array(f, lambda a: a[..., :0])  # no whole TR
     for f in (s / "ground_truth" / "sources").glob("*.npy"):
         _edit_array(f, lambda a: a[..., :n])
     _rewrite(s / MANIFEST, json.dumps(m, indent=1).encode())

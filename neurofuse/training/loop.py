@@ -49,9 +49,9 @@ from .task import RunContext
 
 __all__ = ["LoopConfig", "TrainingDivergedError", "fit_task", "select_device"]
 
-_CAUSES = ("Likely causes: NaN or Inf values in the training data (check the store's arrays "
-           "with numpy.isfinite), or a learning rate too high for the data's scale (lower it, "
-           "or set grad_clip).")
+_CAUSES = ("Likely causes: NaN or Inf values in the training data (a neurofuse store: run "
+           "'neurofuse data info --check DATA', which names each one), or a learning rate too "
+           "high for the data's scale (lower it, or set grad_clip).")
 
 
 class TrainingDivergedError(FloatingPointError):
