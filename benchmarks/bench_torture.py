@@ -76,6 +76,13 @@ def _message(text):
     return (lines[-1] if lines else text.strip().splitlines()[-1] if text.strip() else "")[:400]
 
 
+def _error_text(text):
+    """The error message and the lines after it (a store check lists its problems below)."""
+    lines = text.strip().splitlines()
+    first = next((i for i, ln in enumerate(lines) if "error:" in ln), 0)
+    return "\n".join(lines[first:])
+
+
 def _finite_outputs(folder):
     """True when every .npy / .fif / .nii.gz under ``folder`` holds finite numbers."""
     import mne
@@ -113,7 +120,7 @@ def classify(rc, text, *, expect, pattern=None, outputs=None):
         return "traceback"
     if rc == 0:
         return "silent"
-    if pattern and not re.search(pattern, _message(text) or text, flags=re.I):
+    if pattern and not re.search(pattern, _error_text(text), flags=re.I):
         return "unclear"
     return "clear"
 

@@ -487,6 +487,53 @@ def write_json(path, obj, *, what: str = "JSON file"):
             fid.write("\n")
 
 
+def load_npy(path, *, what="array", expected="a numeric array", mmap_mode="r"):
+    """Open a ``.npy`` file without pickle, naming the file and what it should hold on failure.
+
+    Parameters
+    ----------
+    path : path-like
+        An existing file.
+    what : str
+        What the file is, for messages (e.g. ``"stimulus file"``).
+    expected : str
+        What it should hold, for messages (e.g. ``"shape (n_times, d_stim)"``).
+    mmap_mode : str | None
+        As :func:`numpy.load`.
+
+    Returns
+    -------
+    array : numpy.ndarray | numpy.memmap
+
+    Raises
+    ------
+    ValueError
+        The file is not a ``.npy`` array (text, ``.npz``, truncated), or holds Python objects
+        (which would need pickle, never used here).
+    """
+    path = Path(path)
+    fix = f"save {expected} with numpy.save (allow_pickle=False)"
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except ValueError as exc:
+        with open(path, "rb") as fid:
+            magic = fid.read(6)
+        if magic == b"\x93NUMPY" and re.search("pickle|object", str(exc), re.I):
+            raise ValueError(f"The {what} '{path}' holds Python objects (an object array), "
+                             f"which neurofuse never unpickles; {fix}.") from None
+        if magic == b"\x93NUMPY":
+            raise ValueError(f"The {what} '{path}' is damaged or truncated ({exc}); "
+                             f"{fix}.") from None
+        raise ValueError(f"The {what} '{path}' is not a .npy array (its first bytes are "
+                         f"{magic!r}); {fix}.") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"The {what} '{path}' is damaged or truncated ({exc}); {fix}.") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise ValueError(f"The {what} '{path}' is an .npz archive, not one .npy array; {fix}.")
+    return array
+
+
 def read_config(path, *, what="config file", fix="fix or replace the file") -> dict:
     """Read a JSON or TOML table (by the suffix; JSON otherwise), naming the file on failure.
 

@@ -92,3 +92,24 @@ def test_damaged_model_description_and_checkpoint_record_name_their_file(tmp_pat
     (ck / "epoch-0001" / "state.json").write_text('{"format_version": ')
     with pytest.raises(ValueError, match=r"checkpoint record '.*state\.json' is not valid JSON"):
         load_checkpoint(ck)
+
+
+def test_load_npy_names_the_file_and_never_unpickles(tmp_path):
+    from neurofuse._io import load_npy
+
+    good = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "good.npy", good)
+    np.testing.assert_array_equal(load_npy(tmp_path / "good.npy"), good)
+    cases = {
+        "text.npy": (lambda p: p.write_text("hello, world\n"), r"is not a \.npy array"),
+        "obj.npy": (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+                    r"holds Python objects.*never unpickles"),
+        "cut.npy": (lambda p: p.write_bytes((tmp_path / "good.npy").read_bytes()[:100]),
+                    r"is damaged or truncated"),
+        "arch.npy": (lambda p: np.savez(open(p, "wb"), x=good), r"is an \.npz archive"),
+    }
+    for name, (make, match) in cases.items():
+        make(tmp_path / name)
+        with pytest.raises(ValueError, match=rf"The stimulus file '.*{name}' {match}.*save "
+                                             r"features of shape \(n, d\) with numpy\.save"):
+            load_npy(tmp_path / name, what="stimulus file", expected="features of shape (n, d)")

@@ -342,7 +342,7 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
     """
     from pathlib import Path
 
-    from ..._io import atomic_dir
+    from ..._io import atomic_dir, load_npy
     from .model import JointModel
     from .resources import check_predict_resources
 
@@ -355,7 +355,8 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
         if not fname.is_file():
             raise FileNotFoundError(f"Stimulus file '{fname}' not found (expected a .npy array "
                                     "of shape (n_times, d_stim)).")
-        stimulus = np.load(fname, mmap_mode="r", allow_pickle=False)  # shape first, data later
+        stimulus = load_npy(fname, what="stimulus file",  # shape first, data later
+                            expected="features of shape (n_times, d_stim)")
     everyone = list(model.meg_heads) + [s for s in model.fmri_heads if s not in model.meg_heads]
     subjects = everyone if not subjects else list(subjects)
     for sub in subjects:
