@@ -571,14 +571,22 @@ class Torture:
             return
         self.skipped_os = False
         mnt = self.work / "mnt"
+        full = r"disk full|no space|free there"  # refused up front, or when the disk fills
         for name, size, args, pattern in [
             ("simulate-disk-full", "2m", ["simulate", "study", "tiny", "--out", mnt / "sim"],
-             r"disk full|no space"),
+             full),
+            ("simulate-disk-full-forced", "2m", ["simulate", "study", "tiny", "--out",
+                                                 mnt / "sim", "--force"], r"disk full"),
             ("fit-disk-full", "3m", ["joint", "fit", "tiny", "--data", self.store, "--out",
-                                     mnt / "fit", "--epochs", "1"], r"disk full|no space"),
+                                     mnt / "fit", "--epochs", "1"], full),
+            ("fit-disk-full-forced", "3m", ["joint", "fit", "tiny", "--data", self.store,
+                                            "--out", mnt / "fit", "--epochs", "1", "--force"],
+             r"disk full"),
             ("predict-disk-full", "256k", ["joint", "predict", self.model, "--stimulus",
-                                           self.stimulus, "--out", mnt / "pred"],
-             r"disk full|no space"),
+                                           self.stimulus, "--out", mnt / "pred"], full),
+            ("predict-disk-full-forced", "256k", ["joint", "predict", self.model, "--stimulus",
+                                                  self.stimulus, "--out", mnt / "pred",
+                                                  "--force"], r"disk full"),
         ]:
             cmd, _ = self._in_tmpfs(size, _cli(*args, "-q"))
             self.case("os", name, cmd, pattern=pattern)
@@ -587,7 +595,7 @@ class Torture:
             ("predict-read-only", ["joint", "predict", self.model, "--stimulus", self.stimulus,
                                    "--out", mnt / "pred"]),
         ]:
-            cmd, _ = self._in_tmpfs("4m", _cli(*args, "-q"), readonly=True)
+            cmd, _ = self._in_tmpfs("512m", _cli(*args, "-q"), readonly=True)
             self.case("os", name, cmd, pattern=r"read-only|permission")
 
     # -- kill -9 and resume ------------------------------------------------------------------

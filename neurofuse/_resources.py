@@ -228,6 +228,13 @@ def check_disk(need, path, *, what, reduce, parts=None, available=None) -> int:
     ResourceError
         Unless limits are ignored, when a warning is logged instead.
     """
+    existing = Path(path).expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:  # a fact, not an estimate: no override
+        raise ResourceError(
+            f"{what} cannot write to '{path}': '{existing}' is on a read-only file system. "
+            "Choose another location (--out), or remount that disk read-write.")
     available = free_disk(path) if available is None else int(available)
     logger.debug("%s: writes about %s to '%s' (%s free)", what, format_bytes(need), path,
                  format_bytes(available))

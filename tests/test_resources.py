@@ -81,6 +81,27 @@ def test_check_disk_names_the_location(tmp_path):
         check_disk(3 * GiB, tmp_path / "out", what="X", reduce="y", available=GiB)
 
 
+def test_check_disk_says_read_only_before_sizes(tmp_path, monkeypatch):
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, st):
+            self.st = st
+
+        def __getattr__(self, name):
+            return getattr(self.st, name)
+
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(_resources.os, "statvfs", lambda p: ReadOnly(real(p)))
+    with pytest.raises(ResourceError, match=r"X cannot write to '.*out': '.*' is on a read-only "
+                                            r"file system.*remount"):
+        with ignore_limits():  # a fact, not an estimate: no override
+            check_disk(1, tmp_path / "out", what="X", reduce="y", available=GiB)
+    monkeypatch.setattr(_resources.os, "statvfs", real)
+    assert check_disk(1, tmp_path / "out", what="X", reduce="y", available=GiB) == 1
+
+
 def test_the_environment_variable_overrides(monkeypatch):
     monkeypatch.setenv("NEUROFUSE_IGNORE_LIMITS", "1")
     assert limits_ignored()
