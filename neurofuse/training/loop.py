@@ -216,6 +216,12 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         raise FileExistsError(f"'{out}' already holds a training run. Pass resume=True "
                               "(--resume) to continue it, or choose another --out.")
 
+    if resume and not (ckpt_dir / "latest").is_file():
+        # Killed before its first checkpoint: there is nothing to lose, and a fresh start is
+        # what the interrupted run would have done (same seed, same weights).
+        logger.warning("Nothing to resume in '%s' (no checkpoint yet: the run stopped before "
+                       "its first epoch ended); starting from the beginning.", out)
+        resume = False
     ctx = RunContext(device=device, rank=rank, world_size=world, distributed=distributed,
                      mixed_precision=cfg.mixed_precision)
     torch.manual_seed(cfg.seed)

@@ -103,12 +103,20 @@ def test_fit_refuses_an_existing_run_without_resume(small_store, tmp_path):
     _assert_same_tensors(before, after, atol=0)
 
 
-def test_load_checkpoint_of_an_empty_folder(small_store, tmp_path):
+def test_resume_before_the_first_checkpoint_starts_afresh(small_store, tmp_path, catch_logs):
+    """A run killed before its first checkpoint resumes as a fresh start: same weights."""
     with pytest.raises(FileNotFoundError, match="No checkpoint to resume from.*without --resume"):
         load_checkpoint(tmp_path)
-    with pytest.raises(FileNotFoundError, match="No checkpoint to resume from"):
-        fit(small_store, tmp_path / "new", train_config=dict(TRAIN, max_epochs=1),
+    (tmp_path / "killed").mkdir()  # what a kill during set-up leaves
+    with catch_logs("warning") as log:
+        fit(small_store, tmp_path / "killed", train_config=dict(TRAIN, max_epochs=1),
             encoder_kwargs=ENCODER, resume=True)
+    assert "Nothing to resume in" in log.text
+    fit(small_store, tmp_path / "plain", train_config=dict(TRAIN, max_epochs=1),
+        encoder_kwargs=ENCODER)
+    resumed, _ = _final_state(tmp_path / "killed")
+    plain, _ = _final_state(tmp_path / "plain")
+    _assert_same_tensors(resumed, plain, atol=0)
 
 
 def test_resume_with_another_model_size_is_refused(small_store, tmp_path):
