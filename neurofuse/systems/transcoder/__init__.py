@@ -15,9 +15,9 @@ The simulator is :mod:`neurofuse.simulation.eeg_fmri`; see ``docs/transcoder.md`
 from .config import BLOCKS, TranscoderConfig
 from .data import DataConfig, TranscoderData
 from .losses import LOSS_TERMS, transcoder_loss
-from .model import Transcoder, load_model
+from .model import Transcoder, load_model, transcode
 from .trainer import FIT_PRESETS, TrainConfig, fit, load_fit_config
 
 __all__ = ["BLOCKS", "FIT_PRESETS", "LOSS_TERMS", "DataConfig", "TrainConfig", "Transcoder",
            "TranscoderConfig", "TranscoderData", "fit", "load_fit_config", "load_model",
-           "transcoder_loss"]
+           "transcode", "transcoder_loss"]

@@ -29,7 +29,7 @@ from ..._io import atomic_dir, check_file_hash, hash_file, write_json
 from .config import TranscoderConfig
 from .nets import EEGDecoder, EEGEncoder, FMRIDecoder, FMRIEncoder, init_weights
 
-__all__ = ["CYCLES", "MODEL_FORMAT", "Transcoder", "load_model"]
+__all__ = ["CYCLES", "MODEL_FORMAT", "Transcoder", "load_model", "transcode"]
 
 MODEL_FORMAT = "neurofuse.transcoder"
 MODEL_FORMAT_VERSION = 1
@@ -173,6 +173,44 @@ def load_model(path, *, return_meta=False):
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.eval()
     return (model, meta) if return_meta else model
+
+
+def transcode(model, eeg, fmri, *, cycle="transcode", device=None):
+    """Run the model on one item (eval mode, no gradients) and return numpy arrays.
+
+    Parameters
+    ----------
+    model : Transcoder | path-like
+        A model, or a model folder (read with :func:`load_model`).
+    eeg : array, shape (n_channels, n_trs * steps_per_tr)
+        EEG prepared as for training (e.g. :meth:`TranscoderData.load`).
+    fmri : array, shape (n_x, n_y, n_z, n_trs)
+        fMRI prepared as for training.
+    cycle : 'transcode' | 'direct'
+        See :meth:`Transcoder.forward`.
+    device : str | torch.device | None
+        Where to run (None: where the model is).
+
+    Returns
+    -------
+    out : dict of str to array of float32
+        :meth:`Transcoder.forward`'s outputs without the batch axis: ``eeg_sources`` and
+        ``fmri_sources`` (n_x, n_y, n_z, n_steps), ``eeg2fmri`` and ``fmri_cycle`` shaped as
+        ``fmri``, ``fmri2eeg`` and ``eeg_cycle`` shaped as ``eeg``.
+    """
+    if not isinstance(model, nn.Module):
+        model = load_model(model)
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(_as_tensor(eeg, device)[None], _as_tensor(fmri, device)[None],
+                        cycle=cycle)
+    finally:
+        model.train(was_training)
+    return {k: v[0].float().cpu().numpy() for k, v in out.items()}
 
 
 def _as_tensor(x, device):

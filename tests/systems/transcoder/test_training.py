@@ -12,7 +12,7 @@ from skimage.measure import block_reduce
 
 from neurofuse.simulation.eeg_fmri import EEGfMRIDataset, make_config, simulate_dataset
 from neurofuse.systems.transcoder import (DataConfig, TrainConfig, TranscoderData, fit,
-                                          load_fit_config, load_model)
+                                          load_fit_config, load_model, transcode)
 from neurofuse.systems.transcoder.data import downsample_eeg, normalize, pool_volume
 from neurofuse.training.checkpoint import load_checkpoint
 
@@ -121,6 +121,12 @@ def test_training_lowers_the_loss_and_never_reads_test_runs(full_run, dataset):
     model, meta = load_model(out / "model", return_meta=True)
     assert meta["data"]["test_runs"] == sorted(test) and meta["data"]["steps_per_tr"] == 5
     assert model.config.volume_shape == dataset.config.grid_shape
+    # the saved model on the held-out run, prepared as in training
+    data = TranscoderData(dataset, 5, meta["data"]["settings"])
+    eeg, fmri, _ = data.load((meta["data"]["test_runs"][0], 0), "test")
+    pred = transcode(out / "model", eeg, fmri)
+    assert pred["eeg2fmri"].shape == fmri.shape and pred["fmri2eeg"].shape == eeg.shape
+    assert pred["eeg_sources"].shape == (*model.config.volume_shape, eeg.shape[1])
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 4 and config["model"]["n_channels"] == 64
 
