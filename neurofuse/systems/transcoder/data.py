@@ -286,6 +286,15 @@ class TranscoderData:
             self._cache[key] = out
         return out
 
+    def describe(self) -> dict:
+        """JSON description: fingerprint, data set, reduction and split (for ``model.json``)."""
+        return {"level": "group", "fingerprint": self.fingerprint(),
+                "dataset": str(self.dataset.path), "fmri_pool": list(self.pool),
+                "steps_per_tr": self.steps_per_tr, "n_per_tr": self.n_per_tr,
+                "chunk_trs": self.chunk_trs, "train_runs": self.train_runs,
+                "val_runs": self.val_runs, "test_runs": self.test_runs,
+                "settings": self.config.to_dict()}
+
     def fingerprint(self) -> str:
         """A key of the data set, its split and the reduction (checkpoints refuse others)."""
         settings = {k: v for k, v in self.config.to_dict().items() if k != "cache"}

@@ -29,14 +29,51 @@ from ..._io import atomic_dir, check_file_hash, hash_file, write_json
 from .config import TranscoderConfig
 from .nets import EEGDecoder, EEGEncoder, FMRIDecoder, FMRIEncoder, init_weights
 
-__all__ = ["CYCLES", "MODEL_FORMAT", "Transcoder", "load_model", "transcode"]
+__all__ = ["CYCLES", "MODEL_FORMAT", "ModelFolder", "Transcoder", "load_model", "transcode"]
 
 MODEL_FORMAT = "neurofuse.transcoder"
 MODEL_FORMAT_VERSION = 1
 CYCLES = ("transcode", "direct")
 
 
-class Transcoder(nn.Module):
+class ModelFolder:
+    """Saving of a model with ``config`` (a dataclass with ``to_dict``) and ``FORMAT``."""
+
+    FORMAT = MODEL_FORMAT
+
+    def config_dict(self) -> dict:
+        """JSON description of the model (everything but the weights)."""
+        return {"format": self.FORMAT, "format_version": MODEL_FORMAT_VERSION,
+                "config": self.config.to_dict()}
+
+    def save(self, path, *, overwrite=False, extra=None):
+        """Write the model folder ``path`` (``model.json`` + ``model.safetensors``) atomically.
+
+        Parameters
+        ----------
+        path : path-like
+            The folder.
+        overwrite : bool
+            Replace an existing folder (only once the new one is complete).
+        extra : dict | None
+            More JSON entries of ``model.json`` (e.g. the data's resolution and scaling).
+
+        Returns
+        -------
+        path : Path
+        """
+        from safetensors.torch import save_file
+
+        with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            write_json(tmp / "model.json", {
+                **self.config_dict(), **dict(extra or {}),
+                "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
+        return Path(path)
+
+
+class Transcoder(ModelFolder, nn.Module):
     """The four networks of the cyclic EEG↔fMRI transcoder.
 
     Parameters
@@ -105,37 +142,6 @@ class Transcoder(nn.Module):
         (batch, n_x, n_y, n_z, n_trs)."""
         return self.eeg_encoder(self.fmri_decoder(fmri))
 
-    def config_dict(self) -> dict:
-        """JSON description of the model (everything but the weights)."""
-        return {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-                "config": self.config.to_dict()}
-
-    def save(self, path, *, overwrite=False, extra=None):
-        """Write the model folder ``path`` (``model.json`` + ``model.safetensors``) atomically.
-
-        Parameters
-        ----------
-        path : path-like
-            The folder.
-        overwrite : bool
-            Replace an existing folder (only once the new one is complete).
-        extra : dict | None
-            More JSON entries of ``model.json`` (e.g. the data's resolution and scaling).
-
-        Returns
-        -------
-        path : Path
-        """
-        from safetensors.torch import save_file
-
-        with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            write_json(tmp / "model.json", {
-                **self.config_dict(), **dict(extra or {}),
-                "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
-        return Path(path)
-
 
 def load_model(path, *, return_meta=False):
     """Read a model folder written by :meth:`Transcoder.save` (safetensors; no pickle).
@@ -149,8 +155,8 @@ def load_model(path, *, return_meta=False):
 
     Returns
     -------
-    model : Transcoder
-        On the CPU, in eval mode.
+    model : Transcoder | SubjectTranscoder
+        On the CPU, in eval mode (a group- or a subject-level model, as saved).
     meta : dict
         Only with ``return_meta``.
     """
@@ -162,12 +168,18 @@ def load_model(path, *, return_meta=False):
         raise FileNotFoundError(f"'{path}' is not a neurofuse model folder (no model.json). "
                                 "Pass the 'model' folder written by the transcoder's fit.")
     meta = json.loads(cfg_file.read_text())
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"'{path}' holds a {meta.get('format')!r}, not a {MODEL_FORMAT!r}.")
+    from .subject import SUBJECT_FORMAT, SubjectConfig, SubjectTranscoder
+
+    classes = {MODEL_FORMAT: (Transcoder, TranscoderConfig),
+               SUBJECT_FORMAT: (SubjectTranscoder, SubjectConfig)}
+    if meta.get("format") not in classes:
+        raise ValueError(f"'{path}' holds a {meta.get('format')!r}, not a {MODEL_FORMAT!r} "
+                         f"or {SUBJECT_FORMAT!r} model.")
     if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise ValueError(f"Model format v{meta['format_version']} is newer than this neurofuse "
                          f"supports (v{MODEL_FORMAT_VERSION}); upgrade neurofuse.")
-    model = Transcoder(TranscoderConfig.from_dict(meta["config"]))
+    cls, cfg_cls = classes[meta["format"]]
+    model = cls(cfg_cls.from_dict(meta["config"]))
     check_file_hash(path / "model.safetensors", meta.get("checksums", {}).get(
         "model.safetensors"), record=cfg_file, what="model weights")
     model.load_state_dict(load_file(str(path / "model.safetensors")))

@@ -31,11 +31,14 @@ from torch import nn
 
 from ..._checks import _check_int, _check_keys, _check_option
 from .config import BLOCKS
-from .model import CYCLES
+from .model import CYCLES, ModelFolder
 from .nets import _post, init_weights
 
-__all__ = ["SubjectConfig", "SubjectTranscoder", "chunk_starts", "epoch_average",
-           "group_sources", "upsample_sources"]
+SUBJECT_FORMAT = "neurofuse.transcoder.subject"
+
+__all__ = ["SUBJECT_FORMAT", "SubjectConfig", "SubjectTranscoder", "chunk_starts",
+           "epoch_average", "group_sources", "upsample_sources", "upsample_space",
+           "upsample_time"]
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,15 @@ class _Stack(nn.Module):
         return self.layers(x.reshape(B * X * Y * Z, 1, T)).view(B, X, Y, Z, T)  # time, each voxel
 
 
-class SubjectTranscoder(nn.Module):
+class SubjectTranscoder(ModelFolder, nn.Module):
     """The subject-level cyclic transcoder: four networks on source volumes.
 
     Parameters
     ----------
     config : SubjectConfig
     """
+
+    FORMAT = SUBJECT_FORMAT
 
     def __init__(self, config):
         super().__init__()
@@ -208,45 +213,85 @@ def group_sources(model, eeg, fmri, *, block=4096):
     return s_eeg, s_fmri
 
 
+def upsample_space(sources, pool, grid_shape):
+    """Trilinear interpolation of group-grid sources to the fine grid.
+
+    Parameters
+    ----------
+    sources : array, shape (n_gx, n_gy, n_gz, n_times)
+        Group voxel ``i`` covers fine voxels ``[i p, (i + 1) p)``.
+    pool : tuple of 3 int
+        Fine voxels per group voxel, ``p``.
+    grid_shape : tuple of 3 int
+        The fine grid.
+
+    Returns
+    -------
+    sources : array of float32, shape (*grid_shape, n_times)
+        ``align_corners=False``: block centres map to block centres.
+    """
+    import torch.nn.functional as F
+
+    e = torch.as_tensor(np.ascontiguousarray(sources, np.float32)).permute(3, 0, 1, 2)
+    size = tuple(g * p for g, p in zip(e.shape[1:], pool))
+    X, Y, Z = grid_shape
+    with torch.no_grad():
+        e = F.interpolate(e[:, None], size=size, mode="trilinear", align_corners=False)[:, 0]
+    return e[:, :X, :Y, :Z].permute(1, 2, 3, 0).contiguous().numpy()     # (X, Y, Z, T)
+
+
+def upsample_time(sources, samples_per_step, n_times):
+    """Linear interpolation of group-rate sources to the full rate.
+
+    Parameters
+    ----------
+    sources : array, shape (..., n_steps)
+        Step ``j`` covers samples ``[j d, (j + 1) d)``.
+    samples_per_step : int
+        ``d``.
+    n_times : int
+        Samples wanted (the result is cut or zero-padded to it).
+
+    Returns
+    -------
+    sources : array of float32, shape (..., n_times)
+    """
+    import torch.nn.functional as F
+
+    f = torch.as_tensor(np.ascontiguousarray(sources, np.float32))
+    lead, n_steps = f.shape[:-1], f.shape[-1]
+    with torch.no_grad():
+        f = F.interpolate(f.reshape(-1, 1, n_steps), size=n_steps * samples_per_step,
+                          mode="linear", align_corners=False).reshape(*lead, -1)
+    f = f[..., :n_times]
+    if f.shape[-1] < n_times:
+        f = F.pad(f, (0, n_times - f.shape[-1]))
+    return f.numpy()
+
+
 def upsample_sources(eeg_sources, fmri_sources, *, pool, grid_shape, samples_per_step):
     """Interpolate the group estimates to the full grid (EEG) and the full rate (fMRI).
 
     Parameters
     ----------
     eeg_sources : array, shape (n_gx, n_gy, n_gz, n_times)
-        From :func:`group_sources`; voxel ``i`` covers fine voxels ``[i p, (i + 1) p)``.
+        From :func:`group_sources` (see :func:`upsample_space`).
     fmri_sources : array, shape (n_x, n_y, n_z, n_steps)
-        Step ``j`` covers samples ``[j d, (j + 1) d)``.
+        From :func:`group_sources` (see :func:`upsample_time`).
     pool : tuple of 3 int
-        Fine voxels per group voxel, ``p``.
+        Fine voxels per group voxel.
     grid_shape : tuple of 3 int
         The fine grid.
     samples_per_step : int
-        EEG samples per group step, ``d``.
+        EEG samples per group step.
 
     Returns
     -------
     eeg_sources, fmri_sources : arrays of float32, shape (*grid_shape, n_times)
-        Trilinear in space and linear in time (``align_corners=False``: block centres map to
-        block centres); the fMRI one is cut or zero-padded to ``n_times``.
     """
-    import torch.nn.functional as F
-
     n_times = eeg_sources.shape[-1]
-    e = torch.as_tensor(np.ascontiguousarray(eeg_sources, np.float32)).permute(3, 0, 1, 2)
-    size = tuple(g * p for g, p in zip(e.shape[1:], pool))
-    with torch.no_grad():
-        e = F.interpolate(e[:, None], size=size, mode="trilinear", align_corners=False)[:, 0]
-        X, Y, Z = grid_shape
-        e = e[:, :X, :Y, :Z].permute(1, 2, 3, 0)                            # (X, Y, Z, T)
-        f = torch.as_tensor(np.ascontiguousarray(fmri_sources, np.float32))
-        n_steps = f.shape[-1]
-        f = F.interpolate(f.reshape(-1, 1, n_steps), size=n_steps * samples_per_step,
-                          mode="linear", align_corners=False).reshape(*f.shape[:3], -1)
-    f = f[..., :n_times]
-    if f.shape[-1] < n_times:
-        f = F.pad(f, (0, n_times - f.shape[-1]))
-    return e.numpy(), f.numpy()
+    return (upsample_space(eeg_sources, pool, grid_shape),
+            upsample_time(fmri_sources, samples_per_step, n_times))
 
 
 def epoch_average(sources, onsets, sfreq, duration):

@@ -29,8 +29,13 @@ class TranscoderTask(Task):
         The batch items (:class:`~neurofuse.systems.transcoder.data.TranscoderData`).
     config : TrainConfig
         Training settings (:class:`~neurofuse.systems.transcoder.trainer.TrainConfig`).
-    model_config : TranscoderConfig
+    model_config : TranscoderConfig | SubjectConfig
         Sizes (``n_channels``, ``volume_shape`` and ``steps_per_tr`` match ``data``).
+    model_cls : type | None
+        The model built from ``model_config`` (None: the group-level
+        :class:`~neurofuse.systems.transcoder.model.Transcoder`; the subject level passes
+        :class:`~neurofuse.systems.transcoder.subject.SubjectTranscoder` with its
+        :class:`~neurofuse.systems.transcoder.subject.SubjectData`).
     """
 
     train_logs = ("loss", *LOSS_TERMS)
@@ -38,12 +43,13 @@ class TranscoderTask(Task):
     no_batches_hint = ("The data set has no training run: simulate more runs (the last ones "
                        "form the test split) or lower n_val.")
 
-    def __init__(self, data, config, model_config):
+    def __init__(self, data, config, model_config, *, model_cls=None):
         self.data, self.cfg, self.model_cfg = data, config, model_config
+        self.model_cls = model_cls or Transcoder
 
     def setup(self, ctx):
         self.device, self.rank, self.world_size = ctx.device, ctx.rank, ctx.world_size
-        return Transcoder(self.model_cfg).to(ctx.device)
+        return self.model_cls(self.model_cfg).to(ctx.device)
 
     def configure_optimizers(self, model):
         return {"main": torch.optim.Adam(model.parameters(), lr=self.cfg.lr,
@@ -53,7 +59,7 @@ class TranscoderTask(Task):
         loaded = [self.data.load(item, purpose) for item in items]
         eeg = torch.as_tensor(np.stack([e for e, _, _ in loaded]), device=self.device)
         fmri = torch.as_tensor(np.stack([f for _, f, _ in loaded]), device=self.device)
-        return eeg, fmri                      # (B, C, N*s), (B, X, Y, Z, N)
+        return eeg, fmri  # group: (B, C, N*s), (B, X, Y, Z, N); subject: (B, X, Y, Z, T) both
 
     def train_batches(self, epoch):
         """Shuffled batches of ``batch_size`` items; under data parallelism each process takes
@@ -93,14 +99,6 @@ class TranscoderTask(Task):
         return row.get("val_loss", row["train_loss"])
 
     # ---------------------------------------------------------------- what is saved
-    def _data_meta(self):
-        d = self.data
-        return {"fingerprint": d.fingerprint(), "dataset": str(d.dataset.path),
-                "fmri_pool": list(d.pool), "steps_per_tr": d.steps_per_tr,
-                "n_per_tr": d.n_per_tr, "chunk_trs": d.chunk_trs,
-                "train_runs": d.train_runs, "val_runs": d.val_runs, "test_runs": d.test_runs,
-                "settings": d.config.to_dict()}
-
     def model_config(self, model):
         return {**model.config_dict(), "data": self.data.fingerprint()}
 
@@ -109,7 +107,7 @@ class TranscoderTask(Task):
 
     def run_config(self, model):
         return {"train": self.cfg.to_dict(), "model": model.config.to_dict(),
-                "data": self._data_meta()}
+                "data": self.data.describe()}
 
     def save_model(self, model, path):
-        model.save(path, overwrite=True, extra={"data": self._data_meta()})
+        model.save(path, overwrite=True, extra={"data": self.data.describe()})

@@ -12,7 +12,9 @@ from skimage.measure import block_reduce
 
 from neurofuse.simulation.eeg_fmri import EEGfMRIDataset, make_config, simulate_dataset
 from neurofuse.systems.transcoder import (DataConfig, TrainConfig, TranscoderData, fit,
-                                          load_fit_config, load_model, transcode)
+                                          fit_subject, load_fit_config, load_model,
+                                          transcode)
+from neurofuse.systems.transcoder.subject import SubjectTranscoder
 from neurofuse.systems.transcoder.data import downsample_eeg, normalize, pool_volume
 from neurofuse.training.checkpoint import load_checkpoint
 
@@ -157,6 +159,28 @@ def test_resume_after_interruption_gives_identical_weights(full_run, dataset, tm
         assert torch.equal(a[k], b[k]), k
     with pytest.raises(ValueError, match="other training settings"):
         fit(dataset, out, config={**TINY, "train": {"epochs": 5, "lr": 1e-2}}, resume=True)
+
+
+def test_subject_level_on_the_group_model(full_run, dataset, tmp_path, monkeypatch):
+    """The subject level trains on the group model's full-resolution estimates of the
+    training runs (never the test run) and writes a subject-level model folder."""
+    read = []
+    original = EEGfMRIDataset.read_run
+
+    def spy(self, run, **kw):
+        read.append(run)
+        return original(self, run, **kw)
+
+    monkeypatch.setattr(EEGfMRIDataset, "read_run", spy)
+    out = tmp_path / "subject"
+    history = fit_subject(dataset, full_run[0] / "model", out, config="tiny")
+    assert len(history) == 2 and all(np.isfinite(r["train_loss"]) for r in history)
+    assert read and not set(read) & set(dataset.manifest["split"]["test"])
+    model, meta = load_model(out / "model", return_meta=True)
+    assert isinstance(model, SubjectTranscoder) and meta["data"]["level"] == "subject"
+    assert meta["data"]["n_epochs"] > 0 and meta["data"]["chunk"] == [8, 8, 8]
+    with pytest.raises(ValueError, match="group-level model folder"):
+        fit_subject(dataset, out / "model", tmp_path / "again", config="tiny")
 
 
 @pytest.mark.parametrize("config, error, match", [
