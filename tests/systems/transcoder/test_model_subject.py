@@ -117,3 +117,22 @@ def test_epoch_average_and_chunks():
             covered[s:s + size] = True
             assert 0 <= s and s + min(size, length) <= length
         assert covered.all()
+
+
+def test_subject_setups_and_model_folder(tmp_path):
+    from neurofuse.systems.transcoder import SUBJECT_PRESETS, SubjectDataConfig, load_model
+    from neurofuse.training.presets import read_fit_config
+
+    tiny = read_fit_config("tiny", SUBJECT_PRESETS, ("train", "model", "data"))
+    assert SubjectConfig.from_dict(tiny["model"]).channels == (4, 4, 4, 4)
+    with pytest.raises(ValueError, match="did you mean 'chunk_size'"):
+        SubjectDataConfig.from_dict({"chunk_sizes": 8})
+    with pytest.raises(ValueError, match="> 0"):
+        SubjectDataConfig(epoch_duration=0.0)
+    torch.manual_seed(0)
+    model = SubjectTranscoder(SubjectConfig(channels=(4, 4, 4, 4))).eval()
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert isinstance(loaded, SubjectTranscoder)
+    x = torch.randn(1, 4, 4, 4, 9)
+    with torch.no_grad():
+        assert torch.equal(model(x, x)["eeg2fmri"], loaded(x, x)["eeg2fmri"])
