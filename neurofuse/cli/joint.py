@@ -21,6 +21,8 @@ def _cmd_fit(args):
     train, encoder = load_fit_config(args.config)
     if "epochs" in args:
         train = TrainConfig.from_dict({**train.to_dict(), "max_epochs": args.epochs})
+    if "fmri_denoise" in args:  # training fMRI: none, in-sample, cross-fitted, auto
+        train = TrainConfig.from_dict({**train.to_dict(), "fmri_denoise": args.fmri_denoise})
     ctx = init_distributed(getattr(args, "device", None))  # a torchrun process joins its group
     try:
         history = fit(args.data, args.out, train_config=train, encoder_kwargs=encoder,
@@ -106,6 +108,7 @@ def _cmd_ecog(args):
 
 
 _INVERSES = LazyChoices("neurofuse.evaluation.pipeline:INVERSE_METHODS")
+_DENOISE = LazyChoices("neurofuse.baselines.ridge.denoise:FMRI_DENOISE")
 
 
 def add_demo(sub):
@@ -134,6 +137,8 @@ def add_parser(subparsers):
                                                 "history.csv")
     add_resume(p)
     option(p, "--epochs", type=int, keyword=False, help="override the config's max_epochs")
+    option(p, "--fmri-denoise", choices=_DENOISE, keyword=False, help="override the config's "
+           "training fMRI denoising (TrainConfig.fmri_denoise)")
     option(p, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
 
     p = add_command(sub, "predict", _cmd_predict,
@@ -163,8 +168,11 @@ def add_parser(subparsers):
            "(default: the demo's; not with --model)")
     option(p, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
-    option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_false",
-           help="train on the raw training fMRI, not the fMRI ridge ceiling's predictions")
+    option(p, "--fmri-denoise", choices=_DENOISE, help="training fMRI: raw (none), the fMRI "
+           "ridge ceiling's in-sample fit (the paper's), out-of-fold ridge predictions "
+           "(cross-fitted) or chosen by validation loss (auto); default: the fit config's")
+    option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_const", const="none",
+           help="same as --fmri-denoise none")
     option(p, "--device", help="training device (default: CUDA when available)")
 
     add_demo(sub)
