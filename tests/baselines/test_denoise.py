@@ -42,13 +42,27 @@ def test_crossfit_equals_ridge_cv_on_the_other_groups():
         np.testing.assert_allclose(preds[g], X[groups == g] @ coef + b, rtol=1e-8, atol=1e-10)
 
 
+def test_kernel_form_equals_statistics_form():
+    # 5 groups x 12 rows < 80 features: the kernel form is the default there
+    X, Y, groups = _problem(n_groups=5, n=12, p=80, t=3, seed=2)
+    X[:, 7] = 1.5  # a constant column: no weight in either form
+    dual, a_dual = _crossfit(X, Y, groups, n_folds="stories", _form="dual")
+    primal, a_primal = _crossfit(X, Y, groups, n_folds="stories", _form="primal")
+    auto, _ = _crossfit(X, Y, groups, n_folds="stories")
+    np.testing.assert_array_equal(a_dual, a_primal)
+    for g in dual:
+        np.testing.assert_allclose(dual[g], primal[g], rtol=1e-7, atol=1e-9)
+        np.testing.assert_array_equal(auto[g], dual[g])
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
 @pytest.mark.parametrize("poison", [np.nan, 1e8])
-def test_crossfit_never_uses_a_group_to_predict_itself(poison):
+def test_crossfit_never_uses_a_group_to_predict_itself(poison, form):
     X, Y, groups = _problem()
-    clean, _ = _crossfit(X, Y, groups, n_folds=3)
+    clean, _ = _crossfit(X, Y, groups, n_folds=3, _form=form)
     Yp = Y.copy()
     Yp[groups == "s2"] = poison
-    dirty, _ = _crossfit(X, Yp, groups, n_folds=3)
+    dirty, _ = _crossfit(X, Yp, groups, n_folds=3, _form=form)
     # the poisoned group's own prediction is bit-identical
     np.testing.assert_array_equal(dirty["s2"], clean["s2"])
     # ... while groups whose training part holds it change (folds are round-robin: s2 and

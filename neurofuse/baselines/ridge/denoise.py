@@ -57,6 +57,10 @@ def check_fmri_denoise(value, name="fmri_denoise"):
                          extra="(True / False are accepted for 'in-sample' / 'none').")
 
 
+#: Rows kept in memory by :func:`solve_ridge_crossfit` to use the kernel form (bytes).
+_MAX_HELD_BYTES = 2 * 2**30
+
+
 def _sum_stats(parts):
     """Sum of a list of :class:`_Stats` (a new object; summed, never subtracted, so a
     non-finite group elsewhere cannot reach the result through cancellation)."""
@@ -68,7 +72,7 @@ def _sum_stats(parts):
 
 @verbose
 def solve_ridge_crossfit(source, *, n_folds="stories", inner_cv=None, alphas=DEFAULT_ALPHAS,
-                         n_targets_batch=None, backend=None, verbose=None):
+                         n_targets_batch=None, backend=None, _form=None, verbose=None):
     """Out-of-fold ridge predictions: each group predicted by a ridge fitted without it.
 
     The groups (stories) of ``source`` are split into ``n_folds`` folds of whole groups. For
@@ -90,6 +94,8 @@ def solve_ridge_crossfit(source, *, n_folds="stories", inner_cv=None, alphas=DEF
     alphas : array, shape (n_alphas,)
     n_targets_batch : int | None
     backend : None | "numpy" | "torch" | "torch_cuda"
+        For the statistics form; with fewer samples than features the ridge is solved in
+        kernel form with numpy (the same solution, ``n^3`` instead of ``p^3`` per fit).
     verbose : bool | str | None
 
     Returns
@@ -106,37 +112,121 @@ def solve_ridge_crossfit(source, *, n_folds="stories", inner_cv=None, alphas=DEF
     if len(keys) < 3:
         raise ValueError(f"Cross-fitting needs at least 3 groups (stories): 2 to choose alpha "
                          f"by cross-validation in each fold's training part, got {len(keys)}.")
-    out, chosen = {}, []
+    n_total = sum(source.n_rows(k) for k in keys)
     with use_ridge_backend(backend) as bk:
-        stats = {}
-        for key in keys:  # pass 1: each group's sufficient statistics, once
-            st = _Stats()
+        form = _form
+        stats, arrays = {}, {}
+        for key in keys:  # pass 1: each group's rows (kernel form) or statistics, once
+            st, xs, ys = _Stats(), [], []
             for Xs, Y in source.chunks(key):
                 if len(Xs) != 1:
                     raise ValueError(f"Cross-fitting takes one feature space, got {len(Xs)}.")
-                st.add(bk, Xs[0], Y)
+                if form is None:
+                    # fewer samples than features (minutes of fMRI, 4 x 852 delayed features):
+                    # the kernel form costs n^3 instead of p^3 per fit, for the same ridge
+                    p = Xs[0].shape[1]
+                    form = "dual" if n_total < p and 8 * n_total * (
+                        p + Y.shape[1]) <= _MAX_HELD_BYTES else "primal"
+                if form == "dual":
+                    xs.append(np.asarray(Xs[0], np.float64))
+                    ys.append(np.asarray(Y, np.float64))
+                else:
+                    st.add(bk, Xs[0], Y)
             stats[key] = st
-        for f, held in enumerate(folds):
-            train = [k for k in keys if k not in held]
-            inner = _make_folds(train, inner_cv)
-            sse = 0.0
-            for val in inner:
-                fit_keys = [k for k in train if k not in val]
-                std = _Standardized(bk, _sum_stats([stats[k] for k in fit_keys]))
-                e, _ = _gram_sse(bk, std, _sum_stats([stats[k] for k in val]), alphas, batch)
-                sse = sse + e
-            best = alphas[np.argmin(sse, axis=0)]
-            chosen.append(best)
-            std = _Standardized(bk, _sum_stats([stats[k] for k in train]))
-            coef, intercept = std.coef(bk, best, batch)
-            coef, intercept = _b(bk, coef), _b(bk, intercept)
-            for key in held:
-                parts = [_np(bk, _b(bk, Xs[0]) @ coef + intercept[None, :])
-                         for Xs, _ in source.chunks(key, with_y=False)]
-                out[key] = np.concatenate(parts, axis=0)
-            logger.debug("Cross-fit fold %d: %d training groups, median alpha %.3g.", f,
-                         len(train), float(np.median(best)))
+            if form == "dual":
+                arrays[key] = (np.concatenate(xs), np.concatenate(ys))
+        if form == "dual":
+            out, chosen = _crossfit_dual(arrays, folds, inner_cv, alphas)
+        else:
+            out, chosen = _crossfit_primal(bk, source, stats, folds, inner_cv, alphas, batch)
     return out, np.stack(chosen)
+
+
+def _crossfit_primal(bk, source, stats, folds, inner_cv, alphas, batch):
+    """Cross-fitting from per-group sufficient statistics (eigendecompositions of p x p)."""
+    keys = list(stats)
+    out, chosen = {}, []
+    for f, held in enumerate(folds):
+        train = [k for k in keys if k not in held]
+        sse = 0.0
+        for val in _make_folds(train, inner_cv):
+            fit_keys = [k for k in train if k not in val]
+            std = _Standardized(bk, _sum_stats([stats[k] for k in fit_keys]))
+            e, _ = _gram_sse(bk, std, _sum_stats([stats[k] for k in val]), alphas, batch)
+            sse = sse + e
+        best = alphas[np.argmin(sse, axis=0)]
+        chosen.append(best)
+        std = _Standardized(bk, _sum_stats([stats[k] for k in train]))
+        coef, intercept = std.coef(bk, best, batch)
+        coef, intercept = _b(bk, coef), _b(bk, intercept)
+        for key in held:
+            parts = [_np(bk, _b(bk, Xs[0]) @ coef + intercept[None, :])
+                     for Xs, _ in source.chunks(key, with_y=False)]
+            out[key] = np.concatenate(parts, axis=0)
+        logger.debug("Cross-fit fold %d: %d training groups, median alpha %.3g.", f,
+                     len(train), float(np.median(best)))
+    return out, chosen
+
+
+class _Dual:
+    """Ridge in kernel form on training rows X (n, p), Y (n, t): standardised features
+    (training mean and SD; constant columns dropped, as :class:`.solver._Standardized`),
+    intercept. ``W = Xs' U diag(1 / (s + alpha)) U' Yc`` with ``Xs Xs' = U diag(s) U'``."""
+
+    def __init__(self, X, Y):
+        n = X.shape[0]
+        self.mu = X.mean(0)
+        var = (np.einsum("ij,ij->j", X, X) / n - self.mu ** 2).clip(0, None)
+        self.const = var <= 1e-10 * (np.einsum("ij,ij->j", X, X) / n) + 1e-300
+        self.sigma = np.sqrt(np.where(self.const, 1.0, var))
+        self.Xs = self.transform(X)
+        self.ybar = Y.mean(0)
+        s, U = np.linalg.eigh(self.Xs @ self.Xs.T)
+        self.s, self.U = s.clip(0, None), U
+        self.Z = U.T @ (Y - self.ybar)  # (n, t)
+
+    def transform(self, X):
+        Xs = (X - self.mu) / self.sigma
+        Xs[:, self.const] = 0.0
+        return Xs
+
+    def predict(self, X, alphas):
+        """Predictions (m, t) at one alpha per target (array (t,)) or one for all (float)."""
+        A = self.transform(X) @ self.Xs.T @ self.U  # (m, n)
+        alphas = np.asarray(alphas, float)
+        div = self.s[:, None] + (alphas[None, :] if alphas.ndim else alphas)
+        return A @ (self.Z / div) + self.ybar
+
+
+def _crossfit_dual(arrays, folds, inner_cv, alphas):
+    keys = list(arrays)
+    out, chosen = {}, []
+
+    def stack(ks, i):
+        return np.concatenate([arrays[k][i] for k in ks])
+
+    for f, held in enumerate(folds):
+        train = [k for k in keys if k not in held]
+        sse = 0.0
+        for val in _make_folds(train, inner_cv):
+            fit_keys = [k for k in train if k not in val]
+            dual = _Dual(stack(fit_keys, 0), stack(fit_keys, 1))
+            Xv, Yv = stack(val, 0), stack(val, 1)
+            A = dual.transform(Xv) @ dual.Xs.T @ dual.U  # (n_v, n)
+            Yt = Yv - dual.ybar
+            e = np.empty((len(alphas), Yv.shape[1]))
+            for i, alpha in enumerate(alphas):
+                resid = Yt - A @ (dual.Z / (dual.s[:, None] + alpha))
+                e[i] = np.einsum("ij,ij->j", resid, resid)
+            sse = sse + e
+        best = alphas[np.argmin(sse, axis=0)]
+        chosen.append(best)
+        dual = _Dual(stack(train, 0), stack(train, 1))
+        for key in held:
+            out[key] = dual.predict(arrays[key][0], best)
+        logger.debug("Cross-fit fold %d (kernel form): %d training groups, median alpha %.3g.",
+                     f, len(train), float(np.median(best)))
+    return out, chosen
 
 
 def _fmri_subjects(ds):
