@@ -358,6 +358,10 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     """
     from ..data.store import read_dataset
 
+    if fmri_denoise is not None:  # before any work
+        from ..baselines.ridge import check_fmri_denoise
+
+        fmri_denoise = check_fmri_denoise(fmri_denoise)
     ds = data if hasattr(data, "splits") else read_dataset(data)
     out = Path(out).expanduser()
     step = progress or (lambda name: None)
@@ -384,11 +388,6 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         for m, v in ds.cnr(s).items():
             cnr.setdefault(m, float(v))
     meg_cnr, fmri_cnr = cnr.get("meg", math.nan), cnr.get("fmri", math.nan)
-
-    if fmri_denoise is not None:
-        from ..baselines.ridge import check_fmri_denoise
-
-        fmri_denoise = check_fmri_denoise(fmri_denoise)
 
     step("ridge ceilings")
     ridge_rows, ridge_maps, in_sample = _ridge_step(ds, out)

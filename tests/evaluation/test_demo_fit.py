@@ -69,3 +69,10 @@ def test_evaluate_flag_aliases():
     assert not hasattr(parse(base), "fmri_denoise")  # default: the fit config's
     with pytest.raises(SystemExit):
         parse(base + ["--fmri-denoise", "yes"])
+
+
+def test_evaluate_study_checks_fmri_denoise_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="fmri_denoise"):
+        pipeline.evaluate_study(tmp_path / "no-such-store", tmp_path / "out",
+                                fmri_denoise="denoised")
+    assert not (tmp_path / "out").exists()
