@@ -64,6 +64,10 @@ def test_auto_picks_the_lowest_pilot_validation_loss(store3, tmp_path):
         assert len(rows) == 1  # pilot: 1 MEG-first + 1 fMRI-phase epoch
         assert score == pytest.approx(min(float(r["val_total"]) for r in rows))
     assert choice["choice"] == min(scores, key=scores.get)
+    # the pilots start from one shared MEG-first run, exactly as a straight run would
+    straight = fit(store3, tmp_path / "straight", encoder_kwargs=ENCODER,
+                   train_config=dict(TRAIN, max_epochs=2, patience=10**6))
+    assert scores["none"] == min(r["val_total"] for r in straight if r["alpha_fmri"])
 
 
 class _NoVal:
