@@ -127,6 +127,7 @@ def main(argv=None):
         out["fMNE"] = {k: round(scores["fMNE"][k], 4) for k in ("temporal_r", "spatial_r")}
     for name, fwhm, denoise in args.variants:
         cfg = copy.deepcopy(DEMO_FIT)
+        cfg.setdefault("train", {})["fmri_denoise"] = "none"  # '+denoise' passes its targets
         cfg.setdefault("encoder", {})["source_fwhm"] = fwhm
         if args.epochs is not None:
             cfg["train"]["max_epochs"] = args.epochs

@@ -47,13 +47,10 @@ INVERSE_METHODS = ("fMNE", "MNE", "dSPM", "sLORETA", "eLORETA")
 #: ridge and inverses fit in 15 minutes on 2 CPU cores.
 DEMO_STUDY = {"preset": "demo", "spacing": "oct5"}
 
-#: Training set-up of the demo: the ``demo`` preset (a small encoder) with batches of 2 pieces:
-#: on 2 CPU cores an epoch at batch 2 takes about a quarter of the time of one at batch 8
-#: (the (B, T, sources) tensors stay in cache) and gives 4x the optimizer steps. 50 epochs
-#: take about 5 minutes on an idle 2-core machine; held-out MEG r on the demo study is about
-#: 0.55 after 20 epochs and 0.73-0.74 after 50 (the ridge ceiling: 0.74).
-DEMO_FIT = {"preset": "demo", "train": {"batch_size": 2, "max_epochs": 50, "meg_first_epochs": 5,
-                                        "patience": 6}}
+#: Training set-up of the demo: the ``demo`` training preset
+#: (:data:`neurofuse.systems.joint.trainer.FIT_PRESETS`, also ``neurofuse joint fit demo``),
+#: which holds every setting: batch, epochs, curriculum and fMRI denoising.
+DEMO_FIT = {"preset": "demo"}
 
 
 @dataclasses.dataclass
@@ -146,7 +143,7 @@ def pick_timecourse_sources(truth, n=3):
 # ------------------------------------------------------------------------------- steps
 
 
-def _ridge_step(ds, out, *, fmri_denoise):
+def _ridge_step(ds, out):
     """Fit every ceiling; keep held-out r per target and the fMRI training predictions."""
     from ..baselines.ridge import fit_fmri_ceiling, fit_meg_ceiling
 
@@ -172,12 +169,11 @@ def _ridge_step(ds, out, *, fmri_denoise):
         write_json(out / "ridge" / "rows.json", rows)
     rows = json.loads((out / "ridge" / "rows.json").read_text())
     maps = {tuple(k.split("|")): v for k, v in _load_npz(scores_f).items()}
-    denoised = {}
-    if fmri_denoise:
-        for k, v in _load_npz(denoised_f).items():
-            subject, story = k.split("|")
-            denoised.setdefault(subject, {})[story] = v
-    return rows, maps, denoised
+    in_sample = {}  # the ceilings' in-sample fit of the training stories (paper footnote 2)
+    for k, v in _load_npz(denoised_f).items():
+        subject, story = k.split("|")
+        in_sample.setdefault(subject, {})[story] = v
+    return rows, maps, in_sample
 
 
 SCORED_MODEL = "scored-model.json"
@@ -265,19 +261,21 @@ def _given_model(model):
     return JointModel.load(path), path.resolve(), history if history.is_file() else None
 
 
-def _fit_step(ds, out, *, fit_config, denoised, device):
+def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
     from ..systems.joint.model import JointModel
-    from ..systems.joint.trainer import fit, load_fit_config
+    from ..systems.joint.trainer import TrainConfig, fit, load_fit_config
 
     train, encoder = load_fit_config(fit_config)
+    if fmri_denoise is not None:
+        train = TrainConfig.from_dict({**train.to_dict(), "fmri_denoise": fmri_denoise})
     fit_dir = out / "fit"
     done = fit_dir / "done.json"
     if not done.is_file():
         resume = (fit_dir / "checkpoints" / "latest").is_file()
         fit(ds, fit_dir, train_config=train, encoder_kwargs=encoder, resume=resume,
-            device=device, denoised_fmri=denoised or None)
+            device=device, known_fmri_targets={"in-sample": in_sample})
         write_json(done, {"train": train.to_dict(), "encoder": encoder,
-                          "denoised_fmri": bool(denoised)})
+                          "denoised_fmri": train.fmri_denoise})
     else:
         logger.info("Joint model: reusing %s", fit_dir)
     return JointModel.load(fit_dir / "model"), fit_dir
@@ -315,7 +313,7 @@ def _recovery_step(ds, out, model, *, methods, keep, meg_cnr, fmri_cnr):
 
 @verbose
 def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_METHODS,
-                   fmri_denoise=True, device=None, progress=None,
+                   fmri_denoise=None, device=None, progress=None,
                    verbose=None) -> StudyEvaluation:
     """Ridge ceilings, joint model, classical inverses and all scores on one simulated study.
 
@@ -339,9 +337,13 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         default :data:`DEMO_FIT`. Not with ``model``.
     methods : sequence of str
         Classical inverses to compare (subset of :data:`INVERSE_METHODS`).
-    fmri_denoise : bool
-        Train on the fMRI ridge ceiling's predictions of the training stories instead of the
-        raw training fMRI (paper §2.6, footnote 2). Validation and scores always use the
+    fmri_denoise : None | "none" | "in-sample" | "cross-fitted" | "auto" | bool
+        The joint model's training fMRI (``TrainConfig.fmri_denoise``): the recordings, the
+        fMRI ridge ceiling's in-sample predictions of the training stories (paper §2.6,
+        footnote 2; ``True``), out-of-fold ridge predictions (each story predicted by a ridge
+        fitted on the other training stories only), or the one of these chosen by pilot
+        trainings' validation loss (:mod:`neurofuse.systems.joint.denoising`). None: the
+        fit config's (the demo's: in-sample). Validation and scores always use the
         recordings. No effect with ``model``.
     device : str | None
         Training device (default: CUDA when available). No effect with ``model`` (scoring
@@ -356,6 +358,10 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     """
     from ..data.store import read_dataset
 
+    if fmri_denoise is not None:  # before any work
+        from ..baselines.ridge import check_fmri_denoise
+
+        fmri_denoise = check_fmri_denoise(fmri_denoise)
     ds = data if hasattr(data, "splits") else read_dataset(data)
     out = Path(out).expanduser()
     step = progress or (lambda name: None)
@@ -384,11 +390,11 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     meg_cnr, fmri_cnr = cnr.get("meg", math.nan), cnr.get("fmri", math.nan)
 
     step("ridge ceilings")
-    ridge_rows, ridge_maps, denoised = _ridge_step(ds, out, fmri_denoise=fmri_denoise)
+    ridge_rows, ridge_maps, in_sample = _ridge_step(ds, out)
     if given is None:
         step("joint model")
-        model, fit_dir = _fit_step(ds, out, fit_config=fit_config, denoised=denoised,
-                                   device=device)
+        model, fit_dir = _fit_step(ds, out, fit_config=fit_config, fmri_denoise=fmri_denoise,
+                                   in_sample=in_sample, device=device)
         model.cpu()
         model_dir, history = fit_dir / "model", fit_dir / "history.csv"
         _claim_out(out, source=_TRAINED_HERE, sha256=_model_digest(model))

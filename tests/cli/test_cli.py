@@ -142,7 +142,7 @@ def test_joint_evaluate(tiny_study, tmp_path, capsys):
         (s, m, method) for s, m in (("S01", "meg"), ("S02", "fmri"))
         for method in ("neurofuse", "ridge")}
     done = json.loads((out / "fit" / "done.json").read_text())
-    assert done["denoised_fmri"] is False and done["train"]["max_epochs"] == 1
+    assert done["denoised_fmri"] == "none" and done["train"]["max_epochs"] == 1
     assert (out / "report.html").stat().st_size > 10_000
     assert "neurofuse temporal r" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # only the library's inverses

@@ -192,6 +192,15 @@ def test_store_has_the_right_shapes(prepared):
     n_src = ds.leadfield("sub-01").shape[1]
     assert ds.leadfield("sub-01").shape == (306, n_src) and n_src > 8000
     assert ds.morph("sub-01").shape == (n_src, 8196)
+    # the template the morphs map from, as simulated stores describe it
+    from neurofuse.systems.joint.model import JointModel
+
+    tmpl = ds.metadata["template"]
+    assert tmpl["subject"] == "fsaverage" and tmpl["spacing"] == prepared["kw"]["spacing"]
+    assert sum(map(len, tmpl["vertices"])) == ds.morph("sub-01").shape[1]
+    model = JointModel.from_dataset(ds, encoder_kwargs=dict(
+        d_model=8, n_layers=1, n_heads=2, d_ff=8, window=10, source_fwhm=15.0))
+    assert model.vertices == tmpl["vertices"]
     assert ds.forward("sub-01")["nchan"] == 306
     assert ds.anatomy("sub-01")["kind"] == "template"
     r = ds.repeatability("sub-01", "meg")

@@ -182,6 +182,7 @@ def test_prepare_aligns_fmri_with_features(tmp_path, maps_dir):
     assert meta["windows"]["legacy"]["start_s"] == pytest.approx(start / SFREQ)
     np.testing.assert_array_equal(ds.morph("UTS01").toarray()[:5, :5], np.eye(5))
     assert [len(v) for v in ds.vertices("UTS01")] == [4098, 4098]
+    _assert_template(ds, "UTS01")
     assert ds.repeatability("UTS01", "fmri") is None  # nothing repeated
     assert not (tmp_path / "store.work").exists()  # work folder removed after success
 
@@ -215,6 +216,23 @@ def test_native_tr_keeps_volumes_and_rounds_the_start(tmp_path, maps_dir, catch_
     assert win["start_s"] == pytest.approx(round(T0 * SFREQ) / SFREQ)
     assert abs(win["offset_error"]) <= 0.5 / SFREQ
     assert ds.n_times("souls") == math.ceil(20 * LEBEL_TR * SFREQ)
+
+
+def _assert_template(ds, subject):
+    """metadata['template'] names the morph's columns: fsaverage oct6, and the joint model's
+    smoothed source layer (which needs those vertices) builds on the store."""
+    from neurofuse.anatomy import get_source_space, make_template_subject
+    from neurofuse.systems.joint.model import JointModel
+
+    tmpl = ds.metadata["template"]
+    assert tmpl["subject"] == "fsaverage" and tmpl["spacing"] == "oct6"
+    src = get_source_space(make_template_subject(meg=False), "oct6")
+    for got, s in zip(tmpl["vertices"], src, strict=True):
+        np.testing.assert_array_equal(got, s["vertno"])
+    assert sum(map(len, tmpl["vertices"])) == ds.morph(subject).shape[1]
+    model = JointModel.from_dataset(ds, encoder_kwargs=dict(
+        d_model=8, n_layers=1, n_heads=2, d_ff=8, window=10, source_fwhm=15.0))
+    assert [len(v) for v in model.vertices] == [4098, 4098]
 
 
 def test_surface_data_need_no_mapping(tmp_path):

@@ -7,7 +7,9 @@
 * :mod:`.stacking`: convex stacking weights (:func:`solve_simplex_lstsq`);
 * :mod:`.estimators`: :class:`StackedRidge` and :class:`BandedRidge`;
 * :mod:`.ceilings`: :func:`fit_meg_ceiling`, :func:`fit_fmri_ceiling` and
-  :class:`RidgeCeiling` on a dataset store.
+  :class:`RidgeCeiling` on a dataset store;
+* :mod:`.denoise`: the joint model's denoised training fMRI, in-sample or cross-fitted
+  (:func:`denoise_fmri`, :func:`solve_ridge_crossfit`).
 """
 
 from .backend import use_ridge_backend
@@ -18,6 +20,7 @@ from .ceilings import (
     fit_fmri_ceiling,
     fit_meg_ceiling,
 )
+from .denoise import FMRI_DENOISE, check_fmri_denoise, denoise_fmri, solve_ridge_crossfit
 from .estimators import BandedRidge, StackedRidge
 from .solver import (
     DEFAULT_ALPHAS,
@@ -31,14 +34,18 @@ from .stacking import solve_simplex_lstsq
 __all__ = [
     "DEFAULT_ALPHAS",
     "FMRI_DELAYS_S",
+    "FMRI_DENOISE",
     "MEG_DELAYS_S",
     "BandedRidge",
     "RidgeCeiling",
     "StackedRidge",
+    "check_fmri_denoise",
+    "denoise_fmri",
     "fit_fmri_ceiling",
     "fit_meg_ceiling",
     "ridge_fit",
     "solve_ridge_cv_batched",
+    "solve_ridge_crossfit",
     "solve_ridge_cv_by_groups",
     "solve_simplex_lstsq",
     "solve_stacked_ridge_cv",

@@ -350,9 +350,8 @@ def fit_fmri_ceiling(ds, subject, *, delays_s=FMRI_DELAYS_S, stories=None, strea
                         backend=backend)
 
 
-def _fit_ceiling(ds, subject, modality, *, delays_s, stories, streams, n_components, alphas,
-                 cv, banded, n_iter, n_targets_batch, backend):
-    stories = _fit_stories(ds, subject, modality, stories)
+def _make_design(ds, modality, stories, *, delays_s, streams, n_components):
+    """The per-story design of a ceiling (streams, TR averaging, PCA on ``stories``' features)."""
     all_streams = dict(ds.feature_streams)
     if streams is None:
         streams = list(all_streams)
@@ -365,7 +364,16 @@ def _fit_ceiling(ds, subject, modality, *, delays_s, stories, streams, n_compone
     delays = delays_from_seconds(delays_s, 1.0 / tr if tr else ds.sfreq)
     projections = _fit_projections(ds, stories, chosen, n_components, tr=tr)
     spaces = [[s] for s in streams] if modality == "meg" else [streams]
-    design = _StoryDesign(chosen, spaces, delays, sfreq=ds.sfreq, tr=tr, projections=projections)
+    return _StoryDesign(chosen, spaces, delays, sfreq=ds.sfreq, tr=tr, projections=projections)
+
+
+def _fit_ceiling(ds, subject, modality, *, delays_s, stories, streams, n_components, alphas,
+                 cv, banded, n_iter, n_targets_batch, backend):
+    stories = _fit_stories(ds, subject, modality, stories)
+    design = _make_design(ds, modality, stories, delays_s=delays_s, streams=streams,
+                          n_components=n_components)
+    spaces = design.spaces
+    delays = design.delays
     source = _StorySource(ds, subject, modality, stories, design)
     logger.info("%s ceiling of %s: %d stories, delays %s, design widths %s.", modality.upper(),
                 subject, len(stories), delays.tolist(), design.widths())

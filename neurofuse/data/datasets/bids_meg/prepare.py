@@ -353,6 +353,8 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
     from ...repeatability import compute_repeatability
     from ...store import DatasetWriter
 
+    from .._template import template_metadata
+
     reports = {f"{sub}/{r['name']}": results[sub, r["name"]][1]["report"]
                for sub in plans for r in plans[sub]}
     metadata = {
@@ -361,6 +363,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
                      "mne_bids": import_mne_bids(PURPOSE).__version__, "numpy": np.__version__},
         "units": {"meg": "T (magnetometers), T/m (gradiometers)"},
         "story_offsets": {s: 0.0 for s in story_list},  # whole stories, from the audio's start
+        "template": template_metadata(spacing),  # the morphs' columns (the source layer's)
         "meg_bids": {
             "bids_root": str(bids_root), "task": task, "stimuli_dir": str(stimuli_dir),
             "preprocessing": config.to_dict(), "onsets": onsets,

@@ -288,6 +288,7 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
     from .... import __version__
     from ...repeatability import compute_repeatability
     from ...store import DatasetWriter
+    from .._template import template_metadata
 
     metadata = {
         "generator": "neurofuse.data.datasets.lebel.prepare_lebel",
@@ -295,6 +296,8 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
         "units": {"fmri": "as in the derivative .hf5 files, projected to sources"},
         # audio time (s) of each story's first sample: the part of the audio the fMRI covers
         "story_offsets": {s: windows[s]["start_s"] for s in stories},
+        # the morphs map from fsaverage oct6 (the smoothed source layer needs its vertices)
+        "template": template_metadata("oct6"),
         "lebel": {
             "dataset": "LeBel et al. (2023), OpenNeuro ds003020", "root": str(layout.root),
             "tr_data": tr, "tr": store_tr, "resampled": resample, "sound_start": sound_start,
