@@ -151,14 +151,10 @@ def add_parser(subparsers):
                                                 "history.csv")
     add_resume(p)
     option(p, "--epochs", type=int, keyword=False, help="override the config's max_epochs")
-<<<<<<< HEAD
-    add_device(p)
-    add_force(p)
-=======
     option(p, "--fmri-denoise", choices=_DENOISE, keyword=False, help="override the config's "
            "training fMRI denoising (TrainConfig.fmri_denoise)")
-    option(p, "--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
->>>>>>> h-afix
+    add_device(p)
+    add_force(p)
 
     p = add_command(sub, "predict", _cmd_predict,
                     target="neurofuse.systems.joint.predict:write_predictions",
@@ -188,19 +184,13 @@ def add_parser(subparsers):
            "(default: the demo's; not with --model)")
     option(p, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
-<<<<<<< HEAD
-    option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_false",
-           help="train on the raw training fMRI, not the fMRI ridge ceiling's predictions")
-    add_device(p)
-    add_force(p)
-=======
     option(p, "--fmri-denoise", choices=_DENOISE, help="training fMRI: raw (none), the fMRI "
            "ridge ceiling's in-sample fit (the paper's), out-of-fold ridge predictions "
            "(cross-fitted) or chosen by validation loss (auto); default: the fit config's")
     option(p, "--no-fmri-denoise", dest="fmri_denoise", action="store_const", const="none",
            help="same as --fmri-denoise none")
-    option(p, "--device", help="training device (default: CUDA when available)")
->>>>>>> h-afix
+    add_device(p)
+    add_force(p)
 
     add_demo(sub)
 

@@ -51,13 +51,18 @@ def make_pieces(dataset, stories, *, piece_seconds=40.0, loss_seconds=20.0):
     dataset : neurofuse.data.store.Dataset
     stories : list of str
     piece_seconds, loss_seconds : float
-        Both must be whole numbers of TRs.
+        Both must be whole numbers of TRs when a subject has fMRI, of samples otherwise.
 
     Returns
     -------
     pieces : list of Piece
     """
-    sfreq, tr = dataset.sfreq, dataset.tr
+    sfreq = dataset.sfreq
+    # Pieces are whole TRs when some subject has fMRI (its targets are per TR); a MEG-only
+    # store needs only whole samples.
+    has_fmri = dataset.tr is not None and any(
+        "fmri" in dataset.modalities(s) for s in dataset.subjects)
+    tr, unit = (dataset.tr, "TRs") if has_fmri else (1.0 / sfreq, "samples")
     _check_positive("piece_seconds", piece_seconds)
     _check_positive("loss_seconds", loss_seconds)
     if loss_seconds > piece_seconds:
@@ -66,17 +71,18 @@ def make_pieces(dataset, stories, *, piece_seconds=40.0, loss_seconds=20.0):
     for name, val in (("piece_seconds", piece_seconds), ("loss_seconds", loss_seconds)):
         n_tr = val / tr
         if abs(n_tr - round(n_tr)) > 1e-9:
-            raise ValueError(f"'{name}' must be a whole number of TRs ({tr:g} s), got {val:g} s.")
+            raise ValueError(f"'{name}' must be a whole number of {unit} ({tr:g} s), got "
+                             f"{val:g} s.")
     n_piece = int(round(piece_seconds * sfreq))
     n_loss = int(round(loss_seconds * sfreq))
     n_tr = int(round(tr * sfreq))
     pieces = []
     for story in stories:
-        n_times = (dataset.n_times(story) // n_tr) * n_tr  # whole TRs only
+        n_times = (dataset.n_times(story) // n_tr) * n_tr  # whole TRs (or samples) only
         if n_times < n_piece:
-            logger.warning("Story %s (%.2f s, %d whole TRs of %g s) is shorter than one piece "
+            logger.warning("Story %s (%.2f s, %d whole %s of %g s) is shorter than one piece "
                            "(%g s); skipped.", story, dataset.n_times(story) / sfreq,
-                           n_times // n_tr, tr, piece_seconds)
+                           n_times // n_tr, unit, tr, piece_seconds)
             continue
         pieces.append(Piece(story, 0, n_piece, n_piece - n_loss))
         end = n_piece

@@ -14,10 +14,16 @@ from neurofuse.systems.joint.data import (
 
 
 class _Lengths(SimpleNamespace):
-    """The part of a Dataset that make_pieces reads: sfreq, tr and n_times(story)."""
+    """The part of a Dataset that make_pieces reads: sfreq, tr, n_times(story) and whether a
+    subject has fMRI (one MEG and one fMRI subject unless ``meg_only``)."""
+
+    subjects = ["M", "F"]
 
     def n_times(self, story):
         return self.lengths[story]
+
+    def modalities(self, subject):
+        return ["meg"] if subject == "M" or getattr(self, "meg_only", False) else ["fmri"]
 
 
 @pytest.mark.parametrize("sfreq, tr, piece, loss", [(50.0, 2.0, 40.0, 20.0), (50.0, 2.0, 8.0, 4.0),
@@ -70,6 +76,23 @@ def test_make_pieces_errors(kwargs, match):
     ds = _Lengths(sfreq=50.0, tr=2.0, lengths={"s": 5000})
     with pytest.raises(ValueError, match=match):
         make_pieces(ds, ["s"], **kwargs)
+
+
+def test_make_pieces_of_a_meg_only_store_need_whole_samples_not_trs():
+    """Without fMRI nothing is per TR: 7.5-s pieces scored on their last 3.3 s tile a story."""
+    ds = _Lengths(sfreq=50.0, tr=2.0, lengths={"s": 1201}, meg_only=True)
+    pieces = make_pieces(ds, ["s"], piece_seconds=7.5, loss_seconds=3.3)
+    hits = np.zeros(1201, int)
+    for p in pieces:
+        assert p.n_times == 375 and p.start + p.n_times <= 1201
+        hits[p.start + p.loss_start:p.start + p.n_times] += 1
+    np.testing.assert_array_equal(hits[375 - 165:], 1)  # every sample after the context once
+    with pytest.raises(ValueError, match=r"'piece_seconds' must be a whole number of samples "
+                                         r"\(0.02 s\), got 7.51 s"):
+        make_pieces(ds, ["s"], piece_seconds=7.51, loss_seconds=3.3)
+    ds.meg_only = False  # with an fMRI subject the same pieces are refused
+    with pytest.raises(ValueError, match="'piece_seconds' must be a whole number of TRs"):
+        make_pieces(ds, ["s"], piece_seconds=7.5, loss_seconds=3.3)
 
 
 @pytest.mark.parametrize("cnr", [0.3, 1.0, 3.0])
