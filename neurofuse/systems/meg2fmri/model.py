@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..._checks import _check_int, _check_keys, _check_ndim, _check_option, _check_positive
-from ..._io import atomic_dir, check_file_hash, hash_file, read_config, write_json
 from ...nn.mlp import mlp_layers
+from ...training.model_folder import read_model_folder, save_model_folder
 from .volume_nets import VolumeDiscriminator, VolumeGenerator, to_output_range
 
 __all__ = ["MODEL_FORMAT", "CganConfig", "Discriminator", "Generator", "MEG2fMRICGAN",
@@ -316,15 +315,7 @@ class MEG2fMRICGAN(nn.Module):
         -------
         path : Path
         """
-        from safetensors.torch import save_file
-
-        with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            write_json(tmp / "model.json", {
-                **self.config_dict(),
-                "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
-        return Path(path)
+        return save_model_folder(path, self, self.config_dict(), overwrite=overwrite)
 
 
 def load_model(path) -> MEG2fMRICGAN:
@@ -340,24 +331,10 @@ def load_model(path) -> MEG2fMRICGAN:
     model : MEG2fMRICGAN
         On the CPU, in eval mode.
     """
-    from safetensors.torch import load_file
-
-    path = Path(path).expanduser()
-    cfg_file = path / "model.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"'{path}' is not a neurofuse model folder (no model.json). "
-                                "Pass the 'model' folder written by the MEG2fMRI fit.")
-    meta = read_config(cfg_file, what="model description",
-                       fix="the model folder is damaged: restore it or fit again")
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"'{path}' holds a {meta.get('format')!r}, not a {MODEL_FORMAT!r}.")
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ValueError(f"Model format v{meta['format_version']} is newer than this neurofuse "
-                         f"supports (v{MODEL_FORMAT_VERSION}); upgrade neurofuse.")
+    meta, state = read_model_folder(path, formats=[MODEL_FORMAT], version=MODEL_FORMAT_VERSION,
+                                    made_by="the MEG2fMRI fit")
     model = MEG2fMRICGAN(CganConfig.from_dict(meta["config"]))
-    check_file_hash(path / "model.safetensors", meta.get("checksums", {}).get(
-        "model.safetensors"), record=cfg_file, what="model weights")
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    model.load_state_dict(state)
     return model.eval()
 
 

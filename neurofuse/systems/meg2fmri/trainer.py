@@ -10,17 +10,16 @@ a checkpoint every epoch in ``out/checkpoints/`` with exact resume, the history 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..._checks import (_check_finite, _check_int, _check_keys, _check_ndim,
-                        _check_positive)
+from ..._checks import _check_finite, _check_int, _check_ndim, _check_positive
 from ..._io import hash_arrays
 from ..._logging import logger, verbose
-from ...training.loop import LoopConfig, fit_task
+from ...training.loop import fit_task
+from ...training.model_folder import AdamSettings
 from ...training.presets import read_fit_config
 from .model import CganConfig
 from .task import SNAPSHOT_FILE, CganTask
@@ -29,7 +28,7 @@ __all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_fit_config"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(AdamSettings):
     """Training settings (paper §3.4 defaults). Every field is overridable.
 
     Parameters
@@ -81,42 +80,10 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "lr_step"):
             object.__setattr__(self, name, _check_int(f"TrainConfig.{name}", getattr(self, name)))
-        _check_int("TrainConfig.seed", self.seed, minimum=0)
-        if self.patience is not None:
-            _check_int("TrainConfig.patience", self.patience)
         _check_positive("TrainConfig.lr", self.lr)
         _check_positive("TrainConfig.lr_gamma", self.lr_gamma)
         _check_positive("TrainConfig.recon_weight", self.recon_weight, allow_zero=True)
-        if self.grad_clip is not None:
-            _check_positive("TrainConfig.grad_clip", self.grad_clip)
-        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else None
-        if betas is None or len(betas) != 2 or not all(
-                isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise ValueError("'TrainConfig.betas' must be two numbers in [0, 1), e.g. "
-                             f"(0.5, 0.999), got {self.betas!r}.")
-        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
-        if self.device is not None and not isinstance(self.device, str):
-            raise TypeError(f"'TrainConfig.device' must be a str such as 'cpu' or 'cuda', or "
-                            f"None, got {type(self.device).__name__}.")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a JSON/TOML dict (unknown keys raise)."""
-        _check_keys("training setting (TrainConfig)", values,
-                    [f.name for f in dataclasses.fields(cls)])
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable settings."""
-        out = dataclasses.asdict(self)
-        out["betas"] = list(self.betas)
-        return out
-
-    def loop_config(self) -> LoopConfig:
-        """The generic loop's share of these settings."""
-        return LoopConfig(max_epochs=self.epochs, patience=self.patience,
-                          grad_clip=self.grad_clip, mixed_precision=self.mixed_precision,
-                          seed=self.seed)
+        self._check_adam_settings()
 
 
 #: Named training set-ups: ``train`` holds TrainConfig fields, ``model`` CganConfig fields

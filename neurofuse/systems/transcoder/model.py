@@ -17,15 +17,13 @@ checksum of the weights) and ``model.safetensors`` (no pickle), written atomical
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..._checks import _check_option
-from ..._io import atomic_dir, check_file_hash, hash_file, write_json
+from ...training.model_folder import read_model_folder, save_model_folder
 from .config import TranscoderConfig
 from .nets import EEGDecoder, EEGEncoder, FMRIDecoder, FMRIEncoder, init_weights
 
@@ -62,15 +60,8 @@ class ModelFolder:
         -------
         path : Path
         """
-        from safetensors.torch import save_file
-
-        with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            write_json(tmp / "model.json", {
-                **self.config_dict(), **dict(extra or {}),
-                "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
-        return Path(path)
+        return save_model_folder(path, self, {**self.config_dict(), **dict(extra or {})},
+                                 overwrite=overwrite)
 
 
 class Transcoder(ModelFolder, nn.Module):
@@ -160,29 +151,15 @@ def load_model(path, *, return_meta=False):
     meta : dict
         Only with ``return_meta``.
     """
-    from safetensors.torch import load_file
-
-    path = Path(path).expanduser()
-    cfg_file = path / "model.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"'{path}' is not a neurofuse model folder (no model.json). "
-                                "Pass the 'model' folder written by the transcoder's fit.")
-    meta = json.loads(cfg_file.read_text())
     from .subject import SUBJECT_FORMAT, SubjectConfig, SubjectTranscoder
 
     classes = {MODEL_FORMAT: (Transcoder, TranscoderConfig),
                SUBJECT_FORMAT: (SubjectTranscoder, SubjectConfig)}
-    if meta.get("format") not in classes:
-        raise ValueError(f"'{path}' holds a {meta.get('format')!r}, not a {MODEL_FORMAT!r} "
-                         f"or {SUBJECT_FORMAT!r} model.")
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ValueError(f"Model format v{meta['format_version']} is newer than this neurofuse "
-                         f"supports (v{MODEL_FORMAT_VERSION}); upgrade neurofuse.")
+    meta, state = read_model_folder(path, formats=list(classes), version=MODEL_FORMAT_VERSION,
+                                    made_by="the transcoder's fit")
     cls, cfg_cls = classes[meta["format"]]
     model = cls(cfg_cls.from_dict(meta["config"]))
-    check_file_hash(path / "model.safetensors", meta.get("checksums", {}).get(
-        "model.safetensors"), record=cfg_file, what="model weights")
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    model.load_state_dict(state)
     model.eval()
     return (model, meta) if return_meta else model
 

@@ -10,12 +10,12 @@ in its ``model.json``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
-from ..._checks import _check_int, _check_keys, _check_option, _check_positive
+from ..._checks import _check_int, _check_option, _check_positive
 from ..._logging import logger, verbose
-from ...training.loop import LoopConfig, fit_task
+from ...training.loop import fit_task
+from ...training.model_folder import AdamSettings
 from ...training.presets import read_fit_config
 from .config import TranscoderConfig
 from .data import DataConfig, TranscoderData
@@ -28,7 +28,7 @@ __all__ = ["FIT_PRESETS", "TrainConfig", "fit", "load_fit_config"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(AdamSettings):
     """Training settings (paper §4.4.1 defaults). Every field is overridable.
 
     Parameters
@@ -77,46 +77,11 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
             _check_int(f"TrainConfig.{name}", getattr(self, name))
-        _check_int("TrainConfig.seed", self.seed, minimum=0)
-        if self.patience is not None:
-            _check_int("TrainConfig.patience", self.patience)
         _check_positive("TrainConfig.lr", self.lr)
-        if self.grad_clip is not None:
-            _check_positive("TrainConfig.grad_clip", self.grad_clip)
-        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else None
-        if betas is None or len(betas) != 2 or not all(
-                isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise ValueError("'TrainConfig.betas' must be two numbers in [0, 1), e.g. "
-                             f"(0.9, 0.999), got {self.betas!r}.")
-        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        self._check_adam_settings()
         object.__setattr__(self, "weights", check_weights(self.weights))
         _check_option("TrainConfig.reduction", self.reduction, REDUCTIONS)
         _check_option("TrainConfig.cycle", self.cycle, CYCLES)
-        if self.device is not None and not isinstance(self.device, str):
-            raise TypeError(f"'TrainConfig.device' must be a str such as 'cpu' or 'cuda', or "
-                            f"None, got {type(self.device).__name__}.")
-        if not isinstance(self.mixed_precision, bool):
-            raise TypeError(f"'TrainConfig.mixed_precision' must be a bool, got "
-                            f"{self.mixed_precision!r}.")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a JSON/TOML dict (unknown keys raise)."""
-        _check_keys("training setting (TrainConfig)", values,
-                    [f.name for f in dataclasses.fields(cls)])
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable settings."""
-        out = dataclasses.asdict(self)
-        out["betas"] = list(self.betas)
-        return out
-
-    def loop_config(self) -> LoopConfig:
-        """The generic loop's share of these settings."""
-        return LoopConfig(max_epochs=self.epochs, patience=self.patience,
-                          grad_clip=self.grad_clip, mixed_precision=self.mixed_precision,
-                          seed=self.seed)
 
 
 #: Fields of TranscoderConfig that come from the data, never from a set-up.
