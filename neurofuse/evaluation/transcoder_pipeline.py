@@ -160,8 +160,18 @@ def learned_responses(model, ds, *, n_trs=16):
         learned_lf = (model.eeg_encoder(imp)[:, :, 0] - zero).numpy().T.astype(float)
     lf_r = pearson_r(learned_lf, true_lf, axis=0)
     hrf_r = float(pearson_r(hrf[None], true[None])[0])
+    hrf_r = hrf_r if np.isfinite(hrf_r) else None  # a flat (dead) response has no r
     return {"hrf_learned": hrf, "hrf_true": true, "hrf_r": hrf_r, "leadfield_r": lf_r,
-            "leadfield_r_median": float(np.nanmedian(lf_r)), "tr": sim.tr}
+            "leadfield_r_median": _finite(np.nanmedian(lf_r)) if np.isfinite(lf_r).any()
+            else None, "tr": sim.tr}
+
+
+def _fmt(r):
+    return "n/a" if r is None else f"{r:.2f}"
+
+
+def _finite(x):
+    return float(x) if np.isfinite(x) else None
 
 
 def _fit_or_load(ds, out, model, fit_config, device):
@@ -286,8 +296,8 @@ def write_report(path, results, *, fit_dirs=(), title="neurofuse transcoder (sys
         ln = res["learned"]
         sections["Source recovery"].append((
             f"Learned HRF and lead field ({scen})", plot_learned_responses(ln),
-            f"Encoders' impulse responses against the truth: HRF r = {ln['hrf_r']:.2f}, "
-            f"median lead-field r over voxels = {ln['leadfield_r_median']:.2f}."))
+            f"Encoders' impulse responses against the truth: HRF r = {_fmt(ln['hrf_r'])}, "
+            f"median lead-field r over voxels = {_fmt(ln['leadfield_r_median'])}."))
     for fit_dir in fit_dirs:
         hist = Path(fit_dir) / "history.csv"
         if hist.is_file():

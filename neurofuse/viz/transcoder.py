@@ -73,6 +73,10 @@ def plot_r_by_method(rows):
     return fig
 
 
+def _fmt(r):
+    return "n/a" if r is None else f"{r:.2f}"
+
+
 def plot_learned_responses(learned):
     """The learned HRF against the true one, and the lead-field r per voxel.
 
@@ -94,14 +98,14 @@ def plot_learned_responses(learned):
     def unit(v):
         return v / (np.abs(v).max() or 1.0)
     ax1.plot(x, unit(t), "k", label="true HRF")
-    ax1.plot(x, unit(h), "tab:red", label=f"learned (r = {learned['hrf_r']:.2f})")
+    ax1.plot(x, unit(h), "tab:red", label=f"learned (r = {_fmt(learned['hrf_r'])})")
     ax1.set_xlabel("s after impulse")
     ax1.set_title("fMRI encoder impulse response (peak-normalised)", fontsize=8)
     ax1.legend(fontsize=7)
     r = np.asarray(learned["leadfield_r"], float)
     ax2.hist(r[np.isfinite(r)], bins=20, range=(-1, 1), color="tab:blue")
     ax2.set_xlabel("r over channels, learned vs true lead field")
-    ax2.set_title(f"EEG encoder, per voxel (median {learned['leadfield_r_median']:.2f})",
+    ax2.set_title(f"EEG encoder, per voxel (median {_fmt(learned['leadfield_r_median'])})",
                   fontsize=8)
     return fig
 
