@@ -12,7 +12,8 @@ HRF and lead field the model learned. The paper's claim under test: the transcod
 source recovery beats MNE given the true lead field. Nothing here is tuned on the results;
 the simulator is never tuned to the model.
 
-    python benchmarks/bench_transcoder.py --work /tmp/dbench > benchmarks/results/transcoder.json
+    PYTHONPATH=. python benchmarks/bench_transcoder.py --work /tmp/dbench \
+        > benchmarks/results/transcoder.json
 
 (the committed file: ``--n-runs 6 --n-test 2 --fit demo-cli``, i.e. the defaults). The paper
 trained on 300 runs; this is a small-data check on 2 CPU cores, not the paper's scale.
@@ -60,7 +61,8 @@ def main(argv=None):
                               args.n_runs, n_test=args.n_test)
         res = evaluate_transcoder_folder(ds, args.work / scen / "eval", fit_config=fit_config)
         rows += res["rows"]
-        learned[scen] = {k: res["learned"][k] for k in ("hrf_r", "leadfield_r_median")}
+        learned[scen] = {k: res["learned"][k] for k in (
+            "hrf_r", "leadfield_r_median", "untrained_hrf_r", "untrained_leadfield_r_median")}
         verdicts.append(summary_line(res))
         seconds[scen] = round(time.perf_counter() - t0, 1)
     out = {

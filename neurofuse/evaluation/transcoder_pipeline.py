@@ -22,7 +22,7 @@ from .._logging import logger, verbose
 from .transcoder import BASELINES, evaluate_transcoder
 
 __all__ = ["evaluate_transcoder_folder", "learned_responses", "model_predictor",
-           "run_transcoder_demo", "summary_line"]
+           "run_transcoder_demo", "summary_line", "untrained_control"]
 
 #: The data set size and fit set-up of ``neurofuse transcoder demo`` (2 CPU cores, minutes).
 DEMO_FIT = {"preset": "tiny", "train": {"epochs": 4}, "data": {"n_val": 0}}
@@ -33,6 +33,8 @@ def _group_model(model):
     from ..systems.transcoder import load_model
     from ..systems.transcoder.model import MODEL_FORMAT
 
+    if isinstance(model, tuple):  # (Transcoder, meta): a model in memory
+        return model
     model, meta = load_model(model, return_meta=True)
     if meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"'model' must be a group-level transcoder folder ({MODEL_FORMAT!r}), "
@@ -109,8 +111,9 @@ def learned_responses(model, ds, *, n_trs=16):
 
     Parameters
     ----------
-    model : path-like
-        A group-level model folder.
+    model : path-like | tuple
+        A group-level model folder, or ``(Transcoder, meta)`` (``meta``: its ``model.json``
+        content, e.g. an untrained control from :func:`untrained_control`).
     ds : EEGfMRIDataset
     n_trs : int
         Length of the HRF window, TRs.
@@ -172,6 +175,34 @@ def _fmt(r):
 
 def _finite(x):
     return float(x) if np.isfinite(x) else None
+
+
+def untrained_control(model, seed=0):
+    """A freshly initialised model of the same sizes and data reduction (a control).
+
+    Parameters
+    ----------
+    model : path-like
+        A group-level model folder.
+    seed : int
+        Torch seed of the initialisation.
+
+    Returns
+    -------
+    control : tuple of (Transcoder, dict)
+        The untrained model (eval mode) and the trained one's ``model.json`` content; pass it
+        to :func:`learned_responses` to see what impulse responses the architecture gives
+        before training.
+    """
+    import torch
+
+    from ..systems.transcoder import Transcoder
+
+    trained, meta = _group_model(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        control = Transcoder(trained.config).eval()
+    return control, meta
 
 
 def _fit_or_load(ds, out, model, fit_config, device):
@@ -239,7 +270,8 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
     results : dict
         ``rows`` (the benchmark schema, see
         :func:`~neurofuse.evaluation.transcoder.evaluate_transcoder`), ``learned`` (from
-        :func:`learned_responses`, arrays as lists), ``model``, ``dataset``, ``seconds``.
+        :func:`learned_responses`, arrays as lists, with ``untrained_hrf_r`` and
+        ``untrained_leadfield_r_median`` of :func:`untrained_control`), ``model``, ``dataset``, ``seconds``.
     """
     from .._io import make_dir, write_json
     from ..simulation.eeg_fmri import EEGfMRIDataset, read_dataset
@@ -254,6 +286,9 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
     rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
                                source_truth=source_truth, against=against)
     learned = learned_responses(model_dir, ds)
+    control = learned_responses(untrained_control(model_dir), ds)
+    learned["untrained_hrf_r"] = control["hrf_r"]  # what the architecture gives untrained
+    learned["untrained_leadfield_r_median"] = control["leadfield_r_median"]
     results = {"dataset": str(ds.path), "model": str(model_dir), "rows": rows,
                "learned": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                            for k, v in learned.items()},
@@ -297,7 +332,9 @@ def write_report(path, results, *, fit_dirs=(), title="neurofuse transcoder (sys
         sections["Source recovery"].append((
             f"Learned HRF and lead field ({scen})", plot_learned_responses(ln),
             f"Encoders' impulse responses against the truth: HRF r = {_fmt(ln['hrf_r'])}, "
-            f"median lead-field r over voxels = {_fmt(ln['leadfield_r_median'])}."))
+            f"median lead-field r over voxels = {_fmt(ln['leadfield_r_median'])} (the same "
+            f"architecture untrained: {_fmt(ln.get('untrained_hrf_r'))}, "
+            f"{_fmt(ln.get('untrained_leadfield_r_median'))})."))
     for fit_dir in fit_dirs:
         hist = Path(fit_dir) / "history.csv"
         if hist.is_file():
