@@ -133,7 +133,7 @@ def _cmd_evaluate(args):
 def _cmd_demo(args):
     from ..evaluation.transcoder_pipeline import run_transcoder_demo
 
-    res = run_transcoder_demo(**passed(args, "out", "fit_config", "n_runs"))
+    res = run_transcoder_demo(**passed(args, "out", "fit_config", "n_runs", "size"))
     print(f"neurofuse transcoder demo ({res['seconds']:.0f} s): {res['summary']} Report: "
           f"{res['report']}")
 
@@ -200,4 +200,5 @@ def add_parser(subparsers):
     option(p, "--out", help="output folder")
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file")
     option(p, "--n-runs", type=int, help="runs per scenario (the last held out)")
+    option(p, "--size", choices=sizes, help="simulator size preset")
     return sub

@@ -134,3 +134,19 @@ def test_bad_choice_is_a_usage_error(capsys):
         main(["transcoder", "simulate", "tiny", "--out", "x", "--scenario", "snr5"])
     assert exc.value.code == 2
     assert "snr10" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~25 s of CPU, ~1 min on a busy machine
+def test_demo_two_scenarios_one_report(tmp_path, monkeypatch, capsys):
+    make = eeg_fmri.make_config
+    monkeypatch.setattr(eeg_fmri, "make_config", lambda *a, **k: make(*a, bem="sphere", **k))
+    out = tmp_path / "demo"
+    assert main(["transcoder", "demo", "--out", str(out), "--size", "tiny", "--n-runs", "2",
+                 "--fit", "tiny", "-q"]) == 0
+    assert (out / "report.html").is_file()
+    for scen in ("noise_free", "snr10"):
+        rows = json.loads((out / scen / "eval" / "results.json").read_text())["rows"]
+        assert {r["scenario"] for r in rows} == {scen}
+        assert {r["method"] for r in rows} == {"transcoder", "physics", "MNE", "dSPM",
+                                               "eLORETA"}
+    assert "noise_free transcoder" in capsys.readouterr().out
