@@ -269,8 +269,11 @@ def evaluate_transcoder(ds, *, transcoder=None, methods=BASELINES, runs=None, sc
         None: the data set's test split.
     scenario : str | None
         Row label; None: the scenario preset the configuration matches (else ``'custom'``).
-    against, source_truth
+    against : 'clean' | 'observed'
         See :func:`score_run`.
+    source_truth : 'latent' | 'erp' | sequence of them
+        See :func:`score_run`; several truths score the same predictions against each (one
+        set of rows per truth).
     level : float
         Of the intervals.
     verbose : bool | str | int | None
@@ -292,13 +295,16 @@ def evaluate_transcoder(ds, *, transcoder=None, methods=BASELINES, runs=None, sc
     if not runs:
         raise ValueError("No held-out run to score: the data set's test split is empty; pass "
                          "runs=[...].")
+    truths = [source_truth] if isinstance(source_truth, str) else list(source_truth)
+    for st in truths:
+        _check_option("source_truth", st, ["latent", "erp"])
     scenario = _scenario_name(ds.config) if scenario is None else scenario
     inverse = B.make_eeg_inverse(ds) if methods else None
     predictors = {m: (lambda ds_, run_, m=m: _baseline_predictions(ds_, run_, m, inverse))
                   for m in methods}
     if transcoder is not None:
         predictors = {"transcoder": transcoder, **predictors}
-    scores = {m: [] for m in predictors}
+    scores = {(m, st): [] for m in predictors for st in truths}
     seconds = dict.fromkeys(predictors, 0.0)
     for run in runs:
         truth = true_signals(ds, run)
@@ -306,14 +312,17 @@ def evaluate_transcoder(ds, *, transcoder=None, methods=BASELINES, runs=None, sc
             t0 = time.perf_counter()
             pred = predict(ds, run)
             seconds[m] += time.perf_counter() - t0
-            scores[m].append(score_run(ds, run, truth=truth, against=against,
-                                       source_truth=source_truth, **pred))
-            logger.info("%s %s %s: %s", scenario, run, m, scores[m][-1])
+            for st in truths:
+                scores[m, st].append(score_run(ds, run, truth=truth, against=against,
+                                               source_truth=st, **pred))
+                logger.info("%s %s %s (%s): %s", scenario, run, m, st, scores[m, st][-1])
     rows = []
-    for m in predictors:
-        for row in summarize_scores(scores[m], scenario=scenario, method=m, level=level):
-            rows.append({**row, "source_truth": source_truth, "against": against,
-                         "seconds": round(seconds[m], 2)})
+    for st in truths:
+        for m in predictors:
+            for row in summarize_scores(scores[m, st], scenario=scenario, method=m,
+                                        level=level):
+                rows.append({**row, "source_truth": st, "against": against,
+                             "seconds": round(seconds[m], 2)})
     return rows
 
 

@@ -58,7 +58,7 @@ CLI_ONLY = {"help", "verbose", "quiet"}
 
 def test_groups_found_by_scanning_the_package():
     assert set(_children(build_parser())) == {"anatomy", "data", "demo", "joint", "meg2fmri",
-                                               "simulate"}
+                                               "simulate", "transcoder"}
     assert set(LEAVES) == {
         ("anatomy",), ("demo",), ("data", "info"), ("data", "merge"),
         ("data", "prepare", "lebel"), ("data", "prepare", "meg-bids"),
@@ -67,11 +67,14 @@ def test_groups_found_by_scanning_the_package():
         ("joint", "demo"), ("joint", "ecog"), ("joint", "evaluate"), ("joint", "fit"),
         ("joint", "predict"), ("meg2fmri", "demo"), ("meg2fmri", "evaluate"),
         ("meg2fmri", "fit"), ("meg2fmri", "prepare"), ("meg2fmri", "synthesize"),
-        ("simulate", "ecog"), ("simulate", "study")}
+        ("simulate", "ecog"), ("simulate", "study"), ("transcoder", "demo"),
+        ("transcoder", "evaluate"), ("transcoder", "fit"), ("transcoder", "simulate"),
+        ("transcoder", "transcode")}
 
 
 @pytest.mark.parametrize("group, commands", [
-    ([], ["anatomy", "data", "demo", "joint", "meg2fmri", "simulate"]),
+    ([], ["anatomy", "data", "demo", "joint", "meg2fmri", "simulate", "transcoder"]),
+    (["transcoder"], ["simulate", "fit", "transcode", "evaluate", "demo"]),
     (["joint"], ["fit", "predict", "evaluate", "demo", "benchmark", "ecog"]),
     (["meg2fmri"], ["prepare", "fit", "synthesize", "evaluate", "demo"]),
     (["joint", "benchmark"], ["simulation"]),
