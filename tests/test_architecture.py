@@ -55,3 +55,13 @@ def test_contracts_catch_a_forbidden_import(tmp_path, module, statement, contrac
     res = _lint(tmp_path)
     assert res.returncode != 0, res.stdout
     assert f"{contract}" in res.stdout and "BROKEN" in res.stdout
+
+
+def test_test_file_names_are_unique():
+    """pytest imports test files by basename (no __init__.py): two of one name cannot both
+    be collected, so a clash stops the whole suite."""
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert not [n for n, k in names.items() if k > 1], names.most_common(3)
