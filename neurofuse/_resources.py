@@ -148,10 +148,15 @@ def free_disk(path) -> int:
     -------
     n_bytes : int
     """
+    return int(shutil.disk_usage(_existing_parent(path)).free)
+
+
+def _existing_parent(path) -> Path:
+    """``path`` if it exists, else its nearest existing parent."""
     path = Path(path).expanduser().absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    return int(shutil.disk_usage(path).free)
+    return path
 
 
 def _parts_text(parts):
@@ -228,9 +233,7 @@ def check_disk(need, path, *, what, reduce, parts=None, available=None) -> int:
     ResourceError
         Unless limits are ignored, when a warning is logged instead.
     """
-    existing = Path(path).expanduser().absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _existing_parent(path)
     if os.statvfs(existing).f_flag & os.ST_RDONLY:  # a fact, not an estimate: no override
         raise ResourceError(
             f"{what} cannot write to '{path}': '{existing}' is on a read-only file system. "

@@ -13,13 +13,6 @@ from neurofuse.systems.transcoder.subject import (SubjectConfig, SubjectTranscod
                                                   upsample_sources)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_subject_transcoder_shapes_and_separation():
     torch.manual_seed(0)

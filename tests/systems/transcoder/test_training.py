@@ -21,13 +21,6 @@ from neurofuse.training.checkpoint import load_checkpoint
 TINY = {"preset": "tiny", "train": {"epochs": 4}, "data": {"n_val": 1}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):

@@ -11,13 +11,6 @@ from neurofuse.systems.transcoder import (FIT_PRESETS, LOSS_TERMS, Transcoder,
 from neurofuse.systems.transcoder.losses import check_weights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _random_outputs(rng):
     eeg = rng.standard_normal((2, 5, 12))

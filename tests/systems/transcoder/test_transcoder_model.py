@@ -12,14 +12,6 @@ from neurofuse.systems.transcoder.nets import (EEGDecoder, EEGEncoder, FMRIDecod
                                                FMRIEncoder, ResidualLayer)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread: tiny models on a busy 2-core machine run several times faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _config(preset, volume_shape, **kw):
     return TranscoderConfig(n_channels=64, volume_shape=volume_shape,
