@@ -148,30 +148,31 @@ def convert_labram_state(state, *, layout="auto"):
                          f"{list(LAYOUTS)}, got {layout!r}.")
     if layout == "auto":
         layout = _detect_layout(state)
-    state = {re.sub(r"^(module\.|_orig_mod\.)+", "", k): v for k, v in state.items()}
-    if any(k.startswith("student.") for k in state):  # LaBraM's pretraining wrapper
-        dropped = [k for k in state if not k.startswith("student.")]
-        state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
-    else:
-        dropped = []
+    # (our key, the checkpoint's key, tensor): messages name the checkpoint's keys
+    items = [(re.sub(r"^(module\.|_orig_mod\.)+", "", k), k, v) for k, v in state.items()]
+    dropped = []
+    if any(k.startswith("student.") for k, _, _ in items):  # LaBraM's pretraining wrapper
+        dropped = [orig for k, orig, _ in items if not k.startswith("student.")]
+        items = [(k[len("student."):], orig, v) for k, orig, v in items
+                 if k.startswith("student.")]
     if layout == "braindecode":
-        if any(k.startswith("patch_embed.segment_patch.") for k in state):
+        if any(k.startswith("patch_embed.segment_patch.") for k, _, _ in items):
             raise LaBraMCheckpointError(
                 "This braindecode Labram checkpoint uses the learned patcher "
                 "(patch_embed.segment_patch.*, learned_patcher=True), which LaBraM's "
                 "architecture does not have; use a checkpoint made with learned_patcher=False.")
-        renamed = {}
-        for k, v in state.items():
+        renamed = []
+        for k, orig, v in items:
             k = k.replace("patch_embed.temporal_conv.", "patch_embed.")
             k = {"position_embedding": "pos_embed", "temporal_embedding": "time_embed"}.get(k, k)
             k = re.sub(r"^(blocks\.\d+\.mlp)\.0\.", r"\1.fc1.", k)
             k = re.sub(r"^(blocks\.\d+\.mlp)\.2\.", r"\1.fc2.", k)
-            renamed[k] = v
-        state = renamed
+            renamed.append((k, orig, v))
+        items = renamed
     out = {}
-    for k, v in state.items():
+    for k, orig, v in items:
         if _DROPPED.search(k):
-            dropped.append(k)
+            dropped.append(orig)
             continue
         if re.fullmatch(r"patch_embed\.conv\d\.weight", k) and v.ndim == 4 and v.shape[2] == 1:
             v = v[:, :, 0]  # Conv2d (out, in, 1, k) → Conv1d (out, in, k)
@@ -205,7 +206,7 @@ def _check_against(module, state, layout, source):
         f"The LaBraM checkpoint {source} (read as the {layout!r} layout) does not fit the "
         f"module: {'; '.join(p for p in parts if p)}. Fix: build the module with the "
         "checkpoint's sizes (neurofuse.nn.labram_checkpoint.labram_from_checkpoint infers "
-        "them; patch_size and conv_stride cannot be read from weights), or pass the right "
+        "them; patch_size, conv_stride and conv_groups cannot be read from weights), or pass the right "
         f"layout= (one of {list(LAYOUTS[1:])}) if the guess was wrong.")
 
 
@@ -294,7 +295,8 @@ def labram_from_checkpoint(checkpoint, *, patch_size=200, conv_stride=8, layout=
         Log level for this call.
     **sizes
         :class:`~neurofuse.nn.labram.LaBraMConfig` fields that override the inferred ones
-        (e.g. ``n_heads`` when the checkpoint has no q/k norms, or dropout rates).
+        (e.g. ``conv_groups`` -- GroupNorms do not store it; 4 as LaBraM when it divides
+        the conv channels --, ``n_heads`` when the checkpoint has no q/k norms, dropouts).
 
     Returns
     -------
