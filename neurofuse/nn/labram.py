@@ -187,6 +187,23 @@ class LaBraMConfig:
         """Flattened convolution features per patch: ``conv_channels * conv_length``."""
         return self.conv_channels * self.conv_length
 
+    def n_patches(self, n_times: int) -> int:
+        """Patches of a sequence of ``n_times`` samples; an error naming ``patch_size``
+        (or ``max_patches``) unless they fit."""
+        if n_times % self.patch_size:
+            raise ValueError(
+                f"The EEG has {n_times} samples, not a multiple of the encoder's patch_size "
+                f"({self.patch_size}): crop or pad the epochs to a multiple of patch_size "
+                f"(e.g. {n_times // self.patch_size * self.patch_size} samples), or build "
+                "the encoder with another patch_size.")
+        n = n_times // self.patch_size
+        if n > self.max_patches:
+            raise ValueError(
+                f"The EEG has {n} patches of {self.patch_size} samples but the temporal "
+                f"embedding holds max_patches={self.max_patches}: use shorter epochs or "
+                "build the encoder with a larger max_patches.")
+        return n
+
     def to_dict(self) -> dict:
         """The sizes as a JSON-serialisable dict."""
         out = dataclasses.asdict(self)
@@ -416,20 +433,8 @@ class LaBraM(nn.Module):
         return idx
 
     def n_patches(self, n_times: int) -> int:
-        """Patches of a sequence of ``n_times`` samples (an error unless it fits)."""
-        if n_times % self.patch_size:
-            raise ValueError(
-                f"The EEG has {n_times} samples, not a multiple of the encoder's patch_size "
-                f"({self.patch_size}): crop or pad the epochs to a multiple of patch_size "
-                f"(e.g. {n_times // self.patch_size * self.patch_size} samples), or build "
-                "the encoder with another patch_size.")
-        n = n_times // self.patch_size
-        if n > self.config.max_patches:
-            raise ValueError(
-                f"The EEG has {n} patches of {self.patch_size} samples but the temporal "
-                f"embedding holds max_patches={self.config.max_patches}: use shorter epochs "
-                "or build the encoder with a larger max_patches.")
-        return n
+        """Patches of a sequence of ``n_times`` samples (:meth:`LaBraMConfig.n_patches`)."""
+        return self.config.n_patches(n_times)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, *, electrodes=None, mask=None, return_cls=False):
