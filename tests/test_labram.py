@@ -150,6 +150,9 @@ def test_config_round_trip_and_errors():
     cfg = LaBraMConfig.from_dict({"preset": "small", "depth": 2})
     assert LaBraMConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert LaBraM(cfg).config == LaBraM(**{**LABRAM_PRESETS["small"], "depth": 2}).config
+    assert LaBraM(preset="small", depth=2).config == cfg
+    assert LaBraM({"preset": "small"}, depth=2).config == cfg
+    assert LaBraM().config == LaBraMConfig()
     with pytest.raises(ValueError, match="n_heads"):
         LaBraMConfig(embed_dim=30, n_heads=4)
     with pytest.raises(ValueError, match="odd"):

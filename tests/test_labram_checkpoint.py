@@ -189,3 +189,26 @@ def test_unsafe_or_unreadable_files(tmp_path):
 
 class _Opaque:
     """A class a weights-only unpickler must refuse."""
+
+
+def test_patch_convolutions_match_the_original_conv2d_form():
+    """The original TemporalConv (Conv2d with (1, k) kernels over (B, 1, N·A, T), GroupNorm,
+    GELU, then 'B C NA T -> B NA (T C)') with the checkpoint's 4-D weights gives our tokens."""
+    model = _model(0)
+    state = _official_pretraining_state(model)
+    w = {k[len("student.patch_embed."):]: v for k, v in state.items()
+         if k.startswith("student.patch_embed.")}
+    patches = torch.randn(2, 3, 50)  # (B, N·A, T): 3 patches of 50 samples
+    x = patches.unsqueeze(1)
+    for i, (stride, pad) in zip((1, 2, 3), (((1, 8), (0, 7)), ((1, 1), (0, 1)),
+                                            ((1, 1), (0, 1)))):
+        x = torch.nn.functional.conv2d(x, w[f"conv{i}.weight"], w[f"conv{i}.bias"],
+                                       stride=stride, padding=pad)
+        x = torch.nn.functional.gelu(torch.nn.functional.group_norm(
+            x, 2, w[f"norm{i}.weight"], w[f"norm{i}.bias"]))
+    B, C, NA, T = x.shape
+    expected = x.permute(0, 2, 3, 1).reshape(B, NA, T * C)  # (T C): time outer, maps inner
+    target = _model(1)
+    load_labram_checkpoint(target, state)
+    got = target.patch_embed(patches)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

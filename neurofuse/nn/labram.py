@@ -27,7 +27,11 @@ Differences from LaBraM, by design:
   equal: 8 × 25 = 200 for 200-sample patches; then no projection exists);
 * the electrode embedding is optional and added only when electrode indices are given
   (:func:`electrode_indices`), since a univariate sequence carries no channel name;
-* the final LayerNorm (``norm``) is applied to every token, as in LaBraM's pretraining model.
+* the final LayerNorm (``norm``) is applied to every token, as in LaBraM's pretraining model;
+* LaBraM's GroupNorm statistics in the patch convolutions span every patch of every channel
+  of a sample; here a sample is one channel's sequence (Eq. 1), so they span its patches;
+* masked patches (pretraining) have their samples zeroed before the convolutions, so their
+  content cannot reach the other tokens through those statistics.
 """
 
 from __future__ import annotations
@@ -226,7 +230,12 @@ class LaBraMConfig:
 
 
 class _PatchConv(nn.Module):
-    """LaBraM's TemporalConv over single patches: (N, 1, patch_size) → (N, conv_features)."""
+    """LaBraM's TemporalConv: patches (N, P, patch_size) of N sequences → (N, P, features).
+
+    Each convolution runs within one patch (no sample of a neighbouring patch enters it); the
+    GroupNorm statistics span all patches of a sequence, as LaBraM's (there a "sample" holds
+    every patch of every channel; here one channel's sequence, Eq. 1).
+    """
 
     def __init__(self, cfg: LaBraMConfig):
         super().__init__()
@@ -240,10 +249,15 @@ class _PatchConv(nn.Module):
         self.norm3 = nn.GroupNorm(cfg.conv_groups, c)
 
     def forward(self, x):
-        x = F.gelu(self.norm1(self.conv1(x)))  # (N, c, L)
-        x = F.gelu(self.norm2(self.conv2(x)))
-        x = F.gelu(self.norm3(self.conv3(x)))
-        return x.transpose(1, 2).flatten(1)  # (N, L * c), LaBraM's "(T C)" order
+        N, P, S = x.shape
+        h = x.reshape(N * P, 1, S)
+        for conv, norm in ((self.conv1, self.norm1), (self.conv2, self.norm2),
+                           (self.conv3, self.norm3)):
+            h = conv(h)  # (N P, c, L)
+            c, L = h.shape[1:]
+            h = F.gelu(norm(h.view(N, P, c, L).transpose(1, 2)))  # (N, c, P, L)
+            h = h.transpose(1, 2).reshape(N * P, c, L)
+        return h.view(N, P, c, L).transpose(2, 3).reshape(N, P, L * c)  # LaBraM's "(T C)"
 
 
 class _Attention(nn.Module):
@@ -332,9 +346,10 @@ class LaBraM(nn.Module):
     Parameters
     ----------
     config : LaBraMConfig | dict | None
-        The sizes (None: LaBraM-Base's).
+        The sizes (None: LaBraM-Base's, or those of ``sizes``).
     **sizes
-        :class:`LaBraMConfig` fields that override ``config``'s (e.g. ``patch_size=50``).
+        :class:`LaBraMConfig` fields that override ``config``'s (e.g. ``patch_size=50``);
+        without ``config`` also ``preset`` (a name of :data:`LABRAM_PRESETS`).
 
     Attributes
     ----------
@@ -358,14 +373,18 @@ class LaBraM(nn.Module):
     def __init__(self, config=None, **sizes):
         super().__init__()
         if config is None:
-            config = LaBraMConfig()
-        elif isinstance(config, dict):
-            config = LaBraMConfig.from_dict(config)
-        elif not isinstance(config, LaBraMConfig):
-            raise TypeError(f"'config' must be a LaBraMConfig, a dict or None, got "
-                            f"{type(config).__name__}.")
-        if sizes:
-            config = LaBraMConfig.from_dict({**config.to_dict(), **sizes})
+            config = LaBraMConfig.from_dict(sizes)  # sizes may name a preset
+        else:
+            if isinstance(config, dict):
+                config = LaBraMConfig.from_dict(config)
+            elif not isinstance(config, LaBraMConfig):
+                raise TypeError(f"'config' must be a LaBraMConfig, a dict or None, got "
+                                f"{type(config).__name__}.")
+            if "preset" in sizes:
+                raise ValueError("Pass 'preset' inside config (or without a config), not "
+                                 "next to one: LaBraM(preset='small', depth=2).")
+            if sizes:
+                config = LaBraMConfig.from_dict({**config.to_dict(), **sizes})
         self.config = cfg = config
         self.patch_size, self.embed_dim = cfg.patch_size, cfg.embed_dim
         d = cfg.embed_dim
@@ -449,7 +468,8 @@ class LaBraM(nn.Module):
             into rows); None: :attr:`electrodes` if set, else no electrode embedding.
         mask : Tensor of bool, shape (B, C, P) | None
             Patches whose tokens are replaced by the learned mask token before the
-            embeddings are added (masked patch modelling).
+            embeddings are added (masked patch modelling); their samples are zeroed first,
+            so nothing of them reaches the other tokens.
         return_cls : bool
             Also return each sequence's cls token.
 
@@ -466,15 +486,20 @@ class LaBraM(nn.Module):
         B, C, T = x.shape
         P = self.n_patches(T)
         d = self.embed_dim
-        tokens = self.patch_embed(x.reshape(B * C * P, 1, self.patch_size))  # (B C P, F)
-        if self.patch_proj is not None:
-            tokens = self.patch_proj(tokens)
-        tokens = tokens.view(B * C, P, d)  # R_in: one univariate sequence per channel
+        patches = x.reshape(B * C, P, self.patch_size)  # R_in: one sequence per channel
         if mask is not None:
             if mask.shape != (B, C, P):
                 raise ValueError(f"'mask' must have shape (B, C, P) = {(B, C, P)}, got "
                                  f"{tuple(mask.shape)}.")
-            w = mask.reshape(B * C, P, 1).to(tokens.dtype)
+            w = mask.reshape(B * C, P, 1)
+            # zero the masked samples: they would reach the other tokens through the
+            # GroupNorm statistics of the patch convolutions
+            patches = patches.masked_fill(w, 0.0)
+        tokens = self.patch_embed(patches)  # (B C, P, F)
+        if self.patch_proj is not None:
+            tokens = self.patch_proj(tokens)  # (B C, P, D)
+        if mask is not None:
+            w = w.to(tokens.dtype)
             tokens = tokens * (1 - w) + self.mask_token * w
         tokens = tokens + self.time_embed[:, :P]
         cls = self.cls_token.expand(B * C, 1, d)
