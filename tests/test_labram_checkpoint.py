@@ -212,3 +212,62 @@ def test_patch_convolutions_match_the_original_conv2d_form():
     load_labram_checkpoint(target, state)
     got = target.patch_embed(patches)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _original_forward(s, x, input_chans, n_heads):
+    """LaBraM's pretraining encoder forward (modeling_pretrain.py, no mask) written out from
+    the original's order of operations over a checkpoint's tensors ``s`` ('student.' keys
+    stripped). ``x``: (B, N, A, T) patches of N electrodes; returns (B, N·A, D) tokens."""
+    F = torch.nn.functional
+    B, N, A, T = x.shape
+    h = x.reshape(B, 1, N * A, T)
+    for i, (stride, pad) in zip((1, 2, 3), (((1, 8), (0, 7)), ((1, 1), (0, 1)),
+                                            ((1, 1), (0, 1)))):
+        h = F.conv2d(h, s[f"patch_embed.conv{i}.weight"], s[f"patch_embed.conv{i}.bias"],
+                     stride=stride, padding=pad)
+        h = F.gelu(F.group_norm(h, 2, s[f"patch_embed.norm{i}.weight"],
+                                s[f"patch_embed.norm{i}.bias"]))
+    C = h.shape[1]
+    h = h.permute(0, 2, 3, 1).reshape(B, N * A, -1)  # 'B C NA T -> B NA (T C)'
+    D = h.shape[-1]
+    h = torch.cat((s["cls_token"].expand(B, -1, -1), h), dim=1)
+    pos_used = s["pos_embed"][:, input_chans]
+    pos = pos_used[:, 1:].unsqueeze(2).expand(B, -1, A, -1).flatten(1, 2)
+    h = h + torch.cat((pos_used[:, :1].expand(B, -1, -1), pos), dim=1)
+    h[:, 1:] += s["time_embed"][:, :A].unsqueeze(1).expand(B, N, -1, -1).flatten(1, 2)
+    for i in range(2):
+        b = {k[len(f"blocks.{i}."):]: v for k, v in s.items() if k.startswith(f"blocks.{i}.")}
+        y = F.layer_norm(h, (D,), b["norm1.weight"], b["norm1.bias"], 1e-6)
+        bias = torch.cat((b["attn.q_bias"], torch.zeros_like(b["attn.v_bias"]),
+                          b["attn.v_bias"]))
+        qkv = F.linear(y, b["attn.qkv.weight"], bias)
+        qkv = qkv.reshape(B, y.shape[1], 3, n_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        dh = q.shape[-1]
+        q = F.layer_norm(q, (dh,), b["attn.q_norm.weight"], b["attn.q_norm.bias"], 1e-6)
+        k = F.layer_norm(k, (dh,), b["attn.k_norm.weight"], b["attn.k_norm.bias"], 1e-6)
+        att = ((q * dh ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, y.shape[1], -1)
+        h = h + b["gamma_1"] * F.linear(y, b["attn.proj.weight"], b["attn.proj.bias"])
+        y = F.layer_norm(h, (D,), b["norm2.weight"], b["norm2.bias"], 1e-6)
+        y = F.linear(F.gelu(F.linear(y, b["mlp.fc1.weight"], b["mlp.fc1.bias"])),
+                     b["mlp.fc2.weight"], b["mlp.fc2.bias"])
+        h = h + b["gamma_2"] * y
+    h = F.layer_norm(h, (D,), s["norm.weight"], s["norm.bias"], 1e-6)
+    assert C * (h.shape[-1] // C) == D
+    return h[:, 1:]
+
+
+def test_loaded_encoder_equals_the_original_forward():
+    """One electrode's sequence through LaBraM's own forward (written out above from the
+    original's operations, on the checkpoint's tensors) gives our loaded module's tokens:
+    the key mapping, shapes and the order of operations agree."""
+    state = _official_pretraining_state(_model(0))
+    s = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    target = _model(1)
+    load_labram_checkpoint(target, state)
+    x = torch.randn(2, 1, 150)
+    for electrode in (0, 4):
+        expected = _original_forward(s, x.reshape(2, 1, 3, 50), [0, electrode + 1], 2)
+        got = target(x, electrodes=[electrode])[:, 0]
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
