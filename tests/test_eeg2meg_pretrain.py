@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse.nn.labram import LaBraM
+from neurofuse.nn.labram import LaBraM, LaBraMConfig, electrode_indices
 from neurofuse.systems.eeg2meg.pretrain import (MaskedPatchModel, PretrainConfig,
                                                 load_encoder, masked_patch_loss,
                                                 patch_targets, pretrain_encoder,
@@ -176,3 +176,31 @@ def test_input_errors(tmp_path):
         PretrainConfig(target="codebook")
     with pytest.raises(FileNotFoundError, match="pretrain_encoder"):
         load_encoder(tmp_path)
+
+
+def test_electrode_embedding_trained_with_channel_names(tmp_path):
+    """With channel names the electrode rows of those channels are trained (and only them);
+    without, the electrode embedding is left as initialised."""
+    enc = {"preset": "tiny", "n_electrodes": 128}
+    eeg = [_eeg(6, 3, 200, seed=1), _eeg(6, 2, 200, seed=2)]
+    names = [["Cz", "C3", "C4"], ["O1", "O2"]]
+    torch.manual_seed(0)  # the loop seeds torch with config.seed = 0 before building
+    initial = LaBraM(LaBraMConfig.from_dict(enc)).pos_embed.detach().clone()
+    pretrain_encoder(eeg, tmp_path / "named", encoder_config=enc, config=_cfg(epochs=2),
+                     ch_names=names)
+    pretrain_encoder(eeg, tmp_path / "anon", encoder_config=enc, config=_cfg(epochs=2))
+    named = load_checkpoint(tmp_path / "named" / "checkpoints")[0]["model.encoder.pos_embed"]
+    anon = load_checkpoint(tmp_path / "anon" / "checkpoints")[0]["model.encoder.pos_embed"]
+    assert torch.equal(anon, initial)
+    used = [1 + r for r in electrode_indices(sum(names, []))]
+    changed = (named - initial).abs().amax(-1)[0] > 0
+    assert changed[used].all() and changed[0]  # the channels' rows and the cls row
+    assert changed.sum() == len(used) + 1
+    meta = load_encoder(tmp_path / "named", return_meta=True)[1]
+    assert meta["pretraining"]["electrodes"] is True
+    with pytest.raises(ValueError, match="holds 2 names but the array has 3 channels"):
+        pretrain_encoder(eeg, tmp_path / "bad", encoder_config=enc, config=_cfg(),
+                         ch_names=[["Cz", "C3"], ["O1", "O2"]])
+    with pytest.raises(ValueError, match="no electrode embedding"):
+        pretrain_encoder(eeg, tmp_path / "bad2", encoder_config=ENC, config=_cfg(),
+                         ch_names=names)

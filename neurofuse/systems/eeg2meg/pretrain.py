@@ -11,6 +11,8 @@ What is learned (our choice, LaBraM-like):
 * Every channel of every epoch is one univariate sequence (as the encoder sees it in Eq. 1),
   standardised per channel (mean and standard deviation of that channel over all epochs of
   its array), cut into patches of ``patch_size`` samples.
+* With channel names (``ch_names``) each sequence also gets its electrode's row of LaBraM's
+  electrode embedding, which is then trained too; without, that embedding is not used.
 * In every sequence a fraction ``mask_ratio`` of the patches (``round(mask_ratio * P)``, at
   least one; LaBraM: 0.5) is drawn at random and their tokens are replaced by the encoder's
   learned mask token.
@@ -44,7 +46,7 @@ from torch import nn
 from ..._checks import _check_finite, _check_int, _check_option, _check_positive
 from ..._io import hash_arrays
 from ..._logging import logger, verbose
-from ...nn.labram import LaBraM, LaBraMConfig, freeze
+from ...nn.labram import LaBraM, LaBraMConfig, electrode_indices, freeze
 from ...training.loop import fit_task
 from ...training.model_folder import AdamSettings, read_model_folder, save_model_folder
 from ...training.task import Task
@@ -220,11 +222,13 @@ class MaskedPatchModel(nn.Module):
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, electrodes=None):
         """Predictions (N, P, F) for sequences ``x`` (N, T) with masked patches ``mask``
-        (N, P)."""
-        tokens = self.encoder(x.unsqueeze(1), mask=mask.unsqueeze(1))  # (N, 1, P, D)
-        return self.head(tokens[:, 0])
+        (N, P) and, optionally, each sequence's electrode row ``electrodes`` (N,)."""
+        # the encoder is channel-independent: N sequences are N channels of one sample
+        tokens = self.encoder(x.unsqueeze(0), mask=mask.unsqueeze(0),
+                              electrodes=electrodes)  # (1, N, P, D)
+        return self.head(tokens[0])
 
 
 # ---------------------------------------------------------------------------- data
@@ -248,12 +252,31 @@ def _as_arrays(eeg_epochs):
     return out
 
 
-def _split(arrays, val_fraction, seed):
+def _electrodes(ch_names, arrays):
+    """Electrode rows (n_channels,) per array, or None per array without names."""
+    if ch_names is None:
+        return [None] * len(arrays)
+    names = list(ch_names)
+    if names and isinstance(names[0], str):
+        names = [names] * len(arrays)
+    if len(names) != len(arrays):
+        raise ValueError(f"'ch_names' must name the channels of each of the {len(arrays)} "
+                         f"arrays of 'eeg_epochs' (one list per array), got {len(names)} lists.")
+    rows = []
+    for i, (arr, chs) in enumerate(zip(arrays, names)):
+        if len(chs) != arr.shape[1]:
+            raise ValueError(f"'ch_names' for array {i} holds {len(chs)} names but the array "
+                             f"has {arr.shape[1]} channels.")
+        rows.append(np.asarray(electrode_indices(chs), dtype=np.int64))
+    return rows
+
+
+def _split(arrays, electrodes, val_fraction, seed):
     """Standardised univariate sequences (N, T) float32 of the training and validation
-    epochs (split by epoch within each array)."""
+    epochs (split by epoch within each array) and their electrode rows (N,) or None."""
     rng = np.random.default_rng(seed)
-    train, val = [], []
-    for arr in arrays:
+    train, val, train_el, val_el = [], [], [], []
+    for arr, rows in zip(arrays, electrodes):
         mean = arr.mean(axis=(0, 2), keepdims=True)
         std = arr.std(axis=(0, 2), keepdims=True)
         flat = std[0, :, 0] == 0
@@ -266,7 +289,13 @@ def _split(arrays, val_fraction, seed):
         n_val = int(round(val_fraction * len(z)))
         val.append(z[order[:n_val]].reshape(-1, z.shape[2]))
         train.append(z[order[n_val:]].reshape(-1, z.shape[2]))
-    return np.concatenate(train), np.concatenate(val)
+        if rows is not None:
+            val_el.append(np.tile(rows, n_val))
+            train_el.append(np.tile(rows, len(z) - n_val))
+    if not train_el:
+        return np.concatenate(train), np.concatenate(val), None, None
+    return np.concatenate(train), np.concatenate(val), np.concatenate(train_el), np.concatenate(
+        val_el)
 
 
 class PretrainTask(Task):
@@ -278,16 +307,23 @@ class PretrainTask(Task):
         Standardised univariate sequences (``val`` may have no rows).
     config : PretrainConfig
     encoder_config : LaBraMConfig
+    train_electrodes, val_electrodes : ndarray of int, shape (n_sequences,) | None
+        Each sequence's row of the electrode embedding (None: no electrode embedding).
     """
 
     train_logs = ("loss",)
     progress_keys = ("train_loss", "val_loss")
     no_batches_hint = "Pass more EEG epochs, or lower val_fraction."
+    # the electrode embedding is unused without channel names
+    ddp_options = {"find_unused_parameters": True}
 
-    def __init__(self, train, val, config, encoder_config):
+    def __init__(self, train, val, config, encoder_config, *, train_electrodes=None,
+                 val_electrodes=None):
         self.train, self.val = train, val
+        self.train_el, self.val_el = train_electrodes, val_electrodes
         self.cfg, self.enc_cfg = config, encoder_config
-        self.fingerprint = hash_arrays(train, val)
+        self.fingerprint = hash_arrays(train, val, *(() if train_electrodes is None else
+                                                     (train_electrodes, val_electrodes)))
 
     def setup(self, ctx):
         self.device = ctx.device
@@ -310,11 +346,13 @@ class PretrainTask(Task):
             if len(idx):
                 yield idx
 
-    def _loss(self, model, ctx, seqs, mask):
+    def _loss(self, model, ctx, seqs, mask, electrodes):
         x = torch.as_tensor(seqs, device=self.device)
         mask = mask.to(self.device)
+        if electrodes is not None:
+            electrodes = torch.as_tensor(electrodes, device=self.device)
         with ctx.autocast():
-            pred = model(x, mask)  # through the DDP wrapper when there is one
+            pred = model(x, mask, electrodes)  # through the DDP wrapper when there is one
         targets = patch_targets(x, self.enc_cfg.patch_size, self.cfg.target)
         return masked_patch_loss(pred, targets, mask, self.cfg.target)
 
@@ -325,7 +363,8 @@ class PretrainTask(Task):
         idx = batch.numpy()
         mask = random_patch_mask(len(idx), self._n_patches(), self.cfg.mask_ratio)
         model = ctx.model if ctx.model is not None else ctx.module
-        loss = self._loss(model, ctx, self.train[idx], mask)
+        loss = self._loss(model, ctx, self.train[idx], mask,
+                          None if self.train_el is None else self.train_el[idx])
         return loss, {"loss": float(loss.detach())}
 
     def validate(self, ctx, epoch):
@@ -339,7 +378,8 @@ class PretrainTask(Task):
             seqs = self.val[b0:b0 + self.cfg.batch_size]
             mask = random_patch_mask(len(seqs), self._n_patches(), self.cfg.mask_ratio,
                                      generator=gen)
-            total += float(self._loss(ctx.module, ctx, seqs, mask)) * len(seqs)
+            el = None if self.val_el is None else self.val_el[b0:b0 + self.cfg.batch_size]
+            total += float(self._loss(ctx.module, ctx, seqs, mask, el)) * len(seqs)
             n += len(seqs)
         return {"val_loss": total / n}
 
@@ -353,7 +393,8 @@ class PretrainTask(Task):
     def _describe(self):
         return {"data": self.fingerprint, "n_train_sequences": int(len(self.train)),
                 "n_val_sequences": int(len(self.val)), "n_times": int(self.train.shape[1]),
-                "target": self.cfg.target, "mask_ratio": self.cfg.mask_ratio}
+                "target": self.cfg.target, "mask_ratio": self.cfg.mask_ratio,
+                "electrodes": self.train_el is not None}
 
     def run_config(self, model):
         return {"train": self.cfg.to_dict(), "encoder": self.enc_cfg.to_dict(),
@@ -377,8 +418,8 @@ def _encoder_config(encoder_config):
 
 
 @verbose
-def pretrain_encoder(eeg_epochs, out, *, encoder_config="small", config=None, resume=False,
-                     device=None, epoch_callback=None, verbose=None) -> Path:
+def pretrain_encoder(eeg_epochs, out, *, encoder_config="small", config=None, ch_names=None,
+                     resume=False, device=None, epoch_callback=None, verbose=None) -> Path:
     """Pretrain a LaBraM encoder by masked patch modelling on unlabelled EEG epochs.
 
     Parameters
@@ -398,6 +439,10 @@ def pretrain_encoder(eeg_epochs, out, *, encoder_config="small", config=None, re
         config.
     config : PretrainConfig | dict | None
         Training settings (None: the defaults).
+    ch_names : list of str | list of list of str | None
+        Channel names of the epochs (one list per array of a list), to train LaBraM's
+        electrode embedding too (:func:`~neurofuse.nn.labram.electrode_indices`); None: the
+        electrode embedding is not used (nor trained).
     resume : bool | 'override'
         Continue from ``out/checkpoints`` exactly where it stopped
         (:func:`~neurofuse.training.loop.fit_task`).
@@ -423,7 +468,11 @@ def pretrain_encoder(eeg_epochs, out, *, encoder_config="small", config=None, re
     arrays = _as_arrays(eeg_epochs)
     n_times = arrays[0].shape[2]
     enc_cfg.n_patches(n_times)  # a clear error before any work
-    train, val = _split(arrays, cfg.val_fraction, cfg.seed)
+    electrodes = _electrodes(ch_names, arrays)
+    if ch_names is not None and not enc_cfg.n_electrodes:
+        raise ValueError("'ch_names' was given but the encoder has no electrode embedding "
+                         "(n_electrodes=0): build it with n_electrodes=128 or drop ch_names.")
+    train, val, train_el, val_el = _split(arrays, electrodes, cfg.val_fraction, cfg.seed)
     if not len(train):
         raise ValueError(f"No training epochs remain after holding out val_fraction="
                          f"{cfg.val_fraction} of {sum(len(a) for a in arrays)} epochs: pass "
@@ -431,7 +480,8 @@ def pretrain_encoder(eeg_epochs, out, *, encoder_config="small", config=None, re
     logger.info("LaBraM pretraining: %d training / %d validation sequences of %d samples, "
                 "%d patches each, target %s", len(train), len(val), n_times,
                 n_times // enc_cfg.patch_size, cfg.target)
-    task = PretrainTask(train, val, cfg, enc_cfg)
+    task = PretrainTask(train, val, cfg, enc_cfg, train_electrodes=train_el,
+                        val_electrodes=val_el)
     fit_task(task, out, config=cfg.loop_config(), resume=resume,
              device=device if device is not None else cfg.device,
              epoch_callback=epoch_callback)
