@@ -7,7 +7,10 @@
 * :mod:`~neurofuse.data.datasets.podcast` — the Podcast ECoG dataset, OpenNeuro ds005574
   (:func:`~neurofuse.data.datasets.podcast.prepare_podcast`, ``docs/real-data-podcast.md``);
 * :mod:`~neurofuse.data.datasets.smn4lang` — SMN4Lang MEG + fMRI, OpenNeuro ds004078, for
-  system C (:func:`~neurofuse.data.datasets.smn4lang.prepare_smn4lang`).
+  system C (:func:`~neurofuse.data.datasets.smn4lang.prepare_smn4lang`);
+* :mod:`~neurofuse.data.datasets.ds000116` — simultaneous EEG–fMRI in BIDS, the layout of
+  OpenNeuro ds000116, for system D
+  (:func:`~neurofuse.data.datasets.ds000116.prepare_eeg_fmri_bids`, ``docs/real-data.md``).
 
 Each loader is a small package: ``layout`` (what the files look like on disk and how to find
 them), modules for what one subject or recording is made of, and ``prepare`` (the
@@ -19,8 +22,10 @@ processing is a layer below, in :mod:`neurofuse.preprocessing` (``meg``, ``ieeg`
 """
 
 from .bids_meg import prepare_meg_bids
+from .ds000116 import prepare_eeg_fmri_bids
 from .lebel import prepare_lebel
 from .podcast import prepare_podcast
 from .smn4lang import prepare_smn4lang
 
-__all__ = ["prepare_lebel", "prepare_meg_bids", "prepare_podcast", "prepare_smn4lang"]
+__all__ = ["prepare_eeg_fmri_bids", "prepare_lebel", "prepare_meg_bids", "prepare_podcast",
+           "prepare_smn4lang"]
