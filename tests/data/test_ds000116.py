@@ -105,51 +105,62 @@ def _events(seed):
     return np.array(onsets), kinds
 
 
-def write_study(root, *, subjects=("01", "02"), fmt="BrainVision", lead=3.0, artifact=(),
-                markers=True, eeg_events=True, bads=None):
-    """A BIDS EEG-fMRI study: per subject one oddball run; returns the ground truth."""
+def _write_run(root, sub, run, seed, *, fmt, lead, artifact, markers, eeg_events, bads):
+    eeg = _signals(seed, lead, artifact=artifact)
+    src = root.parent / f"src-{root.name}-{sub}-{run}"
+    src.mkdir(parents=True, exist_ok=True)
+    if fmt == "BrainVision":
+        fname = src / "rec.vhdr"
+        write_brainvision(fname, eeg, SFREQ, CHANNELS)
+        raw = mne.io.read_raw_brainvision(fname, verbose="error")
+    else:
+        fname = src / "rec.edf"
+        write_edf(fname, eeg, SFREQ, CHANNELS)
+        raw = mne.io.read_raw_edf(fname, verbose="error")
+    raw.set_montage("standard_1020", verbose="error")
+    raw.info["line_freq"] = 50.0
+    onsets, kinds = _events(seed)
+    ann_on = list(onsets + lead) if eeg_events else []
+    ann_desc = list(kinds) if eeg_events else []
+    if markers:
+        ann_on += list(lead + TR * np.arange(N_VOLS))
+        ann_desc += ["R128"] * N_VOLS
+    if ann_on:
+        raw.set_annotations(mne.Annotations(ann_on, [0.0] * len(ann_on), ann_desc))
+    bp = mne_bids.BIDSPath(subject=sub, task="oddball", run=run, datatype="eeg", root=root)
+    mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose="error")
+    if bads:
+        mne_bids.mark_channels(bp, ch_names=bads, status="bad", verbose="error")
+    func = root / f"sub-{sub}" / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bold = (100 + rng.standard_normal((*GRID, N_VOLS))).astype(np.float32)
+    img = nib.Nifti1Image(bold, AFFINE)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = TR
+    nib.save(img, func / f"sub-{sub}_task-oddball_run-{run}_bold.nii.gz")
+    with open(func / f"sub-{sub}_task-oddball_run-{run}_events.tsv", "w") as f:
+        f.write("onset\tduration\ttrial_type\n")
+        f.writelines(f"{o}\t0.2\t{kd}\n" for o, kd in zip(onsets, kinds))
+    return {"bold": bold, "onsets": onsets, "kinds": kinds, "raw_file": Path(bp.fpath)}
+
+
+def write_study(root, *, subjects=("01", "02"), runs=("01",), fmt="BrainVision", lead=3.0,
+                artifact=(), markers=True, eeg_events=True, bads=None):
+    """A BIDS EEG-fMRI study: per subject oddball ``runs``; ``bads`` = {run: [channels]}.
+
+    Returns the ground truth: ``truth[sub]`` of the first run, ``truth[sub, run]`` of each.
+    """
     root = Path(root)
     truth = {}
     for k, sub in enumerate(subjects):
-        eeg = _signals(k, lead, artifact=sub in artifact)
-        src = root.parent / f"src-{root.name}-{sub}"
-        src.mkdir(parents=True, exist_ok=True)
-        if fmt == "BrainVision":
-            fname = src / "rec.vhdr"
-            write_brainvision(fname, eeg, SFREQ, CHANNELS)
-            raw = mne.io.read_raw_brainvision(fname, verbose="error")
-        else:
-            fname = src / "rec.edf"
-            write_edf(fname, eeg, SFREQ, CHANNELS)
-            raw = mne.io.read_raw_edf(fname, verbose="error")
-        raw.set_montage("standard_1020", verbose="error")
-        raw.info["line_freq"] = 50.0
-        onsets, kinds = _events(k)
-        ann_on = list(onsets + lead) if eeg_events else []
-        ann_desc = list(kinds) if eeg_events else []
-        if markers:
-            ann_on += list(lead + TR * np.arange(N_VOLS))
-            ann_desc += ["R128"] * N_VOLS
-        if ann_on:
-            raw.set_annotations(mne.Annotations(ann_on, [0.0] * len(ann_on), ann_desc))
-        bp = mne_bids.BIDSPath(subject=sub, task="oddball", run="01", datatype="eeg",
-                               root=root)
-        mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose="error")
-        if bads:
-            mne_bids.mark_channels(bp, ch_names=bads, status="bad", verbose="error")
-        func = root / f"sub-{sub}" / "func"
-        func.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(k)
-        bold = (100 + rng.standard_normal((*GRID, N_VOLS))).astype(np.float32)
-        img = nib.Nifti1Image(bold, AFFINE)
-        img.header.set_xyzt_units("mm", "sec")
-        img.header["pixdim"][4] = TR
-        nib.save(img, func / f"sub-{sub}_task-oddball_run-01_bold.nii.gz")
-        with open(func / f"sub-{sub}_task-oddball_run-01_events.tsv", "w") as f:
-            f.write("onset\tduration\ttrial_type\n")
-            f.writelines(f"{o}\t0.2\t{kd}\n" for o, kd in zip(onsets, kinds))
-        truth[sub] = {"bold": bold, "onsets": onsets, "kinds": kinds,
-                      "raw_file": Path(bp.fpath)}
+        for r, run in enumerate(runs):
+            seed = 10 * k + r
+            truth[sub, run] = _write_run(root, sub, run, seed, fmt=fmt, lead=lead,
+                                         artifact=sub in artifact, markers=markers,
+                                         eeg_events=eeg_events,
+                                         bads=(bads or {}).get(run))
+        truth[sub] = truth[sub, runs[0]]
     (root / "task-oddball_bold.json").write_text(json.dumps({"RepetitionTime": TR,
                                                              "TaskName": "oddball"}))
     return truth
@@ -158,7 +169,7 @@ def write_study(root, *, subjects=("01", "02"), fmt="BrainVision", lead=3.0, art
 # ----------------------------------------------------------------------- tests
 def test_brainvision_study_into_the_store(tmp_path):
     root = tmp_path / "bids"
-    truth = write_study(root, bads=["P4"])
+    truth = write_study(root, bads={"01": ["P4"]})
     runs = find_eeg_fmri_runs(root)
     assert list(runs) == ["sub-01", "sub-02"]
     assert runs["sub-01"][0][1].name == "sub-01_task-oddball_run-01_bold.nii.gz"
@@ -203,6 +214,21 @@ def test_brainvision_study_into_the_store(tmp_path):
     assert rep["volume_marker"] == "R128" and rep["first_volume_s"] == pytest.approx(3.0)
     assert rep["gradient_score"] < 1.5 and meta["bads"]["sub-01"] == ["P4"]
     assert ds.check(full=True) == []
+
+
+def test_runs_of_a_subject_share_channels(tmp_path):
+    """Two runs; a channel bad in the second is left out of both; each run its own story."""
+    root = tmp_path / "bids"
+    truth = write_study(root, subjects=("01",), runs=("01", "02"), bads={"02": ["C3"]})
+    ds = read_dataset(prepare_eeg_fmri_bids(root, tmp_path / "store", sfreq=100.0))
+    stories = ["sub-01_task-oddball_run-01", "sub-01_task-oddball_run-02"]
+    assert ds.subject_stories("sub-01", "eeg") == stories
+    assert ds.info("sub-01", "eeg")["ch_names"] == [c for c in CHANNELS if c != "C3"]
+    for story, run in zip(stories, ("01", "02")):
+        assert ds.data("sub-01", "eeg", story).shape == (1, len(CHANNELS) - 1, 3000)
+        np.testing.assert_array_equal(np.asarray(ds.data("sub-01", "fmri-volume", story))[0],
+                                      truth["01", run]["bold"])
+    assert ds.metadata["eeg_fmri_bids"]["bads"] == {"sub-01": ["C3"]}
 
 
 def test_gradient_artifact_is_refused(tmp_path):
@@ -274,3 +300,20 @@ def test_cut_epochs_against_slicing():
     np.testing.assert_allclose(onsets, [2.0, 5.0])   # 0.02 and 9.7 do not fit
     assert list(labels) == [2, 1]
     np.testing.assert_array_equal(data[1], eeg[:, 49:54])
+
+
+def test_tr_from_the_header_and_different_trs(tmp_path):
+    from neurofuse.data.datasets.ds000116.layout import read_tr
+
+    root = tmp_path / "bids"
+    write_study(root)
+    (root / "task-oddball_bold.json").unlink()
+    bold = root / "sub-02" / "func" / "sub-02_task-oddball_run-01_bold.nii.gz"
+    assert read_tr(bold, root, "oddball") == TR          # from pixdim[4]
+    img = nib.load(bold)
+    img.header["pixdim"][4] = 2500.0
+    img.header.set_xyzt_units("mm", "msec")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header), bold)
+    assert read_tr(bold, root, "oddball") == 2.5
+    with pytest.raises(ValueError, match=r"different repetition times \[2\.0, 2\.5\]"):
+        prepare_eeg_fmri_bids(root, tmp_path / "store")
