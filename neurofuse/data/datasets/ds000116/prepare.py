@@ -102,7 +102,8 @@ def prepare_eeg_fmri_bids(bids_root, out, *, subjects=None, task=None, sfreq=100
     gradient_threshold : float
         Runs whose TR-harmonic contrast
         (:func:`~neurofuse.preprocessing.mr_artifacts.gradient_artifact_score`, about 1 for
-        clean EEG) exceeds it are refused; ``inf`` turns the check off.
+        clean EEG) exceeds it are refused; ``inf`` turns the check off. A run shorter than
+        4 TRs cannot be scored: it is refused unless the check is off.
     l_freq, h_freq : float | None
         Band-pass of the EEG before resampling (None: none).
     epochs : tuple of (float, float) | None

@@ -54,7 +54,7 @@ def event_name(trial_type) -> str:
 def _events_from_annotations(onsets, descriptions, t0, duration, skip):
     out = {}
     for onset, desc in zip(onsets, descriptions):
-        if desc == skip or desc.upper().startswith(("BAD", "EDGE")):
+        if desc == skip or desc.upper().startswith(("BAD", "EDGE", "NEW SEGMENT")):
             continue
         t = float(onset) - t0
         if 0 <= t < duration:
@@ -146,10 +146,14 @@ def read_run(bp, bold, *, tr, sfreq, volume_event, gradient_threshold, l_freq, h
     raw.load_data(verbose="error")
     native = raw.info["sfreq"]
     # the gradient check: at the recorded rate, over the scan, before any filter
-    result = check_gradient_artifact(raw.get_data(), native, tr, threshold=gradient_threshold,
-                                     what=f"The EEG '{rel}'", ch_names=raw.ch_names)
-    logger.info("'%s': TR-harmonic contrast %.3g (threshold %g).", fname, result["score"],
-                gradient_threshold)
+    if math.isinf(gradient_threshold) and n_trs < 4:  # too short to score, and not asked to
+        result = {"score": None}
+    else:
+        result = check_gradient_artifact(raw.get_data(), native, tr,
+                                         threshold=gradient_threshold, what=f"The EEG '{rel}'",
+                                         ch_names=raw.ch_names)
+        logger.info("'%s': TR-harmonic contrast %.3g (threshold %g).", fname, result["score"],
+                    gradient_threshold)
     if l_freq is not None or h_freq is not None:
         raw.filter(l_freq, h_freq, verbose="error")
     if abs(native - sfreq) > 1e-6 * sfreq:
