@@ -121,19 +121,28 @@ def test_meg_eeg_study_into_paired_epochs(tmp_path):
     assert ds.check(full=True) == []
 
 
-def test_eeg_only_brainvision_resampled(tmp_path):
-    root = tmp_path / "bids"
-    onsets, kinds, amps = _design(3)
-    data = _signals(len(EEG_NAMES), onsets, amps, 1e-5, 3)
-    src = tmp_path / "src" / "rec.vhdr"
-    src.parent.mkdir()
-    write_brainvision(src, data, SFREQ, EEG_NAMES)
+def _write_eeg_only(root, sub, seed, sfreq=SFREQ):
+    onsets, kinds, amps = _design(seed)
+    data = _signals(len(EEG_NAMES), onsets, amps, 1e-5, seed)
+    if sfreq != SFREQ:  # the same signals at another rate
+        from scipy.signal import resample_poly
+
+        data = resample_poly(data, int(sfreq), int(SFREQ), axis=-1)
+    src = root.parent / f"src-{sub}" / "rec.vhdr"
+    src.parent.mkdir(parents=True)
+    write_brainvision(src, data, sfreq, EEG_NAMES)
     raw = mne.io.read_raw_brainvision(src, verbose="error")
     raw.set_montage("standard_1020", verbose="error")
     raw.info["line_freq"] = 50.0
     raw.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), kinds))
-    bp = mne_bids.BIDSPath(subject="02", task="faces", run="1", datatype="eeg", root=root)
+    bp = mne_bids.BIDSPath(subject=sub, task="faces", run="1", datatype="eeg", root=root)
     mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose="error")
+    return onsets, kinds, amps
+
+
+def test_eeg_only_brainvision_resampled(tmp_path):
+    root = tmp_path / "bids"
+    onsets, kinds, amps = _write_eeg_only(root, "02", 3)
     out = prepare_ds000117(root, tmp_path / "store", sfreq=125.0, tmin=-0.2, tmax=0.4)
     ds = read_dataset(out)
     assert ds.modalities("sub-02") == ["eeg"] and ds.sfreq == 125.0
@@ -147,6 +156,19 @@ def test_eeg_only_brainvision_resampled(tmp_path):
     # the bump survives resampling with its amplitude (baseline: the 0.2 s before it)
     peak = int(round(0.3 * 125))
     np.testing.assert_allclose(ep[:, 0, peak] / 1e-5, amps, rtol=0.1, atol=0.05)
+
+
+def test_different_rates_need_sfreq(tmp_path):
+    """The store has one rate: recordings at 250 and 200 Hz are refused (after the first one
+    was cut, the writer open: nothing is left behind), and accepted with ``sfreq``."""
+    root = tmp_path / "bids"
+    _write_eeg_only(root, "02", 3)
+    _write_eeg_only(root, "03", 4, sfreq=200.0)
+    with pytest.raises(ValueError, match="different rates .*250 and 200 Hz.*'sfreq'"):
+        prepare_eeg_meg_bids(root, tmp_path / "store")
+    assert not (tmp_path / "store").exists() and list(tmp_path.glob("*store*")) == []
+    ds = read_dataset(prepare_eeg_meg_bids(root, tmp_path / "store", sfreq=100.0))
+    assert ds.subjects == ["sub-02", "sub-03"] and ds.sfreq == 100.0
 
 
 def test_errors(tmp_path):
