@@ -8,7 +8,9 @@
 * :mod:`~neurofuse.preprocessing.ieeg`: iEEG on arrays (common average reference, line
   notch, high-gamma envelope, resampling from an onset);
 * :mod:`~neurofuse.preprocessing.fmri`: fMRI timing on arrays (TR resampling, the story
-  window a run's volumes cover).
+  window a run's volumes cover);
+* :mod:`~neurofuse.preprocessing.mr_artifacts`: EEG recorded in the MR scanner, whether the
+  gradient artefact is still there (the TR-harmonic contrast).
 
 Functions of recordings, arrays and rates only, with no dataset layout: the real-data loaders
 (:mod:`neurofuse.data`) read the files and call these, so this layer sits below

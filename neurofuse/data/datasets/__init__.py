@@ -7,7 +7,13 @@
 * :mod:`~neurofuse.data.datasets.podcast` — the Podcast ECoG dataset, OpenNeuro ds005574
   (:func:`~neurofuse.data.datasets.podcast.prepare_podcast`, ``docs/real-data-podcast.md``);
 * :mod:`~neurofuse.data.datasets.smn4lang` — SMN4Lang MEG + fMRI, OpenNeuro ds004078, for
-  system C (:func:`~neurofuse.data.datasets.smn4lang.prepare_smn4lang`).
+  system C (:func:`~neurofuse.data.datasets.smn4lang.prepare_smn4lang`);
+* :mod:`~neurofuse.data.datasets.ds000116` — simultaneous EEG–fMRI in BIDS, the layout of
+  OpenNeuro ds000116, for system D
+  (:func:`~neurofuse.data.datasets.ds000116.prepare_eeg_fmri_bids`, ``docs/real-data.md``);
+* :mod:`~neurofuse.data.datasets.ds000117` — EEG recorded with MEG (the layout of OpenNeuro
+  ds000117), or EEG alone, in BIDS → paired labelled epochs, for system B
+  (:func:`~neurofuse.data.datasets.ds000117.prepare_eeg_meg_bids`).
 
 Each loader is a small package: ``layout`` (what the files look like on disk and how to find
 them), modules for what one subject or recording is made of, and ``prepare`` (the
@@ -15,12 +21,15 @@ them), modules for what one subject or recording is made of, and ``prepare`` (th
 store). What the loaders share lives once: the work folder, cache keys, splits and story
 features in :mod:`neurofuse.data._prepare`, the BIDS helpers in ``_bids``. The signal
 processing is a layer below, in :mod:`neurofuse.preprocessing` (``meg``, ``ieeg``,
-``fmri``).
+``fmri``, ``mr_artifacts``).
 """
 
 from .bids_meg import prepare_meg_bids
+from .ds000116 import prepare_eeg_fmri_bids
+from .ds000117 import prepare_eeg_meg_bids
 from .lebel import prepare_lebel
 from .podcast import prepare_podcast
 from .smn4lang import prepare_smn4lang
 
-__all__ = ["prepare_lebel", "prepare_meg_bids", "prepare_podcast", "prepare_smn4lang"]
+__all__ = ["prepare_eeg_fmri_bids", "prepare_eeg_meg_bids", "prepare_lebel", "prepare_meg_bids",
+           "prepare_podcast", "prepare_smn4lang"]
