@@ -9,6 +9,8 @@ from torch import nn
 from neurofuse.systems.eeg2meg.config import GeneratorConfig
 from neurofuse.systems.eeg2meg.generator import EEG2MEGGenerator
 from neurofuse.systems.eeg2meg.losses import LOSS_TERMS
+from neurofuse.systems.eeg2meg.meg_autoencoder import MEGAutoencoder
+from neurofuse.training.model_folder import read_model_folder, save_model_folder
 
 TINY = dict(n_eeg=4, n_meg=6, n_times=100, sfreq=250.0, temporal_heads=2, codebook_size=16,
             latent_dim=4, ae_hidden=16, ae_downsamplings=2, ae_kernel=5, denoiser_dim=32,
@@ -85,6 +87,27 @@ def test_generator_checks_the_encoder_contract_and_shapes():
         model.losses(eeg[:, :3], meg)
     with pytest.raises(ValueError, match=r"'meg' must be a tensor of shape \(B, 6, 100\)"):
         model.losses(eeg, meg[..., :50])
+
+
+# -- the MEG autoencoder ---------------------------------------------------------------------
+
+def test_meg_autoencoder_shapes_and_standardised_latent():
+    torch.manual_seed(0)
+    ae = MEGAutoencoder(6, 4, hidden=16, n_down=3, kernel=5).train()
+    meg = 2 * torch.randn(5, 6, 96) + 1  # standardised-scale data with an offset
+    z0 = ae.encode(meg)
+    assert z0.shape == (5, 4, 12)  # 96 / 2**3
+    # BatchNorm without affine: per latent channel, zero mean and unit variance in the batch
+    # (up to BatchNorm's eps: v / (v + 1e-5) for the pre-normalisation variance v)
+    v = ae.encoder(meg).var(dim=(0, 2), unbiased=False)
+    torch.testing.assert_close(z0.mean(dim=(0, 2)), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z0.var(dim=(0, 2), unbiased=False), v / (v + 1e-5), rtol=1e-4,
+                               atol=0)
+    assert ae.decode(z0).shape == meg.shape and ae(meg).shape == meg.shape
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ae.encode(meg[..., :90])
+    with pytest.raises(ValueError, match=r"shape \(B, 6, T\)"):
+        ae.encode(meg[:, :5])
 
 
 # -- composition and losses -----------------------------------------------------------------
@@ -198,6 +221,24 @@ def test_generation_without_diffusion_is_the_deterministic_decoder():
     z_q = model.condition(eeg)["z_q"]
     expected = model.calibration(model.autoencoder.decode(model._direct(z_q)))
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_model_folder_round_trip_rebuilds_the_same_generator(tmp_path):
+    model = _make().train()
+    eeg, meg = _data()
+    model.losses(eeg, meg)  # initialise the codebook and the latent statistics
+    model.eval()
+    save_model_folder(tmp_path / "model", model,
+                      {"format": "eeg2meg-generator", "format_version": 1,
+                       "config": model.config.to_dict()})
+    meta, state = read_model_folder(tmp_path / "model", formats=["eeg2meg-generator"],
+                                    version=1, made_by="the test")
+    torch.manual_seed(123)  # different initial weights: everything must come from the file
+    again = EEG2MEGGenerator(GeneratorConfig.from_dict(meta["config"]), TinyEncoder())
+    again.load_state_dict(state, strict=True)
+    again.eval()
+    assert bool(again.quantizer.initialised)
+    torch.testing.assert_close(again.generate(eeg), model.generate(eeg), rtol=0, atol=0)
 
 
 # -- learning ----------------------------------------------------------------------------------
