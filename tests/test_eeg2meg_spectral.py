@@ -83,3 +83,11 @@ def test_band_loss_is_the_sum_of_per_band_mean_squared_errors_and_has_gradients(
     loss.backward()
     assert torch.isfinite(y_hat_t.grad).all() and y_hat_t.grad.abs().sum() > 0
     assert band_loss(torch.from_numpy(y), torch.from_numpy(y), BandFilterBank(sfreq)) == 0
+
+
+def test_half_precision_input_is_filtered_in_float32():
+    y = torch.randn(2, 3, 500)
+    bank = BandFilterBank(250.0)
+    out = bank(y.to(torch.bfloat16))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, bank(y.to(torch.bfloat16).float()), rtol=0, atol=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.fft import next_fast_len
 from torch import nn
 
 from ..._checks import _check_int, _check_positive
@@ -138,17 +139,25 @@ class BandFilterBank(nn.Module):
         Returns
         -------
         bands : torch.Tensor, shape (n_bands, ..., n_times)
-            In the order of :attr:`names`.
+            In the order of :attr:`names` (float32 for half-precision input).
         """
+        if y.dtype not in (torch.float32, torch.float64):
+            y = y.float()  # FFTs of half precision are not supported everywhere
         n = y.shape[-1]
+        # One padding serves every band: reflect_limited padding of the longest edge starts
+        # with the shorter ones' samples, and a band of length L reads only (L − 1) / 2
+        # samples beyond the signal, never more than its own edge min(L, n) − 1.
+        n_edge = max(min(max(self.lengths), n) - 1, 0)
+        x = _reflect_limited(y, n_edge)  # (..., n + 2 n_edge)
+        # Circular convolution of this length equals the linear one on the kept samples: the
+        # wrap-around only brings in the zeros beyond the padded signal.
+        longest = max(self.lengths)
+        n_fft = next_fast_len(max(n + n_edge + (longest - 1) // 2, longest), real=True)
+        spectrum = torch.fft.rfft(x, n=n_fft)
+        kernels = torch.fft.rfft(self.kernels.to(y.dtype), n=n_fft)  # (n_bands, n_freqs)
         out = []
         for i, length in enumerate(self.lengths):
-            h = self.kernels[i, :length].to(y.dtype)
-            n_edge = max(min(length, n) - 1, 0)
-            x = _reflect_limited(y, n_edge)  # (..., n + 2 n_edge)
-            n_fft = x.shape[-1] + length - 1
-            full = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(h, n=n_fft),
-                                   n=n_fft)  # full linear convolution
+            full = torch.fft.irfft(spectrum * kernels[i], n=n_fft)  # (..., n_fft)
             shift = (length - 1) // 2 + n_edge
             out.append(full[..., shift:shift + n])
         return torch.stack(out)

@@ -10,8 +10,9 @@ Paper ↔ code
   the identity), so the upstream gradient reaches ``z`` unchanged.
 - Left open by the paper: the codebook's initialisation. Codewords start ``N(0, 1/D)``; with
   ``data_init=True`` (default) they are replaced, on the first training call, by randomly
-  chosen input vectors (a common remedy for dead codes); a buffer records that this happened,
-  so it is saved and never repeated after a resume.
+  chosen input vectors (a common remedy for dead codes; under DDP rank 0's choice is
+  broadcast); a buffer records that this happened, so it is saved and never repeated after a
+  resume.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class VectorQuantizer(nn.Module):
             idx = torch.randint(n, (self.codebook_size,), device=flat.device)
         noise = 1e-3 * flat.std() * torch.randn_like(self.codebook)
         self.codebook.copy_(flat[idx] + noise)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(self.codebook.data, src=0)  # one codebook for all ranks
         self.initialised.fill_(True)
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
