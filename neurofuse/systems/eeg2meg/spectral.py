@@ -1,0 +1,181 @@
+"""Broadband spectral calibration (§II-E): the learnable frequency filter (Eq. 7) and band loss (Eq. 8).
+
+:data:`BANDS` is the one definition of the five bands in System B (the evaluation imports it).
+
+Paper ↔ code
+------------
+- Eq. 7: ``Ŷ = IFFT(FFT(Ŷ_raw) ⊙ W_freq)``. Here the real FFT over time (``rfft``/``irfft``,
+  so the output stays real), one complex weight per frequency bin shared by all channels,
+  initialised to ``1 + 0j`` so the module is the identity at initialisation. The paper does not
+  say whether ``W_freq`` is per channel; ``per_channel=True`` gives one per (channel, bin).
+- Eq. 8: ``L_spec = Σ_b mean_{c,t} (Ŷ_b − Y_b)²`` (also averaged over the batch), where the
+  band signals come from zero-phase FIR band-pass filters designed by
+  :func:`mne.filter.create_filter` (firwin, MNE's default transition bands) and applied
+  exactly as :func:`mne.filter.filter_data` does (MNE's "reflect_limited" edge padding,
+  zero-phase shift), but in torch so gradients flow. A band whose upper edge reaches Nyquist
+  becomes a high-pass; one above Nyquist is left out (both are logged).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.fft import next_fast_len
+from torch import nn
+
+from ..._checks import _check_int, _check_positive
+from ..._logging import logger
+
+__all__ = ["BANDS", "BandFilterBank", "SpectralFilter", "band_loss"]
+
+#: The five neurophysiological bands of Eq. 8 and the metrics, in Hz.
+BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
+         "gamma": (30.0, 100.0)}
+
+
+class SpectralFilter(nn.Module):
+    """Eq. 7: a learnable complex gain per frequency bin (identity at initialisation).
+
+    Parameters
+    ----------
+    n_times : int
+        Samples of the signals it filters.
+    n_channels : int | None
+        With ``per_channel=True``, the channels (one weight per channel and bin).
+    per_channel : bool
+        One weight per (channel, bin) instead of per bin.
+    """
+
+    def __init__(self, n_times: int, n_channels: int | None = None, *, per_channel=False):
+        super().__init__()
+        self.n_times = _check_int("n_times", n_times)
+        n_freqs = n_times // 2 + 1
+        if per_channel:
+            shape = (_check_int("n_channels", n_channels), n_freqs)
+        else:
+            shape = (n_freqs,)
+        weight = torch.zeros(*shape, 2)
+        weight[..., 0] = 1.0  # 1 + 0j
+        self.weight = nn.Parameter(weight)  # (..., n_freqs, 2): real and imaginary parts
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Filter ``y`` over its last axis.
+
+        Parameters
+        ----------
+        y : torch.Tensor, shape (..., C, n_times)
+
+        Returns
+        -------
+        out : torch.Tensor, shape (..., C, n_times)
+        """
+        if y.shape[-1] != self.n_times:
+            raise ValueError(f"'y' must have {self.n_times} samples on its last axis, got "
+                             f"shape {tuple(y.shape)}.")
+        real = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float32
+        w = torch.view_as_complex(self.weight.to(real).contiguous())
+        spec = torch.fft.rfft(y.to(real), dim=-1) * w
+        return torch.fft.irfft(spec, n=self.n_times, dim=-1).to(y.dtype)
+
+
+def _reflect_limited(x: torch.Tensor, n_edge: int) -> torch.Tensor:
+    """mne.cuda._smart_pad(pad='reflect_limited') of the last axis, in torch."""
+    if n_edge == 0:
+        return x
+    n = x.shape[-1]
+    zeros = x.new_zeros(*x.shape[:-1], max(n_edge - n + 1, 0))
+    left = 2 * x[..., :1] - x[..., 1:n_edge + 1].flip(-1)
+    right = 2 * x[..., -1:] - x[..., max(n - n_edge - 1, 0):n - 1].flip(-1)
+    return torch.cat([zeros, left, x, right, zeros], dim=-1)
+
+
+class BandFilterBank(nn.Module):
+    """Zero-phase FIR band-pass filters matching :func:`mne.filter.filter_data`, in torch.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling rate in Hz.
+    bands : dict of str to (float, float)
+        Band edges in Hz (default :data:`BANDS`).
+    """
+
+    def __init__(self, sfreq: float, bands: dict | None = None):
+        super().__init__()
+        import mne
+
+        self.sfreq = _check_positive("sfreq", sfreq)
+        bands = dict(BANDS if bands is None else bands)
+        nyquist = self.sfreq / 2
+        kernels, names = [], []
+        for name, (lo, hi) in bands.items():
+            if lo >= nyquist:
+                logger.info("Band %r (%g–%g Hz) lies above Nyquist (%g Hz): left out.",
+                            name, lo, hi, nyquist)
+                continue
+            if hi >= nyquist:
+                logger.info("Band %r: %g Hz reaches Nyquist (%g Hz); using a %g Hz high-pass.",
+                            name, hi, nyquist, lo)
+                hi = None
+            h = mne.filter.create_filter(None, self.sfreq, lo, hi, fir_design="firwin",
+                                         verbose=False)
+            kernels.append(np.asarray(h, dtype=np.float64))
+            names.append(name)
+        self.names = tuple(names)
+        self.lengths = tuple(len(h) for h in kernels)
+        longest = max(self.lengths)
+        bank = np.zeros((len(kernels), longest))
+        for i, h in enumerate(kernels):
+            bank[i, :len(h)] = h  # left-aligned; each band is shifted by its own length below
+        self.register_buffer("kernels", torch.from_numpy(bank), persistent=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Split ``y`` into bands.
+
+        Parameters
+        ----------
+        y : torch.Tensor, shape (..., n_times)
+
+        Returns
+        -------
+        bands : torch.Tensor, shape (n_bands, ..., n_times)
+            In the order of :attr:`names` (float32 for half-precision input).
+        """
+        if y.dtype not in (torch.float32, torch.float64):
+            y = y.float()  # FFTs of half precision are not supported everywhere
+        n = y.shape[-1]
+        # One padding serves every band: reflect_limited padding of the longest edge starts
+        # with the shorter ones' samples, and a band of length L reads only (L − 1) / 2
+        # samples beyond the signal, never more than its own edge min(L, n) − 1.
+        n_edge = max(min(max(self.lengths), n) - 1, 0)
+        x = _reflect_limited(y, n_edge)  # (..., n + 2 n_edge)
+        # Circular convolution of this length equals the linear one on the kept samples: the
+        # wrap-around only brings in the zeros beyond the padded signal.
+        longest = max(self.lengths)
+        n_fft = next_fast_len(max(n + n_edge + (longest - 1) // 2, longest), real=True)
+        spectrum = torch.fft.rfft(x, n=n_fft)
+        kernels = torch.fft.rfft(self.kernels.to(y.dtype), n=n_fft)  # (n_bands, n_freqs)
+        out = []
+        for i, length in enumerate(self.lengths):
+            full = torch.fft.irfft(spectrum * kernels[i], n=n_fft)  # (..., n_fft)
+            shift = (length - 1) // 2 + n_edge
+            out.append(full[..., shift:shift + n])
+        return torch.stack(out)
+
+
+def band_loss(y_hat: torch.Tensor, y: torch.Tensor, filter_bank: BandFilterBank) -> torch.Tensor:
+    """Eq. 8: the sum over bands of the mean squared error of the band-filtered signals.
+
+    Parameters
+    ----------
+    y_hat, y : torch.Tensor, shape (B, C_m, T)
+        Synthesised and real MEG.
+    filter_bank : BandFilterBank
+        The band filters.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+    """
+    diff = filter_bank(y_hat - y)  # filtering is linear: (Ŷ − Y)_b = Ŷ_b − Y_b
+    return diff.pow(2).mean(dim=tuple(range(1, diff.ndim))).sum()

@@ -1,0 +1,97 @@
+"""System B's vector quantiser (Eq. 3–4) against a hand computation on a tiny codebook."""
+
+import pytest
+import torch
+
+from neurofuse.systems.eeg2meg.vq import VectorQuantizer
+
+# Three codewords in 2-D and three inputs, each closest to a different codeword:
+#   z0 = (0.9, 0.1): to e0 = (0, 0) 0.82, to e1 = (1, 0) 0.02, to e2 = (0, 2) 4.42 -> code 1
+#   z1 = (0.2, 1.5): to e0 2.29, to e1 2.89, to e2 0.29                              -> code 2
+#   z2 = (-0.1, -0.2): to e0 0.05, to e1 1.25, to e2 4.85                            -> code 0
+CODEBOOK = [[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]
+Z = [[0.9, 0.1], [0.2, 1.5], [-0.1, -0.2]]
+CODES = [1, 2, 0]
+# z - e_code = (-0.1, 0.1), (0.2, -0.5), (-0.1, -0.2); squares sum to 0.36 over 6 elements.
+MSE = 0.36 / 6
+BETA = 0.25
+
+
+def _vq():
+    vq = VectorQuantizer(3, 2, beta=BETA, data_init=False).double()
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor(CODEBOOK, dtype=torch.float64))
+    return vq
+
+
+def test_codes_loss_and_output_match_the_hand_computation():
+    vq = _vq()
+    z = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
+    z_q, loss, codes, perplexity = vq(z)
+    assert codes.tolist() == CODES
+    torch.testing.assert_close(z_q, torch.tensor(CODEBOOK, dtype=torch.float64)[CODES])
+    assert loss.item() == pytest.approx(MSE * (1 + BETA), rel=1e-12)
+    assert perplexity.item() == pytest.approx(3.0)  # three codewords used once each
+
+
+def test_straight_through_gradient_is_the_upstream_gradient():
+    vq = _vq()
+    z = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
+    upstream = torch.tensor([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]], dtype=torch.float64)
+    z_q, _, _, _ = vq(z)
+    (z_q * upstream).sum().backward()
+    torch.testing.assert_close(z.grad, upstream)
+    assert vq.codebook.grad is None or not vq.codebook.grad.any()  # z_q's value is detached
+
+
+def test_codebook_term_moves_only_the_codebook_and_commitment_only_the_input():
+    vq = _vq()
+    z = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
+    _, loss, _, _ = vq(z)
+    loss.backward()
+    e = torch.tensor(CODEBOOK, dtype=torch.float64)[CODES]
+    zt = torch.tensor(Z, dtype=torch.float64)
+    # d/dz of beta * mean((z - sg[e])^2) = 2 beta (z - e) / 6; codebook term gives z nothing
+    torch.testing.assert_close(z.grad, 2 * BETA * (zt - e) / 6)
+    # d/de_k of mean((sg[z] - e)^2) = 2 (e_k - z_i) / 6 for the z_i assigned to k
+    expected = torch.zeros(3, 2, dtype=torch.float64)
+    for i, k in enumerate(CODES):
+        expected[k] += 2 * (e[i] - zt[i]) / 6
+    torch.testing.assert_close(vq.codebook.grad, expected)
+
+
+def test_beta_zero_leaves_the_input_without_loss_gradient():
+    vq = VectorQuantizer(3, 2, beta=0.0, data_init=False).double()
+    z = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
+    vq(z)[1].backward()
+    assert not z.grad.any()
+
+
+def test_perplexity_is_one_for_a_single_code_and_works_on_token_grids():
+    vq = _vq()
+    z = torch.tensor([[0.9, 0.1]] * 4, dtype=torch.float64).reshape(2, 2, 1, 2)  # (B, C, P, D)
+    z_q, _, codes, perplexity = vq(z)
+    assert codes.shape == (2, 2, 1) and z_q.shape == z.shape
+    assert (codes == 1).all() and perplexity.item() == pytest.approx(1.0)
+
+
+def test_data_init_takes_codewords_from_the_first_training_batch_once():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 3)
+    z = 10 + torch.randn(50, 3)  # far from the N(0, 1/D) initial codewords
+    vq.train()
+    vq(z)
+    dist = torch.cdist(vq.codebook.detach(), z).min(dim=1).values
+    assert (dist < 0.1).all()  # every codeword sits on an input vector
+    assert bool(vq.initialised) and "initialised" in vq.state_dict()
+    before = vq.codebook.detach().clone()
+    vq(z - 20)
+    torch.testing.assert_close(vq.codebook.detach(), before)  # not repeated
+    fresh = VectorQuantizer(4, 3).eval()
+    fresh(z)
+    assert not bool(fresh.initialised)  # never in eval mode
+
+
+def test_wrong_dimension_is_refused():
+    with pytest.raises(ValueError, match="last dimension D = 2"):
+        _vq()(torch.zeros(3, 5, dtype=torch.float64))
