@@ -1,0 +1,126 @@
+"""The EEG→MEG generator's training task for the generic loop (paper §III-A: AdamW, clip 1).
+
+One optimiser (``"main"``: AdamW, lr 1e-4, weight decay 1e-2, betas (0.9, 0.999), over the
+parameters that require gradients: a frozen pretrained encoder's do not). Every epoch visits
+the training subjects' epochs in a fresh random order drawn from torch's generator, which the
+loop's checkpoints restore, so a resumed run continues exactly. The loss is the generator's
+Eq. 9 total; validation reports every term on the validation subjects with a fixed noise
+seed (the diffusion terms draw timesteps and noise), so epochs compare, and ``val_loss`` is
+monitored.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...training.task import Task
+
+__all__ = ["GeneratorTask"]
+
+#: Seed of the noise drawn by validation's diffusion terms (the same every epoch).
+VAL_SEED = 1234
+
+
+class GeneratorTask(Task):
+    """Train an :class:`~neurofuse.systems.eeg2meg.generator.EEG2MEGGenerator`.
+
+    Parameters
+    ----------
+    data : PairedEpochs
+        The paired epochs (:class:`~neurofuse.systems.eeg2meg.data.PairedEpochs`).
+    config : TrainConfig
+        Training settings (:class:`~neurofuse.systems.eeg2meg.trainer.TrainConfig`).
+    build_model : callable
+        ``build_model() -> torch.nn.Module`` with ``losses(eeg, meg)`` returning a dict of
+        Eq. 9 terms and ``"total"``; called once, on the CPU, after torch is seeded.
+    describe : dict
+        JSON description of the model (sizes, encoder origin), saved with checkpoints so a
+        resume with another model is refused.
+    save : callable
+        ``save(model, path)`` writes the model folder.
+    """
+
+    progress_keys = ("train_loss", "val_loss")
+    no_batches_hint = ("The store's training subjects have no paired epochs: simulate more "
+                       "subjects or lower n_val_subjects / n_test_subjects.")
+
+    def __init__(self, data, config, *, build_model, describe, save):
+        self.data, self.cfg = data, config
+        self._build, self._describe, self._save = build_model, describe, save
+        self.train_logs = ("loss",)
+
+    def setup(self, ctx):
+        self.device, self.rank, self.world_size = ctx.device, ctx.rank, ctx.world_size
+        return self._build().to(ctx.device)
+
+    def configure_optimizers(self, model):
+        params = [p for p in model.parameters() if p.requires_grad]
+        return {"main": torch.optim.AdamW(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
+                                          weight_decay=self.cfg.weight_decay)}, {}
+
+    def _batch(self, items):
+        eeg, meg = self.data.load(items)
+        return (torch.as_tensor(eeg, device=self.device),
+                torch.as_tensor(meg, device=self.device))
+
+    def train_batches(self, epoch):
+        """Shuffled batches of ``batch_size`` epochs; under data parallelism each process takes
+        every ``world_size``-th epoch of a batch."""
+        items = self.data.items("train")
+        order = torch.randperm(len(items)).tolist()
+        for b0 in range(0, len(order), self.cfg.batch_size):
+            idx = order[b0:b0 + self.cfg.batch_size][self.rank::self.world_size]
+            if idx:
+                yield self._batch([items[i] for i in idx])
+
+    def training_step(self, ctx, batch, optimizer):
+        with ctx.autocast():
+            terms = ctx.model.losses(*batch)
+        loss = terms["total"].float()
+        logs = {"loss": float(loss.detach())}
+        logs.update({k: float(v.detach()) for k, v in terms.items() if k != "total"})
+        return loss, logs
+
+    def validate(self, ctx, epoch):
+        """``val_loss`` and ``val_<term>``: means over the validation epochs (none without)."""
+        items = self.data.items("val")
+        if not items:
+            return {}
+        sums, n = {}, 0
+        # validation's diffusion noise is the same every epoch; the training stream is kept
+        state = torch.random.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        torch.manual_seed(VAL_SEED)
+        try:
+            for b0 in range(0, len(items), self.cfg.batch_size):
+                chunk = items[b0:b0 + self.cfg.batch_size]
+                with ctx.autocast():
+                    terms = ctx.module.losses(*self._batch(chunk))
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+                n += len(chunk)
+        finally:
+            torch.random.set_rng_state(state)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+        out = {f"val_{k}": v / n for k, v in sums.items() if k != "total"}
+        out["val_loss"] = sums["total"] / n
+        return out
+
+    def monitor(self, row):
+        """The validation loss, else the training loss."""
+        return row.get("val_loss", row["train_loss"])
+
+    # ---------------------------------------------------------------- what is saved
+    def model_config(self, model):
+        return {**self._describe, "data": self.data.fingerprint()}
+
+    def config(self):
+        return {**self.cfg.to_dict(), "data": self.data.fingerprint()}
+
+    def run_config(self, model):
+        return {"train": self.cfg.to_dict(), "model": self._describe,
+                "data": self.data.describe()}
+
+    def save_model(self, model, path):
+        self._save(model, path)

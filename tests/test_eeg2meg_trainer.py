@@ -1,0 +1,88 @@
+"""System B's trainer, model folder and synthesis: the frozen encoder, exact resume, units."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from neurofuse.data.store import read_dataset
+from neurofuse.systems.eeg2meg.data import PairedEpochs
+from neurofuse.systems.eeg2meg.model import load_generator, synthesize
+from neurofuse.systems.eeg2meg.pretrain import pretrain_encoder
+from neurofuse.systems.eeg2meg.trainer import fit, load_fit_config
+
+from test_eeg2meg_data import _store
+
+SCRATCH = {"preset": "tiny", "model": {"encoder": "scratch"}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_fit_scratch_resume_is_exact(tmp_path):
+    path, _ = _store(tmp_path)
+    cfg = {**SCRATCH, "train": {"epochs": 2}}
+    full = fit(path, tmp_path / "full", encoder={"preset": "tiny"}, config=cfg)
+    assert len(full) == 2 and "val_loss" in full[-1] and np.isfinite(full[-1]["val_loss"])
+    fit(path, tmp_path / "half", encoder={"preset": "tiny"},
+        config={**SCRATCH, "train": {"epochs": 1}})
+    fit(path, tmp_path / "half", encoder={"preset": "tiny"}, config=cfg, resume=True)
+    a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "half" / "model")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    # the encoder trained with the generator (scratch): it is in the optimised weights
+    meta = json.loads((tmp_path / "full" / "model" / "model.json").read_text())
+    assert meta["encoder"]["origin"] == "scratch"
+    assert meta["data"]["subjects"]["test"] == ["sub-04"]
+
+
+def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
+    path, truth = _store(tmp_path)
+    ds = read_dataset(path)
+    eeg_only = np.asarray(ds.epochs("sub-09", "eeg", "imagery"), dtype=np.float32)
+    enc = pretrain_encoder([eeg_only], tmp_path / "enc", encoder_config="tiny",
+                           config={"epochs": 1, "batch_size": 4, "val_fraction": 0.0})
+    fit(path, tmp_path / "fit", encoder=enc, config={"preset": "tiny"})
+    before = _weights(enc)
+    after = _weights(tmp_path / "fit" / "model")
+    for k, v in before.items():  # the generator keeps the pretrained encoder bit for bit
+        torch.testing.assert_close(after[f"encoder.{k}"], v, rtol=0, atol=0)
+    model, meta = load_generator(tmp_path / "fit", return_meta=True)
+    assert meta["encoder"]["origin"] == "pretrained"
+    assert all(not p.requires_grad for p in model.encoder.parameters())
+    eeg = truth["sub-04"][0]
+    meg = synthesize(tmp_path / "fit" / "model", eeg)
+    assert meg.shape == truth["sub-04"][1].shape and np.isfinite(meg).all()
+    # standardised outputs mapped back: magnetometer (channel 2) ~1e-13, gradiometers ~1e-11
+    pe = PairedEpochs(path)
+    np.testing.assert_allclose(meta["data"]["meg_scale"][1], pe.meg_scale[1], rtol=1e-6)
+    assert np.abs(meg[:, 2]).mean() < 1e-11 < np.abs(meg[:, 0]).mean() * 100
+    epochs = synthesize(tmp_path / "fit" / "model", ds.to_mne_epochs("sub-04", "eeg", "faces"),
+                        as_epochs=True)
+    assert epochs.ch_names == list(ds.info("sub-04", "meg")["ch_names"])
+    np.testing.assert_allclose(epochs.get_data(), meg, rtol=1e-3, atol=1e-17)  # float32 store
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="must not set"):
+        load_fit_config({"preset": "tiny", "model": {"n_meg": 3}})
+    path, _ = _store(tmp_path)
+    with pytest.raises(ValueError, match="pretrained encoder"):
+        fit(path, tmp_path / "x", encoder={"preset": "tiny"}, config={"preset": "tiny"})
+    with pytest.raises(ValueError, match="shape"):
+        synthesize_path = tmp_path / "f"
+        fit(path, synthesize_path, encoder={"preset": "tiny"},
+            config={**SCRATCH, "train": {"epochs": 1}})
+        synthesize(synthesize_path, np.zeros((2, 3, 50)))
