@@ -151,7 +151,8 @@ def test_physics_fit_chooses_lambda2_on_validation(fwds):
     eeg = eeg_clean + rng.standard_normal(eeg_clean.shape) * eeg_clean.std()
     meg = np.einsum("cs,nst->nct", g_meg, x)
     cands = np.logspace(-4, 2, 7)
-    pt = PhysicsTransfer(fwds["eeg"], fwds["meg"], None).fit(eeg, meg, lambda2s=cands)
+    pt = PhysicsTransfer(fwds["eeg"], fwds["meg"], None).fit(eeg, meg, lambda2s=cands,
+                                                             rescale=False)
 
     def r(pred):
         return np.mean([np.corrcoef(pred[:, c].ravel(), meg[:, c].ravel())[0, 1]
@@ -165,6 +166,30 @@ def test_physics_fit_chooses_lambda2_on_validation(fwds):
     assert 0 < best < len(cands) - 1
     np.testing.assert_allclose(pt.predict(eeg), PhysicsTransfer(
         fwds["eeg"], fwds["meg"], None, lambda2=cands[best]).predict(eeg), rtol=1e-12)
+    assert pt.scales_ == {"grad": 1.0, "mag": 1.0}
+
+
+def test_physics_fit_rescales_each_channel_type(fwds):
+    """MEG equal to gradiometer/magnetometer multiples of the transfer: the per-type gains
+    are recovered exactly, and they are the least-squares optimum."""
+    pt = PhysicsTransfer(fwds["eeg"], fwds["meg"], None, lambda2=0.1)
+    rng = np.random.default_rng(10)
+    eeg = rng.standard_normal((4, len(pt.eeg_ch_names_), 20)) * 1e-6
+    base = pt.predict(eeg)
+    kinds = np.array([mne.channel_type(fwds["meg"]["info"], i) for i in range(306)])
+    assert set(kinds) == {"grad", "mag"}
+    meg = base * np.where(kinds == "mag", 3.0, 0.5)[None, :, None]
+    pt.fit(eeg, meg)  # one candidate: the lambda2 given
+    assert pt.lambda2_ == 0.1
+    assert pt.scales_["mag"] == pytest.approx(3.0, rel=1e-10)
+    assert pt.scales_["grad"] == pytest.approx(0.5, rel=1e-10)
+    np.testing.assert_allclose(pt.predict(eeg), meg, rtol=1e-9)
+    noisy = meg + rng.standard_normal(meg.shape) * meg.std()
+    pt.fit(eeg, noisy)
+    pred = pt.predict(eeg)
+    sse = np.sum((pred - noisy) ** 2)
+    for factor in (0.99, 1.01):  # any other gain fits worse
+        assert np.sum((pred * factor - noisy) ** 2) > sse
 
 
 def test_physics_errors(fwds):

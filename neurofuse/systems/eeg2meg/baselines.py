@@ -32,8 +32,9 @@ from ...baselines.inverse.transfer import check_same_source_space, make_transfer
 from ...baselines.ridge import DEFAULT_ALPHAS
 from ...baselines.ridge.lagged import LaggedRidge, check_epochs
 
-#: Candidate regularisations of :meth:`PhysicsTransfer.fit` (SNR 100 down to 0.1).
-LAMBDA2_GRID = np.logspace(-4, 2, 13)
+#: Candidate regularisations of :meth:`PhysicsTransfer.fit` (SNR 100 down to 0.01: single
+#: trials with a prior that spreads activity over the whole cortex can want strong ones).
+LAMBDA2_GRID = np.logspace(-4, 4, 17)
 #: Default ridge lags: -5 .. 5 samples (±20 ms at 250 Hz).
 RIDGE_LAGS = 5
 
@@ -164,9 +165,12 @@ class PhysicsTransfer:
     lambda2_ : float
         The regularisation in use.
     operator_ : array, shape (n_meg, n_eeg)
-        ``G_meg @ K_eeg``.
+        The map ``predict`` applies: ``diag(scale) @ G_meg @ K_eeg`` (scale 1 unless
+        :meth:`fit` rescaled).
     lambda2s_, scores_ : array, shape (n_candidates,)
         After :meth:`fit`: the candidates and their mean validation MEG r.
+    scales_ : dict of str to float
+        Gain per MEG channel type (``"grad"``, ``"mag"``); 1.0 unless :meth:`fit` rescaled.
     """
 
     @verbose
@@ -191,20 +195,35 @@ class PhysicsTransfer:
         self.inverse_ = make_inverse(eeg_fwd, self.info_, noise_cov, depth=depth)
         self.eeg_ch_names_ = list(self.inverse_["noise_cov"].ch_names)
         self._meg_fwd = meg_fwd
+        self._meg_types = np.array([mne.channel_type(meg_fwd["info"], i)
+                                    for i in range(meg_fwd["nchan"])])
         self._set_lambda2(1.0 / self.snr**2 if self.lambda2 is None else self.lambda2)
 
     def _set_lambda2(self, lambda2):
-        self.operator_, self.meg_ch_names_ = make_transfer_operator(
+        self._physics, self.meg_ch_names_ = make_transfer_operator(
             self.inverse_, self._meg_fwd, lambda2=lambda2, method=self.method,
-            method_params=self.method_params)
+            method_params=self.method_params)  # (n_meg, n_eeg)
         self.lambda2_ = float(lambda2)
+        self._set_scales({})
+
+    def _set_scales(self, scales):
+        self.scales_ = {str(k): float(scales.get(str(k), 1.0))
+                        for k in np.unique(self._meg_types)}
+        gain = np.array([self.scales_[k] for k in self._meg_types])
+        self.operator_ = gain[:, None] * self._physics  # (n_meg, n_eeg)
 
     def _check_eeg(self, eeg, name="eeg"):
         return check_epochs(name, eeg, n_channels=len(self.eeg_ch_names_), what="n_eeg")
 
     @verbose
-    def fit(self, eeg, meg, *, lambda2s=None, verbose=None):
-        """Choose ``lambda2`` on validation pairs: the best mean MEG correlation.
+    def fit(self, eeg, meg, *, lambda2s=None, rescale=True, verbose=None):
+        """Choose ``lambda2`` (and a gain per MEG channel type) on validation pairs.
+
+        ``lambda2`` maximises the mean over MEG channels of the Pearson r between transferred
+        and real MEG (all samples of all epochs); r is blind to amplitude, and minimum-norm
+        estimates shrink with ``lambda2``, so with ``rescale`` one least-squares gain per
+        channel type (gradiometers, magnetometers) then restores the amplitude. Neither
+        changes the spatial pattern the physics gives.
 
         Parameters
         ----------
@@ -215,6 +234,9 @@ class PhysicsTransfer:
         lambda2s : array, shape (n_candidates,) | None
             Candidates (> 0); None: ``[lambda2]`` if given at construction, else
             :data:`LAMBDA2_GRID`.
+        rescale : bool
+            Fit the per-type gains ``scales_`` (least squares through the origin on the
+            validation pairs); False keeps 1.0.
         verbose : bool | str | None
             Log level for this call.
 
@@ -241,14 +263,32 @@ class PhysicsTransfer:
             self._set_lambda2(lam)
             scores[i] = mean_channel_r(self.predict(eeg), meg)
         best = int(np.argmax(scores))
-        if len(lambda2s) > 1 and best in (0, len(lambda2s) - 1):
-            logger.warning("PhysicsTransfer.fit chose lambda2=%g, the edge of the candidates "
-                           "(%g..%g): widen 'lambda2s'.", lambda2s[best], lambda2s.min(),
-                           lambda2s.max())
+        order = np.argsort(lambda2s)
+        rank = int(np.flatnonzero(order == best)[0])
+        if len(lambda2s) > 1 and rank in (0, len(lambda2s) - 1):
+            gain = scores[best] - scores[order[1 if rank == 0 else -2]]
+            if rank == len(lambda2s) - 1 and gain < 1e-3:
+                # large lambda2: K -> R G~' W / lambda2, a fixed map up to scale (plateau)
+                logger.info("PhysicsTransfer.fit: the validation r plateaus at the largest "
+                            "lambda2 (%g): the strongly regularised limit, a depth-weighted "
+                            "matched filter.", lambda2s[best])
+            else:
+                logger.warning("PhysicsTransfer.fit chose lambda2=%g, the edge of the "
+                               "candidates (%g..%g): widen 'lambda2s'.", lambda2s[best],
+                               lambda2s.min(), lambda2s.max())
         self._set_lambda2(lambda2s[best])
+        if rescale:
+            pred = self.predict(eeg)
+            scales = {}
+            for kind in self.scales_:
+                sel = self._meg_types == kind
+                den = float(np.sum(pred[:, sel] ** 2))
+                scales[kind] = float(np.sum(pred[:, sel] * meg[:, sel]) / den) if den > 0 \
+                    else 1.0
+            self._set_scales(scales)
         self.lambda2s_, self.scores_ = lambda2s, scores
-        logger.info("PhysicsTransfer (%s): lambda2=%g, validation MEG r=%.3f.", self.method,
-                    self.lambda2_, scores[best])
+        logger.info("PhysicsTransfer (%s): lambda2=%g, validation MEG r=%.3f, gains %s.",
+                    self.method, self.lambda2_, scores[best], self.scales_)
         return self
 
     def predict(self, eeg):
