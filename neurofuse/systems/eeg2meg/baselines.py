@@ -8,8 +8,8 @@ n_times) and are linear (issue 12, item 3; the paper has no baseline):
     operator on the subject's or the template's EEG forward; MNE / dSPM / sLORETA / eLORETA)
     → the MEG forward of the same source space → MEG. Nothing is learnt from MEG except,
     optionally, the regularisation ``lambda2`` (chosen on validation pairs by the mean MEG
-    correlation, :meth:`PhysicsTransfer.fit`); otherwise ``lambda2 = 1 / snr**2`` (MNE's
-    rule). The whole chain is one (n_meg, n_eeg) matrix
+    correlation) and one amplitude gain per MEG channel type (:meth:`PhysicsTransfer.fit`);
+    otherwise ``lambda2 = 1 / snr**2`` (MNE's rule). The whole chain is one (n_meg, n_eeg) matrix
     (:func:`~neurofuse.baselines.inverse.transfer.make_transfer_operator`). It can only
     predict the MEG of sources the EEG sees: tangential sources the EEG under-weights and
     radial ones the MEG cannot see are where it should fail.
@@ -54,6 +54,11 @@ def mean_channel_r(pred, true):
     r : float
         Channels with zero variance in either array count as r = 0.
     """
+    pred = check_epochs("pred", pred)
+    true = check_epochs("true", true, n_channels=pred.shape[1], n_times=pred.shape[2])
+    if pred.shape != true.shape:
+        raise ValueError(f"'pred' and 'true' must have the same shape, got {pred.shape} and "
+                         f"{true.shape}.")
     p = np.asarray(pred, np.float64).transpose(1, 0, 2).reshape(pred.shape[1], -1)
     t = np.asarray(true, np.float64).transpose(1, 0, 2).reshape(true.shape[1], -1)
     p = p - p.mean(axis=1, keepdims=True)
