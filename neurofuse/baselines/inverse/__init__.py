@@ -11,6 +11,8 @@ The baseline of the paper's simulation experiments (§4, appendix C), in parts:
 - :mod:`.fsaverage`: subject ↔ fsaverage maps (:func:`fsaverage_map`,
   :func:`estimate_to_fsaverage`, :func:`bold_to_subject`);
 - :mod:`.run`: every inverse on one story of a dataset store (:func:`run_inverses`);
+- :mod:`.transfer`: physics transfers between sensor arrays on one source space (data →
+  inverse → another forward, :func:`make_transfer_operator`, :func:`check_same_source_space`);
 - :mod:`.volume`: a given lead field on discrete volume sources as an ``mne.Forward``
   (:func:`make_fixed_forward`), estimates as ``VolSourceEstimate`` / NIfTI
   (:func:`make_volume_stc`, :func:`estimate_to_nifti`).
@@ -26,11 +28,13 @@ from .fmri import apply_fmne, fmri_prior
 from .fsaverage import bold_to_subject, estimate_to_fsaverage, fsaverage_map
 from .noise import lambda2_from_cnr, noise_cov_from_noise
 from .run import run_inverses
+from .transfer import check_same_source_space, make_transfer_operator
 from .volume import estimate_to_nifti, make_fixed_forward, make_volume_stc
 
 __all__ = [
     "ALL_METHODS", "DEFAULT_FLOOR", "METHODS", "MIN_LAMBDA2", "NORMALIZATIONS", "apply_fmne",
-    "apply_inverse_array", "bold_to_subject", "estimate_to_fsaverage", "estimate_to_nifti",
-    "fmri_prior", "fsaverage_map", "lambda2_from_cnr", "make_fixed_forward", "make_inverse",
+    "apply_inverse_array", "bold_to_subject", "check_same_source_space",
+    "estimate_to_fsaverage", "estimate_to_nifti", "fmri_prior", "fsaverage_map",
+    "lambda2_from_cnr", "make_fixed_forward", "make_inverse", "make_transfer_operator",
     "make_volume_stc", "noise_cov_from_noise", "run_inverses",
 ]

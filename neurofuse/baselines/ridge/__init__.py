@@ -6,6 +6,9 @@
   :func:`solve_ridge_cv_batched`);
 * :mod:`.stacking`: convex stacking weights (:func:`solve_simplex_lstsq`);
 * :mod:`.estimators`: :class:`StackedRidge` and :class:`BandedRidge`;
+* :mod:`.lagged`: :class:`LaggedRidge`, a spatio-temporal ridge between epoched signals
+  (lags -L..L, penalty per output by CV over whole epochs) and its design
+  (:func:`make_lagged_epochs`);
 * :mod:`.ceilings`: :func:`fit_meg_ceiling`, :func:`fit_fmri_ceiling` and
   :class:`RidgeCeiling` on a dataset store;
 * :mod:`.denoise`: the joint model's denoised training fMRI, in-sample or cross-fitted
@@ -22,6 +25,7 @@ from .ceilings import (
 )
 from .denoise import FMRI_DENOISE, check_fmri_denoise, denoise_fmri, solve_ridge_crossfit
 from .estimators import BandedRidge, StackedRidge
+from .lagged import LaggedRidge, check_epochs, check_lags, make_lagged_epochs
 from .solver import (
     DEFAULT_ALPHAS,
     ridge_fit,
@@ -35,14 +39,18 @@ __all__ = [
     "DEFAULT_ALPHAS",
     "FMRI_DELAYS_S",
     "FMRI_DENOISE",
+    "LaggedRidge",
     "MEG_DELAYS_S",
     "BandedRidge",
     "RidgeCeiling",
     "StackedRidge",
+    "check_epochs",
     "check_fmri_denoise",
+    "check_lags",
     "denoise_fmri",
     "fit_fmri_ceiling",
     "fit_meg_ceiling",
+    "make_lagged_epochs",
     "ridge_fit",
     "solve_ridge_cv_batched",
     "solve_ridge_crossfit",
