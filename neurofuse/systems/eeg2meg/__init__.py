@@ -19,6 +19,7 @@ The paired world is :mod:`neurofuse.simulation.eeg_meg`; scoring is
 :mod:`neurofuse.evaluation.eeg2meg`; see ``docs/eeg2meg.md``.
 """
 
+from .baselines import EEGMEGRidge, PhysicsTransfer, mean_channel_r
 from .config import GeneratorConfig
 from .data import DataConfig, PairedEpochs, eeg_epochs
 from .generator import EEG2MEGGenerator
@@ -29,6 +30,7 @@ from .spectral import BANDS
 from .trainer import FIT_PRESETS, TrainConfig, build_generator, fit, load_fit_config
 
 __all__ = ["BANDS", "FIT_PRESETS", "LOSS_TERMS", "DataConfig", "EEG2MEGGenerator",
-           "GeneratorConfig", "PairedEpochs", "PretrainConfig", "TrainConfig",
+           "EEGMEGRidge", "GeneratorConfig", "PairedEpochs", "PhysicsTransfer",
+           "PretrainConfig", "TrainConfig", "mean_channel_r",
            "build_generator", "eeg_epochs", "fit", "load_encoder", "load_fit_config",
            "load_generator", "pretrain_encoder", "save_generator", "synthesize"]
