@@ -253,5 +253,5 @@ PRESETS = {
                  spacing="oct5", chunk_trials=8),
     "demo": dict(n_subjects=3, n_eeg_only_subjects=1, n_trials=30, spacing="oct5"),
     "paper": dict(n_subjects=10, n_eeg_only_subjects=4, n_trials=100, spacing="oct6",
-                  tmin=-0.2, tmax=0.8),
+                  tmin=-0.2, tmax=0.8, chunk_trials=16),
 }
