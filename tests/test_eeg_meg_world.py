@@ -301,3 +301,13 @@ def test_config_validation_and_json():
         EEGMEGWorldConfig.from_preset("tiny", n_trial=3)
     with pytest.raises(TypeError, match="'config'"):
         simulate_eeg_meg_world("/nonexistent/never", config={"n_subjects": 1})
+
+
+def test_eeg_only_cap_and_no_sources(tmp_path):
+    config = _tiny(n_trials=1, tasks=("faces",), eeg_only_montage="colin27_1020",
+                   save_sources=False)
+    ds = read_dataset(simulate_eeg_meg_world(tmp_path / "w", config))
+    assert ds.epochs("sub-01", "eeg", "faces").shape[1] == 70
+    assert ds.epochs("sub-101", "eeg", "motor_imagery").shape[1] == 94
+    assert not [n for n in ds.ground_truth_names if n.endswith(("faces.npy", "imagery.npy"))
+                and n.startswith("sources/")]

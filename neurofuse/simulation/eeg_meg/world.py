@@ -134,7 +134,8 @@ def make_world_subject(config, name, index, *, paired, tasks, verbose=None) -> W
     index : int
         Anatomy index (>= 0).
     paired : bool
-        EEG + MEG (True) or EEG only.
+        EEG + MEG (True, cap ``config.montage``) or EEG only (cap
+        ``config.eeg_only_montage``, by default the same).
     tasks : tuple of str
         Tasks the subject performs.
     verbose : bool | str | int | None
@@ -156,11 +157,12 @@ def make_world_subject(config, name, index, *, paired, tasks, verbose=None) -> W
         source_positions,
     )
 
+    montage = config.montage if paired else (config.eeg_only_montage or config.montage)
     if config.anatomy == "template":
-        subject = make_template_subject(meg=paired, eeg=config.montage, sfreq=config.sfreq)
+        subject = make_template_subject(meg=paired, eeg=montage, sfreq=config.sfreq)
     else:
         subject = make_simulated_subject(index, seed=config.anatomy_seed, meg=paired,
-                                         eeg=config.montage, sfreq=config.sfreq)
+                                         eeg=montage, sfreq=config.sfreq)
     src = get_source_space(subject, config.spacing)
     # Two calls: make_forward(meg=True, eeg=True) merges the infos with an mne.io path that
     # mne 1.13 no longer exposes; MEG needs only the single shell anyway.
