@@ -243,30 +243,44 @@ def test_band_noise_spectrum():
 
 
 # -- radial vs tangential: EEG and MEG genuinely see different sources ----------------------
-def test_radial_sources_favour_eeg_tangential_favour_meg():
-    config = EEGMEGWorldConfig.from_preset("tiny")  # a simulated subject's own anatomy
-    sub = make_world_subject(config, "sub-01", 1, paired=True, tasks=config.tasks)
-    types = np.array(sub.meg_info.get_channel_types())
-    eeg = np.linalg.norm(sub.eeg_leadfield, axis=0)
+def _check_radial_tangential(meg_lf, types, eeg_lf, cos, profile):
+    eeg = np.linalg.norm(eeg_lf, axis=0)
     eeg /= np.median(eeg)
-    cols = sub.model.columns
     for kind in ("mag", "grad"):
-        meg = np.linalg.norm(sub.meg_leadfield[types == kind], axis=0)
+        meg = np.linalg.norm(meg_lf[types == kind], axis=0)
         ratio = np.log10(meg / np.median(meg) / eeg)  # > 0: relatively more visible in MEG
-        assert np.corrcoef(ratio, sub.radiality)[0, 1] < -0.3
+        assert np.corrcoef(ratio, cos)[0, 1] < -0.3
         # radial sources (|cos| > 0.9) are >= 2x less visible in MEG, relative to EEG, than
         # tangential ones (|cos| < 0.2)
-        assert (np.median(ratio[sub.radiality < 0.2])
-                - np.median(ratio[sub.radiality > 0.9])) > np.log10(2)
+        assert np.median(ratio[cos < 0.2]) - np.median(ratio[cos > 0.9]) > np.log10(2)
         # both kinds exist: sources relatively more visible in one modality or the other
         assert np.mean(ratio > np.log10(1.5)) > 0.05 and np.mean(ratio < -np.log10(2)) > 0.05
         for hemi in ("lh", "rh"):
-            tangential = sub.model.profiles[:, cols.index(("s1_sulcal", hemi))]
-            radial = sub.model.profiles[:, cols.index(("s1_crown", hemi))]
+            tangential, radial = profile("s1_sulcal", hemi), profile("s1_crown", hemi)
             assert (np.average(ratio, weights=tangential)
                     - np.average(ratio, weights=radial)) > 0.2
-            assert np.average(sub.radiality, weights=radial) > 0.75
-            assert np.average(sub.radiality, weights=tangential) < 0.35
+            assert np.average(cos, weights=radial) > 0.75
+            assert np.average(cos, weights=tangential) < 0.35
+
+
+def test_radial_sources_favour_eeg_tangential_favour_meg(world):
+    ds, _ = world
+    types = np.array(ds.info("sub-01", "meg").get_channel_types())
+    _check_radial_tangential(
+        np.asarray(ds.leadfield("sub-01", "meg"), np.float64), types,
+        np.asarray(ds.leadfield("sub-01", "eeg"), np.float64),
+        np.asarray(ds.ground_truth("sources/sub-01/radiality")),
+        lambda region, hemi: _column(ds, "sub-01", region, hemi))
+
+
+@pytest.mark.slow
+def test_radial_tangential_on_simulated_anatomy():
+    config = EEGMEGWorldConfig.from_preset("tiny")  # a simulated subject's own anatomy
+    sub = make_world_subject(config, "sub-01", 1, paired=True, tasks=config.tasks)
+    cols = sub.model.columns
+    _check_radial_tangential(
+        sub.meg_leadfield, np.array(sub.meg_info.get_channel_types()), sub.eeg_leadfield,
+        sub.radiality, lambda region, hemi: sub.model.profiles[:, cols.index((region, hemi))])
 
 
 # -- determinism -------------------------------------------------------------------------
