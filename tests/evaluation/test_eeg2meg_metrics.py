@@ -118,6 +118,11 @@ def test_nmi_agrees_with_sklearn_on_quantile_bins():
         assert np.bincount(lr).tolist() == [150] * bins  # equally populated
         assert nmi_per_epoch(s, r, bins=bins)[e] == pytest.approx(
             normalized_mutual_info_score(lr, ls), abs=1e-12)
+    # limit cases as sklearn: a constant signal against a varying one, two constants
+    const = np.zeros((1, 4, 300))
+    assert nmi_per_epoch(const, r[1:], bins=bins)[0] == pytest.approx(  # lr: labels of r[1]
+        normalized_mutual_info_score(np.zeros(1200, int), lr), abs=1e-12)
+    assert nmi_per_epoch(const, const, bins=bins)[0] == 1.0
     # NMI sees amplitude relations, not scale: a monotone map of the real signal gives 1
     np.testing.assert_allclose(nmi_per_epoch(np.exp(r), r, bins=bins), 1.0)
 
@@ -142,7 +147,16 @@ def test_band_filter_equals_mne_and_passes_its_band():
     for name, (lo, hi) in BANDS.items():
         ref = mne.filter.filter_data(x, SFREQ, lo, hi, method="fir", phase="zero",
                                      fir_design="firwin", verbose="error")
-        np.testing.assert_allclose(band_filter(x, SFREQ, (lo, hi), name=name), ref)
+        np.testing.assert_allclose(band_filter(x, SFREQ, (lo, hi), name=name), ref,
+                                   rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    # longer signals (filter shorter than the signal), 1-D input, and units of 1e-13 T
+    long = _noise(18, (2, 4000)) * 1e-13
+    for lo, hi in ((0.5, 4.0), (8.0, 13.0), (None, 40.0), (30.0, None)):
+        ref = mne.filter.filter_data(long, SFREQ, lo, hi, verbose="error")
+        np.testing.assert_allclose(band_filter(long, SFREQ, (lo, hi)), ref, rtol=1e-9,
+                                   atol=1e-12 * np.abs(ref).max())
+        np.testing.assert_allclose(band_filter(long[0], SFREQ, (lo, hi)), ref[0], rtol=1e-9,
+                                   atol=1e-12 * np.abs(ref).max())
     # a 10 Hz sinusoid is kept by alpha and removed by beta (away from the edges)
     t = np.arange(1500) / SFREQ
     sine = np.sin(2 * np.pi * 10 * t)[None]
@@ -153,7 +167,8 @@ def test_band_filter_equals_mne_and_passes_its_band():
     assert np.std(beta[0, mid]) < 0.02 * np.std(sine[0, mid])
     # gamma at 200 Hz sampling reaches Nyquist: high-pass only, like mne with h_freq=None
     ref = mne.filter.filter_data(x, 200.0, 30.0, None, verbose="error")
-    np.testing.assert_allclose(band_filter(x, 200.0, BANDS["gamma"]), ref)
+    np.testing.assert_allclose(band_filter(x, 200.0, BANDS["gamma"]), ref, rtol=1e-9,
+                               atol=1e-12 * np.abs(ref).max())
     # (None, None) is the unfiltered signal
     np.testing.assert_array_equal(band_filter(x, SFREQ, (None, None)), x)
 
@@ -198,3 +213,13 @@ def test_input_errors_name_the_parameter():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="'real' contains 1 NaN"):
         compute_band_metrics(x, bad, SFREQ)
+
+
+def test_filter_longer_than_epoch_is_logged(catch_logs):
+    x = _noise(17, (2, 8, 250))  # 1-s epochs: the delta filter has 1651 taps at 250 Hz
+    with catch_logs("warning") as log:
+        band_filter(x, SFREQ, BANDS["delta"], name="delta")
+    assert "delta" in log.text and "1651" in log.text and "longer than the signal" in log.text
+    with catch_logs("warning") as log:
+        band_filter(x, SFREQ, BANDS["gamma"], name="gamma")  # 111 taps: fine
+    assert log.text == ""

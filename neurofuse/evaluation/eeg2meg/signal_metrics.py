@@ -5,13 +5,15 @@ The paper reports four scores per frequency band (δ 0.5–4, θ 4–8, α 8–1
 signals. Here they are, precisely. Inputs are epochs ``synthetic`` and ``real`` of the same
 shape (n_epochs, n_channels, n_times), channels in the same order.
 
-**Band filtering** (:func:`band_filter`). Each epoch is filtered on its own with
-:func:`mne.filter.filter_data` (zero-phase FIR, ``firwin`` design, Hamming window, MNE's
-automatic transition bands and filter length, ``reflect_limited`` padding). A band whose upper
+**Band filtering** (:func:`band_filter`). Each epoch is filtered on its own as
+:func:`mne.filter.filter_data` does it (zero-phase FIR, ``firwin`` design, Hamming window, MNE's
+automatic transition bands and filter length, ``reflect_limited`` padding; the same numbers,
+computed for all rows at once). A band whose upper
 edge reaches the Nyquist frequency is high-passed only (e.g. γ at 200 Hz sampling); one whose
 lower edge is ``None`` is low-passed only. On short epochs the δ high-pass filter is longer than
-the signal and MNE warns that distortion is likely: the same filter is applied to both signals,
-so the comparison stays fair, but the δ scores of sub-second epochs mean little.
+the signal (1651 taps at 250 Hz) and a warning is logged that distortion is likely: the same
+filter is applied to both signals, so the comparison stays fair, but the δ scores of short
+epochs mean little (a few seconds of signal are needed).
 
 **Normalisation** (:func:`normalize_like`). MEG mixes units (T/m gradiometers, T magnetometers)
 and the paper's "RMSE < 0.1" only makes sense on normalised data, so after filtering both
@@ -61,6 +63,8 @@ so every method is scored against the same constant per epoch.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -126,7 +130,14 @@ def _check_band(name, band, sfreq):
 
 @verbose
 def band_filter(data, sfreq, band, *, name="band", verbose=None):
-    """Zero-phase FIR band-pass of epochs along time, with :func:`mne.filter.filter_data`.
+    """Zero-phase FIR band-pass of epochs along time: :func:`mne.filter.filter_data`'s result.
+
+    The filter is MNE's (:func:`mne.filter.create_filter`: ``firwin`` design, Hamming window,
+    automatic transition bands and length) and it is applied as
+    :func:`mne.filter.filter_data` applies it (``phase="zero"``: the delay of the symmetric
+    filter removed; ``reflect_limited`` padding of ``min(n_taps, n_times) - 1`` samples each
+    side), but to all rows at once with one FFT convolution instead of MNE's loop over rows
+    (about 20 times faster on 306-channel epochs; equal to MNE's output to rounding, tested).
 
     Parameters
     ----------
@@ -148,14 +159,31 @@ def band_filter(data, sfreq, band, *, name="band", verbose=None):
         float64.
     """
     import mne
+    from scipy.signal import fftconvolve
 
     sfreq = _check_positive("sfreq", sfreq)
     lo, hi = _check_band(name, band, sfreq)
     data = np.array(data, dtype=np.float64)  # a copy
     if lo is None and hi is None:
         return data
-    return mne.filter.filter_data(data, sfreq, lo, hi, method="fir", phase="zero",
-                                  fir_design="firwin", copy=False, verbose="error")
+    n_times = data.shape[-1]
+    h = mne.filter.create_filter(None, sfreq, lo, hi, method="fir", phase="zero",
+                                 fir_design="firwin", verbose="error")
+    n_taps = len(h)
+    if n_taps > n_times:
+        logger.warning("Band %s: the FIR filter (%d samples) is longer than the signal (%d "
+                       "samples); edge distortion is likely (the same filter is applied to both "
+                       "signals, but interpret this band with care).", name, n_taps, n_times)
+    n_edge = max(min(n_taps, n_times) - 1, 0)
+    # reflect_limited padding (odd reflection about the end samples), as MNE's _smart_pad
+    x_ext = np.concatenate([
+        2 * data[..., :1] - data[..., n_edge:0:-1],
+        data,
+        2 * data[..., -1:] - data[..., -2:-n_edge - 2:-1],
+    ], axis=-1) if n_edge else data
+    full = fftconvolve(x_ext, h.reshape((1,) * (data.ndim - 1) + (-1,)), axes=-1)
+    shift = (n_taps - 1) // 2 + n_edge  # the filter's delay + the left padding
+    return np.ascontiguousarray(full[..., shift:shift + n_times])
 
 
 def normalize_like(real, *others, kind="zscore"):
@@ -217,22 +245,9 @@ def pearson_per_epoch(synthetic, real, *, flat_tol=FLAT_TOL):
     if n_flat:
         logger.info("Pearson r: %d of %d channel-epochs are flat in one of the signals and are "
                     "left out of the means.", n_flat, ok.size)
-    with np.errstate(invalid="ignore"), _quiet_nanmean():
-        return np.nanmean(r_ch, axis=1), r_ch
-
-
-class _quiet_nanmean:
-    """Silence numpy's 'Mean of empty slice' warning (all-NaN rows give NaN by design)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+    with warnings.catch_warnings():  # all-NaN rows give NaN by design ("Mean of empty slice")
         warnings.simplefilter("ignore", category=RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        return np.nanmean(r_ch, axis=1), r_ch
 
 
 def rmse_per_epoch(synthetic, real):
@@ -257,6 +272,21 @@ def _quantile_labels(x, bins):
     return np.searchsorted(edges, x, side="right")
 
 
+def _nmi(a, b, bins):
+    """NMI of two label vectors in 0..bins-1 (arithmetic normalisation), from their joint
+    histogram: what :func:`sklearn.metrics.normalized_mutual_info_score` returns (tested),
+    without its per-call ``np.unique`` over every sample."""
+    joint = np.bincount(a * bins + b, minlength=bins * bins).reshape(bins, bins) / a.size
+    pa, pb = joint.sum(1), joint.sum(0)
+    if np.count_nonzero(pa) <= 1 and np.count_nonzero(pb) <= 1:
+        return 1.0  # both constant: sklearn's limit case
+    nz = joint > 0
+    mi = float(np.sum(joint[nz] * np.log(joint[nz] / np.outer(pa, pb)[nz])))
+    ha = -float(np.sum(pa[pa > 0] * np.log(pa[pa > 0])))
+    hb = -float(np.sum(pb[pb > 0] * np.log(pb[pb > 0])))
+    return max(mi, 0.0) / max((ha + hb) / 2.0, np.finfo(np.float64).eps)
+
+
 def nmi_per_epoch(synthetic, real, *, bins=16):
     """Normalised mutual information of the pooled amplitudes of each epoch.
 
@@ -269,16 +299,12 @@ def nmi_per_epoch(synthetic, real, *, bins=16):
     Returns
     -------
     nmi : array, shape (n_epochs,)
-        :func:`sklearn.metrics.normalized_mutual_info_score` of the bin labels (arithmetic
-        normalisation), in [0, 1].
+        NMI of the bin labels with the arithmetic normalisation of
+        :func:`sklearn.metrics.normalized_mutual_info_score` (same values), in [0, 1].
     """
-    from sklearn.metrics import normalized_mutual_info_score
-
     bins = _check_int("nmi_bins", bins, 2)
-    return np.array([
-        normalized_mutual_info_score(_quantile_labels(r, bins), _quantile_labels(s, bins))
-        for s, r in zip(synthetic, real)
-    ])
+    return np.array([_nmi(_quantile_labels(r, bins), _quantile_labels(s, bins), bins)
+                     for s, r in zip(synthetic, real)])
 
 
 def ssim_per_epoch(synthetic, real, *, data_range=None, win_size=7):
