@@ -149,3 +149,40 @@ def test_input_errors(forward):
         score_source_estimate(stc, truth[:, :5], forward["src"])
     with pytest.raises(ValueError, match="all zero"):
         score_source_estimate(stc, truth, forward["src"], time=-0.05)
+
+
+def test_make_dspm_equals_mnes_own_pipeline(forward):
+    from mne.minimum_norm import apply_inverse, make_inverse_operator
+
+    eeg, meg, truth = _simulate(forward, [300], snr=2.0, n_epochs=8, seed=4)
+    subject = make_template_subject(eeg="standard_1020", sfreq=SFREQ)
+    # the same channels, built independently: the subject's MEG and EEG infos
+    epochs = mne.EpochsArray(meg, subject.meg_info, tmin=TMIN, verbose="error")
+    epochs.add_channels([mne.EpochsArray(eeg, subject.eeg_info, tmin=TMIN, verbose="error")],
+                        force_update_info=True)
+    assert epochs.ch_names == forward["info"]["ch_names"]
+    epochs.set_eeg_reference("average", projection=True, verbose="error")
+    base = epochs.get_data()[:, :, epochs.times <= 0]  # (n, C, T_b)
+    var = base.transpose(1, 0, 2).reshape(len(epochs.ch_names), -1).var(axis=1, ddof=1)
+    cov = mne.Covariance(var, epochs.ch_names, [], epochs.info["projs"], base[0, 0].size
+                         * len(base) - 1, verbose="error")
+    free = mne.convert_forward_solution(forward, surf_ori=True, force_fixed=False,
+                                        use_cps=True, verbose="error")
+    inv = make_inverse_operator(epochs.info, free, cov, loose=0.0, depth=0.8, fixed=True,
+                                verbose="error")
+    ref = apply_inverse(epochs.average(), inv, lambda2=1 / 9, method="dSPM", verbose="error")
+    ours = make_dspm(forward, eeg, meg, sfreq=SFREQ, tmin=TMIN, snr=3.0)
+    np.testing.assert_allclose(ours.data, ref.data, rtol=1e-6, atol=1e-6 * np.abs(ref.data).max())
+    # a given covariance is used as is (EEG only: the cheaper operator)
+    eeg_names = [ch for ch in epochs.ch_names if not ch.startswith("MEG")]
+    cov_eeg = mne.pick_channels_cov(cov, eeg_names, ordered=True)
+    given = make_dspm(forward, eeg, sfreq=SFREQ, tmin=TMIN, noise_cov=cov_eeg)
+    own = make_dspm(forward, eeg, sfreq=SFREQ, tmin=TMIN)
+    np.testing.assert_allclose(given.data, own.data, rtol=1e-6,
+                               atol=1e-6 * np.abs(own.data).max())
+    doubled = make_dspm(forward, eeg, sfreq=SFREQ, tmin=TMIN,
+                        noise_cov=mne.Covariance(4 * cov_eeg.data, cov_eeg.ch_names, [],
+                                                 cov_eeg["projs"], cov_eeg.nfree,
+                                                 verbose="error"))
+    np.testing.assert_allclose(doubled.data, own.data / 2, rtol=1e-6,  # dSPM ~ 1 / noise s.d.
+                               atol=1e-6 * np.abs(own.data).max())

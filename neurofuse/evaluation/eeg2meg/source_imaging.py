@@ -6,11 +6,12 @@ simulation.
 **Estimate** (:func:`make_dspm`). The epochs of each modality are averaged into one evoked
 response (``nave`` = the number of epochs). EEG gets MNE's average-reference projector (which
 MNE's inverse requires for EEG). The noise covariance is estimated from the pre-stimulus
-baseline of the same epochs (:func:`mne.compute_covariance`, empirical, the projector applied)
-and kept diagonal by default — one noise variance per sensor, so EEG (V), gradiometers (T/m)
+baseline of the same epochs (the samples of all epochs pooled; MNE applies the projector to
+it) and kept diagonal by default — one noise variance per sensor, so EEG (V), gradiometers (T/m)
 and magnetometers (T) are each whitened by their own noise and MNE combines them (a
-synthetic MEG is thus whitened by *its own* baseline noise); or a given
-:class:`mne.Covariance` is used. The operator is MNE's fixed-orientation, depth-weighted
+synthetic MEG is thus whitened by *its own* baseline noise: a generator whose baseline is
+nearly noiseless gets a large weight — pass a covariance from real MEG, e.g. of the training
+subjects, when that matters); or a given :class:`mne.Covariance` is used. The operator is MNE's fixed-orientation, depth-weighted
 (0.8) inverse (:func:`neurofuse.baselines.inverse.make_inverse`) on the channels present, and
 dSPM is applied with ``lambda2 = 1 / snr**2`` (:func:`mne.minimum_norm.apply_inverse`).
 
@@ -108,25 +109,25 @@ def _evoked_and_cov(forward, parts, sfreq, tmin, noise_cov, baseline, diag):
         epochs.set_eeg_reference("average", projection=True, verbose="error")
     if isinstance(noise_cov, str):
         lo, hi = baseline
-        if (epochs.times[0] if lo is None else lo) >= (0.0 if hi is None else hi) or \
-                epochs.times[0] >= (0.0 if hi is None else hi):
+        lo = epochs.times[0] if lo is None else float(lo)
+        hi = 0.0 if hi is None else float(hi)
+        in_base = (epochs.times >= lo - 1e-9) & (epochs.times <= hi + 1e-9)
+        if in_base.sum() < 2:
             raise ValueError(
                 f"noise_cov='baseline' needs pre-stimulus samples: the epochs start at "
-                f"tmin={tmin:g} s and baseline={baseline!r}. Pass epochs that start before 0 "
-                "or a noise covariance (mne.Covariance).")
-        if diag:  # per-sensor variances of the pooled baseline samples (projector applied)
-            base = epochs.copy().crop(lo, hi, include_tmax=True).get_data()  # (n, C, T_b)
-            base = base.transpose(1, 0, 2).reshape(base.shape[1], -1)  # (C, n * T_b)
-            if base.shape[1] < 2:
-                raise ValueError(f"The baseline {baseline!r} holds fewer than 2 samples: "
-                                 "widen it or pass a noise covariance.")
-            var = base.var(axis=1, ddof=1)
+                f"tmin={tmin:g} s and baseline={baseline!r} holds {in_base.sum()} sample(s). "
+                "Pass epochs that start before 0, another 'baseline', or a noise covariance "
+                "(mne.Covariance).")
+        if diag:  # per-sensor variances of the pooled baseline samples (MNE projects the
+            # covariance with the average-reference projector, as it does the data)
+            base = data[:, :, in_base].transpose(1, 0, 2).reshape(data.shape[1], -1)
+            var = base.var(axis=1, ddof=1)  # (C,) over n_epochs * n_baseline samples
             noise_cov = mne.Covariance(var, list(info["ch_names"]), [],
                                        deepcopy(epochs.info["projs"]),
                                        base.shape[1] - 1, verbose="error")
         else:
             noise_cov = mne.compute_covariance(epochs, tmin=lo, tmax=hi, method="empirical",
-                                               verbose="error")
+                                               verbose="error")  # full: cross-sensor terms
     evoked = epochs.average()
     return evoked, noise_cov
 
