@@ -112,7 +112,13 @@ def test_scores_equal_mne_metrics_and_hand_values(forward):
     peak = np.argmax(np.abs(stc.data[:, idx]))
     assert s["localization_error_mm"] == pytest.approx(
         1e3 * np.linalg.norm(pos[peak] - pos[1500]))
-    # the truth scored against itself: no error, cosine 1; the default time is the peak
+    # the truth as an mne.SourceEstimate scores the same
+    as_stc = mne.SourceEstimate(truth, stc.vertices, stc.tmin, stc.tstep)
+    assert score_source_estimate(stc, as_stc, src, time=0.15) == pytest.approx(s, nan_ok=True)
+    # without a time, the sample of strongest true activity is scored
+    strongest = stc.times[np.argmax((truth**2).sum(0))]
+    assert score_source_estimate(stc, truth, src)["time"] == pytest.approx(strongest)
+    # the truth scored against itself: no error, cosine 1
     perfect = score_source_estimate(mne.SourceEstimate(truth, stc.vertices, stc.tmin, stc.tstep),
                                     truth, src, time=0.05)
     assert perfect["localization_error_mm"] == 0.0
