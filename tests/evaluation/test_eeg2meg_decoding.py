@@ -113,6 +113,7 @@ def test_agrees_with_sklearn_cross_validate():
                                       "recall": "recall_macro", "f1": "f1_macro"})
         for s in ("accuracy", "precision", "recall", "f1"):
             np.testing.assert_allclose(getattr(ours, s)[run], ref[f"test_{s}"], atol=1e-12)
+    assert ours.summary() == ours.median()
     d = ours.to_dict()
     assert d["median"]["accuracy"] == pytest.approx(np.median(ours.accuracy))
     assert np.array(d["f1"]).shape == (2, 10)

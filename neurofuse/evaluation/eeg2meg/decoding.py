@@ -184,6 +184,16 @@ class DecodingScores:
         """
         return {s: float(np.median(getattr(self, s))) for s in SCORES}
 
+    def summary(self):
+        """The figures' numbers: :meth:`median` (the paper reports medians).
+
+        Returns
+        -------
+        medians : dict of str to float
+            ``{"accuracy", "precision", "recall", "f1"}``.
+        """
+        return self.median()
+
     def to_dict(self):
         """JSON-ready: the medians and every fold's scores (no fold indices).
 
