@@ -33,6 +33,12 @@ def test_bands_are_the_papers():
                      "beta": (13.0, 30.0), "gamma": (30.0, 100.0)}
 
 
+def test_bands_are_the_generators_once_it_exists():
+    # one definition of the bands (B-COMMON): the generator's spectral module, when present
+    spectral = pytest.importorskip("neurofuse.systems.eeg2meg.spectral")
+    assert BANDS == spectral.BANDS
+
+
 def test_identical_signals_score_perfectly():
     # channels with very different units (T vs T/m): scored on the real channel's scale
     x = _noise(0) * np.geomspace(1e-13, 1e-11, 12)[None, :, None]

@@ -9,6 +9,7 @@ from mne.simulation.metrics import cosine_score, peak_position_error, spatial_de
 from neurofuse.anatomy import make_forward, make_template_subject
 from neurofuse.evaluation.eeg2meg.source_imaging import (
     SOURCE_SCORES,
+    combine_forwards,
     compare_source_imaging,
     make_dspm,
     score_source_estimate,
@@ -192,3 +193,30 @@ def test_make_dspm_equals_mnes_own_pipeline(forward):
                                                  verbose="error"))
     np.testing.assert_allclose(doubled.data, own.data / 2, rtol=1e-6,  # dSPM ~ 1 / noise s.d.
                                atol=1e-6 * np.abs(own.data).max())
+
+
+def test_combine_forwards_equals_the_joint_forward(forward):
+    subject = make_template_subject(eeg="standard_1020", sfreq=SFREQ)
+    meg = make_forward(subject, meg=True, eeg=False, spacing="oct5")
+    eeg = make_forward(subject, meg=False, eeg=True, spacing="oct5")
+    meg_rows = meg["sol"]["data"].copy()
+    both = combine_forwards(meg, eeg)
+    assert both["info"]["ch_names"] == forward["info"]["ch_names"]
+    assert both["sol"]["row_names"] == forward["sol"]["row_names"]
+    assert both["nchan"] == forward["nchan"] == 400
+    for got, want in zip(both["info"]["chs"], forward["info"]["chs"]):
+        np.testing.assert_allclose(got["loc"], want["loc"])
+    scale = np.abs(forward["sol"]["data"]).max()
+    np.testing.assert_allclose(both["sol"]["data"], forward["sol"]["data"], atol=1e-6 * scale)
+    np.testing.assert_allclose(both["_orig_sol"], forward["_orig_sol"],
+                               atol=1e-6 * np.abs(forward["_orig_sol"]).max())
+    assert len(mne.pick_types(both["info"], meg=False, eeg=True)) == 94
+    # the inputs are left alone
+    assert meg["nchan"] == 306 and np.array_equal(meg["sol"]["data"], meg_rows)
+    assert len(meg["info"]["ch_names"]) == 306
+    with pytest.raises(ValueError, match="only EEG channels"):
+        combine_forwards(meg, forward)
+    other = eeg.copy()  # another subject's sources: different vertices
+    other["src"][0]["vertno"] = other["src"][0]["vertno"] + 1
+    with pytest.raises(ValueError, match="same source space"):
+        combine_forwards(meg, other)

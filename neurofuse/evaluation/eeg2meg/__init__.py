@@ -8,7 +8,7 @@
   :func:`compare_decoding`);
 - :mod:`.source_imaging`: dSPM from EEG, EEG + real MEG and EEG + synthetic MEG scored against
   ground-truth sources (:func:`make_dspm`, :func:`score_source_estimate`,
-  :func:`compare_source_imaging`).
+  :func:`compare_source_imaging`; :func:`combine_forwards` for one forward per modality).
 """
 
 from .decoding import (
@@ -31,6 +31,7 @@ from .signal_metrics import (
 from .source_imaging import (
     SOURCE_CONDITIONS,
     SOURCE_SCORES,
+    combine_forwards,
     compare_source_imaging,
     make_dspm,
     score_source_estimate,
@@ -38,7 +39,7 @@ from .source_imaging import (
 
 __all__ = [
     "BANDS", "CONDITIONS", "DecodingScores", "METRICS", "SCORES", "SOURCE_CONDITIONS",
-    "SOURCE_SCORES", "band_filter", "compare_decoding", "compare_source_imaging",
+    "SOURCE_SCORES", "band_filter", "combine_forwards", "compare_decoding", "compare_source_imaging",
     "compute_band_metrics", "cross_validate_svm", "extract_features", "make_decoder",
     "make_dspm", "normalize_like", "score_source_estimate", "summarize_band_metrics",
 ]

@@ -32,7 +32,8 @@ sample nearest to ``time``; distances in mm on the forward's source space (``src
 * ``cosine``: :func:`mne.simulation.metrics.cosine_score` of the signed maps (1 = same
   pattern up to a positive scale).
 
-:func:`compare_source_imaging` runs the three conditions of Fig. 7 on the same EEG.
+:func:`compare_source_imaging` runs the three conditions of Fig. 7 on the same EEG;
+:func:`combine_forwards` makes the EEG + MEG forward from one forward per modality.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from ..._checks import _check_finite, _check_option, _check_positive, _check_typ
 from ..._logging import logger, verbose
 
 __all__ = [
-    "SOURCE_CONDITIONS", "SOURCE_SCORES", "compare_source_imaging", "make_dspm",
-    "score_source_estimate",
+    "SOURCE_CONDITIONS", "SOURCE_SCORES", "combine_forwards", "compare_source_imaging",
+    "make_dspm", "score_source_estimate",
 ]
 
 #: The conditions of :func:`compare_source_imaging` (Fig. 7).
@@ -52,6 +53,64 @@ SOURCE_CONDITIONS = ("eeg", "eeg+real_meg", "eeg+synthetic_meg")
 #: The keys of :func:`score_source_estimate`.
 SOURCE_SCORES = ("localization_error_mm", "peak_position_error_mm", "spatial_deviation_mm",
                  "region_localization_error_mm", "cosine")
+
+
+def combine_forwards(meg_forward, eeg_forward):
+    """One EEG + MEG forward from an MEG and an EEG forward on the same source space.
+
+    For stores that keep one forward per modality. Rows: the MEG channels, then the EEG
+    channels, as :func:`neurofuse.anatomy.make_forward` with ``meg=True, eeg=True`` orders
+    them; the free-orientation solution MNE keeps for depth weighting is stacked too. The
+    inputs are not modified (unlike MNE's private ``_merge_fwds``, which also leaves the
+    channel info of the EEG out).
+
+    Parameters
+    ----------
+    meg_forward, eeg_forward : mne.Forward
+        Fixed orientation, same sources (vertices, orientations, coordinate frame).
+
+    Returns
+    -------
+    forward : mne.Forward
+        Lead field shape (n_meg + n_eeg, n_sources).
+    """
+    from copy import deepcopy
+
+    import mne
+
+    _check_type("meg_forward", meg_forward, mne.Forward, "mne.Forward")
+    _check_type("eeg_forward", eeg_forward, mne.Forward, "mne.Forward")
+    for name, fwd, kind in (("meg_forward", meg_forward, "meg"),
+                            ("eeg_forward", eeg_forward, "eeg")):
+        other = "eeg" if kind == "meg" else "meg"
+        if not len(_forward_picks(fwd, kind)) or len(_forward_picks(fwd, other)):
+            raise ValueError(f"'{name}' must hold only {kind.upper()} channels, got "
+                             f"{len(_forward_picks(fwd, 'meg'))} MEG and "
+                             f"{len(_forward_picks(fwd, 'eeg'))} EEG channels.")
+    a, b = meg_forward, eeg_forward
+    same = (a["nsource"] == b["nsource"] and a["source_ori"] == b["source_ori"]
+            and a["coord_frame"] == b["coord_frame"]
+            and all(np.array_equal(x["vertno"], y["vertno"]) for x, y in zip(a["src"], b["src"]))
+            and (a.get("_orig_sol") is None) == (b.get("_orig_sol") is None))
+    if not same:
+        raise ValueError("'meg_forward' and 'eeg_forward' are not on the same source space "
+                         f"({a['nsource']} vs {b['nsource']} sources, or different vertices, "
+                         "orientations or coordinate frames): compute both for the same "
+                         "subject and spacing.")
+    fwd = a.copy()  # deep
+    fwd["sol"]["data"] = np.concatenate([a["sol"]["data"], b["sol"]["data"]], axis=0)
+    fwd["sol"]["nrow"] = a["sol"]["nrow"] + b["sol"]["nrow"]
+    fwd["sol"]["row_names"] = list(a["sol"]["row_names"]) + list(b["sol"]["row_names"])
+    if a.get("_orig_sol") is not None:
+        fwd["_orig_sol"] = np.concatenate([a["_orig_sol"], b["_orig_sol"]], axis=0)
+    fwd["nchan"] = a["nchan"] + b["nchan"]
+    info = fwd["info"]
+    with info._unlock():
+        info["chs"] = info["chs"] + deepcopy(b["info"]["chs"])
+        info["bads"] = list(a["info"]["bads"]) + list(b["info"]["bads"])
+        info._update_redundant()
+    fwd["info"] = info
+    return fwd
 
 
 def _forward_picks(forward, kind):
