@@ -218,7 +218,7 @@ def _info_key(info):
 
 
 def _sensor_info(subject: Subject, meg: bool, eeg: bool):
-    import mne
+    from mne._fiff.meas_info import _merge_info  # mne.io.meas_info is gone in MNE >= 1.6
 
     infos = []
     if meg:
@@ -239,7 +239,7 @@ def _sensor_info(subject: Subject, meg: bool, eeg: bool):
     eeg_info = infos[1].copy()
     with eeg_info._unlock():
         eeg_info["dev_head_t"] = infos[0]["dev_head_t"]
-    return mne.io.meas_info._merge_info([infos[0], eeg_info], force_update_to_first=True)
+    return _merge_info([infos[0], eeg_info], force_update_to_first=True)
 
 
 def to_fixed(fwd):

@@ -1,0 +1,134 @@
+"""System B's decoding: no leakage across folds, known accuracies on simulated classes, and
+agreement with scikit-learn's own cross-validation."""
+
+import numpy as np
+import pytest
+from scipy.signal import welch
+from sklearn.model_selection import StratifiedKFold, cross_validate
+
+from neurofuse.evaluation.eeg2meg.decoding import (
+    CONDITIONS,
+    compare_decoding,
+    cross_validate_svm,
+    extract_features,
+    make_decoder,
+)
+from neurofuse.evaluation.eeg2meg.signal_metrics import BANDS
+
+SFREQ = 250.0
+
+
+def _trials(effect, *, n=60, n_ch=8, n_times=250, seed=0, n_classes=2):
+    """Noise epochs; class k adds ``effect * k`` to the first 4 channels in 0.2-0.3 s."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.standard_normal((n, n_ch, n_times))
+    x[:, :4, 50:75] += effect * y[:, None, None]
+    return x, y
+
+
+def test_features_by_hand():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 500)) * 1e-6  # units do not matter
+    f = extract_features(x, SFREQ, n_windows=4)
+    assert f.shape == (3, 2 * (len(BANDS) + 4))
+    freqs, psd = welch(x, fs=SFREQ, nperseg=250, axis=-1)
+    lo, hi = BANDS["alpha"]
+    alpha = np.log10(psd[..., (freqs >= lo) & (freqs < hi)].mean(-1))  # (3, 2)
+    gamma = np.log10(psd[..., (freqs >= 30) & (freqs <= 100)].mean(-1))
+    power = f[:, :2 * len(BANDS)].reshape(3, 2, len(BANDS))  # channel-major
+    np.testing.assert_allclose(power[..., 2], alpha)
+    np.testing.assert_allclose(power[..., 4], gamma)
+    means = f[:, 2 * len(BANDS):].reshape(3, 2, 4)
+    np.testing.assert_allclose(means[..., 1], x[..., 125:250].mean(-1))
+    # a 20 Hz oscillation raises beta power above the others
+    t = np.arange(500) / SFREQ
+    sine = np.sin(2 * np.pi * 20 * t)[None, None] + 0.01 * x[:1, :1] * 1e6
+    p = extract_features(sine, SFREQ, n_windows=0)[0]
+    assert np.argmax(p) == list(BANDS).index("beta")
+    with pytest.raises(ValueError, match="no Welch frequency bin"):
+        extract_features(x[..., :50], SFREQ)  # 5 Hz bins: none in delta (0.5-4 Hz)
+    with pytest.raises(ValueError, match="shape"):
+        extract_features(x[0], SFREQ)
+
+
+def test_cv_never_tests_a_trained_trial():
+    x, y = _trials(1.0)
+    res = cross_validate_svm(extract_features(x, SFREQ), y, n_runs=3, n_splits=5)
+    assert res.accuracy.shape == (3, 5)
+    for run in res.folds:
+        tested = np.concatenate([test for _, test in run])
+        assert np.array_equal(np.sort(tested), np.arange(len(y)))  # each trial once per run
+        for train, test in run:
+            assert not np.intersect1d(train, test).size
+            assert len(train) + len(test) == len(y)
+            # stratified: both classes in every test fold, in proportion
+            assert np.bincount(y[test]).tolist() == [len(test) // 2] * 2
+    # new shuffle each run
+    assert not np.array_equal(res.folds[0][0][1], res.folds[1][0][1])
+
+
+def test_separable_classes_decode_perfectly_and_shuffled_labels_at_chance():
+    x, y = _trials(3.0)
+    feats = extract_features(x, SFREQ)
+    res = cross_validate_svm(feats, y, n_runs=3)
+    assert res.median()["accuracy"] == 1.0 and res.median()["f1"] == 1.0
+    shuffled = np.random.default_rng(5).permutation(y)
+    res = cross_validate_svm(feats, shuffled, n_runs=5)
+    assert abs(np.mean(res.accuracy) - 0.5) < 0.12
+    # three classes: chance is 1/3
+    x3, y3 = _trials(0.0, n=90, n_classes=3, seed=2)
+    res = cross_validate_svm(extract_features(x3, SFREQ), y3, n_runs=3)
+    assert abs(np.mean(res.accuracy) - 1 / 3) < 0.1
+    assert np.all((res.f1 >= 0) & (res.f1 <= 1))
+
+
+def test_noise_modality_does_not_help_and_an_informative_one_does():
+    eeg, y = _trials(0.35, n=80, seed=3)
+    informative, _ = _trials(1.0, n=80, n_ch=30, seed=4)  # same labels (same n, n_classes)
+    noise = np.random.default_rng(6).standard_normal((80, 30, 250))
+    res = compare_decoding(eeg, y, SFREQ, synthetic_meg=noise, real_meg=informative, n_runs=3)
+    assert list(res) == list(CONDITIONS)
+    acc = {k: np.mean(v.accuracy) for k, v in res.items()}
+    assert 0.6 < acc["eeg"] < 0.97  # the EEG effect is there but imperfect
+    assert acc["eeg+synthetic_meg"] < acc["eeg"] + 0.05
+    assert acc["eeg+real_meg"] > acc["eeg"] + 0.05
+    # the conditions use the same folds (paired comparison)
+    for a, b in zip(res["eeg"].folds[1], res["eeg+real_meg"].folds[1]):
+        assert np.array_equal(a[1], b[1])
+    # EEG-only datasets: conditions without MEG are skipped
+    assert list(compare_decoding(eeg, y, SFREQ, synthetic_meg=noise, n_runs=1)) == \
+        ["eeg", "eeg+synthetic_meg"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+def test_agrees_with_sklearn_cross_validate():
+    x, y = _trials(0.5, n=50, seed=7, n_classes=2)
+    feats = extract_features(x, SFREQ)
+    ours = cross_validate_svm(feats, y, n_runs=2, n_splits=10, seed=0)
+    for run in range(2):
+        ref = cross_validate(make_decoder(), feats, y,
+                             cv=StratifiedKFold(10, shuffle=True, random_state=run),
+                             scoring={"accuracy": "accuracy", "precision": "precision_macro",
+                                      "recall": "recall_macro", "f1": "f1_macro"})
+        for s in ("accuracy", "precision", "recall", "f1"):
+            np.testing.assert_allclose(getattr(ours, s)[run], ref[f"test_{s}"], atol=1e-12)
+    assert ours.summary() == ours.median()
+    d = ours.to_dict()
+    assert d["median"]["accuracy"] == pytest.approx(np.median(ours.accuracy))
+    assert np.array(d["f1"]).shape == (2, 10)
+
+
+def test_input_errors():
+    x, y = _trials(1.0, n=20)
+    f = extract_features(x, SFREQ)
+    with pytest.raises(ValueError, match="fewer than n_splits"):
+        cross_validate_svm(f, y, n_splits=20)
+    with pytest.raises(ValueError, match="'y' must have shape"):
+        cross_validate_svm(f, y[:-1])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        cross_validate_svm(f, np.zeros(20))
+    with pytest.raises(ValueError, match="aligned with 'eeg'"):
+        compare_decoding(x, y, SFREQ, real_meg=x[:10])
+    with pytest.raises(ValueError, match="kernel"):
+        make_decoder(kernel="tree")
