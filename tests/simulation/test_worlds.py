@@ -387,3 +387,8 @@ def test_world_study_ground_truth_decomposes(study_factory):
     y += np.load(gt / "spontaneous_loadings.npy") @ np.load(gt / f"spontaneous-{story}.npy")
     truth = np.asarray(ds.ground_truth(f"sources/{story}"), float)
     np.testing.assert_allclose(truth, y, rtol=1e-4, atol=1e-5 * np.abs(truth).max())
+    # The saved world, read back, applies the same transformation.
+    loaded = SourceWorld.load(gt, model.src_pos, model.hemi)
+    draw = {"gain": gains, "spontaneous": np.load(gt / f"spontaneous-{story}.npy")}
+    again = loaded.apply(x.copy(), 0, x.shape[1], draw)
+    np.testing.assert_allclose(again, truth, rtol=1e-4, atol=1e-5 * np.abs(truth).max())

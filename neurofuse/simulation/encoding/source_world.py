@@ -299,7 +299,8 @@ class SourceWorld:
         -------
         summary : dict
         """
-        out = {"config": self.world.to_dict(), "regions": self.region_names,
+        out = {"config": self.world.to_dict(), "seed": self.seed, "sfreq": self.sfreq,
+               "regions": self.region_names,
                "region_threshold": "a region's profile is largest and >= 0.5",
                "response_types": self.kinds}
         if self.region_delays:
@@ -331,3 +332,37 @@ class SourceWorld:
             save_npy(dirpath / "parcels.npy", self.parcels)
         if self.spontaneous_loadings is not None:
             save_npy(dirpath / "spontaneous_loadings.npy", self.spontaneous_loadings)
+
+    @classmethod
+    def load(cls, dirpath, src_pos, hemi):
+        """Read a world written by :meth:`save` (its structure is redrawn from its seed).
+
+        Parameters
+        ----------
+        dirpath : path-like
+            The folder (a study's ``ground_truth/world``).
+        src_pos : array, shape (n_sources, 3)
+            The source positions it was drawn on (m).
+        hemi : array, shape (n_sources,)
+            Their hemispheres.
+
+        Returns
+        -------
+        world : SourceWorld
+        """
+        import json
+        from pathlib import Path
+
+        dirpath = Path(dirpath)
+        info = json.loads((dirpath / "world.json").read_text())
+        sw = cls(info["config"], src_pos, hemi, sfreq=info["sfreq"], seed=info["seed"])
+        labels = np.load(dirpath / "region_labels.npy", allow_pickle=False)
+        if not np.array_equal(labels, sw.labels) or sw.summary()["config"] != info["config"]:
+            raise ValueError(f"The world in '{dirpath}' was drawn on other source positions than "
+                             "the 'src_pos' given: pass the study's fsaverage source positions.")
+        sw.scale = np.load(dirpath / "linear_sd.npy", allow_pickle=False)
+        if (dirpath / "spontaneous_loadings.npy").is_file():
+            sw.spontaneous_loadings = np.load(dirpath / "spontaneous_loadings.npy",
+                                              allow_pickle=False)
+        sw.driven_power = info.get("driven_power")
+        return sw
