@@ -392,3 +392,17 @@ def test_world_study_ground_truth_decomposes(study_factory):
     draw = {"gain": gains, "spontaneous": np.load(gt / f"spontaneous-{story}.npy")}
     again = loaded.apply(x.copy(), 0, x.shape[1], draw)
     np.testing.assert_allclose(again, truth, rtol=1e-4, atol=1e-5 * np.abs(truth).max())
+
+
+def test_cli_world_option(tmp_path, capsys):
+    from neurofuse.cli import main
+    from neurofuse.data.store import read_dataset
+
+    out = tmp_path / "short5"
+    assert main(["simulate", "study", "tiny", "--world", "short5", "--out", str(out), "-q"]) == 0
+    ds = read_dataset(out)
+    assert ds.metadata["config"]["world"] == "short5"
+    assert ds.metadata["world"]["config"]["field_length_mm"] == 5.0
+    with pytest.raises(SystemExit):
+        main(["simulate", "study", "tiny", "--world", "nope", "--out", str(tmp_path / "x")])
+    assert "linear15" in capsys.readouterr().err and not (tmp_path / "x").exists()
