@@ -23,7 +23,9 @@ def _cmd_study(args):
     from ..simulation.study import StudyConfig, simulate_study
 
     config = StudyConfig.resolve(args.config)
-    overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr", "world")
+    overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr")
+    if hasattr(args, "study_world"):  # `world` is the command's own dest (study, ecog)
+        overrides["world"] = args.study_world
     if overrides:
         config = StudyConfig.from_dict({**config.to_dict(), **overrides})
     with ignore_limits("force" in args):
@@ -57,7 +59,7 @@ def add_parser(subparsers):
            help="override the fMRI CNR (a number or 'inf')")
     option(p, "--volume-cnr", type=cnr, keyword=False,
            help="override the fMRI-volume CNR of paired subjects (a number or 'inf')")
-    option(p, "--world", choices=list(WORLD_PRESETS), keyword=False,
+    option(p, "--world", dest="study_world", choices=list(WORLD_PRESETS), keyword=False,
            help="how the simulated brain responds (default linear15; see "
                 "docs/simulation-worlds.md): " + ", ".join(WORLD_PRESETS))
     option(p, "--n-jobs", type=int, help="parallel jobs for forward models")

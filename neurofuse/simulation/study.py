@@ -198,8 +198,12 @@ class StudyConfig:
 
         if isinstance(self.world, dict):
             object.__setattr__(self, "world", resolve_world(self.world).to_dict())
-        else:
-            resolve_world(self.world)  # raises for an unknown preset
+        world = resolve_world(self.world)  # raises for an unknown preset
+        if self.n_paired_subjects and world.hrf_peak_range is not None:
+            raise ValueError(
+                "StudyConfig.world has region HRFs (hrf_peak_range), which the EPI volumes of "
+                "paired subjects do not use yet: set n_paired_subjects=0 or hrf_peak_range=None."
+            )
         from ..anatomy.subjects import check_spacing
 
         check_spacing(self.spacing)

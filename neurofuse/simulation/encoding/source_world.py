@@ -204,8 +204,8 @@ class SourceWorld:
         -------
         draw : dict
             ``"gain"``: array, shape (n_gain_regions, n_times) (regions in
-            ``gain_regions``); ``"spontaneous"``: array, shape (K, n_times), zero mean and
-            unit variance per row, or None.
+            ``gain_regions``); ``"spontaneous"``: array, shape (K, n_times), zero-mean rows
+            with identity covariance over the story, or None.
         """
         w = self.world
         gain = np.zeros((len(self.gain_regions), n_times))
@@ -220,7 +220,11 @@ class SourceWorld:
             else:
                 z = _ar1(rng, k, n_times, w.spontaneous_tau, self.sfreq)
             z -= z.mean(axis=1, keepdims=True)
-            z /= np.maximum(z.std(axis=1, keepdims=True), np.finfo(float).tiny)
+            # Symmetric whitening: exactly uncorrelated, unit-variance rows, so the story's
+            # spontaneous power is exactly the calibrated one (mixing series of one spectrum
+            # keeps that spectrum).
+            evals, evecs = np.linalg.eigh(z @ z.T / n_times)
+            z = (evecs / np.sqrt(np.maximum(evals, np.finfo(float).tiny))) @ evecs.T @ z
         return {"gain": gain, "spontaneous": z}
 
     # -------------------------------------------------------------------- applying
