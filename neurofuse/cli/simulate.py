@@ -60,8 +60,9 @@ def add_parser(subparsers):
     option(p, "--volume-cnr", type=cnr, keyword=False,
            help="override the fMRI-volume CNR of paired subjects (a number or 'inf')")
     option(p, "--world", dest="study_world", choices=list(WORLD_PRESETS), keyword=False,
-           help="how the simulated brain responds (default linear15; see "
-                "docs/simulation-worlds.md): " + ", ".join(WORLD_PRESETS))
+           help="how the simulated brain responds: tuning length scale, nonlinearity, "
+                "spontaneous activity, region HRFs (default linear15; see "
+                "docs/simulation-worlds.md)")
     option(p, "--n-jobs", type=int, help="parallel jobs for forward models")
     add_force(p)
 
