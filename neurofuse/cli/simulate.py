@@ -6,6 +6,7 @@ simulated study's world).
 
 from __future__ import annotations
 
+from ..simulation.encoding.world import WORLDS as WORLD_PRESETS
 from ._utils import add_command, add_force, add_group, cnr, option, passed, print_summary
 
 NAME = "simulate"
@@ -23,6 +24,8 @@ def _cmd_study(args):
 
     config = StudyConfig.resolve(args.config)
     overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr")
+    if hasattr(args, "study_world"):  # `world` is the command's own dest (study, ecog)
+        overrides["world"] = args.study_world
     if overrides:
         config = StudyConfig.from_dict({**config.to_dict(), **overrides})
     with ignore_limits("force" in args):
@@ -56,6 +59,10 @@ def add_parser(subparsers):
            help="override the fMRI CNR (a number or 'inf')")
     option(p, "--volume-cnr", type=cnr, keyword=False,
            help="override the fMRI-volume CNR of paired subjects (a number or 'inf')")
+    option(p, "--world", dest="study_world", choices=list(WORLD_PRESETS), keyword=False,
+           help="how the simulated brain responds: tuning length scale, nonlinearity, "
+                "spontaneous activity, region HRFs (default linear15; see "
+                "docs/simulation-worlds.md)")
     option(p, "--n-jobs", type=int, help="parallel jobs for forward models")
     add_force(p)
 

@@ -222,7 +222,7 @@ def tr_kernel(hrf, n_per_tr):
     return smooth[n - 1::n][:n_out]
 
 
-def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
+def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, hrf_labels=None, chunk_size=512):
     """Source-level BOLD from source activity: envelope -> HRF -> one value per TR.
 
     For each source: the envelope (:func:`~neurofuse.physics.envelope.envelope`) of its
@@ -247,7 +247,11 @@ def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
         Repetition time in s; ``tr * sfreq`` must be an integer.
     hrf_kwargs : dict | None
         Keyword arguments for :func:`spm_hrf` (``peak``, ``undershoot``, ``ratio``,
-        ``length``, ``dispersion``, ``undershoot_dispersion``).
+        ``length``, ``dispersion``, ``undershoot_dispersion``); with ``hrf_labels``, a list
+        of such dicts (or None), one HRF per label.
+    hrf_labels : array of int, shape (n_sources,) | None
+        HRF of each source, an index into the list ``hrf_kwargs`` (e.g. one HRF per region);
+        None: one HRF for all sources.
     chunk_size : int
         Number of sources processed at once; peak memory is about
         ``chunk_size * n_times * 24`` bytes (float64 input).
@@ -264,6 +268,8 @@ def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
     sfreq = _check_positive("sfreq", sfreq)
     tr = _check_positive("tr", tr)
     _check_int("chunk_size", chunk_size, 1)
+    if hrf_labels is not None:
+        return _make_bold_labelled(sources, sfreq, tr, hrf_kwargs, hrf_labels, chunk_size)
     kw = _validate_hrf_kwargs(hrf_kwargs)
     n_per_tr = _samples_per_tr(sfreq, tr)
     n_sources, n_times = sources.shape
@@ -287,4 +293,26 @@ def make_bold(sources, sfreq, tr, *, hrf_kwargs=None, chunk_size=512):
             _check_finite("sources", sources)  # reports the index in the whole array
         env = envelope(block, axis=-1)  # (chunk, n_times)
         bold[start:stop] = tr_mean(convolve_hrf(env, hrf), n_per_tr)  # (chunk, n_trs)
+    return bold
+
+
+def _make_bold_labelled(sources, sfreq, tr, hrf_kwargs, hrf_labels, chunk_size):
+    """:func:`make_bold` with the HRF ``hrf_kwargs[hrf_labels[i]]`` for source ``i``."""
+    if not isinstance(hrf_kwargs, (list, tuple)) or not hrf_kwargs:
+        raise TypeError("With 'hrf_labels', 'hrf_kwargs' must be a non-empty list of dicts "
+                        f"(one HRF per label), got {type(hrf_kwargs).__name__}.")
+    labels = np.asarray(hrf_labels)
+    if labels.shape != (sources.shape[0],) or not np.issubdtype(labels.dtype, np.integer) or (
+            labels.size and (labels.min() < 0 or labels.max() >= len(hrf_kwargs))):
+        raise ValueError(
+            f"'hrf_labels' must be ints in [0, {len(hrf_kwargs)}) (indices into 'hrf_kwargs'), "
+            f"shape ({sources.shape[0]},), got shape {labels.shape}, dtype {labels.dtype}."
+        )
+    out_dtype = np.float32 if sources.dtype == np.float32 else np.float64
+    n_trs = sources.shape[1] // _samples_per_tr(sfreq, tr)
+    bold = np.empty((sources.shape[0], n_trs), dtype=out_dtype)
+    for lab in np.unique(labels):
+        rows = np.flatnonzero(labels == lab)
+        bold[rows] = make_bold(np.asarray(sources[rows]), sfreq, tr, hrf_kwargs=hrf_kwargs[lab],
+                               chunk_size=chunk_size)
     return bold

@@ -93,7 +93,8 @@ def apply_gain(gain, sources):
     return gain @ sources
 
 
-def measure_bold(sources, sfreq, tr, *, morph=None, hrf_kwargs=None, rows_per_chunk=1024):
+def measure_bold(sources, sfreq, tr, *, morph=None, hrf_kwargs=None, hrf_labels=None,
+                 rows_per_chunk=1024):
     """Source-level BOLD of one subject: ``TR-mean(HRF * envelope(M s))``.
 
     The morph is applied ``rows_per_chunk`` subject sources at a time, so only one chunk of
@@ -112,7 +113,10 @@ def measure_bold(sources, sfreq, tr, *, morph=None, hrf_kwargs=None, rows_per_ch
         Morph to the subject's sources; ``None``: BOLD of ``sources`` themselves. Cast to
         float32 when ``sources`` is float32, so a chunk is never upcast.
     hrf_kwargs : dict | None
-        Parameters of :func:`~neurofuse.physics.hrf.spm_hrf`.
+        Parameters of :func:`~neurofuse.physics.hrf.spm_hrf`; with ``hrf_labels``, a list
+        of them (one HRF per label).
+    hrf_labels : array of int, shape (n_sources_subject,) | None
+        HRF of each subject source (index into ``hrf_kwargs``); None: one HRF for all.
     rows_per_chunk : int
         Subject sources morphed at once.
 
@@ -123,7 +127,7 @@ def measure_bold(sources, sfreq, tr, *, morph=None, hrf_kwargs=None, rows_per_ch
     """
     rows_per_chunk = _check_int("rows_per_chunk", rows_per_chunk, 1)
     if morph is None:
-        return make_bold(sources, sfreq, tr, hrf_kwargs=hrf_kwargs)
+        return make_bold(sources, sfreq, tr, hrf_kwargs=hrf_kwargs, hrf_labels=hrf_labels)
     if np.ndim(sources) != 2 or morph.shape[1] != sources.shape[0]:
         raise ValueError(f"'sources' must have shape (n_sources, n_times) with n_sources = "
                          f"{morph.shape[1]} (the morph's columns), got shape "
@@ -133,7 +137,8 @@ def measure_bold(sources, sfreq, tr, *, morph=None, hrf_kwargs=None, rows_per_ch
     parts = []
     for r0 in range(0, morph.shape[0], rows_per_chunk):
         block = morph[r0:r0 + rows_per_chunk] @ sources  # (rows, n_times)
-        parts.append(make_bold(block, sfreq, tr, hrf_kwargs=hrf_kwargs))
+        labels = None if hrf_labels is None else hrf_labels[r0:r0 + rows_per_chunk]
+        parts.append(make_bold(block, sfreq, tr, hrf_kwargs=hrf_kwargs, hrf_labels=labels))
     return np.concatenate(parts)
 
 

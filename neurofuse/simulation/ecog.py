@@ -242,6 +242,15 @@ def _study_world(study_dir):
     return ds, config, encoder
 
 
+def _source_world(ds, encoder):
+    """The study's drawn world (nonlinearities, spontaneous activity), or None by default."""
+    from .encoding.source_world import SourceWorld
+
+    if "world" not in ds.metadata:  # written by simulate_study for worlds other than linear15
+        return None
+    return SourceWorld.load(ds.ground_truth_dir("world"), encoder.src_pos, encoder.hemi)
+
+
 def _derived_seed(*keys) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
@@ -361,7 +370,13 @@ def simulate_ecog(study_dir, out, *, n_subjects=3, story_minutes=30.0, cnr=1.0, 
     # ----------------------------------------------------------- signals
     n_times = story.n_times
     clean = {name: np.empty((g.shape[0], n_times), np.float32) for name, g in gains.items()}
+    source_world = _source_world(ds, encoder)  # None for the default (linear15) world
+    if source_world is not None:
+        draw = source_world.draw_story(np.random.default_rng(np.random.SeedSequence(
+            [world, 5])), n_times)
     for a, b, block in tqdm(encoder.iter_transform(story.features), desc="ground truth", **bar):
+        if source_world is not None:
+            block = source_world.apply(block, a, b, draw)
         for name, g in gains.items():
             clean[name][:, a:b] = apply_gain(g, block)
     noise_sd = encoder.amplitude / cnr if math.isfinite(cnr) else 0.0

@@ -103,6 +103,14 @@ class StudyConfig:
         σ_signal / σ_noise per voxel with signal.
     volume_fwhm : float | None
         Source → voxel kernel FWHM (mm); None: ``sqrt(voxel² + 3.5²)``.
+    world : str | dict
+        How the simulated brain responds: a preset of
+        :data:`~neurofuse.simulation.encoding.world.WORLDS` (``"linear15"``, the default,
+        ``"short5"``, ``"short10"``, ``"long20"``, ``"patches"``, ``"nonlinear"``,
+        ``"saturating"``, ``"rectifying"``, ``"gain"``, ``"spontaneous"``, ``"hrf_vary"``) or
+        a dict ``{"name": preset, field: value, ...}`` of
+        :class:`~neurofuse.simulation.encoding.world.WorldConfig` fields. Left out of
+        :meth:`to_dict` when it is the default, so such studies are written as before.
     """
 
     seed: int = 0
@@ -142,6 +150,7 @@ class StudyConfig:
     volume_drift_cutoff: float = 1 / 128
     volume_cnr: float = 0.3
     volume_fwhm: float | None = None
+    world: str | dict = "linear15"
 
     def __post_init__(self):
         def ints(name, minimum):
@@ -185,6 +194,16 @@ class StudyConfig:
             raise ValueError("StudyConfig.story_duration is shorter than two TRs; fMRI needs "
                              f"longer stories (got {self.story_duration} s, tr={self.tr} s).")
         _check_option("StudyConfig.save_sources", self.save_sources, ["test", "all", "none"])
+        from .encoding.world import resolve_world
+
+        if isinstance(self.world, dict):
+            object.__setattr__(self, "world", resolve_world(self.world).to_dict())
+        world = resolve_world(self.world)  # raises for an unknown preset
+        if self.n_paired_subjects and world.hrf_peak_range is not None:
+            raise ValueError(
+                "StudyConfig.world has region HRFs (hrf_peak_range), which the EPI volumes of "
+                "paired subjects do not use yet: set n_paired_subjects=0 or hrf_peak_range=None."
+            )
         from ..anatomy.subjects import check_spacing
 
         check_spacing(self.spacing)
@@ -262,7 +281,8 @@ class StudyConfig:
         """JSON-serialisable dict (infinite CNRs as the string ``"inf"``).
 
         Without paired subjects, ``n_paired_subjects`` and the ``volume_*`` fields (unused)
-        are left out, so the dict of such a study is what it was before they existed.
+        are left out, so the dict of such a study is what it was before they existed; so is
+        ``world`` when it is the default ``linear15``.
         """
         out = dataclasses.asdict(self)
         out["feature_dims"] = list(self.feature_dims)
@@ -274,7 +294,20 @@ class StudyConfig:
         if not self.n_paired_subjects:
             out = {k: v for k, v in out.items()
                    if k != "n_paired_subjects" and not k.startswith("volume_")}
+        if self.world_config().is_default:
+            del out["world"]
         return out
+
+    def world_config(self):
+        """The study's world as a :class:`~neurofuse.simulation.encoding.world.WorldConfig`.
+
+        Returns
+        -------
+        world : WorldConfig
+        """
+        from .encoding.world import resolve_world
+
+        return resolve_world(self.world)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -425,6 +458,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     from ..data.store import DatasetWriter, expected_n_trs
     from ..physics.measurement import add_noise, apply_gain, make_gain, measure_bold
     from .encoding import make_encoding_model
+    from .encoding.source_world import SourceWorld
     from .paired_volume import GT_DIR, VolumeRecorder, story_events
     from .stimuli import StimulusGenerator
 
@@ -477,11 +511,21 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     # ---------------------------------------------------------------- stimuli, ground truth
     gen = StimulusGenerator(dims=config.feature_dims, sfreq=config.sfreq, seed=config.seed)
     calib = gen.make_story(config.calibration_duration, seed=_seed(config, 1))
+    world = config.world_config()
+    # The default world adds nothing: its studies are bit-identical to those made before.
+    world = None if world.is_default else SourceWorld(world, src_pos, hemi, sfreq=config.sfreq,
+                                                      seed=_seed(config, 7))
     model = make_encoding_model(
         src_pos, calib.features, stream_slices=gen.stream_slices, sfreq=config.sfreq,
         seed=_seed(config, 2), stream_lags=config.stream_lags, n_components=config.n_components,
         amplitude=config.source_amplitude, hemi=hemi,
+        **(world.model_kwargs() if world is not None else {}),
     )
+    if world is not None:
+        world.calibrate(model, calib.features)
+        for sm in subjects:
+            if "fmri" in sm.modalities:
+                sm.extra["hrf_labels"] = world.hrf_labels(sm.morph)
     del calib
     streams = {k: [int(v.start), int(v.stop)] for k, v in gen.stream_slices.items()}
     metadata = {
@@ -493,6 +537,8 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
         "template": {"subject": "fsaverage", "spacing": config.spacing,
                      "vertices": [s["vertno"].tolist() for s in src]},
     }
+    if world is not None:
+        metadata["world"] = world.summary()
     if volumes is not None:
         metadata["units"]["fmri-volume"] = (
             "EPI intensity (a.u.): baseline * (1 + BOLD % change / 100) + drift + noise")
@@ -514,6 +560,10 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                 writer.add_grid(sm.name, "fmri-volume", affine=volumes.grid.affine,
                                 shape=volumes.grid.shape)
         model.save(writer.ground_truth_dir("encoding"), overwrite=True)
+        if world is not None:
+            world_dir = writer.ground_truth_dir("world")
+            world_dir.mkdir()
+            world.save(world_dir)
         scratch = tempfile.TemporaryDirectory(prefix=".nf-scratch-", dir=out.parent)
         try:
             for k, (story, split, duration, n_rep) in enumerate(
@@ -536,7 +586,12 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                         shape=(n_src, n_times))
                 meg_clean = {sm.name: np.empty((sm.gain.shape[0], n_times))
                              for sm in subjects if sm.gain is not None}
+                if world is not None:
+                    draw = world.draw_story(_rng(config, 8, k), n_times)
+                    _save_world_draw(world_dir, story, world, draw)
                 for a, b, block in model.iter_transform(st.features, chunk_size=config.chunk_size):
+                    if world is not None:
+                        block = world.apply(block, a, b, draw)
                     sources[:, a:b] = block
                     for sm in subjects:
                         if sm.gain is not None:
@@ -550,7 +605,10 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                                          add_noise(rng, meg_clean.pop(sm.name), config.meg_cnr,
                                                    n_repeats=n_rep))
                     if "fmri" in sm.modalities:
-                        bold = measure_bold(sources, config.sfreq, config.tr, morph=sm.morph)
+                        hrf = {} if world is None or world.hrf_kwargs() is None else dict(
+                            hrf_kwargs=world.hrf_kwargs(), hrf_labels=sm.extra["hrf_labels"])
+                        bold = measure_bold(sources, config.sfreq, config.tr, morph=sm.morph,
+                                            **hrf)
                         assert bold.shape[1] == expected_n_trs(n_times, config.sfreq, config.tr)
                         writer.write_fmri(sm.name, story,
                                           add_noise(rng, bold, config.fmri_cnr, n_repeats=n_rep))
@@ -571,3 +629,13 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
 
 def _seed(config: StudyConfig, *keys) -> int:
     return int(np.random.SeedSequence([config.seed, *keys]).generate_state(1)[0])
+
+
+def _save_world_draw(folder, story, world, draw):
+    """The story's gain signals and spontaneous time courses, in ``ground_truth/world``."""
+    from .._io import save_npy
+
+    if world.gain_regions:
+        save_npy(folder / f"gain-{story}.npy", draw["gain"].astype(np.float32))
+    if draw["spontaneous"] is not None:
+        save_npy(folder / f"spontaneous-{story}.npy", draw["spontaneous"].astype(np.float32))

@@ -95,6 +95,9 @@ def make_encoding_model(
     n_components=8,
     amplitude=1e-9,
     hemi=None,
+    field_length=0.015,
+    parcels=None,
+    region_delays=None,
     verbose=None,
 ):
     """Draw a ground-truth linear encoding model from features to fsaverage sources.
@@ -127,6 +130,18 @@ def make_encoding_model(
     hemi : array, shape (n_sources,) | None
         0 for left-hemisphere sources, 1 for right; None uses the sign of x (x < 0: left),
         which misplaces a few medial-wall vertices on fsaverage.
+    field_length : float
+        Length scale ``l`` (m) of the smooth random tuning fields, Gaussian processes of
+        covariance ``exp(-d^2 / (2 l^2))`` (15 mm: the default world).
+    parcels : array of int, shape (n_sources,) | None
+        A parcellation (e.g. :func:`~neurofuse.simulation.encoding.spatial.make_parcels`):
+        the tuning fields are then independent normal values per parcel and the region
+        profiles their parcel means, so the loadings are piecewise constant over parcels
+        (``field_length`` is unused). None: smooth fields.
+    region_delays : dict of str -> float | None
+        Extra latency (s, >= 0, rounded to samples) of the responses of the regions named
+        (``"<region>-lh"``, ``"<region>-rh"`` or ``"background"``): their temporal kernels
+        are shifted by it (see :class:`SourceEncodingModel`). None: no delays.
     verbose : bool | str | int | None
         Log level.
 
@@ -170,6 +185,20 @@ def make_encoding_model(
                     f"{1 / sfreq:g} s), got {lag:g} s."
                 )
             lags[s] = lag
+    field_length = _check_positive("field_length", field_length)
+    if field_length > 0.5:
+        raise ValueError(
+            f"'field_length' must be in metres, got {field_length:g} (that is more than a "
+            "brain): it looks like mm, divide by 1000."
+        )
+    if parcels is not None:
+        parcels = np.asarray(parcels)
+        if parcels.shape != (src_pos.shape[0],) or not np.issubdtype(parcels.dtype, np.integer) \
+                or parcels.min() < 0:
+            raise ValueError(
+                f"'parcels' must be None or non-negative ints, shape ({src_pos.shape[0]},), "
+                f"got shape {parcels.shape} of dtype {parcels.dtype}."
+            )
     seed_json = (
         int(seed) if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) else None
     )
@@ -182,7 +211,15 @@ def make_encoding_model(
         )
     )
     profiles = _region_profiles(src_pos, hemi, REGIONS)
-    basis = _fourier_basis(src_pos, rng)  # (n_sources, M)
+    if parcels is None:
+        basis = _fourier_basis(src_pos, rng, field_length)  # (n_sources, M)
+    else:
+        n_parcels = int(parcels.max()) + 1
+        counts = np.bincount(parcels, minlength=n_parcels).astype(float)
+        profiles = {  # parcel means: piecewise constant over parcels
+            name: (np.bincount(parcels, prof, n_parcels) / np.maximum(counts, 1))[parcels]
+            for name, prof in profiles.items()
+        }
     k = int(n_components)
     loadings, mixing, kernels, latent_regions = [], {}, {}, {}
     for s, sl in slices.items():
@@ -196,7 +233,10 @@ def make_encoding_model(
         ]
         gains.append(("background", _BACKGROUND_GAIN))
         for name, gain in gains:
-            fields = basis @ rng.standard_normal((basis.shape[1], k))  # (n_sources, K)
+            if parcels is None:
+                fields = basis @ rng.standard_normal((basis.shape[1], k))  # (n_sources, K)
+            else:
+                fields = rng.standard_normal((n_parcels, k))[parcels]  # (n_sources, K)
             lat.append(gain * profiles[name][:, None] * fields / math.sqrt(k))
             regions.append(name)
         loadings.append(np.concatenate(lat, axis=1))  # (n_sources, R_s K)
@@ -217,6 +257,7 @@ def make_encoding_model(
         amplitude=amplitude,
         n_components=k,
         seed=seed_json,
+        region_delays=region_delays,
     )
     # Scale: (1) each stream's latent time courses to unit mean variance on the calibration
     # features, so that the region gains compare streams; (2) the loadings so that the 95th

@@ -54,6 +54,26 @@ def _check_features(name, features, n_features=None):
     return features
 
 
+def _check_region_delays(region_delays, latent_regions, sfreq):
+    if not region_delays:
+        return {}
+    if not isinstance(region_delays, dict):
+        raise TypeError(f"'region_delays' must be a dict of region -> seconds or None, got "
+                        f"{type(region_delays).__name__}.")
+    known = sorted({r for regions in latent_regions.values() for r in regions})
+    out = {}
+    for region, delay in region_delays.items():
+        if region not in known:
+            raise ValueError(f"Invalid region {region!r} in 'region_delays': expected names "
+                             f"among {known}.")
+        delay = float(delay)
+        if not np.isfinite(delay) or delay < 0:
+            raise ValueError(f"'region_delays[{region!r}]' must be a finite delay >= 0 s, got "
+                             f"{delay!r}.")
+        out[region] = round(delay * sfreq) / sfreq  # whole samples
+    return out
+
+
 def _check_chunk(chunk_size):
     _check_int("chunk_size", chunk_size, 1)
     return int(chunk_size)
@@ -88,6 +108,10 @@ class SourceEncodingModel:
         Source positions in m (fsaverage surface RAS).
     hemi : array, shape (n_sources,)
         0 for left-hemisphere sources, 1 for right.
+    region_delays : dict of str -> float
+        Extra latency (s, a whole number of samples) of the latent responses of each region
+        named: the kernel of its latent columns is ``kernel`` delayed by that much (empty:
+        none, the default world).
     """
 
     def __init__(
@@ -106,6 +130,7 @@ class SourceEncodingModel:
         amplitude,
         n_components,
         seed=None,
+        region_delays=None,
     ):
         self.spatial_loadings = np.asarray(spatial_loadings, dtype=np.float64)
         self.mixing = {k: np.asarray(v, dtype=np.float64) for k, v in mixing.items()}
@@ -132,6 +157,7 @@ class SourceEncodingModel:
                 f"{starts[-1]} latent rows in 'mixing', src_pos {self.src_pos.shape}, "
                 f"hemi {self.hemi.shape}."
             )
+        self.region_delays = _check_region_delays(region_delays, self.latent_regions, self.sfreq)
         self._a32 = None
 
     def __repr__(self):
@@ -201,8 +227,8 @@ class SourceEncodingModel:
         identical for any ``chunk_size`` and exactly causal.
         """
         n_times = features.shape[0]
-        hist = {s: self.kernels[s].size - 1 for s in self.stream_names}
-        taps = {s: np.flatnonzero(self.kernels[s]) for s in self.stream_names}
+        groups = {s: self._kernel_groups(s) for s in self.stream_names}
+        hist = {s: max(h.size for _, h in groups[s]) - 1 for s in self.stream_names}
         past = {s: np.zeros((hist[s], self.mixing[s].shape[0])) for s in self.stream_names}
         x = np.zeros((_BLOCK, self.n_features))
         for b0 in range(0, n_times, _BLOCK):
@@ -216,14 +242,34 @@ class SourceEncodingModel:
                 stacked = np.concatenate([past[s], p], axis=0)  # (hist + S, n_lat_s)
                 # Direct causal FIR, u[t] = sum_k h[k] p[t - k], summed in a fixed order
                 # (elementwise, no FFT/BLAS): exact causality and chunk invariance.
-                h, n_hist = self.kernels[s], hist[s]
+                n_hist = hist[s]
                 acc = np.zeros_like(p)
-                for k in taps[s]:
-                    acc += h[k] * stacked[n_hist - k : n_hist - k + _BLOCK]
+                for cols, h in groups[s]:
+                    if cols is None:  # one kernel for the whole stream
+                        for k in np.flatnonzero(h):
+                            acc += h[k] * stacked[n_hist - k : n_hist - k + _BLOCK]
+                    else:
+                        for k in np.flatnonzero(h):
+                            acc[:, cols] += h[k] * stacked[n_hist - k : n_hist - k + _BLOCK, cols]
                 u[:, self.latent_slices[s]] = acc
                 if hist[s]:
                     past[s] = stacked[-hist[s] :]
             yield b0, b1, u
+
+    def _kernel_groups(self, stream):
+        """``[(cols, kernel)]``: the latent columns of ``stream`` sharing each kernel.
+
+        ``cols`` is None (all columns) without region delays.
+        """
+        h = self.kernels[stream]
+        if not self.region_delays:
+            return [(None, h)]
+        k = self.n_components
+        out = []
+        for i, region in enumerate(self.latent_regions[stream]):
+            shift = int(round(self.region_delays.get(region, 0.0) * self.sfreq))
+            out.append((slice(i * k, (i + 1) * k), np.concatenate([np.zeros(shift), h])))
+        return out
 
     def _loadings32(self):
         if self._a32 is None:
@@ -327,6 +373,7 @@ class SourceEncodingModel:
                 }
                 for s in self.stream_names
             },
+            **({"region_delays": self.region_delays} if self.region_delays else {}),
             "regions": {
                 k: {"center_mm_rh": list(c), "sigma_mm": sg} for k, (c, sg) in REGIONS.items()
             },
@@ -386,4 +433,5 @@ class SourceEncodingModel:
             amplitude=meta["amplitude"],
             n_components=meta["n_components"],
             seed=meta["seed"],
+            region_delays=meta.get("region_delays"),
         )

@@ -47,12 +47,88 @@ def _region_profiles(src_pos, hemi, regions):
     return out
 
 
-def _fourier_basis(src_pos, rng):
-    """(n_sources, M) random Fourier features of a Gaussian kernel (length 15 mm).
+def _fourier_basis(src_pos, rng, length=_FIELD_LENGTH):
+    """(n_sources, M) random Fourier features of a Gaussian kernel of length ``length`` (m).
 
     ``f = basis @ a`` with ``a ~ N(0, I_M)`` is approximately a Gaussian process with
-    covariance ``exp(-|x - y|^2 / (2 l^2))`` (unit variance).
+    covariance ``exp(-|x - y|^2 / (2 l^2))`` (unit variance); ``l`` = 15 mm by default.
     """
-    omega = rng.standard_normal((3, _N_FOURIER)) / _FIELD_LENGTH
+    omega = rng.standard_normal((3, _N_FOURIER)) / length
     phase = rng.uniform(0.0, 2 * np.pi, _N_FOURIER)
     return math.sqrt(2.0 / _N_FOURIER) * np.cos(src_pos @ omega + phase)
+
+
+#: A source belongs to a region where that region's profile is the largest and at least this.
+REGION_THRESHOLD = 0.5
+
+
+def region_labels(src_pos, hemi):
+    """Hard region of each source: where a region's Gaussian profile is largest and >= 0.5.
+
+    Parameters
+    ----------
+    src_pos : array, shape (n_sources, 3)
+        Source positions in m (fsaverage surface RAS).
+    hemi : array, shape (n_sources,)
+        0 for left-hemisphere sources, 1 for right.
+
+    Returns
+    -------
+    labels : array of int, shape (n_sources,)
+        Index into ``names`` of each source's region.
+    names : list of str
+        ``"<region>-lh"``, ``"<region>-rh"`` for each entry of :data:`REGIONS`, then
+        ``"background"`` (the sources of no region, about 1.18 s.d. or more from every centre).
+    """
+    profiles = _region_profiles(np.asarray(src_pos, float), np.asarray(hemi), REGIONS)
+    names = list(profiles)  # regions (lh, rh) then 'background'
+    stack = np.stack([profiles[n] for n in names[:-1]])  # (n_regions, n_sources)
+    best = stack.argmax(axis=0)
+    labels = np.where(stack.max(axis=0) >= REGION_THRESHOLD, best, len(names) - 1)
+    return labels.astype(np.int64), names
+
+
+def make_parcels(src_pos, hemi, size, rng):
+    """Random parcellation into patches about ``size`` across, never crossing hemispheres.
+
+    Seeds are taken in random order and kept when at least ``size`` away from every seed
+    kept before in the same hemisphere (a Poisson-disk sample, so seeds are ``size`` to about
+    ``2 size`` apart); every source joins its nearest seed of its hemisphere.
+
+    Parameters
+    ----------
+    src_pos : array, shape (n_sources, 3)
+        Source positions in m.
+    hemi : array, shape (n_sources,)
+        0 for left-hemisphere sources, 1 for right.
+    size : float
+        Minimal distance between seeds in m.
+    rng : numpy.random.Generator
+        Random order of the candidate seeds.
+
+    Returns
+    -------
+    parcels : array of int, shape (n_sources,)
+        Parcel index of each source, ``0 .. n_parcels - 1``.
+    """
+    from scipy.spatial import cKDTree
+
+    src_pos = np.asarray(src_pos, float)
+    hemi = np.asarray(hemi)
+    parcels = np.empty(src_pos.shape[0], np.int64)
+    offset = 0
+    for h in np.unique(hemi):
+        idx = np.flatnonzero(hemi == h)
+        pos = src_pos[idx]
+        taken = np.zeros(idx.size, bool)
+        blocked = np.zeros(idx.size, bool)
+        tree = cKDTree(pos)
+        for i in rng.permutation(idx.size):
+            if not blocked[i]:
+                taken[i] = True
+                blocked[tree.query_ball_point(pos[i], size)] = True
+        seeds = np.flatnonzero(taken)
+        _, nearest = cKDTree(pos[seeds]).query(pos)
+        parcels[idx] = nearest + offset
+        offset += seeds.size
+    return parcels
