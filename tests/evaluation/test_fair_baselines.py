@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuse.anatomy import fsaverage_source_positions, source_smoother
+from neurofuse.anatomy import fsaverage_source_positions
 from neurofuse.data.store import read_dataset
 from neurofuse.evaluation.metrics import spatial_r, temporal_r
 from neurofuse.evaluation.pipeline import evaluate_study
