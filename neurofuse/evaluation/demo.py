@@ -66,7 +66,9 @@ def _recovery_html(evaluation):
     text = ("the classical inverses (appendix C) inverted each MEG subject's recording of the "
             "test stories" if len(methods) > 1 else "")
     if smoothed:
-        text += (", and were scored again smoothed with the joint model's own source smoother "
+        width = getattr(evaluation, "smooth_fwhm", None)
+        text += (", and were scored again smoothed with the joint model's own source smoother"
+                 f"{f' ({width:g} mm FWHM)' if width else ''} "
                  f"({', '.join(smoothed)}: the same spatial prior as the model)")
     return text + ("; " if text else "")
 

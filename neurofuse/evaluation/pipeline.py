@@ -87,6 +87,8 @@ class StudyEvaluation:
         The trained model.
     fsaverage_vertices : list of array | None
         Vertex numbers of the fsaverage source space (for cortical maps).
+    smooth_fwhm : float | None
+        FWHM (mm) of the smoother of the ``"<inverse>+smooth"`` methods (None: none scored).
     """
 
     source_recovery: list
@@ -99,6 +101,7 @@ class StudyEvaluation:
     history: Path | None = None
     model_dir: Path | None = None
     fsaverage_vertices: list | None = None
+    smooth_fwhm: float | None = None
 
     def results(self) -> dict:
         """The ``results.json`` content of this study."""
@@ -302,10 +305,15 @@ def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
     return JointModel.load(fit_dir / "model"), fit_dir
 
 
+def _smoothing_width(model, smooth_fwhm):
+    """The FWHM (mm) :func:`source_recovery` smooths the inverses at (None: not at all)."""
+    return model_source_fwhm(model) if smooth_fwhm == "model" else smooth_fwhm
+
+
 def _smoothed_methods(methods, model, smooth_fwhm):
     """Names of the smoothed inverses :func:`source_recovery` will score."""
-    fwhm = model_source_fwhm(model) if smooth_fwhm == "model" else smooth_fwhm
-    return [smoothed_name(m) for m in methods] if fwhm is not None else []
+    return ([smoothed_name(m) for m in methods]
+            if _smoothing_width(model, smooth_fwhm) is not None else [])
 
 
 def _recovery_step(ds, out, model, *, methods, smooth_fwhm, keep, meg_cnr, fmri_cnr):
@@ -477,7 +485,9 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         prediction_maps={**ridge_maps, **model_maps}, timecourses=kept,
         timecourse_sources=sources, timecourse_meta={"story": story, "subject": subject},
         history=history, model_dir=model_dir,
-        fsaverage_vertices=[np.asarray(v) for v in model.vertices] if model.vertices else None)
+        fsaverage_vertices=[np.asarray(v) for v in model.vertices] if model.vertices else None,
+        smooth_fwhm=(_smoothing_width(model, smooth_fwhm)
+                     if any(r["method"].endswith("+smooth") for r in rec_rows) else None))
 
 
 def _runnable_methods(ds, methods, meg_subjects, stories):

@@ -152,6 +152,7 @@ def test_smoothed_rows_in_evaluate_study(ds, evaluated, mne_estimate):
                                               rel=1e-5)
     assert row["spatial_r"] == pytest.approx(float(np.nanmean(spatial_r(est, truth))), rel=1e-5)
     assert smoothed_name("MNE") in fair.temporal_r_maps and "MNE+smooth" in fair.timecourses
+    assert fair.smooth_fwhm == 12.0 and plain.smooth_fwhm is None
     assert not (out / "inverses").exists()  # the smoothed estimates were removed too
 
 
@@ -162,7 +163,7 @@ def test_report_lists_the_smoothed_inverses(ds, evaluated, tmp_path):
     _, _, fair = evaluated
     html = make_study_report(fair, ds, tmp_path / "report.html").read_text()
     assert "MNE+smooth" in html
-    assert "smoothed with the joint model&#x27;s own source smoother" in html
+    assert "smoothed with the joint model&#x27;s own source smoother (12 mm FWHM)" in html
     rows = [{"method": "neurofuse", "temporal_r": 0.3, "spatial_r": 0.2},
             {"method": "fMNE", "temporal_r": 0.1, "spatial_r": 0.15},
             {"method": "fMNE+smooth", "temporal_r": 0.25, "spatial_r": 0.35}]
