@@ -124,7 +124,7 @@ def _key(*parts):
     return "|".join(parts)
 
 
-def pick_timecourse_sources(truth, n=3):
+def pick_timecourse_sources(truth, n=3, *, n_lh=None):
     """A few strongly driven, well separated fsaverage sources to show time courses of.
 
     The highest-variance source of each hemisphere, then the next highest at least 500
@@ -134,13 +134,16 @@ def pick_timecourse_sources(truth, n=3):
     ----------
     truth : array, shape (n_sources, n_times)
     n : int
+    n_lh : int | None
+        Number of left-hemisphere sources (the first rows); default half of them (as in the
+        ``oct`` source spaces). A store's are ``len(metadata['template']['vertices'][0])``.
 
     Returns
     -------
     sources : array of int, shape (n,)
     """
     var = np.asarray(truth, np.float64).var(axis=1)
-    half = len(var) // 2
+    half = len(var) // 2 if n_lh is None else int(n_lh)
     order = np.argsort(-var)
     picked = [int(np.argmax(var[:half])), half + int(np.argmax(var[half:]))][:n]
     for i in order:
@@ -468,7 +471,8 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
         subject = meg_subjects[0] if meg_subjects else None
         keep = {"story": story, "subject": subject,
-                "sources": pick_timecourse_sources(ds.ground_truth(f"sources/{story}")),
+                "sources": pick_timecourse_sources(ds.ground_truth(f"sources/{story}"),
+                                                   n_lh=_n_lh(ds)),
                 "seconds": 10.0}
         rec_rows, t_maps, kept, sources = _recovery_step(
             ds, out, model, methods=_runnable_methods(ds, methods, meg_subjects, stories),
@@ -488,6 +492,12 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         fsaverage_vertices=[np.asarray(v) for v in model.vertices] if model.vertices else None,
         smooth_fwhm=(_smoothing_width(model, smooth_fwhm)
                      if any(r["method"].endswith("+smooth") for r in rec_rows) else None))
+
+
+def _n_lh(ds):
+    """Left-hemisphere sources of the store's template (None when it does not say)."""
+    vertices = ds.metadata.get("template", {}).get("vertices")
+    return len(vertices[0]) if vertices else None
 
 
 def _runnable_methods(ds, methods, meg_subjects, stories):

@@ -109,3 +109,24 @@ def test_evaluate_a_meg_only_store_on_other_vertices(fit_file, tmp_path, catch_l
     assert model.n_sources == 2052
     assert [list(v) for v in model.vertices] == [list(v) for v in vertices]
     assert (out / "report.html").is_file()
+
+
+@pytest.mark.slow  # ridge of one subject and one inverse (~15 s idle)
+def test_evaluate_a_model_on_a_subset_of_its_subjects(tiny_study, tmp_path):
+    """A model fitted on MEG and fMRI subjects, scored on a store with only its MEG subject:
+    the subjects the store lacks are not scored (nor asked for)."""
+    from neurofuse.systems.joint.model import JointModel
+
+    full = read_dataset(tiny_study)
+    model = JointModel.from_dataset(full, encoder_kwargs=dict(d_model=8, n_layers=1, n_heads=2,
+                                                              d_ff=16, window=10))
+    model.save(tmp_path / "model")
+    assert set(model.fmri_heads) == {"S02"}
+    store = rewrite_store(full, tmp_path / "meg-only", subjects=["S01"])
+    out = tmp_path / "out"
+    assert main(["joint", "evaluate", "--data", str(store.path), "--out", str(out),
+                 "--model", str(tmp_path / "model"), "--methods", "MNE", "-q"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert _pairs(results["prediction"]) == [("S01", "meg", "neurofuse"), ("S01", "meg", "ridge")]
+    assert [r["method"] for r in results["source_recovery"]] == ["neurofuse", "MNE"]
+    assert not (out / "fit").exists()
