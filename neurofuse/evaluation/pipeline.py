@@ -425,6 +425,11 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
                              f"{smooth_fwhm!r}.")
         smooth_fwhm = _check_positive("smooth_fwhm", smooth_fwhm)
     ds = data if hasattr(data, "splits") else read_dataset(data)
+    truth = has_truth(ds)
+    if not truth:  # said now, not after the training
+        logger.warning("Source recovery skipped: the dataset '%s' has no ground-truth sources "
+                       "for its test stories (only a simulation has them). The ridge ceilings "
+                       "and the held-out prediction scores still run.", ds.path)
     out = Path(out).expanduser()
     step = progress or (lambda name: None)
     given = model_dir = history = None
@@ -465,7 +470,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     step("source recovery")
     story = subject = None
     rec_rows, t_maps, kept, sources = [], {}, {}, np.zeros(0, int)
-    if has_truth(ds):
+    if truth:
         stories = truth_stories(ds)
         story = stories[0]
         meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
@@ -477,10 +482,6 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         rec_rows, t_maps, kept, sources = _recovery_step(
             ds, out, model, methods=_runnable_methods(ds, methods, meg_subjects, stories),
             smooth_fwhm=smooth_fwhm, keep=keep, meg_cnr=meg_cnr, fmri_cnr=fmri_cnr)
-    else:
-        logger.warning("Source recovery skipped: the dataset '%s' has no ground-truth sources "
-                       "for its test stories (only a simulation has them). The ridge ceilings "
-                       "and the held-out prediction scores still run.", ds.path)
     step("prediction scores")
     model_rows, model_maps = prediction_table(ds, model=model)
     pred_rows = _merge_prediction(ds, model_rows, ridge_rows)
