@@ -61,10 +61,8 @@ def _cmd_evaluate(args):
     from ..data.store import read_dataset
     from ..evaluation.demo import make_study_report, summary_line
     from ..evaluation.pipeline import evaluate_study
-    from ..evaluation.recovery import truth_stories
 
-    ds = read_dataset(args.data)
-    truth_stories(ds)  # source recovery needs ground truth: refuse before hours of work
+    ds = read_dataset(args.data)  # any store; without ground truth, source recovery is skipped
     out = Path(args.out).expanduser()
     with ignore_limits("force" in args):
         if "model" not in args:  # the joint model is trained last: refuse it now if too big
@@ -75,7 +73,7 @@ def _cmd_evaluate(args):
             train, encoder = load_fit_config(getattr(args, "fit_config", DEMO_FIT))
             check_fit_dataset(ds, train, encoder)
         evaluation = evaluate_study(ds, out, **passed(args, "model", "fit_config", "methods",
-                                                      "fmri_denoise", "device"))
+                                                      "smooth_fwhm", "fmri_denoise", "device"))
     results = evaluation.results()
     write_json(out / "results.json", results, what="results")
     report = make_study_report(evaluation, ds, out / "report.html",
@@ -97,11 +95,11 @@ def _cmd_benchmark(args):
     from ..viz.figures import format_cnr
 
     res = run_simulation_benchmark(args.out, **passed(
-        args, "study", "fit_config", "meg_cnrs", "fmri_cnrs", "methods", "seed", "n_jobs",
-        "device"))
-    print(f"{'method':<10} {'MEG CNR':>8} {'fMRI CNR':>8} {'temporal r':>11} {'spatial r':>10}")
+        args, "study", "fit_config", "meg_cnrs", "fmri_cnrs", "methods", "smooth_fwhm", "seed",
+        "n_jobs", "device"))
+    print(f"{'method':<15} {'MEG CNR':>8} {'fMRI CNR':>8} {'temporal r':>11} {'spatial r':>10}")
     for r in res["source_recovery"]:
-        print(f"{r['method']:<10} {format_cnr(r['meg_cnr']):>8} {format_cnr(r['fmri_cnr']):>8} "
+        print(f"{r['method']:<15} {format_cnr(r['meg_cnr']):>8} {format_cnr(r['fmri_cnr']):>8} "
               f"{r['temporal_r']:>11.3f} {r['spatial_r']:>10.3f}")
     print(f"Results: {Path(args.out) / 'results.json'}; report: {Path(args.out) / 'report.html'}")
 
@@ -122,6 +120,33 @@ def _cmd_ecog(args):
 
 
 _INVERSES = LazyChoices("neurofuse.evaluation.pipeline:INVERSE_METHODS")
+
+
+def smooth_fwhm(text):
+    """``--smooth-fwhm``: ``model``, ``none`` or a width in mm."""
+    import argparse
+    import math
+
+    low = text.strip().lower()
+    if low == "model":
+        return "model"
+    if low == "none":
+        return None
+    try:
+        value = float(low)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected 'model', 'none' or a positive width in mm, got {text!r}")
+    return value
+
+
+def _add_smooth(p):
+    option(p, "--smooth-fwhm", type=smooth_fwhm, metavar="MM|model|none",
+           help="also score every inverse smoothed with the joint model's spatial prior, as "
+                "'<inverse>+smooth': at the width of the model's smoothed source layer "
+                "(model, the default; none for a plain layer), at MM mm FWHM, or not (none)")
 _DENOISE = LazyChoices("neurofuse.baselines.ridge.denoise:FMRI_DENOISE")
 
 
@@ -170,9 +195,11 @@ def add_parser(subparsers):
     p = add_command(sub, "evaluate", _cmd_evaluate,
                     target="neurofuse.evaluation.pipeline:evaluate_study",
                     help="ridge ceilings, the joint model, classical inverses and every score "
-                         "on a simulated study: results.json and report.html")
-    p.add_argument("--data", required=True, help="a simulated dataset (neurofuse simulate "
-                                                 "study): scores need its ground truth")
+                         "on a dataset store: results.json and report.html")
+    p.add_argument("--data", required=True, help="a dataset store with MEG and/or fMRI "
+                   "subjects (neurofuse simulate study, data prepare, or your own); source "
+                   "recovery runs only where it has ground-truth sources (a simulation) and "
+                   "is skipped otherwise")
     p.add_argument("--out", required=True, help="output folder: ridge/, fit/ (the joint "
                    "model, trained or resumed there unless --model is given), results.json, "
                    "report.html; what an interrupted run of the same model left is reused")
@@ -184,6 +211,7 @@ def add_parser(subparsers):
            "(default: the demo's; not with --model)")
     option(p, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
+    _add_smooth(p)
     option(p, "--fmri-denoise", choices=_DENOISE, help="training fMRI: raw (none), the fMRI "
            "ridge ceiling's in-sample fit (the paper's), out-of-fold ridge predictions "
            "(cross-fitted) or chosen by validation loss (auto); default: the fit config's")
@@ -210,6 +238,7 @@ def add_parser(subparsers):
     option(b, "--fmri-cnr", dest="fmri_cnrs", type=cnr, nargs="+", help="fMRI CNRs")
     option(b, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
+    _add_smooth(b)
     option(b, "--seed", type=int, help="override the study's seed")
     add_device(b)
     option(b, "--n-jobs", type=int, help="parallel jobs for forward models")

@@ -42,7 +42,8 @@ def _with_cnr(rows, meg_cnr, fmri_cnr):
 
 @verbose
 def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_CNRS,
-                             fmri_cnrs=FMRI_CNRS, methods=INVERSE_METHODS, seed=None,
+                             fmri_cnrs=FMRI_CNRS, methods=INVERSE_METHODS, smooth_fwhm="model",
+                             seed=None,
                              n_jobs=None, device=None, report=True, verbose=None) -> dict:
     """Source recovery and prediction across noise levels (Fig. 3, Tables 1-2).
 
@@ -62,6 +63,12 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
         Noise levels (``inf``: noiseless).
     methods : sequence of str
         Classical inverses.
+    smooth_fwhm : "model" | float | None
+        Also score every inverse smoothed with the joint model's spatial prior, as extra
+        methods ``"<inverse>+smooth"`` (e.g. ``"fMNE+smooth"``; the fair baselines of issue
+        15): at the width of the model's smoothed source layer (``"model"``; the ``demo``
+        preset's 15 mm), at a given FWHM in mm, or not (None). See
+        :func:`~neurofuse.evaluation.pipeline.evaluate_study`.
     seed : int | None
         Overrides the study's seed (the same for every condition).
     n_jobs : int | None
@@ -103,7 +110,7 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
             config = StudyConfig.from_dict({**base, "meg_cnr": meg_cnr, "fmri_cnr": fmri_cnr})
             simulate_study(config, data, overwrite=True, n_jobs=n_jobs)
         ev = evaluate_study(read_dataset(data), cond, fit_config=fit_config, methods=methods,
-                            device=device)
+                            smooth_fwhm=smooth_fwhm, device=device)
         results["source_recovery"] += ev.source_recovery
         results["prediction"] += _with_cnr(ev.prediction, meg_cnr, fmri_cnr)
         write_json(out / "results.json", results, what="benchmark results")
@@ -119,7 +126,9 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
                 f"<p>Study <code>{html.escape(str(study or DEMO_STUDY))}</code>; {len(conditions)} noise conditions "
                 "(MEG CNR x fMRI CNR). Per condition: the joint model trained on the training "
                 "stories, ridge ceilings per subject, classical inverses of every MEG subject "
-                "on the test stories. Scores against the simulation's ground truth.</p>"))],
+                "on the test stories, also smoothed with the joint model's own source smoother "
+                "(methods '&lt;inverse&gt;+smooth': the same spatial prior as the model). Scores "
+                "against the simulation's ground truth.</p>"))],
             "Source recovery": [("Source recovery vs ground truth",
                                  plot_recovery_bars(results["source_recovery"]),
                                  ("Mean temporal and spatial r per method and noise level "

@@ -19,6 +19,7 @@ from .._io import make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
 from .pipeline import DEMO_FIT, DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import NEUROFUSE
+from .smoothing import smoothed_name
 
 #: The demo's ECoG test (paper §5): new simulated subjects with implanted grids and strips
 #: hearing a new story of the same simulated world (shorter than the paper's 30 minutes).
@@ -36,7 +37,7 @@ def summary_line(results: dict) -> str:
     """One line with the headline numbers of a ``results.json``."""
     rec = {r["method"]: r for r in results.get("source_recovery", [])}
     parts = []
-    for m in (NEUROFUSE, "fMNE"):
+    for m in (NEUROFUSE, "fMNE", smoothed_name("fMNE")):
         if m in rec:
             parts.append(f"{m} temporal r {_fmt(rec[m]['temporal_r'])} / spatial r "
                          f"{_fmt(rec[m]['spatial_r'])}")
@@ -55,6 +56,23 @@ def summary_line(results: dict) -> str:
     return "; ".join(parts)
 
 
+def _recovery_html(evaluation):
+    """What the source recovery compared, or why it did not run."""
+    methods = [r["method"] for r in evaluation.source_recovery]
+    if not methods:
+        return ("The dataset has no ground-truth sources for its test stories (it is not a "
+                "simulation), so source recovery was not scored; ")
+    smoothed = [m for m in methods if m.endswith("+smooth")]
+    text = ("the classical inverses (appendix C) inverted each MEG subject's recording of the "
+            "test stories" if len(methods) > 1 else "")
+    if smoothed:
+        width = getattr(evaluation, "smooth_fwhm", None)
+        text += (", and were scored again smoothed with the joint model's own source smoother"
+                 f"{f' ({width:g} mm FWHM)' if width else ''} "
+                 f"({', '.join(smoothed)}: the same spatial prior as the model)")
+    return text + ("; " if text else "")
+
+
 def _summary_html(ds, evaluation, results, extra=""):
     s = ds.summary()
     subs = s["subjects"]
@@ -68,14 +86,17 @@ def _summary_html(ds, evaluation, results, extra=""):
     n_src = next((v["n_sources_fsaverage"] for v in subs.values()
                   if v.get("n_sources_fsaverage")), None)
     cnr_txt = ", ".join(f"{m.upper()} CNR {v}" for m, v in cnrs.items())
+    simulated = str(ds.metadata.get("generator", "")).startswith("neurofuse.simulation")
+    what = ("A simulated naturalistic study on the embedded fsaverage anatomy" if simulated
+            else f"The dataset {Path(ds.path).name}")
     return (
-        "<p>A simulated naturalistic study on the embedded fsaverage anatomy"
+        f"<p>{html.escape(what)}"
         f"{f' ({n_src} fsaverage sources)' if n_src else ''}: "
         f"{n_meg} MEG and {n_fmri} fMRI subjects, {len(s['stories'])} stories "
-        f"({html.escape(story_txt)}), {html.escape(cnr_txt)}. The joint model was trained on "
-        "the training stories; the ridge ceilings were fitted per subject; the classical "
-        "inverses (appendix C) inverted each MEG subject's recording of the test stories. "
-        "Every score is on held-out test stories.</p>"
+        f"({html.escape(story_txt)}){f', {html.escape(cnr_txt)}' if cnr_txt else ''}. The "
+        "joint model was trained on the training stories; the ridge ceilings were fitted per "
+        f"subject; {html.escape(_recovery_html(evaluation))}"
+        "every score is on held-out test stories.</p>"
         f"<p><b>{html.escape(summary_line(results))}</b></p>{extra}")
 
 
@@ -134,7 +155,8 @@ def make_study_report(evaluation, ds, out_html, *, title="neurofuse demo", extra
                          ("Per-source r between predicted and recorded BOLD of the test stories "
                          "(the subject's sources share fsaverage5's vertex numbers).")))
     if vert is not None and evaluation.temporal_r_maps:
-        shown = [m for m in (NEUROFUSE, "fMNE") if m in evaluation.temporal_r_maps]
+        shown = [m for m in (NEUROFUSE, "fMNE", smoothed_name("fMNE"))
+                 if m in evaluation.temporal_r_maps]
         vmax = max(float(np.nanmax(np.abs(evaluation.temporal_r_maps[m]))) for m in shown)
         for m in shown:
             maps.append((f"Temporal r of source recovery, {m}",
@@ -158,7 +180,7 @@ def make_study_report(evaluation, ds, out_html, *, title="neurofuse demo", extra
             for m, v in r.items()]
     tc = evaluation.timecourses
     if "truth" in tc:
-        est = {m: tc[m] for m in (NEUROFUSE, "fMNE", "MNE") if m in tc}
+        est = {m: tc[m] for m in (NEUROFUSE, "fMNE", smoothed_name("fMNE"), "MNE") if m in tc}
         meta = evaluation.timecourse_meta
         sections["Source time courses"] = [(
             "Ground truth vs estimates",

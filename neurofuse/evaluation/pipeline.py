@@ -1,7 +1,12 @@
-"""One simulated study, end to end: ridge ceilings, joint model, inverses, scores.
+"""One study, end to end: ridge ceilings, joint model, inverses, scores.
 
-:func:`evaluate_study` runs every step on an existing simulated dataset and keeps what each
-step produced in its output folder, so an interrupted run resumes where it stopped:
+:func:`evaluate_study` runs every step on an existing dataset store and keeps what each
+step produced in its output folder, so an interrupted run resumes where it stopped. Any store
+the joint model can train on will do: source recovery (the joint model and the classical
+inverses, plain and smoothed with the model's prior, against ground-truth sources) runs only
+on a store with ground-truth sources for its test stories (a simulation), and is skipped with
+a logged note otherwise; the ridge ceilings and the held-out prediction scores run on every
+store (MEG only, fMRI only or both).
 
 ===================== ============================================================================
 ``ridge/``            ridge ceilings' held-out r per target (``scores.npz``) and the fMRI
@@ -11,7 +16,9 @@ step produced in its output folder, so an interrupted run resumes where it stopp
                       resumed from its last checkpoint); absent when a fitted ``model`` is given
 ``scored-model.json`` which joint model the scores below are of: a SHA-256 of its
                       weights and config, and where it came from
-``recovery.npz``      temporal r maps and summary scores of every method (Fig. 3)
+``recovery.npz``      temporal r maps and summary scores of every method (Fig. 3), the
+                      inverses smoothed with the model's prior (``"<inverse>+smooth"``)
+                      included
 ``timecourses.npz``   ground truth and estimates at a few sources, for figures
 ===================== ============================================================================
 
@@ -37,7 +44,8 @@ import numpy as np
 from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, verbose
 from .prediction import prediction_table
-from .recovery import NEUROFUSE, recovery_rows, source_recovery, truth_stories
+from .recovery import NEUROFUSE, has_truth, recovery_rows, source_recovery, truth_stories
+from .smoothing import model_source_fwhm, smoothed_name
 
 #: Classical inverses scored against the joint model (appendix C).
 INVERSE_METHODS = ("fMNE", "MNE", "dSPM", "sLORETA", "eLORETA")
@@ -79,6 +87,8 @@ class StudyEvaluation:
         The trained model.
     fsaverage_vertices : list of array | None
         Vertex numbers of the fsaverage source space (for cortical maps).
+    smooth_fwhm : float | None
+        FWHM (mm) of the smoother of the ``"<inverse>+smooth"`` methods (None: none scored).
     """
 
     source_recovery: list
@@ -91,6 +101,7 @@ class StudyEvaluation:
     history: Path | None = None
     model_dir: Path | None = None
     fsaverage_vertices: list | None = None
+    smooth_fwhm: float | None = None
 
     def results(self) -> dict:
         """The ``results.json`` content of this study."""
@@ -113,7 +124,7 @@ def _key(*parts):
     return "|".join(parts)
 
 
-def pick_timecourse_sources(truth, n=3):
+def pick_timecourse_sources(truth, n=3, *, n_lh=None):
     """A few strongly driven, well separated fsaverage sources to show time courses of.
 
     The highest-variance source of each hemisphere, then the next highest at least 500
@@ -123,13 +134,16 @@ def pick_timecourse_sources(truth, n=3):
     ----------
     truth : array, shape (n_sources, n_times)
     n : int
+    n_lh : int | None
+        Number of left-hemisphere sources (the first rows); default half of them (as in the
+        ``oct`` source spaces). A store's are ``len(metadata['template']['vertices'][0])``.
 
     Returns
     -------
     sources : array of int, shape (n,)
     """
     var = np.asarray(truth, np.float64).var(axis=1)
-    half = len(var) // 2
+    half = len(var) // 2 if n_lh is None else int(n_lh)
     order = np.argsort(-var)
     picked = [int(np.argmax(var[:half])), half + int(np.argmax(var[half:]))][:n]
     for i in order:
@@ -143,6 +157,10 @@ def pick_timecourse_sources(truth, n=3):
 # ------------------------------------------------------------------------------- steps
 
 
+#: Modalities the ridge ceilings and the joint model score.
+SCORED_MODALITIES = ("meg", "fmri")
+
+
 def _ridge_step(ds, out):
     """Fit every ceiling; keep held-out r per target and the fMRI training predictions."""
     from ..baselines.ridge import fit_fmri_ceiling, fit_meg_ceiling
@@ -154,8 +172,17 @@ def _ridge_step(ds, out):
         ceilings = {}
         for subject in ds.subjects:
             for modality in ds.modalities(subject):
+                if modality not in SCORED_MODALITIES:
+                    logger.info("Ridge ceilings: %s's %s skipped (ceilings are fitted for %s)",
+                                subject, modality, " and ".join(SCORED_MODALITIES))
+                    continue
                 fit = fit_meg_ceiling if modality == "meg" else fit_fmri_ceiling
                 ceilings[(subject, modality)] = fit(ds, subject)
+        if not ceilings:
+            raise ValueError(f"The dataset '{ds.path}' has no MEG or fMRI subject to fit ridge "
+                             f"ceilings and the joint model on (its subjects' modalities: "
+                             f"{ {s: ds.modalities(s) for s in ds.subjects} }); evaluate needs "
+                             "at least one MEG or fMRI subject.")
         rows, maps = prediction_table(ds, ceilings=ceilings)
         denoised = {}
         for (subject, modality), ceiling in ceilings.items():
@@ -281,13 +308,31 @@ def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
     return JointModel.load(fit_dir / "model"), fit_dir
 
 
-def _recovery_step(ds, out, model, *, methods, keep, meg_cnr, fmri_cnr):
+def _smoothing_width(model, smooth_fwhm):
+    """The FWHM (mm) :func:`source_recovery` smooths the inverses at (None: not at all)."""
+    return model_source_fwhm(model) if smooth_fwhm == "model" else smooth_fwhm
+
+
+def _smoothed_methods(methods, model, smooth_fwhm):
+    """Names of the smoothed inverses :func:`source_recovery` will score."""
+    return ([smoothed_name(m) for m in methods]
+            if _smoothing_width(model, smooth_fwhm) is not None else [])
+
+
+def _recovery_step(ds, out, model, *, methods, smooth_fwhm, keep, meg_cnr, fmri_cnr):
     rec_f, tc_f = out / "recovery.npz", out / "timecourses.npz"
+    order = [NEUROFUSE, *methods, *_smoothed_methods(methods, model, smooth_fwhm)]
+    cached = set()
     if rec_f.is_file() and tc_f.is_file():
+        cached = {k[len("scores|"):] for k in _load_npz(rec_f) if k.startswith("scores|")}
+    if cached and set(order) <= cached:
         logger.info("Source recovery: reusing %s", rec_f)
     else:
+        if cached:  # e.g. a folder of a run made before the smoothed inverses existed
+            logger.info("Source recovery: %s lacks %s; scoring every method again", rec_f,
+                        ", ".join(m for m in order if m not in cached))
         scores, kept = source_recovery(ds, model=model, methods=methods, keep=keep,
-                                       work_dir=out / "inverses")
+                                       smooth_fwhm=smooth_fwhm, work_dir=out / "inverses")
         arrays = {}
         for m, sc in scores.items():
             arrays[f"map|{m}"] = sc["temporal_r_map"]
@@ -305,23 +350,25 @@ def _recovery_step(ds, out, model, *, methods, keep, meg_cnr, fmri_cnr):
     maps = {k[len("map|"):]: v for k, v in arrays.items() if k.startswith("map|")}
     kept = _load_npz(tc_f)
     sources = kept.pop("__sources__")
-    # neurofuse first, then the inverses in the order asked
-    order = [NEUROFUSE, *methods]
+    # neurofuse first, then the inverses in the order asked, then the smoothed ones
     scores = {m: scores[m] for m in order if m in scores}
     return recovery_rows(scores, meg_cnr=meg_cnr, fmri_cnr=fmri_cnr), maps, kept, sources
 
 
 @verbose
 def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_METHODS,
-                   fmri_denoise=None, device=None, progress=None,
+                   smooth_fwhm="model", fmri_denoise=None, device=None, progress=None,
                    verbose=None) -> StudyEvaluation:
-    """Ridge ceilings, joint model, classical inverses and all scores on one simulated study.
+    """Ridge ceilings, joint model, classical inverses and all scores on one study.
 
     Parameters
     ----------
     data : path-like | Dataset
-        A simulated dataset store (:func:`neurofuse.simulation.simulate_study`) with
-        ground-truth sources for its test stories.
+        A dataset store with MEG and/or fMRI subjects and train, val and test stories: a
+        simulated study (:func:`neurofuse.simulation.simulate_study`) or recorded data. Source
+        recovery needs ground-truth sources for the test stories (a simulation); without
+        them it is skipped with a logged note, and the ridge ceilings and held-out
+        prediction scores still run.
     out : path-like
         Output folder (created); what is already there from an interrupted run of the same
         joint model is reused, and a folder holding another model's scores is refused.
@@ -336,7 +383,15 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         Joint-model training set-up (:func:`neurofuse.systems.joint.trainer.load_fit_config`);
         default :data:`DEMO_FIT`. Not with ``model``.
     methods : sequence of str
-        Classical inverses to compare (subset of :data:`INVERSE_METHODS`).
+        Classical inverses to compare (subset of :data:`INVERSE_METHODS`). Without MEG
+        subjects none runs; fMNE is left out (with a logged note) when no subject has fMRI
+        of the test stories.
+    smooth_fwhm : "model" | float | None
+        Also score every inverse smoothed with the joint model's spatial prior, as
+        ``"<inverse>+smooth"`` (the fair baselines,
+        :func:`~neurofuse.evaluation.recovery.source_recovery`): ``"model"`` at the width
+        of the model's smoothed source layer (its ``source_fwhm``; none for a plain
+        layer), a float at that FWHM in mm, None not at all.
     fmri_denoise : None | "none" | "in-sample" | "cross-fitted" | "auto" | bool
         The joint model's training fMRI (``TrainConfig.fmri_denoise``): the recordings, the
         fMRI ridge ceiling's in-sample predictions of the training stories (paper §2.6,
@@ -362,7 +417,19 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         from ..baselines.ridge import check_fmri_denoise
 
         fmri_denoise = check_fmri_denoise(fmri_denoise)
+    if smooth_fwhm is not None and not (isinstance(smooth_fwhm, str) and smooth_fwhm == "model"):
+        from .._checks import _check_positive
+
+        if isinstance(smooth_fwhm, str):
+            raise ValueError(f"'smooth_fwhm' must be 'model', a width in mm or None, got "
+                             f"{smooth_fwhm!r}.")
+        smooth_fwhm = _check_positive("smooth_fwhm", smooth_fwhm)
     ds = data if hasattr(data, "splits") else read_dataset(data)
+    truth = has_truth(ds)
+    if not truth:  # said now, not after the training
+        logger.warning("Source recovery skipped: the dataset '%s' has no ground-truth sources "
+                       "for its test stories (only a simulation has them). The ridge ceilings "
+                       "and the held-out prediction scores still run.", ds.path)
     out = Path(out).expanduser()
     step = progress or (lambda name: None)
     given = model_dir = history = None
@@ -401,23 +468,53 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     else:
         model = given
     step("source recovery")
-    story = truth_stories(ds)[0]
-    meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
-    keep = {"story": story, "subject": meg_subjects[0] if meg_subjects else None,
-            "sources": pick_timecourse_sources(ds.ground_truth(f"sources/{story}")),
-            "seconds": 10.0}
-    rec_rows, t_maps, kept, sources = _recovery_step(
-        ds, out, model, methods=list(methods) if meg_subjects else [], keep=keep,
-        meg_cnr=meg_cnr, fmri_cnr=fmri_cnr)
+    story = subject = None
+    rec_rows, t_maps, kept, sources = [], {}, {}, np.zeros(0, int)
+    if truth:
+        stories = truth_stories(ds)
+        story = stories[0]
+        meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
+        subject = meg_subjects[0] if meg_subjects else None
+        keep = {"story": story, "subject": subject,
+                "sources": pick_timecourse_sources(ds.ground_truth(f"sources/{story}"),
+                                                   n_lh=_n_lh(ds)),
+                "seconds": 10.0}
+        rec_rows, t_maps, kept, sources = _recovery_step(
+            ds, out, model, methods=_runnable_methods(ds, methods, meg_subjects, stories),
+            smooth_fwhm=smooth_fwhm, keep=keep, meg_cnr=meg_cnr, fmri_cnr=fmri_cnr)
     step("prediction scores")
     model_rows, model_maps = prediction_table(ds, model=model)
     pred_rows = _merge_prediction(ds, model_rows, ridge_rows)
     return StudyEvaluation(
         source_recovery=rec_rows, prediction=pred_rows, temporal_r_maps=t_maps,
         prediction_maps={**ridge_maps, **model_maps}, timecourses=kept,
-        timecourse_sources=sources, timecourse_meta={"story": story, "subject": keep["subject"]},
+        timecourse_sources=sources, timecourse_meta={"story": story, "subject": subject},
         history=history, model_dir=model_dir,
-        fsaverage_vertices=[np.asarray(v) for v in model.vertices] if model.vertices else None)
+        fsaverage_vertices=[np.asarray(v) for v in model.vertices] if model.vertices else None,
+        smooth_fwhm=(_smoothing_width(model, smooth_fwhm)
+                     if any(r["method"].endswith("+smooth") for r in rec_rows) else None))
+
+
+def _n_lh(ds):
+    """Left-hemisphere sources of the store's template (None when it does not say)."""
+    vertices = ds.metadata.get("template", {}).get("vertices")
+    return len(vertices[0]) if vertices else None
+
+
+def _runnable_methods(ds, methods, meg_subjects, stories):
+    """The inverses that can run: none without MEG; fMNE only with fMRI of every story."""
+    methods = list(methods)
+    if not meg_subjects:
+        if methods:
+            logger.info("No classical inverses: the dataset has no MEG subject to invert.")
+        return []
+    if "fMNE" in methods:
+        lacking = [st for st in stories if not any(ds.has(s, "fmri", st) for s in ds.subjects)]
+        if lacking:
+            logger.info("fMNE left out: no subject has fMRI of test stories %s for its prior.",
+                        lacking)
+            methods.remove("fMNE")
+    return methods
 
 
 def _merge_prediction(ds, model_rows, ridge_rows):

@@ -123,7 +123,8 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, verbose=Non
     ----------
     ds : neurofuse.data.store.Dataset
     model : JointModel | None
-        The trained joint model (method ``"neurofuse"``).
+        The trained joint model (method ``"neurofuse"``); its subjects that the dataset
+        lacks are not scored.
     ceilings : dict of (str, str) -> RidgeCeiling | None
         ``{(subject, modality): ceiling}`` from :func:`~neurofuse.baselines.ridge.fit_meg_ceiling`
         / :func:`~neurofuse.baselines.ridge.fit_fmri_ceiling` (method ``"ridge"``).
@@ -145,6 +146,8 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, verbose=Non
     pairs = set(ceilings)
     if model is not None:
         pairs |= {(s, "meg") for s in model.meg_heads} | {(s, "fmri") for s in model.fmri_heads}
+    # a model may have subjects the dataset lacks (e.g. scored on a subset): not scored
+    pairs = {(s, m) for s, m in pairs if s in ds.subjects and m in ds.modalities(s)}
     order = {s: i for i, s in enumerate(ds.subjects)}
     pairs = sorted(pairs, key=lambda p: (p[1] != "meg", order.get(p[0], len(order)), p[0]))
     sources = {}  # the model's source estimates per story, shared by all subjects

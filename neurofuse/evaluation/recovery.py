@@ -6,6 +6,9 @@ over time) and the spatial r (per time point, over sources); each is averaged (m
 sources / time points, NaNs from constant series skipped), then over stories and, for the
 classical inverses, over MEG subjects (each subject's recording gives its own estimate; the
 joint model gives one estimate per story).
+
+Each inverse is also scored smoothed with the joint model's own spatial prior, as
+``"<inverse>+smooth"`` (:mod:`neurofuse.evaluation.smoothing`): the fair baselines.
 """
 
 from __future__ import annotations
@@ -18,15 +21,30 @@ import numpy as np
 
 from .._logging import logger, verbose
 from .metrics import spatial_r, temporal_r
+from .smoothing import resolve_smoother, smooth_estimate, smoothed_name
 from .source_model import as_source_model, predict_source_rows
 
 NEUROFUSE = "neurofuse"
 
 
+def _stories_with_sources(ds):
+    return {g[len("sources/"):-len(".npy")] for g in ds.ground_truth_names
+            if g.startswith("sources/") and g.endswith(".npy")}
+
+
+def has_truth(ds) -> bool:
+    """Whether a dataset has ground-truth sources for at least one test story.
+
+    Source recovery (:func:`source_recovery`) needs them; a recorded (not simulated) store
+    has none.
+    """
+    have = _stories_with_sources(ds)
+    return any(s in have for s in ds.splits.get("test", []))
+
+
 def truth_stories(ds, stories=None):
     """Held-out stories that have ground-truth sources (default: the test split)."""
-    have = {g[len("sources/"):-len(".npy")] for g in ds.ground_truth_names
-            if g.startswith("sources/")}
+    have = _stories_with_sources(ds)
     if stories is None:
         stories = [s for s in ds.splits.get("test", []) if s in have]
     stories = list(stories)
@@ -65,7 +83,8 @@ class _Accumulator:
 
 @verbose
 def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA", "eLORETA"),
-                    stories=None, meg_subjects=None, keep=None, work_dir=None, verbose=None):
+                    stories=None, meg_subjects=None, smooth_fwhm="model", keep=None,
+                    work_dir=None, verbose=None):
     """Score every method's source estimates against the ground truth (Fig. 3).
 
     Parameters
@@ -82,6 +101,15 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
         Default: the test stories with ground truth.
     meg_subjects : list of str | None
         Subjects whose MEG the inverses invert (default: all MEG subjects).
+    smooth_fwhm : "model" | float | None
+        Also score every inverse smoothed post hoc with the joint model's spatial prior, as
+        method ``"<inverse>+smooth"``: ``K @ estimate`` with ``K`` =
+        :func:`neurofuse.anatomy.source_smoother` on the model's fsaverage vertices (the
+        dataset's ``metadata['template']['vertices']`` without a model), the smoother of the
+        model's smoothed source layer. ``"model"``: at the model's width
+        (``EncoderConfig.source_fwhm``; no smoothed inverses for a plain source layer or
+        without a model); a float: at that FWHM in mm; None: none
+        (:func:`neurofuse.evaluation.smoothing.resolve_smoother`).
     keep : dict | None
         ``{"story": str, "subject": str, "sources": array of int, "seconds": float}``: keep the
         time courses of these fsaverage sources (first ``seconds``) of that story (inverses:
@@ -94,7 +122,8 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
     Returns
     -------
     scores : dict of str -> dict
-        Per method: ``{"temporal_r": float, "spatial_r": float, "temporal_r_map": array,
+        Per method (the joint model, the inverses, then the smoothed inverses):
+        ``{"temporal_r": float, "spatial_r": float, "temporal_r_map": array,
         shape (n_sources_fsaverage,)}``.
     kept : dict
         ``{"truth": array (n_keep, n_samples), method: array (n_keep, n_samples), ...}``
@@ -106,6 +135,14 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
     source_model = None if model is None else as_source_model(model)
     if meg_subjects is None:
         meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
+    smoother = None
+    if methods:
+        fwhm, smoother = resolve_smoother(
+            smooth_fwhm, model=model,
+            vertices=ds.metadata.get("template", {}).get("vertices"))
+        if smoother is not None:
+            logger.info("Inverses also smoothed with the model's source smoother (%g mm FWHM): "
+                        "%s", fwhm, ", ".join(smoothed_name(m) for m in methods))
     acc, kept = _Accumulator(), {}
     keep = dict(keep or {})
     if keep:
@@ -141,6 +178,18 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
                     logger.info("%s / %s / %s: temporal r %.3f, spatial r %.3f", method,
                                 subject, story, t, s)
                     maybe_keep(method, story, subject, estimates[method], truth)
+                if smoother is not None:
+                    for method in methods:
+                        name = smoothed_name(method)
+                        mm = np.lib.format.open_memmap(
+                            Path(work_dir) / f"{subject}_{story}_{name}.npy", mode="w+",
+                            dtype=np.float32, shape=estimates[method].shape)
+                        est = smooth_estimate(estimates[method], smoother, out=mm)
+                        t, s = acc.add(name, est, truth)
+                        logger.info("%s / %s / %s: temporal r %.3f, spatial r %.3f", name,
+                                    subject, story, t, s)
+                        maybe_keep(name, story, subject, est, truth)
+                        del est, mm
                 del estimates
                 for f in Path(work_dir).glob(f"{subject}_{story}_*.npy"):
                     f.unlink()
@@ -155,7 +204,10 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
 
 
 def cnr_to_json(value):
-    """A CNR as ``results.json`` writes it: a float, or ``"inf"`` for the noiseless case."""
+    """A CNR as ``results.json`` writes it: a float, ``"inf"`` for the noiseless case, None
+    when unknown (NaN or None: a store that records no CNR)."""
+    if value is None or math.isnan(float(value)):
+        return None
     value = float(value)
     return "inf" if math.isinf(value) else value
 

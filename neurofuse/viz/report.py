@@ -5,7 +5,8 @@
 ===================== =====================================================================
 "Summary"             a paragraph and the result tables
 "Source recovery"     recovery bars (Fig. 3) and their table
-"Cortical maps"       surface maps: prediction r, temporal r of source recovery (ours, fMNE)
+"Cortical maps"       surface maps: prediction r, temporal r of source recovery (ours, fMNE,
+                      fMNE+smooth)
 "MEG sensor topomaps" per-sensor r (Fig. 2, top)
 "Source time courses" ground truth vs estimates
 "Training curves"     loss and validation r per epoch

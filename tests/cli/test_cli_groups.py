@@ -229,7 +229,9 @@ def test_deprecated_spelling_still_runs(tiny_study, capsys, log):
     assert "use 'neurofuse data info'" in log.getvalue()
 
 
-def test_evaluate_refuses_a_store_without_ground_truth(tiny_study, monkeypatch, capsys):
+def test_evaluate_takes_a_store_without_ground_truth(tiny_study, monkeypatch):
+    """Any store: without ground truth the command still runs (the pipeline then skips source
+    recovery, tests/cli/test_cli_evaluate_stores.py)."""
     from neurofuse.data import store
 
     real = store.read_dataset
@@ -247,8 +249,8 @@ def test_evaluate_refuses_a_store_without_ground_truth(tiny_study, monkeypatch, 
     import neurofuse.evaluation.pipeline as pipeline
 
     calls = _record(monkeypatch, pipeline, "evaluate_study")
-    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 1
-    assert "simulated dataset" in capsys.readouterr().err and not calls
+    assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 130
+    assert len(calls) == 1 and calls[0][0][0].ground_truth_names == []
 
 
 def test_evaluate_passes_a_fitted_model(tiny_study, monkeypatch):
@@ -260,3 +262,16 @@ def test_evaluate_passes_a_fitted_model(tiny_study, monkeypatch):
     assert calls[-1][1] == {"model": "M"}
     assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O", "-q"]) == 130
     assert calls[-1][1] == {}  # evaluate_study's own default: train a model
+    for text, value in (("model", "model"), ("none", None), ("12.5", 12.5)):
+        assert main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O",
+                     "--smooth-fwhm", text, "-q"]) == 130
+        assert calls[-1][1] == {"smooth_fwhm": value}
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "wide", "nan"])
+def test_evaluate_refuses_a_bad_smoothing_width(tiny_study, bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["joint", "evaluate", "--data", str(tiny_study), "--out", "O",
+              "--smooth-fwhm", bad, "-q"])
+    assert exc.value.code == 2
+    assert "expected 'model', 'none' or a positive width in mm" in capsys.readouterr().err

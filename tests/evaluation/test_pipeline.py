@@ -140,6 +140,9 @@ def test_pick_timecourse_sources():
     assert picked[0] < 1000 <= picked[1]  # one per hemisphere first
     assert len(set(picked)) == 3
     assert all(abs(int(a) - int(b)) >= 500 for i, a in enumerate(picked) for b in picked[i + 1:])
+    # hemispheres of unequal size: the first pick is the best of the first n_lh rows
+    picked = pick_timecourse_sources(truth, n=2, n_lh=5)
+    assert picked[0] < 5 and picked[1] == 10
 
 
 # ------------------------------------------------------------- scoring a model fitted elsewhere
