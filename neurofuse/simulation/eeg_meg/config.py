@@ -128,8 +128,11 @@ class EEGMEGWorldConfig:
     def __post_init__(self):
         for name in ("tasks", "eeg_only_tasks", "soa"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        _check_int("n_subjects", self.n_subjects, 1)
+        _check_int("n_subjects", self.n_subjects, 0)
         _check_int("n_eeg_only_subjects", self.n_eeg_only_subjects, 0)
+        if self.n_subjects + self.n_eeg_only_subjects < 1:
+            raise ValueError("A world needs at least one subject: n_subjects (paired EEG + "
+                             "MEG) and n_eeg_only_subjects are both 0.")
         if not self.tasks:
             raise ValueError("'tasks' must name at least one task, got an empty tuple; "
                              f"choose from {list(TASK_NAMES)}.")

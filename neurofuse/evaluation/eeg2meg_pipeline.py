@@ -1,0 +1,472 @@
+"""System B end to end: world → pretraining → generator (and ablations) → scores and report.
+
+:func:`evaluate_eeg2meg` is what ``neurofuse eeg2meg evaluate`` runs on a paired EEG–MEG
+store (a simulated world, or real data loaded into the store):
+
+1. **Pretraining** of the LaBraM encoder by masked patch modelling on EEG that is disjoint
+   from the paired data (by default a separate simulated EEG-only world on the template
+   head, with another seed), unless an encoder folder is given.
+2. **Fits** of the full generator and of each requested ablation (``no_pretrained``,
+   ``no_sfm``, ``no_bsc``, ``no_diffusion``) on the training subjects, selected by the
+   validation subjects' loss; the test subjects are never read while fitting.
+3. **Baselines** on the same held-out subjects: the physics transfer (EEG → minimum-norm
+   inverse on the subject's own EEG forward → its MEG forward; λ² and the gain per sensor
+   type chosen on the validation subjects) and a lagged ridge EEG → MEG fitted on the
+   training subjects.
+4. **Scores** (§III): per-band Pearson r, RMSE, NMI and SSIM of every method's MEG against
+   the real MEG; SVM decoding (10 runs × 10-fold CV) from EEG, EEG + each method's MEG and
+   EEG + real MEG per task; the same on the EEG-only subjects (the cross-dataset test);
+   dSPM source imaging from EEG, EEG + real MEG and EEG + each synthetic MEG scored against
+   the true sources.
+5. ``results.json`` (rows in the schema of ``benchmarks/results/eeg2meg.json``) and
+   ``report.html`` (topomaps as Fig. 3, the band metrics, the decoding table).
+
+Each step writes its outputs before the next starts, and a rerun with ``resume=True`` skips
+the finished ones (fits resume from their checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import numpy as np
+
+from .._checks import _check_option
+from .._io import make_dir, write_json
+from .._logging import logger, verbose
+
+__all__ = ["ABLATIONS", "DEMO", "METHODS", "evaluate_eeg2meg", "run_eeg2meg_demo",
+           "summary_line"]
+
+#: Generator variants: the full model and the paper's ablations (Table I) plus no diffusion.
+ABLATIONS = {"generator": {}, "no_pretrained": {"encoder": "scratch"}, "no_sfm": {"sfm": False},
+             "no_bsc": {"bsc": False}, "no_diffusion": {"diffusion": False}}
+#: Every method that makes MEG from EEG.
+METHODS = (*ABLATIONS, "physics", "ridge")
+
+#: ``neurofuse eeg2meg demo``: minutes on 2 CPU cores. Not tuned on any result.
+DEMO = {
+    "world": {"preset": "demo", "n_subjects": 5, "n_eeg_only_subjects": 1, "n_trials": 20},
+    # EEG-only, on the template head, another seed: disjoint from the paired data
+    "pretrain_world": {"preset": "demo", "n_subjects": 0, "n_eeg_only_subjects": 2,
+                       "eeg_only_tasks": ("somatomotor", "faces", "motor_imagery"),
+                       "anatomy": "template", "n_trials": 20, "save_sources": False},
+    "pretrain": {"encoder_config": "small", "config": {"epochs": 4, "batch_size": 128}},
+    "fit": "demo",
+    "methods": ("generator", "physics", "ridge"),
+    "n_runs": 10,
+}
+
+
+def _world_config(spec, seed=None):
+    from ..simulation.eeg_meg import EEGMEGWorldConfig
+
+    spec = dict(spec)
+    preset = spec.pop("preset", "demo")
+    if seed is not None:
+        spec.setdefault("seed", seed)
+    return EEGMEGWorldConfig.from_preset(preset, **spec)
+
+
+def _pretraining_eeg(store, paired_subjects):
+    """EEG epochs (list of arrays) and channel names of every subject not in the paired data."""
+    from ..data.store import read_dataset
+
+    ds = read_dataset(store)
+    arrays, names = [], []
+    for sub in ds.subjects:
+        if sub in paired_subjects or "eeg" not in ds.modalities(sub):
+            continue
+        for name in ds.epoch_names(sub, "eeg"):
+            arrays.append(np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float32))
+            names.append(list(ds.info(sub, "eeg")["ch_names"]))
+    return arrays, names
+
+
+def _pretrain_step(world, out, spec, *, paired, resume, seed):
+    """Pretrain the encoder on EEG disjoint from the paired data; return its folder."""
+    from ..simulation.eeg_meg import simulate_eeg_meg_world
+    from ..systems.eeg2meg.pretrain import pretrain_encoder
+
+    folder = out / "pretrain"
+    model = folder / "encoder" / "model"
+    if resume and (model / "model.json").is_file() and not (folder / "encoder" /
+                                                           "checkpoints").is_dir():
+        return model
+    store = folder / "eeg"
+    if not (store / "neurofuse-dataset.json").is_file():
+        cfg = _world_config(spec["pretrain_world"], seed=seed + 1000)
+        logger.info("Simulating the pretraining EEG (a separate world, seed %d)", cfg.seed)
+        simulate_eeg_meg_world(store, cfg, overwrite=True)
+    arrays, _ = _pretraining_eeg(store, paired_subjects=())
+    if not arrays:
+        raise ValueError(f"The pretraining world '{store}' has no EEG epochs.")
+    return pretrain_encoder(arrays, folder / "encoder", encoder_config=spec["pretrain"].get(
+        "encoder_config", "small"), config=spec["pretrain"].get("config"), resume=resume)
+
+
+def _fit_config(base, changes):
+    from ..systems.eeg2meg.trainer import FIT_PRESETS
+
+    if isinstance(base, str) and base in FIT_PRESETS:
+        base = {"preset": base}
+    if not isinstance(base, dict):
+        from .._io import read_config
+
+        base = read_config(base, what="training config")
+    base = json.loads(json.dumps(base))
+    base.setdefault("model", {}).update(changes)
+    return base
+
+
+def _fit_step(world, out, method, *, encoder, fit_config, resume):
+    from ..systems.eeg2meg.trainer import fit
+
+    folder = out / "fits" / method
+    model = folder / "model"
+    done = folder / "done.json"
+    if resume and done.is_file() and (model / "model.json").is_file():
+        return model
+    logger.info("Fitting %s", method)
+    history = fit(world, folder, encoder=encoder,
+                  config=_fit_config(fit_config, ABLATIONS[method]),
+                  resume=resume and (folder / "checkpoints").is_dir())
+    write_json(done, {"epochs": len(history),
+                      "val_loss": [h.get("val_loss") for h in history]})
+    return model
+
+
+def _baseline_cov(ds, sub, data):
+    """EEG noise covariance from the pre-stimulus part of the subject's epochs (MNE)."""
+    import mne
+
+    epochs = [ds.to_mne_epochs(sub, "eeg", n) for n in data._sets(sub)]
+    if epochs[0].tmin >= 0:
+        return None
+    return mne.compute_covariance(epochs, tmax=0.0, method="shrunk", verbose="error")
+
+
+def _physics(ds, data, val_subjects, test_subjects):
+    """Physics transfer per test subject: the subject's own forwards and pre-stimulus noise
+    covariance; λ² and the gain per sensor type chosen on a validation subject's real MEG."""
+    from ..systems.eeg2meg.baselines import PhysicsTransfer
+
+    def transfer(sub, **kw):
+        return PhysicsTransfer(ds.forward(sub, "eeg"), ds.forward(sub, "meg"),
+                               _baseline_cov(ds, sub, data), info=ds.info(sub, "eeg"),
+                               verbose="error", **kw)
+
+    lambda2, scales = None, None
+    for sub in val_subjects[:1]:
+        e, m = _subject_arrays(ds, data, sub, physical=True)
+        t = transfer(sub).fit(e, m)
+        lambda2, scales = t.lambda2_, dict(t.scales_)
+    out = {}
+    for sub in test_subjects:
+        t = transfer(sub, lambda2=lambda2)
+        if scales:
+            t._set_scales(scales)
+        e, _ = _subject_arrays(ds, data, sub, physical=True)
+        if t.eeg_ch_names_ != data.eeg_names or t.meg_ch_names_ != data.meg_names:
+            raise RuntimeError(f"The forward channels of {sub} are not in the store's order.")
+        out[sub] = t.predict(e)
+    return out, {"lambda2": lambda2, "scales": scales}
+
+
+def _subject_arrays(ds, data, sub, *, physical):
+    eeg, meg = [], []
+    for name in data._sets(sub):
+        e = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)
+        m = np.asarray(ds.epochs(sub, "meg", name), dtype=np.float64)
+        eeg.append(e if physical else data.standardize(e, "eeg"))
+        meg.append(m if physical else data.standardize(m, "meg"))
+    return np.concatenate(eeg), np.concatenate(meg)
+
+
+def _ridge(data, test_subjects, ds):
+    from ..systems.eeg2meg.baselines import EEGMEGRidge
+
+    eeg, meg, _ = data.arrays("train")
+    # folds of whole subjects when there are several, so the penalty is chosen for new people
+    subjects = [s for s, _, _ in data.items("train")]
+    groups = np.unique(subjects, return_inverse=True)[1]
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        groups, n_groups = None, 5
+    ridge = EEGMEGRidge(cv=min(5, n_groups)).fit(eeg, meg, groups=groups)
+    out = {}
+    for sub in test_subjects:
+        e, _ = _subject_arrays(ds, data, sub, physical=False)
+        out[sub] = data.to_physical(ridge.predict(e), "meg")
+    return out
+
+
+def _generate(model_dir, ds, data, subjects, *, eeg_only=False):
+    from ..systems.eeg2meg.model import load_generator, synthesize
+
+    model, meta = load_generator(model_dir, return_meta=True)
+    out = {}
+    for sub in subjects:
+        if eeg_only:
+            for name in ds.epoch_names(sub, "eeg"):
+                x = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)
+                out[(sub, name)] = synthesize(model, x, meta=meta)
+        else:
+            e, _ = _subject_arrays(ds, data, sub, physical=True)
+            out[sub] = synthesize(model, e, meta=meta)
+    return out
+
+
+def _labels(ds, data, sub):
+    return np.concatenate([np.asarray(ds.epoch_labels(sub, "eeg", n)) for n in data._sets(sub)])
+
+
+@verbose
+def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=METHODS,
+                     pretrain=None, n_runs=10, n_splits=10, source_imaging=True, resume=True,
+                     seed=0, verbose=None) -> dict:
+    """Fit and score System B and its baselines on a paired EEG–MEG store.
+
+    Parameters
+    ----------
+    world : path-like
+        A store with paired ``eeg``/``meg`` epoch sets
+        (:func:`~neurofuse.simulation.eeg_meg.simulate_eeg_meg_world`).
+    out : path-like
+        Output folder (``pretrain/``, ``fits/<method>/``, ``results.json``, ``report.html``).
+    encoder : path-like | None
+        A pretrained encoder folder; None: pretrain one on a separate simulated EEG world.
+    fit_config : str | path-like | dict
+        The generator's set-up (:func:`~neurofuse.systems.eeg2meg.trainer.load_fit_config`);
+        each ablation changes only its flag.
+    methods : tuple of str
+        Among :data:`METHODS`.
+    pretrain : dict | None
+        ``{"pretrain_world": {...}, "pretrain": {"encoder_config", "config"}}`` (default:
+        :data:`DEMO`'s).
+    n_runs, n_splits : int
+        Repetitions and folds of the decoding cross-validation (paper: 10 × 10).
+    source_imaging : bool
+        Score dSPM source imaging with each MEG (needs the world's true sources).
+    resume : bool
+        Skip finished steps and resume interrupted fits.
+    seed : int
+        Seed of the pretraining world.
+    verbose : bool | str | None
+
+    Returns
+    -------
+    results : dict
+        ``signal`` rows ``{"method", "band", "pearson", "rmse", "nmi", "ssim"}``, ``decoding``
+        rows ``{"method", "task", "accuracy", "f1"}``, ``cross_dataset`` and
+        ``source_imaging`` rows, and the settings.
+    """
+    from ..data.store import read_dataset
+    from ..systems.eeg2meg.data import PairedEpochs
+    from ..systems.eeg2meg.trainer import load_fit_config
+    from .eeg2meg.decoding import compare_decoding
+    from .eeg2meg.signal_metrics import compute_band_metrics, summarize_band_metrics
+
+    t0 = time.time()
+    for m in methods:
+        _check_option("methods", m, METHODS)
+    out = make_dir(out, option="out")
+    ds = read_dataset(world)
+    _, _, data_cfg = load_fit_config(_fit_config(fit_config, {}))
+    data = PairedEpochs(ds, data_cfg)
+    spec = {**DEMO, **(pretrain or {})}
+    generators = [m for m in methods if m in ABLATIONS]
+    if generators and encoder is None and any(m != "no_pretrained" for m in generators):
+        encoder = _pretrain_step(world, out, spec, paired=data.subjects, resume=resume,
+                                 seed=seed)
+    elif encoder is None:
+        encoder = spec["pretrain"].get("encoder_config", "small")
+    test, val = data.subjects["test"], data.subjects["val"]
+    sfreq = data.sfreq
+    synthetic, settings = {}, {"encoder": str(encoder)}
+    for m in generators:
+        model_dir = _fit_step(world, out, m, encoder=encoder, fit_config=fit_config,
+                              resume=resume)
+        synthetic[m] = _generate(model_dir, ds, data, test)
+    if "physics" in methods:
+        synthetic["physics"], settings["physics"] = _physics(ds, data, val, test)
+    if "ridge" in methods:
+        synthetic["ridge"] = _ridge(data, test, ds)
+
+    # ---- signal fidelity (per band, pooled over the test subjects' epochs)
+    real = {sub: _subject_arrays(ds, data, sub, physical=True)[1] for sub in test}
+    signal = []
+    for m, per_sub in synthetic.items():
+        syn = np.concatenate([per_sub[s] for s in test])
+        ref = np.concatenate([real[s] for s in test])
+        signal += summarize_band_metrics(compute_band_metrics(syn, ref, sfreq), method=m)
+
+    # ---- decoding per task on the test subjects (Fig. 5) and on EEG-only subjects (Fig. 6)
+    decoding = []
+    for sub in test:
+        eeg_all, _ = _subject_arrays(ds, data, sub, physical=True)
+        labels = _labels(ds, data, sub)
+        start = 0
+        for name in data._sets(sub):
+            n = int(ds.epochs_info(sub, "eeg", name)["n_epochs"])
+            sl = slice(start, start + n)
+            start += n
+            rows = _decoding_rows(compare_decoding, eeg_all[sl], labels[sl], sfreq,
+                                  {m: synthetic[m][sub][sl] for m in synthetic},
+                                  real[sub][sl], n_runs, n_splits)
+            decoding += [{"subject": sub, "task": name, **r} for r in rows]
+    cross = []
+    eeg_only = [s for s in ds.subjects if "meg" not in ds.modalities(s)]
+    if eeg_only and generators:
+        syn_only = {m: _generate(out / "fits" / m / "model", ds, data, eeg_only, eeg_only=True)
+                    for m in generators}
+        for sub in eeg_only:
+            for name in ds.epoch_names(sub, "eeg"):
+                x = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)
+                y = np.asarray(ds.epoch_labels(sub, "eeg", name))
+                rows = _decoding_rows(compare_decoding, x, y, sfreq,
+                                      {m: syn_only[m][(sub, name)] for m in syn_only}, None,
+                                      n_runs, n_splits)
+                cross += [{"subject": sub, "task": name, **r} for r in rows]
+
+    # ---- source imaging (Fig. 7, quantitative)
+    sources = []
+    if source_imaging:
+        sources = _source_imaging_rows(ds, data, test, real, synthetic, sfreq)
+    results = {"signal": signal, "decoding": _mean_rows(decoding),
+               "decoding_by_subject": decoding, "cross_dataset": _mean_rows(cross),
+               "source_imaging": sources, "settings": settings,
+               "subjects": data.subjects, "methods": list(methods),
+               "seconds": round(time.time() - t0, 1)}
+    write_json(out / "results.json", results)
+    _report(out, results, ds, data, test, real, synthetic)
+    return results
+
+
+def _decoding_rows(compare_decoding, eeg, y, sfreq, synth, real_meg, n_runs, n_splits):
+    rows = []
+    base = None
+    for m, syn in synth.items():
+        scores = compare_decoding(eeg, y, sfreq, synthetic_meg=syn, real_meg=(
+            real_meg if base is None else None), n_runs=n_runs, n_splits=n_splits)
+        if base is None:
+            base = scores
+            rows.append(_score_row("eeg_only", scores["eeg"]))
+            if "eeg+real_meg" in scores:
+                rows.append(_score_row("real_meg", scores["eeg+real_meg"]))
+        rows.append(_score_row(m, scores["eeg+synthetic_meg"]))
+    if base is None:
+        scores = compare_decoding(eeg, y, sfreq, real_meg=real_meg, n_runs=n_runs,
+                                  n_splits=n_splits)
+        rows.append(_score_row("eeg_only", scores["eeg"]))
+        if "eeg+real_meg" in scores:
+            rows.append(_score_row("real_meg", scores["eeg+real_meg"]))
+    return rows
+
+
+def _score_row(method, scores):
+    d = scores.summary() if hasattr(scores, "summary") else scores
+    return {"method": method, "accuracy": float(d["accuracy"]), "f1": float(d["f1"])}
+
+
+def _mean_rows(rows):
+    out = {}
+    for r in rows:
+        out.setdefault((r["method"], r["task"]), []).append(r)
+    return [{"method": m, "task": t, "accuracy": float(np.mean([r["accuracy"] for r in rs])),
+             "f1": float(np.mean([r["f1"] for r in rs])), "n_subjects": len(rs)}
+            for (m, t), rs in out.items()]
+
+
+def _source_imaging_rows(ds, data, test, real, synthetic, sfreq):
+    from .eeg2meg.source_imaging import compare_source_imaging
+
+    rows = []
+    for sub in test:
+        fwd = _combined_forward(ds, sub)
+        eeg_all, _ = _subject_arrays(ds, data, sub, physical=True)
+        labels = _labels(ds, data, sub)
+        start = 0
+        for name in data._sets(sub):
+            info = ds.epochs_info(sub, "eeg", name)
+            n = int(info["n_epochs"])
+            sl = slice(start, start + n)
+            start += n
+            truth_all = np.asarray(ds.ground_truth(f"sources/{sub}/{name}"))
+            cls = np.unique(labels[sl])[0]
+            pick = np.flatnonzero(labels[sl] == cls)
+            truth = truth_all[pick].mean(axis=0)
+            for m, per_sub in synthetic.items():
+                scores = compare_source_imaging(
+                    fwd, eeg_all[sl][pick], truth, sfreq=sfreq, tmin=float(info["tmin"]),
+                    real_meg=real[sub][sl][pick], synthetic_meg=per_sub[sub][sl][pick],
+                    verbose="error")
+                for cond, sc in scores.items():
+                    method = {"eeg": "eeg_only", "eeg+real_meg": "real_meg"}.get(cond, m)
+                    if method != m and any(r["method"] == method and r["subject"] == sub and
+                                           r["task"] == name for r in rows):
+                        continue
+                    rows.append({"method": method, "subject": sub, "task": name,
+                                 **{k: float(v) for k, v in sc.items()
+                                    if np.isscalar(v)}})
+    return rows
+
+
+def _combined_forward(ds, sub):
+    """The subject's EEG + MEG forward (the store keeps one per modality)."""
+    from .eeg2meg.source_imaging import combine_forwards
+
+    return combine_forwards(ds.forward(sub, "meg"), ds.forward(sub, "eeg"))
+
+
+def summary_line(results) -> str:
+    """One line: per-band r of the generator vs physics vs ridge, and decoding gains."""
+    by = {}
+    for r in results["signal"]:
+        by.setdefault(r["method"], []).append(r["pearson"])
+    parts = [f"{m} r {np.nanmean(v):.2f}" for m, v in by.items()]
+    dec = {}
+    for r in results["decoding"]:
+        dec.setdefault(r["method"], []).append(r["accuracy"])
+    acc = [f"{m} {np.mean(v):.2f}" for m, v in dec.items()]
+    return ("neurofuse eeg2meg: MEG r (mean over bands) " + ", ".join(parts)
+            + "; decoding accuracy " + ", ".join(acc))
+
+
+def _report(out, results, ds, data, test, real, synthetic):
+    from ..viz.eeg2meg import report_sections
+    from ..viz.report import make_report
+
+    sections = report_sections(results, ds, data, test, real, synthetic)
+    make_report(out / "report.html", title="neurofuse eeg2meg", sections=sections,
+                results={k: results[k] for k in ("signal", "decoding", "cross_dataset",
+                                                  "source_imaging")})
+
+
+@verbose
+def run_eeg2meg_demo(out, *, resume=True, verbose=None) -> dict:
+    """World → pretraining → generator → scores beside physics and ridge (2 CPU cores).
+
+    Parameters
+    ----------
+    out : path-like
+        Output folder (``world/``, then what :func:`evaluate_eeg2meg` writes).
+    resume : bool
+        Reuse finished steps.
+    verbose : bool | str | None
+
+    Returns
+    -------
+    results : dict
+    """
+    from ..simulation.eeg_meg import simulate_eeg_meg_world
+
+    out = make_dir(out, option="out")
+    world = out / "world"
+    if not (resume and (world / "neurofuse-dataset.json").is_file()):
+        simulate_eeg_meg_world(world, _world_config(DEMO["world"]), overwrite=True)
+    results = evaluate_eeg2meg(world, out, fit_config=DEMO["fit"], methods=DEMO["methods"],
+                               n_runs=DEMO["n_runs"], resume=resume)
+    logger.info("%s", summary_line(results))
+    return results
+
