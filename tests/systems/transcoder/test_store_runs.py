@@ -125,3 +125,63 @@ def test_store_rules(sim, tmp_path):
         open_eeg_fmri(sim.path, "sub-01")
     with pytest.raises(FileNotFoundError, match="neither"):
         open_eeg_fmri(tmp_path)
+
+
+def _pearson_mean(pred, rec):
+    """Mean over rows of scipy's Pearson r, rows constant in either left out."""
+    from scipy.stats import pearsonr
+
+    keep = (np.ptp(pred, -1) > 0) & (np.ptp(rec, -1) > 0)
+    return float(np.mean([pearsonr(p, r)[0] for p, r in zip(pred[keep], rec[keep])]))
+
+
+def test_cli_fit_transcode_evaluate_on_a_store(sim, store, tmp_path, capsys):
+    from neurofuse.cli import main
+
+    cfg_file = tmp_path / "tiny1.json"
+    cfg_file.write_text(json.dumps(TINY1))
+    assert main(["transcoder", "fit", str(cfg_file), "--data", str(store), "--out",
+                 str(tmp_path / "fit"), "--subject", "sub-01", "-q"]) == 0
+    model = tmp_path / "fit" / "model"
+    run = sim.manifest["split"]["test"][0]
+    assert main(["transcoder", "transcode", str(model), "--data", str(store), "--run", run,
+                 "--out", str(tmp_path / "tc"), "-q"]) == 0
+    runs, cfg = StoreRuns(store), sim.config
+    rec = runs.read_run(run)
+    img = nib.load(tmp_path / "tc" / f"{run}_fmri-from-eeg.nii.gz")
+    assert img.shape == (*cfg.grid_shape, cfg.n_trs)
+    assert_allclose(img.affine, runs.manifest["grid"]["affine"], atol=1e-5)
+    assert img.header.get_zooms()[3] == pytest.approx(cfg.tr)
+    eeg = np.load(tmp_path / "tc" / f"{run}_eeg-from-fmri.npy")
+    assert eeg.shape == rec["eeg"].shape
+    pool = TranscoderData(runs, 5, {}).pool
+    src = nib.load(tmp_path / "tc" / f"{run}_sources-from-eeg.nii.gz")
+    gshape = tuple(-(-n // p) for n, p in zip(cfg.grid_shape, pool))
+    assert src.shape == (*gshape, cfg.n_trs * 5)
+    # a pooled voxel's centre is the mean of its full-resolution voxels' centres
+    aff = np.asarray(runs.manifest["grid"]["affine"])
+    centres = aff[:3, :3] @ np.indices(pool).reshape(3, -1) + aff[:3, 3:4]
+    assert_allclose(src.affine[:3, 3], centres.mean(1), atol=1e-4)
+
+    out = tmp_path / "eval"
+    assert main(["transcoder", "evaluate", "--data", str(store), "--out", str(out),
+                 "--model", str(model), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert (out / "report.html").is_file()
+    assert "ground truth" in res["note"] and res["learned"] is None
+    (row,) = res["rows"]
+    assert row["method"] == "transcoder" and row["source_r"] is None and row["n_runs"] == 1
+    fmri = np.asarray(img.dataobj, np.float64).reshape(-1, cfg.n_trs)
+    assert row["fmri_r"] == pytest.approx(
+        _pearson_mean(fmri, np.asarray(rec["fmri"], np.float64).reshape(-1, cfg.n_trs)),
+        abs=1e-4)  # the NIfTI holds float32
+    assert row["eeg_r"] == pytest.approx(_pearson_mean(eeg.astype(float), rec["eeg"]), abs=1e-4)
+    assert "fMRI r" in capsys.readouterr().out
+
+    # what needs ground truth is refused with a reason
+    assert main(["transcoder", "evaluate", "--data", str(store), "--out", str(out),
+                 "--model", str(model), "--methods", "MNE", "-q"]) == 1
+    assert "true lead field" in capsys.readouterr().err
+    assert main(["transcoder", "fit", "tiny", "--data", str(store), "--out",
+                 str(tmp_path / "sub"), "--level", "subject", "--group", str(model), "-q"]) == 1
+    assert "not supported on a dataset store" in capsys.readouterr().err
