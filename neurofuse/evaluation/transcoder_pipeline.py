@@ -246,6 +246,15 @@ def _fit_or_load(ds, out, model, fit_config, device):
     return fit_dir / "model"
 
 
+def _held_out(ds):
+    runs = list(ds.manifest["split"]["test"])
+    if not runs:
+        raise ValueError(f"The store '{ds.path}' has no held-out (test) run of subject "
+                         f"{ds.subject!r} to score; prepare it with some stories in the 'test' "
+                         "split (splits=..., --splits RUN=test).")
+    return runs
+
+
 def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
     """Transcoding scores of recorded runs (no ground truth): fMRI r and EEG r per run.
 
@@ -273,11 +282,7 @@ def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
     from ..stats import pearson_r
     from .transcoder import summarize_scores
 
-    runs = list(ds.manifest["split"]["test"] if runs is None else runs)
-    if not runs:
-        raise ValueError(f"The store '{ds.path}' has no held-out (test) run of subject "
-                         f"{ds.subject!r} to score; prepare it with some stories in the 'test' "
-                         "split (splits=...).")
+    runs = _held_out(ds) if runs is None else list(runs)
     scores = []
     for run in runs:
         pred, rec = predict(ds, run), ds.read_run(run)
@@ -368,6 +373,8 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
     if recorded and methods:
         raise ValueError(f"'methods' {list(methods)} need the true lead field, which the store "
                          f"'{ds.path}' (recordings) does not have; leave 'methods' out.")
+    if recorded:
+        _held_out(ds)  # before any training
     methods = BASELINES if methods is None else methods
     out = make_dir(out, what="evaluation folder")
     t0 = time.perf_counter()
