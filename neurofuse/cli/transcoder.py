@@ -174,7 +174,8 @@ def _write_fmri(ds, fmri, fname):
 def _cmd_evaluate(args):
     from ..evaluation.transcoder_pipeline import evaluate_transcoder_folder, summary_line
 
-    kw = passed(args, "model", "fit_config", "methods", "against", "device", "subject")
+    kw = passed(args, "model", "fit_config", "methods", "against", "device", "subject",
+                "group")
     if "source_truth" in args:
         kw["source_truth"] = args.source_truth
     results = evaluate_transcoder_folder(args.data, args.out, **kw)
@@ -249,7 +250,10 @@ def add_parser(subparsers):
                                                  "transcodings only, no ground truth)")
     p.add_argument("--out", required=True, help="output folder (a fit in OUT/fit resumes)")
     _add_subject(p, keyword=True)
-    option(p, "--model", help="score this group model instead of fitting one")
+    option(p, "--model", help="score this model instead of fitting one (group level, or "
+                              "subject level: sources only)")
+    option(p, "--group", help="for a subject-level --model: its group model (default: the "
+                              "one its model.json records)")
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file")
     option(p, "--methods", nargs="+", help="baselines among physics MNE dSPM eLORETA")
     option(p, "--source-truth", nargs="+", keyword=False, choices=("latent", "erp"),

@@ -47,7 +47,8 @@ def _group_model(model):
     if meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"'model' must be a group-level transcoder folder ({MODEL_FORMAT!r}), "
                          f"got a {meta.get('format')!r}; pass the 'model' folder of "
-                         "'neurofuse transcoder fit' (the subject level is not scored yet).")
+                         "'neurofuse transcoder fit' (a subject-level model is scored by "
+                         "evaluate_transcoder_folder).")
     return model, meta
 
 
@@ -304,13 +305,14 @@ def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
 def summary_line(results) -> str:
     """One line: per scenario, the transcoder's and MNE's EEG source r (latent truth); on
     recorded data (no source scores) the transcoder's fMRI and EEG r."""
-    if results.get("learned") is None:  # recorded data
+    if not any(r["source_r"] is not None for r in results["rows"]):  # recorded data
         return "; ".join(f"{r['scenario']} {r['method']} fMRI r {_fmt(r['fmri_r'])}, EEG r "
                          f"{_fmt(r['eeg_r'])} ({r['n_runs']} held-out runs)"
                          for r in results["rows"]) + "."
     parts = []
     for row in results["rows"]:
-        if (row["method"] in ("transcoder", "MNE") and row["source_from"] == "eeg"
+        if (row["method"] in ("transcoder", "transcoder-subject", "MNE")
+                and row["source_from"] == "eeg"
                 and row["source_truth"] == "latent" and row["source_r"] is not None):
             parts.append(f"{row['scenario']} {row['method']} {row['source_kind']} source r "
                          f"{row['source_r']:.3f}")
@@ -320,7 +322,7 @@ def summary_line(results) -> str:
 @verbose
 def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", methods=None,
                                source_truth=("latent", "erp"), against="clean", device=None,
-                               subject=None, report=True, verbose=None):
+                               subject=None, group=None, report=True, verbose=None):
     """Fit (or load) the transcoder, score it and the baselines on the held-out runs, report.
 
     On a dataset store of recordings (no ground truth) only the transcodings are scored
@@ -336,7 +338,9 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
         Output folder: ``fit/`` (when fitting; resumed if interrupted), ``results.json``,
         ``report.html``.
     model : path-like | None
-        A group-level model folder to score instead of fitting one.
+        A model folder to score instead of fitting one: group level, or subject level
+        (``fit_subject``'s; scored on the sources only, see
+        :mod:`~neurofuse.evaluation.transcoder_subject`).
     fit_config : str | path-like | dict
         Training set-up when fitting (see :func:`~neurofuse.systems.transcoder.load_fit_config`).
     methods : sequence of str | None
@@ -350,6 +354,9 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
         Training device (overrides the set-up's).
     subject : str | None
         The store's subject (None: its only one with EEG and fMRI).
+    group : path-like | None
+        For a subject-level ``model``: the group model it was trained from (None: the one
+        its ``model.json`` records).
     report : bool
         Write ``report.html``.
     verbose : bool | str | int | None
@@ -380,6 +387,10 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
     t0 = time.perf_counter()
     model_dir = _fit_or_load(ds, out, model, fit_config, device)
     t_fit = time.perf_counter() - t0
+    subject_level = _is_subject(model_dir)
+    if subject_level:
+        return _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against,
+                                 report, t0)
     predict = model_predictor(model_dir, ds)
     if recorded:
         logger.info(NO_TRUTH_NOTE)
@@ -406,6 +417,38 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
     write_json(out / "results.json", results, what="results")
     if report:
         write_report(out / "report.html", [results], fit_dirs=[out / "fit"])
+    return results
+
+
+def _is_subject(model_dir):
+    import json
+
+    from ..systems.transcoder.subject import SUBJECT_FORMAT
+
+    fname = Path(model_dir) / "model.json"
+    return fname.is_file() and json.loads(fname.read_text()).get("format") == SUBJECT_FORMAT
+
+
+def _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against, report, t0):
+    """evaluate_transcoder_folder for a subject-level model folder."""
+    from .._io import write_json
+    from ..systems.transcoder import load_model
+    from .transcoder_subject import SUBJECT_METHOD, SUBJECT_NOTE, subject_predictor
+
+    model, meta = load_model(model_dir, return_meta=True)
+    predict = subject_predictor(model, meta, ds, group)
+    rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
+                               source_truth=source_truth, against=against)
+    for row in rows:
+        row["level"] = "subject" if row["method"] == "transcoder" else None
+        if row["method"] == "transcoder":
+            row["method"] = SUBJECT_METHOD
+    results = {"dataset": str(ds.path), "model": str(model_dir), "group_model": predict.group,
+               "level": "subject", "rows": rows, "learned": None, "note": SUBJECT_NOTE,
+               "seconds": {"fit": 0.0, "total": round(time.perf_counter() - t0, 1)}}
+    write_json(Path(out) / "results.json", results, what="results")
+    if report:
+        write_report(Path(out) / "report.html", [results])
     return results
 
 

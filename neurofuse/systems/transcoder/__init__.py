@@ -24,11 +24,12 @@ from .losses import LOSS_TERMS, transcoder_loss
 from .model import Transcoder, load_model, transcode
 from .store import StoreRuns, open_eeg_fmri
 from .subject import SubjectConfig, SubjectTranscoder
-from .subject_fit import SUBJECT_PRESETS, SubjectData, SubjectDataConfig, fit_subject
+from .subject_fit import (SUBJECT_PRESETS, SubjectData, SubjectDataConfig, fit_subject,
+                          subject_sources)
 from .trainer import FIT_PRESETS, TrainConfig, fit, load_fit_config
 
 __all__ = ["BLOCKS", "FIT_PRESETS", "LOSS_TERMS", "SUBJECT_PRESETS", "DataConfig",
            "StoreRuns", "SubjectConfig", "SubjectData", "SubjectDataConfig", "SubjectTranscoder",
            "TrainConfig", "Transcoder", "TranscoderConfig", "TranscoderData", "fit",
-           "fit_subject", "load_fit_config", "load_model", "open_eeg_fmri", "transcode",
-           "transcoder_loss"]
+           "fit_subject", "load_fit_config", "load_model", "open_eeg_fmri", "subject_sources",
+           "transcode", "transcoder_loss"]
