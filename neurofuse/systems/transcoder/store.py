@@ -110,7 +110,8 @@ class StoreRuns:
         Stories with both modalities, in the store's order.
     config : StoreRunsConfig
     manifest : dict
-        ``config`` (identity of the runs, for fingerprints), ``channels`` (names, or
+        ``config`` (identity of the runs, for fingerprints: subject, modalities, runs,
+        timing, grid; not the folder, so a moved store keeps its models), ``channels`` (names, or
         ``ch000``... when the store keeps no ``Info``), ``split`` (``train``, ``test``: lists
         of runs), ``grid`` (``shape``, ``affine``).
     run_n_trs : dict of str to int
@@ -170,8 +171,8 @@ class StoreRuns:
             logger.info("Runs of splits other than train, val and test are not used: %s",
                         ignored)
         self.manifest = {
-            "config": {"store": str(self.path.resolve()), "subject": sub, "eeg": eeg,
-                       "fmri": fmri, **self.config.to_json()},
+            "config": {"subject": sub, "eeg": eeg, "fmri": fmri,  # not the path: movable
+                       "runs": list(self.runs), **self.config.to_json()},
             "channels": self._channels(),
             "split": {"train": train, "test": test},
             "grid": {"shape": list(grid), "affine": affine.tolist()}}
