@@ -1,6 +1,7 @@
 """``neurofuse data``: dataset stores from real studies, merged, described.
 
-Commands: ``prepare lebel|meg-bids|podcast|smn4lang``, ``merge``, ``info``.
+Commands: ``prepare lebel|meg-bids|podcast|smn4lang|eeg-fmri-bids|eeg-meg-bids``, ``merge``,
+``info``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from ._utils import (add_command, add_group, format_summary, none_or_float, opti
                      parse_pairs, parse_splits, passed, print_summary)
 
 NAME = "data"
-HELP = "dataset stores: prepare (lebel, meg-bids, podcast, smn4lang), merge, info"
+HELP = ("dataset stores: prepare (lebel, meg-bids, podcast, smn4lang, eeg-fmri-bids, "
+        "eeg-meg-bids), merge, info")
 
 #: Keywords every ``neurofuse data prepare`` kind passes on when given.
 _PREPARE_COMMON = ("language_model", "layer", "context_tokens", "device", "work_dir",
@@ -78,6 +80,61 @@ def _cmd_smn4lang(args):
     if "run_map" in args:
         kwargs["run_map"] = parse_pairs("--run-map", args.run_map, str)
     print_summary(prepare_smn4lang(args.root, args.out, **kwargs))
+
+
+def _none_or_text(text):
+    """``'none'`` -> None, else the text (an argparse ``type``)."""
+    return None if text.lower() == "none" else text
+
+
+def _cmd_eeg_fmri_bids(args):
+    from ..data.datasets.ds000116 import prepare_eeg_fmri_bids
+
+    kwargs = passed(args, "subjects", "task", "sfreq", "volume_event", "gradient_threshold",
+                    "l_freq", "h_freq", "overwrite")
+    if "epochs" in args:
+        kwargs["epochs"] = tuple(args.epochs)
+    if "splits" in args:
+        kwargs["splits"] = parse_splits(args.splits)
+    try:
+        out = prepare_eeg_fmri_bids(args.root, args.out, **kwargs)
+    except ValueError as exc:  # name the option, not the keyword, in the refusal's fix
+        if "gradient artefact" not in str(exc):
+            raise
+        raise ValueError(str(exc).replace("raise 'gradient_threshold'",
+                                          "raise --gradient-threshold")) from None
+    print_summary(out)
+
+
+def _parse_conditions(items):
+    """``NAME`` or ``NAME=TYPE[,TYPE...]`` items -> a list of names, or a dict of groups."""
+    if not any("=" in item for item in items):
+        return list(items)
+    out = {}
+    for item in items:
+        name, sep, types = item.partition("=")
+        if not sep or not name or not types:
+            raise ValueError(f"--conditions expects trial types (NAME ...) or groups "
+                             f"(NAME=TYPE[,TYPE...] ...), not a mix, got {item!r}; e.g. "
+                             "--conditions face=Famous,Unfamiliar scrambled=Scrambled.")
+        out[name] = [t for t in types.split(",") if t]
+    return out
+
+
+def _cmd_eeg_meg_bids(args):
+    from ..data.datasets.ds000117 import prepare_eeg_meg_bids
+
+    kwargs = passed(args, "subjects", "task", "tmin", "tmax", "sfreq", "l_freq", "h_freq",
+                    "eeg_reference", "overwrite")
+    if "conditions" in args:
+        kwargs["conditions"] = _parse_conditions(args.conditions)
+    if "baseline" in args:
+        kwargs["baseline"] = tuple(args.baseline)
+    if getattr(args, "no_baseline", False):
+        if "baseline" in args:
+            raise ValueError("Pass either --baseline or --no-baseline, not both.")
+        kwargs["baseline"] = None
+    print_summary(prepare_eeg_meg_bids(args.root, args.out, **kwargs))
 
 
 def _cmd_merge(args):
@@ -260,7 +317,62 @@ def _add_prepare(sub):
     option(b, "--splits", nargs="+", keyword=False, help="STORY=SPLIT pairs or a JSON file")
     option(b, "--pad", type=float, help="MEG read beyond each end of a window, s")
     option(b, "--overwrite", action="store_true", help="replace an existing dataset")
+    _add_eeg_prepare(psub)
     return p
+
+
+def _add_eeg_prepare(psub):
+    b = add_command(psub, "eeg-fmri-bids", _cmd_eeg_fmri_bids,
+                    target="neurofuse.data.datasets.ds000116:prepare_eeg_fmri_bids",
+                    help="BIDS simultaneous EEG-fMRI (OpenNeuro ds000116's layout), EEG "
+                         "already free of gradient and BCG artefacts -> a store for "
+                         "`neurofuse transcoder`")
+    b.add_argument("root", help="the BIDS dataset folder (eeg/ and func/ per subject)")
+    b.add_argument("--out", required=True, help="dataset folder to create")
+    option(b, "--subjects", nargs="+", help="01 or sub-01 ... (default: every subject with "
+                                            "EEG)")
+    option(b, "--task", nargs="+", help="only runs of these tasks (default: all)")
+    option(b, "--sfreq", type=float, help="rate of the stored EEG, Hz (make tr * sfreq whole "
+                                          "for the transcoder)")
+    option(b, "--volume-event", type=_none_or_text,
+           help="EEG event marking each volume: 'auto', a name, or 'none' (the EEG's first "
+                "sample)")
+    option(b, "--gradient-threshold", type=float,
+           help="refuse runs whose TR-harmonic contrast exceeds it (clean EEG: about 1; "
+                "'inf' turns the check off)")
+    option(b, "--l-freq", type=float, help="band-pass low edge, Hz (default: none)")
+    option(b, "--h-freq", type=float, help="band-pass high edge, Hz (default: none)")
+    option(b, "--epochs", type=float, nargs=2, metavar=("TMIN", "TMAX"), keyword=False,
+           help="also store EEG epochs around every event, s (default: none)")
+    option(b, "--splits", nargs="+", keyword=False,
+           help="RUN=SPLIT pairs or a JSON file (default: every run train)")
+    option(b, "--overwrite", action="store_true", help="replace an existing dataset")
+
+    b = add_command(psub, "eeg-meg-bids", _cmd_eeg_meg_bids,
+                    target="neurofuse.data.datasets.ds000117:prepare_eeg_meg_bids",
+                    help="BIDS EEG + MEG or EEG-only (OpenNeuro ds000117's layout) -> "
+                         "labelled, paired epoch sets")
+    b.add_argument("root", help="the BIDS dataset folder")
+    b.add_argument("--out", required=True, help="dataset folder to create")
+    option(b, "--subjects", nargs="+", help="01 or sub-01 ... (default: all)")
+    option(b, "--task", nargs="+", help="only these tasks (ds000117: facerecognition)")
+    option(b, "--conditions", nargs="+", keyword=False,
+           help="labels: trial types (NAME ...) or groups (NAME=TYPE[,TYPE...] ...); "
+                "default: every trial type of the first recording")
+    option(b, "--tmin", type=float, help="epoch start around each event, s")
+    option(b, "--tmax", type=float, help="epoch end around each event, s")
+    option(b, "--baseline", type=none_or_float, nargs=2, metavar=("START", "END"),
+           keyword=False, help="baseline interval, s ('none' for an open end; default: "
+                               "the pre-stimulus interval)")
+    option(b, "--no-baseline", action="store_true", keyword=False,
+           help="no baseline correction")
+    option(b, "--sfreq", type=float, help="rate of the stored epochs, Hz (default: the "
+                                          "recordings')")
+    option(b, "--l-freq", type=float, help="band-pass low edge, Hz (default: none)")
+    option(b, "--h-freq", type=float, help="band-pass high edge, Hz (default: none)")
+    option(b, "--eeg-reference", choices=["average"], help="re-reference the EEG (default: "
+                                                           "as recorded)")
+    option(b, "--overwrite", action="store_true", help="replace an existing dataset")
 
 
 def add_parser(subparsers):

@@ -5,6 +5,10 @@ or ``--level subject`` from a group model), ``transcode`` (one run: estimated so
 ``mne.VolSourceEstimate`` and NIfTI, transcoded EEG as .npy and fMRI as NIfTI), ``evaluate``
 (the transcoder beside the physics baseline and MNE / dSPM / eLORETA with the true lead
 field: results.json and report.html), ``demo``.
+
+``fit``, ``transcode`` and ``evaluate`` also take a dataset store with ``eeg`` and
+``fmri-volume`` runs (``neurofuse data prepare eeg-fmri-bids``; ``--subject`` picks one);
+there ``evaluate`` scores only the transcodings: recordings have no ground truth.
 """
 
 from __future__ import annotations
@@ -29,15 +33,24 @@ def _cmd_simulate(args):
           f"test) of {cfg.grid_shape} voxels, {ds.manifest['n_sources']} sources: {ds.path}")
 
 
+def _open(args):
+    from ..systems.transcoder import open_eeg_fmri
+
+    return open_eeg_fmri(args.data, getattr(args, "subject", None))
+
+
 def _cmd_fit(args):
     import dataclasses
 
-    from ..simulation.eeg_fmri import read_dataset
-
-    ds = read_dataset(args.data)
+    ds = _open(args)
     level = getattr(args, "level", "group")
     if level == "subject":
         from ..systems.transcoder import fit_subject
+
+        if not getattr(ds, "has_truth", True):
+            raise ValueError("'--level subject' is not supported on a dataset store yet (its "
+                             "epochs need the simulator's stimulus onsets); fit the group "
+                             "level (the default) on the store.")
 
         if "group" not in args:
             raise ValueError("'--group' is required with '--level subject': pass the group "
@@ -80,18 +93,57 @@ def _run_name(ds, text):
                      f"test runs: {ds.manifest['split']['test']}.")
 
 
+def _write_series(vol, affine, step, fname):
+    import numpy as np
+
+    from ..baselines.inverse.volume import estimate_to_nifti
+
+    shape = vol.shape[:3]
+    estimate_to_nifti(np.asarray(vol).reshape(-1, vol.shape[-1]), np.arange(np.prod(shape)),
+                      shape, affine, tr=step, fname=fname)
+
+
+def _transcode_recorded(ds, predict, pred, run, out):
+    """A store's run: fMRI on its grid, EEG as .npy, sources on the model's pooled grid."""
+    import numpy as np
+
+    from .._io import save_npy
+
+    data, tr = predict.data, ds.config.tr
+    affine = np.asarray(ds.manifest["grid"]["affine"], float)
+    pool = np.asarray(data.pool, float)
+    pooled = affine.copy()  # pooled voxel i: voxels [i p, (i + 1) p), centre i p + (p - 1) / 2
+    pooled[:3, :3] = affine[:3, :3] * pool
+    pooled[:3, 3] = affine[:3, :3] @ ((pool - 1) / 2) + affine[:3, 3]
+    written = []
+    for path, vol in pred["sources"].items():
+        fname = out / f"{run}_sources-from-{path}.nii.gz"
+        _write_series(vol, pooled, tr / data.steps_per_tr, fname)
+        written.append(str(fname))
+    fname = out / f"{run}_eeg-from-fmri.npy"
+    save_npy(fname, np.asarray(pred["eeg"], np.float32), what="transcoded EEG")
+    written.append(str(fname))
+    fname = out / f"{run}_fmri-from-eeg.nii.gz"
+    _write_series(pred["fmri"], affine, tr, fname)
+    written.append(str(fname))
+    return written
+
+
 def _cmd_transcode(args):
     import numpy as np
 
     from .._io import make_dir, save_npy
     from ..evaluation.transcoder import write_source_estimate
     from ..evaluation.transcoder_pipeline import model_predictor
-    from ..simulation.eeg_fmri import read_dataset
 
-    ds = read_dataset(args.data)
+    ds = _open(args)
     run = _run_name(ds, args.run)
-    pred = model_predictor(args.model, ds)(ds, run)
+    predict = model_predictor(args.model, ds)
+    pred = predict(ds, run)
     out = make_dir(args.out, what="transcoded output folder")
+    if not getattr(ds, "has_truth", True):
+        print("\n".join(_transcode_recorded(ds, predict, pred, run, out)))
+        return
     written = []
     for path, est in pred["sources"].items():
         stem = out / f"{run}_sources-from-{path}"
@@ -122,7 +174,8 @@ def _write_fmri(ds, fmri, fname):
 def _cmd_evaluate(args):
     from ..evaluation.transcoder_pipeline import evaluate_transcoder_folder, summary_line
 
-    kw = passed(args, "model", "fit_config", "methods", "against", "device")
+    kw = passed(args, "model", "fit_config", "methods", "against", "device", "subject",
+                "group")
     if "source_truth" in args:
         kw["source_truth"] = args.source_truth
     results = evaluate_transcoder_folder(args.data, args.out, **kw)
@@ -136,6 +189,11 @@ def _cmd_demo(args):
     res = run_transcoder_demo(**passed(args, "out", "fit_config", "n_runs", "size"))
     print(f"neurofuse transcoder demo ({res['seconds']:.0f} s): {res['summary']} Report: "
           f"{res['report']}")
+
+
+def _add_subject(p, keyword=False):
+    option(p, "--subject", keyword=keyword,
+           help="the store's subject (default: its only one with EEG and fMRI)")
 
 
 def add_parser(subparsers):
@@ -161,9 +219,11 @@ def add_parser(subparsers):
     p = add_command(sub, "fit", _cmd_fit, target="neurofuse.systems.transcoder.trainer:fit",
                     help="train the transcoder on a data set's training runs")
     p.add_argument("config", help="preset (paper, demo, tiny) or a .toml/.json file")
-    p.add_argument("--data", required=True, help="data set (neurofuse transcoder simulate)")
+    p.add_argument("--data", required=True, help="data set (neurofuse transcoder simulate) "
+                                                 "or dataset store with eeg and fmri-volume")
     p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, "
                                                 "history.csv")
+    _add_subject(p)
     option(p, "--level", keyword=False, choices=("group", "subject"),
            help="group (default) or subject (needs --group)")
     option(p, "--group", keyword=False, help="group model folder, for --level subject")
@@ -177,16 +237,23 @@ def add_parser(subparsers):
                          "(.nii.gz)")
     p.add_argument("model", help="group model folder (fit's OUT/model)")
     p.add_argument("--data", required=True, help="data set")
-    p.add_argument("--run", required=True, help="run number or name (e.g. 5 or run-005)")
+    p.add_argument("--run", required=True, help="run number or name (e.g. 5 or run-005; a "
+                                                "store's story)")
     p.add_argument("--out", required=True, help="output folder")
+    _add_subject(p)
 
     p = add_command(sub, "evaluate", _cmd_evaluate,
                     target="neurofuse.evaluation.transcoder_pipeline:evaluate_transcoder_folder",
                     help="score the transcoder, physics, MNE, dSPM and eLORETA on held-out "
                          "runs: results.json and report.html")
-    p.add_argument("--data", required=True, help="data set")
+    p.add_argument("--data", required=True, help="data set or dataset store (on a store: "
+                                                 "transcodings only, no ground truth)")
     p.add_argument("--out", required=True, help="output folder (a fit in OUT/fit resumes)")
-    option(p, "--model", help="score this group model instead of fitting one")
+    _add_subject(p, keyword=True)
+    option(p, "--model", help="score this model instead of fitting one (group level, or "
+                              "subject level: sources only)")
+    option(p, "--group", help="for a subject-level --model: its group model (default: the "
+                              "one its model.json records)")
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file")
     option(p, "--methods", nargs="+", help="baselines among physics MNE dSPM eLORETA")
     option(p, "--source-truth", nargs="+", keyword=False, choices=("latent", "erp"),

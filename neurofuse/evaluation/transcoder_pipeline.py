@@ -12,6 +12,7 @@ of the small grid.
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from .._logging import logger, verbose
 from .transcoder import BASELINES, evaluate_transcoder
 
 __all__ = ["evaluate_transcoder_folder", "learned_responses", "model_predictor",
-           "run_transcoder_demo", "summary_line", "untrained_control"]
+           "run_transcoder_demo", "score_recorded", "summary_line", "untrained_control"]
+
+#: Why a store of recordings gets only the transcoding scores.
+NO_TRUTH_NOTE = ("Recorded data: only the transcodings are scored (EEG->fMRI against the "
+                 "recorded fMRI, fMRI->EEG against the recorded EEG, on the held-out runs). "
+                 "Source, HRF and lead-field scores and the MNE / dSPM / eLORETA / physics "
+                 "baselines need ground truth (sources, lead field, HRF): simulate with "
+                 "'neurofuse transcoder simulate'.")
 
 #: The data set size and fit set-up of ``neurofuse transcoder demo`` (2 CPU cores, minutes).
 DEMO_FIT = {"preset": "tiny", "train": {"epochs": 4}, "data": {"n_val": 0}}
@@ -39,7 +47,8 @@ def _group_model(model):
     if meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"'model' must be a group-level transcoder folder ({MODEL_FORMAT!r}), "
                          f"got a {meta.get('format')!r}; pass the 'model' folder of "
-                         "'neurofuse transcoder fit' (the subject level is not scored yet).")
+                         "'neurofuse transcoder fit' (a subject-level model is scored by "
+                         "evaluate_transcoder_folder).")
     return model, meta
 
 
@@ -68,7 +77,9 @@ def model_predictor(model, ds):
     ----------
     model : path-like
         A group-level model folder (``fit``'s ``out/model``).
-    ds : EEGfMRIDataset
+    ds : EEGfMRIDataset | StoreRuns
+        A simulated data set, or a dataset store's runs
+        (:class:`~neurofuse.systems.transcoder.store.StoreRuns`).
 
     Returns
     -------
@@ -77,8 +88,10 @@ def model_predictor(model, ds):
         transcoding on the data set's grid (pooled grid interpolated trilinearly); ``eeg``
         (n_channels, n_times) the fMRI→EEG transcoding at the EEG rate (linear in time);
         ``sources`` ``{'eeg', 'fmri'}`` -> (n_sources, n_times), the EEG- and fMRI-decoded
-        source volumes at the source voxels, at the EEG rate. Units are the model's
-        (normalised data): only correlations are meaningful.
+        source volumes at the source voxels, at the EEG rate. A store has no source voxels:
+        there ``sources`` are the decoded volumes on the model's pooled grid at its source
+        rate, (n_gx, n_gy, n_gz, n_trs * steps_per_tr). Units are the model's (normalised
+        data): only correlations are meaningful.
     """
     from ..systems.transcoder import transcode
     from ..systems.transcoder.subject import upsample_space, upsample_time
@@ -87,8 +100,18 @@ def model_predictor(model, ds):
     data = _data_for(model, meta, ds)
     sim = ds.config
     grid, pool = tuple(sim.grid_shape), tuple(data.pool)
-    vox = ds.truth("source_voxels")
     spp = data.n_per_tr // data.steps_per_tr
+    if not getattr(ds, "has_truth", True):  # a store: no source voxels, no source space
+        def predict_volumes(ds_, run):
+            eeg, fmri, _ = data.load((run, 0), purpose="test")
+            out = transcode(model, eeg, fmri)
+            return {"fmri": upsample_space(out["eeg2fmri"], pool, grid),
+                    "eeg": upsample_time(out["fmri2eeg"], spp, sim.n_times),
+                    "sources": {"eeg": out["eeg_sources"], "fmri": out["fmri_sources"]}}
+
+        predict_volumes.data = data
+        return predict_volumes
+    vox = ds.truth("source_voxels")
 
     def to_sources(vol):  # (gx, gy, gz, n_steps) -> (n_sources, n_times)
         full = upsample_space(vol, pool, grid)
@@ -224,11 +247,72 @@ def _fit_or_load(ds, out, model, fit_config, device):
     return fit_dir / "model"
 
 
+def _held_out(ds):
+    runs = list(ds.manifest["split"]["test"])
+    if not runs:
+        raise ValueError(f"The store '{ds.path}' has no held-out (test) run of subject "
+                         f"{ds.subject!r} to score; prepare it with some stories in the 'test' "
+                         "split (splits=..., --splits RUN=test).")
+    return runs
+
+
+def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
+    """Transcoding scores of recorded runs (no ground truth): fMRI r and EEG r per run.
+
+    Parameters
+    ----------
+    ds : StoreRuns
+        A dataset store's EEG–fMRI runs.
+    predict : callable
+        From :func:`model_predictor`.
+    runs : list of str | None
+        Runs to score (None: the held-out ``test`` runs).
+    scenario : str | None
+        The rows' ``scenario`` (None: ``"<store folder> <subject>"``).
+    level : float
+        Of the intervals.
+
+    Returns
+    -------
+    rows : list of dict
+        One row (:func:`~neurofuse.evaluation.transcoder.summarize_scores`), method
+        ``transcoder``: ``fmri_r`` the mean over runs of the mean over voxels of r over time
+        between the EEG→fMRI transcoding and the recorded fMRI (voxels constant in either
+        left out), ``eeg_r`` the same over channels for fMRI→EEG; ``source_r`` None.
+    """
+    from ..stats import pearson_r
+    from .transcoder import summarize_scores
+
+    runs = _held_out(ds) if runs is None else list(runs)
+    scores = []
+    for run in runs:
+        pred, rec = predict(ds, run), ds.read_run(run)
+        n_trs = rec["fmri"].shape[-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fmri_r = pearson_r(pred["fmri"].reshape(-1, n_trs),
+                               np.asarray(rec["fmri"], np.float64).reshape(-1, n_trs))
+            eeg_r = pearson_r(pred["eeg"], np.asarray(rec["eeg"], np.float64))
+        scores.append({"fmri_r": _finite(np.nanmean(fmri_r)) if np.isfinite(fmri_r).any()
+                       else None,
+                       "eeg_r": _finite(np.nanmean(eeg_r)) if np.isfinite(eeg_r).any()
+                       else None, "source_r": {}})
+        logger.info("%s: EEG->fMRI r %s, fMRI->EEG r %s", run, _fmt(scores[-1]["fmri_r"]),
+                    _fmt(scores[-1]["eeg_r"]))
+    scenario = f"{ds.path.name} {ds.subject}" if scenario is None else scenario
+    return summarize_scores(scores, scenario=scenario, method="transcoder", level=level)
+
+
 def summary_line(results) -> str:
-    """One line: per scenario, the transcoder's and MNE's EEG source r (latent truth)."""
+    """One line: per scenario, the transcoder's and MNE's EEG source r (latent truth); on
+    recorded data (no source scores) the transcoder's fMRI and EEG r."""
+    if not any(r["source_r"] is not None for r in results["rows"]):  # recorded data
+        return "; ".join(f"{r['scenario']} {r['method']} fMRI r {_fmt(r['fmri_r'])}, EEG r "
+                         f"{_fmt(r['eeg_r'])} ({r['n_runs']} held-out runs)"
+                         for r in results["rows"]) + "."
     parts = []
     for row in results["rows"]:
-        if (row["method"] in ("transcoder", "MNE") and row["source_from"] == "eeg"
+        if (row["method"] in ("transcoder", "transcoder-subject", "MNE")
+                and row["source_from"] == "eeg"
                 and row["source_truth"] == "latent" and row["source_r"] is not None):
             parts.append(f"{row['scenario']} {row['method']} {row['source_kind']} source r "
                          f"{row['source_r']:.3f}")
@@ -236,30 +320,43 @@ def summary_line(results) -> str:
 
 
 @verbose
-def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", methods=BASELINES,
+def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", methods=None,
                                source_truth=("latent", "erp"), against="clean", device=None,
-                               report=True, verbose=None):
+                               subject=None, group=None, report=True, verbose=None):
     """Fit (or load) the transcoder, score it and the baselines on the held-out runs, report.
+
+    On a dataset store of recordings (no ground truth) only the transcodings are scored
+    (:func:`score_recorded`; ``results["note"]`` says why), without baselines or learned
+    responses.
 
     Parameters
     ----------
-    data : path-like | EEGfMRIDataset
-        A simulated data set (``neurofuse transcoder simulate``).
+    data : path-like | EEGfMRIDataset | StoreRuns
+        A simulated data set (``neurofuse transcoder simulate``), or a dataset store with
+        ``eeg`` and ``fmri-volume`` runs (e.g. ``neurofuse data prepare eeg-fmri-bids``).
     out : path-like
         Output folder: ``fit/`` (when fitting; resumed if interrupted), ``results.json``,
         ``report.html``.
     model : path-like | None
-        A group-level model folder to score instead of fitting one.
+        A model folder to score instead of fitting one: group level, or subject level
+        (``fit_subject``'s; scored on the sources only, see
+        :mod:`~neurofuse.evaluation.transcoder_subject`).
     fit_config : str | path-like | dict
         Training set-up when fitting (see :func:`~neurofuse.systems.transcoder.load_fit_config`).
-    methods : sequence of str
-        Baselines among ``('physics', 'MNE', 'dSPM', 'eLORETA')``.
+    methods : sequence of str | None
+        Baselines among ``('physics', 'MNE', 'dSPM', 'eLORETA')`` (None: all of them on
+        simulated data, none on a store, where they would need the true lead field).
     source_truth : str | sequence of str
         ``'latent'`` (``X``) and/or ``'erp'`` (``X * d``); rows carry a ``source_truth`` key.
     against : 'clean' | 'observed'
-        Truth of the transcoded fMRI and EEG.
+        Truth of the transcoded fMRI and EEG (a store has only ``'observed'``).
     device : str | None
         Training device (overrides the set-up's).
+    subject : str | None
+        The store's subject (None: its only one with EEG and fMRI).
+    group : path-like | None
+        For a subject-level ``model``: the group model it was trained from (None: the one
+        its ``model.json`` records).
     report : bool
         Write ``report.html``.
     verbose : bool | str | int | None
@@ -271,18 +368,41 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
         ``rows`` (the benchmark schema, see
         :func:`~neurofuse.evaluation.transcoder.evaluate_transcoder`), ``learned`` (from
         :func:`learned_responses`, arrays as lists, with ``untrained_hrf_r`` and
-        ``untrained_leadfield_r_median`` of :func:`untrained_control`), ``model``, ``dataset``, ``seconds``.
+        ``untrained_leadfield_r_median`` of :func:`untrained_control`; None on a store),
+        ``model``, ``dataset``, ``seconds``; on a store also ``subject`` and ``note``.
     """
     from .._io import make_dir, write_json
-    from ..simulation.eeg_fmri import EEGfMRIDataset, read_dataset
+    from ..systems.transcoder import open_eeg_fmri
 
     _check_option("against", against, ["clean", "observed"])
-    ds = data if isinstance(data, EEGfMRIDataset) else read_dataset(data)
+    ds = open_eeg_fmri(data, subject)
+    recorded = not getattr(ds, "has_truth", True)
+    if recorded and methods:
+        raise ValueError(f"'methods' {list(methods)} need the true lead field, which the store "
+                         f"'{ds.path}' (recordings) does not have; leave 'methods' out.")
+    if recorded:
+        _held_out(ds)  # before any training
+    methods = BASELINES if methods is None else methods
     out = make_dir(out, what="evaluation folder")
     t0 = time.perf_counter()
     model_dir = _fit_or_load(ds, out, model, fit_config, device)
     t_fit = time.perf_counter() - t0
+    subject_level = _is_subject(model_dir)
+    if subject_level:
+        return _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against,
+                                 report, t0)
     predict = model_predictor(model_dir, ds)
+    if recorded:
+        logger.info(NO_TRUTH_NOTE)
+        results = {"dataset": str(ds.path), "subject": ds.subject, "model": str(model_dir),
+                   "rows": score_recorded(ds, predict), "learned": None,
+                   "note": NO_TRUTH_NOTE,
+                   "seconds": {"fit": round(t_fit, 1),
+                               "total": round(time.perf_counter() - t0, 1)}}
+        write_json(out / "results.json", results, what="results")
+        if report:
+            write_report(out / "report.html", [results], fit_dirs=[out / "fit"])
+        return results
     rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
                                source_truth=source_truth, against=against)
     learned = learned_responses(model_dir, ds)
@@ -297,6 +417,38 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
     write_json(out / "results.json", results, what="results")
     if report:
         write_report(out / "report.html", [results], fit_dirs=[out / "fit"])
+    return results
+
+
+def _is_subject(model_dir):
+    import json
+
+    from ..systems.transcoder.subject import SUBJECT_FORMAT
+
+    fname = Path(model_dir) / "model.json"
+    return fname.is_file() and json.loads(fname.read_text()).get("format") == SUBJECT_FORMAT
+
+
+def _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against, report, t0):
+    """evaluate_transcoder_folder for a subject-level model folder."""
+    from .._io import write_json
+    from ..systems.transcoder import load_model
+    from .transcoder_subject import SUBJECT_METHOD, SUBJECT_NOTE, subject_predictor
+
+    model, meta = load_model(model_dir, return_meta=True)
+    predict = subject_predictor(model, meta, ds, group)
+    rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
+                               source_truth=source_truth, against=against)
+    for row in rows:
+        row["level"] = "subject" if row["method"] == "transcoder" else None
+        if row["method"] == "transcoder":
+            row["method"] = SUBJECT_METHOD
+    results = {"dataset": str(ds.path), "model": str(model_dir), "group_model": predict.group,
+               "level": "subject", "rows": rows, "learned": None, "note": SUBJECT_NOTE,
+               "seconds": {"fit": 0.0, "total": round(time.perf_counter() - t0, 1)}}
+    write_json(Path(out) / "results.json", results, what="results")
+    if report:
+        write_report(Path(out) / "report.html", [results])
     return results
 
 
@@ -329,6 +481,10 @@ def write_report(path, results, *, fit_dirs=(), title="neurofuse transcoder (sys
     for res in results:
         scen = res["rows"][0]["scenario"] if res["rows"] else "?"
         ln = res["learned"]
+        if ln is None:  # recorded data: nothing to compare the encoders with
+            sections["Source recovery"].append((f"No ground truth ({scen})",
+                                                f"<p>{html.escape(res['note'])}</p>"))
+            continue
         sections["Source recovery"].append((
             f"Learned HRF and lead field ({scen})", plot_learned_responses(ln),
             f"Encoders' impulse responses against the truth: HRF r = {_fmt(ln['hrf_r'])}, "

@@ -63,6 +63,7 @@ def test_groups_found_by_scanning_the_package():
         ("anatomy",), ("demo",), ("data", "info"), ("data", "merge"),
         ("data", "prepare", "lebel"), ("data", "prepare", "meg-bids"),
         ("data", "prepare", "podcast"), ("data", "prepare", "smn4lang"),
+        ("data", "prepare", "eeg-fmri-bids"), ("data", "prepare", "eeg-meg-bids"),
         ("joint", "benchmark", "simulation"),
         ("joint", "demo"), ("joint", "ecog"), ("joint", "evaluate"), ("joint", "fit"),
         ("joint", "predict"), ("meg2fmri", "demo"), ("meg2fmri", "evaluate"),
@@ -80,7 +81,8 @@ def test_groups_found_by_scanning_the_package():
     (["joint", "benchmark"], ["simulation"]),
     (["simulate"], ["study", "ecog"]),
     (["data"], ["prepare", "merge", "info"]),
-    (["data", "prepare"], ["lebel", "meg-bids", "podcast", "smn4lang"]),
+    (["data", "prepare"], ["lebel", "meg-bids", "podcast", "smn4lang", "eeg-fmri-bids",
+                           "eeg-meg-bids"]),
 ])
 def test_group_help_lists_its_commands(group, commands, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -191,12 +191,13 @@ def normalize(eeg, fmri, how="item"):
 
 
 class TranscoderData:
-    """The batch items of a simulated EEG–fMRI data set at the group level's resolution.
+    """The batch items of an EEG–fMRI data set at the group level's resolution.
 
     Parameters
     ----------
-    dataset : EEGfMRIDataset
-        From :func:`neurofuse.simulation.eeg_fmri.read_dataset`.
+    dataset : EEGfMRIDataset | StoreRuns
+        From :func:`neurofuse.simulation.eeg_fmri.read_dataset`, or a dataset store's runs
+        (:class:`~neurofuse.systems.transcoder.store.StoreRuns`).
     steps_per_tr : int
         Source steps per TR (the model's).
     config : DataConfig | dict | None

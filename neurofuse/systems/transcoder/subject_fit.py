@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +27,12 @@ from ...training.presets import read_fit_config
 from .data import TranscoderData, downsample_eeg, normalize, pool_volume
 from .model import Transcoder, load_model
 from .subject import (SubjectConfig, SubjectTranscoder, chunk_starts, epoch_average,
-                      group_sources, upsample_space, upsample_time)
+                      group_sources, upsample_sources, upsample_space, upsample_time)
 from .task import TranscoderTask
 from .trainer import TrainConfig
 
-__all__ = ["SUBJECT_PRESETS", "SubjectData", "SubjectDataConfig", "fit_subject"]
+__all__ = ["SUBJECT_PRESETS", "SubjectData", "SubjectDataConfig", "fit_subject",
+           "subject_sources"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class SubjectData:
     n_epochs : int
         Trials averaged.
     """
+
+    group_model = None  #: the group model's folder, when known (recorded in describe())
 
     def __init__(self, dataset, group_model, group_data, config=None):
         self.dataset = dataset
@@ -155,8 +159,9 @@ class SubjectData:
         return hash_arrays(self.eeg, self.fmri, self.config.to_dict())
 
     def describe(self) -> dict:
-        """JSON description (for ``model.json``)."""
+        """JSON description (for ``model.json``; ``group_model``: the group model's folder)."""
         return {"level": "subject", "fingerprint": self.fingerprint(),
+                "group_model": self.group_model,
                 "dataset": str(self.dataset.path), "runs": self.runs,
                 "test_runs": self.test_runs, "n_epochs": self.n_epochs,
                 "chunk": list(self.chunk), "settings": self.config.to_dict()}
@@ -202,6 +207,10 @@ def fit_subject(dataset, group_model, out, *, config="paper", resume=False,
     """
     from ...simulation.eeg_fmri import EEGfMRIDataset, read_dataset
 
+    if getattr(dataset, "has_truth", True) is False:
+        raise ValueError(f"The subject level is not supported on a dataset store yet (its "
+                         f"epochs need the simulator's stimulus onsets): '{dataset.path}'; fit "
+                         "the group level on the store.")
     if not isinstance(dataset, EEGfMRIDataset):
         dataset = read_dataset(dataset)
     resolved = read_fit_config(config, SUBJECT_PRESETS, ("train", "model", "data"))
@@ -213,6 +222,67 @@ def fit_subject(dataset, group_model, out, *, config="paper", resume=False,
                          f"{meta['format']!r}.")
     data = SubjectData(dataset, model, meta["data"],
                        SubjectDataConfig.from_dict(resolved["data"]))
+    data.group_model = str(Path(group_model).expanduser().resolve())
     task = TranscoderTask(data, cfg, mcfg, model_cls=SubjectTranscoder)
     return fit_task(task, out, config=cfg.loop_config(), resume=resume, device=cfg.device,
                     epoch_callback=epoch_callback)
+
+
+def subject_sources(subject_model, group_model, data, eeg, fmri, *, block=4096):
+    """The subject level applied to a continuous run: sources at full resolution (paper §4.3.3).
+
+    The run is scaled as the group model saw it (its whole-run item), the group model's
+    decoders give the EEG- and fMRI-estimated sources at full resolution
+    (:func:`~.subject.group_sources`, :func:`~.subject.upsample_sources`), both are scaled
+    to unit r.m.s. (as :class:`SubjectData` scaled its trial averages), and the subject
+    model's decoders refine them. No slicing: the EEG decoder acts on each time step, the
+    fMRI decoder on each voxel (computed in blocks of ``block``).
+
+    Parameters
+    ----------
+    subject_model : SubjectTranscoder
+    group_model : Transcoder
+        The group model the subject model was trained from.
+    data : TranscoderData
+        The group model's reduction of the data set (its ``pool``, ``n_per_tr``,
+        ``steps_per_tr``, ``config.normalize``).
+    eeg : array, shape (n_channels, n_times)
+        A run's EEG, whole TRs (``n_times = n_trs * n_per_tr``).
+    fmri : array, shape (n_x, n_y, n_z, n_trs)
+    block : int
+        Time steps or voxels per forward pass (memory).
+
+    Returns
+    -------
+    eeg_sources, fmri_sources : arrays of float32, shape (n_x, n_y, n_z, n_times)
+        The subject level's EEG- and fMRI-estimated sources (model units: only
+        correlations are meaningful).
+    """
+    import torch
+
+    block = _check_int("block", block)
+    eeg = np.asarray(eeg, np.float32)
+    fmri = np.asarray(fmri, np.float32)
+    _, _, scales = normalize(downsample_eeg(eeg, data.n_per_tr, data.steps_per_tr),
+                             pool_volume(fmri, data.pool), data.config.normalize)
+    eeg = (eeg - eeg.mean(-1, keepdims=True)) / scales["eeg_scale"]
+    fmri = (fmri - fmri.mean(-1, keepdims=True)) / scales["fmri_scale"]
+    s_eeg, s_fmri = group_sources(group_model, eeg, fmri, block=block)
+    s_eeg, s_fmri = upsample_sources(s_eeg, s_fmri, pool=data.pool, grid_shape=fmri.shape[:3],
+                                     samples_per_step=data.n_per_tr // data.steps_per_tr)
+    s_eeg, s_fmri, _ = normalize(s_eeg, s_fmri)
+    device = next(subject_model.parameters()).device
+    was_training = subject_model.training
+    subject_model.eval()
+    try:
+        with torch.no_grad():
+            e = torch.as_tensor(s_eeg, device=device)[None]              # (1, X, Y, Z, T)
+            out_e = torch.cat([subject_model.eeg_decoder(e[..., t0:t0 + block]).cpu()
+                               for t0 in range(0, e.shape[-1], block)], -1)[0].numpy()
+            X, Y, Z, T = s_fmri.shape
+            flat = torch.as_tensor(s_fmri, device=device).reshape(X * Y * Z, 1, T)
+            out_f = torch.cat([subject_model.fmri_decoder.layers(flat[v0:v0 + block]).cpu()
+                               for v0 in range(0, flat.shape[0], block)]).reshape(X, Y, Z, T)
+    finally:
+        subject_model.train(was_training)
+    return out_e, out_f.numpy()

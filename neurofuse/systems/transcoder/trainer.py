@@ -136,13 +136,14 @@ def load_fit_config(config):
 
 @verbose
 def fit(dataset, out, *, config="paper", resume=False, epoch_callback=None, verbose=None):
-    """Train the group-level transcoder on a simulated EEG–fMRI data set's training runs.
+    """Train the group-level transcoder on an EEG–fMRI data set's training runs.
 
     Parameters
     ----------
-    dataset : EEGfMRIDataset | path-like
-        From :func:`~neurofuse.simulation.eeg_fmri.simulate_dataset` (or its folder). Its
-        ``test`` runs are never read.
+    dataset : EEGfMRIDataset | StoreRuns | path-like
+        From :func:`~neurofuse.simulation.eeg_fmri.simulate_dataset`, or one subject's runs
+        of a dataset store (:class:`~neurofuse.systems.transcoder.store.StoreRuns`), or
+        either's folder (a store with one subject). Its ``test`` runs are never read.
     out : path-like
         Output folder: ``model/``, ``checkpoints/``, ``history.csv``, ``config.json``.
     config : str | path-like | dict
@@ -161,10 +162,9 @@ def fit(dataset, out, *, config="paper", resume=False, epoch_callback=None, verb
         One row per epoch: ``train_loss`` and ``train_<term>`` for the four terms, ``lr``,
         ``val_loss`` and ``val_<term>`` with validation runs, and ``seconds``.
     """
-    from ...simulation.eeg_fmri import EEGfMRIDataset, read_dataset
+    from .store import open_eeg_fmri
 
-    if not isinstance(dataset, EEGfMRIDataset):
-        dataset = read_dataset(dataset)
+    dataset = open_eeg_fmri(dataset)
     cfg, model_kwargs, data_cfg = load_fit_config(config)
     steps = model_kwargs.get("steps_per_tr", TranscoderConfig.steps_per_tr)
     data = TranscoderData(dataset, steps, data_cfg)
