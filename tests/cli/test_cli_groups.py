@@ -57,13 +57,15 @@ CLI_ONLY = {"help", "verbose", "quiet"}
 
 
 def test_groups_found_by_scanning_the_package():
-    assert set(_children(build_parser())) == {"anatomy", "data", "demo", "joint", "meg2fmri",
-                                               "simulate", "transcoder"}
+    assert set(_children(build_parser())) == {"anatomy", "data", "demo", "eeg2meg", "joint",
+                                               "meg2fmri", "simulate", "transcoder"}
     assert set(LEAVES) == {
         ("anatomy",), ("demo",), ("data", "info"), ("data", "merge"),
         ("data", "prepare", "lebel"), ("data", "prepare", "meg-bids"),
         ("data", "prepare", "podcast"), ("data", "prepare", "smn4lang"),
         ("data", "prepare", "eeg-fmri-bids"), ("data", "prepare", "eeg-meg-bids"),
+        ("eeg2meg", "demo"), ("eeg2meg", "evaluate"), ("eeg2meg", "fit"),
+        ("eeg2meg", "pretrain"), ("eeg2meg", "simulate"), ("eeg2meg", "synthesize"),
         ("joint", "benchmark", "simulation"),
         ("joint", "demo"), ("joint", "ecog"), ("joint", "evaluate"), ("joint", "fit"),
         ("joint", "predict"), ("meg2fmri", "demo"), ("meg2fmri", "evaluate"),
@@ -74,7 +76,9 @@ def test_groups_found_by_scanning_the_package():
 
 
 @pytest.mark.parametrize("group, commands", [
-    ([], ["anatomy", "data", "demo", "joint", "meg2fmri", "simulate", "transcoder"]),
+    ([], ["anatomy", "data", "demo", "eeg2meg", "joint", "meg2fmri", "simulate",
+          "transcoder"]),
+    (["eeg2meg"], ["simulate", "pretrain", "fit", "synthesize", "evaluate", "demo"]),
     (["transcoder"], ["simulate", "fit", "transcode", "evaluate", "demo"]),
     (["joint"], ["fit", "predict", "evaluate", "demo", "benchmark", "ecog"]),
     (["meg2fmri"], ["prepare", "fit", "synthesize", "evaluate", "demo"]),
