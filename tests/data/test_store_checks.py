@@ -447,3 +447,15 @@ def test_former_ecog_store_is_checked_without_a_repeat_axis(tmp_path):
     with pytest.raises(StoreError, match=r"subjects/P1/ecog/story.npy: values: expected finite "
                                          r"values, got NaN/Inf in channel 1: samples 10-19 "):
         read_dataset(path)
+
+
+def test_empty_ground_truth_array_passes_the_full_check(tmp_path):
+    # an empty axis (e.g. per-trial latencies of a task with no evoked component) has no value
+    # to scan: the full check must not fail on reshaping it
+    info = mne.create_info(["a", "b"], 250.0, "eeg")
+    with DatasetWriter(tmp_path / "s", sfreq=250.0) as w:
+        w.add_subject("s1", modalities=["eeg"])
+        w.add_sensors("s1", "eeg", info=info, units="V")
+        w.write_epochs("s1", "eeg", "t", np.ones((3, 2, 10)), events=np.arange(3.0), tmin=0.0)
+        w.write_ground_truth("trials/x", np.zeros((3, 0)))
+    assert read_dataset(tmp_path / "s").check(full=True) == []
