@@ -83,15 +83,15 @@ def _pretraining_eeg(store, paired_subjects):
     return arrays, names
 
 
-def _pretrain_step(world, out, spec, *, paired, resume, seed):
+def _pretrain_step(out, spec, *, resume, seed):
     """Pretrain the encoder on EEG disjoint from the paired data; return its folder."""
     from ..simulation.eeg_meg import simulate_eeg_meg_world
     from ..systems.eeg2meg.pretrain import pretrain_encoder
 
     folder = out / "pretrain"
     model = folder / "encoder" / "model"
-    if resume and (model / "model.json").is_file() and not (folder / "encoder" /
-                                                           "checkpoints").is_dir():
+    done = folder / "done.json"
+    if resume and done.is_file() and (model / "model.json").is_file():
         return model
     store = folder / "eeg"
     if not (store / "neurofuse-dataset.json").is_file():
@@ -101,8 +101,13 @@ def _pretrain_step(world, out, spec, *, paired, resume, seed):
     arrays, _ = _pretraining_eeg(store, paired_subjects=())
     if not arrays:
         raise ValueError(f"The pretraining world '{store}' has no EEG epochs.")
-    return pretrain_encoder(arrays, folder / "encoder", encoder_config=spec["pretrain"].get(
-        "encoder_config", "small"), config=spec["pretrain"].get("config"), resume=resume)
+    path = pretrain_encoder(
+        arrays, folder / "encoder", encoder_config=spec["pretrain"].get("encoder_config",
+                                                                        "small"),
+        config=spec["pretrain"].get("config"),
+        resume=resume and (folder / "encoder" / "checkpoints").is_dir())
+    write_json(done, {"n_epochs": sum(len(a) for a in arrays), "store": str(store)})
+    return path
 
 
 def _fit_config(base, changes):
@@ -277,7 +282,7 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     spec = {**DEMO, **(pretrain or {})}
     generators = [m for m in methods if m in ABLATIONS]
     if generators and encoder is None and any(m != "no_pretrained" for m in generators):
-        encoder = _pretrain_step(world, out, spec, paired=data.subjects, resume=resume,
+        encoder = _pretrain_step(out, spec, resume=resume,
                                  seed=seed)
     elif encoder is None:
         encoder = spec["pretrain"].get("encoder_config", "small")
