@@ -234,6 +234,9 @@ def _dataset_sizes(dataset, train_config, encoder_kwargs):
     summary = dataset.summary()["subjects"]
     meg = [s for s in dataset.subjects if "meg" in dataset.modalities(s)]
     fmri = [s for s in dataset.subjects if "fmri" in dataset.modalities(s)]
+    # EEG heads cost what MEG heads of as many channels cost (a dense gain each)
+    eeg = [summary[s]["shapes"]["eeg"][0] for s in dataset.subjects
+           if "eeg" in dataset.modalities(s)]
     template = dataset.metadata.get("template", {}).get("vertices")
     if template:
         d_src = sum(len(v) for v in template)
@@ -244,7 +247,7 @@ def _dataset_sizes(dataset, train_config, encoder_kwargs):
     config = EncoderConfig.from_dict(kwargs)
     longest = max((dataset.n_times(s) for s in dataset.splits.get("train", [])), default=None)
     return config, dict(sfreq=dataset.sfreq, longest_story=longest,
-                        meg_channels=[summary[s]["n_channels"] for s in meg],
+                        meg_channels=[summary[s]["n_channels"] for s in meg] + eeg,
                         fmri_sources=[summary[s]["n_sources"] for s in fmri])
 
 
