@@ -477,6 +477,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     from ..data.store import DatasetWriter, expected_n_trs
     from ..physics.measurement import add_noise, apply_gain, make_gain, measure_bold
     from .encoding import make_encoding_model
+    from .eeg_subjects import eeg_subject, referenced_noise
     from .encoding.source_world import SourceWorld
     from .paired_volume import GT_DIR, VolumeRecorder, story_events
     from .stimuli import StimulusGenerator
@@ -512,7 +513,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
         )
         sm = _SubjectModel(name, index, mods, sub, None)
         if "eeg" in mods:
-            _eeg_subject(sm, config, n_jobs)
+            eeg_subject(sm, config, n_jobs)
         elif "meg" in mods:
             fwd = make_forward(sub, spacing=config.spacing, n_jobs=n_jobs)
             sm.morph = make_morph(sub, spacing=config.spacing, src_to=fwd["src"])
@@ -632,7 +633,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                                          add_noise(rng, meg_clean.pop(sm.name), config.meg_cnr,
                                                    n_repeats=n_rep))
                     if "eeg" in sm.modalities:
-                        writer.write(sm.name, "eeg", story, _referenced_noise(
+                        writer.write(sm.name, "eeg", story, referenced_noise(
                             rng, meg_clean.pop(sm.name), config.eeg_cnr, n_rep))
                     if "fmri" in sm.modalities:
                         hrf = {} if world is None or world.hrf_kwargs() is None else dict(
@@ -655,44 +656,6 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     logger.info("Simulated %d stories for %d subjects in %.1f s -> %s", len(plan), len(subjects),
                 time.perf_counter() - t_start, out)
     return out
-
-
-def _eeg_subject(sm, config, n_jobs):
-    """EEG forward model of an EEG subject: average-referenced lead field, gain and ``Info``.
-
-    The three-layer BEM EEG lead field ``L`` (n_electrodes, n_sources) is referenced to the
-    average, ``L - mean(L, axis=0)``, so the EEG is ``L_ref M s``; the ``Info`` carries an
-    active average-reference projector (the data are already referenced).
-    """
-    from ..anatomy import get_leadfield, make_forward, make_morph
-    from ..physics.measurement import make_gain
-    from .eeg_meg.world import _average_reference_info
-
-    fwd = make_forward(sm.subject, spacing=config.spacing, meg=False, eeg=True, n_jobs=n_jobs)
-    if list(fwd["info"]["ch_names"]) != list(sm.subject.eeg_info["ch_names"]):
-        raise RuntimeError(f"The EEG forward channels of {sm.name} differ from its EEG info.")
-    sm.morph = make_morph(sm.subject, spacing=config.spacing, src_to=fwd["src"])
-    leadfield = np.asarray(get_leadfield(fwd), np.float64)
-    leadfield = leadfield - leadfield.mean(axis=0, keepdims=True)  # average reference
-    sm.extra.update(leadfield=leadfield, forward=fwd, vertices=[s["vertno"] for s in fwd["src"]],
-                    info=_average_reference_info(sm.subject.eeg_info))
-    sm.gain = make_gain(leadfield, sm.morph)  # (n_electrodes, n_src_fsaverage)
-
-
-def _referenced_noise(rng, clean, cnr, n_repeats):
-    """Average-referenced noisy EEG, (n_repeats, n_electrodes, n_times), at ``cnr``.
-
-    The noise is drawn ``1 / sqrt(1 - 1 / n_electrodes)`` larger and then referenced to the
-    average like the (already referenced) signal, so the referenced noise has the requested
-    CNR per electrode.
-    """
-    from ..physics.measurement import add_noise
-
-    sigma = clean.std(axis=-1, keepdims=True)
-    if not math.isinf(cnr):
-        sigma = sigma / math.sqrt(1.0 - 1.0 / clean.shape[0])
-    data = add_noise(rng, clean, cnr, sigma_signal=sigma, n_repeats=n_repeats)
-    return data - data.mean(axis=1, keepdims=True)
 
 
 def _seed(config: StudyConfig, *keys) -> int:
