@@ -160,3 +160,22 @@ def test_meg_eeg_fmri_study_fits_and_predicts_eeg_raw(eeg_study, tmp_path):
     assert [r["subject"] for r in eeg_rows] == ["S03"] and eeg_rows[0]["n_targets"] == 70
     assert [r["modality"] for r in rows] == ["meg", "eeg", "fmri"]
     assert maps[("S03", "eeg", "neurofuse")].shape == (70,)
+
+
+def test_eeg_ridge_ceiling_is_fitted_and_scored_like_meg(eeg_study):
+    from neurofuse.baselines.ridge import fit_meg_ceiling
+    from neurofuse.evaluation.prediction import heldout_r
+
+    _, ds = eeg_study
+    ceiling = fit_meg_ceiling(ds, "S03", modality="eeg", n_components=8, cv=2)
+    assert ceiling.modality == "eeg"
+    stories = ds.splits["test"]
+    r = ceiling.evaluate(ds, stories)
+    ref = heldout_r([ceiling.predict_story(ds, s) for s in stories],
+                    [np.asarray(ds.data("S03", "eeg", s, average=True)) for s in stories])
+    np.testing.assert_allclose(r, ref, atol=1e-5)
+    assert r.shape == (70,) and np.nanmean(r) > 0  # noiseless EEG of a linear world
+    with pytest.raises(ValueError, match="no eeg data"):
+        fit_meg_ceiling(ds, "S01", modality="eeg")
+    with pytest.raises(ValueError, match="modality"):
+        fit_meg_ceiling(ds, "S03", modality="fmri")
