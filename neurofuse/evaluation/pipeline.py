@@ -367,7 +367,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     Parameters
     ----------
     data : path-like | Dataset
-        A dataset store with MEG and/or fMRI subjects and train, val and test stories: a
+        A dataset store with MEG, EEG and/or fMRI subjects and train, val and test stories: a
         simulated study (:func:`neurofuse.simulation.simulate_study`) or recorded data. Source
         recovery needs ground-truth sources for the test stories (a simulation); without
         them it is skipped with a logged note, and the ridge ceilings and held-out
