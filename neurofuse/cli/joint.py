@@ -188,7 +188,7 @@ def add_parser(subparsers):
     p.add_argument("--stimulus", required=True, help=".npy features, shape (n_times, d_stim)")
     p.add_argument("--out", required=True, help="output folder")
     option(p, "--sfreq", type=float, help="sampling rate of the features (checked)")
-    option(p, "--subjects", nargs="*", help="subjects to predict MEG/BOLD for (default all)")
+    option(p, "--subjects", nargs="*", help="subjects to predict MEG/EEG/BOLD for (default all)")
     option(p, "--overwrite", action="store_true", help="replace existing predictions")
     add_force(p)
 
@@ -196,7 +196,7 @@ def add_parser(subparsers):
                     target="neurofuse.evaluation.pipeline:evaluate_study",
                     help="ridge ceilings, the joint model, classical inverses and every score "
                          "on a dataset store: results.json and report.html")
-    p.add_argument("--data", required=True, help="a dataset store with MEG and/or fMRI "
+    p.add_argument("--data", required=True, help="a dataset store with MEG, EEG and/or fMRI "
                    "subjects (neurofuse simulate study, data prepare, or your own); source "
                    "recovery runs only where it has ground-truth sources (a simulation) and "
                    "is skipped otherwise")

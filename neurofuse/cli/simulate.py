@@ -23,7 +23,8 @@ def _cmd_study(args):
     from ..simulation.study import StudyConfig, simulate_study
 
     config = StudyConfig.resolve(args.config)
-    overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr")
+    overrides = passed(args, "seed", "meg_cnr", "fmri_cnr", "volume_cnr", "n_eeg_subjects",
+                       "eeg_cnr")
     if hasattr(args, "study_world"):  # `world` is the command's own dest (study, ecog)
         overrides["world"] = args.study_world
     if overrides:
@@ -59,6 +60,10 @@ def add_parser(subparsers):
            help="override the fMRI CNR (a number or 'inf')")
     option(p, "--volume-cnr", type=cnr, keyword=False,
            help="override the fMRI-volume CNR of paired subjects (a number or 'inf')")
+    option(p, "--n-eeg-subjects", type=int, keyword=False,
+           help="add EEG-only subjects (average-referenced 10-10 cap, three-layer BEM)")
+    option(p, "--eeg-cnr", type=cnr, keyword=False,
+           help="override the EEG CNR of EEG subjects (a number or 'inf')")
     option(p, "--world", dest="study_world", choices=list(WORLD_PRESETS), keyword=False,
            help="how the simulated brain responds: tuning length scale, nonlinearity, "
                 "spontaneous activity, region HRFs (default linear15; see "

@@ -44,7 +44,7 @@ def summary_line(results: dict) -> str:
     by = {}
     for row in results.get("prediction", []):
         by.setdefault((row["modality"], row["method"]), []).append(row["r_mean"])
-    for modality in ("meg", "fmri"):
+    for modality in ("meg", "eeg", "fmri"):  # EEG only where the study has EEG subjects
         vals = {m: np.nanmean(by[(modality, m)]) for m in (NEUROFUSE, "ridge")
                 if (modality, m) in by}
         if vals:
@@ -78,6 +78,7 @@ def _summary_html(ds, evaluation, results, extra=""):
     subs = s["subjects"]
     n_meg = sum("meg" in v["modalities"] for v in subs.values())
     n_fmri = sum("fmri" in v["modalities"] for v in subs.values())
+    n_eeg = sum("eeg" in v["modalities"] for v in subs.values())
     splits = {}
     for st in s["stories"].values():
         splits.setdefault(st["split"], []).append(st["duration"])
@@ -92,7 +93,8 @@ def _summary_html(ds, evaluation, results, extra=""):
     return (
         f"<p>{html.escape(what)}"
         f"{f' ({n_src} fsaverage sources)' if n_src else ''}: "
-        f"{n_meg} MEG and {n_fmri} fMRI subjects, {len(s['stories'])} stories "
+        f"{n_meg} MEG{f', {n_eeg} EEG' if n_eeg else ''} and {n_fmri} fMRI subjects, "
+        f"{len(s['stories'])} stories "
         f"({html.escape(story_txt)}){f', {html.escape(cnr_txt)}' if cnr_txt else ''}. The "
         "joint model was trained on the training stories; the ridge ceilings were fitted per "
         f"subject; {html.escape(_recovery_html(evaluation))}"

@@ -158,7 +158,7 @@ def pick_timecourse_sources(truth, n=3, *, n_lh=None):
 
 
 #: Modalities the ridge ceilings and the joint model score.
-SCORED_MODALITIES = ("meg", "fmri")
+SCORED_MODALITIES = ("meg", "fmri", "eeg")
 
 
 def _ridge_step(ds, out):
@@ -174,15 +174,18 @@ def _ridge_step(ds, out):
             for modality in ds.modalities(subject):
                 if modality not in SCORED_MODALITIES:
                     logger.info("Ridge ceilings: %s's %s skipped (ceilings are fitted for %s)",
-                                subject, modality, " and ".join(SCORED_MODALITIES))
+                                subject, modality, ", ".join(SCORED_MODALITIES))
                     continue
-                fit = fit_meg_ceiling if modality == "meg" else fit_fmri_ceiling
-                ceilings[(subject, modality)] = fit(ds, subject)
+                if modality == "fmri":
+                    ceilings[(subject, modality)] = fit_fmri_ceiling(ds, subject)
+                else:  # sensors: MEG, EEG
+                    ceilings[(subject, modality)] = fit_meg_ceiling(ds, subject,
+                                                                    modality=modality)
         if not ceilings:
-            raise ValueError(f"The dataset '{ds.path}' has no MEG or fMRI subject to fit ridge "
-                             f"ceilings and the joint model on (its subjects' modalities: "
+            raise ValueError(f"The dataset '{ds.path}' has no MEG, EEG or fMRI subject to fit "
+                             f"ridge ceilings and the joint model on (its subjects' modalities: "
                              f"{ {s: ds.modalities(s) for s in ds.subjects} }); evaluate needs "
-                             "at least one MEG or fMRI subject.")
+                             "at least one MEG, EEG or fMRI subject.")
         rows, maps = prediction_table(ds, ceilings=ceilings)
         denoised = {}
         for (subject, modality), ceiling in ceilings.items():
@@ -364,7 +367,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
     Parameters
     ----------
     data : path-like | Dataset
-        A dataset store with MEG and/or fMRI subjects and train, val and test stories: a
+        A dataset store with MEG, EEG and/or fMRI subjects and train, val and test stories: a
         simulated study (:func:`neurofuse.simulation.simulate_study`) or recorded data. Source
         recovery needs ground-truth sources for the test stories (a simulation); without
         them it is skipped with a logged note, and the ridge ceilings and held-out
@@ -521,7 +524,8 @@ def _merge_prediction(ds, model_rows, ridge_rows):
     """Rows MEG subjects first, in dataset order; neurofuse before ridge for each."""
     order = {s: i for i, s in enumerate(ds.subjects)}
     return sorted([*model_rows, *ridge_rows],
-                  key=lambda r: (r["modality"] != "meg", order.get(r["subject"], len(order)),
+                  key=lambda r: ({"meg": 0, "eeg": 1}.get(r["modality"], 2),
+                                 order.get(r["subject"], len(order)),
                                  r["subject"], r["method"] != NEUROFUSE))
 
 

@@ -7,6 +7,7 @@ subset of targets:
 
 * MEG: the sensors over the temporal lobes (:func:`~neurofuse.evaluation.metrics.temporal_lobe_channels`,
   Table 1);
+* EEG (average reference): every electrode;
 * fMRI: the top quartile of sources. The paper does not say how that quartile is chosen; here
   it is the top 25 % by *repeatability* of the held-out recording (the correlation between its
   repeated presentations, :func:`neurofuse.data.repeatability.repeatability`), which depends on
@@ -36,8 +37,11 @@ def _test_stories(ds, subject, modality, stories):
 
 
 def _recorded(ds, subject, modality, story):
-    data = ds.meg(subject, story, average=True) if modality == "meg" else \
-        ds.fmri(subject, story, average=True)
+    if modality == "eeg":
+        data = ds.data(subject, "eeg", story, average=True)
+    else:
+        data = ds.meg(subject, story, average=True) if modality == "meg" else \
+            ds.fmri(subject, story, average=True)
     return np.asarray(data, np.float32)  # (n_targets, n_samples)
 
 
@@ -71,7 +75,7 @@ def model_prediction_r(model, ds, subject, modality, *, stories=None, sources=No
     model : neurofuse.systems.joint.model.JointModel
     ds : neurofuse.data.store.Dataset
     subject : str
-    modality : 'meg' | 'fmri'
+    modality : 'meg' | 'eeg' | 'fmri'
     stories : list of str | None
         Default: the subject's test stories.
     sources : dict of str -> array, shape (n_sources_fsaverage, n_times) | None
@@ -82,9 +86,9 @@ def model_prediction_r(model, ds, subject, modality, *, stories=None, sources=No
     -------
     r : array, shape (n_targets,)
     """
-    from ..systems.joint.predict import predict_bold, predict_meg, predict_sources
+    from ..systems.joint.predict import predict_bold, predict_eeg, predict_meg, predict_sources
 
-    _check_option("modality", modality, ["meg", "fmri"])
+    _check_option("modality", modality, ["meg", "eeg", "fmri"])
     stories = _test_stories(ds, subject, modality, stories)
     sources = {} if sources is None else sources
     preds, recs = [], []
@@ -93,6 +97,8 @@ def model_prediction_r(model, ds, subject, modality, *, stories=None, sources=No
             sources[story] = predict_sources(model, ds.features(story), sfreq=ds.sfreq)
         if modality == "meg":
             preds.append(predict_meg(model, subject, sources[story]).get_data())
+        elif modality == "eeg":
+            preds.append(predict_eeg(model, subject, sources[story]).get_data())
         else:
             preds.append(predict_bold(model, subject, sources[story]))
         recs.append(_recorded(ds, subject, modality, story))
@@ -105,6 +111,8 @@ def _selection(ds, subject, modality, stories, fallback_r):
         info = ds.info(subject)
         names = set(temporal_lobe_channels(info))
         return np.array([ch in names for ch in info["ch_names"]]), "temporal-lobe sensors"
+    if modality == "eeg":
+        return np.ones(len(ds.info(subject, "eeg")["ch_names"]), bool), "all electrodes"
     from ..data.repeatability import repeatability
 
     reps = [ds.fmri(subject, s) for s in stories]
@@ -146,17 +154,21 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, verbose=Non
     pairs = set(ceilings)
     if model is not None:
         pairs |= {(s, "meg") for s in model.meg_heads} | {(s, "fmri") for s in model.fmri_heads}
+        pairs |= {(s, "eeg") for s in getattr(model, "eeg_heads", {})}
     # a model may have subjects the dataset lacks (e.g. scored on a subset): not scored
     pairs = {(s, m) for s, m in pairs if s in ds.subjects and m in ds.modalities(s)}
     order = {s: i for i, s in enumerate(ds.subjects)}
-    pairs = sorted(pairs, key=lambda p: (p[1] != "meg", order.get(p[0], len(order)), p[0]))
+    kind_order = {"meg": 0, "eeg": 1}
+    pairs = sorted(pairs, key=lambda p: (kind_order.get(p[1], 2), order.get(p[0], len(order)),
+                                         p[0]))
     sources = {}  # the model's source estimates per story, shared by all subjects
     rows, maps = [], {}
     for subject, modality in pairs:
         st = _test_stories(ds, subject, modality, stories)
         r = {}
-        if model is not None and (subject in (model.meg_heads if modality == "meg"
-                                              else model.fmri_heads)):
+        heads = {"meg": model.meg_heads, "fmri": model.fmri_heads,
+                 "eeg": getattr(model, "eeg_heads", {})} if model is not None else {}
+        if subject in heads.get(modality, {}):
             r["neurofuse"] = model_prediction_r(model, ds, subject, modality, stories=st,
                                                 sources=sources)
         if (subject, modality) in ceilings:

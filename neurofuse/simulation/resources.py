@@ -62,7 +62,9 @@ def estimate_study(config):
     n_src = N_SOURCES[config.spacing]
     d = sum(config.feature_dims)
     spt = round(config.tr * config.sfreq)
-    n_meg = config.n_meg_subjects + config.n_paired_subjects
+    # EEG subjects (at most 94 electrodes, an average-referenced lead field and gain each) are
+    # counted as MEG subjects (306 channels): an upper bound.
+    n_meg = config.n_meg_subjects + config.n_paired_subjects + config.n_eeg_subjects
     n_fmri = config.n_fmri_subjects
     n_paired = config.n_paired_subjects
     voxels = math.prod(config.volume_shape) if n_paired else 0
@@ -134,12 +136,14 @@ def check_study_resources(config, out):
         Naming both sizes, the largest parts and the fields to reduce.
     """
     memory, disk = estimate_study(config)
+    n_subjects = (config.n_meg_subjects + config.n_fmri_subjects + config.n_paired_subjects
+                  + config.n_eeg_subjects)
     what = (f"Simulating {config.n_stories} stories of about {config.story_duration:g} s for "
-            f"{config.n_meg_subjects + config.n_fmri_subjects + config.n_paired_subjects} "
+            f"{n_subjects} "
             f"subjects on {N_SOURCES[config.spacing]} sources ({config.spacing})")
     fields = ("story_duration, the number of stories (n_train, n_val, n_test, n_anchor) or "
               "of repeats, the number of subjects (n_meg_subjects, n_fmri_subjects, "
-              "n_paired_subjects), or use a coarser spacing (oct5)")
+              "n_paired_subjects, n_eeg_subjects), or use a coarser spacing (oct5)")
     check_memory(memory["total"], what=what, reduce=fields,
                  parts={k: v for k, v in memory.items() if k != "total"})
     check_disk(disk["total"], out, what=what, reduce=fields,

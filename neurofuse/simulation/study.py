@@ -15,7 +15,9 @@ generates it story by story and writes a dataset store (:mod:`neurofuse.data.sto
 5. validation, test and anchor stories are presented several times with independent noise;
 6. per *paired* subject (``n_paired_subjects``, system C's world): MEG as in 3. and EPI
    volumes of the same stories (``fmri-volume``), with word and sentence onsets per story
-   (:mod:`neurofuse.simulation.paired_volume`).
+   (:mod:`neurofuse.simulation.paired_volume`);
+7. per EEG subject (``n_eeg_subjects``): ``EEG = L_i M_i s + noise`` with the subject's
+   three-layer-BEM EEG lead field, average-referenced (lead field, noise and ``Info``).
 
 Memory: sources are produced in time chunks and staged in a memory-mapped file, so a
 "paper" study (12-minute stories, 8196 sources) never holds more than one story's MEG and a
@@ -103,6 +105,14 @@ class StudyConfig:
         σ_signal / σ_noise per voxel with signal.
     volume_fwhm : float | None
         Source → voxel kernel FWHM (mm); None: ``sqrt(voxel² + 3.5²)``.
+    n_eeg_subjects : int
+        Subjects with EEG only, after every other subject (0, the default: none; then the
+        ``eeg_*`` fields are unused and left out of :meth:`to_dict`, so such studies are
+        written as before).
+    eeg_cnr : float | 'inf'
+        Contrast-to-noise ratio per EEG electrode (average-referenced signal and noise).
+    eeg_montage : str
+        MNE built-in montage of the EEG cap (``'fsaverage_1010'``: 70 electrodes).
     world : str | dict
         How the simulated brain responds: a preset of
         :data:`~neurofuse.simulation.encoding.world.WORLDS` (``"linear15"``, the default,
@@ -151,25 +161,29 @@ class StudyConfig:
     volume_cnr: float = 0.3
     volume_fwhm: float | None = None
     world: str | dict = "linear15"
+    n_eeg_subjects: int = 0
+    eeg_cnr: float = 1.0
+    eeg_montage: str = "fsaverage_1010"
 
     def __post_init__(self):
         def ints(name, minimum):
             object.__setattr__(self, name,
                                _check_int(f"StudyConfig.{name}", getattr(self, name), minimum))
 
-        for name in ("n_meg_subjects", "n_fmri_subjects", "n_paired_subjects", "n_val", "n_test",
-                     "n_anchor"):
+        for name in ("n_meg_subjects", "n_fmri_subjects", "n_paired_subjects", "n_eeg_subjects",
+                     "n_val", "n_test", "n_anchor"):
             ints(name, 0)
         for name in ("n_train", "n_repeats_val", "n_repeats_test", "n_repeats_anchor",
                      "n_components"):
             ints(name, 1)
         ints("chunk_size", 64)
         ints("seed", 0)
-        if self.n_meg_subjects + self.n_fmri_subjects + self.n_paired_subjects == 0:
+        if (self.n_meg_subjects + self.n_fmri_subjects + self.n_paired_subjects
+                + self.n_eeg_subjects) == 0:
             raise ValueError("A study needs at least one subject: set n_meg_subjects, "
-                             "n_fmri_subjects or n_paired_subjects > 0.")
+                             "n_fmri_subjects, n_paired_subjects or n_eeg_subjects > 0.")
         self._check_volume()
-        for name in ("meg_cnr", "fmri_cnr", "volume_cnr"):
+        for name in ("meg_cnr", "fmri_cnr", "volume_cnr", "eeg_cnr"):
             object.__setattr__(self, name, _check_positive(f"StudyConfig.{name}", getattr(self, name),
                                                            allow_inf=True))
         for name in ("story_duration", "sfreq", "tr", "source_amplitude", "calibration_duration"):
@@ -281,14 +295,14 @@ class StudyConfig:
         """JSON-serialisable dict (infinite CNRs as the string ``"inf"``).
 
         Without paired subjects, ``n_paired_subjects`` and the ``volume_*`` fields (unused)
-        are left out, so the dict of such a study is what it was before they existed; so is
+        are left out (without EEG subjects, ``n_eeg_subjects`` and the ``eeg_*`` fields), so the dict of such a study is what it was before they existed; so is
         ``world`` when it is the default ``linear15``.
         """
         out = dataclasses.asdict(self)
         out["feature_dims"] = list(self.feature_dims)
         out["volume_shape"] = list(self.volume_shape)
         out["volume_center"] = list(self.volume_center)
-        for key in ("meg_cnr", "fmri_cnr", "volume_cnr"):
+        for key in ("meg_cnr", "fmri_cnr", "volume_cnr", "eeg_cnr"):
             if math.isinf(out[key]):
                 out[key] = "inf"
         if not self.n_paired_subjects:
@@ -296,6 +310,8 @@ class StudyConfig:
                    if k != "n_paired_subjects" and not k.startswith("volume_")}
         if self.world_config().is_default:
             del out["world"]
+        if not self.n_eeg_subjects:
+            out = {k: v for k, v in out.items() if not k.startswith(("eeg_", "n_eeg_"))}
         return out
 
     def world_config(self):
@@ -331,11 +347,14 @@ class StudyConfig:
 
     def subject_plan(self):
         """List of ``(name, index, modalities)``: MEG subjects first, like the paper's S1-S13,
-        then fMRI subjects, then paired (MEG + ``fmri-volume``) subjects."""
+        then fMRI subjects, then paired (MEG + ``fmri-volume``) subjects, then EEG subjects."""
         out = []
         n_single = self.n_meg_subjects + self.n_fmri_subjects
-        for i in range(n_single + self.n_paired_subjects):
-            if i >= n_single:
+        n_before_eeg = n_single + self.n_paired_subjects
+        for i in range(n_before_eeg + self.n_eeg_subjects):
+            if i >= n_before_eeg:
+                mod = ["eeg"]
+            elif i >= n_single:
                 mod = ["meg", "fmri-volume"]
             else:
                 mod = ["meg"] if i < self.n_meg_subjects else ["fmri"]
@@ -458,6 +477,7 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     from ..data.store import DatasetWriter, expected_n_trs
     from ..physics.measurement import add_noise, apply_gain, make_gain, measure_bold
     from .encoding import make_encoding_model
+    from .eeg_subjects import eeg_subject, referenced_noise
     from .encoding.source_world import SourceWorld
     from .paired_volume import GT_DIR, VolumeRecorder, story_events
     from .stimuli import StimulusGenerator
@@ -484,13 +504,17 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     subjects = []
     volumes = VolumeRecorder(config) if config.n_paired_subjects else None
     for name, index, mods in tqdm(config.subject_plan(), desc="subjects (anatomy, forward)", **bar):
+        eeg = {"eeg": config.eeg_montage} if "eeg" in mods else {}
         sub = make_simulated_subject(
             index, seed=config.seed, deformation_mm=config.deformation_mm,
             registration_deg=config.registration_deg, head_shift_mm=config.head_shift_mm,
             head_rotation_deg=config.head_rotation_deg, meg="meg" in mods, sfreq=config.sfreq,
+            **eeg,
         )
         sm = _SubjectModel(name, index, mods, sub, None)
-        if "meg" in mods:
+        if "eeg" in mods:
+            eeg_subject(sm, config, n_jobs)
+        elif "meg" in mods:
             fwd = make_forward(sub, spacing=config.spacing, n_jobs=n_jobs)
             sm.morph = make_morph(sub, spacing=config.spacing, src_to=fwd["src"])
             sm.extra["leadfield"] = get_leadfield(fwd)
@@ -539,18 +563,22 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
     }
     if world is not None:
         metadata["world"] = world.summary()
+    if config.n_eeg_subjects:
+        metadata["units"]["eeg"] = "V (average reference)"
     if volumes is not None:
         metadata["units"]["fmri-volume"] = (
             "EPI intensity (a.u.): baseline * (1 + BOLD % change / 100) + drift + noise")
 
     plan = config.story_plan()
-    cnrs = {"meg": config.meg_cnr, "fmri": config.fmri_cnr, "fmri-volume": config.volume_cnr}
+    cnrs = {"meg": config.meg_cnr, "fmri": config.fmri_cnr, "fmri-volume": config.volume_cnr,
+            "eeg": config.eeg_cnr}
     with DatasetWriter(out, sfreq=config.sfreq, tr=config.tr, feature_streams=streams,
                        overwrite=overwrite, metadata=metadata) as writer:
         for sm in subjects:
             writer.add_subject(
                 sm.name, modalities=sm.modalities,
-                info=sm.subject.meg_info if "meg" in sm.modalities else None,
+                info=sm.extra.get("info", sm.subject.meg_info if "meg" in sm.modalities
+                                  else None),
                 leadfield=sm.extra.get("leadfield"), morph=sm.morph,
                 vertices=sm.extra["vertices"], anatomy=sm.subject.to_json(),
                 forward=sm.extra.get("forward"),
@@ -604,6 +632,9 @@ def simulate_study(config="demo", out=None, *, overwrite=False, n_jobs=None, ver
                         writer.write_meg(sm.name, story,
                                          add_noise(rng, meg_clean.pop(sm.name), config.meg_cnr,
                                                    n_repeats=n_rep))
+                    if "eeg" in sm.modalities:
+                        writer.write(sm.name, "eeg", story, referenced_noise(
+                            rng, meg_clean.pop(sm.name), config.eeg_cnr, n_rep))
                     if "fmri" in sm.modalities:
                         hrf = {} if world is None or world.hrf_kwargs() is None else dict(
                             hrf_kwargs=world.hrf_kwargs(), hrf_labels=sm.extra["hrf_labels"])

@@ -104,8 +104,11 @@ class _StoryDesign:
 
 def _targets(ds, subject, modality, story) -> np.ndarray:
     """Repeat-averaged data of a story, (n_rows, n_targets) float32."""
-    data = ds.meg(subject, story, average=True) if modality == "meg" else \
-        ds.fmri(subject, story, average=True)
+    if modality in ("meg", "fmri"):
+        data = ds.meg(subject, story, average=True) if modality == "meg" else \
+            ds.fmri(subject, story, average=True)
+    else:  # another sensor modality (EEG)
+        data = ds.data(subject, modality, story, average=True)
     return np.ascontiguousarray(np.asarray(data, dtype=np.float32).T)
 
 
@@ -142,7 +145,7 @@ class RidgeCeiling:
     Attributes
     ----------
     modality : str
-        ``"meg"`` or ``"fmri"``.
+        ``"meg"``, ``"eeg"`` or ``"fmri"``.
     subject : str
     stories : list of str
         Stories the model was fitted on.
@@ -271,7 +274,7 @@ def _fit_projections(ds, stories, streams, n_components, tr=None):
 def fit_meg_ceiling(ds, subject, *, delays_s=MEG_DELAYS_S, stories=None,
                     streams=None, n_components=64, alphas=DEFAULT_ALPHAS, cv=None,
                     banded=False, n_iter=20, n_targets_batch=None, backend=None,
-                    verbose=None) -> RidgeCeiling:
+                    modality="meg", verbose=None) -> RidgeCeiling:
     """Fit the MEG ridge ceiling of one subject: stacked ridge per sensor (paper §3).
 
     Each feature stream is delayed by ``delays_s`` (0, 20, ..., 600 ms) and forms one feature
@@ -305,6 +308,8 @@ def fit_meg_ceiling(ds, subject, *, delays_s=MEG_DELAYS_S, stories=None,
         Random band scalings tried when ``banded``.
     n_targets_batch : int | None
     backend : None | "numpy" | "torch" | "torch_cuda"
+    modality : 'meg' | 'eeg'
+        The sensor modality to fit (EEG is fitted exactly like MEG).
     verbose : bool | str | None
 
     Returns
@@ -312,7 +317,8 @@ def fit_meg_ceiling(ds, subject, *, delays_s=MEG_DELAYS_S, stories=None,
     ceiling : RidgeCeiling
         ``ceiling.predict_story(ds, story)`` has shape (n_channels, n_times).
     """
-    return _fit_ceiling(ds, subject, "meg", delays_s=delays_s, stories=stories, streams=streams,
+    _check_option("modality", modality, ["meg", "eeg"])
+    return _fit_ceiling(ds, subject, modality, delays_s=delays_s, stories=stories, streams=streams,
                         n_components=n_components, alphas=alphas, cv=cv, banded=banded,
                         n_iter=n_iter, n_targets_batch=n_targets_batch, backend=backend)
 
@@ -363,7 +369,7 @@ def _make_design(ds, modality, stories, *, delays_s, streams, n_components):
     tr = ds.tr if modality == "fmri" else None
     delays = delays_from_seconds(delays_s, 1.0 / tr if tr else ds.sfreq)
     projections = _fit_projections(ds, stories, chosen, n_components, tr=tr)
-    spaces = [[s] for s in streams] if modality == "meg" else [streams]
+    spaces = [[s] for s in streams] if modality != "fmri" else [streams]
     return _StoryDesign(chosen, spaces, delays, sfreq=ds.sfreq, tr=tr, projections=projections)
 
 

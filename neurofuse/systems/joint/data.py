@@ -1,7 +1,7 @@
 """Training pieces from a dataset store (paper §2.6): 40-s pieces, loss on the last 20 s.
 
 A *piece* is a window of one story: ``piece_seconds`` of stimulus features, and for every
-subject that heard the story its MEG (averaged over repeats) and fMRI over the window. The
+subject that heard the story its MEG and EEG (averaged over repeats) and fMRI over the window. The
 loss is computed on the last ``loss_seconds`` only, so every prediction has seen at least
 ``piece_seconds - loss_seconds`` of past stimulus. Pieces start every ``loss_seconds`` so each
 stretch of a story after its first ``piece_seconds - loss_seconds`` is scored exactly once
@@ -101,7 +101,7 @@ def loss_weights(dataset, subject, modality, *, stories=None, mode="repeatabilit
     ----------
     dataset : Dataset
     subject : str
-    modality : 'meg' | 'fmri'
+    modality : 'meg' | 'eeg' | 'fmri'
     stories : list of str | None
         Repeated stories to compute the repeatability from. ``None``: the repeatability
         stored with the data (:meth:`Dataset.repeatability`) if there is one, otherwise the
@@ -124,7 +124,7 @@ def loss_weights(dataset, subject, modality, *, stories=None, mode="repeatabilit
                            "loss weights.", modality, subject)
             return np.full(r.size, 1.0 / r.size)
         return r / r.sum()
-    getter = dataset.meg if modality == "meg" else dataset.fmri
+    getter = _getter(dataset, modality)
     if stories is None:
         stories = [s for split in ("anchor", "val") for s in dataset.splits.get(split, [])
                    if dataset.has(subject, modality, s)]
@@ -143,6 +143,15 @@ def loss_weights(dataset, subject, modality, *, stories=None, mode="repeatabilit
     return r / r.sum()
 
 
+def _getter(dataset, modality):
+    """``getter(subject, story)`` -> (n_repeats, n_targets, n_times) of a modality."""
+    if modality == "meg":
+        return dataset.meg
+    if modality == "fmri":
+        return dataset.fmri
+    return lambda subject, story: dataset.data(subject, modality, story)
+
+
 class PieceLoader:
     """Batches of pieces, shuffled per epoch with a seeded generator.
 
@@ -158,7 +167,7 @@ class PieceLoader:
         For data-parallel training: each rank takes every ``world_size``-th piece of the
         global batch (the global batch is ``batch_size`` pieces). Every rank yields every
         batch, so all ranks make the same number of backward passes; see :meth:`epoch`.
-    meg_subjects, fmri_subjects : list of str
+    meg_subjects, fmri_subjects, eeg_subjects : list of str
         Whose targets to load.
     fmri_targets : dict | None
         ``{subject: {story: array (n_sources, n_trs)}}`` replacing the recorded fMRI of those
@@ -167,7 +176,8 @@ class PieceLoader:
     """
 
     def __init__(self, dataset, pieces, *, batch_size=8, shuffle=True, seed=0, rank=0,
-                 world_size=1, meg_subjects=(), fmri_subjects=(), fmri_targets=None):
+                 world_size=1, meg_subjects=(), fmri_subjects=(), fmri_targets=None,
+                 eeg_subjects=()):
         if batch_size % world_size:
             raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of "
                              f"processes ({world_size}).")
@@ -175,12 +185,14 @@ class PieceLoader:
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.meg_subjects, self.fmri_subjects = list(meg_subjects), list(fmri_subjects)
+        self.eeg_subjects = list(eeg_subjects)
         self.fmri_targets = _check_fmri_targets(dataset, fmri_targets or {})
         self.samples_per_tr = int(round(dataset.tr * dataset.sfreq))
         # One scale per subject and modality so targets are O(1) numbers (r is scale-free).
         self.scales = {}
-        for kind, subs in (("meg", self.meg_subjects), ("fmri", self.fmri_subjects)):
-            getter = dataset.meg if kind == "meg" else dataset.fmri
+        for kind, subs in (("meg", self.meg_subjects), ("fmri", self.fmri_subjects),
+                           ("eeg", self.eeg_subjects)):
+            getter = _getter(dataset, kind)
             for sub in subs:
                 first = getter(sub, dataset.subject_stories(sub, kind)[0])[0]
                 self.scales[(kind, sub)] = 1.0 / max(float(np.std(first)), 1e-300)
@@ -227,7 +239,8 @@ class PieceLoader:
             ``features`` (B, T, d_stim) float32; ``loss_start`` (B,) int; ``meg``
             {subject: (array (B_s, T, n_ch), index (B_s,))}: the pieces that subject heard,
             averaged over repeats, with their positions in the batch; ``fmri`` likewise with
-            arrays (B_s, T // samples_per_tr, n_src).
+            arrays (B_s, T // samples_per_tr, n_src); ``eeg`` like ``meg`` (only when the
+            loader has EEG subjects).
         """
         ds = self.dataset
         feats = np.stack([np.asarray(ds.features(p.story)[p.start:p.start + p.n_times])
@@ -240,6 +253,16 @@ class PieceLoader:
                 arr = np.stack([_mean_repeats(ds.meg(sub, pieces[i].story), pieces[i].start,
                                               pieces[i].n_times).T for i in rows])
                 batch["meg"][sub] = ((arr * self.scales[("meg", sub)]).astype(np.float32),
+                                     np.array(rows))
+        if self.eeg_subjects:
+            batch["eeg"] = {}
+        for sub in self.eeg_subjects:
+            rows = [i for i, p in enumerate(pieces) if ds.has(sub, "eeg", p.story)]
+            if rows:
+                arr = np.stack([_mean_repeats(ds.data(sub, "eeg", pieces[i].story),
+                                              pieces[i].start, pieces[i].n_times).T
+                                for i in rows])
+                batch["eeg"][sub] = ((arr * self.scales[("eeg", sub)]).astype(np.float32),
                                      np.array(rows))
         n = self.samples_per_tr
         for sub in self.fmri_subjects:

@@ -2,6 +2,8 @@
 
 * :class:`MEGHead`: ``m = L_i M_i s``. ``L_i M_i`` is precomputed once as a dense
   (n_channels, n_sources_fsaverage) gain, so no per-subject source tensor is ever formed.
+* :class:`EEGHead`: ``e = P L_i M_i s`` with ``P = I - 1 1^T / n`` the average reference
+  (the MEG head's physics with the subject's three-layer-BEM EEG lead field).
 * :class:`FMRIHead`: ``x = M_i s`` (sparse), envelope ``|x + jH(x)|`` (Hilbert transform by
   FFT), averaged over each TR, convolved causally with a learnable double-gamma HRF.
 
@@ -91,6 +93,51 @@ class MEGHead(nn.Module):
     def forward(self, sources: torch.Tensor) -> torch.Tensor:
         """sources (B, T, n_src_fs) -> MEG (B, T, n_channels), in units of ``1/scale`` T."""
         return sources @ self.gain.T.to(sources.dtype)
+
+
+class EEGHead(MEGHead):
+    """``e_hat = P L M s``: an average-referenced EEG head (dense gain, not learnable).
+
+    ``P = I - 1 1^T / n_electrodes`` is the average reference, applied to the gain once, so
+    every prediction has zero mean over electrodes at every sample, whether the stored lead
+    field was referenced or not (``P`` is idempotent).
+
+    Parameters
+    ----------
+    gain : array, shape (n_electrodes, n_sources_fsaverage)
+        ``P L M`` already multiplied by ``scale`` (use :meth:`from_forward`).
+    scale : float
+        Factor applied to the physical gain; divide predictions by it to get volts per unit
+        of source activity.
+    morph : sparse, shape (n_sources_subject, n_sources_fsaverage) | None
+    """
+
+    @classmethod
+    def from_forward(cls, leadfield, morph, *, scale=None) -> EEGHead:
+        """Build from an EEG lead field (n_electrodes, n_sources_subject), referenced or not,
+        and a morph (n_sources_subject, n_sources_fsaverage); ``scale=None`` normalises the
+        referenced gain to unit RMS.
+        """
+        leadfield = np.asarray(leadfield, np.float64)
+        if leadfield.ndim != 2 or leadfield.shape[0] < 2:
+            raise ValueError("'leadfield' must be an EEG lead field of shape (n_electrodes >= 2, "
+                             f"n_sources), got shape {leadfield.shape}.")
+        return super().from_forward(average_reference(leadfield), morph, scale=scale)
+
+
+def average_reference(leadfield):
+    """``P L`` with ``P = I - 1 1^T / n``: each column minus its mean over electrodes.
+
+    Parameters
+    ----------
+    leadfield : array, shape (n_electrodes, n_sources)
+
+    Returns
+    -------
+    referenced : array, shape (n_electrodes, n_sources)
+    """
+    leadfield = np.asarray(leadfield, np.float64)
+    return leadfield - leadfield.mean(axis=0, keepdims=True)
 
 
 class FMRIHead(nn.Module):

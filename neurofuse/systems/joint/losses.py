@@ -1,7 +1,8 @@
 """The training loss of paper §2.6.
 
 ``L = a1 (1 - corr(MEG)) + a2 (1 - corr(fMRI)) + a3 L_smooth``, where each correlation term is
-the repeatability-weighted mean over sensors / sources of ``1 - r`` and ``L_smooth`` is the mean
+the repeatability-weighted mean over sensors / sources of ``1 - r``; with EEG subjects, plus
+``a_eeg (1 - corr(EEG))``, the EEG term weighted like the MEG one, and ``L_smooth`` is the mean
 squared difference of consecutive source estimates.
 
 The correlation ``r`` of a target is computed over time within each piece's loss window, and
@@ -78,19 +79,24 @@ def smoothness_loss(sources, *, latent=None):
 
 @dataclass(frozen=True)
 class LossTerms:
-    """Loss components of one batch (tensors; ``total`` is what is backpropagated)."""
+    """Loss components of one batch (tensors; ``total`` is what is backpropagated).
+
+    ``eeg`` is None when the loss had no EEG term (no EEG subject or ``alpha_eeg`` 0).
+    """
 
     total: torch.Tensor
     meg: torch.Tensor
     fmri: torch.Tensor
     smooth: torch.Tensor
+    eeg: torch.Tensor | None = None
 
     def as_floats(self) -> dict:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "meg", "fmri", "smooth")}
+        keys = ("total", "meg", "fmri", "smooth") + (("eeg",) if self.eeg is not None else ())
+        return {k: float(getattr(self, k).detach()) for k in keys}
 
 
 def joint_loss(out, batch, weights, *, alpha_meg=1.0, alpha_fmri=1.0, alpha_smooth=1e-4,
-               samples_per_tr=100):
+               samples_per_tr=100, alpha_eeg=1.0):
     """The joint loss of one batch.
 
     Parameters
@@ -98,12 +104,16 @@ def joint_loss(out, batch, weights, *, alpha_meg=1.0, alpha_fmri=1.0, alpha_smoo
     out : ModelOutput
         Model predictions for the batch.
     batch : dict
-        ``loss_start`` (B,) tensor; ``meg``/``fmri``: {subject: (target (B_s, T', n), rows (B_s,))}
-        tensors (see :class:`~neurofuse.systems.joint.data.PieceLoader`).
+        ``loss_start`` (B,) tensor; ``meg``/``fmri`` (and optionally ``eeg``):
+        {subject: (target (B_s, T', n), rows (B_s,))} tensors (see
+        :class:`~neurofuse.systems.joint.data.PieceLoader`).
     weights : dict
-        ``{("meg"|"fmri", subject): tensor (n_targets,)}`` summing to 1.
+        ``{("meg"|"fmri"|"eeg", subject): tensor (n_targets,)}`` summing to 1.
     alpha_meg, alpha_fmri, alpha_smooth : float
         a1, a2, a3. Terms with alpha 0 are not computed.
+    alpha_eeg : float
+        Weight of the EEG term (computed when the batch has EEG targets and the output EEG
+        predictions, and ``alpha_eeg`` > 0).
 
     Returns
     -------
@@ -112,10 +122,14 @@ def joint_loss(out, batch, weights, *, alpha_meg=1.0, alpha_fmri=1.0, alpha_smoo
     B, T = out.sources.shape[:2]
     dev = out.sources.device
     zero = out.sources.new_zeros(())
-    per_piece = {"meg": out.sources.new_zeros(B), "fmri": out.sources.new_zeros(B)}
-    count = {"meg": out.sources.new_zeros(B), "fmri": out.sources.new_zeros(B)}
+    eeg_preds = getattr(out, "eeg", None) or {}
+    has_eeg = bool(alpha_eeg) and bool(eeg_preds) and bool(batch.get("eeg"))
+    kinds = ("meg", "fmri") + (("eeg",) if has_eeg else ())
+    per_piece = {k: out.sources.new_zeros(B) for k in kinds}
+    count = {k: out.sources.new_zeros(B) for k in kinds}
     for kind, preds, step, alpha in (("meg", out.meg, 1, alpha_meg),
-                                     ("fmri", out.fmri, samples_per_tr, alpha_fmri)):
+                                     ("fmri", out.fmri, samples_per_tr, alpha_fmri),
+                                     ("eeg", eeg_preds, 1, alpha_eeg if has_eeg else 0)):
         if alpha == 0:
             continue
         for sub, pred in preds.items():
@@ -128,10 +142,12 @@ def joint_loss(out, batch, weights, *, alpha_meg=1.0, alpha_fmri=1.0, alpha_smoo
                 0, rows, ((1.0 - r) * weights[(kind, sub)].to(r.dtype)).sum(1))
             count[kind] = count[kind].index_add(0, rows, torch.ones_like(rows, dtype=r.dtype))
     terms = {}
-    for kind in ("meg", "fmri"):
+    for kind in kinds:
         has = count[kind] > 0
         terms[kind] = (per_piece[kind][has] / count[kind][has]).sum() / B if has.any() else zero
     smooth = (smoothness_loss(out.sources, latent=getattr(out, "latent", None))
               if alpha_smooth else zero)
     total = alpha_meg * terms["meg"] + alpha_fmri * terms["fmri"] + alpha_smooth * smooth
-    return LossTerms(total, terms["meg"], terms["fmri"], smooth)
+    if has_eeg:
+        total = total + alpha_eeg * terms["eeg"]
+    return LossTerms(total, terms["meg"], terms["fmri"], smooth, terms.get("eeg"))

@@ -6,6 +6,7 @@ fsaverage sources) + one fixed-physics head per subject and modality. Saved as a
     model.json                 config: encoder sizes, subjects, sfreq, tr, feature streams
     model.safetensors          weights and physics buffers (sparse morphs as CSR triplets)
     infos/<subject>-info.fif   each MEG subject's measurement info (for predicted Raw)
+    infos/<subject>-eeg-info.fif  each EEG subject's measurement info
 
 No pickle anywhere: safetensors for tensors, JSON for the config, FIF for MNE ``Info``.
 """
@@ -22,7 +23,7 @@ from torch import nn
 from ..._io import atomic_dir, check_file_hash, hash_file, read_config, write_json
 from ...anatomy.cortex import source_smoother
 from .encoder import EncoderConfig, StimulusEncoder
-from .heads import FMRIHead, MEGHead, fmri_bold, hilbert_transform
+from .heads import EEGHead, FMRIHead, MEGHead, fmri_bold, hilbert_transform
 
 __all__ = ["JointModel", "ModelOutput", "check_model_fits"]
 
@@ -38,6 +39,8 @@ class ModelOutput:
     ----------
     sources : tensor, shape (B, T, n_sources_fsaverage)
     meg : dict of str to tensor, shape (B, T, n_channels)
+    eeg : dict of str to tensor, shape (B, T, n_electrodes)
+        Average-referenced.
     fmri : dict of str to tensor, shape (B, T // samples_per_tr, n_sources_subject)
     latent : tuple (z, weight) | None
         ``sources = z @ weight.T + bias``: the last transformer layer's output ``z``
@@ -50,16 +53,19 @@ class ModelOutput:
     meg: dict = field(default_factory=dict)
     fmri: dict = field(default_factory=dict)
     latent: tuple | None = None
+    eeg: dict = field(default_factory=dict)
 
 
 class JointModel(nn.Module):
-    """Stimulus encoder + per-subject MEG and fMRI heads.
+    """Stimulus encoder + per-subject MEG, EEG and fMRI heads.
 
     Parameters
     ----------
     encoder : StimulusEncoder
     meg_heads : dict of str to MEGHead
     fmri_heads : dict of str to FMRIHead
+    eeg_heads : dict of str to EEGHead | None
+        Average-referenced EEG heads (a subject may have MEG and EEG heads).
     sfreq : float
         Sampling rate of features and MEG (Hz).
     tr : float
@@ -69,11 +75,13 @@ class JointModel(nn.Module):
     """
 
     def __init__(self, encoder, *, meg_heads=None, fmri_heads=None, sfreq=50.0, tr=2.0,
-                 feature_streams=None):
+                 feature_streams=None, eeg_heads=None):
         super().__init__()
         self.encoder = encoder
         self.meg_heads = nn.ModuleDict(meg_heads or {})
         self.fmri_heads = nn.ModuleDict(fmri_heads or {})
+        self.eeg_heads = nn.ModuleDict(eeg_heads or {})  # no state entries when empty
+        self.eeg_infos = {}  # subject -> mne.Info of its EEG (saved as FIF)
         self.sfreq, self.tr = float(sfreq), float(tr)
         self.feature_streams = dict(feature_streams or {})
         self.infos = {}  # subject -> mne.Info (not a tensor; saved as FIF)
@@ -85,14 +93,14 @@ class JointModel(nn.Module):
     def n_sources(self) -> int:
         return self.encoder.config.d_src
 
-    def forward(self, features, *, meg=(), fmri=(), impl="auto", checkpoint_fmri=None):
+    def forward(self, features, *, meg=(), fmri=(), impl="auto", checkpoint_fmri=None, eeg=()):
         """Predict sources and the requested subjects' data.
 
         Parameters
         ----------
         features : tensor, shape (B, T, d_stim)
-        meg, fmri : iterable of str
-            Subjects whose MEG / fMRI to predict.
+        meg, fmri, eeg : iterable of str
+            Subjects whose MEG / fMRI / EEG to predict.
         impl : str
             Attention implementation (see :class:`~neurofuse.nn.attention.LagWindowAttention`).
         checkpoint_fmri : bool | None
@@ -111,13 +119,14 @@ class JointModel(nn.Module):
         ``s = W z + b`` the source layer:
 
         * MEG: ``L_i M_i s = (G_i W) z + G_i b`` with ``G_i = L_i M_i``: the gains act on the
-          d_model-wide ``z`` instead of the d_src-wide sources.
+          d_model-wide ``z`` instead of the d_src-wide sources. EEG likewise, with the
+          average-referenced gain ``G_i = P L_i M_i`` (one GEMM for all sensor heads).
         * fMRI: the Hilbert transform along time commutes with the source layer and kills its
           bias, ``H(s) = W H(z)``, and commutes with each morph, so one GEMM gives
           ``[s | H(s)]`` for every subject (see
           :func:`~neurofuse.systems.joint.heads.envelope_tr_means`).
         """
-        meg, fmri = list(meg), list(fmri)
+        meg, fmri, eeg = list(meg), list(fmri), list(eeg)
         z = self.encoder.hidden(features, impl=impl)  # (B, T, d_model)
         B, T, D = z.shape
         N = B * T
@@ -137,13 +146,15 @@ class JointModel(nn.Module):
         else:
             sources = layer(z)  # (B, T, S)
         out = ModelOutput(sources, latent=(z, weight))
-        if meg:
-            gains = [self.meg_heads[sub].gain.to(weight.dtype) for sub in meg]  # (C_i, S)
+        sensors = ([(sub, self.meg_heads[sub], out.meg) for sub in meg]
+                   + [(sub, self.eeg_heads[sub], out.eeg) for sub in eeg])
+        if sensors:
+            gains = [head.gain.to(weight.dtype) for _, head, _ in sensors]  # (C_i, S)
             gw = torch.cat([g @ weight for g in gains])  # (C, D)
             gb = torch.cat([g @ bias for g in gains])  # (C,)
             m = torch.addmm(gb, zf, gw.T)  # (N, C)
-            for sub, m_sub in zip(meg, m.split([g.shape[0] for g in gains], dim=1)):
-                out.meg[sub] = m_sub.view(B, T, -1)  # (B, T, C_i)
+            for (sub, _, dest), m_sub in zip(sensors, m.split([g.shape[0] for g in gains], 1)):
+                dest[sub] = m_sub.view(B, T, -1)  # (B, T, C_i)
         if fmri:
             groups = {}
             for sub in fmri:
@@ -172,7 +183,7 @@ class JointModel(nn.Module):
         """
         subjects = dataset.subjects if subjects is None else list(subjects)
         n_src = None
-        meg_heads, fmri_heads = {}, {}
+        meg_heads, fmri_heads, eeg_heads = {}, {}, {}
         for sub in subjects:
             morph = dataset.morph(sub)
             n_src = morph.shape[1] if n_src is None else n_src
@@ -185,6 +196,13 @@ class JointModel(nn.Module):
                 leadfield = dataset.leadfield(sub)
                 check_leadfield(leadfield, dataset.info(sub), name=f"leadfield of {sub}")
                 meg_heads[sub] = MEGHead.from_forward(leadfield, morph)
+            if "eeg" in dataset.modalities(sub):
+                from ...anatomy.forward import check_leadfield
+
+                leadfield = dataset.leadfield(sub, "eeg")
+                check_leadfield(leadfield, dataset.info(sub, "eeg"),
+                                name=f"EEG leadfield of {sub}")
+                eeg_heads[sub] = EEGHead.from_forward(leadfield, morph)
             if "fmri" in dataset.modalities(sub):
                 fmri_heads[sub] = FMRIHead(morph, sfreq=dataset.sfreq, tr=dataset.tr,
                                            hrf_kwargs=hrf_kwargs)
@@ -192,9 +210,12 @@ class JointModel(nn.Module):
         kwargs.update(d_stim=dataset.n_features, d_src=n_src)
         model = cls(StimulusEncoder(**kwargs), meg_heads=meg_heads, fmri_heads=fmri_heads,
                     sfreq=dataset.sfreq, tr=dataset.tr,
-                    feature_streams={k: list(v) for k, v in dataset.feature_streams.items()})
+                    feature_streams={k: list(v) for k, v in dataset.feature_streams.items()},
+                    eeg_heads=eeg_heads)
         for sub in meg_heads:
             model.infos[sub] = dataset.info(sub)
+        for sub in eeg_heads:
+            model.eeg_infos[sub] = dataset.info(sub, "eeg")
         template = dataset.metadata.get("template", {})
         model.vertices = template.get("vertices")
         if model.encoder.config.source_fwhm is not None:
@@ -209,7 +230,7 @@ class JointModel(nn.Module):
 
     def config_dict(self) -> dict:
         """JSON-serialisable description (everything but tensors)."""
-        return {
+        out = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "encoder": self.encoder.config.to_dict(),
@@ -223,6 +244,10 @@ class JointModel(nn.Module):
             "vertices": self.vertices,
             "subject_vertices": self.subject_vertices,
         }
+        if self.eeg_heads:  # absent without EEG, so MEG + fMRI models are described as before
+            out["eeg_subjects"] = {s: {"n_channels": h.n_channels, "scale": h.scale}
+                                   for s, h in self.eeg_heads.items()}
+        return out
 
     # ------------------------------------------------------------------ persistence
     def flat_state(self) -> dict:
@@ -286,12 +311,14 @@ class JointModel(nn.Module):
             write_json(tmp / "model.json", {
                 **self.config_dict(),
                 "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
-            if self.infos:
+            if self.infos or self.eeg_infos:
                 import mne
 
                 (tmp / "infos").mkdir()
                 for sub, info in self.infos.items():
                     mne.io.write_info(tmp / "infos" / f"{sub}-info.fif", info)
+                for sub, info in self.eeg_infos.items():
+                    mne.io.write_info(tmp / "infos" / f"{sub}-eeg-info.fif", info)
         return Path(path)
 
     @classmethod
@@ -323,6 +350,10 @@ class JointModel(nn.Module):
                 fname = info_dir / f"{sub}-info.fif"
                 if fname.is_file():
                     model.infos[sub] = mne.io.read_info(fname, verbose="error")
+            for sub in cfg.get("eeg_subjects", {}):
+                fname = info_dir / f"{sub}-eeg-info.fif"
+                if fname.is_file():
+                    model.eeg_infos[sub] = mne.io.read_info(fname, verbose="error")
         return model
 
     @classmethod
@@ -343,8 +374,14 @@ class JointModel(nn.Module):
             shape = tuple(flat[f"fmri_heads.{sub}.morph.shape"].tolist())
             fmri[sub] = FMRIHead(scipy.sparse.csr_array(shape), sfreq=cfg["sfreq"], tr=cfg["tr"],
                                  hrf_kwargs={"length": spec["hrf_length"]})
+        eeg = {}
+        for sub, spec in cfg.get("eeg_subjects", {}).items():
+            key = f"eeg_heads.{sub}.morph.shape"
+            morph = scipy.sparse.csr_array(tuple(flat[key].tolist())) if key in flat else None
+            eeg[sub] = EEGHead(np.zeros(tuple(flat[f"eeg_heads.{sub}.gain"].shape), np.float32),
+                               scale=spec["scale"], morph=morph)
         model = cls(encoder, meg_heads=meg, fmri_heads=fmri, sfreq=cfg["sfreq"], tr=cfg["tr"],
-                    feature_streams=cfg.get("feature_streams"))
+                    feature_streams=cfg.get("feature_streams"), eeg_heads=eeg)
         model.vertices = cfg.get("vertices")
         model.subject_vertices = cfg.get("subject_vertices", {})
         return model
@@ -356,7 +393,8 @@ def check_model_fits(model, dataset, *, name="model"):
     What must agree: the feature width (the encoder's ``d_stim``) and, when both record them,
     the feature streams; the sampling rate and TR; the fsaverage source count; for every MEG
     subject of the dataset a MEG head with as many channels (and, when the model kept the
-    subject's ``Info``, the same channel names); for every fMRI subject an fMRI head with as
+    subject's ``Info``, the same channel names), and likewise an EEG head for every EEG
+    subject; for every fMRI subject an fMRI head with as
     many sources. Subjects the model has and the dataset lacks are allowed (not scored).
 
     Parameters
@@ -388,7 +426,7 @@ def check_model_fits(model, dataset, *, name="model"):
             differ(what, got, expected)
     for sub in dataset.subjects:
         modalities = dataset.modalities(sub)
-        if "meg" not in modalities and "fmri" not in modalities:
+        if not {"meg", "fmri", "eeg"} & set(modalities):
             continue
         morph = dataset.morph(sub)  # (n_sources_subject, n_sources_fsaverage)
         if morph.shape[1] != model.n_sources:
@@ -404,6 +442,19 @@ def check_model_fits(model, dataset, *, name="model"):
                     differ(f"{sub!r}'s MEG channel count", n_ch, len(ch_names))
                 elif sub in model.infos and list(model.infos[sub]["ch_names"]) != list(ch_names):
                     problems.append(f"{sub!r}'s MEG channel names differ between the model "
+                                    "and the dataset")
+        if "eeg" in modalities:
+            if sub not in model.eeg_heads:
+                problems.append(f"EEG subject {sub!r} of the dataset has no EEG head in the "
+                                f"model (it has {sorted(model.eeg_heads)})")
+            else:
+                ch_names = dataset.info(sub, "eeg")["ch_names"]
+                if model.eeg_heads[sub].n_channels != len(ch_names):
+                    differ(f"{sub!r}'s EEG channel count", model.eeg_heads[sub].n_channels,
+                           len(ch_names))
+                elif sub in model.eeg_infos and \
+                        list(model.eeg_infos[sub]["ch_names"]) != list(ch_names):
+                    problems.append(f"{sub!r}'s EEG channel names differ between the model "
                                     "and the dataset")
         if "fmri" in modalities:
             if sub not in model.fmri_heads:

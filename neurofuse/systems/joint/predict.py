@@ -5,6 +5,7 @@
   equals one pass over the whole stimulus.
 * :func:`to_source_estimate`: as an ``mne.SourceEstimate`` on fsaverage, or morphed to a subject.
 * :func:`predict_meg`: a subject's predicted MEG as ``mne.io.RawArray`` with its ``Info``.
+* :func:`predict_eeg`: a subject's predicted average-referenced EEG, likewise.
 * :func:`predict_bold`: a subject's predicted source-level BOLD, shape (n_sources, n_trs).
 * :func:`write_predictions`: all of them written as MNE-readable files, after checking that
   the stimulus is long enough, that the job fits in memory and on disk
@@ -121,13 +122,31 @@ def predict_sources(model, features, *, sfreq=None, chunk_seconds=60.0, device=N
     return out
 
 
+def model_subjects(model) -> list:
+    """Every subject of ``model``, once each: MEG subjects, then fMRI, then EEG.
+
+    Parameters
+    ----------
+    model : JointModel
+
+    Returns
+    -------
+    subjects : list of str
+    """
+    heads = [model.meg_heads, model.fmri_heads, getattr(model, "eeg_heads", {})]
+    return list(dict.fromkeys(s for h in heads for s in h))
+
+
 def _subject_morph(model, subject):
     if subject in model.meg_heads and model.meg_heads[subject].morph is not None:
         return model.meg_heads[subject].morph
     if subject in model.fmri_heads:
         return model.fmri_heads[subject].morph
+    eeg_heads = getattr(model, "eeg_heads", {})
+    if subject in eeg_heads and eeg_heads[subject].morph is not None:
+        return eeg_heads[subject].morph
     raise ValueError(f"Unknown subject {subject!r}: the model has subjects "
-                     f"{sorted(set(model.meg_heads) | set(model.fmri_heads))}.")
+                     f"{sorted(model_subjects(model))}.")
 
 
 def _csr_to_scipy(t):
@@ -188,10 +207,38 @@ def predict_meg(model, subject, sources):
         Channels and geometry of the subject's ``Info``; data = ``L M s`` in model units
         (the head's normalisation undone).
     """
+    _check_option("subject", subject, list(model.meg_heads))
+    return _predict_sensors(model, model.meg_heads[subject], model.infos.get(subject), sources)
+
+
+@torch.no_grad()
+def predict_eeg(model, subject, sources):
+    """A subject's predicted EEG (average reference) as ``mne.io.RawArray``.
+
+    Parameters
+    ----------
+    model : JointModel
+    subject : str
+        An EEG subject of the model.
+    sources : array, shape (n_sources_fsaverage, n_times)
+
+    Returns
+    -------
+    raw : mne.io.RawArray
+        Electrodes of the subject's EEG ``Info`` (with its average-reference projector);
+        data = ``P L M s`` in model units (the head's normalisation undone), zero mean over
+        electrodes at every sample.
+    """
+    eeg_heads = getattr(model, "eeg_heads", {})
+    _check_option("subject", subject, list(eeg_heads))
+    return _predict_sensors(model, eeg_heads[subject], model.eeg_infos.get(subject), sources,
+                            kind="eeg")
+
+
+def _predict_sensors(model, head, info, sources, *, kind="misc"):
+    """``gain / scale @ sources`` in float64 column blocks, as a RawArray with ``info``."""
     import mne
 
-    _check_option("subject", subject, list(model.meg_heads))
-    head = model.meg_heads[subject]
     gain = head.gain.double().cpu().numpy() / head.scale
     n_times = np.shape(sources)[1]
     data = np.empty((gain.shape[0], n_times))
@@ -199,9 +246,8 @@ def predict_meg(model, subject, sources):
     for a in range(0, n_times, step):  # float64 copies of a few columns at a time
         b = min(a + step, n_times)
         data[:, a:b] = gain @ np.asarray(sources[:, a:b], np.float64)
-    info = model.infos.get(subject)
     if info is None:
-        info = mne.create_info(head.n_channels, model.sfreq, "misc")
+        info = mne.create_info(head.n_channels, model.sfreq, kind)
     return mne.io.RawArray(data, info, verbose="error")
 
 
@@ -322,7 +368,8 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
     """Predict for a stimulus and write MNE-readable files (atomically, into ``out``).
 
     Writes ``sources-lh.stc``/``sources-rh.stc`` (fsaverage), ``<subject>_pred-raw.fif`` for
-    MEG subjects and ``<subject>_bold.npy`` (n_sources, n_trs) for fMRI subjects.
+    MEG subjects, ``<subject>_eeg_pred-raw.fif`` for EEG subjects and ``<subject>_bold.npy``
+    (n_sources, n_trs) for fMRI subjects.
 
     Parameters
     ----------
@@ -357,7 +404,7 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
                                     "of shape (n_times, d_stim)).")
         stimulus = load_npy(fname, what="stimulus file",  # shape first, data later
                             expected="features of shape (n_times, d_stim)")
-    everyone = list(model.meg_heads) + [s for s in model.fmri_heads if s not in model.meg_heads]
+    everyone = model_subjects(model)
     subjects = everyone if not subjects else list(subjects)
     for sub in subjects:
         _check_option("subjects", sub, everyone)
@@ -388,6 +435,12 @@ def write_predictions(model, stimulus, out, *, sfreq=None, subjects=None, overwr
                 _check_outputs_finite(f"MEG of {sub}", raw._data, model_name)
                 raw.save(tmp / f"{sub}_pred-raw.fif", verbose="error")
                 names.append(f"{sub}_pred-raw.fif")
+                del raw
+            if sub in model.eeg_heads:
+                raw = predict_eeg(model, sub, sources)
+                _check_outputs_finite(f"EEG of {sub}", raw._data, model_name)
+                raw.save(tmp / f"{sub}_eeg_pred-raw.fif", verbose="error")
+                names.append(f"{sub}_eeg_pred-raw.fif")
                 del raw
             if sub in model.fmri_heads:
                 bold = predict_bold(model, sub, sources)

@@ -56,12 +56,16 @@ def estimate_predict(model, n_times, subjects=None, *, chunk_seconds=60.0):
     disk : dict
         ``{"total": bytes, file kind: bytes, ...}``.
     """
-    from .predict import BOLD_BYTES_PER_ELEMENT, bold_rows_per_chunk, meg_chunk_samples
+    from .predict import (
+        BOLD_BYTES_PER_ELEMENT,
+        bold_rows_per_chunk,
+        meg_chunk_samples,
+        model_subjects,
+    )
 
     cfg = model.encoder.config
     n = int(n_times)
-    everyone = list(model.meg_heads) + [s for s in model.fmri_heads if s not in model.meg_heads]
-    subjects = everyone if subjects is None else list(subjects)
+    subjects = model_subjects(model) if subjects is None else list(subjects)
     sources = _F32 * cfg.d_src * n
     # encoder blocks: input, a few activations per layer, the source layer's output (+ smoother)
     block = min(n, round(chunk_seconds * model.sfreq)) + cfg.n_layers * (cfg.window - 1)
@@ -71,16 +75,18 @@ def estimate_predict(model, n_times, subjects=None, *, chunk_seconds=60.0):
               # STC files are written a few thousand samples at a time (two copies of them)
               "writing the STC": {"source estimate": sources,
                                   "STC block": 2 * _F32 * cfg.d_src * min(n, 4096)}}
-    disk = {"STC": _F32 * cfg.d_src * n, "MEG": 0, "BOLD": 0}
+    disk = {"STC": _F32 * cfg.d_src * n, "MEG": 0, "EEG": 0, "BOLD": 0}
     for sub in subjects:
-        if sub in model.meg_heads:
-            n_ch = model.meg_heads[sub].n_channels
+        for kind, heads in (("MEG", model.meg_heads), ("EEG", getattr(model, "eeg_heads", {}))):
+            if sub not in heads:
+                continue
+            n_ch = heads[sub].n_channels
             step = meg_chunk_samples(cfg.d_src)
-            phases[f"MEG of {sub}"] = {"source estimate": sources,
-                                       f"MEG of {sub}": _F64 * n_ch * n,
-                                       "gain (float64)": _F64 * n_ch * cfg.d_src,
-                                       "MEG block": _F64 * (cfg.d_src + n_ch) * min(n, step)}
-            disk["MEG"] += _F32 * n_ch * n
+            phases[f"{kind} of {sub}"] = {"source estimate": sources,
+                                          f"{kind} of {sub}": _F64 * n_ch * n,
+                                          "gain (float64)": _F64 * n_ch * cfg.d_src,
+                                          f"{kind} block": _F64 * (cfg.d_src + n_ch) * min(n, step)}
+            disk[kind] += _F32 * n_ch * n
         if sub in model.fmri_heads:
             head = model.fmri_heads[sub]
             n_tr = n // head.samples_per_tr
@@ -228,6 +234,9 @@ def _dataset_sizes(dataset, train_config, encoder_kwargs):
     summary = dataset.summary()["subjects"]
     meg = [s for s in dataset.subjects if "meg" in dataset.modalities(s)]
     fmri = [s for s in dataset.subjects if "fmri" in dataset.modalities(s)]
+    # EEG heads cost what MEG heads of as many channels cost (a dense gain each)
+    eeg = [summary[s]["shapes"]["eeg"][0] for s in dataset.subjects
+           if "eeg" in dataset.modalities(s)]
     template = dataset.metadata.get("template", {}).get("vertices")
     if template:
         d_src = sum(len(v) for v in template)
@@ -238,7 +247,7 @@ def _dataset_sizes(dataset, train_config, encoder_kwargs):
     config = EncoderConfig.from_dict(kwargs)
     longest = max((dataset.n_times(s) for s in dataset.splits.get("train", [])), default=None)
     return config, dict(sfreq=dataset.sfreq, longest_story=longest,
-                        meg_channels=[summary[s]["n_channels"] for s in meg],
+                        meg_channels=[summary[s]["n_channels"] for s in meg] + eeg,
                         fmri_sources=[summary[s]["n_sources"] for s in fmri])
 
 

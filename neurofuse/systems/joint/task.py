@@ -30,9 +30,11 @@ __all__ = ["JointTask"]
 def _to_device(batch, device):
     out = {"features": torch.as_tensor(batch["features"], device=device),
            "loss_start": torch.as_tensor(batch["loss_start"], device=device)}
-    for kind in ("meg", "fmri"):
-        out[kind] = {s: (torch.as_tensor(a, device=device), torch.as_tensor(r, device=device))
-                     for s, (a, r) in batch[kind].items()}
+    for kind in ("meg", "fmri", "eeg"):
+        if kind in batch:
+            out[kind] = {s: (torch.as_tensor(a, device=device),
+                             torch.as_tensor(r, device=device))
+                         for s, (a, r) in batch[kind].items()}
     return out
 
 
@@ -53,7 +55,7 @@ class JointTask(Task):
     """
 
     train_logs = ("total", "meg", "fmri", "smooth")
-    progress_keys = ("train_total", "val_total", "val_meg_r", "val_fmri_r")
+    progress_keys = ("train_total", "val_total", "val_meg_r", "val_fmri_r", "val_eeg_r")
     # Heads of subjects absent from a batch (and the HRFs in the MEG-first phase) get no
     # gradient, so DDP must look for unused parameters. Buffers are fixed physics built
     # identically from the dataset on every rank (and sparse CSR morphs, which DDP cannot
@@ -66,6 +68,7 @@ class JointTask(Task):
         self.denoised_fmri = denoised_fmri
         self.meg_subjects = [s for s in dataset.subjects if "meg" in dataset.modalities(s)]
         self.fmri_subjects = [s for s in dataset.subjects if "fmri" in dataset.modalities(s)]
+        self.eeg_subjects = [s for s in dataset.subjects if "eeg" in dataset.modalities(s)]
         self.train_stories = dataset.splits.get("train", [])
         self.val_stories = dataset.splits.get("val", [])
         if not self.train_stories:
@@ -88,12 +91,14 @@ class JointTask(Task):
                 f"shorter piece_seconds (a whole number of TRs, {ds.tr:g} s) and loss_seconds, "
                 "or longer stories.")
         self.weights = {}
-        for kind, subs in (("meg", self.meg_subjects), ("fmri", self.fmri_subjects)):
+        for kind, subs in (("meg", self.meg_subjects), ("fmri", self.fmri_subjects),
+                           ("eeg", self.eeg_subjects)):
             for s in subs:
                 self.weights[(kind, s)] = torch.as_tensor(
                     loss_weights(ds, s, kind, mode=cfg.loss_weighting), dtype=torch.float32,
                     device=ctx.device)
         subjects = dict(meg_subjects=self.meg_subjects, fmri_subjects=self.fmri_subjects,
+                        eeg_subjects=self.eeg_subjects,
                         rank=ctx.rank, world_size=ctx.world_size, batch_size=cfg.batch_size)
         self.train = PieceLoader(ds, train_pieces, shuffle=True,
                                  seed=cfg.seed, fmri_targets=self.denoised_fmri, **subjects)
@@ -136,13 +141,16 @@ class JointTask(Task):
         b = _to_device(batch, ctx.device)
         with ctx.autocast():
             # Heads whose loss weight is 0 are not evaluated (the MEG-first phase skips fMRI).
+            eeg = {"eeg": list(b["eeg"])} if self.cfg.alpha_eeg and b.get("eeg") else {}
             pred = ctx.model(b["features"], meg=list(b["meg"]) if alphas[0] else [],
-                             fmri=list(b["fmri"]) if alphas[1] else [])
+                             fmri=list(b["fmri"]) if alphas[1] else [], **eeg)
         pred.sources, pred.meg, pred.fmri = (pred.sources.float(),
                                              {k: v.float() for k, v in pred.meg.items()},
                                              {k: v.float() for k, v in pred.fmri.items()})
+        pred.eeg = {k: v.float() for k, v in pred.eeg.items()}
         return joint_loss(pred, b, self.weights, alpha_meg=alphas[0], alpha_fmri=alphas[1],
-                          alpha_smooth=alphas[2], samples_per_tr=self.samples_per_tr)
+                          alpha_smooth=alphas[2], samples_per_tr=self.samples_per_tr,
+                          alpha_eeg=self.cfg.alpha_eeg)
 
     def training_step(self, ctx, batch, optimizer):
         terms = self._loss(ctx, batch, self.cfg.alphas(ctx.epoch))
@@ -155,22 +163,26 @@ class JointTask(Task):
         if not self.val.pieces:
             return {}
         alphas = self.cfg.alphas(epoch)
-        sums = torch.zeros(4)
+        sums = torch.zeros(5)
         n = torch.zeros(1)
         for batch in self.val.epoch(0):
             terms = self._loss(ctx, batch, alphas)
             b = batch["n_real"]  # 0 for a stand-in piece (see PieceLoader.epoch)
-            sums += torch.tensor([terms.total, terms.meg, terms.fmri, terms.smooth]).float() * b
+            eeg = 0.0 if terms.eeg is None else terms.eeg
+            sums += torch.tensor([terms.total, terms.meg, terms.fmri, terms.smooth,
+                                  eeg]).float() * b
             n += b
         if ctx.distributed:
             torch.distributed.all_reduce(sums)
             torch.distributed.all_reduce(n)
-        total, meg, fmri, smooth = (sums / n.clamp_min(1)).tolist()
+        total, meg, fmri, smooth, eeg = (sums / n.clamp_min(1)).tolist()
         out = {"val_total": total, "val_smooth": smooth}
         # 1 - weighted mean r per modality (computed with the modality switched on).
         out["val_meg_r"] = 1.0 - meg
         if alphas[1] > 0:
             out["val_fmri_r"] = 1.0 - fmri
+        if self.eeg_subjects and self.cfg.alpha_eeg:
+            out["val_eeg_r"] = 1.0 - eeg
         return out
 
     @staticmethod

@@ -40,6 +40,10 @@ class TrainConfig:
         Epochs with ``alpha_fmri = 0`` before the fMRI term is switched on (20).
     alpha_meg, alpha_fmri, alpha_smooth : float
         a1 (1), a2 after the curriculum (1), a3 (1e-4).
+    alpha_eeg : float
+        Weight of the EEG correlation term (1), on from the first epoch like MEG's; used
+        only when the store has EEG subjects (and left out of :meth:`to_dict` at its default,
+        so MEG + fMRI runs are described as before).
     lr, weight_decay : float
         AdamW settings.
     grad_clip : float | None
@@ -91,6 +95,7 @@ class TrainConfig:
     fmri_denoise: str = "none"
     fmri_denoise_folds: int | str = "stories"
     fmri_denoise_pilot_epochs: int = 5
+    alpha_eeg: float = 1.0
 
     def __post_init__(self):
         from ...baselines.ridge import check_fmri_denoise
@@ -113,7 +118,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.loss_seconds ({self.loss_seconds:g} s) must not exceed "
                              f"piece_seconds ({self.piece_seconds:g} s): the loss is computed on "
                              "the last part of each piece. Lower loss_seconds.")
-        for name in ("alpha_meg", "alpha_fmri", "alpha_smooth", "weight_decay"):
+        for name in ("alpha_meg", "alpha_fmri", "alpha_smooth", "weight_decay", "alpha_eeg"):
             _check_positive(f"TrainConfig.{name}", getattr(self, name), allow_zero=True)
         if self.grad_clip is not None:
             _check_positive("TrainConfig.grad_clip", self.grad_clip)
@@ -128,7 +133,10 @@ class TrainConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["alpha_eeg"] == 1.0:  # the default: runs without EEG keep their fingerprint
+            del out["alpha_eeg"]
+        return out
 
     def loop_config(self) -> LoopConfig:
         """The generic loop's share of these settings."""
