@@ -4,6 +4,7 @@
 fsaverage sources) + one fixed-physics head per subject and modality. Saved as a folder::
 
     model.json                 config: encoder sizes, subjects, sfreq, tr, feature streams
+                               (and, for a learned source mixture, its weights: source_prior)
     model.safetensors          weights and physics buffers (sparse morphs as CSR triplets)
     infos/<subject>-info.fif   each MEG subject's measurement info (for predicted Raw)
 
@@ -197,13 +198,24 @@ class JointModel(nn.Module):
             model.infos[sub] = dataset.info(sub)
         template = dataset.metadata.get("template", {})
         model.vertices = template.get("vertices")
-        if model.encoder.config.source_fwhm is not None:
+        enc = model.encoder.config
+        if enc.source_fwhm is not None:
             if not model.vertices:
                 raise ValueError("encoder source_fwhm needs the dataset's fsaverage source "
                                  "vertices (metadata 'template' -> 'vertices'), which this "
                                  "dataset lacks; set source_fwhm=None.")
-            model.encoder.source_layer.set_smoother(
-                source_smoother(model.vertices, model.encoder.config.source_fwhm))
+            model.encoder.source_layer.set_smoother(source_smoother(model.vertices,
+                                                                    enc.source_fwhm))
+        if enc.source_prior == "mixture" and any(w > 0 for w in enc.source_widths):
+            if not model.vertices:
+                raise ValueError("encoder source_prior='mixture' needs the dataset's fsaverage "
+                                 "source vertices (metadata 'template' -> 'vertices'), which "
+                                 "this dataset lacks; use source_prior='fixed' without "
+                                 "source_fwhm.")
+            for width in enc.source_widths:
+                if width > 0:
+                    model.encoder.source_layer.set_smoother(
+                        source_smoother(model.vertices, width), width=width)
         model.subject_vertices = {s: [v.tolist() for v in dataset.vertices(s)] for s in subjects}
         return model
 
@@ -223,6 +235,28 @@ class JointModel(nn.Module):
             "vertices": self.vertices,
             "subject_vertices": self.subject_vertices,
         }
+
+    def source_prior(self) -> dict:
+        """The source layer's spatial prior, as trained.
+
+        Returns
+        -------
+        prior : dict
+            ``{"prior": "fixed", "fwhm": mm or None}``, or for a learned mixture
+            ``{"prior": "mixture", "widths": [mm, ...], "weights": [...],
+            "mean_fwhm": sum_k w_k fwhm_k, "argmax_fwhm": the width of largest weight}``
+            (``weights``: ``softmax`` of the logits, summing to 1). ``model.json`` of a
+            saved mixture model holds it under ``source_prior``.
+        """
+        cfg = self.encoder.config
+        if cfg.source_prior != "mixture":
+            return {"prior": "fixed", "fwhm": cfg.source_fwhm}
+        weights = self.encoder.source_layer.mixture_weights()
+        widths = list(cfg.source_widths)
+        return {"prior": "mixture", "widths": widths,
+                "weights": [round(float(w), 6) for w in weights],
+                "mean_fwhm": round(float(np.dot(weights, widths)), 4),
+                "argmax_fwhm": widths[int(np.argmax(weights))]}
 
     # ------------------------------------------------------------------ persistence
     def flat_state(self) -> dict:
@@ -283,8 +317,12 @@ class JointModel(nn.Module):
         with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
             save_file({k: v.cpu() for k, v in self.flat_state().items()},
                       str(tmp / "model.safetensors"))
+            # The learned mixture weights are a record for readers (reports), not a setting:
+            # they stay out of config_dict (which resumed training compares).
+            record = {"source_prior": self.source_prior()} \
+                if self.encoder.config.source_prior == "mixture" else {}
             write_json(tmp / "model.json", {
-                **self.config_dict(),
+                **self.config_dict(), **record,
                 "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
             if self.infos:
                 import mne
