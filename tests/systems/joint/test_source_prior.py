@@ -184,3 +184,119 @@ def test_held_out_loss_finds_the_generating_width_and_training_loss_does_not(smo
     assert np.argmax(w) == 1 and w[1] > 0.8, w
     w = run(held_out=False)
     assert np.argmax(w) == 0 and w[1] < 1 / 3, w
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+# model.json's encoder fields before the adaptive prior existed: a fixed-prior model still
+# writes exactly these, so old folders and new ones are alike (and old checkpoints resume).
+OLD_ENCODER_KEYS = {"d_stim", "d_model", "n_layers", "n_heads", "d_ff", "dropout", "window",
+                    "d_src", "block_size", "source_init_scale", "source_fwhm"}
+
+
+def test_model_mixture_builds_saves_and_loads(tiny_study, tmp_path):
+    from neurofuse.data.store import read_dataset
+    from neurofuse.systems.joint.model import JointModel
+
+    ds = read_dataset(tiny_study)
+    torch.manual_seed(0)
+    model = JointModel.from_dataset(ds, encoder_kwargs={
+        **SMALL, "source_prior": "mixture", "source_widths": [0, 10]})
+    layer = model.encoder.source_layer
+    k_ref = source_smoother(ds.metadata["template"]["vertices"], 10.0)
+    np.testing.assert_allclose(layer.mixture_smoother_1.to_dense().numpy(), k_ref.toarray(),
+                               rtol=1e-6, atol=1e-9)
+    with torch.no_grad():
+        layer.mixture_logits.copy_(torch.tensor([-0.5, 0.5]))
+    prior = model.source_prior()
+    w10 = 1 / (1 + np.exp(-1.0))
+    np.testing.assert_allclose(prior["weights"], [1 - w10, w10], rtol=1e-5)
+    assert prior["argmax_fwhm"] == 10.0 and prior["mean_fwhm"] == pytest.approx(10 * w10, 1e-4)
+    path = model.save(tmp_path / "m")
+    cfg = json.loads((path / "model.json").read_text())
+    assert cfg["encoder"]["source_prior"] == "mixture" and cfg["encoder"]["source_widths"] == [0, 10]
+    assert cfg["source_prior"] == prior
+    loaded = JointModel.load(path).eval()
+    model.eval()
+    feats = torch.as_tensor(np.array(ds.features("story-01")[:300]))[None]
+    with torch.no_grad():
+        a = model(feats, meg=["S01"], fmri=["S02"])
+        b = loaded(feats, meg=["S01"], fmri=["S02"])
+    torch.testing.assert_close(b.sources, a.sources, rtol=0, atol=0)
+    torch.testing.assert_close(b.fmri["S02"], a.fmri["S02"], rtol=0, atol=0)
+    assert loaded.source_prior() == prior
+
+
+def test_fixed_prior_model_is_unchanged(tiny_study, tmp_path):
+    """The default (and the fixed smoothed) layer: no new weights, buffers or model.json keys."""
+    from neurofuse.data.store import read_dataset
+    from neurofuse.systems.joint.model import JointModel
+
+    ds = read_dataset(tiny_study)
+    for extra in ({}, {"source_fwhm": 15.0}):
+        torch.manual_seed(0)
+        model = JointModel.from_dataset(ds, encoder_kwargs={**SMALL, **extra})
+        assert not [k for k in model.state_dict() if "mixture" in k]
+        cfg = json.loads((model.save(tmp_path / f"m{len(extra)}") / "model.json").read_text())
+        assert set(cfg["encoder"]) == OLD_ENCODER_KEYS and "source_prior" not in cfg
+        assert model.source_prior() == {"prior": "fixed", "fwhm": extra.get("source_fwhm")}
+    # an encoder description without the new keys (an old model.json) is the fixed prior
+    old = {k: v for k, v in cfg["encoder"].items()}
+    assert StimulusEncoder.from_config(old).config.source_prior == "fixed"
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _fit_tiny(tiny_study, out, **encoder):
+    from neurofuse.systems.joint.trainer import fit, load_fit_config
+
+    train, enc = load_fit_config({"preset": "tiny", "train": {"seed": 0},
+                                  "encoder": {"source_prior": "mixture", **encoder}})
+    return fit(tiny_study, out, train_config=train, encoder_kwargs=enc)
+
+
+def test_fit_learns_the_mixture_on_validation_stories(tiny_study, tmp_path):
+    from neurofuse.systems.joint.model import JointModel
+    from neurofuse.training import load_checkpoint
+
+    history = _fit_tiny(tiny_study, tmp_path / "val", source_widths=[0, 10],
+                        source_mixture_every=1)
+    # MEG-first epoch: the logits wait for the fMRI term; then they move
+    assert history[0]["alpha_fmri"] == 0
+    assert history[0]["mix_0mm"] == history[0]["mix_10mm"] == 0.5
+    assert history[-1]["mix_10mm"] != 0.5
+    assert history[-1]["mix_0mm"] + history[-1]["mix_10mm"] == pytest.approx(1.0)
+    tensors, meta = load_checkpoint(tmp_path / "val" / "checkpoints")
+    assert any("prior" in k for k in tensors), "the logits' optimizer is checkpointed"
+    model = JointModel.load(tmp_path / "val" / "model")
+    assert model.source_prior()["prior"] == "mixture"
+    # 'training': the logits are trained with everything else, from the first epoch
+    history = _fit_tiny(tiny_study, tmp_path / "train", source_widths=[0, 10],
+                        source_mixture_loss="training")
+    assert history[0]["mix_10mm"] != 0.5
+    tensors, _ = load_checkpoint(tmp_path / "train" / "checkpoints")
+    assert not any("prior" in k for k in tensors)
+
+
+def test_select_source_fwhm_picks_the_lowest_validation_loss_and_resumes(tiny_study, tmp_path):
+    from neurofuse.systems.joint.prior import select_source_fwhm
+
+    fit_config = {"preset": "tiny", "train": {"max_epochs": 2}}
+    best, table = select_source_fwhm(tiny_study, [0, 10], fit_config, out=tmp_path)
+    assert [r["fwhm"] for r in table] == [0.0, 10.0]
+    losses = [r["val_total"] for r in table]
+    assert losses[0] != losses[1] and best == table[int(np.argmin(losses))]["fwhm"]
+    for row in table:  # the recorded loss is the best fMRI-phase epoch of that fit
+        import csv
+
+        with open(tmp_path / f"fwhm-{row['fwhm']:g}mm" / "history.csv") as f:
+            rows = [r for r in csv.DictReader(f) if float(r["alpha_fmri"]) > 0]
+        assert row["val_total"] == pytest.approx(min(float(r["val_total"]) for r in rows))
+    saved = json.loads((tmp_path / "selection.json").read_text())
+    assert saved["best"] == best and saved["done"]
+    # a second call reads the finished fits back instead of training again
+    stamp = (tmp_path / "fwhm-10mm" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert select_source_fwhm(tiny_study, [0, 10], fit_config, out=tmp_path) == (best, table)
+    assert (tmp_path / "fwhm-10mm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
