@@ -258,6 +258,35 @@ class JointModel(nn.Module):
                 "mean_fwhm": round(float(np.dot(weights, widths)), 4),
                 "argmax_fwhm": widths[int(np.argmax(weights))]}
 
+    def spatial_prior(self):
+        """The source layer's smoother ``K`` as trained, for applying it elsewhere (e.g. to
+        the classical inverses, for a comparison with the model's own prior).
+
+        Returns
+        -------
+        smoother : scipy.sparse.csr_array, shape (n_sources, n_sources) | None
+            The fixed smoother, or for a learned mixture ``sum_k w_k K_k`` with the learned
+            weights (see :meth:`source_prior`); None for the unsmoothed layer.
+        """
+        import scipy.sparse
+
+        layer = self.encoder.source_layer
+
+        def to_scipy(t):
+            t = t.detach().cpu()
+            return scipy.sparse.csr_array((t.values().double().numpy(),
+                                           t.col_indices().numpy(), t.crow_indices().numpy()),
+                                          shape=tuple(t.shape))
+
+        if layer.widths is None:
+            return None if layer.smoother is None else to_scipy(layer.smoother)
+        out = None
+        for k, (width, weight) in enumerate(zip(layer.widths, layer.mixture_weights())):
+            term = scipy.sparse.eye_array(self.n_sources, format="csr") if width == 0 else \
+                to_scipy(getattr(layer, f"mixture_smoother_{k}"))
+            out = weight * term if out is None else out + weight * term
+        return scipy.sparse.csr_array(out)
+
     # ------------------------------------------------------------------ persistence
     def flat_state(self) -> dict:
         """State dict with sparse buffers split into dense CSR triplets (for safetensors)."""

@@ -196,6 +196,8 @@ OLD_ENCODER_KEYS = {"d_stim", "d_model", "n_layers", "n_heads", "d_ff", "dropout
 
 
 def test_model_mixture_builds_saves_and_loads(tiny_study, tmp_path):
+    import scipy.sparse
+
     from neurofuse.data.store import read_dataset
     from neurofuse.systems.joint.model import JointModel
 
@@ -205,8 +207,10 @@ def test_model_mixture_builds_saves_and_loads(tiny_study, tmp_path):
         **SMALL, "source_prior": "mixture", "source_widths": [0, 10]})
     layer = model.encoder.source_layer
     k_ref = source_smoother(ds.metadata["template"]["vertices"], 10.0)
-    np.testing.assert_allclose(layer.mixture_smoother_1.to_dense().numpy(), k_ref.toarray(),
-                               rtol=1e-6, atol=1e-9)
+    k = layer.mixture_smoother_1
+    k = scipy.sparse.csr_array((k.values().numpy(), k.col_indices().numpy(),
+                                k.crow_indices().numpy()), shape=tuple(k.shape))
+    assert abs(k - k_ref).max() < 1e-7 and k.nnz == k_ref.nnz
     with torch.no_grad():
         layer.mixture_logits.copy_(torch.tensor([-0.5, 0.5]))
     prior = model.source_prior()
@@ -226,6 +230,10 @@ def test_model_mixture_builds_saves_and_loads(tiny_study, tmp_path):
     torch.testing.assert_close(b.sources, a.sources, rtol=0, atol=0)
     torch.testing.assert_close(b.fmri["S02"], a.fmri["S02"], rtol=0, atol=0)
     assert loaded.source_prior() == prior
+    # its K, for smoothing other estimates with the model's own prior
+    k = loaded.spatial_prior()
+    ref = (1 - w10) * scipy.sparse.eye_array(model.n_sources) + w10 * k_ref
+    assert abs(k - ref).max() < 1e-6  # sparse: 8196 x 8196 dense would be 0.5 GB
 
 
 def test_fixed_prior_model_is_unchanged(tiny_study, tmp_path):
@@ -241,6 +249,12 @@ def test_fixed_prior_model_is_unchanged(tiny_study, tmp_path):
         cfg = json.loads((model.save(tmp_path / f"m{len(extra)}") / "model.json").read_text())
         assert set(cfg["encoder"]) == OLD_ENCODER_KEYS and "source_prior" not in cfg
         assert model.source_prior() == {"prior": "fixed", "fwhm": extra.get("source_fwhm")}
+        k = model.spatial_prior()
+        if extra:
+            ref = source_smoother(ds.metadata["template"]["vertices"], 15.0)
+            assert abs(k - ref).max() < 1e-7 and k.nnz == ref.nnz
+        else:
+            assert k is None
     # an encoder description without the new keys (an old model.json) is the fixed prior
     old = {k: v for k, v in cfg["encoder"].items()}
     assert StimulusEncoder.from_config(old).config.source_prior == "fixed"
@@ -300,3 +314,29 @@ def test_select_source_fwhm_picks_the_lowest_validation_loss_and_resumes(tiny_st
     stamp = (tmp_path / "fwhm-10mm" / "model" / "model.safetensors").stat().st_mtime_ns
     assert select_source_fwhm(tiny_study, [0, 10], fit_config, out=tmp_path) == (best, table)
     assert (tmp_path / "fwhm-10mm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_resume_with_the_mixture_equals_a_straight_run(tiny_study, tmp_path):
+    """The logits' own optimizer and its validation batches resume exactly."""
+    from neurofuse.systems.joint.trainer import fit, load_fit_config
+    from neurofuse.training import load_checkpoint
+
+    def run(out, epochs, resume=False):
+        train, enc = load_fit_config({
+            "preset": "tiny", "train": {"max_epochs": epochs, "patience": 10},
+            "encoder": {"source_prior": "mixture", "source_widths": [0, 10],
+                        "source_mixture_every": 2}})
+        return fit(tiny_study, out, train_config=train, encoder_kwargs=enc, resume=resume)
+
+    straight = run(tmp_path / "a", 3)
+    run(tmp_path / "b", 2)
+    resumed = run(tmp_path / "b", 3, resume=True)
+    assert [r["mix_10mm"] for r in resumed] == pytest.approx([r["mix_10mm"] for r in straight],
+                                                             abs=1e-7)
+    assert straight[-1]["mix_10mm"] != 0.5
+    a, _ = load_checkpoint(tmp_path / "a" / "checkpoints")
+    b, _ = load_checkpoint(tmp_path / "b" / "checkpoints")
+    assert sorted(a) == sorted(b)
+    for k in a:
+        if a[k].dtype.is_floating_point:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
