@@ -296,10 +296,12 @@ class _MixtureProduct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p, x, crow, col, crow_t, col_t, perm, values):
-        # p (n_widths,), x (S, D'), values (n_widths, nnz)
-        vals = p @ values  # (nnz,): the mixture's values on the pattern
-        n = x.shape[0]
-        out = _csr(crow, col, vals, n) @ x  # (S, D')
+        # p (n_widths,), x (S, D'), values (n_widths, nnz). In float32 under autocast too
+        # (sparse products have no bfloat16 kernels on CPU).
+        with torch.autocast(x.device.type, enabled=False):
+            vals = p @ values  # (nnz,): the mixture's values on the pattern
+            n = x.shape[0]
+            out = _csr(crow, col, vals, n) @ x  # (S, D')
         ctx.save_for_backward(p, x, crow, col, crow_t, col_t, perm, values, vals)
         return out
 
@@ -307,14 +309,15 @@ class _MixtureProduct(torch.autograd.Function):
     def backward(ctx, grad):
         p, x, crow, col, crow_t, col_t, perm, values, vals = ctx.saved_tensors
         n = x.shape[0]
-        grad = grad.contiguous()  # (S, D')
+        grad = grad.to(x.dtype).contiguous()  # (S, D')
         grad_p = grad_x = None
-        if ctx.needs_input_grad[1]:  # K^T grad
-            grad_x = _csr(crow_t, col_t, vals[perm], n) @ grad
-        if ctx.needs_input_grad[0]:  # d/dK_ij = grad_i . x_j on the pattern, then per width
-            pattern = _csr(crow, col, vals, n)
-            sampled = torch.sparse.sampled_addmm(pattern, grad, x.T.contiguous(), beta=0.0)
-            grad_p = values @ sampled.values()  # (n_widths,)
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[1]:  # K^T grad
+                grad_x = _csr(crow_t, col_t, vals[perm], n) @ grad
+            if ctx.needs_input_grad[0]:  # d/dK_ij = grad_i . x_j on the pattern, per width
+                pattern = _csr(crow, col, vals, n)
+                sampled = torch.sparse.sampled_addmm(pattern, grad, x.T.contiguous(), beta=0.0)
+                grad_p = values @ sampled.values()  # (n_widths,)
         return grad_p, grad_x, None, None, None, None, None, None
 
 

@@ -128,6 +128,21 @@ def test_mixture_and_its_gradients_equal_the_dense_formula(smoothers):
     torch.testing.assert_close(layer.bias.grad.double(), b.grad, rtol=1e-4, atol=1e-4)
 
 
+def test_mixture_under_mixed_precision_stays_float32(smoothers):
+    """bf16 autocast (TrainConfig.mixed_precision): K W is still computed in float32 (CPU
+    sparse products have no bf16 kernels), so it equals the plain float32 result."""
+    layer = _mixture((0.0, 10.0), smoothers)
+    with torch.no_grad():
+        layer.mixture_logits.copy_(torch.tensor([0.2, -0.1]))
+    ref_w, ref_b = layer.effective()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        w, b = layer.effective()
+    assert w.dtype == torch.float32
+    torch.testing.assert_close(w, ref_w, rtol=0, atol=0)
+    (w.sum() + b.sum()).backward()
+    assert torch.all(layer.mixture_logits.grad != 0)
+
+
 def test_replacing_a_smoother_rebuilds_the_mixture(smoothers):
     layer = _mixture((0.0, 5.0), smoothers)
     z = torch.randn(1, 4, 8)
@@ -263,10 +278,10 @@ def test_fixed_prior_model_is_unchanged(tiny_study, tmp_path):
 # ---------------------------------------------------------------------------- training
 
 
-def _fit_tiny(tiny_study, out, **encoder):
+def _fit_tiny(tiny_study, out, epochs=2, **encoder):
     from neurofuse.systems.joint.trainer import fit, load_fit_config
 
-    train, enc = load_fit_config({"preset": "tiny", "train": {"seed": 0},
+    train, enc = load_fit_config({"preset": "tiny", "train": {"seed": 0, "max_epochs": epochs},
                                   "encoder": {"source_prior": "mixture", **encoder}})
     return fit(tiny_study, out, train_config=train, encoder_kwargs=enc)
 
@@ -287,7 +302,7 @@ def test_fit_learns_the_mixture_on_validation_stories(tiny_study, tmp_path):
     model = JointModel.load(tmp_path / "val" / "model")
     assert model.source_prior()["prior"] == "mixture"
     # 'training': the logits are trained with everything else, from the first epoch
-    history = _fit_tiny(tiny_study, tmp_path / "train", source_widths=[0, 10],
+    history = _fit_tiny(tiny_study, tmp_path / "train", epochs=1, source_widths=[0, 10],
                         source_mixture_loss="training")
     assert history[0]["mix_10mm"] != 0.5
     tensors, _ = load_checkpoint(tmp_path / "train" / "checkpoints")
@@ -316,6 +331,7 @@ def test_select_source_fwhm_picks_the_lowest_validation_loss_and_resumes(tiny_st
     assert (tmp_path / "fwhm-10mm" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_resume_with_the_mixture_equals_a_straight_run(tiny_study, tmp_path):
     """The logits' own optimizer and its validation batches resume exactly."""
     from neurofuse.systems.joint.trainer import fit, load_fit_config
@@ -328,9 +344,9 @@ def test_resume_with_the_mixture_equals_a_straight_run(tiny_study, tmp_path):
                         "source_mixture_every": 2}})
         return fit(tiny_study, out, train_config=train, encoder_kwargs=enc, resume=resume)
 
-    straight = run(tmp_path / "a", 3)
-    run(tmp_path / "b", 2)
-    resumed = run(tmp_path / "b", 3, resume=True)
+    straight = run(tmp_path / "a", 2)  # epoch 1 MEG only, epoch 2 with fMRI: logits move
+    run(tmp_path / "b", 1)
+    resumed = run(tmp_path / "b", 2, resume=True)
     assert [r["mix_10mm"] for r in resumed] == pytest.approx([r["mix_10mm"] for r in straight],
                                                              abs=1e-7)
     assert straight[-1]["mix_10mm"] != 0.5
