@@ -66,7 +66,8 @@ def select_source_fwhm(dataset, widths=SELECTION_WIDTHS, fit_config="demo", *, o
         The training set-up (:func:`~neurofuse.systems.joint.trainer.load_fit_config`); its
         encoder's ``source_fwhm`` is replaced by each width (a ``'mixture'`` prior is
         replaced by the fixed one). Denoised fMRI targets (``fmri_denoise``) are computed
-        once, in ``out``, and shared by every width.
+        once, in ``out``, and shared by every width (``'auto'`` picks the denoising with
+        pilots of the unsmoothed layer).
     out : path-like
         Work folder (kept). ``out/selection.json`` holds the table and the choice.
     device : str | None
