@@ -9,7 +9,9 @@ variant and scores each on the held-out stories:
 * the validation loss: the only number of these a user without ground truth can see, and
   the one :data:`neurofuse.systems.joint.trainer.FIT_PRESETS` ``"demo"`` was chosen by.
 
-Variants are ``name=fwhm`` (``none`` for the paper's unsmoothed source layer), optionally with
+Variants are ``name=fwhm`` (``none`` for the paper's unsmoothed source layer; ``mixture`` for
+the learned mixture of widths, ``source_prior='mixture'``, whose chosen weights are reported
+under ``source_prior``), optionally with
 ``+denoise`` (train on the fMRI ridge ceilings' predictions, the paper's footnote 2, which
 needs ``--ridge DIR/ridge`` from a demo or benchmark run). Every variant starts from the same
 seed and otherwise uses the demo's training set-up (:data:`~neurofuse.evaluation.pipeline.DEMO_FIT`).
@@ -17,6 +19,7 @@ seed and otherwise uses the demo's training set-up (:data:`~neurofuse.evaluation
     python benchmarks/bench_source_prior.py --work /tmp/prior                    # ~25 min
     python benchmarks/bench_source_prior.py --work W --variants none 15 --epochs 20
     python benchmarks/bench_source_prior.py --work W --variants none --diagnostics
+    python benchmarks/bench_source_prior.py --work W --data WORLD --variants 0 5 10 15 20 30 mixture
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ from pathlib import Path
 def _variant(spec):
     fwhm, _, extra = spec.partition("+")
     if extra not in ("", "denoise"):
-        raise argparse.ArgumentTypeError(f"variant {spec!r}: expected FWHM_MM, 'none', or either "
+        raise argparse.ArgumentTypeError(f"variant {spec!r}: expected FWHM_MM, 'none', "
+                                         "'mixture' or 'mixture-training', or one of these "
                                          "followed by '+denoise'")
     if fwhm == "none":
         return spec, None, extra == "denoise"
+    if fwhm in ("mixture", "mixture-training"):
+        return spec, fwhm, extra == "denoise"
     try:
         return spec, float(fwhm), extra == "denoise"
     except ValueError:
@@ -92,8 +98,12 @@ def main(argv=None):
     p.add_argument("--ridge", type=Path, help="a run's ridge/ folder (for '+denoise' variants)")
     p.add_argument("--variants", nargs="+", type=_variant,
                    default=[_variant(v) for v in ("none", "10", "15", "20")],
-                   help="source-layer FWHM in mm, or none; '+denoise' trains on ridge-denoised "
+                   help="source-layer FWHM in mm, or none, or 'mixture' (the learned mixture "
+                        "of widths, fitted on the validation stories) or 'mixture-training' "
+                        "(fitted with the training loss); '+denoise' trains on ridge-denoised "
                         "fMRI (default: none 10 15 20)")
+    p.add_argument("--widths", type=float, nargs="+", default=None,
+                   help="FWHMs (mm; 0: none) of the 'mixture' variants (default: 0 5 10 15 20 30)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the demo's)")
     p.add_argument("--no-fmne", action="store_true", help="skip the fMNE reference")
     p.add_argument("--diagnostics", action="store_true",
@@ -128,7 +138,14 @@ def main(argv=None):
     for name, fwhm, denoise in args.variants:
         cfg = copy.deepcopy(DEMO_FIT)
         cfg.setdefault("train", {})["fmri_denoise"] = "none"  # '+denoise' passes its targets
-        cfg.setdefault("encoder", {})["source_fwhm"] = fwhm
+        if fwhm in ("mixture", "mixture-training"):  # the learned mixture of widths
+            cfg.setdefault("encoder", {}).update(
+                source_fwhm=None, source_prior="mixture",
+                source_mixture_loss="training" if fwhm == "mixture-training" else "validation")
+            if args.widths:
+                cfg["encoder"]["source_widths"] = args.widths
+        else:
+            cfg.setdefault("encoder", {})["source_fwhm"] = fwhm
         if args.epochs is not None:
             cfg["train"]["max_epochs"] = args.epochs
         train, encoder = load_fit_config(cfg)
@@ -158,7 +175,8 @@ def main(argv=None):
         best = min((h for h in history if "val_total" in h and h.get("alpha_fmri")),
                    key=lambda h: h["val_total"], default=None)
         out["variants"].append({
-            "variant": name, "source_fwhm_mm": fwhm, "denoised_fmri": denoise,
+            "variant": name, "source_fwhm_mm": fwhm if not isinstance(fwhm, str) else None,
+            "source_prior": model.source_prior(), "denoised_fmri": denoise,
             "epochs": len(history), "fit_seconds": round(seconds, 1),
             "val_total": None if best is None else round(best["val_total"], 4),
             "temporal_r": round(scores["neurofuse"]["temporal_r"], 4),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,38 @@ from torch import nn
 from ..._checks import _check_int, _check_keys, _check_option
 from ...nn.attention import IMPLS, LagWindowAttention, _check_heads
 
-__all__ = ["EncoderConfig", "EncoderLayer", "SourceLayer", "StimulusEncoder"]
+__all__ = ["EncoderConfig", "EncoderLayer", "MIXTURE_LOSSES", "MIXTURE_WIDTHS", "SOURCE_PRIORS",
+           "SourceLayer", "StimulusEncoder"]
+
+#: Source-layer priors (:attr:`EncoderConfig.source_prior`).
+SOURCE_PRIORS = ("fixed", "mixture")
+#: The ``'mixture'`` prior's default smoothing widths, FWHM in mm (0: no smoothing).
+MIXTURE_WIDTHS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0)
+#: What the mixture logits minimise (:attr:`EncoderConfig.source_mixture_loss`).
+MIXTURE_LOSSES = ("validation", "training")
+# Fields of EncoderConfig that only the 'mixture' prior uses (left out of a fixed one's dict).
+_MIXTURE_FIELDS = ("source_prior", "source_widths", "source_mixture_loss", "source_mixture_lr",
+                   "source_mixture_every")
+
+
+def _check_widths(widths) -> tuple:
+    """``source_widths`` as a tuple of distinct finite floats >= 0 (0 for 'no smoothing')."""
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise TypeError(f"'source_widths' must be a sequence of FWHMs in mm (e.g. [0, 10, 20]), "
+                        f"got {type(widths).__name__} ({widths!r}).")
+    out = []
+    for w in widths:
+        if not isinstance(w, numbers.Real) or isinstance(w, bool) or not math.isfinite(w) \
+                or w < 0:
+            raise ValueError(f"'source_widths' must hold finite FWHMs in mm >= 0 (0: no "
+                             f"smoothing), got {w!r} in {list(widths)!r}.")
+        out.append(float(w))
+    if not out:
+        raise ValueError("'source_widths' must hold at least one FWHM in mm, got an empty "
+                         "sequence. Use e.g. [0, 5, 10, 15, 20, 30].")
+    if len(set(out)) != len(out):
+        raise ValueError(f"'source_widths' must be distinct, got {out!r}: drop the repeats.")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,47 @@ class EncoderConfig:
         prior LORETA-type inverses use). ``K`` is built from the source positions by
         :meth:`~neurofuse.systems.joint.model.JointModel.from_dataset`; a bare encoder keeps
         ``K = I`` until :meth:`SourceLayer.set_smoother` is called. Not in the paper.
+        Used by ``source_prior="fixed"`` only.
+    source_prior : 'fixed' | 'mixture'
+        How the source layer's smoother is chosen (not in the paper):
+
+        * ``'fixed'`` (default): ``K`` is the Gaussian smoother of ``source_fwhm`` (or the
+          identity), fixed before training; every existing model is this.
+        * ``'mixture'``: ``K = sum_k softmax(a)_k K_k``, a learned mixture of the Gaussian
+          smoothers of ``source_widths`` (0: the identity, no smoothing). The logits ``a``
+          (``SourceLayer.mixture_logits``, starting at 0: equal weights) are trained with the
+          other weights by a loss that uses no ground truth (``source_mixture_loss``); the
+          weights the model chose are in ``model.json`` (``source_prior``), in the training
+          history (``mix_<w>mm`` columns) and :meth:`SourceLayer.mixture_weights`. The
+          smoothers are sparse, stacked on the widest one's pattern: a training step costs
+          about as much as a fixed smoother of the widest width (3x a fixed 15-mm one, on the
+          demo's 2052 sources, for the default widths).
+    source_widths : sequence of float | None
+        FWHMs in mm (each >= 0, distinct) of the ``'mixture'`` prior; None: ``(0, 5, 10, 15,
+        20, 30)`` (:data:`MIXTURE_WIDTHS`). Must be None for ``'fixed'``.
+    source_mixture_loss : 'validation' | 'training'
+        What the mixture logits minimise (``'mixture'`` only). ``'validation'`` (default):
+        the validation stories' loss (recorded MEG and fMRI, the loss early stopping watches),
+        by their own Adam optimizer (``"prior"`` in the checkpoints), one step on one
+        validation batch every ``source_mixture_every`` training steps, from the first epoch
+        with the fMRI term on; the other weights never see the validation stories. A handful
+        of logits fitted on held-out stories is choosing a width by validation loss, made
+        continuous. ``'training'``: the training loss, with every other weight. The
+        training loss always prefers the narrowest width on offer: a narrower smoother can fit
+        everything a wider one can, and the noise too (see the docs,
+        ``docs/simulation-benchmark.md``).
+    source_mixture_lr : float
+        Adam learning rate of the logits for ``'validation'`` (> 0).
+    source_mixture_every : int
+        Training steps per logit step for ``'validation'`` (>= 1): each logit step costs one
+        training step's forward and backward pass on a validation batch.
+
+    Notes
+    -----
+    :meth:`to_dict` leaves out the ``source_prior`` / ``source_widths`` / ``source_mixture_*``
+    fields while the prior is ``'fixed'``, so the description (and ``model.json``) of a
+    fixed-prior model is the same as before these options existed, and its checkpoints still
+    resume.
     """
 
     d_stim: int = 852
@@ -79,10 +152,16 @@ class EncoderConfig:
     block_size: int = 128
     source_init_scale: float = 0.01
     source_fwhm: float | None = None
+    source_prior: str = "fixed"
+    source_widths: tuple | None = None
+    source_mixture_loss: str = "validation"
+    source_mixture_lr: float = 0.05
+    source_mixture_every: int = 4
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
-            if field.name in ("dropout", "source_init_scale", "source_fwhm"):
+            if field.name in ("dropout", "source_init_scale", "source_fwhm", "source_prior",
+                              "source_widths", "source_mixture_loss", "source_mixture_lr"):
                 continue
             object.__setattr__(self, field.name,
                                _check_int(field.name, getattr(self, field.name), 1))
@@ -104,11 +183,48 @@ class EncoderConfig:
                 raise ValueError(f"'source_fwhm' must be None (or 0: no smoothing) or a finite "
                                  f"number of mm > 0, got {fwhm!r}.")
             object.__setattr__(self, "source_fwhm", float(fwhm) if fwhm > 0 else None)
+        _check_option("source_prior", self.source_prior, SOURCE_PRIORS)
+        widths = self.source_widths
+        _check_option("source_mixture_loss", self.source_mixture_loss, MIXTURE_LOSSES)
+        lr = self.source_mixture_lr
+        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0 \
+                or not math.isfinite(lr):
+            raise ValueError(f"'source_mixture_lr' must be a finite number > 0, got {lr!r}.")
+        object.__setattr__(self, "source_mixture_lr", float(lr))
+        if self.source_prior == "fixed":
+            changed = [f.name for f in dataclasses.fields(self) if f.name.startswith(
+                "source_mixture_") and getattr(self, f.name) != f.default]
+            if changed:
+                raise ValueError(f"{changed} set the 'mixture' source prior; this one is "
+                                 "source_prior='fixed'. Drop them or set "
+                                 "source_prior='mixture'.")
+            if widths is not None:
+                raise ValueError(f"'source_widths' is for source_prior='mixture'; the fixed "
+                                 f"prior's width is 'source_fwhm'. Got source_widths={widths!r} "
+                                 "with source_prior='fixed': drop source_widths or set "
+                                 "source_prior='mixture'.")
+        else:
+            if fwhm is not None:
+                raise ValueError(f"'source_fwhm' is the fixed prior's width; "
+                                 f"source_prior='mixture' mixes 'source_widths'. Got "
+                                 f"source_fwhm={fwhm!r}: drop it (or set it to 0).")
+            object.__setattr__(self, "source_widths", _check_widths(
+                MIXTURE_WIDTHS if widths is None else widths))
         _check_heads(self.d_model, self.n_heads)
 
     def to_dict(self) -> dict:
-        """Return the configuration as a plain (JSON/TOML-serialisable) dict."""
-        return dataclasses.asdict(self)
+        """Return the configuration as a plain (JSON/TOML-serialisable) dict.
+
+        ``source_prior`` and ``source_widths`` are left out while they hold their defaults
+        (``'fixed'``, None), so a fixed-prior model's description is what it always was.
+        """
+        out = dataclasses.asdict(self)
+        if out["source_prior"] == "fixed":
+            for key in [k for k in out if k in _MIXTURE_FIELDS]:
+                del out[key]
+        else:
+            out["source_widths"] = list(out["source_widths"])
+        return out
 
     @classmethod
     def from_dict(cls, config: dict) -> EncoderConfig:
@@ -161,11 +277,57 @@ class EncoderLayer(nn.Module):
         return self.norm2(x + self.dropout2(ff))  # (B, T, d_model)
 
 
+def _csr(crow, col, vals, n):
+    """An (n, n) CSR tensor from a pattern built (and checked) by
+    :meth:`SourceLayer._mixture_structure`: not re-checked at every step."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, vals, size=(n, n), check_invariants=False)
+
+
+class _MixtureProduct(torch.autograd.Function):
+    """``(sum_k p_k K_k) X`` with every ``K_k`` on one sparse pattern: one sparse product
+    forward, one (with the pre-built transpose) and one sampled product backward.
+
+    Autograd through ``K @ X`` with a sparse ``K`` transposes ``K`` at every step, and a sum
+    of ``n_widths`` such products costs ``n_widths`` of them: on the demo's 2052 sources
+    (widths 0-30 mm) this is about 3-4x faster than either.
+    """
+
+    @staticmethod
+    def forward(ctx, p, x, crow, col, crow_t, col_t, perm, values):
+        # p (n_widths,), x (S, D'), values (n_widths, nnz). In float32 under autocast too
+        # (sparse products have no bfloat16 kernels on CPU).
+        with torch.autocast(x.device.type, enabled=False):
+            vals = p @ values  # (nnz,): the mixture's values on the pattern
+            n = x.shape[0]
+            out = _csr(crow, col, vals, n) @ x  # (S, D')
+        ctx.save_for_backward(p, x, crow, col, crow_t, col_t, perm, values, vals)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, x, crow, col, crow_t, col_t, perm, values, vals = ctx.saved_tensors
+        n = x.shape[0]
+        grad = grad.to(x.dtype).contiguous()  # (S, D')
+        grad_p = grad_x = None
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[1]:  # K^T grad
+                grad_x = _csr(crow_t, col_t, vals[perm], n) @ grad
+            if ctx.needs_input_grad[0]:  # d/dK_ij = grad_i . x_j on the pattern, per width
+                pattern = _csr(crow, col, vals, n)
+                sampled = torch.sparse.sampled_addmm(pattern, grad, x.T.contiguous(), beta=0.0)
+                grad_p = values @ sampled.values()  # (n_widths,)
+        return grad_p, grad_x, None, None, None, None, None, None
+
+
 class SourceLayer(nn.Module):
-    """The source layer: ``sources = K (W z + b)``, with ``K`` a fixed spatial smoother.
+    """The source layer: ``sources = K (W z + b)``, with ``K`` a spatial smoother.
 
     Without smoothing (``K = I``) this is an ``nn.Linear(d_model, d_src)``, with the same
-    parameter names, initial draw and state-dict keys.
+    parameter names, initial draw and state-dict keys. With ``widths`` (the ``'mixture'``
+    prior), ``K = sum_k softmax(a)_k K_k`` over one fixed smoother per width (the identity for
+    width 0), with learned logits ``a``.
 
     Parameters
     ----------
@@ -174,7 +336,12 @@ class SourceLayer(nn.Module):
         Factor on PyTorch's default initial weights (see
         :attr:`EncoderConfig.source_init_scale`); the bias starts at 0.
     smooth : bool
-        Hold a smoother ``K`` (a sparse CSR buffer, identity until :meth:`set_smoother`).
+        Hold one fixed smoother ``K`` (a sparse CSR buffer, identity until
+        :meth:`set_smoother`).
+    widths : sequence of float | None
+        FWHMs in mm of a learned mixture of smoothers (each a sparse CSR buffer
+        ``mixture_smoother_<k>``, identity until :meth:`set_smoother` with ``width=``;
+        none for a width of 0). Excludes ``smooth``.
 
     Attributes
     ----------
@@ -182,43 +349,140 @@ class SourceLayer(nn.Module):
         ``W``, before smoothing.
     bias : Parameter, shape (d_src,)
     smoother : sparse CSR tensor, shape (d_src, d_src) | None
+        The fixed ``K`` (None for no smoothing or a mixture).
+    widths : tuple of float | None
+        The mixture's widths.
+    mixture_logits : Parameter, shape (n_widths,)
+        ``a`` (mixture only; starts at 0, equal weights).
     """
 
-    def __init__(self, d_model, d_src, *, init_scale=0.01, smooth=False):
+    def __init__(self, d_model, d_src, *, init_scale=0.01, smooth=False, widths=None):
         super().__init__()
         linear = nn.Linear(d_model, d_src)  # PyTorch's default draw (same RNG use as before)
         with torch.no_grad():  # small start: an implicit minimum-norm prior (see EncoderConfig)
             self.weight = nn.Parameter(linear.weight.detach() * init_scale)
             self.bias = nn.Parameter(torch.zeros(d_src))
         self.register_buffer("smoother", None)
-        if smooth:
+        self.widths = None if widths is None else _check_widths(widths)
+        if smooth and self.widths is not None:
+            raise ValueError("A source layer smooths with one fixed smoother (smooth=True) or a "
+                             "mixture (widths=...), not both.")
+        if smooth or self.widths is not None:
             import scipy.sparse
 
             from .heads import _to_sparse_csr
 
-            self.smoother = _to_sparse_csr(scipy.sparse.eye_array(d_src, format="csr"))
+            eye = _to_sparse_csr(scipy.sparse.eye_array(d_src, format="csr"))
+        if smooth:
+            self.smoother = eye
+        if self.widths is not None:
+            self.mixture_logits = nn.Parameter(torch.zeros(len(self.widths)))
+            for k, width in enumerate(self.widths):
+                if width > 0:
+                    self.register_buffer(f"mixture_smoother_{k}", eye.clone())
 
     @property
     def d_src(self) -> int:
         return self.weight.shape[0]
 
-    def set_smoother(self, matrix):
-        """Set ``K`` from a (d_src, d_src) scipy sparse matrix or dense array."""
+    def set_smoother(self, matrix, *, width=None):
+        """Set ``K`` (or, with ``width``, the mixture's smoother of that width).
+
+        Parameters
+        ----------
+        matrix : scipy sparse matrix | array, shape (d_src, d_src)
+        width : float | None
+            For a mixture layer: which of :attr:`widths` (> 0) ``matrix`` smooths at.
+        """
         import scipy.sparse
 
         from .heads import _to_sparse_csr
 
-        if self.smoother is None:
+        if self.widths is not None:
+            nonzero = [w for w in self.widths if w > 0]
+            if width is None or float(width) not in nonzero:
+                raise ValueError(f"This source layer mixes smoothers of widths {list(self.widths)} "
+                                 f"mm: pass width= one of the non-zero ones {nonzero}, got "
+                                 f"width={width!r}.")
+            name = f"mixture_smoother_{self.widths.index(float(width))}"
+        elif self.smoother is None:
             raise ValueError("This source layer was built without smoothing; build the encoder "
                              "with source_fwhm=<mm> to give it a smoother.")
+        elif width is not None:
+            raise ValueError(f"'width' is for a mixture source layer (source_prior='mixture'); "
+                             f"this one has one fixed smoother. Got width={width!r}: drop it.")
+        else:
+            name = "smoother"
         mat = scipy.sparse.csr_array(matrix, dtype=np.float32)
         if mat.shape != (self.d_src, self.d_src):
             raise ValueError(f"'matrix' must be ({self.d_src}, {self.d_src}) (d_src x d_src), "
                              f"got {mat.shape}.")
-        self.smoother = _to_sparse_csr(mat).to(self.weight.device)
+        setattr(self, name, _to_sparse_csr(mat).to(self.weight.device))
+
+    def mixture_weights(self) -> np.ndarray | None:
+        """``softmax(a)``, array of shape (n_widths,) in the order of :attr:`widths`; None
+        for a layer without a mixture."""
+        if self.widths is None:
+            return None
+        with torch.no_grad():
+            return torch.softmax(self.mixture_logits.detach().double(), 0).cpu().numpy()
+
+    def _mixture_structure(self):
+        """The mixture's smoothers on one sparsity pattern, built once per set of buffers.
+
+        Returns ``(crow, col, crow_t, col_t, perm, values)``: the CSR pattern (the union of
+        the widths' patterns) and that of its transpose (``perm`` maps the pattern's values
+        to the transpose's), and ``values`` (n_widths, nnz), each width's smoother on the
+        pattern. Rebuilt when a smoother is replaced or moved (new buffer objects).
+        """
+        bufs = tuple(getattr(self, f"mixture_smoother_{k}") if w > 0 else None
+                     for k, w in enumerate(self.widths))
+        cache = getattr(self, "_mixture_cache", None)
+        if cache is not None and all(a is b for a, b in zip(cache[0], bufs)):
+            return cache[1]
+        n = self.d_src
+        lins, datas = [], []
+        for buf in bufs:
+            if buf is None:  # width 0: the identity
+                rows, cols, data = np.arange(n), np.arange(n), np.ones(n, np.float32)
+            else:
+                crow = buf.crow_indices().cpu().numpy()
+                rows = np.repeat(np.arange(n), np.diff(crow))
+                cols = buf.col_indices().cpu().numpy()
+                data = buf.values().detach().cpu().numpy()
+            lins.append(rows.astype(np.int64) * n + cols)
+            datas.append(data)
+        lin = np.unique(np.concatenate(lins))  # sorted: row-major, columns ascending (CSR)
+        rows, cols = lin // n, lin % n
+        values = np.zeros((len(bufs), lin.size), np.float32)
+        for k, (lk, dk) in enumerate(zip(lins, datas)):
+            values[k, np.searchsorted(lin, lk)] = dk
+        perm = np.argsort(cols * n + rows, kind="stable")  # the transpose's CSR order
+
+        def crow_of(r):
+            return np.searchsorted(r, np.arange(n + 1))
+
+        dev = self.weight.device
+        as_t = lambda a, dt: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=dev)  # noqa: E731
+        struct = (as_t(crow_of(rows), torch.int64), as_t(cols, torch.int64),
+                  as_t(crow_of(cols[perm]), torch.int64), as_t(rows[perm], torch.int64),
+                  as_t(perm, torch.int64), as_t(values, torch.float32))
+        with warnings.catch_warnings():  # check it once here, not at every step
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            for c, i in ((struct[0], struct[1]), (struct[2], struct[3])):
+                torch.sparse_csr_tensor(c, i, struct[5][0], size=(n, n), check_invariants=True)
+        self._mixture_cache = (bufs, struct)
+        return struct
 
     def effective(self):
         """``(K W, K b)``: the weight (d_src, d_model) and bias (d_src,) acting on ``z``."""
+        if self.widths is not None:
+            wb = torch.cat([self.weight, self.bias[:, None]], 1)  # (S, D + 1)
+            p = torch.softmax(self.mixture_logits, 0)  # (n_widths,)
+            crow, col, crow_t, col_t, perm, values = self._mixture_structure()
+            kwb = _MixtureProduct.apply(p.to(values.dtype), wb.to(values.dtype), crow, col,
+                                        crow_t, col_t, perm, values).to(wb.dtype)
+            return kwb[:, :-1], kwb[:, -1]
         if self.smoother is None:
             return self.weight, self.bias
         k = self.smoother.to(self.weight.dtype)
@@ -232,8 +496,11 @@ class SourceLayer(nn.Module):
         return torch.nn.functional.linear(z, weight, bias)
 
     def extra_repr(self) -> str:
-        return (f"d_model={self.weight.shape[1]}, d_src={self.d_src}, "
-                f"smoothed={self.smoother is not None}")
+        out = (f"d_model={self.weight.shape[1]}, d_src={self.d_src}, "
+               f"smoothed={self.smoother is not None}")
+        if self.widths is not None:
+            out += f", mixture_widths={list(self.widths)}"
+        return out
 
 
 class StimulusEncoder(nn.Module):
@@ -266,6 +533,11 @@ class StimulusEncoder(nn.Module):
         block_size=128,
         source_init_scale=0.01,
         source_fwhm=None,
+        source_prior="fixed",
+        source_widths=None,
+        source_mixture_loss="validation",
+        source_mixture_lr=0.05,
+        source_mixture_every=4,
     ):
         super().__init__()
         self.config = cfg = EncoderConfig(
@@ -280,6 +552,11 @@ class StimulusEncoder(nn.Module):
             block_size=block_size,
             source_init_scale=source_init_scale,
             source_fwhm=source_fwhm,
+            source_prior=source_prior,
+            source_widths=source_widths,
+            source_mixture_loss=source_mixture_loss,
+            source_mixture_lr=source_mixture_lr,
+            source_mixture_every=source_mixture_every,
         )
         self.input_layer = nn.Linear(cfg.d_stim, cfg.d_model)
         self.layers = nn.ModuleList(
@@ -289,7 +566,8 @@ class StimulusEncoder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.source_layer = SourceLayer(cfg.d_model, cfg.d_src, init_scale=cfg.source_init_scale,
-                                        smooth=cfg.source_fwhm is not None)
+                                        smooth=cfg.source_fwhm is not None,
+                                        widths=cfg.source_widths)
 
     @classmethod
     def from_config(cls, config: EncoderConfig | dict) -> StimulusEncoder:

@@ -37,7 +37,11 @@ def _to_sparse_csr(matrix, dtype=torch.float32) -> torch.Tensor:
     import scipy.sparse
 
     m = scipy.sparse.csr_array(matrix)
-    m.sort_indices()
+    if not m.has_sorted_indices:
+        # Sort a copy: a CSR made from another (even with a dtype change) can share its index
+        # array with it, and sorting in place would scramble the caller's matrix.
+        m = m.copy()
+        m.sort_indices()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(

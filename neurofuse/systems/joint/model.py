@@ -4,6 +4,7 @@
 fsaverage sources) + one fixed-physics head per subject and modality. Saved as a folder::
 
     model.json                 config: encoder sizes, subjects, sfreq, tr, feature streams
+                               (and, for a learned source mixture, its weights: source_prior)
     model.safetensors          weights and physics buffers (sparse morphs as CSR triplets)
     infos/<subject>-info.fif   each MEG subject's measurement info (for predicted Raw)
     infos/<subject>-eeg-info.fif  each EEG subject's measurement info
@@ -218,13 +219,24 @@ class JointModel(nn.Module):
             model.eeg_infos[sub] = dataset.info(sub, "eeg")
         template = dataset.metadata.get("template", {})
         model.vertices = template.get("vertices")
-        if model.encoder.config.source_fwhm is not None:
+        enc = model.encoder.config
+        if enc.source_fwhm is not None:
             if not model.vertices:
                 raise ValueError("encoder source_fwhm needs the dataset's fsaverage source "
                                  "vertices (metadata 'template' -> 'vertices'), which this "
                                  "dataset lacks; set source_fwhm=None.")
-            model.encoder.source_layer.set_smoother(
-                source_smoother(model.vertices, model.encoder.config.source_fwhm))
+            model.encoder.source_layer.set_smoother(source_smoother(model.vertices,
+                                                                    enc.source_fwhm))
+        if enc.source_prior == "mixture" and any(w > 0 for w in enc.source_widths):
+            if not model.vertices:
+                raise ValueError("encoder source_prior='mixture' needs the dataset's fsaverage "
+                                 "source vertices (metadata 'template' -> 'vertices'), which "
+                                 "this dataset lacks; use source_prior='fixed' without "
+                                 "source_fwhm.")
+            for width in enc.source_widths:
+                if width > 0:
+                    model.encoder.source_layer.set_smoother(
+                        source_smoother(model.vertices, width), width=width)
         model.subject_vertices = {s: [v.tolist() for v in dataset.vertices(s)] for s in subjects}
         return model
 
@@ -248,6 +260,57 @@ class JointModel(nn.Module):
             out["eeg_subjects"] = {s: {"n_channels": h.n_channels, "scale": h.scale}
                                    for s, h in self.eeg_heads.items()}
         return out
+
+    def source_prior(self) -> dict:
+        """The source layer's spatial prior, as trained.
+
+        Returns
+        -------
+        prior : dict
+            ``{"prior": "fixed", "fwhm": mm or None}``, or for a learned mixture
+            ``{"prior": "mixture", "widths": [mm, ...], "weights": [...],
+            "mean_fwhm": sum_k w_k fwhm_k, "argmax_fwhm": the width of largest weight}``
+            (``weights``: ``softmax`` of the logits, summing to 1). ``model.json`` of a
+            saved mixture model holds it under ``source_prior``.
+        """
+        cfg = self.encoder.config
+        if cfg.source_prior != "mixture":
+            return {"prior": "fixed", "fwhm": cfg.source_fwhm}
+        weights = self.encoder.source_layer.mixture_weights()
+        widths = list(cfg.source_widths)
+        return {"prior": "mixture", "widths": widths,
+                "weights": [round(float(w), 6) for w in weights],
+                "mean_fwhm": round(float(np.dot(weights, widths)), 4),
+                "argmax_fwhm": widths[int(np.argmax(weights))]}
+
+    def spatial_prior(self):
+        """The source layer's smoother ``K`` as trained, for applying it elsewhere (e.g. to
+        the classical inverses, for a comparison with the model's own prior).
+
+        Returns
+        -------
+        smoother : scipy.sparse.csr_array, shape (n_sources, n_sources) | None
+            The fixed smoother, or for a learned mixture ``sum_k w_k K_k`` with the learned
+            weights (see :meth:`source_prior`); None for the unsmoothed layer.
+        """
+        import scipy.sparse
+
+        layer = self.encoder.source_layer
+
+        def to_scipy(t):
+            t = t.detach().cpu()
+            return scipy.sparse.csr_array((t.values().double().numpy(),
+                                           t.col_indices().numpy(), t.crow_indices().numpy()),
+                                          shape=tuple(t.shape))
+
+        if layer.widths is None:
+            return None if layer.smoother is None else to_scipy(layer.smoother)
+        out = None
+        for k, (width, weight) in enumerate(zip(layer.widths, layer.mixture_weights())):
+            term = scipy.sparse.eye_array(self.n_sources, format="csr") if width == 0 else \
+                to_scipy(getattr(layer, f"mixture_smoother_{k}"))
+            out = weight * term if out is None else out + weight * term
+        return scipy.sparse.csr_array(out)
 
     # ------------------------------------------------------------------ persistence
     def flat_state(self) -> dict:
@@ -308,8 +371,12 @@ class JointModel(nn.Module):
         with atomic_dir(path, overwrite=overwrite, what="model") as tmp:
             save_file({k: v.cpu() for k, v in self.flat_state().items()},
                       str(tmp / "model.safetensors"))
+            # The learned mixture weights are a record for readers (reports), not a setting:
+            # they stay out of config_dict (which resumed training compares).
+            record = {"source_prior": self.source_prior()} \
+                if self.encoder.config.source_prior == "mixture" else {}
             write_json(tmp / "model.json", {
-                **self.config_dict(),
+                **self.config_dict(), **record,
                 "checksums": {"model.safetensors": hash_file(tmp / "model.safetensors")}})
             if self.infos or self.eeg_infos:
                 import mne

@@ -106,6 +106,19 @@ class JointTask(Task):
         if len(self.val.pieces) == 0:
             logger.warning("No validation pieces: early stopping uses the training loss.")
         self.samples_per_tr = int(round(ds.tr * ds.sfreq))
+        enc = model.encoder.config
+        self.mixture = enc if enc.source_prior == "mixture" else None
+        self.mixture_logits = model.encoder.source_layer.mixture_logits \
+            if self.mixture is not None else None
+        self.prior_on_validation = (self.mixture is not None
+                                    and enc.source_mixture_loss == "validation")
+        if self.prior_on_validation and not self.val.pieces:
+            raise ValueError("The encoder's source_prior='mixture' with source_mixture_loss="
+                             "'validation' fits the mixture weights on the validation stories, "
+                             "and this dataset has none long enough for one piece (split "
+                             f"'val': {self.val_stories}). Add validation stories, or set "
+                             "source_mixture_loss='training'.")
+        self._prior_steps, self._prior_batches = 0, None
         return model
 
     def _pieces(self, stories):
@@ -114,13 +127,18 @@ class JointTask(Task):
 
     def configure_optimizers(self, model):
         cfg = self.cfg
-        params = [p for p in model.parameters() if p.requires_grad]
+        # The mixture logits fitted on validation stories have their own optimizer ("prior").
+        own = self.mixture_logits if self.prior_on_validation else None
+        params = [p for p in model.parameters() if p.requires_grad and p is not own]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
-        return {"main": optimizer}, {"main": scheduler}
+        optimizers = {"main": optimizer}
+        if own is not None:
+            optimizers["prior"] = torch.optim.Adam([own], lr=self.mixture.source_mixture_lr)
+        return optimizers, {"main": scheduler}
 
     # ---------------------------------------------------------------- the curriculum
     def phase(self, epoch):
@@ -131,11 +149,33 @@ class JointTask(Task):
         return self.cfg.alphas(epoch)[1] == self.cfg.alpha_fmri or not self.fmri_subjects
 
     def epoch_info(self, epoch):
-        return {"alpha_fmri": self.cfg.alphas(epoch)[1]}
+        info = {"alpha_fmri": self.cfg.alphas(epoch)[1]}
+        if self.mixture is not None:  # the mixture weights after this epoch
+            weights = torch.softmax(self.mixture_logits.detach().double(), 0).tolist()
+            info.update({f"mix_{w:g}mm": p for w, p in zip(self.mixture.source_widths, weights)})
+        return info
 
     # ---------------------------------------------------------------- batches and losses
     def train_batches(self, epoch):
+        # The validation batches of the mixture logits restart with every epoch (an exact
+        # resume restarts at an epoch boundary).
+        self._prior_steps, self._prior_batches = 0, None
         return self.train.epoch(epoch)
+
+    def _prior_loss(self, ctx):
+        """The "prior" optimizer's loss: one validation batch's, every
+        ``source_mixture_every`` steps once the fMRI term is on; else a constant (its
+        backward leaves the logits without a gradient, so the optimizer skips them)."""
+        alphas = self.cfg.alphas(ctx.epoch)
+        step, self._prior_steps = self._prior_steps, self._prior_steps + 1
+        if (self.fmri_subjects and alphas[1] == 0) or step % self.mixture.source_mixture_every:
+            return torch.zeros((), device=ctx.device, requires_grad=True), None
+        batch = next(self._prior_batches, None) if self._prior_batches is not None else None
+        if batch is None:  # cycle through the validation pieces
+            self._prior_batches = iter(self.val.epoch(0))
+            batch = next(self._prior_batches)
+        terms = self._loss(ctx, batch, alphas)
+        return terms.total * batch["weight"], None
 
     def _loss(self, ctx, batch, alphas):
         b = _to_device(batch, ctx.device)
@@ -153,6 +193,8 @@ class JointTask(Task):
                           alpha_eeg=self.cfg.alpha_eeg)
 
     def training_step(self, ctx, batch, optimizer):
+        if optimizer == "prior":
+            return self._prior_loss(ctx)
         terms = self._loss(ctx, batch, self.cfg.alphas(ctx.epoch))
         # weight = local pieces * world / global pieces (1 on one process): DDP's mean of
         # the weighted local means is the mean over the global batch, even or not.
