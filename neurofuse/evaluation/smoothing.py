@@ -62,7 +62,9 @@ def resolve_smoother(smooth_fwhm, *, model=None, vertices=None):
     ----------
     smooth_fwhm : "model" | float | None
         ``"model"``: the width of ``model``'s smoothed source layer (None when the model has a
-        plain layer or no model is given); a float: that FWHM in mm; None: no smoothing.
+        plain layer or no model is given; for a learned mixture of widths, the trained mixture
+        itself, :meth:`~neurofuse.systems.joint.model.JointModel.spatial_prior`, reported by
+        its mean width); a float: that FWHM in mm; None: no smoothing.
     model : JointModel | SourceModel | None
         Gives the width for ``"model"`` and the fsaverage source ``vertices`` (when it has
         them, they take precedence over ``vertices``).
@@ -85,6 +87,11 @@ def resolve_smoother(smooth_fwhm, *, model=None, vertices=None):
         if smooth_fwhm != "model":
             raise ValueError(f"'smooth_fwhm' must be 'model', a width in mm or None, got "
                              f"{smooth_fwhm!r}.")
+        prior = model.source_prior() if hasattr(model, "source_prior") else {}
+        if prior.get("prior") == "mixture":  # the learned mixture itself, not one width of it
+            logger.info("Smoothed inverses with the model's learned mixture of widths (mean "
+                        "%.1f mm)", prior["mean_fwhm"])
+            return float(prior["mean_fwhm"]), model.spatial_prior()
         fwhm = model_source_fwhm(model)
         if fwhm is None:
             logger.info("No smoothed inverses: %s", "no model was given" if model is None else

@@ -182,3 +182,24 @@ def test_recovery_bars_pair_an_inverse_with_its_smoothed_version():
     colour = {m: tuple(bars[m].patches[0].get_facecolor()) for m in bars}
     assert colour["MNE+smooth"] == colour["MNE"] != colour["fMNE"] == colour["fMNE+smooth"]
     assert bars["MNE+smooth"].patches[0].get_hatch() and not bars["MNE"].patches[0].get_hatch()
+
+
+def test_mixture_model_smooths_inverses_with_its_learned_mixture(ds):
+    # a model whose prior is a learned mixture of widths: the +smooth inverses use that very
+    # mixture (the trained smoother), reported by its mean width
+    from neurofuse.systems.joint.model import JointModel
+
+    model = JointModel.from_dataset(ds, encoder_kwargs={
+        **ENCODER, "source_prior": "mixture", "source_widths": [0, 10, 20]})
+    fwhm, smoother = resolve_smoother("model", model=model)
+    prior = model.source_prior()
+    assert prior["prior"] == "mixture" and fwhm == pytest.approx(prior["mean_fwhm"])
+    expected = model.spatial_prior()
+    assert (abs(smoother - expected)).max() == 0
+    # equal initial weights: the mixture is the mean of identity, 10 mm and 20 mm smoothers
+    vertices = model.vertices
+    from neurofuse.anatomy.cortex import source_smoother
+
+    mean = (source_smoother(vertices, 10.0) + source_smoother(vertices, 20.0)).toarray() / 3
+    mean[np.diag_indices_from(mean)] += 1 / 3
+    np.testing.assert_allclose(smoother.toarray(), mean, atol=1e-5)
