@@ -117,8 +117,7 @@ def prepare_eeg_fmri_bids(bids_root, out, *, subjects=None, task=None, sfreq=100
 
     Returns
     -------
-    out : Path
-        The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`.
+    %(returns_store)s
 
     Raises
     ------
