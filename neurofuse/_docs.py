@@ -74,6 +74,10 @@ repeatability : 'repeat' | 'split-half' | None
     Estimator of the repeatability of each target (channel or source) stored for each
     subject from its repeated (``n_repeats >= 2``) non-test stories; ``None`` stores none."""
 
+docdict["returns_store"] = """
+out : Path
+    The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`."""
+
 docdict["splits"] = """
 splits : dict of str to str | path-like | None
     ``{story: 'train' | 'val' | 'test' | 'anchor'}``, or a JSON file holding it; unlisted

@@ -52,3 +52,16 @@ def catch_logs():
     from neurofuse._logging import catch_logging
 
     return catch_logging
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test on one torch thread (restored after): tiny models on a busy 2-core
+    machine run several times faster. Use as ``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

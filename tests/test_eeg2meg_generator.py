@@ -32,12 +32,7 @@ class TinyEncoder(nn.Module):
         return h.transpose(1, 2).reshape(b, c, t // self.patch_size, self.embed_dim)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _make(seed=0, **changes):

@@ -14,12 +14,7 @@ from neurofuse.training.checkpoint import load_checkpoint
 ENC = {"preset": "tiny"}  # 50-sample patches, 28 features, 1 block
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _eeg(n_epochs=12, n_channels=3, n_times=200, seed=0):

@@ -18,12 +18,7 @@ from test_eeg2meg_data import _store
 SCRATCH = {"preset": "tiny", "model": {"encoder": "scratch"}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _weights(folder):

@@ -11,12 +11,7 @@ from neurofuse.nn.labram import (LABRAM_CHANNELS, LABRAM_PRESETS, LaBraM, LaBraM
                                  electrode_indices, freeze)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(**changes):

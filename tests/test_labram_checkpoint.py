@@ -14,12 +14,7 @@ from neurofuse.nn.labram_checkpoint import (LaBraMCheckpointError, convert_labra
 SIZES = {"preset": "tiny", "depth": 2, "qkv_bias": True, "n_electrodes": 6}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(seed):

@@ -371,7 +371,7 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
         ``untrained_leadfield_r_median`` of :func:`untrained_control`; None on a store),
         ``model``, ``dataset``, ``seconds``; on a store also ``subject`` and ``note``.
     """
-    from .._io import make_dir, write_json
+    from .._io import make_dir
     from ..systems.transcoder import open_eeg_fmri
 
     _check_option("against", against, ["clean", "observed"])
@@ -399,10 +399,7 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
                    "note": NO_TRUTH_NOTE,
                    "seconds": {"fit": round(t_fit, 1),
                                "total": round(time.perf_counter() - t0, 1)}}
-        write_json(out / "results.json", results, what="results")
-        if report:
-            write_report(out / "report.html", [results], fit_dirs=[out / "fit"])
-        return results
+        return _write_results(out, results, report, fit_dirs=[out / "fit"])
     rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
                                source_truth=source_truth, against=against)
     learned = learned_responses(model_dir, ds)
@@ -414,10 +411,7 @@ def evaluate_transcoder_folder(data, out, *, model=None, fit_config="demo", meth
                            for k, v in learned.items()},
                "seconds": {"fit": round(t_fit, 1),
                            "total": round(time.perf_counter() - t0, 1)}}
-    write_json(out / "results.json", results, what="results")
-    if report:
-        write_report(out / "report.html", [results], fit_dirs=[out / "fit"])
-    return results
+    return _write_results(out, results, report, fit_dirs=[out / "fit"])
 
 
 def _is_subject(model_dir):
@@ -431,7 +425,6 @@ def _is_subject(model_dir):
 
 def _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against, report, t0):
     """evaluate_transcoder_folder for a subject-level model folder."""
-    from .._io import write_json
     from ..systems.transcoder import load_model
     from .transcoder_subject import SUBJECT_METHOD, SUBJECT_NOTE, subject_predictor
 
@@ -446,9 +439,17 @@ def _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against,
     results = {"dataset": str(ds.path), "model": str(model_dir), "group_model": predict.group,
                "level": "subject", "rows": rows, "learned": None, "note": SUBJECT_NOTE,
                "seconds": {"fit": 0.0, "total": round(time.perf_counter() - t0, 1)}}
+    return _write_results(out, results, report)
+
+
+def _write_results(out, results, report, *, fit_dirs=()):
+    """Write ``out/results.json`` (and ``out/report.html`` when ``report``); return
+    ``results``."""
+    from .._io import write_json
+
     write_json(Path(out) / "results.json", results, what="results")
     if report:
-        write_report(Path(out) / "report.html", [results])
+        write_report(Path(out) / "report.html", [results], fit_dirs=fit_dirs)
     return results
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from .._checks import _check_option
 from .._io import read_config
 
-__all__ = ["read_fit_config"]
+__all__ = ["check_not_from_data", "read_fit_config"]
 
 
 def read_fit_config(config, presets, sections) -> dict:
@@ -44,3 +44,28 @@ def read_fit_config(config, presets, sections) -> dict:
         raise ValueError(f"Unknown training config section(s) {unknown}: expected {expected}.")
     base = presets[_check_option("preset", config.get("preset", "paper"), list(presets))]
     return {s: {**base[s], **config.get(s, {})} for s in sections}
+
+
+def check_not_from_data(section, fields, from_data, why):
+    """Refuse a config section that sets fields a system reads from its data.
+
+    Parameters
+    ----------
+    section : str
+        The section's name in the set-up, e.g. ``"model"``.
+    fields : dict | iterable of str
+        The section's fields (as :func:`read_fit_config` resolved them).
+    from_data : tuple of str
+        The fields the system takes from the data it is fitted on (e.g. its channel count).
+    why : str
+        Where in the data they come from, for the error message.
+
+    Raises
+    ------
+    ValueError
+        When ``fields`` holds any of ``from_data``.
+    """
+    bad = sorted(set(fields) & set(from_data))
+    if bad:
+        raise ValueError(f"The '{section}' section must not set {bad}: they come from the "
+                         f"{why}. Remove them from the set-up.")

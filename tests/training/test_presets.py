@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from neurofuse.training.presets import read_fit_config
+from neurofuse.training.presets import check_not_from_data, read_fit_config
 
 PRESETS = {"paper": {"train": {"epochs": 125, "lr": 1e-4}, "model": {}},
            "tiny": {"train": {"epochs": 3, "lr": 1e-3}, "model": {"hidden": [8]}}}
@@ -32,3 +32,11 @@ def test_bad_set_ups_name_what_is_wrong(tmp_path):
         read_fit_config({"preset": "huge"}, PRESETS, ("train", "model"))
     with pytest.raises(FileNotFoundError, match="paper, tiny"):
         read_fit_config(str(tmp_path / "nope.toml"), PRESETS, ("train", "model"))
+
+
+def test_fields_that_come_from_the_data_are_refused():
+    check_not_from_data("model", {"hidden": [4]}, ("n_channels",), "data")  # passes
+    with pytest.raises(ValueError, match=r"'model' section must not set \['n_a', 'n_b'\].*"
+                                         r"from the data set \(its shape\)"):
+        check_not_from_data("model", {"n_b": 1, "hidden": [4], "n_a": 2}, ("n_a", "n_b"),
+                            "data set (its shape)")

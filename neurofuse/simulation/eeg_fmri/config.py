@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..._checks import _check_int, _check_keys, _check_option, _check_positive
+from .._config import JSONSettings
 
 __all__ = ["SCENARIOS", "SIZES", "EEGfMRIConfig", "make_config"]
 
@@ -32,7 +33,7 @@ DEFAULT_NOISE_MIX = {"thermal": 0.4, "respiratory": 0.2, "cardiac": 0.2, "motion
 
 
 @dataclass(frozen=True)
-class EEGfMRIConfig:
+class EEGfMRIConfig(JSONSettings):
     """Every parameter of a simulated simultaneous EEG–fMRI data set.
 
     Attributes
@@ -110,6 +111,8 @@ class EEGfMRIConfig:
     seed : int
         Seed of the whole data set (run ``i`` uses ``(seed, i)``).
     """
+
+    _INF_FIELDS = ("eeg_snr", "fmri_snr")
 
     grid_shape: tuple = (14, 17, 12)
     voxel_size: tuple = (12.0, 12.0, 12.0)
@@ -233,31 +236,6 @@ class EEGfMRIConfig:
     def n_trs(self) -> int:
         """Volumes per run."""
         return int(round(self.duration / self.tr))
-
-    def replace(self, **changes):
-        """A copy with ``changes`` applied (validated)."""
-        _check_keys("EEGfMRIConfig", changes, [f.name for f in dataclasses.fields(self)])
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> dict:
-        """The configuration as JSON-serialisable values (``inf`` as the string ``'inf'``)."""
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float) and math.isinf(value):
-                out[key] = "inf"
-            elif isinstance(value, tuple):
-                out[key] = [list(v) if isinstance(v, tuple) else v for v in value]
-        return out
-
-    @classmethod
-    def from_json(cls, obj):
-        """Inverse of :meth:`to_json`."""
-        obj = dict(obj)
-        _check_keys("EEGfMRIConfig", obj, [f.name for f in dataclasses.fields(cls)])
-        for key in ("eeg_snr", "fmri_snr"):
-            if obj.get(key) == "inf":
-                obj[key] = math.inf
-        return cls(**obj)
 
 
 #: Size presets: grid, run length and regions.

@@ -12,10 +12,10 @@ how a world's store records it (``metadata["world"]``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from ..._checks import _check_int, _check_keys, _check_option, _check_positive
+from .._config import JSONSettings
 
 __all__ = ["BANDS", "PRESETS", "EEGMEGWorldConfig"]
 
@@ -30,7 +30,7 @@ TASK_NAMES = ("somatomotor", "faces", "motor_imagery")
 
 
 @dataclass(frozen=True)
-class EEGMEGWorldConfig:
+class EEGMEGWorldConfig(JSONSettings):
     """Every parameter of a simulated paired EEG + MEG world.
 
     Attributes
@@ -98,6 +98,8 @@ class EEGMEGWorldConfig:
     seed : int
         Seed of the activity, the designs and the sensor noise.
     """
+
+    _INF_FIELDS = ("cnr_eeg", "cnr_meg")
 
     n_subjects: int = 3
     n_eeg_only_subjects: int = 1
@@ -230,31 +232,6 @@ class EEGMEGWorldConfig:
         _check_option("preset", preset, list(PRESETS))
         _check_keys("EEGMEGWorldConfig", overrides, [f.name for f in dataclasses.fields(cls)])
         return cls(**{**PRESETS[preset], **overrides})
-
-    def replace(self, **changes):
-        """A copy with ``changes`` applied (validated)."""
-        _check_keys("EEGMEGWorldConfig", changes, [f.name for f in dataclasses.fields(self)])
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> dict:
-        """The configuration as JSON-serialisable values (``inf`` as the string ``'inf'``)."""
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float) and math.isinf(value):
-                out[key] = "inf"
-            elif isinstance(value, tuple):
-                out[key] = list(value)
-        return out
-
-    @classmethod
-    def from_json(cls, obj):
-        """Inverse of :meth:`to_json`."""
-        obj = dict(obj)
-        _check_keys("EEGMEGWorldConfig", obj, [f.name for f in dataclasses.fields(cls)])
-        for key in ("cnr_eeg", "cnr_meg"):
-            if obj.get(key) == "inf":
-                obj[key] = math.inf
-        return cls(**obj)
 
 
 #: Size presets (fields of :class:`EEGMEGWorldConfig`).

@@ -145,13 +145,14 @@ class EEG2MEGGenerator(nn.Module):
         """
         return [p for p in self.parameters() if p.requires_grad]
 
-    def _check_eeg(self, eeg: torch.Tensor) -> None:
+    def _check_batch(self, name: str, x: torch.Tensor) -> None:
+        """Raise unless ``x`` is a ``(B, n_<name>, n_times)`` tensor (``name``: eeg, meg)."""
         c = self.config
-        if not torch.is_tensor(eeg) or eeg.ndim != 3 or tuple(eeg.shape[1:]) != (c.n_eeg,
-                                                                                  c.n_times):
-            got = tuple(eeg.shape) if torch.is_tensor(eeg) else type(eeg).__name__
-            raise ValueError(f"'eeg' must be a tensor of shape (B, {c.n_eeg}, {c.n_times}) "
-                             f"(n_eeg, n_times of the config), got {got}.")
+        n = getattr(c, f"n_{name}")
+        if not torch.is_tensor(x) or x.ndim != 3 or tuple(x.shape[1:]) != (n, c.n_times):
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"'{name}' must be a tensor of shape (B, {n}, {c.n_times}) "
+                             f"(n_{name}, n_times of the config), got {got}.")
 
     def condition(self, eeg: torch.Tensor) -> dict:
         """Encoder → spatial focus mapping → vector quantiser.
@@ -166,7 +167,7 @@ class EEG2MEGGenerator(nn.Module):
             ``"z_q"`` (B, C_e, P, D) the condition; ``"vq"`` the Eq. 4 loss; ``"codes"``
             (B, C_e, P); ``"perplexity"``.
         """
-        self._check_eeg(eeg)
+        self._check_batch("eeg", eeg)
         if self.frozen_encoder:
             with torch.no_grad():
                 h = self.encoder(eeg)
@@ -212,11 +213,7 @@ class EEG2MEGGenerator(nn.Module):
             ``"perplexity"`` (of the codes, detached; a diagnostic).
         """
         c = self.config
-        if not torch.is_tensor(meg) or meg.ndim != 3 or tuple(meg.shape[1:]) != (c.n_meg,
-                                                                                  c.n_times):
-            got = tuple(meg.shape) if torch.is_tensor(meg) else type(meg).__name__
-            raise ValueError(f"'meg' must be a tensor of shape (B, {c.n_meg}, {c.n_times}), "
-                             f"got {got}.")
+        self._check_batch("meg", meg)
         if meg.shape[0] != eeg.shape[0]:
             raise ValueError(f"'eeg' and 'meg' must hold the same epochs, got {eeg.shape[0]} "
                              f"and {meg.shape[0]}.")

@@ -20,7 +20,7 @@ from ..._io import hash_arrays
 from ..._logging import logger, verbose
 from ...training.loop import fit_task
 from ...training.model_folder import AdamSettings
-from ...training.presets import read_fit_config
+from ...training.presets import check_not_from_data, read_fit_config
 from .model import CganConfig
 from .task import SNAPSHOT_FILE, CganTask
 
@@ -120,9 +120,8 @@ def load_fit_config(config):
     resolved = read_fit_config(config, FIT_PRESETS, ("train", "model"))
     train = TrainConfig.from_dict(resolved["train"])
     model = resolved["model"]
-    if "n_features" in model:
-        raise ValueError("The 'model' section must not set 'n_features': it is the width of "
-                         "the MEG vectors passed to fit.")
+    check_not_from_data("model", model, ("n_features",),
+                        "data (the width of the MEG vectors passed to fit)")
     CganConfig.from_dict({"n_features": 1, **model})  # validates the keys now
     return train, model
 

@@ -16,7 +16,7 @@ from ..._checks import _check_int, _check_option, _check_positive
 from ..._logging import logger, verbose
 from ...training.loop import fit_task
 from ...training.model_folder import AdamSettings
-from ...training.presets import read_fit_config
+from ...training.presets import check_not_from_data, read_fit_config
 from .config import TranscoderConfig
 from .data import DataConfig, TranscoderData
 from .losses import REDUCTIONS, check_weights
@@ -126,10 +126,8 @@ def load_fit_config(config):
     resolved = read_fit_config(config, FIT_PRESETS, ("train", "model", "data"))
     train = TrainConfig.from_dict(resolved["train"])
     model = resolved["model"]
-    bad = sorted(set(model) & set(_FROM_DATA))
-    if bad:
-        raise ValueError(f"The 'model' section must not set {bad}: they come from the data set "
-                         "(its channels and its grid pooled to the group level).")
+    check_not_from_data("model", model, _FROM_DATA,
+                        "data set (its channels and its grid pooled to the group level)")
     TranscoderConfig.from_dict(model)  # validates the keys and values now
     return train, model, DataConfig.from_dict(resolved["data"])
 

@@ -29,10 +29,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...._checks import _check_type
 from ...._logging import logger
 from ..._prepare import as_list
-from .._bids import import_mne_bids
+from .._bids import is_first_part, open_bids_root
 
 #: File extensions of MEG recordings in BIDS (MEGIN/Elekta, CTF, KIT/Yokogawa, BTi/4D, ...).
 MEG_EXTENSIONS = (".fif", ".ds", ".sqd", ".con", ".pdf", ".bin")
@@ -106,21 +105,10 @@ def _is_empty_room(bp, associated) -> str | None:
 
 
 def _scan(bids_root, subjects, task):
-    mne_bids = import_mne_bids(PURPOSE)
-    root = Path(bids_root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"'bids_root' = '{root}' is not a folder: point it to the BIDS "
-                                "dataset (the folder with dataset_description.json).")
-    labels = None
-    if subjects is not None:
-        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
-        labels = [_check_type("subjects", s, str).removeprefix("sub-") for s in subjects]
-    tasks = None if task is None else ([task] if isinstance(task, str) else list(task))
+    mne_bids, root, labels, tasks = open_bids_root(bids_root, subjects, task, PURPOSE)
     paths = mne_bids.find_matching_paths(root, subjects=labels, tasks=tasks, datatypes="meg",
                                          suffixes="meg", extensions=list(MEG_EXTENSIONS))
-    paths = [bp for bp in paths
-             if bp.acquisition not in ("calibration", "crosstalk")
-             and (bp.split is None or bp.split in ("01", "1"))]
+    paths = [bp for bp in paths if is_first_part(bp)]
     associated = _associated_empty_rooms(paths)
     out, empty = {}, {}
     for bp in paths:

@@ -132,8 +132,7 @@ def prepare_meg_bids(bids_root, out, *, subjects=None, task=None, stories=None, 
 
     Returns
     -------
-    out : Path
-        The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`.
+    %(returns_store)s
 
     Raises
     ------

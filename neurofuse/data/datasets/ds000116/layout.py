@@ -25,7 +25,7 @@ import numpy as np
 
 from ...._checks import _check_type
 from ...._logging import logger
-from .._bids import import_mne_bids
+from .._bids import check_subjects_found, import_mne_bids, open_bids_root
 
 #: EEG formats mne-bids reads from BIDS.
 EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set")
@@ -120,16 +120,7 @@ def find_eeg_fmri_runs(bids_root, *, subjects=None, task=None) -> dict:
     FileNotFoundError
         No EEG, a requested subject without EEG, or an EEG run without its BOLD run.
     """
-    mne_bids = import_mne_bids(PURPOSE)
-    root = Path(bids_root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"'bids_root' = '{root}' is not a folder: point it to the BIDS "
-                                "dataset (the folder with dataset_description.json).")
-    labels = None
-    if subjects is not None:
-        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
-        labels = [_check_type("subjects", s, str).removeprefix("sub-") for s in subjects]
-    tasks = None if task is None else ([task] if isinstance(task, str) else list(task))
+    mne_bids, root, labels, tasks = open_bids_root(bids_root, subjects, task, PURPOSE)
     paths = mne_bids.find_matching_paths(root, subjects=labels, tasks=tasks, datatypes="eeg",
                                          suffixes="eeg", extensions=list(EEG_EXTENSIONS))
     out, missing = {}, []
@@ -146,11 +137,7 @@ def find_eeg_fmri_runs(bids_root, *, subjects=None, task=None) -> dict:
             "expected sub-<label>/[ses-<label>/]func/sub-<label>_..._task-<task>_..._run-<n>_"
             "bold.nii.gz with the EEG's subject, session, task and run. Add it, or leave the "
             "run out ('subjects', 'task').")
-    if labels is not None:
-        absent = [f"sub-{s}" for s in labels if f"sub-{s}" not in out]
-        if absent:
-            raise FileNotFoundError(f"No EEG run for subjects {absent} in '{root}' (found "
-                                    f"{sorted(out) or 'none'}). Check the labels and 'task'.")
+    check_subjects_found(labels, out, root, "EEG run", " Check the labels and 'task'.")
     if not out:
         raise FileNotFoundError(
             f"No EEG run{' of task ' + repr(task) if task else ''} in '{root}': expected "

@@ -22,8 +22,9 @@ from ...._docs import fill_doc
 from ...._logging import logger, progress_enabled, verbose
 from ....preprocessing.mr_artifacts import GRADIENT_THRESHOLD
 from ..._prepare import check_out, resolve_splits
+from .._bids import channel_bads
 from .layout import find_eeg_fmri_runs, read_tr
-from .run import channel_bads, read_run
+from .run import read_run
 
 
 def _check_epochs(epochs):
@@ -116,8 +117,7 @@ def prepare_eeg_fmri_bids(bids_root, out, *, subjects=None, task=None, sfreq=100
 
     Returns
     -------
-    out : Path
-        The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`.
+    %(returns_store)s
 
     Raises
     ------

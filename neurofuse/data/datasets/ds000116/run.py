@@ -12,7 +12,7 @@ import numpy as np
 
 from ...._logging import logger
 from ....preprocessing.mr_artifacts import check_gradient_artifact
-from .._bids import read_raw_bids, read_table, sidecar, to_float
+from .._bids import read_raw_bids, read_table, to_float
 from .layout import PURPOSE, find_volume_onsets
 
 
@@ -192,14 +192,3 @@ def annotation_times(raw):
     if ann.orig_time is not None:  # onsets count from orig_time, the first sample from first_time
         onsets = onsets - raw.first_time
     return onsets, [str(d) for d in ann.description]
-
-
-def channel_bads(bp) -> list:
-    """EEG channels marked bad in the run's ``_channels.tsv``."""
-    path = sidecar(bp, "channels")
-    if not path.is_file():
-        return []
-    fields, rows = read_table(path)
-    if "status" not in fields or "name" not in fields:
-        return []
-    return [r["name"] for r in rows if str(r.get("status", "")).strip().lower() == "bad"]

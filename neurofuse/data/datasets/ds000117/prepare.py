@@ -17,7 +17,8 @@ from ...._checks import _check_option, _check_positive, _check_type
 from ...._docs import fill_doc
 from ...._logging import logger, progress_enabled, verbose
 from ..._prepare import check_out
-from .recording import channel_bads, cut_recording, epoch_set_name, find_eeg_recordings
+from .._bids import channel_bads
+from .recording import cut_recording, epoch_set_name, find_eeg_recordings
 
 
 def _check_conditions(conditions):

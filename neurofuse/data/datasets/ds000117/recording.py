@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...._logging import logger
-from .._bids import import_mne_bids, read_raw_bids, read_table, sidecar
+from .._bids import check_subjects_found, is_first_part, open_bids_root, read_raw_bids
 
 PURPOSE = "Reading BIDS EEG and MEG"
 EEG_EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set")
@@ -45,24 +45,15 @@ def find_eeg_recordings(bids_root, *, subjects=None, task=None) -> dict:
         ``{"sub-01": [BIDSPath, ...]}``, sorted; a subject's recordings are all MEG (``.fif``)
         or all EEG-only: a subject with both keeps its MEG files (which hold its EEG too).
     """
-    mne_bids = import_mne_bids(PURPOSE)
-    root = Path(bids_root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"'bids_root' = '{root}' is not a folder: point it to the BIDS "
-                                "dataset (the folder with dataset_description.json).")
-    labels = None if subjects is None else [
-        str(s).removeprefix("sub-") for s in ([subjects] if isinstance(subjects, str)
-                                              else subjects)]
-    tasks = None if task is None else ([task] if isinstance(task, str) else list(task))
+    mne_bids, root, labels, tasks = open_bids_root(bids_root, subjects, task, PURPOSE)
     found = {}
     for datatype, suffix, exts in (("meg", "meg", [".fif"]), ("eeg", "eeg",
                                                               list(EEG_EXTENSIONS))):
         for bp in mne_bids.find_matching_paths(root, subjects=labels, tasks=tasks,
                                                datatypes=datatype, suffixes=suffix,
                                                extensions=exts):
-            if bp.acquisition in ("calibration", "crosstalk") or bp.subject == "emptyroom" \
-                    or (bp.task or "").lower() in _SKIP_TASKS \
-                    or (bp.split is not None and bp.split not in ("01", "1")):
+            if not is_first_part(bp) or bp.subject == "emptyroom" \
+                    or (bp.task or "").lower() in _SKIP_TASKS:
                 continue
             found.setdefault(f"sub-{bp.subject}", {}).setdefault(datatype, []).append(bp)
     out = {}
@@ -73,28 +64,13 @@ def find_eeg_recordings(bids_root, *, subjects=None, task=None) -> dict:
         out[sub] = sorted(kinds.get("meg") or kinds["eeg"],
                           key=lambda p: (p.session or "", p.task or "", p.run or "",
                                          str(p.fpath)))
-    if labels is not None:
-        absent = [f"sub-{s}" for s in labels if f"sub-{s}" not in out]
-        if absent:
-            raise FileNotFoundError(f"No EEG or MEG recording for subjects {absent} in '{root}' "
-                                    f"(found {sorted(out) or 'none'}).")
+    check_subjects_found(labels, out, root, "EEG or MEG recording")
     if not out:
         raise FileNotFoundError(
             f"No recording{' of task ' + repr(task) if task else ''} in '{root}': expected "
             "sub-<label>/[ses-<label>/]meg/*_meg.fif (MEG with EEG channels) or "
             "sub-<label>/[ses-<label>/]eeg/*_eeg.<vhdr|edf|bdf|set>.")
     return dict(sorted(out.items()))
-
-
-def channel_bads(bp) -> list:
-    """Channels marked bad in the recording's ``_channels.tsv``."""
-    path = sidecar(bp, "channels")
-    if not path.is_file():
-        return []
-    fields, rows = read_table(path)
-    if "status" not in fields or "name" not in fields:
-        return []
-    return [r["name"] for r in rows if str(r.get("status", "")).strip().lower() == "bad"]
 
 
 def epoch_set_name(bp) -> str:

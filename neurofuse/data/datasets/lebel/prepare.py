@@ -186,8 +186,7 @@ def prepare_lebel(root, out, *, subjects=None, stories=None, voxel_to_source=Non
 
     Returns
     -------
-    out : Path
-        The dataset folder; open it with :func:`neurofuse.data.store.read_dataset`.
+    %(returns_store)s
     """
     from tqdm.auto import tqdm
 
