@@ -33,10 +33,13 @@ def test_bands_are_the_papers():
                      "beta": (13.0, 30.0), "gamma": (30.0, 100.0)}
 
 
-def test_bands_are_the_generators_once_it_exists():
-    # one definition of the bands (B-COMMON): the generator's spectral module, when present
-    spectral = pytest.importorskip("neurofuse.systems.eeg2meg.spectral")
-    assert BANDS == spectral.BANDS
+def test_one_definition_of_the_bands():
+    # the world, the generator's loss and the scores use the same object
+    from neurofuse.physics.bands import BANDS as physics_bands
+    from neurofuse.simulation.eeg_meg import BANDS as world_bands
+    from neurofuse.systems.eeg2meg.spectral import BANDS as loss_bands
+
+    assert BANDS is physics_bands is world_bands is loss_bands
 
 
 def test_identical_signals_score_perfectly():

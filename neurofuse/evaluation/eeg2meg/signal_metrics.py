@@ -70,6 +70,7 @@ import numpy as np
 
 from ..._checks import _check_finite, _check_int, _check_option, _check_positive, _check_type
 from ..._logging import logger, verbose
+from ...physics.bands import BANDS  # noqa: F401 (re-exported)
 
 __all__ = [
     "BANDS", "METRICS", "NORMALIZATIONS", "band_filter", "compute_band_metrics",
@@ -77,12 +78,6 @@ __all__ = [
     "summarize_band_metrics",
 ]
 
-#: The paper's five bands (Hz), Eq. 8 and Fig. 4. Same values as
-#: ``neurofuse.systems.eeg2meg.spectral.BANDS`` (the one definition, once it exists).
-BANDS = {
-    "delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
-    "gamma": (30.0, 100.0),
-}
 #: The scores, in the order of the paper's Fig. 4.
 METRICS = ("pearson", "rmse", "nmi", "ssim")
 NORMALIZATIONS = ("zscore", "minmax")

@@ -16,14 +16,9 @@ from dataclasses import dataclass
 
 from ..._checks import _check_int, _check_keys, _check_option, _check_positive
 from .._config import JSONSettings
+from ...physics.bands import BANDS  # noqa: F401 (re-exported)
 
 __all__ = ["BANDS", "PRESETS", "EEGMEGWorldConfig"]
-
-#: The five frequency bands of the paper (Eq. 8 and the metrics), Hz. The one definition of
-#: System B lives in ``neurofuse.systems.eeg2meg.spectral.BANDS``; simulation sits below the
-#: systems and cannot import it, so the same dict is repeated here.
-BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0),
-         "beta": (13.0, 30.0), "gamma": (30.0, 100.0)}
 
 #: Task names (see :mod:`.tasks`): paired tasks and the EEG-only (cross-dataset) one.
 TASK_NAMES = ("somatomotor", "faces", "motor_imagery")

@@ -1,6 +1,6 @@
 """Broadband spectral calibration (§II-E): the learnable frequency filter (Eq. 7) and band loss (Eq. 8).
 
-:data:`BANDS` is the one definition of the five bands in System B (the evaluation imports it).
+:data:`BANDS` (from :mod:`neurofuse.physics.bands`, the one definition) names the five bands.
 
 Paper ↔ code
 ------------
@@ -25,12 +25,9 @@ from torch import nn
 
 from ..._checks import _check_int, _check_positive
 from ..._logging import logger
+from ...physics.bands import BANDS  # noqa: F401 (re-exported)
 
 __all__ = ["BANDS", "BandFilterBank", "SpectralFilter", "band_loss"]
-
-#: The five neurophysiological bands of Eq. 8 and the metrics, in Hz.
-BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
-         "gamma": (30.0, 100.0)}
 
 
 class SpectralFilter(nn.Module):
