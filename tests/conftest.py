@@ -1,5 +1,6 @@
 """Test configuration: an isolated cache directory, GPU tests skipped without a GPU, and a
-capture of the package logger for tests of log messages."""
+capture of the package logger for tests of log messages, the package log level restored after
+every test."""
 
 import os
 
@@ -29,6 +30,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_log_level():
+    """Every test starts and ends at the package's log level: the CLI's ``main`` sets it for
+    its process (INFO by default), which in a test run would leak into the tests after it."""
+    from neurofuse._logging import logger
+
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
