@@ -151,7 +151,7 @@ def _baseline_cov(ds, sub, data):
     return mne.compute_covariance(epochs, tmax=0.0, method="shrunk", verbose="error")
 
 
-def _physics(ds, data, val_subjects, test_subjects):
+def _physics(ds, data, val_subjects, test_eeg):
     """Physics transfer per test subject: the subject's own forwards and pre-stimulus noise
     covariance; λ² and the gain per sensor type chosen on a validation subject's real MEG."""
     from ..systems.eeg2meg.baselines import PhysicsTransfer
@@ -163,32 +163,21 @@ def _physics(ds, data, val_subjects, test_subjects):
 
     lambda2, scales = None, None
     for sub in val_subjects[:1]:
-        e, m = _subject_arrays(ds, data, sub, physical=True)
+        e, m, _ = data.subject_arrays(sub, physical=True)
         t = transfer(sub).fit(e, m)
         lambda2, scales = t.lambda2_, dict(t.scales_)
     out = {}
-    for sub in test_subjects:
+    for sub, e in test_eeg.items():
         t = transfer(sub, lambda2=lambda2)
         if scales:
             t._set_scales(scales)
-        e, _ = _subject_arrays(ds, data, sub, physical=True)
         if t.eeg_ch_names_ != data.eeg_names or t.meg_ch_names_ != data.meg_names:
             raise RuntimeError(f"The forward channels of {sub} are not in the store's order.")
         out[sub] = t.predict(e)
     return out, {"lambda2": lambda2, "scales": scales}
 
 
-def _subject_arrays(ds, data, sub, *, physical):
-    eeg, meg = [], []
-    for name in data._sets(sub):
-        e = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)
-        m = np.asarray(ds.epochs(sub, "meg", name), dtype=np.float64)
-        eeg.append(e if physical else data.standardize(e, "eeg"))
-        meg.append(m if physical else data.standardize(m, "meg"))
-    return np.concatenate(eeg), np.concatenate(meg)
-
-
-def _ridge(data, test_subjects, ds):
+def _ridge(data, test_eeg):
     from ..systems.eeg2meg.baselines import EEGMEGRidge
 
     eeg, meg, _ = data.arrays("train")
@@ -200,30 +189,19 @@ def _ridge(data, test_subjects, ds):
         groups, n_groups = None, 5
     ridge = EEGMEGRidge(cv=min(5, n_groups)).fit(eeg, meg, groups=groups)
     out = {}
-    for sub in test_subjects:
-        e, _ = _subject_arrays(ds, data, sub, physical=False)
-        out[sub] = data.to_physical(ridge.predict(e), "meg")
+    for sub, e in test_eeg.items():
+        out[sub] = data.to_physical(ridge.predict(data.standardize(e, "eeg")), "meg")
     return out
 
 
-def _generate(model_dir, ds, data, subjects, *, eeg_only=False):
+def _generate(model_dir, test_eeg, eeg_only):
+    """The generator's MEG for the test subjects and for every EEG-only epoch set (one load)."""
     from ..systems.eeg2meg.model import load_generator, synthesize
 
     model, meta = load_generator(model_dir, return_meta=True)
-    out = {}
-    for sub in subjects:
-        if eeg_only:
-            for name in ds.epoch_names(sub, "eeg"):
-                x = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)
-                out[(sub, name)] = synthesize(model, x, meta=meta)
-        else:
-            e, _ = _subject_arrays(ds, data, sub, physical=True)
-            out[sub] = synthesize(model, e, meta=meta)
-    return out
-
-
-def _labels(ds, data, sub):
-    return np.concatenate([np.asarray(ds.epoch_labels(sub, "eeg", n)) for n in data._sets(sub)])
+    test = {sub: synthesize(model, e, meta=meta) for sub, e in test_eeg.items()}
+    only = {key: synthesize(model, x, meta=meta) for key, (x, _) in eeg_only.items()}
+    return test, only
 
 
 @verbose
@@ -288,18 +266,25 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
         encoder = spec["pretrain"].get("encoder_config", "small")
     test, val = data.subjects["test"], data.subjects["val"]
     sfreq = data.sfreq
-    synthetic, settings = {}, {"encoder": str(encoder)}
+    # every test subject's epochs are read once (physical units), and every EEG-only set
+    paired = {sub: data.subject_arrays(sub, physical=True) for sub in test}
+    test_eeg = {sub: a[0] for sub, a in paired.items()}
+    real = {sub: a[1] for sub, a in paired.items()}
+    eeg_only = {(sub, name): (np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64),
+                              np.asarray(ds.epoch_labels(sub, "eeg", name)))
+                for sub in ds.subjects if "meg" not in ds.modalities(sub)
+                for name in ds.epoch_names(sub, "eeg")} if generators else {}
+    synthetic, syn_only, settings = {}, {}, {"encoder": str(encoder)}
     for m in generators:
         model_dir = _fit_step(world, out, m, encoder=encoder, fit_config=fit_config,
                               resume=resume)
-        synthetic[m] = _generate(model_dir, ds, data, test)
+        synthetic[m], syn_only[m] = _generate(model_dir, test_eeg, eeg_only)
     if "physics" in methods:
-        synthetic["physics"], settings["physics"] = _physics(ds, data, val, test)
+        synthetic["physics"], settings["physics"] = _physics(ds, data, val, test_eeg)
     if "ridge" in methods:
-        synthetic["ridge"] = _ridge(data, test, ds)
+        synthetic["ridge"] = _ridge(data, test_eeg)
 
     # ---- signal fidelity (per band, pooled over the test subjects' epochs)
-    real = {sub: _subject_arrays(ds, data, sub, physical=True)[1] for sub in test}
     signal = []
     for m, per_sub in synthetic.items():
         syn = np.concatenate([per_sub[s] for s in test])
@@ -309,42 +294,30 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     # ---- decoding per task on the test subjects (Fig. 5) and on EEG-only subjects (Fig. 6)
     decoding = []
     for sub in test:
-        eeg_all, _ = _subject_arrays(ds, data, sub, physical=True)
-        labels = _labels(ds, data, sub)
-        start = 0
-        for name in data._sets(sub):
-            n = int(ds.epochs_info(sub, "eeg", name)["n_epochs"])
-            sl = slice(start, start + n)
-            start += n
-            rows = _decoding_rows(compare_decoding, eeg_all[sl], labels[sl], sfreq,
+        labels = paired[sub][2]
+        for name, sl in data.set_slices(sub):
+            rows = _decoding_rows(compare_decoding, test_eeg[sub][sl], labels[sl], sfreq,
                                   {m: synthetic[m][sub][sl] for m in synthetic},
                                   real[sub][sl], n_runs, n_splits)
             decoding += [{"subject": sub, "task": name, **r} for r in rows]
     cross = []
-    eeg_only = [s for s in ds.subjects if "meg" not in ds.modalities(s)]
-    if eeg_only and generators:
-        syn_only = {m: _generate(out / "fits" / m / "model", ds, data, eeg_only, eeg_only=True)
-                    for m in generators}
-        for sub in eeg_only:
-            for name in ds.epoch_names(sub, "eeg"):
-                x = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)
-                y = np.asarray(ds.epoch_labels(sub, "eeg", name))
-                rows = _decoding_rows(compare_decoding, x, y, sfreq,
-                                      {m: syn_only[m][(sub, name)] for m in syn_only}, None,
-                                      n_runs, n_splits)
-                cross += [{"subject": sub, "task": name, **r} for r in rows]
+    for (sub, name), (x, y) in eeg_only.items():
+        rows = _decoding_rows(compare_decoding, x, y, sfreq,
+                              {m: syn_only[m][(sub, name)] for m in syn_only}, None,
+                              n_runs, n_splits)
+        cross += [{"subject": sub, "task": name, **r} for r in rows]
 
     # ---- source imaging (Fig. 7, quantitative)
     sources = []
     if source_imaging:
-        sources = _source_imaging_rows(ds, data, test, real, synthetic, sfreq)
+        sources = _source_imaging_rows(ds, data, paired, synthetic)
     results = {"signal": signal, "decoding": _mean_rows(decoding),
                "decoding_by_subject": decoding, "cross_dataset": _mean_rows(cross),
                "source_imaging": sources, "settings": settings,
                "subjects": data.subjects, "methods": list(methods),
                "seconds": round(time.time() - t0, 1)}
     write_json(out / "results.json", results)
-    _report(out, results, ds, data, test, real, synthetic)
+    _report(out, results, ds, data, paired, synthetic)
     return results
 
 
@@ -383,28 +356,21 @@ def _mean_rows(rows):
             for (m, t), rs in out.items()]
 
 
-def _source_imaging_rows(ds, data, test, real, synthetic, sfreq):
+def _source_imaging_rows(ds, data, paired, synthetic):
     from .eeg2meg.source_imaging import compare_source_imaging
 
     rows = []
-    for sub in test:
+    for sub, (eeg, real, labels) in paired.items():
         fwd = _combined_forward(ds, sub)
-        eeg_all, _ = _subject_arrays(ds, data, sub, physical=True)
-        labels = _labels(ds, data, sub)
-        start = 0
-        for name in data._sets(sub):
-            info = ds.epochs_info(sub, "eeg", name)
-            n = int(info["n_epochs"])
-            sl = slice(start, start + n)
-            start += n
+        for name, sl in data.set_slices(sub):
+            tmin = float(ds.epochs_info(sub, "eeg", name)["tmin"])
             truth_all = np.asarray(ds.ground_truth(f"sources/{sub}/{name}"))
-            cls = np.unique(labels[sl])[0]
-            pick = np.flatnonzero(labels[sl] == cls)
+            pick = np.flatnonzero(labels[sl] == labels[sl].min())  # the lowest class's trials
             truth = truth_all[pick].mean(axis=0)
             for m, per_sub in synthetic.items():
                 scores = compare_source_imaging(
-                    fwd, eeg_all[sl][pick], truth, sfreq=sfreq, tmin=float(info["tmin"]),
-                    real_meg=real[sub][sl][pick], synthetic_meg=per_sub[sub][sl][pick],
+                    fwd, eeg[sl][pick], truth, sfreq=data.sfreq, tmin=tmin,
+                    real_meg=real[sl][pick], synthetic_meg=per_sub[sub][sl][pick],
                     verbose="error")
                 for cond, sc in scores.items():
                     method = {"eeg": "eeg_only", "eeg+real_meg": "real_meg"}.get(cond, m)
@@ -438,11 +404,11 @@ def summary_line(results) -> str:
             + "; decoding accuracy " + ", ".join(acc))
 
 
-def _report(out, results, ds, data, test, real, synthetic):
+def _report(out, results, ds, data, paired, synthetic):
     from ..viz.eeg2meg import report_sections
     from ..viz.report import make_report
 
-    sections = report_sections(results, ds, data, test, real, synthetic)
+    sections = report_sections(results, ds, data, paired, synthetic)
     make_report(out / "report.html", title="neurofuse eeg2meg", sections=sections,
                 results={k: results[k] for k in ("signal", "decoding", "cross_dataset",
                                                   "source_imaging")})

@@ -121,7 +121,7 @@ def plot_topomaps(eeg_info, meg_info, eeg, real_meg, synthetic, *, sfreq, tmin, 
     return fig
 
 
-def report_sections(results, ds, data, test, real, synthetic):
+def report_sections(results, ds, data, paired, synthetic):
     """Report sections of a System B evaluation.
 
     Parameters
@@ -130,12 +130,11 @@ def report_sections(results, ds, data, test, real, synthetic):
         :func:`~neurofuse.evaluation.eeg2meg_pipeline.evaluate_eeg2meg`'s results.
     ds : Dataset
     data : PairedEpochs
-    test : list of str
-        Test subjects.
-    real : dict of str to array, shape (n_epochs, n_meg, n_times)
-        Real MEG per test subject (physical units).
+    paired : dict of str to tuple
+        Test subject → ``(eeg, meg, labels)`` of
+        :meth:`~neurofuse.systems.eeg2meg.data.PairedEpochs.subject_arrays` (physical units).
     synthetic : dict of str to dict of str to array
-        Method → subject → synthetic MEG (physical units).
+        Method → subject → synthetic MEG (physical units), rows as ``paired``.
 
     Returns
     -------
@@ -155,21 +154,15 @@ def report_sections(results, ds, data, test, real, synthetic):
             "Decoding on EEG-only subjects", plot_decoding(results["cross_dataset"]),
             "New subjects and a new task, EEG alone vs EEG + synthetic MEG (Fig. 6)."))
     topos = []
-    sub = test[0]
-    start = 0
-    for name in data._sets(sub):
-        info = ds.epochs_info(sub, "eeg", name)
-        n = int(info["n_epochs"])
-        sl = slice(start, start + n)
-        start += n
-        labels = np.asarray(ds.epoch_labels(sub, "eeg", name))
-        cls = labels[0]
-        pick = np.flatnonzero(labels == cls)
-        eeg = np.asarray(ds.epochs(sub, "eeg", name), dtype=np.float64)[pick].mean(axis=0)
-        fig = plot_topomaps(ds.info(sub, "eeg"), ds.info(sub, "meg"), eeg,
-                            real[sub][sl][pick].mean(axis=0),
+    sub = next(iter(paired))
+    eeg, real, labels = paired[sub]
+    for name, sl in data.set_slices(sub):
+        pick = np.flatnonzero(labels[sl] == labels[sl][0])  # the first class's trials
+        fig = plot_topomaps(ds.info(sub, "eeg"), ds.info(sub, "meg"),
+                            eeg[sl][pick].mean(axis=0), real[sl][pick].mean(axis=0),
                             {m: s[sub][sl][pick].mean(axis=0) for m, s in synthetic.items()},
-                            sfreq=data.sfreq, tmin=float(info["tmin"]))
+                            sfreq=data.sfreq,
+                            tmin=float(ds.epochs_info(sub, "eeg", name)["tmin"]))
         topos.append((f"{name}, {sub}", fig, "Class-averaged response at the real MEG's "
                       "peak (Fig. 3)."))
     sections["MEG sensor topomaps"] = topos

@@ -231,23 +231,45 @@ class PairedEpochs:
         meg = np.stack([self.ds.epochs(s, "meg", n)[i] for s, n, i in items])
         return self.standardize(eeg, "eeg"), self.standardize(meg, "meg")
 
+    def subject_arrays(self, subject, *, physical=False):
+        """All paired epochs of one subject, its sets concatenated in :meth:`set_slices` order.
+
+        Returns
+        -------
+        eeg : array, shape (n, C_e, T)
+        meg : array, shape (n, C_m, T)
+            Standardised unless ``physical`` (then volts and tesla, float64).
+        labels : array of int, shape (n,)
+            -1 for sets without labels.
+        """
+        eeg, meg, labels = [], [], []
+        for name in self._sets(subject):
+            e = np.asarray(self.ds.epochs(subject, "eeg", name), dtype=np.float64)
+            m = np.asarray(self.ds.epochs(subject, "meg", name), dtype=np.float64)
+            lab = self.ds.epoch_labels(subject, "eeg", name)
+            eeg.append(e if physical else self.standardize(e, "eeg"))
+            meg.append(m if physical else self.standardize(m, "meg"))
+            labels.append(np.full(len(e), -1, int) if lab is None else np.asarray(lab, int))
+        return np.concatenate(eeg), np.concatenate(meg), np.concatenate(labels)
+
+    def set_slices(self, subject):
+        """``(set name, slice)`` of each paired set in :meth:`subject_arrays`' rows."""
+        start, out = 0, []
+        for name in self._sets(subject):
+            n = int(self.ds.epochs_info(subject, "eeg", name)["n_epochs"])
+            out.append((name, slice(start, start + n)))
+            start += n
+        return out
+
     def arrays(self, split, *, physical=False):
         """All epochs of a split: ``eeg`` (n, C_e, T), ``meg`` (n, C_m, T), ``labels`` (n,).
 
         Standardised unless ``physical``; labels are -1 for sets without labels.
         """
-        eeg, meg, labels = [], [], []
-        for sub in self.subjects[split]:
-            for name in self._sets(sub):
-                e = np.asarray(self.ds.epochs(sub, "eeg", name), dtype=np.float64)
-                m = np.asarray(self.ds.epochs(sub, "meg", name), dtype=np.float64)
-                lab = self.ds.epoch_labels(sub, "eeg", name)
-                eeg.append(e if physical else self.standardize(e, "eeg"))
-                meg.append(m if physical else self.standardize(m, "meg"))
-                labels.append(np.full(len(e), -1, int) if lab is None else np.asarray(lab, int))
-        if not eeg:
+        if not self.subjects[split]:
             raise ValueError(f"The {split!r} split has no subject; see DataConfig.")
-        return np.concatenate(eeg), np.concatenate(meg), np.concatenate(labels)
+        parts = [self.subject_arrays(sub, physical=physical) for sub in self.subjects[split]]
+        return tuple(np.concatenate(p) for p in zip(*parts))
 
     # ------------------------------------------------------------------ bookkeeping
     def fingerprint(self) -> str:
