@@ -1,0 +1,63 @@
+"""Does the joint model still beat the classical inverses on worlds it was not shaped for?
+
+Issue 15, item 2: the demo's study (same seed, scale and training set-up) is simulated in each
+alternative world of :data:`neurofuse.simulation.encoding.world.WORLDS` (another length scale
+of the tuning fields, parcel patches, nonlinear responses, spontaneous activity, region HRFs)
+at the demo's noise (MEG CNR 1, fMRI CNR 0.3); on each, the joint model is trained and scored
+beside every classical inverse and every smoothed inverse on the same test stories
+(:func:`neurofuse.evaluation.benchmark.run_simulation_benchmark`). Prints one JSON object:
+``{"rows": [{"world", "method", "temporal_r", "spatial_r"}, ...], "prediction": [...],
+"seconds": {...}, ...}``.
+
+Each world lives in ``WORK/<world>/`` and resumes: a finished world is read back, a fitted
+model is reused, so an interrupted run (or one rerun after a new method lands) redoes only
+what is missing.
+
+    python benchmarks/bench_worlds.py --work W > benchmarks/results/worlds.json     # ~1 h
+    python benchmarks/bench_worlds.py --work W --worlds short5 nonlinear
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+#: The alternative worlds benchmarked by default (``linear15`` is the main benchmark's world).
+DEFAULT_WORLDS = ("short5", "long20", "patches", "nonlinear", "spontaneous", "hrf_vary")
+
+
+def main(argv=None):
+    from neurofuse.evaluation.benchmark import run_simulation_benchmark
+    from neurofuse.evaluation.pipeline import DEMO_STUDY
+    from neurofuse.simulation.encoding.world import WORLDS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, type=Path, help="working folder (resumable)")
+    parser.add_argument("--worlds", nargs="+", default=list(DEFAULT_WORLDS),
+                        choices=sorted(WORLDS), help="worlds to run")
+    parser.add_argument("--meg-cnr", type=float, default=1.0)
+    parser.add_argument("--fmri-cnr", type=float, default=0.3)
+    args = parser.parse_args(argv)
+
+    rows, prediction, seconds = [], [], {}
+    for world in args.worlds:
+        t0 = time.perf_counter()
+        res = run_simulation_benchmark(args.work / world, study={**DEMO_STUDY, "world": world},
+                                       meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr],
+                                       report=False, verbose="warning")
+        seconds[world] = round(time.perf_counter() - t0, 1)
+        rows += [{"world": world, **{k: r[k] for k in ("method", "temporal_r", "spatial_r")}}
+                 for r in res["source_recovery"]]
+        prediction += [{"world": world, **r} for r in res["prediction"]]
+    print(json.dumps({"benchmark": "worlds", "study": DEMO_STUDY, "fit": "demo",
+                      "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr, "rows": rows,
+                      "prediction": prediction, "seconds": seconds,
+                      "machine": {"platform": platform.platform(),
+                                  "processor": platform.processor()}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
