@@ -14,7 +14,18 @@ def pytest_configure(config):
         import tempfile
 
         os.environ["NEUROFUSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="neurofuse-test-cache-")
+        config._neurofuse_own_cache = os.environ["NEUROFUSE_CACHE_DIR"]
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_unconfigure(config):
+    # The run's own cache (anatomy, forward models: up to GBs) goes with the run; a cache the
+    # user pointed NEUROFUSE_CACHE_DIR at is theirs and stays.
+    own = getattr(config, "_neurofuse_own_cache", None)
+    if own is not None:
+        import shutil
+
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
