@@ -118,11 +118,17 @@ class StoreRuns:
         Volumes of each run before the cut to ``config.n_trs``.
     has_truth : bool
         False: a store of recordings has no ground truth.
+    brain_mask : array of bool, shape (n_x, n_y, n_z) | None
+        The subject's brain mask stored with the runs (by
+        :func:`~neurofuse.data.datasets.prepare_eeg_fmri_bids`, see
+        :mod:`neurofuse.data.datasets.ds000116.mask`), None when the store has none (then
+        every voxel is scored: e.g. a simulated data set, whose grid is inside the brain).
     """
 
     has_truth = False
 
     def __init__(self, store, subject=None, *, eeg="eeg", fmri="fmri-volume"):
+        from ...data.datasets.ds000116.mask import read_brain_mask
         from ...data.store import Dataset, read_dataset
 
         ds = store if isinstance(store, Dataset) else read_dataset(store)
@@ -170,6 +176,11 @@ class StoreRuns:
         if ignored:
             logger.info("Runs of splits other than train, val and test are not used: %s",
                         ignored)
+        self.brain_mask = read_brain_mask(ds, sub)
+        if self.brain_mask is not None and self.brain_mask.shape != grid:
+            raise ValueError(f"The brain mask of {sub!r} in '{ds.path}' has shape "
+                             f"{self.brain_mask.shape} but the {fmri!r} grid is {grid}; "
+                             "prepare the store again.")
         self.manifest = {
             "config": {"subject": sub, "eeg": eeg, "fmri": fmri,  # not the path: movable
                        "runs": list(self.runs), **self.config.to_json()},
