@@ -442,6 +442,16 @@ def _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against,
     from .transcoder_subject import SUBJECT_METHOD, SUBJECT_NOTE, subject_predictor
 
     model, meta = load_model(model_dir, return_meta=True)
+    if not getattr(ds, "has_truth", True):  # recordings: the subject level's own transcodings
+        from .transcoder_subject import SUBJECT_RECORDED_NOTE, score_subject_recorded
+
+        rows, group = score_subject_recorded(ds, model, meta, group)
+        logger.info(SUBJECT_RECORDED_NOTE)
+        results = {"dataset": str(ds.path), "subject": ds.subject, "model": str(model_dir),
+                   "group_model": group, "level": "subject", "rows": rows, "learned": None,
+                   "note": SUBJECT_RECORDED_NOTE,
+                   "seconds": {"fit": 0.0, "total": round(time.perf_counter() - t0, 1)}}
+        return _write_results(out, results, report)
     predict = subject_predictor(model, meta, ds, group)
     rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
                                source_truth=source_truth, against=against)

@@ -216,7 +216,9 @@ class StoreRuns:
         -------
         out : dict
             ``eeg`` (n_channels, n_times), ``fmri`` (n_x, n_y, n_z, n_trs): the first
-            repeat of each, ``n_times = n_trs * n_per_tr``.
+            repeat of each, ``n_times = n_trs * n_per_tr``; ``onset`` (n_events,): the
+            onsets (s from the first volume) of the run's events of every kind, sorted,
+            those inside the cut run (the subject level epochs at them).
         """
         if run not in self.runs:
             raise ValueError(f"Invalid run {run!r}: expected one of the runs of subject "
@@ -225,7 +227,12 @@ class StoreRuns:
         cfg, (eeg, fmri) = self.config, self.modalities
         out = {"eeg": self.store.data(self.subject, eeg, run)[0, :, :cfg.n_times],
                "fmri": self.store.data(self.subject, fmri, run)[0, ..., :cfg.n_trs]}
-        return out if mmap else {k: np.array(v) for k, v in out.items()}
+        out = out if mmap else {k: np.array(v) for k, v in out.items()}
+        events = self.events(run)
+        onset = np.sort(np.concatenate([np.asarray(v, np.float64).ravel()
+                                        for v in events.values()] or [np.empty(0)]))
+        out["onset"] = onset[(onset >= 0) & (onset < cfg.n_trs * cfg.tr)]
+        return out
 
     def events(self, run):
         """Event onsets of a run per event table, s from its first volume (dict of arrays)."""
