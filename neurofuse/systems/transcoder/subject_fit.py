@@ -35,7 +35,7 @@ from .task import TranscoderTask
 from .trainer import TrainConfig
 
 __all__ = ["SUBJECT_PRESETS", "SubjectData", "SubjectDataConfig", "fit_subject",
-           "subject_sources"]
+           "run_averages", "subject_sources"]
 
 
 @dataclass(frozen=True)
