@@ -47,10 +47,6 @@ def _cmd_fit(args):
     if level == "subject":
         from ..systems.transcoder import fit_subject
 
-        if not getattr(ds, "has_truth", True):
-            raise ValueError("'--level subject' is not supported on a dataset store yet (its "
-                             "epochs need the simulator's stimulus onsets); fit the group "
-                             "level (the default) on the store.")
 
         if "group" not in args:
             raise ValueError("'--group' is required with '--level subject': pass the group "

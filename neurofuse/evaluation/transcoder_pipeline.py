@@ -30,7 +30,8 @@ NO_TRUTH_NOTE = ("Recorded data: only the transcodings are scored (EEG->fMRI aga
                  "recorded fMRI, fMRI->EEG against the recorded EEG, on the held-out runs). "
                  "Source, HRF and lead-field scores and the MNE / dSPM / eLORETA / physics "
                  "baselines need ground truth (sources, lead field, HRF): simulate with "
-                 "'neurofuse transcoder simulate'.")
+                 "'neurofuse transcoder simulate'. The fMRI r is over the voxels of the "
+                 "store's brain mask when it has one (rows' 'fmri_mask').")
 
 #: The data set size and fit set-up of ``neurofuse transcoder demo`` (2 CPU cores, minutes).
 DEMO_FIT = {"preset": "tiny", "train": {"epochs": 4}, "data": {"n_val": 0}}
@@ -278,19 +279,27 @@ def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
         One row (:func:`~neurofuse.evaluation.transcoder.summarize_scores`), method
         ``transcoder``: ``fmri_r`` the mean over runs of the mean over voxels of r over time
         between the EEG→fMRI transcoding and the recorded fMRI (voxels constant in either
-        left out), ``eeg_r`` the same over channels for fMRI→EEG; ``source_r`` None.
+        left out; only the voxels of the store's brain mask, ``ds.brain_mask``, when it has
+        one), ``eeg_r`` the same over channels for fMRI→EEG; ``source_r`` None;
+        ``fmri_voxels`` the voxels scored (``fmri_mask``: ``'brain mask'`` or
+        ``'all voxels'``).
     """
     from ..stats import pearson_r
     from .transcoder import summarize_scores
 
     runs = _held_out(ds) if runs is None else list(runs)
+    mask = getattr(ds, "brain_mask", None)
+    keep = (np.ones(int(np.prod(ds.config.grid_shape)), bool) if mask is None
+            else np.asarray(mask, bool).ravel())
+    if mask is None:
+        logger.info("The store has no brain mask: the fMRI r is over every voxel.")
     scores = []
     for run in runs:
         pred, rec = predict(ds, run), ds.read_run(run)
         n_trs = rec["fmri"].shape[-1]
         with np.errstate(invalid="ignore", divide="ignore"):
-            fmri_r = pearson_r(pred["fmri"].reshape(-1, n_trs),
-                               np.asarray(rec["fmri"], np.float64).reshape(-1, n_trs))
+            fmri_r = pearson_r(np.asarray(pred["fmri"]).reshape(-1, n_trs)[keep],
+                               np.asarray(rec["fmri"], np.float64).reshape(-1, n_trs)[keep])
             eeg_r = pearson_r(pred["eeg"], np.asarray(rec["eeg"], np.float64))
         scores.append({"fmri_r": _finite(np.nanmean(fmri_r)) if np.isfinite(fmri_r).any()
                        else None,
@@ -299,7 +308,11 @@ def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
         logger.info("%s: EEG->fMRI r %s, fMRI->EEG r %s", run, _fmt(scores[-1]["fmri_r"]),
                     _fmt(scores[-1]["eeg_r"]))
     scenario = f"{ds.path.name} {ds.subject}" if scenario is None else scenario
-    return summarize_scores(scores, scenario=scenario, method="transcoder", level=level)
+    rows = summarize_scores(scores, scenario=scenario, method="transcoder", level=level)
+    for row in rows:
+        row["fmri_voxels"] = int(keep.sum())
+        row["fmri_mask"] = "all voxels" if mask is None else "brain mask"
+    return rows
 
 
 def summary_line(results) -> str:
@@ -429,6 +442,16 @@ def _evaluate_subject(ds, out, model_dir, group, methods, source_truth, against,
     from .transcoder_subject import SUBJECT_METHOD, SUBJECT_NOTE, subject_predictor
 
     model, meta = load_model(model_dir, return_meta=True)
+    if not getattr(ds, "has_truth", True):  # recordings: the subject level's own transcodings
+        from .transcoder_subject import SUBJECT_RECORDED_NOTE, score_subject_recorded
+
+        rows, group = score_subject_recorded(ds, model, meta, group)
+        logger.info(SUBJECT_RECORDED_NOTE)
+        results = {"dataset": str(ds.path), "subject": ds.subject, "model": str(model_dir),
+                   "group_model": group, "level": "subject", "rows": rows, "learned": None,
+                   "note": SUBJECT_RECORDED_NOTE,
+                   "seconds": {"fit": 0.0, "total": round(time.perf_counter() - t0, 1)}}
+        return _write_results(out, results, report)
     predict = subject_predictor(model, meta, ds, group)
     rows = evaluate_transcoder(ds, transcoder=predict, methods=methods,
                                source_truth=source_truth, against=against)

@@ -105,7 +105,8 @@ def _events(seed):
     return np.array(onsets), kinds
 
 
-def _write_run(root, sub, run, seed, *, fmt, lead, artifact, markers, eeg_events, bads):
+def _write_run(root, sub, run, seed, *, fmt, lead, artifact, markers, eeg_events, bads,
+               brain=None):
     eeg = _signals(seed, lead, artifact=artifact)
     src = root.parent / f"src-{root.name}-{sub}-{run}"
     src.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,8 @@ def _write_run(root, sub, run, seed, *, fmt, lead, artifact, markers, eeg_events
     func = root / f"sub-{sub}" / "func"
     func.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    bold = (100 + rng.standard_normal((*GRID, N_VOLS))).astype(np.float32)
+    level = 100.0 if brain is None else np.where(brain, 100.0, 5.0)[..., None]  # brain vs air
+    bold = (level + rng.standard_normal((*GRID, N_VOLS))).astype(np.float32)
     img = nib.Nifti1Image(bold, AFFINE)
     img.header.set_xyzt_units("mm", "sec")
     img.header["pixdim"][4] = TR
@@ -146,8 +148,9 @@ def _write_run(root, sub, run, seed, *, fmt, lead, artifact, markers, eeg_events
 
 
 def write_study(root, *, subjects=("01", "02"), runs=("01",), fmt="BrainVision", lead=3.0,
-                artifact=(), markers=True, eeg_events=True, bads=None):
-    """A BIDS EEG-fMRI study: per subject oddball ``runs``; ``bads`` = {run: [channels]}.
+                artifact=(), markers=True, eeg_events=True, bads=None, brain=None):
+    """A BIDS EEG-fMRI study: per subject oddball ``runs``; ``bads`` = {run: [channels]};
+    ``brain``: bool (GRID) voxels of the BOLD's bright brain (else every voxel is alike).
 
     Returns the ground truth: ``truth[sub]`` of the first run, ``truth[sub, run]`` of each.
     """
@@ -159,7 +162,7 @@ def write_study(root, *, subjects=("01", "02"), runs=("01",), fmt="BrainVision",
             truth[sub, run] = _write_run(root, sub, run, seed, fmt=fmt, lead=lead,
                                          artifact=sub in artifact, markers=markers,
                                          eeg_events=eeg_events,
-                                         bads=(bads or {}).get(run))
+                                         bads=(bads or {}).get(run), brain=brain)
         truth[sub] = truth[sub, runs[0]]
     (root / "task-oddball_bold.json").write_text(json.dumps({"RepetitionTime": TR,
                                                              "TaskName": "oddball"}))
@@ -317,3 +320,32 @@ def test_tr_from_the_header_and_different_trs(tmp_path):
     assert read_tr(bold, root, "oddball") == 2.5
     with pytest.raises(ValueError, match=r"different repetition times \[2\.0, 2\.5\]"):
         prepare_eeg_fmri_bids(root, tmp_path / "store")
+
+
+def test_brain_mask_stored_with_the_runs(tmp_path):
+    """The loader stores each subject's brain mask, the EPI mask of its mean BOLD: here the
+    bright ellipsoid the BOLD was written with (the truth); StoreRuns reads it back."""
+    from nilearn.masking import compute_epi_mask
+
+    from neurofuse.data.datasets.ds000116.mask import mask_name, read_brain_mask
+    from neurofuse.systems.transcoder import StoreRuns
+
+    idx = np.indices(GRID).astype(float)
+    centre = (np.array(GRID) - 1) / 2
+    brain = sum(((idx[i] - centre[i]) / (0.45 * GRID[i])) ** 2 for i in range(3)) <= 1
+    assert 0 < brain.sum() < brain.size
+    root = tmp_path / "bids"
+    truth = write_study(root, subjects=("01",), runs=("01", "02"), brain=brain)
+    ds = read_dataset(prepare_eeg_fmri_bids(root, tmp_path / "store", sfreq=100.0))
+    mask = read_brain_mask(ds, "sub-01")
+    np.testing.assert_array_equal(mask, brain)
+    # nilearn on the mean BOLD of both runs, as the loader says it does (the 4x5x3 grid is
+    # too small for nilearn's default 2-voxel opening: the loader drops the opening)
+    mean = np.concatenate([truth["01", r]["bold"] for r in ("01", "02")], -1).mean(-1)
+    ref = compute_epi_mask(nib.Nifti1Image(mean, AFFINE), opening=False)
+    np.testing.assert_array_equal(mask, np.asarray(ref.dataobj).astype(bool))
+    meta = ds.metadata["eeg_fmri_bids"]["brain_mask"]["sub-01"]
+    assert meta["ground_truth"] == mask_name("sub-01") and meta["n_voxels"] == brain.sum()
+    assert "compute_epi_mask" in meta["method"] and "without opening" in meta["method"]
+    np.testing.assert_array_equal(StoreRuns(ds).brain_mask, brain)
+    assert ds.check(full=True) == []

@@ -118,11 +118,17 @@ class StoreRuns:
         Volumes of each run before the cut to ``config.n_trs``.
     has_truth : bool
         False: a store of recordings has no ground truth.
+    brain_mask : array of bool, shape (n_x, n_y, n_z) | None
+        The subject's brain mask stored with the runs (by
+        :func:`~neurofuse.data.datasets.prepare_eeg_fmri_bids`, see
+        :mod:`neurofuse.data.datasets.ds000116.mask`), None when the store has none (then
+        every voxel is scored: e.g. a simulated data set, whose grid is inside the brain).
     """
 
     has_truth = False
 
     def __init__(self, store, subject=None, *, eeg="eeg", fmri="fmri-volume"):
+        from ...data.datasets.ds000116.mask import read_brain_mask
         from ...data.store import Dataset, read_dataset
 
         ds = store if isinstance(store, Dataset) else read_dataset(store)
@@ -170,6 +176,11 @@ class StoreRuns:
         if ignored:
             logger.info("Runs of splits other than train, val and test are not used: %s",
                         ignored)
+        self.brain_mask = read_brain_mask(ds, sub)
+        if self.brain_mask is not None and self.brain_mask.shape != grid:
+            raise ValueError(f"The brain mask of {sub!r} in '{ds.path}' has shape "
+                             f"{self.brain_mask.shape} but the {fmri!r} grid is {grid}; "
+                             "prepare the store again.")
         self.manifest = {
             "config": {"subject": sub, "eeg": eeg, "fmri": fmri,  # not the path: movable
                        "runs": list(self.runs), **self.config.to_json()},
@@ -205,7 +216,9 @@ class StoreRuns:
         -------
         out : dict
             ``eeg`` (n_channels, n_times), ``fmri`` (n_x, n_y, n_z, n_trs): the first
-            repeat of each, ``n_times = n_trs * n_per_tr``.
+            repeat of each, ``n_times = n_trs * n_per_tr``; ``onset`` (n_events,): the
+            onsets (s from the first volume) of the run's events of every kind, sorted,
+            those inside the cut run (the subject level epochs at them).
         """
         if run not in self.runs:
             raise ValueError(f"Invalid run {run!r}: expected one of the runs of subject "
@@ -214,7 +227,12 @@ class StoreRuns:
         cfg, (eeg, fmri) = self.config, self.modalities
         out = {"eeg": self.store.data(self.subject, eeg, run)[0, :, :cfg.n_times],
                "fmri": self.store.data(self.subject, fmri, run)[0, ..., :cfg.n_trs]}
-        return out if mmap else {k: np.array(v) for k, v in out.items()}
+        out = out if mmap else {k: np.array(v) for k, v in out.items()}
+        events = self.events(run)
+        onset = np.sort(np.concatenate([np.asarray(v, np.float64).ravel()
+                                        for v in events.values()] or [np.empty(0)]))
+        out["onset"] = onset[(onset >= 0) & (onset < cfg.n_trs * cfg.tr)]
+        return out
 
     def events(self, run):
         """Event onsets of a run per event table, s from its first volume (dict of arrays)."""

@@ -37,8 +37,8 @@ from .nets import _post, init_weights
 SUBJECT_FORMAT = "neurofuse.transcoder.subject"
 
 __all__ = ["SUBJECT_FORMAT", "SubjectConfig", "SubjectTranscoder", "chunk_starts",
-           "epoch_average", "group_sources", "upsample_sources", "upsample_space",
-           "upsample_time"]
+           "epoch_average", "group_sources", "subject_transcode", "upsample_sources",
+           "upsample_space", "upsample_time"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,56 @@ class SubjectTranscoder(ModelFolder, nn.Module):
             eeg_cycle, fmri_cycle = self.eeg_encoder(s_eeg), self.fmri_encoder(s_fmri)
         return {"eeg_sources": s_eeg, "fmri_sources": s_fmri, "eeg2fmri": fmri_hat,
                 "fmri2eeg": eeg_hat, "eeg_cycle": eeg_cycle, "fmri_cycle": fmri_cycle}
+
+
+def subject_transcode(model, eeg, fmri, *, block=4096):
+    """The subject model's source estimates and transcodings of one pair of source volumes.
+
+    The same as ``model(eeg, fmri)`` (its ``eeg_sources``, ``fmri_sources``, ``eeg2fmri``,
+    ``fmri2eeg``) computed in blocks of ``block`` time steps (spatial networks, which act on
+    each step alone) or voxels (temporal networks, on each voxel alone), in eval mode without
+    gradients: whole volumes at full resolution fit in memory.
+
+    Parameters
+    ----------
+    model : SubjectTranscoder
+    eeg, fmri : array, shape (n_x, n_y, n_z, n_times)
+        EEG- and fMRI-estimated sources (the subject level's inputs).
+    block : int
+
+    Returns
+    -------
+    out : dict of str to array of float32, each shape (n_x, n_y, n_z, n_times)
+    """
+    block = _check_int("block", block)
+    device = next(model.parameters()).device
+    X, Y, Z, T = np.shape(eeg)
+    if np.shape(fmri) != (X, Y, Z, T):
+        raise ValueError(f"'eeg' {np.shape(eeg)} and 'fmri' {np.shape(fmri)} must be source "
+                         "volumes of the same shape.")
+
+    def spatial(stack, x):                                         # each time step alone
+        return torch.cat([stack(x[None, ..., t0:t0 + block])[0]
+                          for t0 in range(0, T, block)], -1)
+
+    def temporal(stack, x):                                        # each voxel alone
+        flat = x.reshape(X * Y * Z, 1, T)
+        return torch.cat([stack.layers(flat[v0:v0 + block])
+                          for v0 in range(0, flat.shape[0], block)]).reshape(X, Y, Z, T)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            e = torch.as_tensor(np.ascontiguousarray(eeg, np.float32), device=device)
+            f = torch.as_tensor(np.ascontiguousarray(fmri, np.float32), device=device)
+            s_eeg, s_fmri = spatial(model.eeg_decoder, e), temporal(model.fmri_decoder, f)
+            out = {"eeg_sources": s_eeg, "fmri_sources": s_fmri,
+                   "eeg2fmri": temporal(model.fmri_encoder, s_eeg),
+                   "fmri2eeg": spatial(model.eeg_encoder, s_fmri)}
+    finally:
+        model.train(was_training)
+    return {k: v.cpu().numpy() for k, v in out.items()}
 
 
 def group_sources(model, eeg, fmri, *, block=4096):

@@ -7,7 +7,10 @@ overlapping spatial chunks (the batch items). :func:`fit_subject` trains a fresh
 :class:`~neurofuse.systems.transcoder.subject.SubjectTranscoder` on them with the same task
 and loop as the group level (:class:`~neurofuse.systems.transcoder.task.TranscoderTask`).
 
-The simulator has one anatomy, so one data set is one subject.
+The simulator has one anatomy, so one data set is one subject. A dataset store's runs
+(:class:`~neurofuse.systems.transcoder.store.StoreRuns`, one subject) are epoched at their
+events (every event kind of the run: all trials, as the paper); runs without events are left
+out of the average.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .task import TranscoderTask
 from .trainer import TrainConfig
 
 __all__ = ["SUBJECT_PRESETS", "SubjectData", "SubjectDataConfig", "fit_subject",
-           "subject_sources"]
+           "run_averages", "subject_sources"]
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,58 @@ class SubjectDataConfig:
         return cls(**values)
 
 
+def run_averages(group_model, group, raw, sfreq, config):
+    """One run's group-level source estimates at full resolution, averaged over its epochs.
+
+    Parameters
+    ----------
+    group_model : Transcoder
+        The trained group-level model.
+    group : TranscoderData
+        Its reduction of the data set (``pool``, ``n_trs``, ``n_per_tr``, ``steps_per_tr``,
+        ``config.normalize``).
+    raw : dict
+        The run (``read_run``): ``eeg`` (n_channels, n_times), ``fmri`` (n_x, n_y, n_z,
+        n_trs), ``onset`` (n_events,) stimulus onsets, s.
+    sfreq : float
+        EEG rate, Hz.
+    config : SubjectDataConfig
+        ``epoch_duration``, ``block``.
+
+    Returns
+    -------
+    eeg_average : array of float32, shape (n_gx, n_gy, n_gz, n_epoch_times)
+        EEG-estimated source on the group grid, at the EEG rate.
+    fmri_average : array of float32, shape (n_x, n_y, n_z, n_epoch_times)
+        fMRI-estimated source on the fMRI grid, interpolated to the EEG rate.
+    n_epochs : int
+    """
+    n_keep = group.n_trs * group.n_per_tr
+    d = group.n_per_tr // group.steps_per_tr
+    eeg = np.asarray(raw["eeg"][:, :n_keep], np.float32)
+    fmri = np.asarray(raw["fmri"][..., :group.n_trs], np.float32)
+    # scale as the group model saw the run (its reduced whole-run item)
+    _, _, scales = normalize(downsample_eeg(eeg, group.n_per_tr, group.steps_per_tr),
+                             pool_volume(fmri, group.pool), group.config.normalize)
+    eeg = (eeg - eeg.mean(-1, keepdims=True)) / scales["eeg_scale"]
+    fmri = (fmri - fmri.mean(-1, keepdims=True)) / scales["fmri_scale"]
+    s_eeg, s_fmri = group_sources(group_model, eeg, fmri, block=config.block)
+    avg_e, n = epoch_average(s_eeg, raw["onset"], sfreq, config.epoch_duration)
+    avg_f = np.concatenate([
+        epoch_average(upsample_time(s_fmri[i:i + 1], d, n_keep), raw["onset"], sfreq,
+                      config.epoch_duration)[0]
+        for i in range(s_fmri.shape[0])])                               # per x-slab: memory
+    return avg_e, avg_f, n
+
+
 class SubjectData:
     """Epoch-averaged group-level source estimates of a subject, in spatial chunks.
 
     Parameters
     ----------
-    dataset : EEGfMRIDataset
-        The subject's runs (the same data set, and split, as the group model's).
+    dataset : EEGfMRIDataset | StoreRuns
+        The subject's runs (the same data set, and split, as the group model's); their
+        ``read_run`` gives the stimulus onsets (``onset``).
     group_model : Transcoder
         Trained group-level model.
     group_data : dict
@@ -109,30 +157,26 @@ class SubjectData:
         self.test_runs = list(group.test_runs)
         runs = group.train_runs + group.val_runs
         sim = dataset.config
-        d = group.n_per_tr // group.steps_per_tr
         sum_e = sum_f = None
-        self.n_epochs = 0
+        self.n_epochs, used = 0, []
         for run in runs:
             if run in self.test_runs:  # never: the split guarantees it; kept as a guard
                 raise RuntimeError(f"Test run {run!r} must never enter training.")
             raw = dataset.read_run(run, mmap=True)
-            n_keep = group.n_trs * group.n_per_tr
-            eeg = np.asarray(raw["eeg"][:, :n_keep], np.float32)
-            fmri = np.asarray(raw["fmri"], np.float32)
-            # scale as the group model saw the run (its reduced whole-run item)
-            _, _, scales = normalize(downsample_eeg(eeg, group.n_per_tr, group.steps_per_tr),
-                                     pool_volume(fmri, group.pool), group.config.normalize)
-            eeg = (eeg - eeg.mean(-1, keepdims=True)) / scales["eeg_scale"]
-            fmri = (fmri - fmri.mean(-1, keepdims=True)) / scales["fmri_scale"]
-            s_eeg, s_fmri = group_sources(group_model, eeg, fmri, block=cfg.block)
-            avg_e, n = epoch_average(s_eeg, raw["onset"], sim.sfreq, cfg.epoch_duration)
-            avg_f = np.concatenate([
-                epoch_average(upsample_time(s_fmri[i:i + 1], d, n_keep), raw["onset"],
-                              sim.sfreq, cfg.epoch_duration)[0]
-                for i in range(s_fmri.shape[0])])                       # per x-slab: memory
+            if not len(raw["onset"]):
+                logger.info("Subject level: run %r has no event, left out.", run)
+                continue
+            avg_e, avg_f, n = run_averages(group_model, group, raw, sim.sfreq, cfg)
             sum_e = avg_e * n if sum_e is None else sum_e + avg_e * n
             sum_f = avg_f * n if sum_f is None else sum_f + avg_f * n
             self.n_epochs += n
+            used.append(run)
+        if not self.n_epochs:
+            raise ValueError(f"No training run of '{dataset.path}' has an event (stimulus "
+                             "onset) to epoch at: the subject level averages the estimated "
+                             "sources over trials. Prepare the store with the runs' events "
+                             "(_events.tsv).")
+        runs = used
         eeg = upsample_space(sum_e / self.n_epochs, group.pool, sim.grid_shape)
         fmri = sum_f / self.n_epochs
         self.eeg, self.fmri, self.scales = normalize(eeg, fmri)
@@ -185,8 +229,11 @@ def fit_subject(dataset, group_model, out, *, config="paper", resume=False,
 
     Parameters
     ----------
-    dataset : EEGfMRIDataset | path-like
-        The subject's data set (the group model's; its test runs are never read).
+    dataset : EEGfMRIDataset | StoreRuns | path-like
+        The subject's data set (the group model's; its test runs are never read): a
+        simulated data set or a dataset store's runs of one subject (a store's path when it
+        has one subject with EEG and fMRI; else open it with
+        :func:`~neurofuse.systems.transcoder.store.open_eeg_fmri`).
     group_model : path-like
         The group model's folder (``out/model`` of :func:`~.trainer.fit`).
     out : path-like
@@ -205,14 +252,9 @@ def fit_subject(dataset, group_model, out, *, config="paper", resume=False,
     history : list of dict
         As :func:`~.trainer.fit`'s (no validation rows).
     """
-    from ...simulation.eeg_fmri import EEGfMRIDataset, read_dataset
+    from .store import open_eeg_fmri
 
-    if getattr(dataset, "has_truth", True) is False:
-        raise ValueError(f"The subject level is not supported on a dataset store yet (its "
-                         f"epochs need the simulator's stimulus onsets): '{dataset.path}'; fit "
-                         "the group level on the store.")
-    if not isinstance(dataset, EEGfMRIDataset):
-        dataset = read_dataset(dataset)
+    dataset = open_eeg_fmri(dataset)
     resolved = read_fit_config(config, SUBJECT_PRESETS, ("train", "model", "data"))
     cfg = TrainConfig.from_dict(resolved["train"])
     mcfg = SubjectConfig.from_dict(resolved["model"])

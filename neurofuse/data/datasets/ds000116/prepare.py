@@ -24,6 +24,7 @@ from ....preprocessing.mr_artifacts import GRADIENT_THRESHOLD
 from ..._prepare import check_out, resolve_splits
 from .._bids import channel_bads
 from .layout import find_eeg_fmri_runs, read_tr
+from .mask import bold_brain_mask, mask_name, write_brain_mask
 from .run import read_run
 
 
@@ -136,7 +137,10 @@ def prepare_eeg_fmri_bids(bids_root, out, *, subjects=None, task=None, sfreq=100
     are left out of all its runs. The events are the EEG's (``_events.tsv`` of the EEG,
     volume markers and ``BAD``/``EDGE`` annotations left out), else the BOLD's
     ``_events.tsv``. ``metadata["eeg_fmri_bids"]`` records per run the files, the alignment,
-    the gradient score and the events' origin.
+    the gradient score and the events' origin. Each subject's brain mask (nilearn's EPI mask
+    of its mean BOLD, :mod:`~neurofuse.data.datasets.ds000116.mask`) is stored as the
+    ground-truth array ``brain_mask/<subject>.npy`` (described in
+    ``metadata["eeg_fmri_bids"]["brain_mask"]``): scores of the fMRI are computed inside it.
     """
     from tqdm.auto import tqdm
 
@@ -186,11 +190,11 @@ def prepare_eeg_fmri_bids(bids_root, out, *, subjects=None, task=None, sfreq=100
                                   "gradient_threshold": gradient_threshold,
                                   "volume_event": volume_event, "l_freq": l_freq,
                                   "h_freq": h_freq, "epochs": epochs, "bads": drops,
-                                  "runs": report}}
+                                  "runs": report, "brain_mask": {}}}
     with DatasetWriter(out, sfreq=sfreq, tr=tr, feature_streams=None, overwrite=overwrite,
                        metadata=metadata) as writer:
         for sub, pairs in tqdm(runs.items(), desc="EEG-fMRI runs", **bar):
-            names, affine = None, None
+            names, affine, mean_sum, n_vols = None, None, None, 0
             for bp, bold in pairs:
                 run = read_run(bp, bold, tr=tr, sfreq=sfreq, volume_event=volume_event,
                                gradient_threshold=gradient_threshold, l_freq=l_freq,
@@ -224,6 +228,16 @@ def prepare_eeg_fmri_bids(bids_root, out, *, subjects=None, task=None, sfreq=100
                                             story=run.name)
                     run.report["n_epochs"] = int(len(onsets))
                 report[run.name] = run.report
+                total = run.bold.sum(-1, dtype=np.float64)
+                mean_sum = total if mean_sum is None else mean_sum + total
+                n_vols += run.bold.shape[-1]
+            mask, how = bold_brain_mask(mean_sum / max(n_vols, 1), affine)
+            write_brain_mask(writer, sub, mask)
+            metadata["eeg_fmri_bids"]["brain_mask"][sub] = {
+                "ground_truth": mask_name(sub), "method": how, "n_voxels": int(mask.sum()),
+                "of": int(mask.size), "derived_from": "the mean BOLD of all its runs"}
+            logger.info("%s: brain mask of %d of %d voxels (%s).", sub, int(mask.sum()),
+                        mask.size, how)
     logger.info("EEG-fMRI store '%s': %d subjects, %d runs, TR %g s, EEG at %g Hz (%.1f s).",
                 out, len(runs), len(report), tr, sfreq, time.perf_counter() - t_start)
     if math.isinf(gradient_threshold):
