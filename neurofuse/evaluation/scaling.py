@@ -202,8 +202,8 @@ def _full_study(path, config, n_jobs):
 
 
 def _link(target, link):
-    """A relative symbolic link ``link`` -> ``target``."""
-    os.symlink(os.path.relpath(target, Path(link).parent), link,
+    """A relative symbolic link ``link`` -> ``target`` (its folder resolved, as ``target`` is)."""
+    os.symlink(os.path.relpath(target, Path(link).parent.resolve()), link,
                target_is_directory=Path(target).is_dir())
 
 
@@ -220,8 +220,8 @@ def subset_store(full, out, *, n_train, n_meg_subjects, n_fmri_subjects):
         Keep the first ``n_train`` training stories (every validation, test and anchor story
         is kept).
     n_meg_subjects, n_fmri_subjects : int
-        Keep the first MEG and the first fMRI subjects (in the study's order), with their
-        names.
+        Keep the first MEG-only and the first fMRI-only subjects (in the study's order),
+        with their names; other subjects (paired MEG + volume, EEG) are left out.
 
     Returns
     -------
