@@ -109,6 +109,19 @@ def test_subset_refuses_more_than_the_study_has(full_study, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_subset_links_survive_a_symlinked_output_folder(full_study, tmp_path):
+    """Links are relative to the store's real folder, not to the path it was given by."""
+    real = tmp_path / "deep" / "er" / "folder"
+    real.mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(real)
+    subset_store(full_study, tmp_path / "alias" / "sub", n_train=1, n_meg_subjects=1,
+                 n_fmri_subjects=1)
+    ds = read_dataset(real / "sub")
+    story = ds.splits["test"][0]
+    np.testing.assert_array_equal(ds.meg("S01", story),
+                                  read_dataset(full_study).meg("S01", story))
+
+
 def test_inverses_score_the_same_whatever_the_training_data(full_study, tmp_path):
     """The classical inverses use no training data: same subjects, same scores."""
     from neurofuse.evaluation.recovery import source_recovery
