@@ -1,6 +1,7 @@
 """``neurofuse joint``: the joint MEG-fMRI encoding model (system A).
 
-Commands: ``fit``, ``predict``, ``evaluate``, ``demo``, ``benchmark simulation``, ``ecog``.
+Commands: ``fit``, ``predict``, ``evaluate``, ``demo``, ``benchmark simulation``,
+``benchmark scaling``, ``ecog``.
 """
 
 from __future__ import annotations
@@ -102,6 +103,35 @@ def _cmd_benchmark(args):
         print(f"{r['method']:<15} {format_cnr(r['meg_cnr']):>8} {format_cnr(r['fmri_cnr']):>8} "
               f"{r['temporal_r']:>11.3f} {r['spatial_r']:>10.3f}")
     print(f"Results: {Path(args.out) / 'results.json'}; report: {Path(args.out) / 'report.html'}")
+
+
+def _cmd_scaling(args):
+    from ..evaluation.scaling import run_scaling_benchmark
+
+    res = run_scaling_benchmark(args.out, **passed(
+        args, "scale", "n_train", "subjects", "study", "fit_config", "methods", "smooth_fwhm",
+        "seed", "n_jobs", "device"))
+    print(f"{'MEG':>3} {'fMRI':>4} {'train min':>9} {'method':<15} {'temporal r':>10} "
+          f"{'spatial r':>9}")
+    for r in res["source_recovery"]:
+        print(f"{r['n_meg_subjects']:>3} {r['n_fmri_subjects']:>4} {r['train_minutes']:>9.1f} "
+              f"{r['method']:<15} {r['temporal_r']:>10.3f} {r['spatial_r']:>9.3f}")
+    print(f"Results: {Path(args.out) / 'results.json'}; report: {Path(args.out) / 'report.html'}")
+
+
+def subject_pair(text):
+    """``--subjects``: ``MxF``, e.g. ``2x2`` for 2 MEG + 2 fMRI subjects."""
+    import argparse
+
+    meg, sep, fmri = text.strip().lower().partition("x")
+    try:
+        pair = (int(meg), int(fmri)) if sep else None
+    except ValueError:
+        pair = None
+    if pair is None or min(pair) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected MEGxFMRI subject counts, each >= 1 (e.g. 2x2), got {text!r}")
+    return pair
 
 
 def _cmd_ecog(args):
@@ -236,6 +266,30 @@ def add_parser(subparsers):
            "(default: the demo's)")
     option(b, "--meg-cnr", dest="meg_cnrs", type=cnr, nargs="+", help="MEG CNRs")
     option(b, "--fmri-cnr", dest="fmri_cnrs", type=cnr, nargs="+", help="fMRI CNRs")
+    option(b, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
+           "(default: all)")
+    _add_smooth(b)
+    option(b, "--seed", type=int, help="override the study's seed")
+    add_device(b)
+    option(b, "--n-jobs", type=int, help="parallel jobs for forward models")
+
+    b = add_command(bsub, "scaling", _cmd_scaling,
+                    target="neurofuse.evaluation.scaling:run_scaling_benchmark",
+                    help="source recovery and held-out prediction of the joint model and "
+                         "every inverse as training minutes and subjects grow")
+    b.add_argument("--out", required=True, help="output folder (resumes what is there)")
+    option(b, "--scale", choices=LazyChoices("neurofuse.evaluation.scaling:SCALES"),
+           help="the grid: tiny "
+           "(tests), demo (the demo's subjects, 4-12 training minutes), cpu (about an hour on "
+           "2 cores), paper (a GPU job: 13 subjects, up to 4 h of stories each)")
+    option(b, "--n-train", type=int, nargs="+", help="numbers of training stories (overrides "
+           "the scale's)")
+    option(b, "--subjects", type=subject_pair, nargs="+", metavar="MxF", help="MEG x fMRI "
+           "subject counts, e.g. 1x1 2x2 4x4 (overrides the scale's)")
+    option(b, "--study", help="study preset or .toml/.json StudyConfig whose story length, "
+           "source space and world to use (default: the scale's)")
+    option(b, "--fit", dest="fit_config", help="training preset or .toml/.json file "
+           "(default: the scale's)")
     option(b, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
     _add_smooth(b)

@@ -66,7 +66,7 @@ def test_groups_found_by_scanning_the_package():
         ("data", "prepare", "eeg-fmri-bids"), ("data", "prepare", "eeg-meg-bids"),
         ("eeg2meg", "demo"), ("eeg2meg", "evaluate"), ("eeg2meg", "fit"),
         ("eeg2meg", "pretrain"), ("eeg2meg", "simulate"), ("eeg2meg", "synthesize"),
-        ("joint", "benchmark", "simulation"),
+        ("joint", "benchmark", "scaling"), ("joint", "benchmark", "simulation"),
         ("joint", "demo"), ("joint", "ecog"), ("joint", "evaluate"), ("joint", "fit"),
         ("joint", "predict"), ("meg2fmri", "demo"), ("meg2fmri", "evaluate"),
         ("meg2fmri", "fit"), ("meg2fmri", "prepare"), ("meg2fmri", "synthesize"),
@@ -82,7 +82,7 @@ def test_groups_found_by_scanning_the_package():
     (["transcoder"], ["simulate", "fit", "transcode", "evaluate", "demo"]),
     (["joint"], ["fit", "predict", "evaluate", "demo", "benchmark", "ecog"]),
     (["meg2fmri"], ["prepare", "fit", "synthesize", "evaluate", "demo"]),
-    (["joint", "benchmark"], ["simulation"]),
+    (["joint", "benchmark"], ["simulation", "scaling"]),
     (["simulate"], ["study", "ecog"]),
     (["data"], ["prepare", "merge", "info"]),
     (["data", "prepare"], ["lebel", "meg-bids", "podcast", "smn4lang", "eeg-fmri-bids",
@@ -281,3 +281,27 @@ def test_evaluate_refuses_a_bad_smoothing_width(tiny_study, bad, capsys):
               "--smooth-fwhm", bad, "-q"])
     assert exc.value.code == 2
     assert "expected 'model', 'none' or a positive width in mm" in capsys.readouterr().err
+
+
+def test_scaling_benchmark_passes_the_grid(monkeypatch):
+    import neurofuse.evaluation.scaling as scaling
+
+    calls = _record(monkeypatch, scaling, "run_scaling_benchmark")
+    assert main(["joint", "benchmark", "scaling", "--out", "O", "-q"]) == 130
+    assert calls[-1] == (("O",), {})  # the library's default scale
+    assert main(["joint", "benchmark", "scaling", "--out", "O", "--scale", "tiny",
+                 "--n-train", "2", "3", "--subjects", "1x1", "2X1", "-q"]) == 130
+    assert calls[-1] == (("O",), {"scale": "tiny", "n_train": [2, 3],
+                                  "subjects": [(1, 1), (2, 1)]})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--subjects", "0x1"], "expected MEGxFMRI subject counts"),
+    (["--subjects", "2"], "expected MEGxFMRI subject counts"),
+    (["--scale", "huge"], "invalid choice"),
+])
+def test_scaling_benchmark_refuses_a_bad_grid(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["joint", "benchmark", "scaling", "--out", "O", *args, "-q"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

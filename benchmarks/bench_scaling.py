@@ -1,0 +1,56 @@
+"""Where, as training data grows, does the joint model overtake the classical inverses?
+
+Issue 15, item 5: source recovery (temporal and spatial r against the ground truth) and
+held-out MEG / fMRI r of the joint model and of every classical and smoothed inverse, over a
+grid of training minutes per subject × numbers of MEG and fMRI subjects, in one simulated
+world at the demo's noise (MEG CNR 1, fMRI CNR 0.3), every point on the same test stories
+(:func:`neurofuse.evaluation.scaling.run_scaling_benchmark`). Prints one JSON object:
+``{"rows": [{"n_meg_subjects", "n_fmri_subjects", "n_train", "train_minutes", "method",
+"temporal_r", "spatial_r"}, ...], "prediction": [...], "seconds": ..., "projected_minutes":
+{...}, ...}``.
+
+The run lives in ``WORK/<scale>/`` and resumes: finished grid points are read back.
+
+    python benchmarks/bench_scaling.py --work W --scale tiny                  # minutes
+    python benchmarks/bench_scaling.py --work W > benchmarks/results/scaling.json   # ~1 h
+    python benchmarks/bench_scaling.py --work W --scale paper --device cuda   # GPU, hours
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+
+def main(argv=None):
+    from neurofuse.evaluation.scaling import SCALES, projected_minutes, run_scaling_benchmark
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, type=Path, help="working folder (resumable)")
+    parser.add_argument("--scale", default="cpu", choices=sorted(SCALES))
+    parser.add_argument("--device", default=None, help="training device (default: auto)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    res = run_scaling_benchmark(args.work / args.scale, scale=args.scale, device=args.device,
+                                report=not args.no_report, verbose="warning")
+    seconds = round(time.perf_counter() - t0, 1)
+    keys = ("n_meg_subjects", "n_fmri_subjects", "n_train", "train_minutes", "method",
+            "temporal_r", "spatial_r")
+    print(json.dumps({
+        "benchmark": "scaling", "scale": args.scale, "grid": res["grid"],
+        "rows": [{k: r[k] for k in keys} for r in res["source_recovery"]],
+        "prediction": [{k: v for k, v in r.items() if k != "targets"}
+                       for r in res["prediction"]],
+        "seconds": seconds,
+        "projected_minutes": {s: round(projected_minutes(s), 1) for s in ("demo", "cpu")},
+        "machine": {"platform": platform.platform(), "processor": platform.processor()}},
+        indent=1))
+
+
+if __name__ == "__main__":
+    main()
