@@ -143,6 +143,23 @@ def test_agrees_with_sklearn_cross_validate():
     assert np.array(d["f1"]).shape == (2, 10)
 
 
+def test_linear_decoder_is_sklearns_linear_svc():
+    # the Gram-matrix SVM is SVC(kernel="linear") (same dual problem), only faster
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x, y = _trials(0.4, n=60, n_classes=3, seed=8)
+    f = extract_features(x, SFREQ)
+    ours = clone(make_decoder(C=0.5)).fit(f[:45], y[:45])
+    ref = make_pipeline(StandardScaler(), SVC(kernel="linear", C=0.5)).fit(f[:45], y[:45])
+    np.testing.assert_allclose(ours.decision_function(f[45:]), ref.decision_function(f[45:]),
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(ours.predict(f[45:]), ref.predict(f[45:]))
+    assert ours.get_params()["linearkernelsvc__C"] == 0.5
+
+
 def test_binomial_p_value_matches_scipy_binomtest():
     # hand case: 38 of 60 right at chance 1/2, P(K >= 38) = sum_{k>=38} C(60, k) / 2^60
     from math import comb

@@ -48,6 +48,7 @@ independent subjects add up: :func:`binomial_p_value` of the summed counts is th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,14 +154,51 @@ def extract_features(epochs, sfreq, *, bands=None, n_windows=None, window_second
     return np.concatenate(parts, axis=1)
 
 
+@functools.lru_cache(maxsize=None)
+def _linear_kernel_svc_class():
+    """``SVC(kernel="linear")`` solved on the Gram matrix computed with BLAS (a class made on
+    first use: scikit-learn is an optional dependency).
+
+    libsvm evaluates a linear kernel one dot product at a time: with tens of thousands of
+    features (12-ms windows of 306 MEG channels) a fit on 36 trials took ~1 s, and the paper's
+    10 × 10 CV per condition, subject and task made decoding the slowest step of the demo.
+    The same dual problem on ``X X^T`` (``SVC(kernel="precomputed")``) takes ~0.05 s; the
+    model is the same up to rounding (checked against ``SVC(kernel="linear")`` in the tests).
+    """
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.svm import SVC
+
+    class LinearKernelSVC(ClassifierMixin, BaseEstimator):
+        def __init__(self, C=1.0):
+            self.C = C
+
+        def fit(self, X, y):
+            self.X_fit_ = np.asarray(X, dtype=np.float64)  # (n_train, n_features)
+            self.svc_ = SVC(kernel="precomputed", C=self.C).fit(self.X_fit_ @ self.X_fit_.T, y)
+            self.classes_ = self.svc_.classes_
+            return self
+
+        def decision_function(self, X):
+            return self.svc_.decision_function(np.asarray(X, np.float64) @ self.X_fit_.T)
+
+        def predict(self, X):
+            return self.svc_.predict(np.asarray(X, np.float64) @ self.X_fit_.T)
+
+    LinearKernelSVC.__module__ = __name__
+    LinearKernelSVC.__qualname__ = "LinearKernelSVC"
+    return LinearKernelSVC
+
+
 def make_decoder(*, kernel="linear", C=1.0, gamma="scale"):
     """The decoder fitted in each fold: ``Pipeline(StandardScaler(), SVC(...))``.
 
     Parameters
     ----------
     kernel : 'linear' | 'rbf' | 'poly' | 'sigmoid'
-        SVM kernel. Linear by default: trials are few and features many (hundreds to
-        thousands), where a linear margin is the classic BCI choice.
+        SVM kernel. Linear by default: trials are few and features many (thousands to tens
+        of thousands), where a linear margin is the classic BCI choice. The linear SVM is
+        solved on the Gram matrix (the same model as ``SVC(kernel="linear")``, ~20 times
+        faster with many features).
     C : float
         SVM regularisation.
     gamma : 'scale' | 'auto' | float
@@ -177,6 +215,8 @@ def make_decoder(*, kernel="linear", C=1.0, gamma="scale"):
 
     _check_option("kernel", kernel, ["linear", "rbf", "poly", "sigmoid"])
     C = _check_positive("C", C)
+    if kernel == "linear":
+        return make_pipeline(StandardScaler(), _linear_kernel_svc_class()(C=C))
     return make_pipeline(StandardScaler(), SVC(kernel=kernel, C=C, gamma=gamma))
 
 
