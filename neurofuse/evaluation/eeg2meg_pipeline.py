@@ -335,15 +335,20 @@ def _decoding_rows(eeg, y, sfreq, synth, real_meg, n_runs, n_splits):
     """
     from .eeg2meg.decoding import cross_validate_svm, extract_features
 
-    f_eeg = extract_features(eeg, sfreq)
-    conditions = {"eeg_only": f_eeg}
-    if real_meg is not None:
-        conditions["real_meg"] = np.concatenate([f_eeg, extract_features(real_meg, sfreq)], 1)
-    for m, syn in synth.items():
-        conditions[m] = np.concatenate([f_eeg, extract_features(syn, sfreq)], 1)
+    def features(x, modality):
+        f, g = extract_features(x, sfreq, return_groups=True)
+        return f, np.char.add(modality + "-", g)
+
+    f_eeg, g_eeg = features(eeg, "eeg")
+    conditions = {"eeg_only": (f_eeg, g_eeg)}
+    megs = ({} if real_meg is None else {"real_meg": real_meg}) | dict(synth)
+    for m, meg in megs.items():
+        f_meg, g_meg = features(meg, "meg")
+        conditions[m] = (np.concatenate([f_eeg, f_meg], 1), np.concatenate([g_eeg, g_meg]))
     rows = []
-    for m, X in conditions.items():
-        scores = cross_validate_svm(X, y, n_runs=n_runs, n_splits=n_splits, verbose="error")
+    for m, (X, groups) in conditions.items():
+        scores = cross_validate_svm(X, y, n_runs=n_runs, n_splits=n_splits, groups=groups,
+                                    verbose="error")
         rows.append({"method": m, **scores.summary()})
     return rows
 

@@ -11,6 +11,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_va
 from neurofuse.evaluation.eeg2meg.decoding import (
     CONDITIONS,
     binomial_p_value,
+    block_weights,
     compare_decoding,
     cross_validate_svm,
     extract_features,
@@ -158,6 +159,26 @@ def test_linear_decoder_is_sklearns_linear_svc():
                                rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(ours.predict(f[45:]), ref.predict(f[45:]))
     assert ours.get_params()["linearkernelsvc__C"] == 0.5
+
+
+def test_block_weights_give_every_block_the_same_kernel_weight():
+    x, y = _trials(0.4, n=40, seed=9)
+    f, groups = extract_features(x, SFREQ, return_groups=True)
+    assert groups.tolist() == ["power"] * 8 * len(BANDS) + ["window"] * (f.shape[1] - 40)
+    w = block_weights(groups)
+    for g in ("power", "window"):  # sum of squared weights per block: 1
+        assert np.sum(w[groups == g] ** 2) == pytest.approx(1.0)
+    # the decoder's linear kernel is the sum of one per-block kernel of standardised columns
+    from sklearn.preprocessing import StandardScaler
+
+    dec = make_decoder(groups=groups).fit(f, y)
+    z = StandardScaler().fit_transform(f)
+    want = sum(z[:, groups == g] @ z[:, groups == g].T / np.sum(groups == g)
+               for g in ("power", "window"))
+    k = dec[:-1].transform(f)
+    np.testing.assert_allclose(k @ k.T, want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="one label per feature"):
+        cross_validate_svm(f, y, groups=groups[:-1])
 
 
 def test_binomial_p_value_matches_scipy_binomtest():

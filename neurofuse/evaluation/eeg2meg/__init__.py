@@ -17,6 +17,7 @@ from .decoding import (
     SCORES,
     DecodingScores,
     binomial_p_value,
+    block_weights,
     compare_decoding,
     cross_validate_svm,
     extract_features,
@@ -41,7 +42,8 @@ from .source_imaging import (
 
 __all__ = [
     "BANDS", "CONDITIONS", "DecodingScores", "METRICS", "SCORES", "SOURCE_CONDITIONS",
-    "SOURCE_SCORES", "band_filter", "binomial_p_value", "combine_forwards", "compare_decoding", "compare_source_imaging",
-    "compute_band_metrics", "cross_validate_svm", "extract_features", "make_decoder",
-    "make_dspm", "normalize_like", "score_source_estimate", "summarize_band_metrics",
+    "SOURCE_SCORES", "band_filter", "binomial_p_value", "block_weights", "combine_forwards",
+    "compare_decoding", "compare_source_imaging", "compute_band_metrics", "cross_validate_svm",
+    "extract_features", "make_decoder", "make_dspm", "normalize_like", "score_source_estimate",
+    "summarize_band_metrics",
 ]
