@@ -59,10 +59,19 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     world = args.work / "world"
+    config = _world_config({
+        "preset": args.world, "n_subjects": args.n_subjects, "n_trials": args.n_trials,
+        "n_eeg_only_subjects": args.n_eeg_only_subjects})
     if not (world / "neurofuse-dataset.json").is_file():
-        simulate_eeg_meg_world(world, _world_config({
-            "preset": args.world, "n_subjects": args.n_subjects, "n_trials": args.n_trials,
-            "n_eeg_only_subjects": args.n_eeg_only_subjects}), overwrite=True)
+        simulate_eeg_meg_world(world, config, overwrite=True)
+    else:  # resuming: the kept world must be the one asked for (e.g. not a 5-subject one)
+        from neurofuse.data.store import read_dataset
+        from neurofuse.simulation.eeg_meg import EEGMEGWorldConfig
+
+        kept = EEGMEGWorldConfig.from_json(read_dataset(world).metadata["world"])
+        if kept != config:
+            raise SystemExit(f"{world} holds another world ({kept}); use a new --work folder "
+                             "or delete it.")
     fit = {"preset": args.fit, "data": {"n_test_subjects": args.n_test_subjects}}
     if args.epochs is not None:
         fit["train"] = {"epochs": args.epochs}
