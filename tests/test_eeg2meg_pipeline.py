@@ -37,6 +37,9 @@ def test_evaluate_end_to_end(world, tmp_path):
     methods = {r["method"] for r in res["decoding"]}
     assert methods == {"eeg_only", "real_meg", "generator", "physics", "ridge"}
     assert {r["task"] for r in res["decoding"]} == {"somatomotor", "faces"}
+    for r in res["decoding"] + res["decoding_by_subject"]:
+        assert r["chance"] == pytest.approx(0.5 if r["task"] == "somatomotor" else 1 / 3)
+        assert 0 <= r["p_value"] <= 1 and r["n_correct"] <= r["n_trials"]
     assert {r["task"] for r in res["cross_dataset"]} == {"motor_imagery"}
     assert {r["method"] for r in res["cross_dataset"]} == {"eeg_only", "generator"}
     assert {r["method"] for r in res["source_imaging"]} >= {"eeg_only", "real_meg", "generator"}
@@ -60,6 +63,36 @@ def test_evaluate_end_to_end(world, tmp_path):
                  "--out", str(fif)]) in (0, None)
     syn = mne.read_epochs(fif, verbose="error")
     assert len(mne.pick_types(syn.info, meg=True)) == 306 and np.isfinite(syn.get_data()).all()
+
+
+def test_decoding_rows_pool_subjects_with_mean_sd_and_a_binomial_test():
+    from scipy.stats import binomtest
+
+    from neurofuse.evaluation.eeg2meg.decoding import compare_decoding
+    from neurofuse.evaluation.eeg2meg_pipeline import _decoding_rows, _mean_rows
+
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 2
+    eeg, meg = rng.standard_normal((30, 4, 100)), rng.standard_normal((30, 6, 100))
+    eeg[y == 1, :2, 40:60] += 1.0
+    rows = _decoding_rows(eeg, y, 250.0, {"ridge": meg}, meg, 2, 5)
+    assert [r["method"] for r in rows] == ["eeg_only", "real_meg", "ridge"]
+    ref = compare_decoding(eeg, y, 250.0, synthetic_meg=meg, real_meg=meg, n_runs=2,
+                           n_splits=5)  # the same folds
+    assert rows[0] == {"method": "eeg_only", **ref["eeg"].summary()}
+    assert rows[2] == {"method": "ridge", **ref["eeg+synthetic_meg"].summary()}
+    # two subjects: mean and s.d. (ddof 1) across them, pooled binomial of their trials
+    by_sub = [{**r, "task": "somatomotor"} for r in rows[:1]] + [
+        {**rows[0], "task": "somatomotor", "accuracy": 0.6, "n_correct": 18}]
+    (merged,) = _mean_rows(by_sub)
+    accs = [by_sub[0]["accuracy"], 0.6]
+    assert merged["accuracy"] == pytest.approx(np.mean(accs))
+    assert merged["accuracy_sd"] == pytest.approx(np.std(accs, ddof=1))
+    assert merged["n_subjects"] == 2 and merged["n_trials"] == 60
+    k = by_sub[0]["n_correct"] + 18
+    assert merged["n_correct"] == k
+    assert merged["p_value"] == pytest.approx(binomtest(k, 60, 0.5,
+                                                        alternative="greater").pvalue)
 
 
 def test_cli_errors(world, tmp_path, capsys):

@@ -105,8 +105,13 @@ def test_noise_at_requested_cnr(world):
         clean = np.asarray(ds.leadfield(sub, mod), np.float64) @ _sources(ds, sub, task)
         noise = np.asarray(ds.epochs(sub, mod, task), np.float64) - clean
         measured = clean.std(axis=(0, 2)) / noise.std(axis=(0, 2))  # per channel
-        np.testing.assert_allclose(np.median(measured), cnr, rtol=0.05)
-        assert np.all(np.abs(measured / cnr - 1) < 0.2)
+        # per channel, within sampling error: the s.d. of n white samples is off by
+        # 1 / sqrt(2 n) (relative); 5 of those bounds every channel (the uniform
+        # 1 / sqrt(1 - 1/n) reference correction missed EEG electrodes by up to ~9 %)
+        n_samples = noise.shape[0] * noise.shape[2]
+        z = (measured / cnr - 1) * np.sqrt(2 * n_samples)
+        assert np.abs(z).max() < 5, (mod, np.abs(measured / cnr - 1).max())
+        assert np.mean(z**2) < 1.5  # ~1 (chi-square / n_channels) when unbiased
         # the residual is noise: unrelated to the signal
         r = np.corrcoef(clean.ravel(), noise.ravel())[0, 1]
         assert abs(r) < 0.05

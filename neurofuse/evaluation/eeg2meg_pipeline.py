@@ -15,7 +15,9 @@ store (a simulated world, or real data loaded into the store):
    training subjects.
 4. **Scores** (§III): per-band Pearson r, RMSE, NMI and SSIM of every method's MEG against
    the real MEG; SVM decoding (10 runs × 10-fold CV) from EEG, EEG + each method's MEG and
-   EEG + real MEG per task; the same on the EEG-only subjects (the cross-dataset test);
+   EEG + real MEG per held-out subject and task, with chance level and an exact binomial
+   p-value, then mean ± s.d. across subjects and a pooled binomial test of all their trials;
+   the same on the EEG-only subjects (the cross-dataset test);
    dSPM source imaging from EEG, EEG + real MEG and EEG + each synthetic MEG scored against
    the true sources.
 5. ``results.json`` (rows in the schema of ``benchmarks/results/eeg2meg.json``) and
@@ -44,7 +46,9 @@ ABLATIONS = {"generator": {}, "no_pretrained": {"encoder": "scratch"}, "no_sfm":
 #: Every method that makes MEG from EEG.
 METHODS = (*ABLATIONS, "physics", "ridge")
 
-#: ``neurofuse eeg2meg demo``: minutes on 2 CPU cores. Not tuned on any result.
+#: ``neurofuse eeg2meg demo``: minutes on 2 CPU cores. Not tuned on any result. One held-out
+#: subject (40-60 trials per task): its decoding p-values say how little that can show; the
+#: benchmark holds out three.
 DEMO = {
     "world": {"preset": "demo", "n_subjects": 5, "n_eeg_only_subjects": 1, "n_trials": 20},
     # EEG-only, on the template head, another seed: disjoint from the paired data
@@ -240,14 +244,17 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     Returns
     -------
     results : dict
-        ``signal`` rows ``{"method", "band", "pearson", "rmse", "nmi", "ssim"}``, ``decoding``
-        rows ``{"method", "task", "accuracy", "f1"}``, ``cross_dataset`` and
-        ``source_imaging`` rows, and the settings.
+        ``signal`` rows ``{"method", "band", "pearson", "rmse", "nmi", "ssim"}``; ``decoding``
+        rows ``{"method", "task", "accuracy", "f1"}`` averaged over the test subjects, with
+        ``accuracy_sd``/``f1_sd`` (s.d. across subjects), ``n_subjects``, ``n_trials``,
+        ``n_correct``, ``chance`` and ``p_value`` (exact binomial test of the pooled trials
+        against chance); ``decoding_by_subject`` (one row per subject, the same fields from
+        :meth:`~.eeg2meg.decoding.DecodingScores.summary`); ``cross_dataset`` (as
+        ``decoding``) and ``source_imaging`` rows, and the settings.
     """
     from ..data.store import read_dataset
     from ..systems.eeg2meg.data import PairedEpochs
     from ..systems.eeg2meg.trainer import load_fit_config
-    from .eeg2meg.decoding import compare_decoding
     from .eeg2meg.signal_metrics import compute_band_metrics, summarize_band_metrics
 
     t0 = time.time()
@@ -296,15 +303,14 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     for sub in test:
         labels = paired[sub][2]
         for name, sl in data.set_slices(sub):
-            rows = _decoding_rows(compare_decoding, test_eeg[sub][sl], labels[sl], sfreq,
+            rows = _decoding_rows(test_eeg[sub][sl], labels[sl], sfreq,
                                   {m: synthetic[m][sub][sl] for m in synthetic},
                                   real[sub][sl], n_runs, n_splits)
             decoding += [{"subject": sub, "task": name, **r} for r in rows]
     cross = []
     for (sub, name), (x, y) in eeg_only.items():
-        rows = _decoding_rows(compare_decoding, x, y, sfreq,
-                              {m: syn_only[m][(sub, name)] for m in syn_only}, None,
-                              n_runs, n_splits)
+        rows = _decoding_rows(x, y, sfreq, {m: syn_only[m][(sub, name)] for m in syn_only},
+                              None, n_runs, n_splits)
         cross += [{"subject": sub, "task": name, **r} for r in rows]
 
     # ---- source imaging (Fig. 7, quantitative)
@@ -321,39 +327,52 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     return results
 
 
-def _decoding_rows(compare_decoding, eeg, y, sfreq, synth, real_meg, n_runs, n_splits):
+def _decoding_rows(eeg, y, sfreq, synth, real_meg, n_runs, n_splits):
+    """Rows of one subject and task: EEG alone, EEG + real MEG, EEG + each method's MEG.
+
+    The EEG features are computed once and every condition is cross-validated on the same
+    folds (the seed), as :func:`~.eeg2meg.decoding.compare_decoding` does.
+    """
+    from .eeg2meg.decoding import cross_validate_svm, extract_features
+
+    def features(x, modality):
+        f, g = extract_features(x, sfreq, return_groups=True)
+        return f, np.char.add(modality + "-", g)
+
+    f_eeg, g_eeg = features(eeg, "eeg")
+    conditions = {"eeg_only": (f_eeg, g_eeg)}
+    megs = ({} if real_meg is None else {"real_meg": real_meg}) | dict(synth)
+    for m, meg in megs.items():
+        f_meg, g_meg = features(meg, "meg")
+        conditions[m] = (np.concatenate([f_eeg, f_meg], 1), np.concatenate([g_eeg, g_meg]))
     rows = []
-    base = None
-    for m, syn in synth.items():
-        scores = compare_decoding(eeg, y, sfreq, synthetic_meg=syn, real_meg=(
-            real_meg if base is None else None), n_runs=n_runs, n_splits=n_splits)
-        if base is None:
-            base = scores
-            rows.append(_score_row("eeg_only", scores["eeg"]))
-            if "eeg+real_meg" in scores:
-                rows.append(_score_row("real_meg", scores["eeg+real_meg"]))
-        rows.append(_score_row(m, scores["eeg+synthetic_meg"]))
-    if base is None:
-        scores = compare_decoding(eeg, y, sfreq, real_meg=real_meg, n_runs=n_runs,
-                                  n_splits=n_splits)
-        rows.append(_score_row("eeg_only", scores["eeg"]))
-        if "eeg+real_meg" in scores:
-            rows.append(_score_row("real_meg", scores["eeg+real_meg"]))
+    for m, (X, groups) in conditions.items():
+        scores = cross_validate_svm(X, y, n_runs=n_runs, n_splits=n_splits, groups=groups,
+                                    verbose="error")
+        rows.append({"method": m, **scores.summary()})
     return rows
 
 
-def _score_row(method, scores):
-    d = scores.summary() if hasattr(scores, "summary") else scores
-    return {"method": method, "accuracy": float(d["accuracy"]), "f1": float(d["f1"])}
-
-
 def _mean_rows(rows):
+    """Per method and task: mean ± s.d. across subjects, and the pooled binomial test."""
+    from .eeg2meg.decoding import binomial_p_value
+
     out = {}
     for r in rows:
         out.setdefault((r["method"], r["task"]), []).append(r)
-    return [{"method": m, "task": t, "accuracy": float(np.mean([r["accuracy"] for r in rs])),
-             "f1": float(np.mean([r["f1"] for r in rs])), "n_subjects": len(rs)}
-            for (m, t), rs in out.items()]
+    merged = []
+    for (m, t), rs in out.items():
+        acc, f1 = np.array([r["accuracy"] for r in rs]), np.array([r["f1"] for r in rs])
+        n_trials = int(sum(r["n_trials"] for r in rs))
+        n_correct = int(sum(r["n_correct"] for r in rs))
+        chance = max(r["chance"] for r in rs)  # equal for one task; else the conservative one
+        sd = dict(ddof=1) if len(rs) > 1 else {}
+        merged.append({"method": m, "task": t, "accuracy": float(acc.mean()),
+                       "f1": float(f1.mean()), "accuracy_sd": float(acc.std(**sd)),
+                       "f1_sd": float(f1.std(**sd)), "n_subjects": len(rs),
+                       "n_trials": n_trials, "n_correct": n_correct, "chance": float(chance),
+                       "p_value": binomial_p_value(n_correct, n_trials, chance)})
+    return merged
 
 
 def _source_imaging_rows(ds, data, paired, synthetic):
@@ -391,15 +410,21 @@ def _combined_forward(ds, sub):
 
 
 def summary_line(results) -> str:
-    """One line: per-band r of the generator vs physics vs ridge, and decoding gains."""
+    """One line: per-band r of the generator vs physics vs ridge, and decoding accuracy
+    (mean over tasks; chance and the largest pooled binomial p-value over tasks)."""
     by = {}
     for r in results["signal"]:
         by.setdefault(r["method"], []).append(r["pearson"])
     parts = [f"{m} r {np.nanmean(v):.2f}" for m, v in by.items()]
     dec = {}
     for r in results["decoding"]:
-        dec.setdefault(r["method"], []).append(r["accuracy"])
-    acc = [f"{m} {np.mean(v):.2f}" for m, v in dec.items()]
+        dec.setdefault(r["method"], []).append(r)
+    acc = [f"{m} {np.mean([r['accuracy'] for r in v]):.2f}"
+           + (f" (p <= {max(r['p_value'] for r in v):.2g})" if "p_value" in v[0] else "")
+           for m, v in dec.items()]
+    chance = sorted({round(r["chance"], 2) for r in results["decoding"] if "chance" in r})
+    if chance:
+        acc.append("chance " + "/".join(f"{c:.2f}" for c in chance))
     return ("neurofuse eeg2meg: MEG r (mean over bands) " + ", ".join(parts)
             + "; decoding accuracy " + ", ".join(acc))
 

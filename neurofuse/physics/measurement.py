@@ -12,7 +12,9 @@ functions, so the physics is written once:
   (:func:`measure_bold`, the physics of :func:`neurofuse.physics.hrf.make_bold`);
 * noise (:func:`add_noise`): white Gaussian noise with ``sigma_noise = sigma_signal / cnr``
   per channel or source (paper footnote 3: CNR = sigma_signal / sigma_noise); ``cnr=inf``
-  adds none.
+  adds none. Average-referenced EEG: :func:`referenced_noise_sigma` gives the s.d. to draw
+  the noise with *before* referencing so that the referenced noise has the requested CNR on
+  every electrode.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import math
 import numpy as np
 
 from .._checks import _check_int, _check_positive
+from .._logging import logger
 from .hrf import make_bold
 
-__all__ = ["add_noise", "apply_gain", "make_gain", "measure_bold"]
+__all__ = ["add_noise", "apply_gain", "make_gain", "measure_bold", "referenced_noise_sigma"]
 
 
 def _is_sparse(a) -> bool:
@@ -192,3 +195,45 @@ def add_noise(rng, signal, cnr, *, sigma_signal=None, n_repeats=None, axis=-1,
     for r in range(n_repeats):
         out[r] = signal + sigma * rng.standard_normal(signal.shape, dtype=noise_dtype)
     return out[0] if single else out
+
+
+def referenced_noise_sigma(sigma_signal):
+    """Per-electrode noise s.d. to draw *before* an average reference, for a CNR per electrode.
+
+    Noise drawn with s.d. ``tau_i`` on each of ``n`` electrodes and then referenced to the
+    average, ``e - mean(e)``, has variance ``tau_i^2 (1 - 2/n) + S / n^2`` on electrode ``i``
+    with ``S = sum_j tau_j^2``. For the referenced noise to have s.d. ``v_i = sigma_i / cnr``
+    (the requested CNR on *every* electrode), ``S = sum_j v_j^2 / (1 - 1/n)`` and
+    ``tau_i^2 = (v_i^2 - S / n^2) / (1 - 2/n)`` — exact; with equal ``sigma_i`` it is the
+    familiar uniform ``v / sqrt(1 - 1/n)``, which misses by up to ~9 % per electrode when the
+    electrodes' powers differ. The CNR scales every ``v_i`` alike, so this works on the signal
+    s.d.; pass the result as ``sigma_signal`` to :func:`add_noise` and reference its output.
+    With fewer than three electrodes, or an electrode whose signal is too weak for any
+    non-negative ``tau_i`` to reach its target, the uniform correction is returned (logged).
+
+    Parameters
+    ----------
+    sigma_signal : array, shape (n_electrodes,) or (n_electrodes, 1)
+        s.d. of the (average-referenced) signal per electrode.
+
+    Returns
+    -------
+    sigma : array, same shape as ``sigma_signal``
+        The s.d. to give :func:`add_noise` as ``sigma_signal`` for the unreferenced draws.
+    """
+    sigma = np.asarray(sigma_signal, np.float64)
+    n = sigma.shape[0] if sigma.ndim else 0
+    if n < 2 or sigma.size != n:
+        raise ValueError(f"'sigma_signal' must have shape (n_electrodes,) or (n_electrodes, 1) "
+                         f"with n_electrodes >= 2, got shape {sigma.shape}.")
+    uniform = sigma / math.sqrt(1.0 - 1.0 / n)
+    if n < 3:
+        return uniform
+    total = float(np.sum(sigma**2)) / (1.0 - 1.0 / n)  # S * cnr^2
+    tau2 = (sigma**2 - total / n**2) / (1.0 - 2.0 / n)
+    if np.any(tau2 <= 0):
+        logger.warning("referenced_noise_sigma: %d of %d electrodes are too weak for the exact "
+                       "per-electrode CNR; using the uniform 1/sqrt(1 - 1/n) correction.",
+                       int(np.sum(tau2 <= 0)), n)
+        return uniform
+    return np.sqrt(tau2)

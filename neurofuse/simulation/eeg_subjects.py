@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..physics.measurement import add_noise, make_gain
+from ..physics.measurement import add_noise, make_gain, referenced_noise_sigma
 
 
 def eeg_subject(sm, config, n_jobs):
@@ -48,12 +48,9 @@ def referenced_noise(rng, clean, cnr, n_repeats):
     """Average-referenced noisy EEG, (n_repeats, n_electrodes, n_times), at ``cnr``.
 
     The noise is drawn per electrode and then referenced to the average like the (already
-    referenced) signal. Its s.d. before referencing, ``tau_i``, is chosen so that the
-    *referenced* noise has s.d. ``v_i = sigma_i / cnr`` on every electrode: referencing makes
-    the variance ``tau_i^2 (1 - 2/n) + S / n^2`` with ``S = sum_j tau_j^2 = sum_j v_j^2 /
-    (1 - 1/n)``, so ``tau_i^2 = (v_i^2 - S / n^2) / (1 - 2/n)`` (exact; with equal
-    ``sigma_i`` it is the familiar ``v / sqrt(1 - 1/n)``). With fewer than three electrodes,
-    or an electrode whose signal is too weak for its target, the uniform correction is used.
+    referenced) signal, with the s.d. before referencing from
+    :func:`neurofuse.physics.measurement.referenced_noise_sigma`, so the *referenced* noise
+    has s.d. ``sigma_i / cnr`` on every electrode (the EEG + MEG world uses the same).
 
     Parameters
     ----------
@@ -69,11 +66,7 @@ def referenced_noise(rng, clean, cnr, n_repeats):
     eeg : array, shape (n_repeats, n_electrodes, n_times)
     """
     sigma = clean.std(axis=-1, keepdims=True)  # (n, 1): signal s.d. per electrode
-    n = clean.shape[0]
-    if not math.isinf(cnr) and n >= 2:
-        uniform = sigma / math.sqrt(1.0 - 1.0 / n)
-        total = float(np.sum(sigma**2)) / (1.0 - 1.0 / n)  # S * cnr^2
-        tau2 = (sigma**2 - total / n**2) / (1.0 - 2.0 / n) if n >= 3 else None
-        sigma = uniform if tau2 is None or np.any(tau2 <= 0) else np.sqrt(tau2)
+    if not math.isinf(cnr) and clean.shape[0] >= 2:
+        sigma = referenced_noise_sigma(sigma)
     data = add_noise(rng, clean, cnr, sigma_signal=sigma, n_repeats=n_repeats)
     return data - data.mean(axis=1, keepdims=True)

@@ -4,10 +4,14 @@ agreement with scikit-learn's own cross-validation."""
 import numpy as np
 import pytest
 from scipy.signal import welch
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from scipy.stats import binomtest
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_validate
 
 from neurofuse.evaluation.eeg2meg.decoding import (
     CONDITIONS,
+    binomial_p_value,
+    block_weights,
     compare_decoding,
     cross_validate_svm,
     extract_features,
@@ -46,6 +50,11 @@ def test_features_by_hand():
     sine = np.sin(2 * np.pi * 20 * t)[None, None] + 0.01 * x[:1, :1] * 1e6
     p = extract_features(sine, SFREQ, n_windows=0)[0]
     assert np.argmax(p) == list(BANDS).index("beta")
+    # default windows: window_seconds long (12 ms: 3 samples at 250 Hz), channel-major
+    f = extract_features(x, SFREQ, bands={})
+    assert f.shape == (3, 2 * round(500 / 3))
+    np.testing.assert_allclose(f.reshape(3, 2, -1)[..., 0], x[..., :3].mean(-1))
+    assert extract_features(x, SFREQ, bands={}, window_seconds=0.1).shape == (3, 2 * 20)
     with pytest.raises(ValueError, match="no Welch frequency bin"):
         extract_features(x[..., :50], SFREQ)  # 5 Hz bins: none in delta (0.5-4 Hz)
     with pytest.raises(ValueError, match="shape"):
@@ -113,10 +122,96 @@ def test_agrees_with_sklearn_cross_validate():
                                       "recall": "recall_macro", "f1": "f1_macro"})
         for s in ("accuracy", "precision", "recall", "f1"):
             np.testing.assert_allclose(getattr(ours, s)[run], ref[f"test_{s}"], atol=1e-12)
-    assert ours.summary() == ours.median()
+    # the summary pools each run's predictions: sklearn's cross_val_predict on the same folds
+    acc, f1 = [], []
+    for run in range(2):
+        pred = cross_val_predict(make_decoder(), feats, y,
+                                 cv=StratifiedKFold(10, shuffle=True, random_state=run))
+        np.testing.assert_array_equal(ours.predictions[run], pred)
+        acc.append(np.mean(pred == y))
+        f1.append(f1_score(y, pred, average="macro"))
+    summ = ours.summary()
+    assert summ["accuracy"] == pytest.approx(np.mean(acc))
+    assert summ["f1"] == pytest.approx(np.mean(f1))
+    assert summ["n_trials"] == 50 and summ["chance"] == 0.5
+    n_correct = int(np.floor(np.median(ours.run_scores()["n_correct"])))
+    assert summ["n_correct"] == n_correct
+    assert summ["p_value"] == pytest.approx(
+        binomtest(n_correct, 50, 0.5, alternative="greater").pvalue, rel=1e-9)
     d = ours.to_dict()
+    assert d["summary"] == summ
     assert d["median"]["accuracy"] == pytest.approx(np.median(ours.accuracy))
     assert np.array(d["f1"]).shape == (2, 10)
+
+
+def test_linear_decoder_is_sklearns_linear_svc():
+    # the Gram-matrix SVM is SVC(kernel="linear") (same dual problem), only faster
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x, y = _trials(0.4, n=60, n_classes=3, seed=8)
+    f = extract_features(x, SFREQ)
+    ours = clone(make_decoder(C=0.5)).fit(f[:45], y[:45])
+    ref = make_pipeline(StandardScaler(), SVC(kernel="linear", C=0.5)).fit(f[:45], y[:45])
+    np.testing.assert_allclose(ours.decision_function(f[45:]), ref.decision_function(f[45:]),
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(ours.predict(f[45:]), ref.predict(f[45:]))
+    assert ours.get_params()["linearkernelsvc__C"] == 0.5
+
+
+def test_block_weights_give_every_block_the_same_kernel_weight():
+    x, y = _trials(0.4, n=40, seed=9)
+    f, groups = extract_features(x, SFREQ, return_groups=True)
+    assert groups.tolist() == ["power"] * 8 * len(BANDS) + ["window"] * (f.shape[1] - 40)
+    w = block_weights(groups)
+    for g in ("power", "window"):  # sum of squared weights per block: 1
+        assert np.sum(w[groups == g] ** 2) == pytest.approx(1.0)
+    # the decoder's linear kernel is the sum of one per-block kernel of standardised columns
+    from sklearn.preprocessing import StandardScaler
+
+    dec = make_decoder(groups=groups).fit(f, y)
+    z = StandardScaler().fit_transform(f)
+    want = sum(z[:, groups == g] @ z[:, groups == g].T / np.sum(groups == g)
+               for g in ("power", "window"))
+    k = dec[:-1].transform(f)
+    np.testing.assert_allclose(k @ k.T, want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="one label per feature"):
+        cross_validate_svm(f, y, groups=groups[:-1])
+
+
+def test_binomial_p_value_matches_scipy_binomtest():
+    # hand case: 38 of 60 right at chance 1/2, P(K >= 38) = sum_{k>=38} C(60, k) / 2^60
+    from math import comb
+
+    hand = sum(comb(60, k) for k in range(38, 61)) / 2**60
+    assert binomial_p_value(38, 60, 0.5) == pytest.approx(hand, rel=1e-12)
+    for k, n, p in ((38, 60, 0.5), (14, 30, 1 / 3), (0, 10, 0.5), (10, 10, 0.25),
+                    (130, 360, 1 / 3)):
+        ref = binomtest(k, n, p, alternative="greater").pvalue
+        assert binomial_p_value(k, n, p) == pytest.approx(ref, rel=1e-9)
+    assert binomial_p_value(0, 10, 0.5) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="must not exceed"):
+        binomial_p_value(11, 10, 0.5)
+    with pytest.raises(ValueError, match="'chance'"):
+        binomial_p_value(5, 10, 1.0)
+
+
+def test_chance_and_significance_on_known_effects():
+    # a clear effect is significant, shuffled labels are not; chance follows the classes
+    x, y = _trials(1.0, n=60, seed=11)
+    strong = cross_validate_svm(extract_features(x, SFREQ), y, n_runs=2).summary()
+    assert strong["accuracy"] > 0.9 and strong["p_value"] < 1e-6
+    shuffled = np.random.default_rng(3).permutation(y)
+    null = cross_validate_svm(extract_features(x, SFREQ), shuffled, n_runs=2).summary()
+    assert null["p_value"] > 0.01
+    x3, y3 = _trials(0.0, n=45, n_classes=3, seed=2)
+    assert cross_validate_svm(extract_features(x3, SFREQ), y3, n_runs=1,
+                              n_splits=5).chance == pytest.approx(1 / 3)
+    y_unbalanced = np.r_[np.zeros(30, int), np.ones(15, int)]
+    res = cross_validate_svm(extract_features(x3, SFREQ), y_unbalanced, n_runs=1, n_splits=5)
+    assert res.chance == pytest.approx(30 / 45)  # the majority class's share
 
 
 def test_input_errors():
@@ -132,3 +227,5 @@ def test_input_errors():
         compare_decoding(x, y, SFREQ, real_meg=x[:10])
     with pytest.raises(ValueError, match="kernel"):
         make_decoder(kernel="tree")
+    with pytest.raises(ValueError, match="window_seconds"):
+        extract_features(x, SFREQ, window_seconds=0)

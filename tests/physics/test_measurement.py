@@ -8,7 +8,13 @@ import pytest
 import scipy.sparse
 
 from neurofuse.physics import make_bold
-from neurofuse.physics.measurement import add_noise, apply_gain, make_gain, measure_bold
+from neurofuse.physics.measurement import (
+    add_noise,
+    apply_gain,
+    make_gain,
+    measure_bold,
+    referenced_noise_sigma,
+)
 
 
 def _integer_problem(seed=0, n_channels=5, n_sub=12, n_src=20, n_times=30):
@@ -116,3 +122,25 @@ def test_noise_draws_match_the_simulators_formulas():
                     noise_dtype=np.float32)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, ref)
+
+
+def test_referenced_noise_sigma_gives_the_target_variance_after_the_average_reference():
+    """Noise of s.d. tau, referenced by P = I - 1 1^T / n, has covariance P diag(tau^2) P:
+    its diagonal must be sigma^2 exactly (hand algebra), where the uniform correction
+    sigma / sqrt(1 - 1/n) misses on electrodes of unequal power."""
+    rng = np.random.default_rng(0)
+    n = 30
+    sigma = rng.uniform(0.5, 2.0, n)
+    proj = np.eye(n) - np.ones((n, n)) / n
+    for shape in ((n,), (n, 1)):
+        tau = referenced_noise_sigma(sigma.reshape(shape))
+        assert tau.shape == shape
+        got = np.sqrt(np.diag(proj @ np.diag(tau.ravel() ** 2) @ proj))
+        np.testing.assert_allclose(got, sigma, rtol=1e-12)
+    uniform = sigma / np.sqrt(1 - 1 / n)
+    miss = np.sqrt(np.diag(proj @ np.diag(uniform**2) @ proj)) / sigma - 1
+    assert np.abs(miss).max() > 0.03  # what the per-electrode version fixes
+    # equal powers: the familiar uniform correction
+    np.testing.assert_allclose(referenced_noise_sigma(np.ones(n)), 1 / np.sqrt(1 - 1 / n))
+    with pytest.raises(ValueError, match="sigma_signal"):
+        referenced_noise_sigma(np.ones((n, 2)))

@@ -5,7 +5,8 @@
   precise definitions;
 - :mod:`.decoding`: the paper's feature engineering + SVM, 10 runs × 10-fold CV, for EEG,
   EEG + synthetic MEG and EEG + real MEG (:func:`extract_features`, :func:`cross_validate_svm`,
-  :func:`compare_decoding`);
+  :func:`compare_decoding`), with chance level and an exact binomial p-value
+  (:func:`binomial_p_value`);
 - :mod:`.source_imaging`: dSPM from EEG, EEG + real MEG and EEG + synthetic MEG scored against
   ground-truth sources (:func:`make_dspm`, :func:`score_source_estimate`,
   :func:`compare_source_imaging`; :func:`combine_forwards` for one forward per modality).
@@ -15,6 +16,8 @@ from .decoding import (
     CONDITIONS,
     SCORES,
     DecodingScores,
+    binomial_p_value,
+    block_weights,
     compare_decoding,
     cross_validate_svm,
     extract_features,
@@ -39,7 +42,8 @@ from .source_imaging import (
 
 __all__ = [
     "BANDS", "CONDITIONS", "DecodingScores", "METRICS", "SCORES", "SOURCE_CONDITIONS",
-    "SOURCE_SCORES", "band_filter", "combine_forwards", "compare_decoding", "compare_source_imaging",
-    "compute_band_metrics", "cross_validate_svm", "extract_features", "make_decoder",
-    "make_dspm", "normalize_like", "score_source_estimate", "summarize_band_metrics",
+    "SOURCE_SCORES", "band_filter", "binomial_p_value", "block_weights", "combine_forwards",
+    "compare_decoding", "compare_source_imaging", "compute_band_metrics", "cross_validate_svm",
+    "extract_features", "make_decoder", "make_dspm", "normalize_like", "score_source_estimate",
+    "summarize_band_metrics",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..._checks import _check_type
 from ..._logging import logger, verbose
-from ...physics.measurement import add_noise
+from ...physics.measurement import add_noise, referenced_noise_sigma
 from .config import BANDS, TASK_NAMES, EEGMEGWorldConfig
 from .regions import REGIONS, radiality
 from .sources import ONGOING, SourceModel, make_source_model, simulate_trials
@@ -219,13 +219,13 @@ def _noisy(clean, cnr, rng, *, reference):
     """Sensor epochs with white noise at ``cnr`` (per channel, over all epochs and times).
 
     ``clean`` has shape (n_epochs, n_channels, n_times). With ``reference`` the noise is
-    average-referenced too, and drawn 1 / sqrt(1 - 1 / n_channels) larger so the
-    referenced noise keeps the requested CNR.
+    average-referenced too, drawn with the per-electrode s.d. of
+    :func:`~neurofuse.physics.measurement.referenced_noise_sigma` so that the *referenced*
+    noise has the requested CNR on every electrode (not only on average).
     """
     sigma = clean.std(axis=(0, 2))[:, None]  # (n_channels, 1)
-    n_ch = clean.shape[1]
     if reference and not math.isinf(cnr):
-        sigma = sigma / math.sqrt(1.0 - 1.0 / n_ch)
+        sigma = referenced_noise_sigma(sigma)
     out = np.empty(clean.shape, np.float32)
     for i in range(len(clean)):
         out[i] = add_noise(rng, clean[i], cnr, sigma_signal=sigma)
