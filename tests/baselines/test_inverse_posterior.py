@@ -11,7 +11,6 @@ import scipy.sparse
 from neurofuse.anatomy.forward import get_leadfield
 from neurofuse.baselines.inverse import (
     apply_fmne,
-    apply_inverse_array,
     apply_posterior,
     fsaverage_map,
     make_inverse,

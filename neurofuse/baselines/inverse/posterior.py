@@ -130,7 +130,7 @@ def prior_residual(data, gain, prior_mean, *, chunk_size=1024) -> np.ndarray:
     return out
 
 
-def add_prior_mean(out, prior_mean, *, chunk_size=1024):
+def _add_prior_mean(out, prior_mean, *, chunk_size=1024):
     """``out += prior_mean`` in place, in float64 time chunks (``out`` may be a memmap)."""
     for a in range(0, out.shape[1], chunk_size):
         out[:, a:a + chunk_size] = (np.asarray(out[:, a:a + chunk_size], np.float64)
@@ -203,4 +203,4 @@ def apply_posterior(data, inverse, prior_mean, gain, *, lambda2, method="MNE", b
         out = apply_inverse_array(residual, inverse, lambda2=lambda2, method="MNE",
                                   chunk_size=chunk_size, to_fsaverage=to_fsaverage, out=out)
     del residual
-    return add_prior_mean(out, prior_mean, chunk_size=chunk_size)
+    return _add_prior_mean(out, prior_mean, chunk_size=chunk_size)
