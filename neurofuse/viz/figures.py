@@ -346,7 +346,8 @@ def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
     fig : matplotlib.figure.Figure
         Two panels (temporal r, spatial r); one group of bars per noise level (noiseless
         first, then decreasing MEG CNR, then decreasing fMRI CNR), one bar per method. A
-        smoothed inverse (``"<inverse>+smooth"``) has its inverse's colour, hatched.
+        smoothed inverse (``"<inverse>+smooth"``) has its inverse's colour, hatched; an
+        inverse with the model's prior mean (``"neurofuse+MNE"``) has a colour of its own.
     """
     if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
         raise TypeError(f"'rows' must be a list of dicts, got {type(rows).__name__}.")
@@ -385,8 +386,8 @@ def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
             ax.bar(x + (j - (len(methods) - 1) / 2) * width, vals, width * 0.95,
                    yerr=None if np.isnan(errs).all() else np.nan_to_num(errs),
                    color=_METHOD_COLORS[bases.index(base(method)) % len(_METHOD_COLORS)],
-                   hatch="///" if method.endswith("+smooth") else None, edgecolor="white", linewidth=0,
-                   label=method, capsize=2)
+                   hatch="///" if method.endswith("+smooth") else None, edgecolor="white",
+                   linewidth=0, label=method, capsize=2)
         ax.set_xticks(x, [_noise_label(*lv) for lv in levels], fontsize=8)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(label, fontsize=10)

@@ -81,3 +81,21 @@ def test_source_recovery_scores_the_posterior(ds, model):
         scores["neurofuse"]["temporal_r"], rel=1e-3)
     assert scores["neurofuse+MNE"]["temporal_r"] != pytest.approx(
         scores["MNE"]["temporal_r"], rel=1e-3)
+
+
+def test_bars_and_summary_show_the_posterior():
+    from neurofuse.evaluation.demo import summary_line
+    from neurofuse.viz import plot_recovery_bars
+
+    names = ["neurofuse", "MNE", "neurofuse+MNE", "MNE+smooth", "neurofuse+MNE+smooth"]
+    rows = [{"method": m, "meg_cnr": 1.0, "fmri_cnr": 0.3, "temporal_r": 0.1 * i,
+             "spatial_r": 0.1} for i, m in enumerate(names)]
+    fig = plot_recovery_bars(rows)
+    bars = {p.get_label(): p.patches[0] for p in fig.axes[0].containers}
+    colour = {m: tuple(bars[m].get_facecolor()) for m in bars}
+    assert len({colour["neurofuse"], colour["MNE"], colour["neurofuse+MNE"]}) == 3
+    assert colour["neurofuse+MNE+smooth"] == colour["neurofuse+MNE"]
+    assert bars["neurofuse+MNE+smooth"].get_hatch() and not bars["neurofuse+MNE"].get_hatch()
+    line = summary_line({"source_recovery": [
+        {"method": "neurofuse+fMNE", "temporal_r": 0.4, "spatial_r": 0.3}]})
+    assert "neurofuse+fMNE temporal r 0.400 / spatial r 0.300" in line

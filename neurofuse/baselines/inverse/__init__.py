@@ -36,7 +36,8 @@ from .volume import estimate_to_nifti, make_fixed_forward, make_volume_stc
 
 __all__ = [
     "ALL_METHODS", "DEFAULT_FLOOR", "METHODS", "MIN_LAMBDA2", "NORMALIZATIONS",
-    "POSTERIOR_METHODS", "apply_fmne", "apply_inverse_array", "apply_posterior", "bold_to_subject", "check_same_source_space",
+    "POSTERIOR_METHODS", "apply_fmne", "apply_inverse_array", "apply_posterior",
+    "bold_to_subject", "check_same_source_space",
     "estimate_to_fsaverage", "estimate_to_nifti", "fmri_prior", "fsaverage_map",
     "lambda2_from_cnr", "make_fixed_forward", "make_inverse", "make_transfer_operator",
     "make_volume_stc", "noise_cov_from_noise", "posterior_name", "prior_gain", "run_inverses",
