@@ -11,9 +11,10 @@ Each inverse is also scored smoothed with the joint model's own spatial prior, a
 ``"<inverse>+smooth"`` (:mod:`neurofuse.evaluation.smoothing`): the fair baselines.
 
 With a model, MNE and fMNE are also scored with the model's prediction as their prior mean,
-``ŝ = m + K (y − G m)`` (:func:`neurofuse.baselines.inverse.apply_posterior`), as
-``"neurofuse+MNE"`` and ``"neurofuse+fMNE"``: the Bayesian combination of what the model
-learned (``m``) and each subject's test recording (``y``). Their smoothed variants
+``ŝ = m + K (y − G m)`` (:func:`neurofuse.baselines.inverse.apply_posterior`; ``m`` the
+prediction scaled to A·m by the one scalar that best explains each recording, since the
+model's units are arbitrary), as ``"neurofuse+MNE"`` and ``"neurofuse+fMNE"``: the Bayesian
+combination of what the model learned (``m``) and each subject's test recording (``y``). Their smoothed variants
 ``"neurofuse+MNE+smooth"`` smooth the update only, ``m + S K (y − G m)``
 (:func:`neurofuse.evaluation.smoothing.smooth_update`), since ``m`` is already smooth.
 """
@@ -211,9 +212,10 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
             for subject in meg_subjects if methods else ():
                 if not ds.has(subject, "meg", story):
                     continue
+                scale = {}
                 estimates = run_inverses(ds, subject, story, methods=methods,
                                          out_dir=Path(work_dir), prior_mean=prior,
-                                         prior_name=NEUROFUSE)
+                                         prior_name=NEUROFUSE, fitted_scale=scale)
                 for method in [*methods, *posteriors]:
                     t, s = acc.add(method, estimates[method], truth)
                     logger.info("%s / %s / %s: temporal r %.3f, spatial r %.3f", method,
@@ -226,7 +228,8 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
                             Path(work_dir) / f"{subject}_{story}_{name}.npy", mode="w+",
                             dtype=np.float32, shape=estimates[method].shape)
                         if method in posteriors:  # m is smooth already: smooth the update
-                            est = smooth_update(estimates[method], prior, smoother, out=mm)
+                            est = smooth_update(estimates[method], prior, smoother,
+                                                prior_scale=scale[NEUROFUSE], out=mm)
                         else:
                             est = smooth_estimate(estimates[method], smoother, out=mm)
                         t, s = acc.add(name, est, truth)

@@ -147,8 +147,9 @@ def smooth_estimate(estimate, smoother, *, out=None, chunk_size=4096):
     return out
 
 
-def smooth_update(estimate, prior_mean, smoother, *, out=None, chunk_size=4096):
-    """Smooth only what an inverse added to its prior mean: ``m + K (estimate − m)``.
+def smooth_update(estimate, prior_mean, smoother, *, prior_scale=1.0, out=None,
+                  chunk_size=4096):
+    """Smooth only what an inverse added to its prior mean: ``a m + K (estimate − a m)``.
 
     For an inverse with a prior mean (``estimate = m + U``, ``U`` the minimum-norm update
     ``K_inv (y − G m)``; :func:`neurofuse.baselines.inverse.apply_posterior`) whose mean ``m``
@@ -162,6 +163,9 @@ def smooth_update(estimate, prior_mean, smoother, *, out=None, chunk_size=4096):
     prior_mean : array, shape (n_sources, n_times)
         Its prior mean ``m``.
     smoother : scipy.sparse matrix | array, shape (n_sources, n_sources)
+    prior_scale : float
+        ``a``: the scale the inverse applied to ``prior_mean`` (``run_inverses``'s
+        ``fitted_scale``).
     out : array, shape (n_sources, n_times) | None
         Written in place and returned; None: a new float32 array.
     chunk_size : int
@@ -186,7 +190,7 @@ def smooth_update(estimate, prior_mean, smoother, *, out=None, chunk_size=4096):
     if out is None:
         out = np.empty((n_src, n_times), np.float32)
     for a in range(0, n_times, chunk_size):
-        m = np.asarray(prior_mean[:, a:a + chunk_size], np.float64)
+        m = prior_scale * np.asarray(prior_mean[:, a:a + chunk_size], np.float64)
         out[:, a:a + chunk_size] = m + k @ (np.asarray(estimate[:, a:a + chunk_size],
                                                        np.float64) - m)
     return out

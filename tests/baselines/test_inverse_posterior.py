@@ -12,6 +12,7 @@ from neurofuse.anatomy.forward import get_leadfield
 from neurofuse.baselines.inverse import (
     apply_fmne,
     apply_posterior,
+    fit_prior_scale,
     fsaverage_map,
     make_inverse,
     noise_cov_from_noise,
@@ -147,13 +148,47 @@ def test_posterior_explains_the_data_better_than_its_prior_mean(study, method):
                                                          verbose=False)["whitener"]
     lf = study["leadfield_small"]
     m_sub = (study["morph_small"] @ m).astype(np.float32)
-    est_sub = apply_posterior(data, inv, m_sub, lf, lambda2=LAMBDA2, method=method, **fmne)
+    est_sub = apply_posterior(data, inv, m_sub, lf, lambda2=LAMBDA2, method=method,
+                              prior_scale=1.0, **fmne)
     before = np.linalg.norm(whitener @ (lf @ m_sub - data))
     after = np.linalg.norm(whitener @ (lf @ est_sub - data))
     assert after < 0.9 * before
     est = apply_posterior(data, inv, m, g, lambda2=LAMBDA2, method=method, to_fsaverage=to_fs,
-                          **fmne)
+                          prior_scale=1.0, **fmne)
     assert np.linalg.norm(g @ est - data) < np.linalg.norm(g @ m - data)
+
+
+def test_prior_scale_makes_the_estimate_unit_free(study, catch_logs):
+    """A prior mean in arbitrary units (the joint model's) is scaled by the whitened least
+    squares a: c·m gives a/c, the same estimate; noiseless data of m itself gives a = 1; an
+    anti-correlated m gets 0 (the classical inverse)."""
+    g, to_fs, _ = _small(study)
+    inv, data, truth = study["inverse"], study["data"], study["truth"]
+    m = (0.7 * truth + 0.3 * truth.std()
+         * np.random.default_rng(1).standard_normal(truth.shape)).astype(np.float32)
+    a = fit_prior_scale(data, inv, m, g)
+    assert a > 0
+    assert fit_prior_scale(data, inv, 1e9 * m, g) == pytest.approx(a * 1e-9, rel=1e-6)
+    # the scale is the whitened least-squares fit: the residual is orthogonal to W G m
+    w = mne.minimum_norm.prepare_inverse_operator(inv, 1, LAMBDA2, "MNE", verbose=False)
+    w = w["whitener"] @ w["proj"]
+    wgm = w @ g @ m.astype(np.float64)
+    assert abs(np.sum(wgm * (w @ (data - a * g @ m)))) < 1e-8 * np.sum(wgm * (w @ data))
+    one = apply_posterior(data, inv, m, g, lambda2=LAMBDA2, to_fsaverage=to_fs)
+    big = apply_posterior(data, inv, (1e9 * m).astype(np.float32), g, lambda2=LAMBDA2,
+                          to_fsaverage=to_fs)
+    np.testing.assert_allclose(big, one, rtol=1e-4, atol=1e-5 * np.abs(one).max())
+    fixed = apply_posterior(data, inv, m, g, lambda2=LAMBDA2, to_fsaverage=to_fs,
+                            prior_scale=a)
+    np.testing.assert_allclose(fixed, one, rtol=1e-6, atol=1e-7 * np.abs(one).max())
+    assert fit_prior_scale(g @ truth, inv, truth, g) == pytest.approx(1.0, rel=1e-6)
+    with catch_logs("warning") as log:
+        assert fit_prior_scale(data, inv, -m, g) == 0.0
+    assert "anti-correlated" in log.text
+    classical = apply_posterior(data, inv, np.zeros_like(m), g, lambda2=LAMBDA2,
+                                to_fsaverage=to_fs)
+    np.testing.assert_array_equal(
+        apply_posterior(data, inv, -m, g, lambda2=LAMBDA2, to_fsaverage=to_fs), classical)
 
 
 def test_noise_normalised_methods_are_refused(study):
@@ -189,7 +224,10 @@ def test_run_inverses_with_a_prior_mean(study, tmp_path):
         np.testing.assert_allclose(est[f"zero+{method}"], ref, rtol=1e-5,
                                    atol=1e-6 * np.abs(ref).max())
     truth = study["truth"].astype(np.float32)
-    good = run_inverses(ds, "S01", story, methods=("MNE",), prior_mean=truth)
+    fitted = {}
+    good = run_inverses(ds, "S01", story, methods=("MNE",), prior_mean=truth,
+                        fitted_scale=fitted)
+    assert fitted["prior"] == pytest.approx(1.0, abs=0.05)  # the truth is in A·m already
     err = lambda e: np.linalg.norm(np.asarray(e, np.float64) - truth)
     assert err(good["prior+MNE"]) < 0.5 * err(good["MNE"])
     with pytest.raises(ValueError, match="'prior_mean' must have shape"):

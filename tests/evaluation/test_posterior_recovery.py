@@ -44,6 +44,8 @@ def test_smooth_update_smooths_only_the_update(ds):
     u = rng.standard_normal((k.shape[0], 30))
     ours = smooth_update((m + u).astype(np.float32), m, k, chunk_size=7)
     np.testing.assert_allclose(ours, m + k @ u, rtol=1e-5, atol=1e-5)
+    scaled = smooth_update((3 * m + u).astype(np.float32), m, k, prior_scale=3.0)
+    np.testing.assert_allclose(scaled, 3 * m + k @ u, rtol=1e-5, atol=1e-5)
     zero = np.zeros_like(m)
     np.testing.assert_allclose(smooth_update(u, zero, k), smooth_estimate(u, k), rtol=1e-6,
                                atol=1e-7)
@@ -67,11 +69,12 @@ def test_source_recovery_scores_the_posterior(ds, model):
     assert {"neurofuse+MNE", "neurofuse+MNE+smooth"} <= set(kept)
     truth = np.asarray(ds.ground_truth(f"sources/{story}"), np.float32)
     m = predict_source_rows(as_source_model(model), ds.features(story), sfreq=ds.sfreq)
-    est = run_inverses(ds, "S01", story, methods=("MNE",), prior_mean=m)
+    fitted = {}
+    est = run_inverses(ds, "S01", story, methods=("MNE",), prior_mean=m, fitted_scale=fitted)
     post = np.asarray(est["prior+MNE"])
     _, k = resolve_smoother("model", model=model)
-    for name, e in (("neurofuse+MNE", post),
-                    ("neurofuse+MNE+smooth", smooth_update(post, m, k))):
+    smooth = smooth_update(post, m, k, prior_scale=fitted["prior"])
+    for name, e in (("neurofuse+MNE", post), ("neurofuse+MNE+smooth", smooth)):
         assert scores[name]["temporal_r"] == pytest.approx(
             float(np.nanmean(temporal_r(e, truth))), rel=1e-4), name
         assert scores[name]["spatial_r"] == pytest.approx(

@@ -14,14 +14,21 @@ from .classical import apply_inverse_array, make_inverse
 from .fmri import apply_fmne
 from .fsaverage import bold_to_subject, fsaverage_map
 from .noise import lambda2_from_cnr, noise_cov_from_noise
-from .posterior import POSTERIOR_METHODS, apply_posterior, posterior_name, prior_gain
+from .posterior import (
+    POSTERIOR_METHODS,
+    apply_posterior,
+    fit_prior_scale,
+    posterior_name,
+    prior_gain,
+)
 
 
 @verbose
 def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=None,
                  repeat=None, noise_cov=None, lambda2=None, depth=0.8, floor=DEFAULT_FLOOR,
                  normalization="minmax", bold_lag=0, method_params=None, chunk_size=1024,
-                 out_dir=None, prior_mean=None, prior_name="prior", verbose=None) -> dict:
+                 out_dir=None, prior_mean=None, prior_name="prior", prior_scale="fit",
+                 fitted_scale=None, verbose=None) -> dict:
     """All classical inverses of one MEG subject and story, on fsaverage (appendix C).
 
     Steps: MEG averaged over repeats; noise covariance (diagonal) from the ground-truth noise
@@ -61,6 +68,13 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
         ``"<prior_name>+MNE"`` and ``"<prior_name>+fMNE"``.
     prior_name : str
         The name of the prior mean in those methods' names.
+    prior_scale : "fit" | float
+        The prior mean used is ``a * prior_mean``: ``"fit"`` fits ``a`` to this recording
+        (:func:`~neurofuse.baselines.inverse.fit_prior_scale`, once for MNE and fMNE; for a
+        prior mean in model units such as the joint model's), a number uses it as it is.
+    fitted_scale : dict | None
+        If given, ``fitted_scale[prior_name]`` is set to the ``a`` used (e.g. to smooth the
+        update ``estimate − a m`` only).
     verbose : bool | str | None
         Log level for this call.
 
@@ -135,7 +149,13 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
         out_dir = check_writable_dir(Path(out_dir), name="out_dir")
         make_dir(out_dir, what="source estimates ('out_dir')")
 
-    gain_prior = None if not posteriors else prior_gain(ds.leadfield(meg_subject), morph)
+    gain_prior, scale = None, None
+    if posteriors:
+        gain_prior = prior_gain(ds.leadfield(meg_subject), morph)
+        scale = fit_prior_scale(data, inverse, prior_mean, gain_prior, chunk_size=chunk_size) \
+            if isinstance(prior_scale, str) and prior_scale == "fit" else prior_scale
+        if fitted_scale is not None:
+            fitted_scale[prior_name] = scale
 
     def compute(method, out):
         if isinstance(method, tuple):  # (prior_name, method): with the prior mean
@@ -144,8 +164,8 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
                 bold=bold, sfreq=ds.sfreq, tr=ds.tr, floor=floor, normalization=normalization,
                 bold_lag=bold_lag)
             return apply_posterior(data, inverse, prior_mean, gain_prior, lambda2=lambda2,
-                                   method=method, to_fsaverage=to_fs, chunk_size=chunk_size,
-                                   out=out, **fmne)
+                                   method=method, to_fsaverage=to_fs, prior_scale=scale,
+                                   chunk_size=chunk_size, out=out, **fmne)
         if method == "fMNE":
             return apply_fmne(data, inverse, bold, lambda2=lambda2, sfreq=ds.sfreq, tr=ds.tr,
                               floor=floor, normalization=normalization, bold_lag=bold_lag,
