@@ -205,6 +205,7 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
                 logger.info("%s / %s: temporal r %.3f, spatial r %.3f", NEUROFUSE, story, t, s)
                 maybe_keep(NEUROFUSE, story, None, est, truth)
                 if posteriors:  # the prior mean of the inverses, memory-mapped while used
+                    Path(work_dir).mkdir(parents=True, exist_ok=True)
                     prior_f = Path(work_dir) / f"prior-mean_{story}.npy"
                     np.save(prior_f, np.asarray(est, np.float32), allow_pickle=False)
                     prior = np.load(prior_f, mmap_mode="r")
