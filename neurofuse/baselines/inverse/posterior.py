@@ -45,7 +45,7 @@ import numpy as np
 from ..._checks import _check_finite, _check_option, _check_positive
 from ..._logging import logger, verbose
 from ._common import DEFAULT_FLOOR, METHODS, _check_chunk_size, _check_data, _check_inverse
-from .classical import apply_inverse_array
+from .classical import _prepare, apply_inverse_array
 from .fmri import apply_fmne
 
 #: The inverses that take a prior mean (the posterior-mean ones).
@@ -178,8 +178,6 @@ def fit_prior_scale(data, inverse, prior_mean, gain, *, chunk_size=1024) -> floa
     scale : float
         ``a >= 0``.
     """
-    from .classical import _prepare
-
     _check_inverse(inverse)
     data = _check_data(data, inverse)
     chunk_size = _check_chunk_size(chunk_size)
