@@ -37,7 +37,7 @@ def summary_line(results: dict) -> str:
     """One line with the headline numbers of a ``results.json``."""
     rec = {r["method"]: r for r in results.get("source_recovery", [])}
     parts = []
-    for m in (NEUROFUSE, "fMNE", smoothed_name("fMNE")):
+    for m in (NEUROFUSE, "fMNE", smoothed_name("fMNE"), f"{NEUROFUSE}+fMNE"):
         if m in rec:
             parts.append(f"{m} temporal r {_fmt(rec[m]['temporal_r'])} / spatial r "
                          f"{_fmt(rec[m]['spatial_r'])}")
@@ -63,8 +63,13 @@ def _recovery_html(evaluation):
         return ("The dataset has no ground-truth sources for its test stories (it is not a "
                 "simulation), so source recovery was not scored; ")
     smoothed = [m for m in methods if m.endswith("+smooth")]
+    posterior = [m for m in methods if m.startswith(f"{NEUROFUSE}+")
+                 and not m.endswith("+smooth")]
     text = ("the classical inverses (appendix C) inverted each MEG subject's recording of the "
             "test stories" if len(methods) > 1 else "")
+    if posterior:
+        text += (", also with the joint model's prediction m as their prior mean, "
+                 f"m + K (y − G m) ({', '.join(posterior)})")
     if smoothed:
         width = getattr(evaluation, "smooth_fwhm", None)
         text += (", and were scored again smoothed with the joint model's own source smoother"
@@ -182,7 +187,8 @@ def make_study_report(evaluation, ds, out_html, *, title="neurofuse demo", extra
             for m, v in r.items()]
     tc = evaluation.timecourses
     if "truth" in tc:
-        est = {m: tc[m] for m in (NEUROFUSE, "fMNE", smoothed_name("fMNE"), "MNE") if m in tc}
+        est = {m: tc[m] for m in (NEUROFUSE, f"{NEUROFUSE}+fMNE", "fMNE", smoothed_name("fMNE"),
+                                  "MNE") if m in tc}
         meta = evaluation.timecourse_meta
         sections["Source time courses"] = [(
             "Ground truth vs estimates",

@@ -18,7 +18,8 @@ store (MEG only, fMRI only or both).
                       weights and config, and where it came from
 ``recovery.npz``      temporal r maps and summary scores of every method (Fig. 3), the
                       inverses smoothed with the model's prior (``"<inverse>+smooth"``)
-                      included
+                      and MNE / fMNE with the model's prediction as prior mean
+                      (``"neurofuse+MNE"``, ``"neurofuse+fMNE"``) included
 ``timecourses.npz``   ground truth and estimates at a few sources, for figures
 ===================== ============================================================================
 
@@ -44,7 +45,14 @@ import numpy as np
 from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, verbose
 from .prediction import prediction_table
-from .recovery import NEUROFUSE, has_truth, recovery_rows, source_recovery, truth_stories
+from .recovery import (
+    NEUROFUSE,
+    has_truth,
+    posterior_methods,
+    recovery_rows,
+    source_recovery,
+    truth_stories,
+)
 from .smoothing import model_source_fwhm, smoothed_name
 
 #: Classical inverses scored against the joint model (appendix C).
@@ -317,14 +325,16 @@ def _smoothing_width(model, smooth_fwhm):
 
 
 def _smoothed_methods(methods, model, smooth_fwhm):
-    """Names of the smoothed inverses :func:`source_recovery` will score."""
-    return ([smoothed_name(m) for m in methods]
+    """Names of the smoothed inverses :func:`source_recovery` will score (the inverses with
+    the model's prior mean included)."""
+    return ([smoothed_name(m) for m in [*methods, *posterior_methods(methods, model)]]
             if _smoothing_width(model, smooth_fwhm) is not None else [])
 
 
 def _recovery_step(ds, out, model, *, methods, smooth_fwhm, keep, meg_cnr, fmri_cnr):
     rec_f, tc_f = out / "recovery.npz", out / "timecourses.npz"
-    order = [NEUROFUSE, *methods, *_smoothed_methods(methods, model, smooth_fwhm)]
+    order = [NEUROFUSE, *methods, *posterior_methods(methods, model),
+             *_smoothed_methods(methods, model, smooth_fwhm)]
     cached = set()
     if rec_f.is_file() and tc_f.is_file():
         cached = {k[len("scores|"):] for k in _load_npz(rec_f) if k.startswith("scores|")}
@@ -353,7 +363,8 @@ def _recovery_step(ds, out, model, *, methods, smooth_fwhm, keep, meg_cnr, fmri_
     maps = {k[len("map|"):]: v for k, v in arrays.items() if k.startswith("map|")}
     kept = _load_npz(tc_f)
     sources = kept.pop("__sources__")
-    # neurofuse first, then the inverses in the order asked, then the smoothed ones
+    # neurofuse first, then the inverses in the order asked, those with the model's prior
+    # mean, then the smoothed ones
     scores = {m: scores[m] for m in order if m in scores}
     return recovery_rows(scores, meg_cnr=meg_cnr, fmri_cnr=fmri_cnr), maps, kept, sources
 

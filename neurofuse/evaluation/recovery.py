@@ -9,6 +9,14 @@ joint model gives one estimate per story).
 
 Each inverse is also scored smoothed with the joint model's own spatial prior, as
 ``"<inverse>+smooth"`` (:mod:`neurofuse.evaluation.smoothing`): the fair baselines.
+
+With a model, MNE and fMNE are also scored with the model's prediction as their prior mean,
+``ŝ = m + K (y − G m)`` (:func:`neurofuse.baselines.inverse.apply_posterior`; ``m`` the
+prediction scaled to A·m by the one scalar that best explains each recording, since the
+model's units are arbitrary), as ``"neurofuse+MNE"`` and ``"neurofuse+fMNE"``: the Bayesian
+combination of what the model learned (``m``) and each subject's test recording (``y``). Their smoothed variants
+``"neurofuse+MNE+smooth"`` smooth the update only, ``m + S K (y − G m)``
+(:func:`neurofuse.evaluation.smoothing.smooth_update`), since ``m`` is already smooth.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import numpy as np
 
 from .._logging import logger, verbose
 from .metrics import spatial_r, temporal_r
-from .smoothing import resolve_smoother, smooth_estimate, smoothed_name
+from .smoothing import resolve_smoother, smooth_estimate, smooth_update, smoothed_name
 from .source_model import as_source_model, predict_source_rows
 
 NEUROFUSE = "neurofuse"
@@ -54,6 +62,28 @@ def truth_stories(ds, stories=None):
                          f"recovery needs a simulated dataset (stories with sources: "
                          f"{sorted(have)}).")
     return stories
+
+
+def posterior_methods(methods, model) -> list:
+    """Names of the inverses :func:`source_recovery` also scores with the model's prior mean.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        The classical inverses asked for.
+    model : object | None
+        The joint model (None: no prior mean, no such methods).
+
+    Returns
+    -------
+    names : list of str
+        ``"neurofuse+MNE"`` and/or ``"neurofuse+fMNE"``, in the order of ``methods``.
+    """
+    if model is None:
+        return []
+    from ..baselines.inverse import POSTERIOR_METHODS, posterior_name
+
+    return [posterior_name(m, NEUROFUSE) for m in methods if m in POSTERIOR_METHODS]
 
 
 class _Accumulator:
@@ -96,7 +126,10 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
         on the dataset's fsaverage sources (method ``"neurofuse"``); None scores only the
         inverses.
     methods : sequence of str
-        Classical inverses (:func:`neurofuse.baselines.inverse.run_inverses`).
+        Classical inverses (:func:`neurofuse.baselines.inverse.run_inverses`). With a model,
+        MNE and fMNE among them are also scored with the model's prediction as prior mean
+        (``"neurofuse+MNE"``, ``"neurofuse+fMNE"``: :func:`posterior_methods`), inverting the
+        same recordings with the same operators.
     stories : list of str | None
         Default: the test stories with ground truth.
     meg_subjects : list of str | None
@@ -109,7 +142,8 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
         model's smoothed source layer. ``"model"``: at the model's width
         (``EncoderConfig.source_fwhm``; no smoothed inverses for a plain source layer or
         without a model); a float: at that FWHM in mm; None: none
-        (:func:`neurofuse.evaluation.smoothing.resolve_smoother`).
+        (:func:`neurofuse.evaluation.smoothing.resolve_smoother`). The inverses with a prior
+        mean ``m`` are smoothed on their update only: ``m + S (estimate − m)``.
     keep : dict | None
         ``{"story": str, "subject": str, "sources": array of int, "seconds": float}``: keep the
         time courses of these fsaverage sources (first ``seconds``) of that story (inverses:
@@ -122,7 +156,8 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
     Returns
     -------
     scores : dict of str -> dict
-        Per method (the joint model, the inverses, then the smoothed inverses):
+        Per method (the joint model, the inverses, the inverses with the model's prior mean,
+        then the smoothed ones):
         ``{"temporal_r": float, "spatial_r": float, "temporal_r_map": array,
         shape (n_sources_fsaverage,)}``.
     kept : dict
@@ -133,6 +168,7 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
 
     stories = truth_stories(ds, stories)
     source_model = None if model is None else as_source_model(model)
+    posteriors = posterior_methods(methods, source_model)
     if meg_subjects is None:
         meg_subjects = [s for s in ds.subjects if "meg" in ds.modalities(s)]
     smoother = None
@@ -142,7 +178,7 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
             vertices=ds.metadata.get("template", {}).get("vertices"))
         if smoother is not None:
             logger.info("Inverses also smoothed with the model's source smoother (%g mm FWHM): "
-                        "%s", fwhm, ", ".join(smoothed_name(m) for m in methods))
+                        "%s", fwhm, ", ".join(smoothed_name(m) for m in [*methods, *posteriors]))
     acc, kept = _Accumulator(), {}
     keep = dict(keep or {})
     if keep:
@@ -162,29 +198,41 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
     try:
         for story in stories:
             truth = np.asarray(ds.ground_truth(f"sources/{story}"), np.float32)
+            prior, prior_f = None, None
             if source_model is not None:
                 est = predict_source_rows(source_model, ds.features(story), sfreq=ds.sfreq)
                 t, s = acc.add(NEUROFUSE, est, truth)
                 logger.info("%s / %s: temporal r %.3f, spatial r %.3f", NEUROFUSE, story, t, s)
                 maybe_keep(NEUROFUSE, story, None, est, truth)
+                if posteriors:  # the prior mean of the inverses, memory-mapped while used
+                    Path(work_dir).mkdir(parents=True, exist_ok=True)
+                    prior_f = Path(work_dir) / f"prior-mean_{story}.npy"
+                    np.save(prior_f, np.asarray(est, np.float32), allow_pickle=False)
+                    prior = np.load(prior_f, mmap_mode="r")
                 del est
             for subject in meg_subjects if methods else ():
                 if not ds.has(subject, "meg", story):
                     continue
+                scale = {}
                 estimates = run_inverses(ds, subject, story, methods=methods,
-                                         out_dir=Path(work_dir))
-                for method in methods:
+                                         out_dir=Path(work_dir), prior_mean=prior,
+                                         prior_name=NEUROFUSE, fitted_scale=scale)
+                for method in [*methods, *posteriors]:
                     t, s = acc.add(method, estimates[method], truth)
                     logger.info("%s / %s / %s: temporal r %.3f, spatial r %.3f", method,
                                 subject, story, t, s)
                     maybe_keep(method, story, subject, estimates[method], truth)
                 if smoother is not None:
-                    for method in methods:
+                    for method in [*methods, *posteriors]:
                         name = smoothed_name(method)
                         mm = np.lib.format.open_memmap(
                             Path(work_dir) / f"{subject}_{story}_{name}.npy", mode="w+",
                             dtype=np.float32, shape=estimates[method].shape)
-                        est = smooth_estimate(estimates[method], smoother, out=mm)
+                        if method in posteriors:  # m is smooth already: smooth the update
+                            est = smooth_update(estimates[method], prior, smoother,
+                                                prior_scale=scale[NEUROFUSE], out=mm)
+                        else:
+                            est = smooth_estimate(estimates[method], smoother, out=mm)
                         t, s = acc.add(name, est, truth)
                         logger.info("%s / %s / %s: temporal r %.3f, spatial r %.3f", name,
                                     subject, story, t, s)
@@ -193,6 +241,9 @@ def source_recovery(ds, *, model=None, methods=("fMNE", "MNE", "dSPM", "sLORETA"
                 del estimates
                 for f in Path(work_dir).glob(f"{subject}_{story}_*.npy"):
                     f.unlink()
+            if prior_f is not None:
+                del prior
+                prior_f.unlink()
     finally:
         if tmp is not None:
             tmp.cleanup()

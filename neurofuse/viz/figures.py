@@ -346,7 +346,8 @@ def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
     fig : matplotlib.figure.Figure
         Two panels (temporal r, spatial r); one group of bars per noise level (noiseless
         first, then decreasing MEG CNR, then decreasing fMRI CNR), one bar per method. A
-        smoothed inverse (``"<inverse>+smooth"``) has its inverse's colour, hatched.
+        smoothed inverse (``"<inverse>+smooth"``) has its inverse's colour, hatched; an
+        inverse with the model's prior mean (``"neurofuse+MNE"``) has a colour of its own.
     """
     if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
         raise TypeError(f"'rows' must be a list of dicts, got {type(rows).__name__}.")
@@ -368,7 +369,10 @@ def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
     axes = fig.subplots(1, 2, sharey=True)
     x = np.arange(len(levels))
     width = 0.8 / max(len(methods), 1)
-    bases = list(dict.fromkeys(m.split("+")[0] for m in methods))  # "MNE+smooth" -> "MNE"
+    def base(m):  # "MNE+smooth" -> "MNE"; "neurofuse+MNE" keeps its own colour
+        return m[:-len("+smooth")] if m.endswith("+smooth") else m
+
+    bases = list(dict.fromkeys(base(m) for m in methods))
     for ax, key, label in ((axes[0], "temporal_r", "temporal r (per source, over time)"),
                            (axes[1], "spatial_r", "spatial r (per time point, over sources)")):
         for j, method in enumerate(methods):
@@ -381,9 +385,9 @@ def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
             errs = np.array(errs)
             ax.bar(x + (j - (len(methods) - 1) / 2) * width, vals, width * 0.95,
                    yerr=None if np.isnan(errs).all() else np.nan_to_num(errs),
-                   color=_METHOD_COLORS[bases.index(method.split("+")[0]) % len(_METHOD_COLORS)],
-                   hatch="///" if "+" in method else None, edgecolor="white", linewidth=0,
-                   label=method, capsize=2)
+                   color=_METHOD_COLORS[bases.index(base(method)) % len(_METHOD_COLORS)],
+                   hatch="///" if method.endswith("+smooth") else None, edgecolor="white",
+                   linewidth=0, label=method, capsize=2)
         ax.set_xticks(x, [_noise_label(*lv) for lv in levels], fontsize=8)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(label, fontsize=10)

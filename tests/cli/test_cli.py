@@ -137,7 +137,8 @@ def test_joint_evaluate(tiny_study, tmp_path, capsys):
                str(fit), "--methods", "MNE", "--no-fmri-denoise", "-q"])
     assert rc == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["source_recovery"]] == ["neurofuse", "MNE"]
+    assert [r["method"] for r in results["source_recovery"]] == ["neurofuse", "MNE",
+                                                                 "neurofuse+MNE"]
     assert {(r["subject"], r["modality"], r["method"]) for r in results["prediction"]} == {
         (s, m, method) for s, m in (("S01", "meg"), ("S02", "fmri"))
         for method in ("neurofuse", "ridge")}

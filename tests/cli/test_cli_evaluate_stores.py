@@ -128,5 +128,6 @@ def test_evaluate_a_model_on_a_subset_of_its_subjects(tiny_study, tmp_path):
                  "--model", str(tmp_path / "model"), "--methods", "MNE", "-q"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert _pairs(results["prediction"]) == [("S01", "meg", "neurofuse"), ("S01", "meg", "ridge")]
-    assert [r["method"] for r in results["source_recovery"]] == ["neurofuse", "MNE"]
+    assert [r["method"] for r in results["source_recovery"]] == ["neurofuse", "MNE",
+                                                                 "neurofuse+MNE"]
     assert not (out / "fit").exists()

@@ -33,7 +33,10 @@ def test_simulation_benchmark_grid(tmp_path, capsys):
             (("meg", "inf" if "inf" in cond else 0.5),), (("fmri", 0.3),)}
     methods = {r["method"] for r in results["source_recovery"]}
     # the fair baselines: each inverse also smoothed (the tiny fit's layer is plain: 15 mm asked)
-    assert methods == {"neurofuse", "fMNE", "MNE", "fMNE+smooth", "MNE+smooth"}
+    # and MNE / fMNE with the model's prediction as prior mean, smoothed on the update too
+    assert methods == {"neurofuse", "fMNE", "MNE", "fMNE+smooth", "MNE+smooth",
+                       "neurofuse+fMNE", "neurofuse+MNE", "neurofuse+fMNE+smooth",
+                       "neurofuse+MNE+smooth"}
     assert all({"meg_cnr", "fmri_cnr"} <= set(r) for r in results["prediction"])
     # noiseless MEG: the classical inverses recover at least as well as at CNR 0.5
     rec = {(r["method"], r["meg_cnr"]): r["temporal_r"] for r in results["source_recovery"]}

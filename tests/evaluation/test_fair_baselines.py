@@ -134,10 +134,11 @@ def evaluated(ds, tmp_path_factory):
 @pytest.mark.slow  # the module's evaluation: ridge, a 2-epoch fit, inverses (~40 s idle)
 def test_smoothed_rows_in_evaluate_study(ds, evaluated, mne_estimate):
     out, plain, fair = evaluated
-    assert [r["method"] for r in plain.source_recovery] == ["neurofuse", "MNE"]
-    assert [r["method"] for r in fair.source_recovery] == ["neurofuse", "MNE", "MNE+smooth"]
-    assert fair.source_recovery[:2] == plain.source_recovery  # the same model and inverse
-    row = fair.source_recovery[2]
+    assert [r["method"] for r in plain.source_recovery] == ["neurofuse", "MNE", "neurofuse+MNE"]
+    assert [r["method"] for r in fair.source_recovery] == [
+        "neurofuse", "MNE", "neurofuse+MNE", "MNE+smooth", "neurofuse+MNE+smooth"]
+    assert fair.source_recovery[:3] == plain.source_recovery  # the same model and inverses
+    row = fair.source_recovery[3]
     assert set(row) == {"method", "meg_cnr", "fmri_cnr", "temporal_r", "spatial_r"}
     assert (row["meg_cnr"], row["fmri_cnr"]) == (1.0, 0.3)
     # the score is that of the MNE estimate smoothed with the trained model's own smoother

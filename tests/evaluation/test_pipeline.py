@@ -23,7 +23,8 @@ ECOG = {"n_subjects": 1, "story_minutes": 1.0, "cnr": 1.0,
                     "target_mm": (58.0, -22.0, 6.0)},),
         "validation": {"fractions": (0.0, 0.5, 1.0), "delays_s": (0.0, 0.1, 0.2),
                        "n_permutations": 200, "n_trials": 200, "segment_seconds": 15.0}}
-METHODS = {"neurofuse", "fMNE", "MNE", "dSPM", "sLORETA", "eLORETA"}
+METHODS = {"neurofuse", "fMNE", "MNE", "dSPM", "sLORETA", "eLORETA", "neurofuse+fMNE",
+           "neurofuse+MNE"}
 
 
 @pytest.fixture(scope="module")

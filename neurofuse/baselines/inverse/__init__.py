@@ -10,6 +10,8 @@ The baseline of the paper's simulation experiments (§4, appendix C), in parts:
   (:func:`noise_cov_from_noise`);
 - :mod:`.fsaverage`: subject ↔ fsaverage maps (:func:`fsaverage_map`,
   :func:`estimate_to_fsaverage`, :func:`bold_to_subject`);
+- :mod:`.posterior`: MNE and fMNE with a prior mean, ``ŝ = m + K (y − G m)``
+  (:func:`apply_posterior`, :func:`prior_gain`, :func:`fit_prior_scale`);
 - :mod:`.run`: every inverse on one story of a dataset store (:func:`run_inverses`);
 - :mod:`.transfer`: physics transfers between sensor arrays on one source space (data →
   inverse → another forward, :func:`make_transfer_operator`, :func:`check_same_source_space`);
@@ -27,14 +29,23 @@ from .classical import apply_inverse_array, make_inverse
 from .fmri import apply_fmne, fmri_prior
 from .fsaverage import bold_to_subject, estimate_to_fsaverage, fsaverage_map
 from .noise import lambda2_from_cnr, noise_cov_from_noise
+from .posterior import (
+    POSTERIOR_METHODS,
+    apply_posterior,
+    fit_prior_scale,
+    posterior_name,
+    prior_gain,
+)
 from .run import run_inverses
 from .transfer import check_same_source_space, make_transfer_operator
 from .volume import estimate_to_nifti, make_fixed_forward, make_volume_stc
 
 __all__ = [
-    "ALL_METHODS", "DEFAULT_FLOOR", "METHODS", "MIN_LAMBDA2", "NORMALIZATIONS", "apply_fmne",
-    "apply_inverse_array", "bold_to_subject", "check_same_source_space",
-    "estimate_to_fsaverage", "estimate_to_nifti", "fmri_prior", "fsaverage_map",
+    "ALL_METHODS", "DEFAULT_FLOOR", "METHODS", "MIN_LAMBDA2", "NORMALIZATIONS",
+    "POSTERIOR_METHODS", "apply_fmne", "apply_inverse_array", "apply_posterior",
+    "bold_to_subject", "check_same_source_space",
+    "estimate_to_fsaverage", "estimate_to_nifti", "fit_prior_scale", "fmri_prior",
+    "fsaverage_map",
     "lambda2_from_cnr", "make_fixed_forward", "make_inverse", "make_transfer_operator",
-    "make_volume_stc", "noise_cov_from_noise", "run_inverses",
+    "make_volume_stc", "noise_cov_from_noise", "posterior_name", "prior_gain", "run_inverses",
 ]

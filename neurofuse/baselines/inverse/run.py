@@ -14,13 +14,21 @@ from .classical import apply_inverse_array, make_inverse
 from .fmri import apply_fmne
 from .fsaverage import bold_to_subject, fsaverage_map
 from .noise import lambda2_from_cnr, noise_cov_from_noise
+from .posterior import (
+    POSTERIOR_METHODS,
+    apply_posterior,
+    fit_prior_scale,
+    posterior_name,
+    prior_gain,
+)
 
 
 @verbose
 def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=None,
                  repeat=None, noise_cov=None, lambda2=None, depth=0.8, floor=DEFAULT_FLOOR,
                  normalization="minmax", bold_lag=0, method_params=None, chunk_size=1024,
-                 out_dir=None, verbose=None) -> dict:
+                 out_dir=None, prior_mean=None, prior_name="prior", prior_scale="fit",
+                 fitted_scale=None, verbose=None) -> dict:
     """All classical inverses of one MEG subject and story, on fsaverage (appendix C).
 
     Steps: MEG averaged over repeats; noise covariance (diagonal) from the ground-truth noise
@@ -51,13 +59,29 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
     out_dir : path-like | None
         Write each estimate to ``<out_dir>/<meg_subject>_<story>_<method>.npy`` and return
         read-only memmaps (for long stories); None keeps float32 arrays in memory.
+    prior_mean : array, shape (n_sources_fsaverage, n_times) | None
+        A prior mean ``m`` of the story's sources on fsaverage (e.g. the joint model's
+        prediction, may be a memmap): MNE and fMNE, where asked for in ``methods``, are also
+        computed with it, ``m + K (y − G m)`` with the same operator, noise covariance,
+        ``lambda2`` and fMRI prior (:func:`~neurofuse.baselines.inverse.apply_posterior`,
+        ``G = L M`` from :func:`~neurofuse.baselines.inverse.prior_gain`), as methods
+        ``"<prior_name>+MNE"`` and ``"<prior_name>+fMNE"``.
+    prior_name : str
+        The name of the prior mean in those methods' names.
+    prior_scale : "fit" | float
+        The prior mean used is ``a * prior_mean``: ``"fit"`` fits ``a`` to this recording
+        (:func:`~neurofuse.baselines.inverse.fit_prior_scale`, once for MNE and fMNE; for a
+        prior mean in model units such as the joint model's), a number uses it as it is.
+    fitted_scale : dict | None
+        If given, ``fitted_scale[prior_name]`` is set to the ``a`` used (e.g. to smooth the
+        update ``estimate − a m`` only).
     verbose : bool | str | None
         Log level for this call.
 
     Returns
     -------
     estimates : dict of str to array, shape (n_sources_fsaverage, n_times)
-        One float32 estimate per method, on fsaverage.
+        One float32 estimate per method (then per method with the prior mean), on fsaverage.
     """
     import scipy.sparse
 
@@ -96,6 +120,17 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
         del resid
     if lambda2 is None:
         lambda2 = lambda2_from_cnr(cnr)
+    posteriors = []
+    if prior_mean is not None:
+        posteriors = [m for m in methods if m in POSTERIOR_METHODS]
+        if not posteriors:
+            logger.warning("A prior mean was given but none of %s is among methods %s: it is "
+                           "not used.", POSTERIOR_METHODS, methods)
+        n_fs = morph.shape[1]
+        if prior_mean.ndim != 2 or tuple(prior_mean.shape) != (n_fs, data.shape[1]):
+            raise ValueError(
+                f"'prior_mean' must have shape (n_sources_fsaverage, n_times) = ({n_fs}, "
+                f"{data.shape[1]}) for story {story!r}, got {tuple(prior_mean.shape)}.")
     inverse = make_inverse(fwd, info, noise_cov, depth=depth)
     to_fs = fsaverage_map(morph)
     bold = None
@@ -114,7 +149,23 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
         out_dir = check_writable_dir(Path(out_dir), name="out_dir")
         make_dir(out_dir, what="source estimates ('out_dir')")
 
+    gain_prior, scale = None, None
+    if posteriors:
+        gain_prior = prior_gain(ds.leadfield(meg_subject), morph)
+        scale = fit_prior_scale(data, inverse, prior_mean, gain_prior, chunk_size=chunk_size) \
+            if isinstance(prior_scale, str) and prior_scale == "fit" else prior_scale
+        if fitted_scale is not None:
+            fitted_scale[prior_name] = scale
+
     def compute(method, out):
+        if isinstance(method, tuple):  # (prior_name, method): with the prior mean
+            method = method[1]
+            fmne = {} if method != "fMNE" else dict(
+                bold=bold, sfreq=ds.sfreq, tr=ds.tr, floor=floor, normalization=normalization,
+                bold_lag=bold_lag)
+            return apply_posterior(data, inverse, prior_mean, gain_prior, lambda2=lambda2,
+                                   method=method, to_fsaverage=to_fs, prior_scale=scale,
+                                   chunk_size=chunk_size, out=out, **fmne)
         if method == "fMNE":
             return apply_fmne(data, inverse, bold, lambda2=lambda2, sfreq=ds.sfreq, tr=ds.tr,
                               floor=floor, normalization=normalization, bold_lag=bold_lag,
@@ -125,16 +176,17 @@ def run_inverses(ds, meg_subject, story, *, methods=ALL_METHODS, fmri_subjects=N
 
     shape = (to_fs.shape[0], data.shape[1])
     results = {}
-    for method in methods:
-        logger.info("%s of %s / %s", method, meg_subject, story)
+    for method in [*methods, *((prior_name, m) for m in posteriors)]:
+        name = method if isinstance(method, str) else posterior_name(method[1], prior_name)
+        logger.info("%s of %s / %s", name, meg_subject, story)
         if out_dir is None:
-            results[method] = compute(method, None)
+            results[name] = compute(method, None)
             continue
-        fname = out_dir / f"{meg_subject}_{story}_{method}.npy"
-        with atomic_path(fname, what=f"{method} estimate") as tmp:
+        fname = out_dir / f"{meg_subject}_{story}_{name}.npy"
+        with atomic_path(fname, what=f"{name} estimate") as tmp:
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             compute(method, mm)
             mm.flush()
             del mm
-        results[method] = np.load(fname, mmap_mode="r")
+        results[name] = np.load(fname, mmap_mode="r")
     return results
