@@ -327,6 +327,15 @@ def _noise_label(meg_cnr, fmri_cnr) -> str:
     return f"MEG {fmt(meg_cnr)}\nfMRI {fmt(fmri_cnr)}"
 
 
+def unsmoothed_method(method: str) -> str:
+    """The method a smoothed one derives from: ``"MNE+smooth"`` -> ``"MNE"``.
+
+    Only the ``+smooth`` suffix is stripped, so an inverse with the model's prior mean
+    (``"neurofuse+MNE"``) stays a method of its own (its own colour in the figures).
+    """
+    return method[:-len("+smooth")] if method.endswith("+smooth") else method
+
+
 def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
     """Source recovery per method and noise level: temporal and spatial r (like Fig. 3).
 
@@ -369,9 +378,7 @@ def plot_recovery_bars(rows, *, methods=None, title=None, figsize=(10.0, 3.8)):
     axes = fig.subplots(1, 2, sharey=True)
     x = np.arange(len(levels))
     width = 0.8 / max(len(methods), 1)
-    def base(m):  # "MNE+smooth" -> "MNE"; "neurofuse+MNE" keeps its own colour
-        return m[:-len("+smooth")] if m.endswith("+smooth") else m
-
+    base = unsmoothed_method
     bases = list(dict.fromkeys(base(m) for m in methods))
     for ax, key, label in ((axes[0], "temporal_r", "temporal r (per source, over time)"),
                            (axes[1], "spatial_r", "spatial r (per time point, over sources)")):

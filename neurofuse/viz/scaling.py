@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .figures import _METHOD_COLORS, _new_figure
+from .figures import _METHOD_COLORS, _new_figure, unsmoothed_method
 
 _RECOVERY_PANELS = (("temporal_r", "source recovery: temporal r"),
                     ("spatial_r", "source recovery: spatial r"))
@@ -83,7 +83,7 @@ def plot_scaling_curves(results, *, methods=None, title=None, figsize=None):
     if methods is None:
         methods = list(dict.fromkeys(str(r["method"]) for r in rec))
     methods = list(methods)
-    bases = list(dict.fromkeys(m.split("+")[0] for m in methods))
+    bases = list(dict.fromkeys(unsmoothed_method(m) for m in methods))
     means = _mean_prediction(pred)
     modalities = {k[1] for k in means}
     panels = ([("rec", k, label) for k, label in _RECOVERY_PANELS] if rec else []) + \
@@ -96,11 +96,11 @@ def plot_scaling_curves(results, *, methods=None, title=None, figsize=None):
     def style(method):
         if method == "ridge":
             return dict(color="0.5", ls="-", marker="s")
-        base = method.split("+")[0]
+        base = unsmoothed_method(method)
         color = _METHOD_COLORS[(bases.index(base) if base in bases else len(bases))
                                % len(_METHOD_COLORS)]
-        return dict(color=color, ls="--" if "+" in method else "-",
-                    marker="o" if "+" not in method else ".")
+        smoothed = base != method
+        return dict(color=color, ls="--" if smoothed else "-", marker="." if smoothed else "o")
 
     for i, group in enumerate(groups):
         for j, (kind, key, label) in enumerate(panels):

@@ -208,7 +208,7 @@ def test_plot_scaling_curves():
             keys = {"n_meg_subjects": group[0], "n_fmri_subjects": group[1],
                     "train_minutes": minutes}
             rec += [{**keys, "method": m, "temporal_r": 0.1, "spatial_r": 0.2}
-                    for m in ("neurofuse", "MNE", "MNE+smooth")]
+                    for m in ("neurofuse", "MNE", "MNE+smooth", "neurofuse+MNE")]
             pred += [{**keys, "subject": s, "modality": mod, "method": m, "r_mean": r}
                      for s, mod in (("S01", "meg"), ("S02", "meg"), ("S03", "fmri"))
                      for m, r in (("neurofuse", 0.2 if s == "S01" else 0.4), ("ridge", 0.5))]
@@ -216,8 +216,15 @@ def test_plot_scaling_curves():
     axes = [ax for ax in fig.axes if ax.get_title() or ax.get_xlabel() or ax.get_ylabel()]
     assert len(axes) == 2 * 4  # rows: subject sets; columns: temporal, spatial, MEG, fMRI r
     first = fig.axes[0]
-    assert [line.get_label() for line in first.get_lines()][:3] == ["neurofuse", "MNE",
-                                                                     "MNE+smooth"]
+    lines = {line.get_label(): line for line in first.get_lines()}
+    assert list(lines)[:4] == ["neurofuse", "MNE", "MNE+smooth", "neurofuse+MNE"]
+    # a smoothed inverse: its inverse's colour, dashed; the model as prior mean of MNE is a
+    # method of its own (not "neurofuse smoothed"): its own colour, solid
+    assert lines["MNE+smooth"].get_color() == lines["MNE"].get_color()
+    assert lines["MNE+smooth"].get_linestyle() == "--"
+    assert lines["neurofuse+MNE"].get_linestyle() == "-"
+    assert lines["neurofuse+MNE"].get_color() not in (lines["neurofuse"].get_color(),
+                                                      lines["MNE"].get_color())
     meg = fig.axes[2]  # held-out MEG r of the first group: the mean over its MEG subjects
     line = [ln for ln in meg.get_lines() if ln.get_label() == "neurofuse"][0]
     np.testing.assert_allclose(line.get_ydata(), [0.3, 0.3])
