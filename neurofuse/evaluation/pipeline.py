@@ -412,7 +412,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         footnote 2; ``True``), out-of-fold ridge predictions (each story predicted by a ridge
         fitted on the other training stories only), or the one of these chosen by pilot
         trainings' validation loss (:mod:`neurofuse.systems.joint.denoising`). None: the
-        fit config's (the demo's: in-sample). Validation and scores always use the
+        fit config's (the demo's: none; the paper's: in-sample). Validation and scores always use the
         recordings. No effect with ``model``.
     device : str | None
         Training device (default: CUDA when available). No effect with ``model`` (scoring

@@ -223,10 +223,13 @@ FIT_PRESETS = {
     # of one at batch 8, the (B, T, sources) tensors staying in cache, and gives 4x the
     # optimizer steps); 50 epochs take about 5 minutes on an idle 2-core machine; held-out MEG
     # r on the demo study is about 0.55 after 20 epochs and 0.73-0.74 after 50 (the ridge
-    # ceiling: 0.74). Training fMRI denoised in-sample, as in the paper.
+    # ceiling: 0.74). Training fMRI: the recordings ("none"), the choice of the no-ground-truth
+    # rule fmri_denoise="auto" on the demo study (pilot validation losses none 1.459, in-sample
+    # 1.481, cross-fitted 1.513; docs/simulation-benchmark.md). The paper's in-sample denoising
+    # lets noise in through the ceiling's own fit; the `paper` preset keeps it, to reproduce.
     "demo": {
         "train": {"batch_size": 2, "max_epochs": 50, "meg_first_epochs": 5, "patience": 6,
-                  "lr": 1e-3, "fmri_denoise": "in-sample"},
+                  "lr": 1e-3, "fmri_denoise": "none"},
         "encoder": {"d_model": 64, "n_layers": 2, "n_heads": 2, "d_ff": 128, "window": 250,
                     "dropout": 0.1, "source_fwhm": 15.0},
     },
