@@ -278,7 +278,12 @@ def test_a_tiny_generator_fits_four_fixed_pairs(changes):
     # the waveform terms drop by a large factor; ε-prediction at random t is noisier
     for key in ("rec", "spec", "ae"):
         assert end[key] < start[key] / 5, key
-    assert end["diff"] < start["diff"]
+    if changes.get("diffusion", True):
+        assert end["diff"] < start["diff"]
+    # (without diffusion "diff" is the MSE to the autoencoder's latent, a target that moves:
+    # in eval mode it starts near 0 against BatchNorm's initial running statistics, and at 2
+    # threads it ends at 0.032 against 0.029 — rounding decides; the generation error below
+    # is the real check)
     assert end["total"] < start["total"] / 3
     # measured: 0.64 → 0.08 without diffusion, 0.64 → 0.42 with it (its ε-prediction needs
     # more steps: see the slow test)

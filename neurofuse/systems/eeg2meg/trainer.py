@@ -56,6 +56,10 @@ class TrainConfig(AdamSettings):
         A torch device (None: CUDA when available, else the CPU).
     mixed_precision : bool
         bf16 autocast of the forward passes (off).
+    cache_encoder : bool
+        Keep a frozen encoder's tokens of every training and validation epoch after their
+        first pass, so later epochs skip the encoder (memory: epochs × C_e × P × D floats;
+        switch off for data that does not fit). No effect with a scratch encoder.
     """
 
     epochs: int = 1000
@@ -68,6 +72,7 @@ class TrainConfig(AdamSettings):
     seed: int = 0
     device: str | None = None
     mixed_precision: bool = False
+    cache_encoder: bool = True
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -75,6 +80,9 @@ class TrainConfig(AdamSettings):
         _check_positive("TrainConfig.lr", self.lr)
         _check_positive("TrainConfig.weight_decay", self.weight_decay, allow_zero=True)
         self._check_adam_settings()
+        if not isinstance(self.cache_encoder, bool):
+            raise TypeError(f"'TrainConfig.cache_encoder' must be a bool, got "
+                            f"{self.cache_encoder!r}.")
 
 
 #: Fields of GeneratorConfig that come from the data, never from a set-up.
