@@ -104,7 +104,10 @@ class EEG2MEGGenerator(nn.Module):
                                           config.ae_downsamplings, config.ae_kernel)
         self.denoiser = ConditionalDenoiser(config.latent_dim, dim, config.n_eeg * self.n_patches,
                                             config.denoiser_dim, config.denoiser_layers,
-                                            config.denoiser_heads, config.dropout)
+                                            config.denoiser_heads, config.dropout,
+                                            n_channels=config.n_eeg, n_patches=self.n_patches,
+                                            patch_size=patch_size, aligned_dim=config.aligned_dim,
+                                            n_frames=config.n_latent_times)
         self.diffusion = GaussianDiffusion(config.diffusion_steps, config.schedule,
                                            config.beta_start, config.beta_end)
         if config.bsc:
