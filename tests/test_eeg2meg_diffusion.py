@@ -154,3 +154,26 @@ def test_denoiser_uses_the_timestep_and_every_condition_token():
     assert not fresh(z, t, cond).any()  # zero-initialised output layer
     with pytest.raises(ValueError, match="6 tokens"):
         net(z, t, torch.randn(2, 3, 3, 4))
+
+
+def test_time_aligned_condition_reaches_only_the_frames_of_its_patch():
+    # 3 channels × 4 patches of 10 samples → 40 samples, 20 latent frames (2 samples each):
+    # a token of patch p must change frames 5p … 5p+4 and no other
+    torch.manual_seed(0)
+    net = ConditionalDenoiser(latent_dim=3, cond_dim=4, n_cond_tokens=12, dim=16, n_layers=1,
+                              n_heads=2, n_channels=3, n_patches=4, patch_size=10,
+                              aligned_dim=2, n_frames=20).eval()
+    cond = torch.randn(2, 3, 4, 4)
+    base = net._aligned(cond, 20)  # (B, T', dim)
+    assert base.shape == (2, 20, 16)
+    moved = cond.clone()
+    moved[:, 1, 2] += 1.0  # channel 1, patch 2
+    changed = (net._aligned(moved, 20) - base).abs().amax(dim=(0, 2)) > 1e-6
+    assert changed.tolist() == [10 <= f < 15 for f in range(20)]
+    # a frame is the mean of its samples' unpatchified vectors (linear map, then average)
+    u = net.unpatchify(cond).reshape(2, 3, 40, 2)
+    frame3 = u[:, :, 6:8].mean(2).reshape(2, 6)  # frame 3 covers samples 6, 7 (patch 0)
+    torch.testing.assert_close(base[:, 3], net.aligned_proj(frame3))
+    with pytest.raises(ValueError, match="multiple of n_frames"):
+        ConditionalDenoiser(3, 4, 12, dim=16, n_layers=1, n_heads=2, n_channels=3,
+                            n_patches=4, patch_size=10, aligned_dim=2, n_frames=16)

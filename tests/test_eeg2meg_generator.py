@@ -278,7 +278,12 @@ def test_a_tiny_generator_fits_four_fixed_pairs(changes):
     # the waveform terms drop by a large factor; ε-prediction at random t is noisier
     for key in ("rec", "spec", "ae"):
         assert end[key] < start[key] / 5, key
-    assert end["diff"] < start["diff"]
+    if changes.get("diffusion", True):
+        assert end["diff"] < start["diff"]
+    # (without diffusion "diff" is the MSE to the autoencoder's latent, a target that moves:
+    # in eval mode it starts near 0 against BatchNorm's initial running statistics, and at 2
+    # threads it ends at 0.032 against 0.029 — rounding decides; the generation error below
+    # is the real check)
     assert end["total"] < start["total"] / 3
     # measured: 0.64 → 0.08 without diffusion, 0.64 → 0.42 with it (its ε-prediction needs
     # more steps: see the slow test)
@@ -291,3 +296,20 @@ def test_a_tiny_diffusion_generator_synthesises_its_four_pairs_after_400_steps()
     # measured: generation error 0.64 → 0.072, the autoencoder's own floor being 0.068
     assert end_gen < start_gen / 5
     assert end["diff"] < start["diff"] / 5
+
+
+def test_given_encoder_tokens_give_the_same_losses_as_running_the_frozen_encoder():
+    model = _make().train()
+    eeg, meg = _data()
+    model.losses(eeg, meg)  # initialise the codebook
+    h = model.encode_eeg(eeg)
+    assert not h.requires_grad and h.shape == (4, 4, 4, 16)
+    a = model.losses(eeg, meg, generator=torch.Generator().manual_seed(3))
+    b = model.losses(eeg, meg, generator=torch.Generator().manual_seed(3), h_enc=h)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="'h_enc' has shape \\(4, 4, 3, 16\\)"):
+        model.losses(eeg, meg, h_enc=h[:, :, :3])
+    scratch = _make(encoder="scratch")
+    with pytest.raises(ValueError, match="only be given with a frozen encoder"):
+        scratch.losses(eeg, meg, h_enc=h)

@@ -91,3 +91,15 @@ def test_half_precision_input_is_filtered_in_float32():
     out = bank(y.to(torch.bfloat16))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, bank(y.to(torch.bfloat16).float()), rtol=0, atol=0)
+
+
+def test_band_loss_factor_equals_filtering_every_band():
+    # the quadratic form of band_loss must equal filtering each band and summing the MSEs
+    bank = BandFilterBank(250.0)
+    d = torch.randn(3, 7, 250, dtype=torch.float64)
+    direct = bank(d).pow(2).mean(dim=(1, 2, 3)).sum()
+    assert band_loss(d, torch.zeros_like(d), bank).item() == pytest.approx(direct.item(),
+                                                                          rel=1e-10)
+    d32 = d.float()
+    assert band_loss(d32, torch.zeros_like(d32), bank).item() == pytest.approx(direct.item(),
+                                                                              rel=1e-4)

@@ -54,6 +54,12 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
     after = _weights(tmp_path / "fit" / "model")
     for k, v in before.items():  # the generator keeps the pretrained encoder bit for bit
         torch.testing.assert_close(after[f"encoder.{k}"], v, rtol=0, atol=0)
+    # the frozen encoder's cached tokens (the default) train the same model as running it
+    fit(path, tmp_path / "nocache", encoder=enc,
+        config={"preset": "tiny", "train": {"cache_encoder": False}})
+    again = _weights(tmp_path / "nocache" / "model")
+    for k in after:
+        torch.testing.assert_close(again[k], after[k], rtol=1e-4, atol=1e-5)
     model, meta = load_generator(tmp_path / "fit", return_meta=True)
     assert meta["encoder"]["origin"] == "pretrained"
     assert all(not p.requires_grad for p in model.encoder.parameters())

@@ -28,7 +28,7 @@ _INTS = {  # name: minimum
     "n_eeg": 1, "n_meg": 1, "n_times": 1, "channel_heads": 1, "temporal_heads": 1,
     "codebook_size": 1, "latent_dim": 1, "ae_hidden": 1, "ae_downsamplings": 0, "ae_kernel": 1,
     "denoiser_dim": 1, "denoiser_layers": 1, "denoiser_heads": 1, "diffusion_steps": 2,
-    "sample_steps": 1,
+    "sample_steps": 1, "aligned_dim": 0,
 }
 _POSITIVE = ("sfreq", "beta_start", "beta_end", "latent_clip")
 _NON_NEGATIVE = ("vq_beta", "lambda_rec", "lambda_vq", "lambda_diff", "lambda_spec",
@@ -78,6 +78,11 @@ class GeneratorConfig:
         MLP; each modulated by the timestep).
     denoiser_heads : int
         Attention heads of the denoiser.
+    aligned_dim : int
+        Features per EEG channel and latent frame of the denoiser's time-aligned condition
+        (each token unpatchified onto the latent frames of its patch, then mapped across
+        channels onto every frame; see :mod:`~neurofuse.systems.eeg2meg.diffusion`); 0:
+        cross-attention alone.
     diffusion_steps : int
         DDPM steps ``T_diff`` of the forward process (1000, Ho et al.'s).
     schedule : 'linear' | 'cosine'
@@ -128,6 +133,7 @@ class GeneratorConfig:
     denoiser_dim: int = 128
     denoiser_layers: int = 4
     denoiser_heads: int = 4
+    aligned_dim: int = 8
     diffusion_steps: int = 1000
     schedule: str = "linear"
     beta_start: float = 1e-4

@@ -104,7 +104,10 @@ class EEG2MEGGenerator(nn.Module):
                                           config.ae_downsamplings, config.ae_kernel)
         self.denoiser = ConditionalDenoiser(config.latent_dim, dim, config.n_eeg * self.n_patches,
                                             config.denoiser_dim, config.denoiser_layers,
-                                            config.denoiser_heads, config.dropout)
+                                            config.denoiser_heads, config.dropout,
+                                            n_channels=config.n_eeg, n_patches=self.n_patches,
+                                            patch_size=patch_size, aligned_dim=config.aligned_dim,
+                                            n_frames=config.n_latent_times)
         self.diffusion = GaussianDiffusion(config.diffusion_steps, config.schedule,
                                            config.beta_start, config.beta_end)
         if config.bsc:
@@ -154,8 +157,8 @@ class EEG2MEGGenerator(nn.Module):
             raise ValueError(f"'{name}' must be a tensor of shape (B, {n}, {c.n_times}) "
                              f"(n_{name}, n_times of the config), got {got}.")
 
-    def condition(self, eeg: torch.Tensor) -> dict:
-        """Encoder → spatial focus mapping → vector quantiser.
+    def encode_eeg(self, eeg: torch.Tensor) -> torch.Tensor:
+        """The encoder's tokens ``H_enc`` (Eq. 1); without gradients when it is frozen.
 
         Parameters
         ----------
@@ -163,9 +166,7 @@ class EEG2MEGGenerator(nn.Module):
 
         Returns
         -------
-        out : dict
-            ``"z_q"`` (B, C_e, P, D) the condition; ``"vq"`` the Eq. 4 loss; ``"codes"``
-            (B, C_e, P); ``"perplexity"``.
+        h_enc : torch.Tensor, shape (B, C_e, P, D)
         """
         self._check_batch("eeg", eeg)
         if self.frozen_encoder:
@@ -173,10 +174,43 @@ class EEG2MEGGenerator(nn.Module):
                 h = self.encoder(eeg)
         else:
             h = self.encoder(eeg)
-        expected = (eeg.shape[0], self.config.n_eeg, self.n_patches, self.embed_dim)
-        if tuple(h.shape) != expected:
-            raise ValueError(f"The encoder returned shape {tuple(h.shape)}; expected (B, C_e, "
-                             f"P, D) = {expected}. Check its patch_size and embed_dim.")
+        self._check_tokens(h, eeg.shape[0], "The encoder returned")
+        return h
+
+    def _check_tokens(self, h, n, what):
+        expected = (n, self.config.n_eeg, self.n_patches, self.embed_dim)
+        if not torch.is_tensor(h) or tuple(h.shape) != expected:
+            got = tuple(h.shape) if torch.is_tensor(h) else type(h).__name__
+            raise ValueError(f"{what} shape {got}; expected (B, C_e, P, D) = {expected}. "
+                             "Check the encoder's patch_size and embed_dim.")
+
+    def condition(self, eeg: torch.Tensor, *, h_enc=None) -> dict:
+        """Encoder → spatial focus mapping → vector quantiser.
+
+        Parameters
+        ----------
+        eeg : torch.Tensor, shape (B, C_e, T)
+        h_enc : torch.Tensor, shape (B, C_e, P, D) | None
+            The frozen encoder's output for ``eeg``, computed earlier (:meth:`encode_eeg`);
+            the encoder is then not run. Only with a frozen encoder (a trained one must see
+            its gradients).
+
+        Returns
+        -------
+        out : dict
+            ``"z_q"`` (B, C_e, P, D) the condition; ``"vq"`` the Eq. 4 loss; ``"codes"``
+            (B, C_e, P); ``"perplexity"``.
+        """
+        if h_enc is None:
+            h = self.encode_eeg(eeg)
+        else:
+            if not self.frozen_encoder:
+                raise ValueError("'h_enc' can only be given with a frozen encoder "
+                                 "(config.encoder='pretrained'); a scratch encoder is trained "
+                                 "through its output, so pass the EEG alone.")
+            self._check_batch("eeg", eeg)
+            self._check_tokens(h_enc, eeg.shape[0], "'h_enc' has")
+            h = h_enc.detach()
         h = h + self.channel_embed + self.patch_embed  # (B, C_e, P, D)
         z_q, vq_loss, codes, perplexity = self.quantizer(self.focus(h))
         return {"z_q": z_q, "vq": vq_loss, "codes": codes, "perplexity": perplexity}
@@ -191,7 +225,8 @@ class EEG2MEGGenerator(nn.Module):
         y = self.autoencoder.decode(z0)
         return self.calibration(y) if self.config.bsc else y
 
-    def losses(self, eeg: torch.Tensor, meg: torch.Tensor, *, generator=None) -> dict:
+    def losses(self, eeg: torch.Tensor, meg: torch.Tensor, *, generator=None,
+               h_enc=None) -> dict:
         """Every term of Eq. 9, the autoencoder term and their weighted sum.
 
         During training ``Ŷ`` is the decoded (and calibrated) one-step estimate ``ẑ₀ = (z_t
@@ -203,6 +238,9 @@ class EEG2MEGGenerator(nn.Module):
         meg : torch.Tensor, shape (B, C_m, T)
         generator : torch.Generator | None
             Source of the timesteps and noise (for reproducible evaluations).
+        h_enc : torch.Tensor, shape (B, C_e, P, D) | None
+            The frozen encoder's output for ``eeg`` if already computed (see
+            :meth:`condition`).
 
         Returns
         -------
@@ -217,7 +255,7 @@ class EEG2MEGGenerator(nn.Module):
         if meg.shape[0] != eeg.shape[0]:
             raise ValueError(f"'eeg' and 'meg' must hold the same epochs, got {eeg.shape[0]} "
                              f"and {meg.shape[0]}.")
-        cond = self.condition(eeg)
+        cond = self.condition(eeg, h_enc=h_enc)
         z0 = self.autoencoder.encode(meg)  # (B, d_lat, T')
         ae = reconstruction_loss(self.autoencoder.decode(z0), meg)
         target = z0.detach()

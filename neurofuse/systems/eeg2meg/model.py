@@ -81,7 +81,9 @@ def load_generator(path, *, return_meta=False):
         path = path / "model"
     meta, state = read_model_folder(path, formats=[MODEL_FORMAT], version=MODEL_FORMAT_VERSION,
                                     made_by="neurofuse eeg2meg fit")
-    cfg = GeneratorConfig.from_dict(meta["generator"])
+    # folders written before the time-aligned condition existed have no "aligned_dim": they
+    # were cross-attention only
+    cfg = GeneratorConfig.from_dict({"aligned_dim": 0, **meta["generator"]})
     encoder = LaBraM(LaBraMConfig.from_dict(meta["encoder"]["config"]))
     if cfg.encoder == "pretrained":
         encoder = freeze(encoder)

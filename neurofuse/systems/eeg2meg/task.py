@@ -7,6 +7,12 @@ loop's checkpoints restore, so a resumed run continues exactly. The loss is the 
 Eq. 9 total; validation reports every term on the validation subjects with a fixed noise
 seed (the diffusion terms draw timesteps and noise), so epochs compare, and ``val_loss`` is
 monitored.
+
+A frozen encoder is a fixed function of the EEG, so with ``cache_encoder`` (default) its
+tokens ``H_enc`` of each training and validation epoch are computed on the epoch's first visit
+and kept (``n × C_e × P × D`` floats, ~80 kB per epoch of the demo world), and later visits
+skip the encoder — the largest share of a step's time on a CPU. The encoder runs in eval mode
+either way, so the result does not change beyond rounding.
 """
 
 from __future__ import annotations
@@ -48,10 +54,14 @@ class GeneratorTask(Task):
         self.data, self.cfg = data, config
         self._build, self._describe, self._save = build_model, describe, save
         self.train_logs = ("loss",)
+        self._cache = {}  # item -> H_enc (C_e, P, D) of the frozen encoder
+        self._model = None
 
     def setup(self, ctx):
         self.device, self.rank, self.world_size = ctx.device, ctx.rank, ctx.world_size
-        return self._build().to(ctx.device)
+        self._model = self._build().to(ctx.device)
+        self._cache = {}
+        return self._model
 
     def configure_optimizers(self, model):
         params = [p for p in model.parameters() if p.requires_grad]
@@ -60,8 +70,24 @@ class GeneratorTask(Task):
 
     def _batch(self, items):
         eeg, meg = self.data.load(items)
-        return (torch.as_tensor(eeg, device=self.device),
-                torch.as_tensor(meg, device=self.device))
+        eeg = torch.as_tensor(eeg, device=self.device)
+        meg = torch.as_tensor(meg, device=self.device)
+        return eeg, meg, self._encoded(items, eeg)
+
+    def _encoded(self, items, eeg):
+        """The frozen encoder's tokens of ``items`` (cached), or None when not cached."""
+        model = self._model
+        if not (getattr(self.cfg, "cache_encoder", False) and model is not None
+                and getattr(model, "frozen_encoder", False)):
+            return None
+        items = [tuple(i) for i in items]
+        missing = [k for k, item in enumerate(items) if item not in self._cache]
+        if missing:
+            with torch.no_grad():
+                h = model.encode_eeg(eeg[missing])  # (b, C_e, P, D); eval mode, frozen
+            for k, hk in zip(missing, h):
+                self._cache[items[k]] = hk
+        return torch.stack([self._cache[item] for item in items])
 
     def train_batches(self, epoch):
         """Shuffled batches of ``batch_size`` epochs; under data parallelism each process takes
@@ -74,8 +100,9 @@ class GeneratorTask(Task):
                 yield self._batch([items[i] for i in idx])
 
     def training_step(self, ctx, batch, optimizer):
+        eeg, meg, h_enc = batch
         with ctx.autocast():
-            terms = ctx.model.losses(*batch)
+            terms = ctx.model.losses(eeg, meg, h_enc=h_enc)
         loss = terms["total"].float()
         logs = {"loss": float(loss.detach())}
         logs.update({k: float(v.detach()) for k, v in terms.items() if k != "total"})
@@ -94,8 +121,9 @@ class GeneratorTask(Task):
         try:
             for b0 in range(0, len(items), self.cfg.batch_size):
                 chunk = items[b0:b0 + self.cfg.batch_size]
+                eeg, meg, h_enc = self._batch(chunk)
                 with ctx.autocast():
-                    terms = ctx.module.losses(*self._batch(chunk))
+                    terms = ctx.module.losses(eeg, meg, h_enc=h_enc)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
                 n += len(chunk)
