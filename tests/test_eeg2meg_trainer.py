@@ -87,3 +87,48 @@ def test_config_errors(tmp_path):
         fit(path, synthesize_path, encoder={"preset": "tiny"},
             config={**SCRATCH, "train": {"epochs": 1}})
         synthesize(synthesize_path, np.zeros((2, 3, 50)))
+
+
+def test_a_folder_saved_before_the_aligned_condition_loads_as_cross_attention_only(tmp_path):
+    """Model folders written before ``aligned_dim`` existed lack the field in ``model.json``;
+    their denoiser had no time-aligned path, so they must load with ``aligned_dim = 0`` (the
+    dataclass default, 8, would ask for weights the file does not hold)."""
+    import mne
+
+    from neurofuse.systems.eeg2meg.config import GeneratorConfig
+    from neurofuse.systems.eeg2meg.model import save_generator
+    from neurofuse.systems.eeg2meg.trainer import build_generator
+
+    _, model_kwargs, _ = load_fit_config({**SCRATCH, "model": {**SCRATCH["model"],
+                                                                "aligned_dim": 0}})
+    sizes = {"n_eeg": 3, "n_meg": 2, "n_times": 100, "sfreq": 100.0}
+    cfg = GeneratorConfig.from_dict({**model_kwargs, **sizes})
+    assert GeneratorConfig.aligned_dim > 0 == cfg.aligned_dim  # the old layout is not the default
+    torch.manual_seed(0)
+    model, enc_info = build_generator(cfg, {"preset": "tiny"})
+    model.eval()
+    assert not hasattr(model.denoiser, "unpatchify")
+    info = mne.create_info(["MEG0111", "MEG0112"], sizes["sfreq"], ["mag", "grad"])
+    data = {"eeg_names": ["a", "b", "c"], "meg_names": list(info["ch_names"])}
+    folder = save_generator(tmp_path / "model", model, encoder_info=enc_info, data=data,
+                            meg_info=info)
+    meta_file = folder / "model.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["generator"]["aligned_dim"]  # as the folder was written before the field existed
+    meta_file.write_text(json.dumps(meta))
+
+    torch.manual_seed(1)  # other initial weights: everything must come from the folder
+    loaded = load_generator(folder)
+    assert loaded.config.aligned_dim == 0 and loaded.denoiser.aligned_dim == 0
+    assert not hasattr(loaded.denoiser, "unpatchify")
+    eeg = torch.randn(2, 3, 100, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generate(eeg), model.generate(eeg), rtol=0, atol=0)
+
+    # a folder that names its aligned_dim keeps it (the fallback is only for a missing field)
+    torch.manual_seed(0)
+    aligned, _ = build_generator(cfg.replace(aligned_dim=2), {"preset": "tiny"})
+    folder = save_generator(tmp_path / "aligned", aligned, encoder_info=enc_info, data=data,
+                            meg_info=info)
+    again = load_generator(folder)
+    assert again.config.aligned_dim == 2 and again.denoiser.unpatchify.out_features == 2 * 50

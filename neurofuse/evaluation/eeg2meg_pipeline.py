@@ -328,29 +328,14 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
 
 
 def _decoding_rows(eeg, y, sfreq, synth, real_meg, n_runs, n_splits):
-    """Rows of one subject and task: EEG alone, EEG + real MEG, EEG + each method's MEG.
+    """Rows of one subject and task: EEG alone, EEG + real MEG, EEG + each method's MEG, all
+    on the same folds (:func:`~.eeg2meg.decoding.compare_decoding`'s conditions)."""
+    from .eeg2meg.decoding import _cross_validate_conditions
 
-    The EEG features are computed once and every condition is cross-validated on the same
-    folds (the seed), as :func:`~.eeg2meg.decoding.compare_decoding` does.
-    """
-    from .eeg2meg.decoding import cross_validate_svm, extract_features
-
-    def features(x, modality):
-        f, g = extract_features(x, sfreq, return_groups=True)
-        return f, np.char.add(modality + "-", g)
-
-    f_eeg, g_eeg = features(eeg, "eeg")
-    conditions = {"eeg_only": (f_eeg, g_eeg)}
     megs = ({} if real_meg is None else {"real_meg": real_meg}) | dict(synth)
-    for m, meg in megs.items():
-        f_meg, g_meg = features(meg, "meg")
-        conditions[m] = (np.concatenate([f_eeg, f_meg], 1), np.concatenate([g_eeg, g_meg]))
-    rows = []
-    for m, (X, groups) in conditions.items():
-        scores = cross_validate_svm(X, y, n_runs=n_runs, n_splits=n_splits, groups=groups,
-                                    verbose="error")
-        rows.append({"method": m, **scores.summary()})
-    return rows
+    scores = _cross_validate_conditions(eeg, y, sfreq, megs, base="eeg_only", n_runs=n_runs,
+                                        n_splits=n_splits, verbose="error")
+    return [{"method": m, **sc.summary()} for m, sc in scores.items()]
 
 
 def _mean_rows(rows):

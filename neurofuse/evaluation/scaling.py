@@ -297,7 +297,8 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
         ``points/<name>/`` per grid point (its subset store ``data/``, everything
         :func:`~neurofuse.evaluation.pipeline.evaluate_study` keeps, and ``point.json`` once
         finished), ``results.json`` and ``report.html``. A rerun resumes: finished points are
-        read back, an interrupted one resumes its training.
+        read back (refused if ``point.json`` records another fit, ``methods`` or
+        ``smooth_fwhm``), an interrupted one resumes its training.
     scale : "tiny" | "demo" | "cpu" | "paper"
         The grid, study and fit of :data:`SCALES`; the arguments below override parts of it.
     n_train : sequence of int | None
@@ -353,6 +354,9 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
             **SCALING_CNR}
     points = [(m, f, n) for m, f in subjects for n in n_train]
     results = {"source_recovery": [], "prediction": [], "grid": grid}
+    # what a finished point was scored with: a rerun with other settings must not reuse it
+    settings = _json_like({"fit": grid["fit"], "methods": list(methods),
+                           "smooth_fwhm": smooth_fwhm})
     bar = tqdm(points, desc="scaling", unit="point", disable=not progress_enabled())
     for m, f, n in bar:
         name = point_name(m, f, n)
@@ -362,6 +366,7 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
         if done.is_file():
             with open(done) as fid:
                 rows = json.load(fid)
+            _check_point_settings(done, rows.get("settings"), settings)
             logger.info("%s: reusing %s", name, done)
         else:
             data = folder / "data"
@@ -373,7 +378,8 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
             keys = {"n_meg_subjects": m, "n_fmri_subjects": f, "n_train": n,
                     "train_minutes": _train_minutes(ds)}
             rows = {"source_recovery": [{**keys, **r} for r in ev.source_recovery],
-                    "prediction": [{**keys, **r} for r in ev.prediction]}
+                    "prediction": [{**keys, **r} for r in ev.prediction],
+                    "settings": settings}
             write_json(done, rows, what="grid point results")
         results["source_recovery"] += rows["source_recovery"]
         results["prediction"] += rows["prediction"]
@@ -385,6 +391,26 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
     if report:
         _write_report(out, results, grid, len(points))
     return results
+
+
+def _json_like(value):
+    """``value`` as it reads back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _check_point_settings(done, found, wanted):
+    """Refuse to reuse a finished point scored with other settings than this run's."""
+    if found is None:  # written before point.json recorded its settings
+        logger.warning("%s does not record the fit, methods and smoothing it was scored with "
+                       "(an older neurofuse): reused as it is.", done)
+        return
+    differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+    if differ:
+        what = "; ".join(f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+        raise ValueError(
+            f"The finished grid point '{done.parent}' was scored with other settings than "
+            f"this run asks for ({what}): reusing it would mix set-ups in one curve. Choose "
+            "another output folder, or rerun with the settings that made it.")
 
 
 def _write_report(out, results, grid, n_points):

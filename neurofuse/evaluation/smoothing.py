@@ -149,7 +149,7 @@ def smooth_estimate(estimate, smoother, *, out=None, chunk_size=4096):
 
 def smooth_update(estimate, prior_mean, smoother, *, prior_scale=1.0, out=None,
                   chunk_size=4096):
-    """Smooth only what an inverse added to its prior mean: ``a m + K (estimate − a m)``.
+    """Smooth only what an inverse added to its prior mean: ``a m + S (estimate − a m)``.
 
     For an inverse with a prior mean (``estimate = m + U``, ``U`` the minimum-norm update
     ``K_inv (y − G m)``; :func:`neurofuse.baselines.inverse.apply_posterior`) whose mean ``m``
@@ -164,7 +164,7 @@ def smooth_update(estimate, prior_mean, smoother, *, prior_scale=1.0, out=None,
         Its prior mean ``m``.
     smoother : scipy.sparse matrix | array, shape (n_sources, n_sources)
     prior_scale : float
-        ``a``: the scale the inverse applied to ``prior_mean`` (``run_inverses``'s
+        ``a >= 0``: the scale the inverse applied to ``prior_mean`` (``run_inverses``'s
         ``fitted_scale``).
     out : array, shape (n_sources, n_times) | None
         Written in place and returned; None: a new float32 array.
@@ -180,13 +180,16 @@ def smooth_update(estimate, prior_mean, smoother, *, prior_scale=1.0, out=None,
     _check_ndim("estimate", estimate, 2, "(n_sources, n_times)")
     if tuple(prior_mean.shape) != tuple(estimate.shape):
         raise ValueError(f"'prior_mean' must have the estimate's shape {estimate.shape}, got "
-                         f"{tuple(prior_mean.shape)}.")
+                         f"{tuple(prior_mean.shape)}: pass the prior mean the inverse was "
+                         "computed with, on the estimate's sources and samples.")
+    prior_scale = _check_positive("prior_scale", prior_scale, allow_zero=True)
     chunk_size = _check_int("chunk_size", chunk_size)
     k = scipy.sparse.csr_array(smoother)
     n_src, n_times = estimate.shape
     if k.shape != (n_src, n_src):
         raise ValueError(f"'smoother' must be (n_sources, n_sources) = ({n_src}, {n_src}), got "
-                         f"{k.shape}.")
+                         f"{k.shape}: build it on the estimate's source space "
+                         "(resolve_smoother).")
     if out is None:
         out = np.empty((n_src, n_times), np.float32)
     for a in range(0, n_times, chunk_size):

@@ -288,11 +288,7 @@ def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
     from .transcoder import summarize_scores
 
     runs = _held_out(ds) if runs is None else list(runs)
-    mask = getattr(ds, "brain_mask", None)
-    keep = (np.ones(int(np.prod(ds.config.grid_shape)), bool) if mask is None
-            else np.asarray(mask, bool).ravel())
-    if mask is None:
-        logger.info("The store has no brain mask: the fMRI r is over every voxel.")
+    keep, voxels = _scored_voxels(ds)
     scores = []
     for run in runs:
         pred, rec = predict(ds, run), ds.read_run(run)
@@ -310,8 +306,7 @@ def score_recorded(ds, predict, *, runs=None, scenario=None, level=0.95):
     scenario = f"{ds.path.name} {ds.subject}" if scenario is None else scenario
     rows = summarize_scores(scores, scenario=scenario, method="transcoder", level=level)
     for row in rows:
-        row["fmri_voxels"] = int(keep.sum())
-        row["fmri_mask"] = "all voxels" if mask is None else "brain mask"
+        row["fmri_voxels"], row["fmri_mask"] = int(keep.sum()), voxels
     return rows
 
 
@@ -572,3 +567,14 @@ def run_transcoder_demo(out="neurofuse-transcoder-demo", *, scenarios=DEMO_SCENA
     summary = " | ".join(summary_line(r) for r in results)
     return {"results": results, "report": str(report), "summary": summary,
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _scored_voxels(ds):
+    """The voxels the fMRI r is computed over: ``(keep, label)``, ``keep`` a bool array of
+    shape (n_voxels,) in the grid's C order, ``label`` ``'brain mask'`` (the store's
+    ``ds.brain_mask``) or ``'all voxels'`` (no mask stored)."""
+    mask = getattr(ds, "brain_mask", None)
+    if mask is None:
+        logger.info("The store has no brain mask: the fMRI r is over every voxel.")
+        return np.ones(int(np.prod(ds.config.grid_shape)), bool), "all voxels"
+    return np.asarray(mask, bool).ravel(), "brain mask"

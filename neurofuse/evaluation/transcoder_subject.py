@@ -140,7 +140,7 @@ def score_subject_recorded(ds, model, meta, group=None, *, scenario=None, level=
     from ..systems.transcoder.subject import subject_transcode, upsample_space
     from ..systems.transcoder.subject_fit import SubjectDataConfig, run_averages
     from .transcoder import summarize_scores
-    from .transcoder_pipeline import _data_for, _group_model, _held_out
+    from .transcoder_pipeline import _data_for, _group_model, _held_out, _scored_voxels
 
     group = _group_folder(meta, group)
     gmodel, gmeta = _group_model(Path(group).expanduser())
@@ -148,8 +148,7 @@ def score_subject_recorded(ds, model, meta, group=None, *, scenario=None, level=
     _check_split(meta, data, ds)
     cfg = SubjectDataConfig.from_dict(meta["data"]["settings"])
     grid = tuple(ds.config.grid_shape)
-    mask = getattr(ds, "brain_mask", None)
-    keep = np.ones(int(np.prod(grid)), bool) if mask is None else np.asarray(mask).ravel()
+    keep, voxels = _scored_voxels(ds)
     scores = {SUBJECT_METHOD: [], CONTROL_METHOD: []}
     for run in _held_out(ds):
         raw = ds.read_run(run, mmap=True)
@@ -177,8 +176,7 @@ def score_subject_recorded(ds, model, meta, group=None, *, scenario=None, level=
     out = []
     for method, sc in scores.items():
         for row in summarize_scores(sc, scenario=scenario, method=method, level=level):
-            row.update(level="subject", fmri_voxels=int(keep.sum()),
-                       fmri_mask="all voxels" if mask is None else "brain mask",
+            row.update(level="subject", fmri_voxels=int(keep.sum()), fmri_mask=voxels,
                        against="group-level source estimates (epoch averages)")
             out.append(row)
     return out, str(group)

@@ -229,3 +229,18 @@ def test_input_errors():
         make_decoder(kernel="tree")
     with pytest.raises(ValueError, match="window_seconds"):
         extract_features(x, SFREQ, window_seconds=0)
+
+
+def test_scores_without_per_trial_predictions_say_what_is_missing():
+    """DecodingScores built from fold scores alone (its public constructor) keep their medians
+    and JSON; the pooled summary needs the per-trial predictions and says so."""
+    from neurofuse.evaluation.eeg2meg.decoding import SCORES, DecodingScores
+
+    folds = {s: np.array([[0.5, 1.0], [0.75, 0.25]]) for s in SCORES}
+    scores = DecodingScores(**folds, folds=[])
+    assert scores.median()["accuracy"] == pytest.approx(0.625)
+    assert "summary" not in scores.to_dict() and scores.to_dict()["median"] == scores.median()
+    with pytest.raises(ValueError, match="no per-trial 'predictions'"):
+        scores.summary()
+    with pytest.raises(ValueError, match="no per-trial 'predictions'"):
+        scores.chance

@@ -51,6 +51,9 @@ def test_smooth_update_smooths_only_the_update(ds):
                                atol=1e-7)
     with pytest.raises(ValueError, match="'prior_mean' must have the estimate's shape"):
         smooth_update(u, m[:, :3], k)
+    for bad in (float("nan"), -1.0):  # NaN gave an all-NaN estimate, -1 a wrong one
+        with pytest.raises(ValueError, match="'prior_scale' must be"):
+            smooth_update(u, m, k, prior_scale=bad)
 
 
 @pytest.mark.slow  # two full-source-space MNE operators on a busy 2-core machine (~35 s)

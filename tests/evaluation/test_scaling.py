@@ -179,11 +179,26 @@ def test_resume_skips_finished_points(full_study, tmp_path, monkeypatch):
     assert (out / "report.html").stat().st_size > 10_000
 
     calls.clear()
-    again = run_scaling_benchmark(out, scale="tiny", **GRID, fit_config="F", report=False)
+    same = dict(fit_config="F", methods=["MNE"], report=False)
+    again = run_scaling_benchmark(out, scale="tiny", **GRID, **same)
     assert calls == [] and again == res
     (out / "points" / point_name(2, 2, 3) / "point.json").unlink()
-    again = run_scaling_benchmark(out, scale="tiny", **GRID, fit_config="F", report=False)
+    again = run_scaling_benchmark(out, scale="tiny", **GRID, **same)
     assert [c[1].name for c in calls] == [point_name(2, 2, 3)] and again == res
+
+    # a finished point is not reused under other settings (it would mix set-ups in a curve)
+    calls.clear()
+    for other in ({"methods": ["MNE", "dSPM"]}, {"fit_config": "G"}, {"smooth_fwhm": None}):
+        with pytest.raises(ValueError, match="scored with other settings"):
+            run_scaling_benchmark(out, scale="tiny", **GRID, **{**same, **other})
+    assert calls == []
+    # a point.json from before the settings were recorded is reused (with a warning)
+    for done in (out / "points").glob("*/point.json"):
+        old = json.loads(done.read_text())
+        del old["settings"]
+        done.write_text(json.dumps(old))
+    again = run_scaling_benchmark(out, scale="tiny", **GRID, **{**same, "fit_config": "G"})
+    assert calls == [] and again["source_recovery"] == res["source_recovery"]
 
     with pytest.raises(ValueError, match="holds another study"):
         run_scaling_benchmark(out, scale="tiny", **GRID, seed=1, report=False)

@@ -234,7 +234,8 @@ def block_weights(groups):
     groups = np.asarray(groups)
     if groups.ndim != 1 or not groups.size:
         raise ValueError(f"'groups' must be a non-empty 1-D array (a label per feature), got "
-                         f"shape {groups.shape}.")
+                         f"shape {groups.shape}; pass extract_features(..., return_groups=True)"
+                         "'s labels.")
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     return 1.0 / np.sqrt(counts[inverse])
 
@@ -302,10 +303,12 @@ def binomial_p_value(n_correct, n_trials, chance):
     n_trials = _check_int("n_trials", n_trials, 1)
     n_correct = _check_int("n_correct", n_correct, 0)
     if n_correct > n_trials:
-        raise ValueError(f"'n_correct' ({n_correct}) must not exceed 'n_trials' ({n_trials}).")
+        raise ValueError(f"'n_correct' ({n_correct}) must not exceed 'n_trials' ({n_trials}): "
+                         "pass the number of correct predictions among the trials counted.")
     chance = float(chance)
     if not 0.0 < chance < 1.0:
-        raise ValueError(f"'chance' must be in (0, 1), got {chance!r}.")
+        raise ValueError(f"'chance' must be a probability in (0, 1), got {chance!r}; e.g. "
+                         "1 / n_classes for balanced classes.")
     return float(binom.sf(n_correct - 1, n_trials, chance))
 
 
@@ -343,9 +346,16 @@ class DecodingScores:
         """
         return {s: float(np.median(getattr(self, s))) for s in SCORES}
 
+    def _check_predictions(self):
+        if self.predictions is None or self.y is None:
+            raise ValueError("These DecodingScores hold no per-trial 'predictions' and 'y': the "
+                             "pooled scores, chance and p-value need them. Use the scores "
+                             "cross_validate_svm returns, or median() for the fold scores.")
+
     @property
     def chance(self):
         """Chance accuracy: the largest class's share of the trials (1/K when balanced)."""
+        self._check_predictions()
         return float(np.unique(self.y, return_counts=True)[1].max() / len(self.y))
 
     def run_scores(self):
@@ -358,6 +368,7 @@ class DecodingScores:
         """
         from sklearn.metrics import f1_score
 
+        self._check_predictions()
         correct = (self.predictions == self.y[None]).sum(axis=1)  # (n_runs,)
         f1 = np.array([f1_score(self.y, p, average="macro", zero_division=0)
                        for p in self.predictions])
@@ -387,9 +398,11 @@ class DecodingScores:
         Returns
         -------
         scores : dict
-            ``{"summary": {...}, "median": {...}, "accuracy": [[...], ...], ...}``.
+            ``{"summary": {...}, "median": {...}, "accuracy": [[...], ...], ...}`` (no
+            ``"summary"`` without per-trial ``predictions``).
         """
-        out = {"summary": self.summary(), "median": self.median()}
+        out = {} if self.predictions is None else {"summary": self.summary()}
+        out["median"] = self.median()
         out.update({s: getattr(self, s).tolist() for s in SCORES})
         return out
 
@@ -446,7 +459,8 @@ def cross_validate_svm(features, y, *, n_runs=10, n_splits=10, decoder=None, gro
             "more trials.")
     if groups is not None and len(groups) != X.shape[1]:
         raise ValueError(f"'groups' must have one label per feature ({X.shape[1]}), got "
-                         f"{len(groups)}.")
+                         f"{len(groups)}; pass the groups extract_features returned with these "
+                         "features.")
     decoder = make_decoder(groups=groups) if decoder is None else decoder
     scores = {s: np.empty((n_runs, n_splits)) for s in SCORES}
     predictions = np.empty((n_runs, len(y)), dtype=y.dtype)
@@ -501,26 +515,44 @@ def compare_decoding(eeg, y, sfreq, *, synthetic_meg=None, real_meg=None, n_runs
     scores : dict of str to DecodingScores
         Keys among :data:`CONDITIONS`, in that order.
     """
-    kw = dict(bands=bands, n_windows=n_windows, window_seconds=window_seconds,
-              welch_seconds=welch_seconds, return_groups=True)
+    megs = {"eeg+synthetic_meg": synthetic_meg, "eeg+real_meg": real_meg}
+    return _cross_validate_conditions(
+        eeg, y, sfreq, {k: v for k, v in megs.items() if v is not None}, base="eeg",
+        n_runs=n_runs, n_splits=n_splits, decoder=decoder, seed=seed,
+        features=dict(bands=bands, n_windows=n_windows, window_seconds=window_seconds,
+                      welch_seconds=welch_seconds))
+
+
+def _cross_validate_conditions(eeg, y, sfreq, megs, *, base, n_runs, n_splits, decoder=None,
+                               seed=0, features=None, verbose=None):
+    """Cross-validate EEG alone and EEG + each MEG of ``megs`` on the same folds.
+
+    The EEG features are computed once; each family of each modality is one block of
+    :func:`make_decoder`'s ``groups``. ``megs`` maps a condition's name to its MEG epochs,
+    shape (n_trials, n_meg, n_times), trial- and time-aligned with ``eeg``; ``base`` names the
+    EEG-alone condition. Returns ``{base: DecodingScores, **{name: DecodingScores}}`` in that
+    order (:func:`compare_decoding` and the EEG→MEG pipeline's rows). ``verbose`` is passed to
+    :func:`cross_validate_svm`.
+    """
+    kw = dict(features or {}, return_groups=True)
     eeg = _check_epochs("eeg", eeg)
     f_eeg, g_eeg = extract_features(eeg, sfreq, **kw)
     g_eeg = np.char.add("eeg-", g_eeg)
-    conditions = {"eeg": (f_eeg, g_eeg)}
-    for name, meg in (("eeg+synthetic_meg", synthetic_meg), ("eeg+real_meg", real_meg)):
-        if meg is None:
-            continue
-        meg = _check_epochs(name.split("+")[1], meg)
+    conditions = {base: (f_eeg, g_eeg)}
+    for name, meg in megs.items():
+        label = name.split("+")[-1]
+        meg = _check_epochs(label, meg)
         if len(meg) != len(eeg) or meg.shape[2] != eeg.shape[2]:
             raise ValueError(
-                f"'{name.split('+')[1]}' must be trial- and time-aligned with 'eeg' ("
-                f"{len(eeg)} trials x {eeg.shape[2]} samples), got shape {meg.shape}.")
+                f"'{label}' must be trial- and time-aligned with 'eeg' ({len(eeg)} trials x "
+                f"{eeg.shape[2]} samples), got shape {meg.shape}: pass the MEG epochs of the "
+                "same trials, in the same order, at the same rate and length.")
         f_meg, g_meg = extract_features(meg, sfreq, **kw)
         conditions[name] = (np.concatenate([f_eeg, f_meg], axis=1),
                             np.concatenate([g_eeg, np.char.add("meg-", g_meg)]))
     out = {}
     for name, (X, groups) in conditions.items():
-        logger.info("Condition %s", name)
+        logger.debug("Condition %s", name)
         out[name] = cross_validate_svm(X, y, n_runs=n_runs, n_splits=n_splits, decoder=decoder,
-                                       groups=groups, seed=seed)
+                                       groups=groups, seed=seed, verbose=verbose)
     return out

@@ -181,7 +181,9 @@ class ConditionalDenoiser(nn.Module):
                                  f"n_cond_tokens and n_patches × patch_size a multiple of "
                                  f"n_frames, got {n_channels} × {n_patches} vs "
                                  f"{n_cond_tokens} tokens and {n_samples} samples for "
-                                 f"{n_frames} frames.")
+                                 f"{n_frames} frames. Pass the condition's layout (C_e, P) "
+                                 "and latent frames that divide its samples, or "
+                                 "aligned_dim=0 (cross-attention only).")
             self.n_channels, self.n_patches, self.patch_size = n_channels, n_patches, patch_size
             self.n_frames = n_frames
             self.unpatchify = nn.Linear(cond_dim, patch_size * aligned_dim)
@@ -220,7 +222,6 @@ class ConditionalDenoiser(nn.Module):
         for block in self.blocks:
             x = block(x, c, t_emb)
         return self.out(self.out_norm(x)).transpose(1, 2)  # (B, d_lat, T')
-
 
     def _aligned(self, cond: torch.Tensor, n_frames: int) -> torch.Tensor:
         """The time-aligned condition of every latent frame, (B, T', dim)."""
