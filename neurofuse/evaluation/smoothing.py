@@ -130,21 +130,7 @@ def smooth_estimate(estimate, smoother, *, out=None, chunk_size=4096):
     -------
     smoothed : array, shape (n_sources, n_times)
     """
-    import scipy.sparse
-
-    _check_ndim("estimate", estimate, 2, "(n_sources, n_times)")
-    chunk_size = _check_int("chunk_size", chunk_size)
-    k = scipy.sparse.csr_array(smoother)
-    n_src, n_times = estimate.shape
-    if k.shape != (n_src, n_src):
-        raise ValueError(f"'smoother' must be (n_sources, n_sources) = ({n_src}, {n_src}) to "
-                         f"smooth an estimate of {n_src} sources, got {k.shape}: build it on "
-                         "the estimate's fsaverage source vertices.")
-    if out is None:
-        out = np.empty((n_src, n_times), np.float32)
-    for a in range(0, n_times, chunk_size):
-        out[:, a:a + chunk_size] = k @ np.asarray(estimate[:, a:a + chunk_size], np.float64)
-    return out
+    return _smooth_blocks(estimate, smoother, None, 0.0, out=out, chunk_size=chunk_size)
 
 
 def smooth_update(estimate, prior_mean, smoother, *, prior_scale=1.0, out=None,
@@ -175,27 +161,37 @@ def smooth_update(estimate, prior_mean, smoother, *, prior_scale=1.0, out=None,
     -------
     smoothed : array, shape (n_sources, n_times)
     """
-    import scipy.sparse
-
     _check_ndim("estimate", estimate, 2, "(n_sources, n_times)")
     if tuple(prior_mean.shape) != tuple(estimate.shape):
         raise ValueError(f"'prior_mean' must have the estimate's shape {estimate.shape}, got "
                          f"{tuple(prior_mean.shape)}: pass the prior mean the inverse was "
                          "computed with, on the estimate's sources and samples.")
     prior_scale = _check_positive("prior_scale", prior_scale, allow_zero=True)
+    return _smooth_blocks(estimate, smoother, prior_mean, prior_scale, out=out,
+                          chunk_size=chunk_size)
+
+
+def _smooth_blocks(estimate, smoother, prior_mean, prior_scale, *, out, chunk_size):
+    """``a m + S (estimate - a m)`` block by block along time (``m`` None: ``S estimate``)."""
+    import scipy.sparse
+
+    _check_ndim("estimate", estimate, 2, "(n_sources, n_times)")
     chunk_size = _check_int("chunk_size", chunk_size)
     k = scipy.sparse.csr_array(smoother)
     n_src, n_times = estimate.shape
     if k.shape != (n_src, n_src):
-        raise ValueError(f"'smoother' must be (n_sources, n_sources) = ({n_src}, {n_src}), got "
-                         f"{k.shape}: build it on the estimate's source space "
-                         "(resolve_smoother).")
+        raise ValueError(f"'smoother' must be (n_sources, n_sources) = ({n_src}, {n_src}) to "
+                         f"smooth an estimate of {n_src} sources, got {k.shape}: build it on "
+                         "the estimate's fsaverage source vertices (resolve_smoother).")
     if out is None:
         out = np.empty((n_src, n_times), np.float32)
     for a in range(0, n_times, chunk_size):
-        m = prior_scale * np.asarray(prior_mean[:, a:a + chunk_size], np.float64)
-        out[:, a:a + chunk_size] = m + k @ (np.asarray(estimate[:, a:a + chunk_size],
-                                                       np.float64) - m)
+        block = np.asarray(estimate[:, a:a + chunk_size], np.float64)
+        if prior_mean is None:
+            out[:, a:a + chunk_size] = k @ block
+        else:
+            m = prior_scale * np.asarray(prior_mean[:, a:a + chunk_size], np.float64)
+            out[:, a:a + chunk_size] = m + k @ (block - m)
     return out
 
 
