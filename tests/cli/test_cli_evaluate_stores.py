@@ -100,8 +100,10 @@ def test_evaluate_a_meg_only_store_on_other_vertices(fit_file, tmp_path, catch_l
     assert "fMNE left out" in log.text
     results = json.loads((out / "results.json").read_text())
     inverses = ["MNE", "dSPM", "sLORETA", "eLORETA"]
+    # no fMRI: no fMNE, so the model's prior mean enters MNE only
     assert [r["method"] for r in results["source_recovery"]] == [
-        "neurofuse", *inverses, *(f"{m}+smooth" for m in inverses)]
+        "neurofuse", *inverses, "neurofuse+MNE",
+        *(f"{m}+smooth" for m in [*inverses, "neurofuse+MNE"])]
     for r in results["source_recovery"]:
         assert -1 <= r["temporal_r"] <= 1 and r["meg_cnr"] == 1.0 and r["fmri_cnr"] is None
     assert _pairs(results["prediction"]) == [("S01", "meg", "neurofuse"), ("S01", "meg", "ridge")]
