@@ -15,6 +15,7 @@ what is missing.
 
     python benchmarks/bench_worlds.py --work W > benchmarks/results/worlds.json     # ~1 h
     python benchmarks/bench_worlds.py --work W --worlds short5 nonlinear
+    python benchmarks/bench_worlds.py --work W --collect    # only the worlds already finished
 """
 
 from __future__ import annotations
@@ -40,15 +41,25 @@ def main(argv=None):
                         choices=sorted(WORLDS), help="worlds to run")
     parser.add_argument("--meg-cnr", type=float, default=1.0)
     parser.add_argument("--fmri-cnr", type=float, default=0.3)
+    parser.add_argument("--collect", action="store_true",
+                        help="compute nothing: gather the worlds whose results.json is written")
     args = parser.parse_args(argv)
 
     rows, prediction, seconds = [], [], {}
     for world in args.worlds:
         t0 = time.perf_counter()
-        res = run_simulation_benchmark(args.work / world, study={**DEMO_STUDY, "world": world},
-                                       meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr],
-                                       report=False, verbose="warning")
-        seconds[world] = round(time.perf_counter() - t0, 1)
+        if args.collect:
+            done = args.work / world / "results.json"
+            if not done.is_file():
+                continue
+            res = json.loads(done.read_text())
+        else:
+            res = run_simulation_benchmark(
+                args.work / world, study={**DEMO_STUDY, "world": world},
+                meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr], report=False,
+                verbose="warning")
+        if not args.collect:
+            seconds[world] = round(time.perf_counter() - t0, 1)
         rows += [{"world": world, **{k: r[k] for k in ("method", "temporal_r", "spatial_r")}}
                  for r in res["source_recovery"]]
         prediction += [{"world": world, **r} for r in res["prediction"]]
