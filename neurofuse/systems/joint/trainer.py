@@ -67,8 +67,9 @@ class TrainConfig:
         out-of-fold ridge predictions, each story predicted without its own data
         (:func:`neurofuse.baselines.ridge.denoise_fmri`); or the one of these whose short
         pilot training reaches the lowest validation loss
-        (:mod:`neurofuse.systems.joint.denoising`). Default ``'none'``; the ``paper`` and
-        ``demo`` presets use ``'in-sample'``.
+        (:mod:`neurofuse.systems.joint.denoising`). Default ``'none'``; the ``paper`` preset uses
+        ``'in-sample'`` (to reproduce the paper), the ``demo`` preset ``'none'`` (the choice of
+        ``'auto'`` on the demo study).
     fmri_denoise_folds : int | 'stories'
         Folds of whole training stories for ``'cross-fitted'`` (``'stories'``: leave one out).
     fmri_denoise_pilot_epochs : int
