@@ -22,7 +22,7 @@ import math
 from .._checks import _check_positive
 from .._io import make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
-from .pipeline import DEMO_STUDY, INVERSE_METHODS, evaluate_study
+from .pipeline import DEMO_FIT, DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import cnr_to_json
 from .variants import resolve_variants
 
@@ -110,9 +110,11 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
 
     from ..data.store import read_dataset
     from ..simulation.study import StudyConfig, simulate_study
-    from .variants import evaluate_variants
+    from .variants import evaluate_variants, variant_fit_config
 
     variants = resolve_variants(variants)  # before any work
+    for override in variants.values():  # merged set-ups validated now, not after a fit
+        variant_fit_config(DEMO_FIT if fit_config is None else fit_config, override)
     out = make_dir(out, what="benchmark output folder")
     base = StudyConfig.resolve(DEMO_STUDY if study is None else study).to_dict()
     if seed is not None:

@@ -73,6 +73,10 @@ def test_unknown_variant_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="'variant_conditions' holds .*not a condition"):
         run_simulation_benchmark(tmp_path / "c", variants="mixture",
                                  variant_conditions=[(0.5, 0.3)], **GRID)
+    with pytest.raises(ValueError, match="lrr"):
+        run_simulation_benchmark(tmp_path / "d", variants={"typo": {"train": {"lrr": 1e-3}}},
+                                 **GRID)
+    assert not (tmp_path / "d" / "conditions").exists()
     assert resolve_variants(None) == {}
     assert resolve_variants("mixture") == {"mixture": JOINT_VARIANTS["mixture"]}
 
@@ -152,9 +156,28 @@ def test_rerun_reuses_the_variant_fits(benchmarked, monkeypatch):
     monkeypatch.setattr(trainer, "fit", no_fit)
     weights = cond / "variants" / "mixture" / "fit" / "model"
     mtimes = {p: p.stat().st_mtime_ns for p in weights.iterdir()}
-    again = run_simulation_benchmark(out, variants=["in-sample", "mixture"], **GRID)
+    again = run_simulation_benchmark(out, variants=["in-sample", "mixture"],
+                                     **{**GRID, "report": True})
     assert again == res
     assert {p: p.stat().st_mtime_ns for p in weights.iterdir()} == mtimes
+    page = (out / "report.html").read_text()
+    assert page.count("neurofuse[mixture]") >= 2  # the summary and the results table
+
+
+def test_recovery_bars_show_the_variants():
+    from neurofuse.viz import plot_recovery_bars
+
+    names = ["neurofuse", "neurofuse[in-sample]", "neurofuse[mixture]", "MNE", "MNE+smooth"]
+    rows = [{"method": m, "meg_cnr": 1.0, "fmri_cnr": 0.3, "temporal_r": 0.1 * i,
+             "spatial_r": 0.1} for i, m in enumerate(names)]
+    fig = plot_recovery_bars(rows)
+    bars = {p.get_label(): p.patches[0] for p in fig.axes[0].containers}
+    assert list(bars) == names
+    colour = {m: tuple(bars[m].get_facecolor()) for m in bars}
+    assert len({colour[m] for m in names[:4]}) == 4  # each variant a colour of its own
+    assert not any(bars[m].get_hatch() for m in names[:3])
+    assert [b.get_height() for b in (bars[m] for m in names)] == pytest.approx(
+        [0.1 * i for i in range(len(names))])
 
 
 @pytest.mark.slow  # the module's benchmark: three tiny fits, ~2 min
