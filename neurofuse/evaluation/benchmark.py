@@ -125,6 +125,8 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
     if not conditions:
         raise ValueError("'meg_cnrs' and 'fmri_cnrs' must each list at least one CNR.")
     variant_at = _variant_conditions(variant_conditions, conditions) if variants else set()
+    if variant_conditions is not None and not variants:
+        logger.warning("'variant_conditions' has no effect without 'variants'.")
     results = {"source_recovery": [], "prediction": []}
     if variants:
         results["variants"] = variants
