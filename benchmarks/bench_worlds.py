@@ -5,7 +5,12 @@ alternative world of :data:`neurofuse.simulation.encoding.world.WORLDS` (another
 of the tuning fields, parcel patches, nonlinear responses, spontaneous activity, region HRFs)
 at the demo's noise (MEG CNR 1, fMRI CNR 0.3); on each, the joint model is trained and scored
 beside every classical inverse and every smoothed inverse on the same test stories
-(:func:`neurofuse.evaluation.benchmark.run_simulation_benchmark`). Prints one JSON object:
+(:func:`neurofuse.evaluation.benchmark.run_simulation_benchmark`). Beside the fixed 15-mm
+prior of the demo's model, each world also trains and scores the joint-model variants of
+``--variants`` (default ``mixture``: the adaptive source prior, issue 15 item 3; names of
+:data:`neurofuse.evaluation.variants.JOINT_VARIANTS`, ``--variants`` alone for none) on the
+same data, ridge ceilings and inverses, as methods ``neurofuse[<variant>]``. Prints one JSON
+object:
 ``{"rows": [{"world", "method", "temporal_r", "spatial_r"}, ...], "prediction": [...],
 "seconds": {...}, ...}``.
 
@@ -15,6 +20,7 @@ what is missing.
 
     python benchmarks/bench_worlds.py --work W > benchmarks/results/worlds.json     # ~1 h
     python benchmarks/bench_worlds.py --work W --worlds short5 nonlinear
+    python benchmarks/bench_worlds.py --work W --variants mixture cross-fitted
     python benchmarks/bench_worlds.py --work W --collect    # only the worlds already finished
 """
 
@@ -28,11 +34,14 @@ from pathlib import Path
 
 #: The alternative worlds benchmarked by default (``linear15`` is the main benchmark's world).
 DEFAULT_WORLDS = ("short5", "long20", "patches", "nonlinear", "spontaneous", "hrf_vary")
+#: Joint-model variants scored beside the main model by default: the adaptive source prior.
+DEFAULT_VARIANTS = ("mixture",)
 
 
 def main(argv=None):
     from neurofuse.evaluation.benchmark import run_simulation_benchmark
     from neurofuse.evaluation.pipeline import DEMO_STUDY
+    from neurofuse.evaluation.variants import JOINT_VARIANTS
     from neurofuse.simulation.encoding.world import WORLDS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,11 +50,15 @@ def main(argv=None):
                         choices=sorted(WORLDS), help="worlds to run")
     parser.add_argument("--meg-cnr", type=float, default=1.0)
     parser.add_argument("--fmri-cnr", type=float, default=0.3)
+    parser.add_argument("--variants", nargs="*", default=list(DEFAULT_VARIANTS),
+                        choices=sorted(JOINT_VARIANTS),
+                        help="joint-model variants also trained and scored on each world "
+                             "(none: --variants alone)")
     parser.add_argument("--collect", action="store_true",
                         help="compute nothing: gather the worlds whose results.json is written")
     args = parser.parse_args(argv)
 
-    rows, prediction, seconds = [], [], {}
+    rows, prediction, seconds, variants = [], [], {}, {}
     for world in args.worlds:
         t0 = time.perf_counter()
         if args.collect:
@@ -56,15 +69,17 @@ def main(argv=None):
         else:
             res = run_simulation_benchmark(
                 args.work / world, study={**DEMO_STUDY, "world": world},
-                meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr], report=False,
-                verbose="warning")
+                meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr],
+                variants=args.variants or None, report=False, verbose="warning")
         if not args.collect:
             seconds[world] = round(time.perf_counter() - t0, 1)
         rows += [{"world": world, **{k: r[k] for k in ("method", "temporal_r", "spatial_r")}}
                  for r in res["source_recovery"]]
         prediction += [{"world": world, **r} for r in res["prediction"]]
+        variants.update(res.get("variants", {}))  # what the rows hold (--collect: as run)
     print(json.dumps({"benchmark": "worlds", "study": DEMO_STUDY, "fit": "demo",
-                      "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr, "rows": rows,
+                      "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr,
+                      "variants": variants, "rows": rows,
                       "prediction": prediction, "seconds": seconds,
                       "machine": {"platform": platform.platform(),
                                   "processor": platform.processor()}}, indent=1))

@@ -96,12 +96,14 @@ def _cmd_benchmark(args):
     from ..viz.figures import format_cnr
 
     res = run_simulation_benchmark(args.out, **passed(
-        args, "study", "fit_config", "meg_cnrs", "fmri_cnrs", "methods", "smooth_fwhm", "seed",
-        "n_jobs", "device"))
-    print(f"{'method':<15} {'MEG CNR':>8} {'fMRI CNR':>8} {'temporal r':>11} {'spatial r':>10}")
+        args, "study", "fit_config", "meg_cnrs", "fmri_cnrs", "methods", "smooth_fwhm",
+        "variants", "variant_conditions", "seed", "n_jobs", "device"))
+    width = max([15, *(len(r["method"]) for r in res["source_recovery"])])
+    print(f"{'method':<{width}} {'MEG CNR':>8} {'fMRI CNR':>8} {'temporal r':>11} "
+          f"{'spatial r':>10}")
     for r in res["source_recovery"]:
-        print(f"{r['method']:<15} {format_cnr(r['meg_cnr']):>8} {format_cnr(r['fmri_cnr']):>8} "
-              f"{r['temporal_r']:>11.3f} {r['spatial_r']:>10.3f}")
+        print(f"{r['method']:<{width}} {format_cnr(r['meg_cnr']):>8} "
+              f"{format_cnr(r['fmri_cnr']):>8} {r['temporal_r']:>11.3f} {r['spatial_r']:>10.3f}")
     print(f"Results: {Path(args.out) / 'results.json'}; report: {Path(args.out) / 'report.html'}")
 
 
@@ -117,6 +119,21 @@ def _cmd_scaling(args):
         print(f"{r['n_meg_subjects']:>3} {r['n_fmri_subjects']:>4} {r['train_minutes']:>9.1f} "
               f"{r['method']:<15} {r['temporal_r']:>10.3f} {r['spatial_r']:>9.3f}")
     print(f"Results: {Path(args.out) / 'results.json'}; report: {Path(args.out) / 'report.html'}")
+
+
+def cnr_pair(text):
+    """``--variant-conditions``: ``MEG,FMRI`` CNRs of one condition, e.g. ``1,0.3``."""
+    import argparse
+
+    meg, sep, fmri = text.partition(",")
+    try:
+        if not sep:
+            raise argparse.ArgumentTypeError("")
+        return (cnr(meg), cnr(fmri))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected MEG,FMRI CNRs, each a positive number or 'inf' (e.g. 1,0.3), got "
+            f"{text!r}") from None
 
 
 def subject_pair(text):
@@ -177,6 +194,7 @@ def _add_smooth(p):
            help="also score every inverse smoothed with the joint model's spatial prior, as "
                 "'<inverse>+smooth': at the width of the model's smoothed source layer "
                 "(model, the default; none for a plain layer), at MM mm FWHM, or not (none)")
+_VARIANTS = LazyChoices("neurofuse.evaluation.variants:JOINT_VARIANTS")
 _DENOISE = LazyChoices("neurofuse.baselines.ridge.denoise:FMRI_DENOISE")
 
 
@@ -269,6 +287,12 @@ def add_parser(subparsers):
     option(b, "--methods", nargs="+", choices=_INVERSES, help="classical inverses to compare "
            "(default: all)")
     _add_smooth(b)
+    option(b, "--variants", nargs="+", choices=_VARIANTS, help="joint-model variants also "
+           "trained and scored on each condition's data, ridge ceilings and inverses, as "
+           "methods 'neurofuse[NAME]': in-sample, cross-fitted (the fMRI denoisers), mixture "
+           "(the adaptive source prior); each costs a main fit's time")
+    option(b, "--variant-conditions", type=cnr_pair, nargs="+", metavar="MEG,FMRI",
+           help="only these conditions get the variants, e.g. 1,0.3 (default: every one)")
     option(b, "--seed", type=int, help="override the study's seed")
     add_device(b)
     option(b, "--n-jobs", type=int, help="parallel jobs for forward models")

@@ -7,6 +7,11 @@ same test stories (:func:`~neurofuse.evaluation.pipeline.evaluate_study`). Each 
 in its own folder ``conditions/meg-<cnr>_fmri-<cnr>/`` and is skipped when already complete, so
 the benchmark resumes after an interruption; ``results.json`` is rewritten after every
 condition.
+
+Joint-model variants (``variants``, :mod:`neurofuse.evaluation.variants`: e.g. the fMRI
+denoisers ``in-sample`` and ``cross-fitted``, the adaptive source prior ``mixture``) are
+trained in ``conditions/<name>/variants/<variant>/`` and scored on the same condition (same
+data, ridge ceilings and inverses) as extra methods ``"neurofuse[<variant>]"``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import math
 from .._checks import _check_positive
 from .._io import make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
-from .pipeline import DEMO_STUDY, INVERSE_METHODS, evaluate_study
+from .pipeline import DEMO_FIT, DEMO_STUDY, INVERSE_METHODS, evaluate_study
 from .recovery import cnr_to_json
+from .variants import resolve_variants
 
 #: Noise levels of the paper's Fig. 3.
 MEG_CNRS = (math.inf, 1.0, 0.1)
@@ -43,7 +49,7 @@ def _with_cnr(rows, meg_cnr, fmri_cnr):
 @verbose
 def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_CNRS,
                              fmri_cnrs=FMRI_CNRS, methods=INVERSE_METHODS, smooth_fwhm="model",
-                             seed=None,
+                             variants=None, variant_conditions=None, seed=None,
                              n_jobs=None, device=None, report=True, verbose=None) -> dict:
     """Source recovery and prediction across noise levels (Fig. 3, Tables 1-2).
 
@@ -69,6 +75,20 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
         15): at the width of the model's smoothed source layer (``"model"``; the ``demo``
         preset's 15 mm), at a given FWHM in mm, or not (None). See
         :func:`~neurofuse.evaluation.pipeline.evaluate_study`.
+    variants : None | str | sequence of str | dict
+        Joint-model variants also trained and scored on each condition, as methods
+        ``"neurofuse[<name>]"`` (source recovery and held-out prediction): names of
+        :data:`~neurofuse.evaluation.variants.JOINT_VARIANTS` (``"in-sample"``,
+        ``"cross-fitted"``: the fMRI denoisers; ``"mixture"``: the adaptive source prior) or
+        a dict ``{name: {"train": {...}, "encoder": {...}}}`` merged over ``fit_config``
+        (:func:`~neurofuse.evaluation.variants.evaluate_variants`). Each is fitted in
+        ``conditions/<condition>/variants/<name>/`` (resumed and reused like the main fit) and
+        scored on the condition's data, ridge ceilings and inverses, which it never changes.
+        Only the joint model's own rows: no inverse with a variant's prior mean, and the
+        smoothed inverses stay at the main model's width. None: none.
+    variant_conditions : sequence of (float, float) | None
+        ``(meg_cnr, fmri_cnr)`` of the conditions the variants run on (each fit costs a main
+        fit's time), e.g. ``[(1.0, 0.3)]``; None: every condition.
     seed : int | None
         Overrides the study's seed (the same for every condition).
     n_jobs : int | None
@@ -83,13 +103,18 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
     -------
     results : dict
         ``{"source_recovery": [...], "prediction": [...]}`` as written to ``results.json``;
-        prediction rows also carry ``meg_cnr`` and ``fmri_cnr``.
+        prediction rows also carry ``meg_cnr`` and ``fmri_cnr``. With variants, also
+        ``"variants": {name: override}``.
     """
     from tqdm.auto import tqdm
 
     from ..data.store import read_dataset
     from ..simulation.study import StudyConfig, simulate_study
+    from .variants import evaluate_variants, variant_fit_config
 
+    variants = resolve_variants(variants)  # before any work
+    for override in variants.values():  # merged set-ups validated now, not after a fit
+        variant_fit_config(DEMO_FIT if fit_config is None else fit_config, override)
     out = make_dir(out, what="benchmark output folder")
     base = StudyConfig.resolve(DEMO_STUDY if study is None else study).to_dict()
     if seed is not None:
@@ -99,7 +124,12 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
                   for m in meg_cnrs for f in fmri_cnrs]
     if not conditions:
         raise ValueError("'meg_cnrs' and 'fmri_cnrs' must each list at least one CNR.")
+    variant_at = _variant_conditions(variant_conditions, conditions) if variants else set()
+    if variant_conditions is not None and not variants:
+        logger.warning("'variant_conditions' has no effect without 'variants'.")
     results = {"source_recovery": [], "prediction": []}
+    if variants:
+        results["variants"] = variants
     bar = tqdm(conditions, desc="benchmark", unit="condition", disable=not progress_enabled())
     for meg_cnr, fmri_cnr in bar:
         name = condition_name(meg_cnr, fmri_cnr)
@@ -111,12 +141,17 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
             simulate_study(config, data, overwrite=True, n_jobs=n_jobs)
         ev = evaluate_study(read_dataset(data), cond, fit_config=fit_config, methods=methods,
                             smooth_fwhm=smooth_fwhm, device=device)
-        results["source_recovery"] += ev.source_recovery
-        results["prediction"] += _with_cnr(ev.prediction, meg_cnr, fmri_cnr)
+        rec, pred = ev.source_recovery, ev.prediction
+        if (meg_cnr, fmri_cnr) in variant_at:
+            v_rec, v_pred = evaluate_variants(read_dataset(data), cond, variants,
+                                              fit_config=fit_config, device=device)
+            rec, pred = [*rec[:1], *v_rec, *rec[1:]], [*pred, *v_pred]
+        results["source_recovery"] += rec
+        results["prediction"] += _with_cnr(pred, meg_cnr, fmri_cnr)
         write_json(out / "results.json", results, what="benchmark results")
         logger.info("%s done: %s", name, ", ".join(
             f"{r['method']} {r['temporal_r']:.3f}/{r['spatial_r']:.3f}"
-            for r in ev.source_recovery))
+            for r in rec))
     bar.close()
     if report:
         from ..viz import make_report, plot_recovery_bars
@@ -128,7 +163,7 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
                 "stories, ridge ceilings per subject, classical inverses of every MEG subject "
                 "on the test stories, also smoothed with the joint model's own source smoother "
                 "(methods '&lt;inverse&gt;+smooth': the same spatial prior as the model). Scores "
-                "against the simulation's ground truth.</p>"))],
+                "against the simulation's ground truth.</p>" + _variants_html(variants)))],
             "Source recovery": [("Source recovery vs ground truth",
                                  plot_recovery_bars(results["source_recovery"]),
                                  ("Mean temporal and spatial r per method and noise level "
@@ -137,6 +172,37 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
         make_report(out / "report.html", title="neurofuse simulation benchmark",
                     sections=sections, results=results)
     return results
+
+
+def _variant_conditions(variant_conditions, conditions):
+    """The ``(meg_cnr, fmri_cnr)`` conditions the variants run on (checked)."""
+    if variant_conditions is None:
+        return set(conditions)
+    chosen = set()
+    for pair in variant_conditions:
+        try:
+            meg, fmri = pair
+            pair = (_check_positive("variant_conditions", float(meg), allow_inf=True),
+                    _check_positive("variant_conditions", float(fmri), allow_inf=True))
+        except (TypeError, ValueError):
+            raise ValueError(f"'variant_conditions' must hold (meg_cnr, fmri_cnr) pairs, e.g. "
+                             f"[(1.0, 0.3)], got {pair!r}.") from None
+        if pair not in conditions:
+            raise ValueError(f"'variant_conditions' holds {pair}, which is not a condition of "
+                             f"this benchmark ({conditions}): add its CNRs to 'meg_cnrs' and "
+                             "'fmri_cnrs' or drop it.")
+        chosen.add(pair)
+    return chosen
+
+
+def _variants_html(variants):
+    if not variants:
+        return ""
+    items = "".join(f"<li><code>{html.escape(f'neurofuse[{name}]')}</code>: "
+                    f"<code>{html.escape(str(override))}</code></li>"
+                    for name, override in variants.items())
+    return ("<p>Joint-model variants, each trained with these changes to the main model's "
+            f"set-up and scored on the same data, ridge ceilings and inverses:</p><ul>{items}</ul>")
 
 
 __all__ = ["FMRI_CNRS", "MEG_CNRS", "condition_name", "run_simulation_benchmark"]

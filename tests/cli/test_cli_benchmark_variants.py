@@ -1,0 +1,98 @@
+"""``neurofuse joint benchmark simulation --variants`` and ``benchmarks/bench_worlds.py
+--variants``: the options reach the library as typed (the library replaced by a recorder)."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from neurofuse.cli import main
+
+BENCH_WORLDS = Path(__file__).parents[2] / "benchmarks" / "bench_worlds.py"
+
+
+def _record(monkeypatch, result=None):
+    import neurofuse.evaluation.benchmark as benchmark
+
+    calls = []
+
+    def record(*args, **kwargs):
+        calls.append((args, kwargs))
+        if result is None:
+            raise KeyboardInterrupt  # stops the command right after the call, exit code 130
+        return result
+
+    monkeypatch.setattr(benchmark, "run_simulation_benchmark", record)
+    return calls
+
+
+def test_benchmark_passes_the_variants(monkeypatch):
+    calls = _record(monkeypatch)
+    assert main(["joint", "benchmark", "simulation", "--out", "O", "-q"]) == 130
+    assert calls[-1] == (("O",), {})  # the library's default: no variant
+    assert main(["joint", "benchmark", "simulation", "--out", "O", "--variants", "in-sample",
+                 "cross-fitted", "mixture", "--variant-conditions", "1,0.3", "inf,inf",
+                 "-q"]) == 130
+    assert calls[-1] == (("O",), {"variants": ["in-sample", "cross-fitted", "mixture"],
+                                  "variant_conditions": [(1.0, 0.3), (math.inf, math.inf)]})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "bogus"], "invalid choice: 'bogus'"),
+    (["--variant-conditions", "1"], "expected MEG,FMRI CNRs"),
+    (["--variant-conditions", "1,0"], "expected MEG,FMRI CNRs"),
+])
+def test_benchmark_refuses_bad_variants(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["joint", "benchmark", "simulation", "--out", "O", *args, "-q"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_benchmark_prints_long_method_names(monkeypatch, capsys):
+    rows = [{"method": m, "meg_cnr": 1.0, "fmri_cnr": 0.3, "temporal_r": 0.5, "spatial_r": 0.25}
+            for m in ("neurofuse", "neurofuse[cross-fitted]")]
+    _record(monkeypatch, {"source_recovery": rows, "prediction": []})
+    assert main(["joint", "benchmark", "simulation", "--out", "O", "--variants",
+                 "cross-fitted", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["neurofuse[cross-fitted]", "1", "0.3", "0.500", "0.250"]
+    assert lines[1].index("0.500") == lines[2].index("0.500")  # columns aligned
+
+
+@pytest.fixture
+def bench_worlds():
+    spec = importlib.util.spec_from_file_location("bench_worlds", BENCH_WORLDS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, capsys):
+    row = {"method": "neurofuse[mixture]", "meg_cnr": 1.0, "fmri_cnr": 0.3,
+           "temporal_r": 0.5, "spatial_r": 0.25}
+    result = {"source_recovery": [row], "prediction": [],
+              "variants": {"mixture": {"encoder": {"source_prior": "mixture"}}}}
+    calls = _record(monkeypatch, result)
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "short5"])
+    assert calls[-1][1]["variants"] == ["mixture"]  # the default: the adaptive prior
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == [{"world": "short5", "method": "neurofuse[mixture]",
+                            "temporal_r": 0.5, "spatial_r": 0.25}]
+    assert out["variants"] == result["variants"]
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "short5", "--variants"])
+    assert calls[-1][1]["variants"] is None  # --variants alone: none
+    capsys.readouterr()
+    # --collect computes nothing and reads the finished worlds' results.json as they are
+    (tmp_path / "long20").mkdir()
+    (tmp_path / "long20" / "results.json").write_text(json.dumps(result))
+    n = len(calls)
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "short5", "long20", "--collect"])
+    assert len(calls) == n
+    out = json.loads(capsys.readouterr().out)
+    assert [r["world"] for r in out["rows"]] == ["long20"]
+    assert out["variants"] == result["variants"] and out["seconds"] == {}
+    with pytest.raises(SystemExit):
+        bench_worlds.main(["--work", str(tmp_path), "--variants", "bogus"])
