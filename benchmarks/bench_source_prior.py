@@ -20,6 +20,7 @@ seed and otherwise uses the demo's training set-up (:data:`~neurofuse.evaluation
     python benchmarks/bench_source_prior.py --work W --variants none 15 --epochs 20
     python benchmarks/bench_source_prior.py --work W --variants none --diagnostics
     python benchmarks/bench_source_prior.py --work W --data WORLD --variants 0 5 10 15 20 30 mixture
+    python benchmarks/bench_source_prior.py --work W --data WORLD --variants 15 --patience 1000
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def main(argv=None):
     p.add_argument("--widths", type=float, nargs="+", default=None,
                    help="FWHMs (mm; 0: none) of the 'mixture' variants (default: 0 5 10 15 20 30)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the demo's)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience in epochs (default: the demo's)")
     p.add_argument("--no-fmne", action="store_true", help="skip the fMNE reference")
     p.add_argument("--diagnostics", action="store_true",
                    help="also score each model's sources smoothed afterwards (10/15/20 mm) and "
@@ -148,6 +151,8 @@ def main(argv=None):
             cfg.setdefault("encoder", {})["source_fwhm"] = fwhm
         if args.epochs is not None:
             cfg["train"]["max_epochs"] = args.epochs
+        if args.patience is not None:
+            cfg["train"]["patience"] = args.patience
         train, encoder = load_fit_config(cfg)
         denoised = None
         if denoise:
