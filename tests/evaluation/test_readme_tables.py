@@ -1,0 +1,66 @@
+"""``benchmarks/tables.py``: the README's benchmark tables are the results' numbers, the best
+of each metric per condition in bold."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+TABLES = Path(__file__).parents[2] / "benchmarks" / "tables.py"
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("bench_tables", TABLES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows():
+    rng = __import__("numpy").random.default_rng(0)
+    rows = []
+    for meg, fmri in (("inf", "inf"), (1.0, 0.3), (0.1, "inf")):
+        for method in ("fMNE", "neurofuse", "fMNE+smooth", "neurofuse[mixture]", "MNE"):
+            t, s = rng.uniform(0, 1, 2)
+            rows.append({"method": method, "meg_cnr": meg, "fmri_cnr": fmri,
+                         "temporal_r": float(t), "spatial_r": float(s)})
+    return rows
+
+
+def test_recovery_table_numbers_order_and_bold(tables):
+    rows = _rows()
+    lines = tables.recovery_table(rows).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    # the joint model, its variants, the smoothed inverses, then the classical ones
+    assert header[2:] == ["neurofuse", "neurofuse[mixture]", "fMNE+smooth", "fMNE", "MNE"]
+    body = lines[2:]
+    assert [tuple(c.strip() for c in b.strip("|").split("|")[:2]) for b in body] == [
+        ("∞", "∞"), ("1", "0.3"), ("0.1", "∞")]
+    for line, (meg, fmri) in zip(body, (("inf", "inf"), (1.0, 0.3), (0.1, "inf"))):
+        cells = [c.strip() for c in line.strip("|").split("|")[2:]]
+        here = {r["method"]: r for r in rows if r["meg_cnr"] == meg and r["fmri_cnr"] == fmri}
+        for method, text in zip(header[2:], cells):
+            t, s = (p.strip() for p in text.split("/"))
+            for part, key in ((t, "temporal_r"), (s, "spatial_r")):
+                best = max(r[key] for r in here.values()) == here[method][key]
+                assert part.startswith("**") == best
+                assert math.isclose(float(part.strip("*")), here[method][key], abs_tol=5e-4)
+
+
+def test_recovery_table_refuses_unknown_method(tables):
+    with pytest.raises(SystemExit, match="not in the results"):
+        tables.recovery_table(_rows(), ["neurofuse", "sLORETA"])
+
+
+def test_main_prints_both_tables(tables, tmp_path, capsys):
+    pred = [{"subject": "S01", "modality": "meg", "method": m, "meg_cnr": "inf",
+             "fmri_cnr": "inf", "r_mean": v, "r_sd": 0.01} for m, v in
+            (("ridge", 0.9), ("neurofuse", 0.8))]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"source_recovery": _rows(), "prediction": pred}))
+    tables.main([str(path)])
+    out = capsys.readouterr().out
+    assert "| ∞ | ∞ | S01 | MEG | 0.800 ± 0.010 | 0.900 ± 0.010 |" in out
