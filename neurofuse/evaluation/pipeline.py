@@ -44,7 +44,7 @@ import numpy as np
 
 from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, verbose
-from .prediction import prediction_table
+from .prediction import prediction_table, ridge_selection
 from .recovery import (
     NEUROFUSE,
     has_truth,
@@ -497,7 +497,8 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
             ds, out, model, methods=_runnable_methods(ds, methods, meg_subjects, stories),
             smooth_fwhm=smooth_fwhm, keep=keep, meg_cnr=meg_cnr, fmri_cnr=fmri_cnr)
     step("prediction scores")
-    model_rows, model_maps = prediction_table(ds, model=model)
+    model_rows, model_maps = prediction_table(ds, model=model,
+                                              select_by=ridge_selection(ridge_maps))
     pred_rows = _merge_prediction(ds, model_rows, ridge_rows)
     return StudyEvaluation(
         source_recovery=rec_rows, prediction=pred_rows, temporal_r_maps=t_maps,

@@ -105,8 +105,12 @@ def model_prediction_r(model, ds, subject, modality, *, stories=None, sources=No
     return heldout_r(preds, recs)
 
 
-def _selection(ds, subject, modality, stories, fallback_r):
-    """Targets the tables average over, and a description of them."""
+def _selection(ds, subject, modality, stories, ridge_r):
+    """Targets the tables average over, and a description of them.
+
+    fMRI: the top quartile by repeatability when the held-out stories were repeated, else by
+    the ridge ceiling's r (``ridge_r``), else every source: never by a model's own r, which
+    would pick the targets it happens to predict best."""
     if modality == "meg":
         info = ds.info(subject)
         names = set(temporal_lobe_channels(info))
@@ -120,11 +124,21 @@ def _selection(ds, subject, modality, stories, fallback_r):
         n_rep = min(r.shape[0] for r in reps)
         rel = repeatability(np.concatenate([np.asarray(r[:n_rep]) for r in reps], axis=2))
         return top_quartile(rel), "top-quartile sources (repeatability)"
-    return top_quartile(fallback_r), "top-quartile sources (ridge r)"
+    if ridge_r is not None:
+        return top_quartile(ridge_r), "top-quartile sources (ridge r)"
+    return np.ones(reps[0].shape[1], bool), "all sources (no repeats, no ridge r to select by)"
+
+
+def ridge_selection(maps) -> dict:
+    """``{(subject, modality): ridge r}`` from :func:`prediction_table`'s maps (its
+    ``select_by``): the targets of a later model-only call are then picked as the ridge's."""
+    return {(subject, modality): r for (subject, modality, method), r in maps.items()
+            if method == "ridge"}
 
 
 @verbose
-def prediction_table(ds, *, model=None, ceilings=None, stories=None, verbose=None):
+def prediction_table(ds, *, model=None, ceilings=None, stories=None, select_by=None,
+                     verbose=None):
     """The prediction benchmark (paper Tables 1-2): held-out r per subject, model vs ridge.
 
     Parameters
@@ -138,6 +152,12 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, verbose=Non
         / :func:`~neurofuse.baselines.ridge.fit_fmri_ceiling` (method ``"ridge"``).
     stories : list of str | None
         Held-out stories (default: each subject's test stories).
+    select_by : dict of (str, str) -> array | None
+        ``{(subject, "fmri"): ridge r per source}`` (the ``"ridge"`` maps of an earlier call
+        with ``ceilings``) to pick the top-quartile fMRI targets by when the held-out stories
+        were not repeated and this call has no ceiling for the subject, so that the model's
+        rows average over the same sources as the ridge's. Without either, every source is
+        averaged over (never a quartile picked by the model's own r).
     verbose : bool | str | None
 
     Returns
@@ -173,7 +193,8 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, verbose=Non
                                                 sources=sources)
         if (subject, modality) in ceilings:
             r["ridge"] = ceilings[(subject, modality)].evaluate(ds, st)
-        sel, what = _selection(ds, subject, modality, st, r.get("ridge", next(iter(r.values()))))
+        sel, what = _selection(ds, subject, modality, st,
+                               r.get("ridge", (select_by or {}).get((subject, modality))))
         for method, values in r.items():
             maps[(subject, modality, method)] = values
             s = summarize(values[sel])

@@ -178,7 +178,7 @@ def evaluate_variants(ds, out, variants, *, fit_config=None, device=None, verbos
     from .._io import make_dir
     from .pipeline import (DEMO_FIT, _TRAINED_HERE, _claim_out, _fit_step, _load_npz,
                            _model_digest, _ridge_step, _save_npz)
-    from .prediction import prediction_table
+    from .prediction import prediction_table, ridge_selection
     from .recovery import has_truth, source_recovery
 
     variants = resolve_variants(variants)
@@ -187,7 +187,7 @@ def evaluate_variants(ds, out, variants, *, fit_config=None, device=None, verbos
     fit_config = DEMO_FIT if fit_config is None else fit_config
     configs = {name: variant_fit_config(fit_config, o) for name, o in variants.items()}
     out = Path(out).expanduser()
-    _, _, in_sample = _ridge_step(ds, out)
+    _, ridge_maps, in_sample = _ridge_step(ds, out)
     truth = has_truth(ds)
     cnr = {}
     for s in ds.subjects:
@@ -219,7 +219,7 @@ def evaluate_variants(ds, out, variants, *, fit_config=None, device=None, verbos
                 {method: {"temporal_r": float(arrays["scores"][0]),
                           "spatial_r": float(arrays["scores"][1])}},
                 meg_cnr=cnr.get("meg", np.nan), fmri_cnr=cnr.get("fmri", np.nan))
-        rows, _ = prediction_table(ds, model=model)
+        rows, _ = prediction_table(ds, model=model, select_by=ridge_selection(ridge_maps))
         pred_rows += [{**r, "method": method} for r in rows]
     return rec_rows, pred_rows
 
