@@ -65,6 +65,8 @@ def test_config_json_round_trip(tmp_path):
     ({"n_times": 102}, ValueError, "multiple of 2\\*\\*ae_downsamplings = 4"),
     ({"lambda_vq": -1.0}, ValueError, "'GeneratorConfig.lambda_vq' must be >= 0"),
     ({"sample_steps": 101}, ValueError, "'GeneratorConfig.sample_steps'"),
+    ({"posterior_samples": -1}, ValueError, "'GeneratorConfig.posterior_samples'"),
+    ({"posterior_steps": 0}, ValueError, "'GeneratorConfig.posterior_steps'"),
 ])
 def test_config_refuses_bad_values_naming_the_field(changes, error, match):
     with pytest.raises(error, match=match):
@@ -197,7 +199,7 @@ def test_generation_shapes_and_reproducibility():
     eeg, _ = _data(n=3)
     a = model.generate(eeg)
     assert a.shape == (3, 6, 100) and torch.isfinite(a).all()
-    torch.testing.assert_close(model.generate(eeg), a, rtol=0, atol=0)  # z_T = 0
+    torch.testing.assert_close(model.generate(eeg), a, rtol=0, atol=0)  # draws seeded with 0
     s1 = model.generate(eeg, generator=torch.Generator().manual_seed(1), steps=5)
     s1b = model.generate(eeg, generator=torch.Generator().manual_seed(1), steps=5)
     torch.testing.assert_close(s1, s1b, rtol=0, atol=0)
@@ -207,6 +209,59 @@ def test_generation_shapes_and_reproducibility():
     r2 = model.generate(eeg, deterministic=False, generator=torch.Generator().manual_seed(2),
                         steps=20)
     assert r1.shape == r2.shape == (3, 6, 100) and not torch.allclose(r1, r2)
+
+
+def test_the_posterior_mean_is_the_mean_of_k_samples_of_one_stream():
+    model = _make().eval()
+    torch.nn.init.normal_(model.denoiser.out.weight, std=0.1)  # samples that differ
+    eeg, _ = _data(n=3)
+    mean = model.generate(eeg, n_samples=4, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    draws = [model.generate(eeg, deterministic=False, steps=model.config.posterior_steps,
+                            generator=gen) for _ in range(4)]
+    assert not torch.allclose(draws[0], draws[1])
+    total = draws[0]
+    for d in draws[1:]:
+        total = total + d
+    torch.testing.assert_close(mean, total / 4, rtol=0, atol=0)
+    # without a generator: one seeded with 0, and the config's K by default
+    torch.testing.assert_close(model.generate(eeg, n_samples=4),
+                               model.generate(eeg, n_samples=4,
+                                              generator=torch.Generator().manual_seed(0)),
+                               rtol=0, atol=0)
+    k = model.config.posterior_samples
+    torch.testing.assert_close(model.generate(eeg), model.generate(eeg, n_samples=k),
+                               rtol=0, atol=0)
+    # a mean of K independent draws varies across seeds K times less than one draw
+    def spread(n):
+        a, b = (model.generate(eeg, n_samples=n, generator=torch.Generator().manual_seed(s))
+                for s in (10, 11))
+        return (a - b).pow(2).mean()
+
+    assert spread(16) < spread(1) / 4  # expected ratio 1/16
+
+
+def test_zero_posterior_samples_is_one_ddim_run_from_zero():
+    """``posterior_samples=0`` (and ``n_samples=0``) is the path of the folders written before
+    the field existed: DDIM (η = 0) on ``sample_steps`` steps from ``z_T = 0``."""
+    model = _make(posterior_samples=0).eval()
+    torch.nn.init.normal_(model.denoiser.out.weight, std=0.1)
+    eeg, _ = _data(n=3)
+    c = model.config
+    shape = (3, c.latent_dim, c.n_latent_times)
+    with torch.no_grad():  # as generate (attention takes its inference path without grad)
+        z0 = model.diffusion.ddim_sample(model.denoiser, shape, model.condition(eeg)["z_q"],
+                                         steps=c.sample_steps, z_T=torch.zeros(shape),
+                                         clip=c.latent_clip)
+        expected = model.calibration(model.autoencoder.decode(z0))
+    torch.testing.assert_close(model.generate(eeg), expected, rtol=0, atol=0)
+    other = EEG2MEGGenerator(c.replace(posterior_samples=8), TinyEncoder())
+    other.load_state_dict(model.state_dict())
+    other.eval()
+    torch.testing.assert_close(other.generate(eeg, n_samples=0), expected, rtol=0, atol=0)
+    assert not torch.allclose(other.generate(eeg), expected)
+    with pytest.raises(ValueError, match="n_samples"):
+        other.generate(eeg, n_samples=-1)
 
 
 def test_generation_without_diffusion_is_the_deterministic_decoder():
@@ -241,7 +296,7 @@ def test_model_folder_round_trip_rebuilds_the_same_generator(tmp_path):
 def _fit_four_pairs(n_steps, **changes):
     """Train a tiny generator on 4 fixed pairs; the loss terms and the generation error
     (deterministic DDIM from the EEG alone, mean |Ŷ − Y|) before and after."""
-    model = _make(seed=1, **changes)
+    model = _make(seed=1, **{"posterior_samples": 0, **changes})  # the measured thresholds
     eeg, meg = _data(n=4, seed=2)
     t = torch.linspace(0, 1, 100)
     meg = meg * 0.1 + torch.sin(2 * torch.pi * 10 * t)  # a learnable 10-Hz rhythm plus noise

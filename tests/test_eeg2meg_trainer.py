@@ -114,16 +114,22 @@ def test_a_folder_saved_before_the_aligned_condition_loads_as_cross_attention_on
                             meg_info=info)
     meta_file = folder / "model.json"
     meta = json.loads(meta_file.read_text())
-    del meta["generator"]["aligned_dim"]  # as the folder was written before the field existed
+    # as the folder was written before these fields existed
+    for field in ("aligned_dim", "posterior_samples", "posterior_steps"):
+        del meta["generator"][field]
     meta_file.write_text(json.dumps(meta))
 
     torch.manual_seed(1)  # other initial weights: everything must come from the folder
     loaded = load_generator(folder)
     assert loaded.config.aligned_dim == 0 and loaded.denoiser.aligned_dim == 0
     assert not hasattr(loaded.denoiser, "unpatchify")
+    # ... and it generates as such folders did: one DDIM run from z_T = 0, not the new
+    # default mean of posterior samples
+    assert GeneratorConfig.posterior_samples > 0 == loaded.config.posterior_samples
     eeg = torch.randn(2, 3, 100, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        torch.testing.assert_close(loaded.generate(eeg), model.generate(eeg), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.generate(eeg), model.generate(eeg, n_samples=0),
+                                   rtol=0, atol=0)
 
     # a folder that names its aligned_dim keeps it (the fallback is only for a missing field)
     torch.manual_seed(0)

@@ -86,7 +86,8 @@ def _cmd_synthesize(args):
         if "subject" not in args or "task" not in args:
             raise ValueError("With a store as EEG, pass --subject and --task (the epoch set).")
         epochs = ds.to_mne_epochs(args.subject, "eeg", args.task)
-    meg = synthesize(args.model, epochs, as_epochs=True, **passed(args, "seed", "device"))
+    meg = synthesize(args.model, epochs, as_epochs=True, **passed(args, "seed", "device",
+                                                                "n_samples"))
     if not str(args.out).endswith("-epo.fif"):
         raise ValueError(f"'--out' must end in -epo.fif (MNE's epochs file name), got "
                          f"{args.out!r}.")
@@ -167,7 +168,10 @@ def add_parser(subparsers):
     option(p, "--subject", keyword=False, help="subject, with a store")
     option(p, "--task", keyword=False, help="epoch set, with a store")
     p.add_argument("--out", required=True, help="output -epo.fif file")
-    option(p, "--seed", type=int, help="sampler seed (default: deterministic from the mean)")
+    option(p, "--seed", type=int, help="sampler seed (default: reproducible, seed 0 per batch)")
+    option(p, "--n-samples", type=int,
+           help="stochastic samples averaged (default: the model's posterior_samples; 0: one "
+                "DDIM run from z_T = 0)")
     option(p, "--device", help="torch device")
 
     p = add_command(sub, "evaluate", _cmd_evaluate,
