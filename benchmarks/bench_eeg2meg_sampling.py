@@ -61,10 +61,10 @@ def _sampler(name, model):
                 saved = model.config
                 model.config = saved.replace(latent_clip=float(torch.finfo(torch.float32).max))
                 try:
-                    return model.generate(x, steps=steps)
+                    return model.generate(x, steps=steps, n_samples=0)
                 finally:
                     model.config = saved
-            return model.generate(x, steps=steps)
+            return model.generate(x, steps=steps, n_samples=0)
         return draw, False
     if m.group(4):
         steps = int(m.group(4))
@@ -72,7 +72,7 @@ def _sampler(name, model):
                                               generator=gen)), True
     if m.group(5):
         steps = int(m.group(5))
-        return (lambda x, gen: model.generate(x, steps=steps, generator=gen)), True
+        return (lambda x, gen: model.generate(x, steps=steps, n_samples=0, generator=gen)), True
     return (lambda x, gen: model.generate(x, deterministic=False, generator=gen)), True
 
 

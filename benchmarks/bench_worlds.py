@@ -18,7 +18,7 @@ Each world lives in ``WORK/<world>/`` and resumes: a finished world is read back
 model is reused, so an interrupted run (or one rerun after a new method lands) redoes only
 what is missing.
 
-    python benchmarks/bench_worlds.py --work W > benchmarks/results/worlds.json     # ~1 h
+    python benchmarks/bench_worlds.py --work W > benchmarks/results/worlds.json     # ~2-3 h (two fits per world)
     python benchmarks/bench_worlds.py --work W --worlds short5 nonlinear
     python benchmarks/bench_worlds.py --work W --variants mixture cross-fitted
     python benchmarks/bench_worlds.py --work W --collect    # only the worlds already finished

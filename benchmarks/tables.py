@@ -24,6 +24,9 @@ _GROUPS = (lambda m: m == "neurofuse", lambda m: m.startswith("neurofuse["),
            lambda m: True)
 
 
+_MODALITY = {"meg": "MEG", "eeg": "EEG", "fmri": "fMRI"}
+
+
 def _cnr(value) -> float:
     return math.inf if value in ("inf", math.inf) else float(value)
 
@@ -42,7 +45,8 @@ def _order(methods):
 
 def recovery_table(rows, methods=None) -> str:
     """Markdown table of source-recovery rows ``{"method", "meg_cnr", "fmri_cnr",
-    "temporal_r", "spatial_r"}``; per row the best temporal r and best spatial r are bold."""
+    "temporal_r", "spatial_r"}``; per row the best temporal r and best spatial r among the
+    columns shown are bold."""
     seen = list(dict.fromkeys(r["method"] for r in rows))
     methods = _order(seen) if methods is None else list(methods)
     unknown = sorted(set(methods) - set(seen))
@@ -55,7 +59,9 @@ def recovery_table(rows, methods=None) -> str:
              "|---|---|" + "---|" * len(methods)]
     for meg, fmri in conditions:
         here = {m: cell[(m, meg, fmri)] for m in methods if (m, meg, fmri) in cell}
-        best = {k: max(r[k] for r in here.values()) for k in ("temporal_r", "spatial_r")}
+        # bold: the best among the columns shown
+        best = {k: max((r[k] for r in here.values()), default=None)
+                for k in ("temporal_r", "spatial_r")}
         cells = []
         for m in methods:
             if m not in here:
@@ -82,7 +88,7 @@ def prediction_table(rows) -> str:
         cells = [f"{cell[k]['r_mean']:.3f} ± {cell[k]['r_sd']:.3f}" if k in cell else "–"
                  for k in ((meg, fmri, subject, modality, m) for m in methods)]
         lines.append(f"| {_fmt_cnr(meg)} | {_fmt_cnr(fmri)} | {subject} | "
-                     f"{'MEG' if modality == 'meg' else 'fMRI'} | " + " | ".join(cells) + " |")
+                     f"{_MODALITY.get(modality, modality)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -315,8 +315,26 @@ def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
         write_json(done, {"train": train.to_dict(), "encoder": encoder,
                           "denoised_fmri": train.fmri_denoise})
     else:
+        _check_done_fit(done, {"train": train.to_dict(), "encoder": encoder})
         logger.info("Joint model: reusing %s", fit_dir)
     return JointModel.load(fit_dir / "model"), fit_dir
+
+
+def _check_done_fit(done, want):
+    """Refuse to reuse a finished fit (its ``done.json``) trained under other settings.
+
+    Settings the folder does not record (it predates them) are not compared."""
+    prev = json.loads(done.read_text())
+    want = json.loads(json.dumps(want))
+    diff = [f"{section}.{k}" for section, values in want.items()
+            for k in sorted(set(prev.get(section) or {}) | set(values or {}))
+            if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
+            != (values or {}).get(k)]
+    if diff:
+        raise ValueError(f"The joint model in '{done.parent}' was trained under other settings "
+                         f"(differing: {', '.join(diff)}); reusing it would score another model "
+                         "than the one asked for. Remove that folder (or the whole output "
+                         "folder) to train again, or pass another output folder.")
 
 
 def _smoothing_width(model, smooth_fwhm):

@@ -109,9 +109,14 @@ FIT_PRESETS = {
              "model": {"codebook_size": 16, "latent_dim": 4, "ae_hidden": 8,
                        "ae_downsamplings": 1,
                        "denoiser_dim": 16, "denoiser_layers": 1, "denoiser_heads": 2,
-                       "temporal_heads": 2, "diffusion_steps": 20, "sample_steps": 4},
+                       "temporal_heads": 2, "diffusion_steps": 20, "sample_steps": 4,
+                       "posterior_samples": 2, "posterior_steps": 2},
              "data": {}},
 }
+
+
+#: GeneratorConfig fields that only change how a trained model generates (not its weights).
+_GENERATION_ONLY = ("posterior_samples", "posterior_steps")
 
 
 def load_fit_config(config):
@@ -225,7 +230,11 @@ def fit(dataset, out, *, encoder, config="paper", resume=False, epoch_callback=N
                 "of %d subjects", n_train, enc_info["origin"], len(data.items("train")),
                 len(data.subjects["train"]))
     del probe
-    describe = {"generator": mcfg.to_dict(), "encoder": enc_info}
+    # what a checkpoint must match to be resumed: the generation-only settings added in
+    # stop 23 are left out, so runs interrupted before them still resume (and changing how
+    # the trained model generates never blocks a resume)
+    describe = {"generator": {k: v for k, v in mcfg.to_dict().items()
+                              if k not in _GENERATION_ONLY}, "encoder": enc_info}
 
     def build():
         return build_generator(mcfg, encoder)[0]
