@@ -171,6 +171,13 @@ def main(argv=None):
         else:
             import csv
 
+            from neurofuse.evaluation.pipeline import _check_done_fit
+
+            # refuse a folder fitted under other training settings or on other data
+            _check_done_fit(run / "config.json", {"train": train.to_dict()})
+            saved = json.loads((run / "config.json").read_text()).get("dataset")
+            if saved is not None and Path(saved).resolve() != Path(data).resolve():
+                p.error(f"'{run}' was fitted on '{saved}', not on '{data}': pass another --work")
             with open(run / "history.csv") as f:
                 history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
         seconds = time.perf_counter() - t0
