@@ -138,6 +138,12 @@ def main(argv=None):
     if not args.no_fmne:
         scores, _ = source_recovery(ds, methods=["fMNE"])
         out["fMNE"] = {k: round(scores["fMNE"][k], 4) for k in ("temporal_r", "spatial_r")}
+    select_by = None  # fMRI targets as the ridge's (evaluate_study's rule) when --ridge is given
+    if args.ridge is not None and (args.ridge / "scores.npz").is_file():
+        from neurofuse.evaluation.prediction import ridge_selection
+
+        with np.load(args.ridge / "scores.npz") as z:
+            select_by = ridge_selection({tuple(k.split("|")): z[k] for k in z.files})
     for name, fwhm, denoise in args.variants:
         cfg = copy.deepcopy(DEMO_FIT)
         cfg.setdefault("train", {})["fmri_denoise"] = "none"  # '+denoise' passes its targets
@@ -183,7 +189,7 @@ def main(argv=None):
         seconds = time.perf_counter() - t0
         model = JointModel.load(run / "model").cpu()
         scores, _ = source_recovery(ds, model=model, methods=[])
-        rows, _ = prediction_table(ds, model=model)
+        rows, _ = prediction_table(ds, model=model, select_by=select_by)
         best = min((h for h in history if "val_total" in h and h.get("alpha_fmri")),
                    key=lambda h: h["val_total"], default=None)
         out["variants"].append({

@@ -97,6 +97,11 @@ def resolve_variants(variants) -> dict:
         if unknown:
             raise ValueError(f"'variants[{name!r}]' has unknown section(s) {unknown}: "
                              f"expected 'train' and/or 'encoder'.")
+        for section in _SECTIONS:
+            if override.get(section) is not None and not isinstance(override[section], dict):
+                raise TypeError(f"'variants[{name!r}][{section!r}]' must be a dict of "
+                                f"{section} settings, e.g. {{'lr': 1e-4}}, got "
+                                f"{type(override[section]).__name__} {override[section]!r}.")
         out[name] = {s: dict(override.get(s) or {}) for s in _SECTIONS if override.get(s)}
     return out
 

@@ -68,6 +68,8 @@ def test_unknown_variant_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "b" / "conditions").exists()
     with pytest.raises(ValueError, match="unknown section"):
         resolve_variants({"x": {"trian": {}}})
+    with pytest.raises(TypeError, match=r"'variants\['x'\]\['train'\]' must be a dict"):
+        resolve_variants({"x": {"train": "x"}})
     with pytest.raises(ValueError, match="folder and method names"):
         resolve_variants({"a/b": {"train": {"lr": 1e-3}}})
     with pytest.raises(ValueError, match="'variant_conditions' holds .*not a condition"):
