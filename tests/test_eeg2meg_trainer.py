@@ -77,6 +77,15 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
                         as_epochs=True)
     assert epochs.ch_names == list(ds.info("sub-04", "meg")["ch_names"])
     np.testing.assert_allclose(epochs.get_data(), meg, rtol=1e-3, atol=1e-17)  # float32 store
+    # the averaged samples draw from one stream for the whole call: the same epoch twice,
+    # in two batches, gets two different noise draws (a generator per batch would repeat
+    # them); one DDIM run from the prior's mean (n_samples=0) draws nothing
+    twice = np.stack([eeg[0], eeg[0]])
+    split = synthesize(tmp_path / "fit" / "model", twice, batch_size=1)
+    assert model.config.posterior_samples > 0
+    assert not np.allclose(split[0], split[1], rtol=1e-3, atol=0)  # tesla: no absolute tol
+    ddim = synthesize(tmp_path / "fit" / "model", twice, batch_size=1, n_samples=0)
+    np.testing.assert_array_equal(ddim[0], ddim[1])
 
 
 def test_config_errors(tmp_path):

@@ -121,8 +121,10 @@ def synthesize(model, eeg, *, meta=None, batch_size=32, deterministic=True, step
         As :meth:`~neurofuse.systems.eeg2meg.generator.EEG2MEGGenerator.generate`
         (``n_samples`` None: the model's ``posterior_samples``).
     seed : int | None
-        Seed of the sampler's draws (None with ``deterministic``: reproducible, from the
-        prior's mean or from generators seeded with 0 per batch).
+        Seed of the sampler's draws, one stream for the whole call (None with
+        ``deterministic``: the averaged samples are seeded with 0, so the output is
+        reproducible, and depends on ``batch_size``, which sets the order of the draws;
+        with ``n_samples=0`` one DDIM run from the prior's mean, no draw).
     as_epochs : bool
         Return an :class:`mne.EpochsArray` with the training MEG ``Info`` (events and
         ``tmin`` from ``eeg`` when it is an ``mne.Epochs``).
@@ -166,9 +168,12 @@ def synthesize(model, eeg, *, meta=None, batch_size=32, deterministic=True, step
     dev = torch.device(device or "cpu")
     model = model.to(dev).eval()
     gen = None
-    if seed is not None:
+    averaged = cfg.posterior_samples if n_samples is None else n_samples
+    if seed is not None or (deterministic and cfg.diffusion and averaged):
+        # one stream for the whole call: batches draw on after each other (a generator per
+        # batch, seeded alike, would repeat its noise in every batch)
         gen = torch.Generator(device=dev)
-        gen.manual_seed(int(seed))
+        gen.manual_seed(0 if seed is None else int(seed))
     out = []
     for b0 in range(0, len(x), int(batch_size)):
         xb = torch.as_tensor(x[b0:b0 + batch_size], device=dev)
