@@ -12,6 +12,7 @@ world at the demo's noise (MEG CNR 1, fMRI CNR 0.3), every point on the same tes
 The run lives in ``WORK/<scale>/`` and resumes: finished grid points are read back.
 
     python benchmarks/bench_scaling.py --work W --scale tiny                  # minutes
+    python benchmarks/bench_scaling.py --work W --scale demo --figure docs/figures/scaling-demo.png
     python benchmarks/bench_scaling.py --work W > benchmarks/results/scaling.json   # ~1 h
     python benchmarks/bench_scaling.py --work W --scale paper --device cuda   # GPU, hours
 """
@@ -33,12 +34,20 @@ def main(argv=None):
     parser.add_argument("--scale", default="cpu", choices=sorted(SCALES))
     parser.add_argument("--device", default=None, help="training device (default: auto)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="also save the scaling curves as an image (e.g. PNG) here")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     res = run_scaling_benchmark(args.work / args.scale, scale=args.scale, device=args.device,
                                 report=not args.no_report, verbose="warning")
     seconds = round(time.perf_counter() - t0, 1)
+    if args.figure is not None:
+        from neurofuse.viz.scaling import plot_scaling_curves
+
+        fig = plot_scaling_curves(res)
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=110, bbox_inches="tight")
     keys = ("n_meg_subjects", "n_fmri_subjects", "n_train", "train_minutes", "method",
             "temporal_r", "spatial_r")
     print(json.dumps({
