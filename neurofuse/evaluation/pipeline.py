@@ -320,10 +320,20 @@ def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
     return JointModel.load(fit_dir / "model"), fit_dir
 
 
-def _check_done_fit(done, want):
+def study_cnr(ds) -> dict:
+    """``{modality: CNR}`` of a study: the first subject's of each modality."""
+    cnr = {}
+    for s in ds.subjects:
+        for m, v in ds.cnr(s).items():
+            cnr.setdefault(m, float(v))
+    return cnr
+
+
+def _check_done_fit(done, want, *, what=None, fix=None):
     """Refuse to reuse a finished fit (its ``done.json``) trained under other settings.
 
-    Settings the folder does not record (it predates them) are not compared."""
+    Settings the folder does not record (it predates them) are not compared. ``what`` names
+    the fit in the message (default: the joint model in the folder), ``fix`` says what to do."""
     prev = json.loads(done.read_text())
     want = json.loads(json.dumps(want))
     diff = [f"{section}.{k}" for section, values in want.items()
@@ -331,10 +341,12 @@ def _check_done_fit(done, want):
             if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
             != (values or {}).get(k)]
     if diff:
-        raise ValueError(f"The joint model in '{done.parent}' was trained under other settings "
-                         f"(differing: {', '.join(diff)}); reusing it would score another model "
-                         "than the one asked for. Remove that folder (or the whole output "
-                         "folder) to train again, or pass another output folder.")
+        what = what or f"The joint model in '{done.parent}'"
+        fix = fix or ("reusing it would score another model than the one asked for. Remove "
+                      "that folder (or the whole output folder) to train again, or pass "
+                      "another output folder.")
+        raise ValueError(f"{what} was trained under other settings "
+                         f"(differing: {', '.join(diff)}); {fix}")
 
 
 def _smoothing_width(model, smooth_fwhm):
@@ -482,10 +494,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         _claim_out(out, source=str(model_dir or "given as a JointModel object"),
                    sha256=_model_digest(given))
     fit_config = DEMO_FIT if fit_config is None else fit_config
-    cnr = {}
-    for s in ds.subjects:
-        for m, v in ds.cnr(s).items():
-            cnr.setdefault(m, float(v))
+    cnr = study_cnr(ds)
     meg_cnr, fmri_cnr = cnr.get("meg", math.nan), cnr.get("fmri", math.nan)
 
     step("ridge ceilings")

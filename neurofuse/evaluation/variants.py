@@ -136,19 +136,13 @@ def _as_json(obj):
 
 def _check_finished_fit(vdir, name, config):
     """Refuse a finished fit in ``vdir/fit`` that was trained under other settings."""
+    from .pipeline import _check_done_fit
+
     done = vdir / "fit" / "done.json"
-    if not done.is_file():
-        return
-    prev = json.loads(done.read_text())
-    want = _as_json(config)
-    diff = [f"{section}.{k}" for section in _SECTIONS
-            for k in sorted(set(prev.get(section, {})) | set(want[section]))
-            if prev.get(section, {}).get(k) != want[section].get(k)]
-    if diff:
-        raise ValueError(f"The variant {name!r} in '{vdir}' was trained under other settings "
-                         f"(differing: {', '.join(diff)}): reusing it would score another "
-                         "model under this name. Remove that folder to train it again, or "
-                         "give the variant another name.")
+    if done.is_file():
+        _check_done_fit(done, _as_json(config), what=f"The variant {name!r} in '{vdir}'",
+                        fix="reusing it would score another model under this name. Remove "
+                            "that folder to train it again, or give the variant another name.")
 
 
 @verbose
@@ -182,7 +176,7 @@ def evaluate_variants(ds, out, variants, *, fit_config=None, device=None, verbos
 
     from .._io import make_dir
     from .pipeline import (DEMO_FIT, _TRAINED_HERE, _claim_out, _fit_step, _load_npz,
-                           _model_digest, _ridge_step, _save_npz)
+                           _model_digest, _ridge_step, _save_npz, study_cnr)
     from .prediction import prediction_table, ridge_selection
     from .recovery import has_truth, source_recovery
 
@@ -194,10 +188,7 @@ def evaluate_variants(ds, out, variants, *, fit_config=None, device=None, verbos
     out = Path(out).expanduser()
     _, ridge_maps, in_sample = _ridge_step(ds, out)
     truth = has_truth(ds)
-    cnr = {}
-    for s in ds.subjects:
-        for m, v in ds.cnr(s).items():
-            cnr.setdefault(m, float(v))
+    cnr = study_cnr(ds)
     rec_rows, pred_rows = [], []
     for name, config in configs.items():
         method = variant_method(name)
