@@ -34,6 +34,7 @@ The demo (:func:`neurofuse.evaluation.demo.run_demo`) and the simulation benchma
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -340,6 +341,8 @@ def _check_done_fit(done, want, *, what=None, fix=None):
             for k in sorted(set(prev.get(section) or {}) | set(values or {}))
             if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
             != (values or {}).get(k)]
+    if "train" in want and not _same_min_epochs(done, prev.get("train") or {}, want["train"]):
+        diff.append("train.min_epochs")
     if diff:
         what = what or f"The joint model in '{done.parent}'"
         fix = fix or ("reusing it would score another model than the one asked for. Remove "
@@ -347,6 +350,20 @@ def _check_done_fit(done, want, *, what=None, fix=None):
                       "another output folder.")
         raise ValueError(f"{what} was trained under other settings "
                          f"(differing: {', '.join(diff)}); {fix}")
+
+
+def _same_min_epochs(done, prev, want):
+    """Whether a finished fit trained with ``prev["min_epochs"]`` (absent: 0) is the one
+    ``want["min_epochs"]`` would train: the same value, or a larger one the fit ran past
+    (a later minimum only suppresses stops before it; an earlier one may stop sooner)."""
+    before, now = int(prev.get("min_epochs", 0)), int(want.get("min_epochs", 0))
+    if before == now:
+        return True
+    history = done.parent / "history.csv"
+    if now < before or not history.is_file():
+        return False
+    with open(history, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f)) >= now
 
 
 def _smoothing_width(model, smooth_fwhm):

@@ -47,7 +47,8 @@ from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .device import select_device
 from .task import RunContext
 
-__all__ = ["LoopConfig", "TrainingDivergedError", "fit_task", "select_device"]
+__all__ = ["LoopConfig", "TrainingDivergedError", "fit_task", "replay_early_stopping",
+           "select_device"]
 
 _CAUSES = ("Likely causes: NaN or Inf values in the training data (a neurofuse store: run "
            "'neurofuse data info --check DATA', which names each one), or a learning rate too "
@@ -109,6 +110,10 @@ class LoopConfig:
     patience : int | None
         Epochs without improvement of :meth:`Task.monitor` before stopping; None: never stop
         early.
+    min_epochs : int
+        Early stopping may end training only after this many epochs (0: from the first). A
+        model can sit on a validation plateau for a while before it improves again (the
+        joint model's does, on small data); the best epoch is still the one kept.
     min_delta : float
         Smallest decrease that counts as an improvement.
     grad_clip : float | None
@@ -123,6 +128,7 @@ class LoopConfig:
 
     max_epochs: int = 100
     patience: int | None = 10
+    min_epochs: int = 0
     min_delta: float = 1e-6
     grad_clip: float | None = None
     mixed_precision: bool = False
@@ -132,6 +138,7 @@ class LoopConfig:
         _check_int("LoopConfig.max_epochs", self.max_epochs)
         if self.patience is not None:
             _check_int("LoopConfig.patience", self.patience)
+        _check_int("LoopConfig.min_epochs", self.min_epochs, minimum=0)
         _check_positive("LoopConfig.min_delta", self.min_delta, allow_zero=True)
         if self.grad_clip is not None:
             _check_positive("LoopConfig.grad_clip", self.grad_clip)
@@ -245,6 +252,12 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
                                       if k.startswith("model.")})
         restore_checkpoint(tensors, meta, optimizers=optimizers, schedulers=schedulers)
         state = meta["trainer"]
+        if state["stopped"] and not _stops(state, state["epoch"] - 1, cfg,
+                                           task.may_stop(state["epoch"] - 1)):
+            logger.info("The run stopped early after epoch %d; under the current settings "
+                        "(patience %s, min_epochs %d) it goes on.", state["epoch"],
+                        cfg.patience, cfg.min_epochs)
+            state["stopped"] = False
         logger.info("Resuming after epoch %d", state["epoch"])
     run_config = task.run_config(model)
     if rank == 0:
@@ -301,14 +314,7 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
                 f"{epoch + 1} (history row: {row}). With finite weights this points at NaN or "
                 f"Inf values in the validation data. What earlier epochs wrote to '{out}' is "
                 "kept.")
-        improved = monitor < state["best_val"] - cfg.min_delta
-        if improved:
-            state["best_val"], state["bad_epochs"] = monitor, 0
-        else:
-            state["bad_epochs"] += 1
-        if (cfg.patience is not None and state["bad_epochs"] >= cfg.patience
-                and task.may_stop(epoch)):
-            state["stopped"] = True
+        improved = _early_stopping_step(state, monitor, epoch, cfg, task.may_stop(epoch))
         state["epoch"] = epoch + 1
         state["history"].append(row)
         if rank == 0:
@@ -330,6 +336,78 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
     if rank == 0 and not (out / "model").exists():
         task.save_model(model, out / "model")
     return state["history"]
+
+
+def _stops(state, epoch, cfg, may_stop):
+    """Whether early stopping ends training after ``epoch`` (0-based), given ``state``."""
+    return (cfg.patience is not None and state["bad_epochs"] >= cfg.patience
+            and epoch + 1 >= cfg.min_epochs and bool(may_stop))
+
+
+def _early_stopping_step(state, monitor, epoch, cfg, may_stop):
+    """Update ``state`` (best_val, bad_epochs, stopped) with ``epoch``'s monitored number;
+    return whether it improved on the best so far. The one rule of :func:`fit_task` and
+    :func:`replay_early_stopping`."""
+    improved = monitor < state["best_val"] - cfg.min_delta
+    if improved:
+        state["best_val"], state["bad_epochs"] = monitor, 0
+    else:
+        state["bad_epochs"] += 1
+    if _stops(state, epoch, cfg, may_stop):
+        state["stopped"] = True
+    return improved
+
+
+def replay_early_stopping(monitor, *, config, phases=None, may_stop=None) -> dict:
+    """Where :func:`fit_task` would stop on a recorded run, under other stopping settings.
+
+    Training up to the stopping epoch does not depend on the stopping rule, so one run
+    trained without early stopping tells where every rule would have stopped it and which
+    epoch it would have kept (exactly, on the same device and thread count).
+
+    Parameters
+    ----------
+    monitor : sequence of float, shape (n_epochs,)
+        The number early stopping watches (:meth:`Task.monitor`), epoch by epoch.
+    config : LoopConfig | dict
+        The rule: ``patience``, ``min_epochs``, ``min_delta``, ``max_epochs``.
+    phases : sequence | None, shape (n_epochs,)
+        The task's :meth:`~Task.phase` of each epoch (a new phase restarts the memory).
+    may_stop : sequence of bool | None, shape (n_epochs,)
+        The task's :meth:`~Task.may_stop` of each epoch (default: always).
+
+    Returns
+    -------
+    replay : dict
+        ``{"epochs": trained, "best_epoch": kept (1-based), "best": its monitored number,
+        "stopped": whether the rule stopped before the record ran out}``; the record must
+        reach the stop (or ``max_epochs``), else a ValueError says so.
+    """
+    cfg = config if isinstance(config, LoopConfig) else LoopConfig.from_dict(dict(config))
+    monitor = [float(m) for m in monitor]
+    n = len(monitor)
+    phases = [None] * n if phases is None else list(phases)
+    may_stop = [True] * n if may_stop is None else list(may_stop)
+    if len(phases) != n or len(may_stop) != n:
+        raise ValueError(f"'phases' ({len(phases)}) and 'may_stop' ({len(may_stop)}) must "
+                         f"have one entry per epoch of 'monitor' ({n}).")
+    state = {"best_val": math.inf, "bad_epochs": 0, "phase": None, "stopped": False}
+    best_epoch, best = None, math.inf
+    for epoch in range(min(n, cfg.max_epochs)):
+        if state["phase"] != phases[epoch]:
+            state["phase"], state["best_val"], state["bad_epochs"] = phases[epoch], math.inf, 0
+        if _early_stopping_step(state, monitor[epoch], epoch, cfg, may_stop[epoch]):
+            best_epoch, best = epoch + 1, monitor[epoch]
+        if state["stopped"]:
+            return {"epochs": epoch + 1, "best_epoch": best_epoch, "best": best,
+                    "stopped": True}
+    if n < cfg.max_epochs:
+        raise ValueError(f"The record holds {n} epochs and the rule (patience "
+                         f"{cfg.patience}, min_epochs {cfg.min_epochs}) has not stopped by "
+                         f"then: it cannot tell where training would end. Record a run of "
+                         f"max_epochs ({cfg.max_epochs}) epochs without early stopping.")
+    return {"epochs": cfg.max_epochs, "best_epoch": best_epoch, "best": best,
+            "stopped": False}
 
 
 def _write_history(path, history):

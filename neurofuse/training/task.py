@@ -102,7 +102,7 @@ class Task:
 
     train_logs: tuple = ()
     no_batches_hint: str = ""
-    resume_may_change: tuple = ("max_epochs", "epochs", "patience", "device")
+    resume_may_change: tuple = ("max_epochs", "epochs", "patience", "min_epochs", "device")
     progress_keys: tuple = ("train_loss", "val_loss")
     ddp_options: dict = {}
 

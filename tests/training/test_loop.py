@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from neurofuse.training import LoopConfig, Task, fit_task, load_checkpoint
+from neurofuse.training.loop import replay_early_stopping
 
 N_FEAT = 3
 
@@ -239,23 +240,62 @@ class Scripted(Regression):
         return super().train_batches(epoch)
 
 
-@pytest.mark.parametrize("kwargs, patience, n_epochs, saved", [
-    ({}, 2, 4, [1, 2]),                             # 5, 4 improve; 4.5, 4.2 do not: stop
-    ({}, 3, 5, [1, 2]),                             # 4.1 is the third epoch above 4.0
-    ({"stop_from": 4}, 2, 5, [1, 2]),               # stopping allowed from the 5th epoch on
-    ({"phase_from": 3}, 2, 8, [1, 2, 4, 5, 6, 8]),  # the new phase forgets 4.0: 4.2 improves
-    ({}, None, 8, [1, 2, 6, 8]),                    # no early stopping
-])
-def test_early_stopping(tmp_path, kwargs, patience, n_epochs, saved):
-    losses = [5.0, 4.0, 4.5, 4.2, 4.1, 3.0, 3.5, 2.0]
-    task = Scripted(losses, **kwargs)
-    history = fit_task(task, tmp_path / "run", config=dict(max_epochs=8, patience=patience))
+_LOSSES = [5.0, 4.0, 4.5, 4.2, 4.1, 3.0, 3.5, 2.0]
+_STOPPING_CASES = [
+    ({}, 2, 0, 4, [1, 2]),                             # 5, 4 improve; 4.5, 4.2 do not: stop
+    ({}, 3, 0, 5, [1, 2]),                             # 4.1 is the third epoch above 4.0
+    ({"stop_from": 4}, 2, 0, 5, [1, 2]),               # stopping allowed from the 5th epoch on
+    ({"phase_from": 3}, 2, 0, 8, [1, 2, 4, 5, 6, 8]),  # the new phase forgets 4.0: 4.2 improves
+    ({}, None, 0, 8, [1, 2, 6, 8]),                    # no early stopping
+    ({}, 2, 5, 5, [1, 2]),                             # patience ran out at 4: stop at the 5th
+    ({}, 2, 6, 8, [1, 2, 6, 8]),                       # the 6th improves: the plateau waited out
+]
+
+
+@pytest.mark.parametrize("kwargs, patience, min_epochs, n_epochs, saved", _STOPPING_CASES)
+def test_early_stopping(tmp_path, kwargs, patience, min_epochs, n_epochs, saved):
+    task = Scripted(_LOSSES, **kwargs)
+    config = dict(max_epochs=8, patience=patience, min_epochs=min_epochs)
+    history = fit_task(task, tmp_path / "run", config=config)
     assert len(history) == n_epochs
     assert task.saved_after == saved  # the best model is saved when the monitor improves
     _, _, meta = _weights(tmp_path / "run")
     assert meta["trainer"]["stopped"] == (n_epochs < 8)
-    assert meta["trainer"]["best_val"] == min(losses[saved[-1] - 1:n_epochs])
+    assert meta["trainer"]["best_val"] == min(_LOSSES[saved[-1] - 1:n_epochs])
     assert math.isfinite(meta["trainer"]["best_val"])
+    # The replay of the rule on the whole record agrees with the loop that ran it.
+    phases = [task.phase(e) for e in range(8)]
+    replay = replay_early_stopping(_LOSSES, config=config, phases=phases,
+                                   may_stop=[task.may_stop(e) for e in range(8)])
+    assert replay == {"epochs": n_epochs, "best_epoch": saved[-1],
+                      "best": _LOSSES[saved[-1] - 1], "stopped": n_epochs < 8}
+
+
+def test_replay_needs_a_record_that_reaches_the_stop():
+    replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=2))  # stops at 4
+    with pytest.raises(ValueError, match="holds 4 epochs.*has not stopped"):
+        replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=3))
+    with pytest.raises(ValueError, match="'phases' \\(3\\)"):
+        replay_early_stopping(_LOSSES, config={}, phases=[0, 0, 0])
+
+
+def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
+    """Stopped by patience at epoch 4, resumed with min_epochs 6: training continues where it
+    stopped and ends as a run that had min_epochs 6 from the start (weights bit for bit)."""
+    base = dict(max_epochs=8, patience=2)
+    assert len(fit_task(Scripted(_LOSSES), tmp_path / "a", config=base)) == 4
+    resumed = fit_task(Scripted(_LOSSES), tmp_path / "a", resume=True,
+                       config={**base, "min_epochs": 6})
+    straight = fit_task(Scripted(_LOSSES), tmp_path / "b", config={**base, "min_epochs": 6})
+    assert [r["epoch"] for r in resumed] == list(range(1, 9)) == [r["epoch"] for r in straight]
+    _, a, _ = _weights(tmp_path / "a")
+    _, b, _ = _weights(tmp_path / "b")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # under settings that would have stopped it there anyway, a resumed run stays stopped
+    assert len(fit_task(Scripted(_LOSSES), tmp_path / "c", config=base)) == 4
+    assert len(fit_task(Scripted(_LOSSES), tmp_path / "c", resume=True,
+                        config={**base, "min_epochs": 4})) == 4
 
 
 def test_loop_config_is_checked():
@@ -263,6 +303,8 @@ def test_loop_config_is_checked():
         LoopConfig.from_dict({"max_epoch": 3})
     with pytest.raises(ValueError, match="LoopConfig.patience"):
         LoopConfig(patience=0)
+    with pytest.raises(ValueError, match="LoopConfig.min_epochs"):
+        LoopConfig(min_epochs=-1)
     with pytest.raises(ValueError, match="LoopConfig.grad_clip"):
         LoopConfig(grad_clip=-1.0)
 

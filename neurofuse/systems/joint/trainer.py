@@ -52,6 +52,10 @@ class TrainConfig:
         Learning-rate schedule over ``max_epochs``.
     patience : int
         Epochs without validation improvement before stopping.
+    min_epochs : int
+        Early stopping may end training only after this many epochs (0: as soon as the fMRI
+        phase is reached and ``patience`` runs out). Left out of :meth:`to_dict` at 0, so
+        runs from before it keep their fingerprint.
     loss_weighting : 'repeatability' | 'uniform'
         Per-target weights of the correlation terms.
     seed : int
@@ -89,6 +93,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     scheduler: str = "constant"
     patience: int = 10
+    min_epochs: int = 0
     loss_weighting: str = "repeatability"
     seed: int = 0
     mixed_precision: bool = False
@@ -110,7 +115,7 @@ class TrainConfig:
         object.__setattr__(self, "fmri_denoise_pilot_epochs", _check_int(
             "TrainConfig.fmri_denoise_pilot_epochs", self.fmri_denoise_pilot_epochs, 1))
         for name, minimum in (("batch_size", 1), ("max_epochs", 1), ("patience", 1),
-                              ("block_size", 1), ("meg_first_epochs", 0)):
+                              ("block_size", 1), ("meg_first_epochs", 0), ("min_epochs", 0)):
             object.__setattr__(self, name,
                                _check_int(f"TrainConfig.{name}", getattr(self, name), minimum))
         for name in ("piece_seconds", "loss_seconds", "lr"):
@@ -137,12 +142,14 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         if out["alpha_eeg"] == 1.0:  # the default: runs without EEG keep their fingerprint
             del out["alpha_eeg"]
+        if out["min_epochs"] == 0:  # the default: runs from before it keep theirs
+            del out["min_epochs"]
         return out
 
     def loop_config(self) -> LoopConfig:
         """The generic loop's share of these settings."""
         return LoopConfig(max_epochs=self.max_epochs, patience=self.patience,
-                          grad_clip=self.grad_clip, mixed_precision=self.mixed_precision,
+                          min_epochs=self.min_epochs, grad_clip=self.grad_clip, mixed_precision=self.mixed_precision,
                           seed=self.seed)
 
     def alphas(self, epoch: int) -> tuple:

@@ -1,0 +1,102 @@
+"""How long must the joint model train before early stopping may end it? Prints one JSON object.
+
+On small training sets the demo's fit sits on a validation plateau (held-out MEG r ~0.35)
+for a while before it learns what generalises; with patience 6 it stopped there (the data-
+scaling benchmark's 2- and 4-story points, epochs 13 and 14). This script trains the demo's
+set-up (:data:`~neurofuse.evaluation.pipeline.DEMO_FIT`) on each given store for its
+``max_epochs`` **without** early stopping, then replays the demo's stopping rule on each
+recorded validation curve for several ``min_epochs``
+(:func:`~neurofuse.training.loop.replay_early_stopping`: training up to the stop does not
+depend on the rule, so the replay is exact). Only validation numbers are used (no ground
+truth). The chosen ``min_epochs`` is the smallest candidate whose kept epoch is, on every
+store, within ``--tol`` of the best validation loss the whole run reached.
+
+    neurofuse joint benchmark scaling --out S --scale demo      # the stores: S/points/*/data
+    python benchmarks/bench_min_epochs.py --work W --data S/points/*/data \\
+        > benchmarks/results/min_epochs.json
+
+Each store's fit lives in ``W/<point>/`` and resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", required=True, type=Path, help="folder for the fits (resumable)")
+    p.add_argument("--data", required=True, type=Path, nargs="+", help="dataset stores")
+    p.add_argument("--candidates", type=int, nargs="+", default=[0, 10, 20, 30, 40, 50],
+                   help="min_epochs values to replay (default 0 10 20 30 40 50)")
+    p.add_argument("--tol", type=float, default=0.01,
+                   help="validation-loss tolerance of the choice (default 0.01)")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from neurofuse.data.store import read_dataset
+    from neurofuse.evaluation.pipeline import DEMO_FIT
+    from neurofuse.systems.joint.trainer import TrainConfig, fit, load_fit_config
+    from neurofuse.training.loop import replay_early_stopping
+
+    train, encoder = load_fit_config(DEMO_FIT)
+    full = TrainConfig.from_dict({**train.to_dict(), "patience": train.max_epochs})
+    stores, seconds = {}, {}
+    for data in args.data:
+        name = data.parent.name if data.name == "data" else data.name
+        out = args.work / name
+        t0 = time.perf_counter()
+        history = out / "history.csv"
+        if not history.is_file() or len(_rows(history)) < full.max_epochs:
+            fit(read_dataset(data), out, train_config=full, encoder_kwargs=encoder,
+                resume=(out / "checkpoints" / "latest").is_file(), verbose="warning")
+            seconds[name] = round(time.perf_counter() - t0, 1)
+        rows = _rows(history)
+        monitor = [float(r["val_total"]) for r in rows]
+        phases = [float(r["alpha_fmri"]) for r in rows]
+        may_stop = [a == train.alpha_fmri for a in phases]
+        replays = {}
+        for m in args.candidates:
+            rule = {**dataclasses.asdict(train.loop_config()), "min_epochs": m}
+            rep = replay_early_stopping(monitor, config=rule, phases=phases, may_stop=may_stop)
+            kept = rows[rep["best_epoch"] - 1]
+            replays[str(m)] = {**rep, "val_meg_r": float(kept["val_meg_r"]),
+                               "val_fmri_r": _float(kept.get("val_fmri_r"))}
+        # the whole run's kept epoch: no early stopping at all
+        whole = replay_early_stopping(
+            monitor, config={**dataclasses.asdict(train.loop_config()), "patience": None},
+            phases=phases)
+        stores[name] = {"data": str(data), "epochs_recorded": len(rows),
+                        "no_early_stopping": whole, "replays": replays}
+    chosen = next((m for m in args.candidates
+                   if all(s["replays"][str(m)]["best"] <= s["no_early_stopping"]["best"]
+                          + args.tol for s in stores.values())), None)
+    print(json.dumps({
+        "benchmark": "min_epochs", "fit": "demo", "patience": train.patience,
+        "max_epochs": train.max_epochs, "monitor": "val_total (validation loss)",
+        "tol": args.tol, "chosen_min_epochs": chosen, "stores": stores,
+        "seconds": seconds, "machine": {"python": platform.python_version(),
+                                        "torch": torch.__version__,
+                                        "threads": torch.get_num_threads(),
+                                        "processor": platform.processor() or platform.machine()},
+    }, indent=2))
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _float(value):
+    return float(value) if value not in (None, "") else None
+
+
+if __name__ == "__main__":
+    main()
