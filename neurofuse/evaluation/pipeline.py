@@ -340,7 +340,7 @@ def _check_done_fit(done, want, *, what=None, fix=None):
     diff = [f"{section}.{k}" for section, values in want.items()
             for k in sorted(set(prev.get(section) or {}) | set(values or {}))
             if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
-            != (values or {}).get(k)]
+            != (values or {}).get(k) and (section, k) != ("train", "min_epochs")]
     if "train" in want and not _same_min_epochs(done, prev.get("train") or {}, want["train"]):
         diff.append("train.min_epochs")
     if diff:

@@ -338,6 +338,8 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
     from tqdm.auto import tqdm
 
     from ..data.store import read_dataset
+    from ..systems.joint.trainer import load_fit_config
+    from .pipeline import _check_done_fit
 
     _check_option("scale", scale, list(SCALES))
     spec = SCALES[scale]
@@ -367,6 +369,13 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
             with open(done) as fid:
                 rows = json.load(fid)
             _check_point_settings(done, rows.get("settings"), settings)
+            if (folder / "fit" / "done.json").is_file():  # a preset named alike may change
+                train, encoder = load_fit_config(fit_config)
+                _check_done_fit(folder / "fit" / "done.json",
+                                {"train": train.to_dict(), "encoder": encoder},
+                                what=f"The finished grid point '{folder}'",
+                                fix="reusing it would mix set-ups in one curve. Remove that "
+                                    "point's folder to train and score it again.")
             logger.info("%s: reusing %s", name, done)
         else:
             data = folder / "data"

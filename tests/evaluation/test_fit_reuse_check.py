@@ -36,3 +36,41 @@ def test_the_same_settings_pass_and_unrecorded_ones_are_not_compared(tmp_path):
     with pytest.raises(ValueError, match="encoder.d_model"):
         _check_done_fit(done, {"train": train.to_dict(),
                                "encoder": {**encoder, "d_model": encoder["d_model"] + 1}})
+
+
+@pytest.mark.parametrize("before, now, epochs, same", [
+    (0, 0, 5, True),
+    (None, 20, 25, True),    # a fit from before min_epochs that ran past the new minimum
+    (None, 20, 14, False),   # stopped at 14: the new minimum would have trained on
+    (0, 20, None, False),    # no history to tell
+    (30, 20, 40, False),     # an earlier minimum may have stopped it sooner
+    (20, 20, 3, True),
+    (20, 30, 40, True),
+])
+def test_a_later_min_epochs_reuses_only_fits_that_ran_past_it(tmp_path, before, now, epochs,
+                                                             same):
+    train, encoder = load_fit_config("tiny")
+    done = _done(tmp_path, **({} if before is None else {"min_epochs": before}))
+    if before is None:
+        prev = json.loads(done.read_text())
+        prev["train"].pop("min_epochs", None)
+        done.write_text(json.dumps(prev))
+    if epochs is not None:
+        (done.parent / "history.csv").write_text(
+            "epoch,val_total\n" + "".join(f"{e + 1},1.0\n" for e in range(epochs)))
+    want = {"train": {**train.to_dict(), "min_epochs": now}, "encoder": encoder}
+    if same:
+        _check_done_fit(done, want)
+    else:
+        with pytest.raises(ValueError, match=r"differing: train\.min_epochs\)"):
+            _check_done_fit(done, want)
+
+
+def test_min_epochs_at_its_default_keeps_old_fingerprints():
+    from neurofuse.systems.joint.trainer import TrainConfig
+
+    assert "min_epochs" not in TrainConfig().to_dict()
+    assert TrainConfig(min_epochs=30).to_dict()["min_epochs"] == 30
+    assert TrainConfig(min_epochs=30).loop_config().min_epochs == 30
+    with pytest.raises(ValueError, match="TrainConfig.min_epochs"):
+        TrainConfig(min_epochs=-1)

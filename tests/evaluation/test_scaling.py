@@ -203,6 +203,25 @@ def test_resume_skips_finished_points(full_study, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="holds another study"):
         run_scaling_benchmark(out, scale="tiny", **GRID, seed=1, report=False)
 
+    # A preset of the same name that changed (its fit trained otherwise) is not reused either
+    from neurofuse.systems.joint.trainer import load_fit_config
+
+    train, encoder = load_fit_config("tiny")
+    fit_dir = out / "points" / point_name(1, 1, 1) / "fit"
+    fit_dir.mkdir(parents=True)
+    (fit_dir / "done.json").write_text(json.dumps(
+        {"train": {**train.to_dict(), "lr": train.lr * 2}, "encoder": encoder}))
+    tiny = {**same, "fit_config": "tiny"}
+    for done in (out / "points").glob("*/point.json"):  # scored with the preset "tiny"
+        old = json.loads(done.read_text())
+        old["settings"] = {**old.get("settings", {}), "fit": "tiny", "methods": ["MNE"],
+                           "smooth_fwhm": "model"}
+        done.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"grid point .*other settings \(differing: train\.lr"
+                                         r"\).*Remove that point's folder"):
+        run_scaling_benchmark(out, scale="tiny", **GRID, **tiny)
+    assert calls == []
+
 
 def test_projected_minutes():
     # one point of the demo's size costs what the demo's benchmark measured
