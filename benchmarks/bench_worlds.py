@@ -12,7 +12,8 @@ prior of the demo's model, each world also trains and scores the joint-model var
 same data, ridge ceilings and inverses, as methods ``neurofuse[<variant>]``. Prints one JSON
 object:
 ``{"rows": [{"world", "method", "temporal_r", "spatial_r"}, ...], "prediction": [...],
-"seconds": {...}, ...}``.
+"source_priors": {world: {method: prior as trained}}, "seconds": {...}, ...}`` (a learned
+mixture's widths and weights, from each model's ``model.json``).
 
 Each world lives in ``WORK/<world>/`` and resumes: a finished world is read back, a fitted
 model is reused, so an interrupted run (or one rerun after a new method lands) redoes only
@@ -58,7 +59,7 @@ def main(argv=None):
                         help="compute nothing: gather the worlds whose results.json is written")
     args = parser.parse_args(argv)
 
-    rows, prediction, seconds, variants = [], [], {}, {}
+    rows, prediction, seconds, variants, priors = [], [], {}, {}, {}
     for world in args.worlds:
         t0 = time.perf_counter()
         if args.collect:
@@ -77,12 +78,26 @@ def main(argv=None):
                  for r in res["source_recovery"]]
         prediction += [{"world": world, **r} for r in res["prediction"]]
         variants.update(res.get("variants", {}))  # what the rows hold (--collect: as run)
+        priors[world] = _source_priors(args.work / world)
     print(json.dumps({"benchmark": "worlds", "study": DEMO_STUDY, "fit": "demo",
                       "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr,
-                      "variants": variants, "rows": rows,
+                      "variants": variants, "rows": rows, "source_priors": priors,
                       "prediction": prediction, "seconds": seconds,
                       "machine": {"platform": platform.platform(),
                                   "processor": platform.processor()}}, indent=1))
+
+
+def _source_priors(folder):
+    """``{method: source prior as trained}`` of the joint models fitted in a world's folder
+    (``model.json``'s record: e.g. a learned mixture's widths and weights)."""
+    out = {}
+    for model in sorted(folder.glob("conditions/*/fit/model/model.json")) + sorted(
+            folder.glob("conditions/*/variants/*/fit/model/model.json")):
+        prior = json.loads(model.read_text()).get("source_prior")
+        if prior is not None:
+            parts = model.relative_to(folder).parts
+            out["neurofuse" if parts[2] == "fit" else f"neurofuse[{parts[3]}]"] = prior
+    return out
 
 
 if __name__ == "__main__":

@@ -96,3 +96,12 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
     assert out["variants"] == result["variants"] and out["seconds"] == {}
     with pytest.raises(SystemExit):
         bench_worlds.main(["--work", str(tmp_path), "--variants", "bogus"])
+    # the trained source priors are gathered from the models' model.json
+    prior = {"prior": "mixture", "widths": [0.0, 15.0], "weights": [0.25, 0.75],
+             "mean_fwhm": 11.25, "argmax_fwhm": 15.0}
+    model = tmp_path / "long20" / "conditions" / "meg-1_fmri-0.3" / "variants" / "mixture"
+    (model / "fit" / "model").mkdir(parents=True)
+    (model / "fit" / "model" / "model.json").write_text(json.dumps({"source_prior": prior}))
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
+    assert json.loads(capsys.readouterr().out)["source_priors"] == {
+        "long20": {"neurofuse[mixture]": prior}}
