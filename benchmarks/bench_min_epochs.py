@@ -11,9 +11,10 @@ depend on the rule, so the replay is exact). Only validation numbers are used (n
 truth). The chosen ``min_epochs`` is the smallest candidate whose kept epoch is, on every
 store, within ``--tol`` of the best validation loss the whole run reached.
 
-    neurofuse joint benchmark scaling --out S --scale demo      # the stores: S/points/*/data
-    python benchmarks/bench_min_epochs.py --work W --data S/points/*/data \\
-        > benchmarks/results/min_epochs.json
+    neurofuse joint benchmark scaling --out S --scale demo      # simulates S/study
+    python benchmarks/bench_min_epochs.py --work W --study S/study \\
+        > benchmarks/results/min_epochs.json                   # 2-6 stories, 2 + 2 subjects
+    python benchmarks/bench_min_epochs.py --work W --data STORE [STORE ...]
 
 Each store's fit lives in ``W/<point>/`` and resumes.
 """
@@ -32,7 +33,14 @@ from pathlib import Path
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", required=True, type=Path, help="folder for the fits (resumable)")
-    p.add_argument("--data", required=True, type=Path, nargs="+", help="dataset stores")
+    p.add_argument("--data", type=Path, nargs="+", default=[], help="dataset stores")
+    p.add_argument("--study", type=Path, default=None,
+                   help="a simulated study (e.g. the scaling benchmark's S/study) to take "
+                        "subset stores of, with --n-train training stories each")
+    p.add_argument("--n-train", type=int, nargs="+", default=[2, 3, 4, 5, 6],
+                   help="training stories of the subset stores of --study (default 2-6)")
+    p.add_argument("--subjects", type=int, nargs=2, default=[2, 2], metavar=("MEG", "FMRI"),
+                   help="MEG-only and fMRI-only subjects of the subset stores (default 2 2)")
     p.add_argument("--candidates", type=int, nargs="+", default=[0, 10, 20, 30, 40, 50],
                    help="min_epochs values to replay (default 0 10 20 30 40 50)")
     p.add_argument("--tol", type=float, default=0.01,
@@ -46,10 +54,22 @@ def main(argv=None):
     from neurofuse.systems.joint.trainer import TrainConfig, fit, load_fit_config
     from neurofuse.training.loop import replay_early_stopping
 
+    if not args.data and args.study is None:
+        p.error("give the stores (--data) or a study to take subsets of (--study)")
+    data_list = list(args.data)
+    if args.study is not None:
+        from neurofuse.evaluation.scaling import point_name, subset_store
+
+        for n in args.n_train:
+            store = args.work / "stores" / point_name(*args.subjects, n)
+            if not store.is_dir():
+                subset_store(args.study, store, n_train=n, n_meg_subjects=args.subjects[0],
+                             n_fmri_subjects=args.subjects[1])
+            data_list.append(store)
     train, encoder = load_fit_config(DEMO_FIT)
     full = TrainConfig.from_dict({**train.to_dict(), "patience": train.max_epochs})
     stores, seconds = {}, {}
-    for data in args.data:
+    for data in data_list:
         name = data.parent.name if data.name == "data" else data.name
         out = args.work / name
         t0 = time.perf_counter()
@@ -74,6 +94,7 @@ def main(argv=None):
             monitor, config={**dataclasses.asdict(train.loop_config()), "patience": None},
             phases=phases)
         stores[name] = {"data": str(data), "epochs_recorded": len(rows),
+                        "fit_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
                         "no_early_stopping": whole, "replays": replays}
     chosen = next((m for m in args.candidates
                    if all(s["replays"][str(m)]["best"] <= s["no_early_stopping"]["best"]
