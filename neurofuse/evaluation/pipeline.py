@@ -333,37 +333,53 @@ def study_cnr(ds) -> dict:
 def _check_done_fit(done, want, *, what=None, fix=None):
     """Refuse to reuse a finished fit (its ``done.json``) trained under other settings.
 
-    Settings the folder does not record (it predates them) are not compared. ``what`` names
-    the fit in the message (default: the joint model in the folder), ``fix`` says what to do."""
+    Settings the folder does not record (it predates them) are not compared, but
+    ``train.min_epochs`` (absent: 0; see :func:`_min_epochs_change`). ``what`` names the fit
+    in the message (default: the joint model in the folder), ``fix`` says what to do."""
     prev = json.loads(done.read_text())
     want = json.loads(json.dumps(want))
     diff = [f"{section}.{k}" for section, values in want.items()
             for k in sorted(set(prev.get(section) or {}) | set(values or {}))
             if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
             != (values or {}).get(k) and (section, k) != ("train", "min_epochs")]
-    if "train" in want and not _same_min_epochs(done, prev.get("train") or {}, want["train"]):
-        diff.append("train.min_epochs")
+    detail = ""
+    if "train" in want:
+        change = _min_epochs_change(done, prev.get("train") or {}, want["train"])
+        if change is not None:
+            diff.append("train.min_epochs")
+            detail = f"; train.min_epochs: {change}"
     if diff:
         what = what or f"The joint model in '{done.parent}'"
         fix = fix or ("reusing it would score another model than the one asked for. Remove "
                       "that folder (or the whole output folder) to train again, or pass "
                       "another output folder.")
         raise ValueError(f"{what} was trained under other settings "
-                         f"(differing: {', '.join(diff)}); {fix}")
+                         f"(differing: {', '.join(diff)}){detail}; {fix}")
 
 
-def _same_min_epochs(done, prev, want):
-    """Whether a finished fit trained with ``prev["min_epochs"]`` (absent: 0) is the one
-    ``want["min_epochs"]`` would train: the same value, or a larger one the fit ran past
-    (a later minimum only suppresses stops before it; an earlier one may stop sooner)."""
+def _min_epochs_change(done, prev, want):
+    """None if a finished fit trained with ``prev["min_epochs"]`` (absent: 0) is the one
+    ``want["min_epochs"]`` would train, else what differs (for the message).
+
+    It is when the two are equal, or the new one is larger and the fit ran past it or ran
+    all its ``max_epochs`` (a larger minimum only suppresses stops before it; a smaller one
+    may stop sooner, which the epoch count cannot tell)."""
     before, now = int(prev.get("min_epochs", 0)), int(want.get("min_epochs", 0))
     if before == now:
-        return True
+        return None
     history = done.parent / "history.csv"
-    if now < before or not history.is_file():
-        return False
-    with open(history, newline="") as f:
-        return sum(1 for _ in csv.DictReader(f)) >= now
+    ran = None
+    if history.is_file():
+        with open(history, newline="") as f:
+            ran = sum(1 for _ in csv.DictReader(f))
+    max_epochs = want.get("max_epochs", prev.get("max_epochs"))
+    if now > before and ran is not None and (
+            ran >= now or (max_epochs is not None and ran >= int(max_epochs))):
+        return None
+    how_long = ("no history.csv tells how long it trained" if ran is None
+                else f"ran {ran} epochs" if max_epochs is not None and ran >= int(max_epochs)
+                else f"stopped after {ran} epochs")
+    return f"{before} there ({how_long}), {now} now"
 
 
 def _smoothing_width(model, smooth_fwhm):
