@@ -277,6 +277,9 @@ def test_replay_needs_a_record_that_reaches_the_stop():
         replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=3))
     with pytest.raises(ValueError, match="'phases' \\(3\\)"):
         replay_early_stopping(_LOSSES, config={}, phases=[0, 0, 0])
+    # fit_task stops a run whose monitored number is not finite: no record of it holds one
+    with pytest.raises(ValueError, match="'monitor' contains 1 NaN.*TrainingDivergedError"):
+        replay_early_stopping([math.nan, *_LOSSES[1:]], config=dict(max_epochs=8, patience=2))
 
 
 def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
