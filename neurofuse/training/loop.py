@@ -410,7 +410,7 @@ def replay_early_stopping(monitor, *, config, phases=None, may_stop=None) -> dic
             return {"epochs": epoch + 1, "best_epoch": best_epoch, "best": best,
                     "stopped": True}
     if n < cfg.max_epochs:
-        raise ValueError(f"The record holds {n} epochs and the rule (patience "
+        raise ValueError(f"'monitor' holds {n} epochs and the rule (patience "
                          f"{cfg.patience}, min_epochs {cfg.min_epochs}) has not stopped by "
                          f"then: it cannot tell where training would end. Record a run of "
                          f"max_epochs ({cfg.max_epochs}) epochs without early stopping.")

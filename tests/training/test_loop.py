@@ -301,6 +301,27 @@ def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
                         config={**base, "min_epochs": 4})) == 4
 
 
+@pytest.mark.parametrize("first, then, kwargs", [
+    # early stopping fired at the max_epochs-th epoch: more epochs alone do not undo it
+    (dict(max_epochs=4, patience=2), dict(max_epochs=8, patience=2), {}),
+    # ... a longer patience does (a straight run with it stops at 5)
+    (dict(max_epochs=4, patience=2), dict(max_epochs=8, patience=3), {}),
+    # a run that reached max_epochs without stopping trains on
+    (dict(max_epochs=3, patience=2), dict(max_epochs=8, patience=2), {}),
+    # a new phase starts at the resumed epoch: its memory restarts as in a straight run
+    (dict(max_epochs=8, patience=2), dict(max_epochs=8, patience=2, min_epochs=6),
+     {"phase_from": 4}),
+])
+def test_a_resumed_run_ends_as_a_straight_run_with_its_settings(tmp_path, first, then, kwargs):
+    fit_task(Scripted(_LOSSES, **kwargs), tmp_path / "a", config=first)
+    resumed = fit_task(Scripted(_LOSSES, **kwargs), tmp_path / "a", resume=True, config=then)
+    straight = fit_task(Scripted(_LOSSES, **kwargs), tmp_path / "b", config=then)
+    assert len(resumed) == len(straight)
+    a, b = (_weights(tmp_path / run)[2]["trainer"] for run in "ab")
+    for key in ("epoch", "best_val", "bad_epochs", "phase", "stopped"):
+        assert a[key] == b[key], key
+
+
 def test_loop_config_is_checked():
     with pytest.raises(ValueError, match="'max_epoch' \\(did you mean 'max_epochs'\\?\\)"):
         LoopConfig.from_dict({"max_epoch": 3})
