@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from neurofuse.evaluation.pipeline import _check_done_fit, _fit_step
+from neurofuse.evaluation.fit_reuse import _check_done_fit
+from neurofuse.evaluation.pipeline import _fit_step
 from neurofuse.systems.joint.trainer import load_fit_config
 
 
@@ -96,3 +97,18 @@ def test_a_fit_that_ran_all_its_epochs_is_reused_under_any_later_minimum(tmp_pat
         with pytest.raises(ValueError, match=r"train\.min_epochs: 0 there \(stopped after "
                                              r"2 epochs\), 13 now"):
             _check_done_fit(done, want)
+
+
+def test_evaluate_study_refuses_a_finished_fit_before_any_work(tiny_study, tmp_path,
+                                                               monkeypatch):
+    """A folder whose finished fit was trained otherwise (e.g. under an earlier preset that
+    stopped before today's min_epochs) is refused before the ridge ceilings run."""
+    from neurofuse.evaluation import pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the ridge ceilings ran before the fit was checked")
+
+    monkeypatch.setattr(pipeline, "_ridge_step", no_work)
+    _done(tmp_path, lr=0.5)
+    with pytest.raises(ValueError, match=r"other settings \(differing: train\.lr\)"):
+        pipeline.evaluate_study(tiny_study, tmp_path, fit_config="tiny")
