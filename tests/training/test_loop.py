@@ -272,7 +272,12 @@ def test_early_stopping(tmp_path, kwargs, patience, min_epochs, n_epochs, saved)
 
 
 def test_replay_needs_a_record_that_reaches_the_stop():
-    replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=2))  # stops at 4
+    stop = {"epochs": 4, "best_epoch": 2, "best": 4.0, "stopped": True}
+    assert replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=2)) == stop
+    # a stop at the max_epochs-th epoch is a stop, as the loop's checkpoint records it
+    assert replay_early_stopping(_LOSSES, config=dict(max_epochs=4, patience=2)) == stop
+    assert replay_early_stopping(_LOSSES, config=dict(max_epochs=3, patience=2)) == {
+        "epochs": 3, "best_epoch": 2, "best": 4.0, "stopped": False}
     with pytest.raises(ValueError, match="holds 4 epochs.*has not stopped"):
         replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=3))
     with pytest.raises(ValueError, match="'phases' \\(3\\)"):
