@@ -257,9 +257,11 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         state = meta["trainer"]
         if state["stopped"] and not _stops(state, state["epoch"] - 1, cfg,
                                            task.may_stop(state["epoch"] - 1)):
-            logger.info("The run stopped early after epoch %d; under the current settings "
-                        "(patience %s, min_epochs %d) it goes on.", state["epoch"],
-                        cfg.patience, cfg.min_epochs)
+            logger.info("The run stopped early after epoch %d; the current settings "
+                        "(patience %s, min_epochs %d) would not have stopped it: %s.",
+                        state["epoch"], cfg.patience, cfg.min_epochs,
+                        "it goes on" if state["epoch"] < cfg.max_epochs
+                        else f"but max_epochs ({cfg.max_epochs}) is reached")
             state["stopped"] = False
         logger.info("Resuming after epoch %d", state["epoch"])
     run_config = task.run_config(model)

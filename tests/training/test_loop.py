@@ -287,7 +287,7 @@ def test_replay_needs_a_record_that_reaches_the_stop():
         replay_early_stopping([math.nan, *_LOSSES[1:]], config=dict(max_epochs=8, patience=2))
 
 
-def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
+def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path, catch_logs):
     """Stopped by patience at epoch 4, resumed with min_epochs 6: training continues where it
     stopped and ends as a run that had min_epochs 6 from the start (weights bit for bit)."""
     base = dict(max_epochs=8, patience=2)
@@ -300,6 +300,13 @@ def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
     _, b, _ = _weights(tmp_path / "b")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # resumed at its max_epochs, a run the new settings would not have stopped says so but
+    # does not claim to go on
+    fit_task(Scripted(_LOSSES), tmp_path / "d", config={**base, "max_epochs": 4})
+    with catch_logs("info") as log:
+        assert len(fit_task(Scripted(_LOSSES), tmp_path / "d", resume=True,
+                            config={**base, "max_epochs": 4, "min_epochs": 6})) == 4
+    assert "it goes on" not in log.text and "max_epochs (4) is reached" in log.text
     # under settings that would have stopped it there anyway, a resumed run stays stopped
     assert len(fit_task(Scripted(_LOSSES), tmp_path / "c", config=base)) == 4
     assert len(fit_task(Scripted(_LOSSES), tmp_path / "c", resume=True,
