@@ -9,7 +9,8 @@ recorded validation curve for several ``min_epochs``
 (:func:`~neurofuse.training.loop.replay_early_stopping`: training up to the stop does not
 depend on the rule, so the replay is exact). Only validation numbers are used (no ground
 truth). The chosen ``min_epochs`` is the smallest candidate whose kept epoch is, on every
-store, within ``--tol`` of the best validation loss the whole run reached.
+store, within ``--tol`` of the validation loss of the epoch the whole run keeps (the best
+of its fMRI phase: the MEG-first epochs' loss has no fMRI term and is not comparable).
 
     neurofuse joint benchmark scaling --out S --scale demo      # simulates S/study
     python benchmarks/bench_min_epochs.py --work W --study S/study \\

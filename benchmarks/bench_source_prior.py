@@ -177,7 +177,7 @@ def main(argv=None):
         else:
             import csv
 
-            from neurofuse.evaluation.pipeline import _check_done_fit
+            from neurofuse.evaluation.fit_reuse import _check_done_fit
 
             # refuse a folder fitted under other training settings or on other data
             _check_done_fit(run / "config.json", {"train": train.to_dict()})

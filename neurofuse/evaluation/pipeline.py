@@ -34,7 +34,6 @@ The demo (:func:`neurofuse.evaluation.demo.run_demo`) and the simulation benchma
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -45,6 +44,7 @@ import numpy as np
 
 from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, verbose
+from .fit_reuse import _check_done_fit, _wanted_fit
 from .prediction import prediction_table, ridge_selection
 from .recovery import (
     NEUROFUSE,
@@ -302,11 +302,9 @@ def _given_model(model):
 
 def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
     from ..systems.joint.model import JointModel
-    from ..systems.joint.trainer import TrainConfig, fit, load_fit_config
+    from ..systems.joint.trainer import fit
 
-    train, encoder = load_fit_config(fit_config)
-    if fmri_denoise is not None:
-        train = TrainConfig.from_dict({**train.to_dict(), "fmri_denoise": fmri_denoise})
+    train, encoder = _wanted_fit(fit_config, fmri_denoise)
     fit_dir = out / "fit"
     done = fit_dir / "done.json"
     if not done.is_file():
@@ -328,42 +326,6 @@ def study_cnr(ds) -> dict:
         for m, v in ds.cnr(s).items():
             cnr.setdefault(m, float(v))
     return cnr
-
-
-def _check_done_fit(done, want, *, what=None, fix=None):
-    """Refuse to reuse a finished fit (its ``done.json``) trained under other settings.
-
-    Settings the folder does not record (it predates them) are not compared. ``what`` names
-    the fit in the message (default: the joint model in the folder), ``fix`` says what to do."""
-    prev = json.loads(done.read_text())
-    want = json.loads(json.dumps(want))
-    diff = [f"{section}.{k}" for section, values in want.items()
-            for k in sorted(set(prev.get(section) or {}) | set(values or {}))
-            if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
-            != (values or {}).get(k) and (section, k) != ("train", "min_epochs")]
-    if "train" in want and not _same_min_epochs(done, prev.get("train") or {}, want["train"]):
-        diff.append("train.min_epochs")
-    if diff:
-        what = what or f"The joint model in '{done.parent}'"
-        fix = fix or ("reusing it would score another model than the one asked for. Remove "
-                      "that folder (or the whole output folder) to train again, or pass "
-                      "another output folder.")
-        raise ValueError(f"{what} was trained under other settings "
-                         f"(differing: {', '.join(diff)}); {fix}")
-
-
-def _same_min_epochs(done, prev, want):
-    """Whether a finished fit trained with ``prev["min_epochs"]`` (absent: 0) is the one
-    ``want["min_epochs"]`` would train: the same value, or a larger one the fit ran past
-    (a later minimum only suppresses stops before it; an earlier one may stop sooner)."""
-    before, now = int(prev.get("min_epochs", 0)), int(want.get("min_epochs", 0))
-    if before == now:
-        return True
-    history = done.parent / "history.csv"
-    if now < before or not history.is_file():
-        return False
-    with open(history, newline="") as f:
-        return sum(1 for _ in csv.DictReader(f)) >= now
 
 
 def _smoothing_width(model, smooth_fwhm):
@@ -504,6 +466,11 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         check_model_fits(given, ds, name="model")
         given.cpu()
     make_dir(out, what="evaluation output folder")
+    if given is None and (out / "fit" / "done.json").is_file():  # refused before any work
+        train, encoder = _wanted_fit(DEMO_FIT if fit_config is None else fit_config,
+                                     fmri_denoise)
+        _check_done_fit(out / "fit" / "done.json",
+                        {"train": train.to_dict(), "encoder": encoder})
     # before any work (training included), refuse a folder that holds another model's scores
     if given is None:
         _claim_out(out, source=_TRAINED_HERE)

@@ -338,8 +338,7 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
     from tqdm.auto import tqdm
 
     from ..data.store import read_dataset
-    from ..systems.joint.trainer import load_fit_config
-    from .pipeline import _check_done_fit
+    from .fit_reuse import _check_done_fit, _wanted_fit
 
     _check_option("scale", scale, list(SCALES))
     spec = SCALES[scale]
@@ -370,7 +369,7 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
                 rows = json.load(fid)
             _check_point_settings(done, rows.get("settings"), settings)
             if (folder / "fit" / "done.json").is_file():  # a preset named alike may change
-                train, encoder = load_fit_config(fit_config)
+                train, encoder = _wanted_fit(fit_config, None)  # as evaluate_study's
                 _check_done_fit(folder / "fit" / "done.json",
                                 {"train": train.to_dict(), "encoder": encoder},
                                 what=f"The finished grid point '{folder}'",

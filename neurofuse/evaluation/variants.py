@@ -136,7 +136,7 @@ def _as_json(obj):
 
 def _check_finished_fit(vdir, name, config):
     """Refuse a finished fit in ``vdir/fit`` that was trained under other settings."""
-    from .pipeline import _check_done_fit
+    from .fit_reuse import _check_done_fit
 
     done = vdir / "fit" / "done.json"
     if done.is_file():

@@ -9,9 +9,9 @@ and progress bar.
 
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from .device import available_devices, select_device
-from .loop import LoopConfig, TrainingDivergedError, fit_task
+from .loop import LoopConfig, TrainingDivergedError, fit_task, replay_early_stopping
 from .task import RunContext, Task
 
 __all__ = ["LoopConfig", "RunContext", "Task", "TrainingDivergedError", "available_devices",
-           "fit_task", "load_checkpoint", "restore_checkpoint", "save_checkpoint",
-           "select_device"]
+           "fit_task", "load_checkpoint", "replay_early_stopping", "restore_checkpoint",
+           "save_checkpoint", "select_device"]

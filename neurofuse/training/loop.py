@@ -15,8 +15,10 @@ losses) and owns the rest:
   and ``resume=True`` that continues exactly (model, optimizers, schedulers, torch RNG, epoch,
   early-stopping memory, history);
 * early stopping on the task's validation loss (:meth:`Task.monitor`) after ``patience``
-  epochs without an improvement larger than ``min_delta``; the memory restarts when the
-  task's :meth:`~Task.phase` changes;
+  epochs without an improvement larger than ``min_delta``, not before ``min_epochs`` epochs
+  nor while :meth:`~Task.may_stop` says no; the memory restarts when the task's
+  :meth:`~Task.phase` changes. :func:`replay_early_stopping` applies the same rule to a
+  recorded run;
 * the best model in ``out/model/``, one history row per epoch in ``out/history.csv``, and a
   progress bar;
 * guards that stop training with :class:`TrainingDivergedError` rather than save a broken
@@ -40,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from .._checks import _check_int, _check_keys, _check_positive
+from .._checks import _check_finite, _check_int, _check_keys, _check_positive
 from .._io import atomic_path, make_dir, write_json
 from .._logging import logger, progress_enabled, verbose
 from .checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
@@ -198,7 +200,8 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         differ from the checkpoint's (:meth:`Task.config`, the task's data fingerprint
         included) are refused, naming each, but those of :attr:`Task.resume_may_change`
         (e.g. the number of epochs); ``"override"`` resumes with the new settings anyway
-        (logged).
+        (logged). A run early stopping ended goes on if the current ``patience`` and
+        ``min_epochs`` would not have stopped it there (exactly as a run started with them).
     device : str | torch.device | None
         See :func:`select_device`.
     epoch_callback : callable | None
@@ -254,9 +257,11 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         state = meta["trainer"]
         if state["stopped"] and not _stops(state, state["epoch"] - 1, cfg,
                                            task.may_stop(state["epoch"] - 1)):
-            logger.info("The run stopped early after epoch %d; under the current settings "
-                        "(patience %s, min_epochs %d) it goes on.", state["epoch"],
-                        cfg.patience, cfg.min_epochs)
+            logger.info("The run stopped early after epoch %d; the current settings "
+                        "(patience %s, min_epochs %d) would not have stopped it: %s.",
+                        state["epoch"], cfg.patience, cfg.min_epochs,
+                        "it goes on" if state["epoch"] < cfg.max_epochs
+                        else f"but max_epochs ({cfg.max_epochs}) is reached")
             state["stopped"] = False
         logger.info("Resuming after epoch %d", state["epoch"])
     run_config = task.run_config(model)
@@ -380,11 +385,16 @@ def replay_early_stopping(monitor, *, config, phases=None, may_stop=None) -> dic
     -------
     replay : dict
         ``{"epochs": trained, "best_epoch": kept (1-based), "best": its monitored number,
-        "stopped": whether the rule stopped before the record ran out}``; the record must
-        reach the stop (or ``max_epochs``), else a ValueError says so.
+        "stopped": whether early stopping ended training}`` (``stopped`` as the loop's
+        checkpoint records it: also True when it fires at the ``max_epochs``-th epoch). The
+        record must reach the stop (or ``max_epochs``), else a ValueError says so; epochs
+        past ``max_epochs`` are ignored.
     """
     cfg = config if isinstance(config, LoopConfig) else LoopConfig.from_dict(dict(config))
-    monitor = [float(m) for m in monitor]
+    monitor = [float(m) for m in _check_finite(
+        "monitor", [float(m) for m in monitor], how_to_fix="fit_task stops a run whose "
+        "monitored number is not finite (TrainingDivergedError), so no record of one holds "
+        "it: pass the recorded epochs before it.")]
     n = len(monitor)
     phases = [None] * n if phases is None else list(phases)
     may_stop = [True] * n if may_stop is None else list(may_stop)
@@ -402,7 +412,7 @@ def replay_early_stopping(monitor, *, config, phases=None, may_stop=None) -> dic
             return {"epochs": epoch + 1, "best_epoch": best_epoch, "best": best,
                     "stopped": True}
     if n < cfg.max_epochs:
-        raise ValueError(f"The record holds {n} epochs and the rule (patience "
+        raise ValueError(f"'monitor' holds {n} epochs and the rule (patience "
                          f"{cfg.patience}, min_epochs {cfg.min_epochs}) has not stopped by "
                          f"then: it cannot tell where training would end. Record a run of "
                          f"max_epochs ({cfg.max_epochs}) epochs without early stopping.")

@@ -1,10 +1,12 @@
 """A finished joint-model fit is reused only under the settings it was trained with."""
 
+import dataclasses
 import json
 
 import pytest
 
-from neurofuse.evaluation.pipeline import _check_done_fit, _fit_step
+from neurofuse.evaluation.fit_reuse import _check_done_fit
+from neurofuse.evaluation.pipeline import _fit_step
 from neurofuse.systems.joint.trainer import load_fit_config
 
 
@@ -50,7 +52,8 @@ def test_the_same_settings_pass_and_unrecorded_ones_are_not_compared(tmp_path):
 def test_a_later_min_epochs_reuses_only_fits_that_ran_past_it(tmp_path, before, now, epochs,
                                                              same):
     train, encoder = load_fit_config("tiny")
-    done = _done(tmp_path, **({} if before is None else {"min_epochs": before}))
+    train = dataclasses.replace(train, max_epochs=50)  # none of these ran all its epochs
+    done = _done(tmp_path, max_epochs=50, **({} if before is None else {"min_epochs": before}))
     if before is None:
         prev = json.loads(done.read_text())
         prev["train"].pop("min_epochs", None)
@@ -74,3 +77,38 @@ def test_min_epochs_at_its_default_keeps_old_fingerprints():
     assert TrainConfig(min_epochs=30).loop_config().min_epochs == 30
     with pytest.raises(ValueError, match="TrainConfig.min_epochs"):
         TrainConfig(min_epochs=-1)
+
+
+@pytest.mark.parametrize("epochs, same", [(3, True), (2, False)])
+def test_a_fit_that_ran_all_its_epochs_is_reused_under_any_later_minimum(tmp_path, epochs,
+                                                                          same):
+    """The tiny preset trains 3 epochs: a minimum past them changes nothing in a fit that ran
+    all 3 (it never stopped early), but one that stopped after 2 would have trained on."""
+    train, encoder = load_fit_config("tiny")
+    done = _done(tmp_path)
+    (done.parent / "history.csv").write_text(
+        "epoch,val_total\n" + "".join(f"{e + 1},1.0\n" for e in range(epochs)))
+    want = {"train": {**train.to_dict(), "min_epochs": train.max_epochs + 10},
+            "encoder": encoder}
+    if same:
+        _check_done_fit(done, want)
+    else:
+        # the message says what was trained and what is asked
+        with pytest.raises(ValueError, match=r"train\.min_epochs: 0 there \(stopped after "
+                                             r"2 epochs\), 13 now"):
+            _check_done_fit(done, want)
+
+
+def test_evaluate_study_refuses_a_finished_fit_before_any_work(tiny_study, tmp_path,
+                                                               monkeypatch):
+    """A folder whose finished fit was trained otherwise (e.g. under an earlier preset that
+    stopped before today's min_epochs) is refused before the ridge ceilings run."""
+    from neurofuse.evaluation import pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the ridge ceilings ran before the fit was checked")
+
+    monkeypatch.setattr(pipeline, "_ridge_step", no_work)
+    _done(tmp_path, lr=0.5)
+    with pytest.raises(ValueError, match=r"other settings \(differing: train\.lr\)"):
+        pipeline.evaluate_study(tiny_study, tmp_path, fit_config="tiny")

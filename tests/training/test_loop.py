@@ -272,14 +272,22 @@ def test_early_stopping(tmp_path, kwargs, patience, min_epochs, n_epochs, saved)
 
 
 def test_replay_needs_a_record_that_reaches_the_stop():
-    replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=2))  # stops at 4
+    stop = {"epochs": 4, "best_epoch": 2, "best": 4.0, "stopped": True}
+    assert replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=2)) == stop
+    # a stop at the max_epochs-th epoch is a stop, as the loop's checkpoint records it
+    assert replay_early_stopping(_LOSSES, config=dict(max_epochs=4, patience=2)) == stop
+    assert replay_early_stopping(_LOSSES, config=dict(max_epochs=3, patience=2)) == {
+        "epochs": 3, "best_epoch": 2, "best": 4.0, "stopped": False}
     with pytest.raises(ValueError, match="holds 4 epochs.*has not stopped"):
         replay_early_stopping(_LOSSES[:4], config=dict(max_epochs=8, patience=3))
     with pytest.raises(ValueError, match="'phases' \\(3\\)"):
         replay_early_stopping(_LOSSES, config={}, phases=[0, 0, 0])
+    # fit_task stops a run whose monitored number is not finite: no record of it holds one
+    with pytest.raises(ValueError, match="'monitor' contains 1 NaN.*TrainingDivergedError"):
+        replay_early_stopping([math.nan, *_LOSSES[1:]], config=dict(max_epochs=8, patience=2))
 
 
-def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
+def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path, catch_logs):
     """Stopped by patience at epoch 4, resumed with min_epochs 6: training continues where it
     stopped and ends as a run that had min_epochs 6 from the start (weights bit for bit)."""
     base = dict(max_epochs=8, patience=2)
@@ -292,10 +300,38 @@ def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path):
     _, b, _ = _weights(tmp_path / "b")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # resumed at its max_epochs, a run the new settings would not have stopped says so but
+    # does not claim to go on
+    fit_task(Scripted(_LOSSES), tmp_path / "d", config={**base, "max_epochs": 4})
+    with catch_logs("info") as log:
+        assert len(fit_task(Scripted(_LOSSES), tmp_path / "d", resume=True,
+                            config={**base, "max_epochs": 4, "min_epochs": 6})) == 4
+    assert "it goes on" not in log.text and "max_epochs (4) is reached" in log.text
     # under settings that would have stopped it there anyway, a resumed run stays stopped
     assert len(fit_task(Scripted(_LOSSES), tmp_path / "c", config=base)) == 4
     assert len(fit_task(Scripted(_LOSSES), tmp_path / "c", resume=True,
                         config={**base, "min_epochs": 4})) == 4
+
+
+@pytest.mark.parametrize("first, then, kwargs", [
+    # early stopping fired at the max_epochs-th epoch: more epochs alone do not undo it
+    (dict(max_epochs=4, patience=2), dict(max_epochs=8, patience=2), {}),
+    # ... a longer patience does (a straight run with it stops at 5)
+    (dict(max_epochs=4, patience=2), dict(max_epochs=8, patience=3), {}),
+    # a run that reached max_epochs without stopping trains on
+    (dict(max_epochs=3, patience=2), dict(max_epochs=8, patience=2), {}),
+    # a new phase starts at the resumed epoch: its memory restarts as in a straight run
+    (dict(max_epochs=8, patience=2), dict(max_epochs=8, patience=2, min_epochs=6),
+     {"phase_from": 4}),
+])
+def test_a_resumed_run_ends_as_a_straight_run_with_its_settings(tmp_path, first, then, kwargs):
+    fit_task(Scripted(_LOSSES, **kwargs), tmp_path / "a", config=first)
+    resumed = fit_task(Scripted(_LOSSES, **kwargs), tmp_path / "a", resume=True, config=then)
+    straight = fit_task(Scripted(_LOSSES, **kwargs), tmp_path / "b", config=then)
+    assert len(resumed) == len(straight)
+    a, b = (_weights(tmp_path / run)[2]["trainer"] for run in "ab")
+    for key in ("epoch", "best_val", "bad_epochs", "phase", "stopped"):
+        assert a[key] == b[key], key
 
 
 def test_loop_config_is_checked():

@@ -149,8 +149,8 @@ class TrainConfig:
     def loop_config(self) -> LoopConfig:
         """The generic loop's share of these settings."""
         return LoopConfig(max_epochs=self.max_epochs, patience=self.patience,
-                          min_epochs=self.min_epochs, grad_clip=self.grad_clip, mixed_precision=self.mixed_precision,
-                          seed=self.seed)
+                          min_epochs=self.min_epochs, grad_clip=self.grad_clip,
+                          mixed_precision=self.mixed_precision, seed=self.seed)
 
     def alphas(self, epoch: int) -> tuple:
         """(a1, a2, a3) in ``epoch`` (0-based): the MEG-first curriculum."""
