@@ -7,6 +7,7 @@ held-out prediction table (neurofuse and its variants beside the ridge ceiling).
 computed: the tables are the JSON's numbers, rounded.
 
     python benchmarks/tables.py benchmarks/results/simulation.json
+    python benchmarks/tables.py benchmarks/results/worlds.json      # methods x worlds
     python benchmarks/tables.py bench/results.json --methods neurofuse "neurofuse[mixture]" fMNE
 """
 
@@ -92,12 +93,51 @@ def prediction_table(rows) -> str:
     return "\n".join(lines)
 
 
+def worlds_table(rows, prediction=(), methods=None) -> str:
+    """Markdown table of ``bench_worlds.py`` rows ``{"world", "method", "temporal_r",
+    "spatial_r"}``: one row per method, one column per world (temporal r / spatial r; the best
+    of each metric per world among the rows shown in bold), then the mean held-out MEG r of
+    the joint model(s) and the ridge ceiling per world from ``prediction`` rows."""
+    seen = list(dict.fromkeys(r["method"] for r in rows))
+    methods = _order(seen) if methods is None else list(methods)
+    unknown = sorted(set(methods) - set(seen))
+    if unknown:
+        raise SystemExit(f"--methods: {unknown} are not in the results (they have {seen}).")
+    worlds = list(dict.fromkeys(r["world"] for r in rows))
+    cell = {(r["world"], r["method"]): r for r in rows}
+    best = {(w, k): max((cell[(w, m)][k] for m in methods if (w, m) in cell), default=None)
+            for w in worlds for k in ("temporal_r", "spatial_r")}
+    lines = ["| method | " + " | ".join(worlds) + " |", "|---|" + "---|" * len(worlds)]
+    for m in methods:
+        cells = []
+        for w in worlds:
+            if (w, m) not in cell:
+                cells.append("–")
+                continue
+            parts = [f"{cell[(w, m)][k]:.3f}" for k in ("temporal_r", "spatial_r")]
+            cells.append(" / ".join(f"**{p}**" if cell[(w, m)][k] == best[(w, k)] else p
+                                    for p, k in zip(parts, ("temporal_r", "spatial_r"))))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    meg = [r for r in prediction if r["modality"] == "meg"]
+    for m in _order(list(dict.fromkeys(r["method"] for r in meg))):
+        cells = []
+        for w in worlds:
+            r_ = [r["r_mean"] for r in meg if r["world"] == w and r["method"] == m]
+            cells.append(f"{sum(r_) / len(r_):.3f}" if r_ else "–")
+        lines.append(f"| held-out MEG r: {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results", type=Path, help="a simulation benchmark's results.json")
+    p.add_argument("results", type=Path, help="a simulation benchmark's results.json, or "
+                                              "bench_worlds.py's JSON")
     p.add_argument("--methods", nargs="+", help="source-recovery columns, in order")
     args = p.parse_args(argv)
     res = json.loads(args.results.read_text())
+    if res.get("benchmark") == "worlds":  # benchmarks/bench_worlds.py's output
+        print(worlds_table(res["rows"], res.get("prediction", ()), args.methods))
+        return
     print(recovery_table(res["source_recovery"], args.methods))
     print()
     print(prediction_table(res["prediction"]))

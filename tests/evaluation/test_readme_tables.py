@@ -64,3 +64,28 @@ def test_main_prints_both_tables(tables, tmp_path, capsys):
     tables.main([str(path)])
     out = capsys.readouterr().out
     assert "| ∞ | ∞ | S01 | MEG | 0.800 ± 0.010 | 0.900 ± 0.010 |" in out
+
+
+def test_worlds_table_numbers_and_bold(tables):
+    rows = [{"world": w, **{k: v for k, v in r.items() if k in ("method", "temporal_r",
+                                                                 "spatial_r")}}
+            for w, cond in (("short5", ("inf", "inf")), ("patches", (1.0, 0.3)))
+            for r in _rows() if (r["meg_cnr"], r["fmri_cnr"]) == cond]
+    pred = [{"world": "short5", "subject": s, "modality": "meg", "method": m, "r_mean": v}
+            for s, m, v in (("S01", "neurofuse", 0.5), ("S02", "neurofuse", 0.7),
+                            ("S01", "ridge", 0.8), ("S02", "ridge", 0.8))]
+    lines = tables.worlds_table(rows, pred).splitlines()
+    assert lines[0] == "| method | short5 | patches |"
+    body = {b.strip("|").split("|")[0].strip(): [c.strip() for c in b.strip("|").split("|")[1:]]
+            for b in lines[2:]}
+    assert list(body)[:5] == ["neurofuse", "neurofuse[mixture]", "fMNE+smooth", "fMNE", "MNE"]
+    for w, world in enumerate(("short5", "patches")):
+        here = {r["method"]: r for r in rows if r["world"] == world}
+        for k, key in enumerate(("temporal_r", "spatial_r")):
+            top = max(here, key=lambda m: here[m][key])
+            for m, r in here.items():
+                shown = body[m][w].split(" / ")[k]
+                assert shown.strip("*") == f"{r[key]:.3f}"
+                assert shown.startswith("**") == (m == top)
+    assert body["held-out MEG r: neurofuse"] == ["0.600", "–"]
+    assert body["held-out MEG r: ridge"] == ["0.800", "–"]
