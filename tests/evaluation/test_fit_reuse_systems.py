@@ -90,3 +90,90 @@ def test_transcoder_fit_from_before_the_record_compared_on_its_config(tmp_path,
     with pytest.raises(ValueError, match=r"differing: data\.n_val\)"):
         tp._fit_or_load(None, tmp_path, None, {"preset": "tiny", "data": {"n_val": 2}}, None)
     assert len(transcoder_stub) == 1
+
+
+# ---------------------------------------------------------------- System B: EEG -> MEG
+@pytest.fixture
+def eeg2meg_stub(monkeypatch):
+    """A stand-in for the generator's ``fit``: what the loop writes, one history row per
+    epoch."""
+    from neurofuse.systems.eeg2meg import trainer
+
+    calls = []
+
+    def fit(world, out, *, encoder, config, resume=False):
+        train, model, data = trainer.load_fit_config(config)
+        calls.append(train.to_dict())
+        (out / "model").mkdir(parents=True)
+        (out / "model" / "model.json").write_text("{}")
+        (out / "config.json").write_text(json.dumps(
+            {"train": train.to_dict(),
+             "model": {"generator": {**model, "n_eeg": 4}, "encoder": {"origin": "scratch"}},
+             "data": {"config": data.to_dict()}}))
+        history = [{"epoch": e + 1, "train_loss": 1.0, "val_loss": 1.0 / (e + 1)}
+                   for e in range(train.epochs)]
+        (out / "history.csv").write_text("epoch,train_loss,val_loss\n" + "".join(
+            f"{h['epoch']},1.0,{h['val_loss']}\n" for h in history))
+        return history
+
+    monkeypatch.setattr(trainer, "fit", fit)
+    return calls
+
+
+def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
+    from neurofuse.evaluation import eeg2meg_pipeline as ep
+
+    def step(config, method="no_sfm", encoder="small"):
+        return ep._fit_step(None, tmp_path, method, encoder=encoder, fit_config=config,
+                            resume=True)
+
+    model = step("tiny")
+    assert step({"preset": "tiny", "train": {"device": "cpu"},
+                 "model": {"posterior_samples": 5}}) == model  # same weights: reused
+    assert len(eeg2meg_stub) == 1
+    with pytest.raises(ValueError, match=r"'no_sfm' generator .*other settings \(differing: "
+                                         r"train\.lr\); train\.lr: 0\.001 there, 0\.01 now"):
+        step({"preset": "tiny", "train": {"lr": 1e-2}})
+    with pytest.raises(ValueError, match=r"differing: encoder\); encoder: 'small' there, "
+                                         r"'base' now"):
+        step("tiny", encoder="base")
+    # the ablation is part of the set-up: another method's fit differs in it
+    assert ep._fit_record("tiny", "no_sfm", "small")[1]["model"]["sfm"] is False
+    assert ep._fit_record("tiny", "no_bsc", "small")[1]["model"]["sfm"] is True
+    # before any work: the whole evaluation refuses before reading the data set
+    with pytest.raises(ValueError, match=r"differing: train\.lr\)"):
+        ep.evaluate_eeg2meg(tmp_path / "no-such-world", tmp_path, encoder="small",
+                            methods=("no_sfm",), fit_config={"preset": "tiny",
+                                                             "train": {"lr": 1e-2}})
+    # a folder written before the record: compared on the loop's config.json
+    done = tmp_path / "fits" / "no_sfm" / "done.json"
+    done.write_text(json.dumps({"epochs": 2, "val_loss": [1.0, 0.5]}))
+    assert step("tiny", encoder="base") == model  # the encoder it was given is not recorded
+    with pytest.raises(ValueError, match=r"differing: model\.latent_dim\)"):
+        step({"preset": "tiny", "model": {"latent_dim": 8}})
+    assert len(eeg2meg_stub) == 1
+
+
+def test_eeg2meg_pretraining_reused_only_under_its_settings(tmp_path):
+    from neurofuse.evaluation import eeg2meg_pipeline as ep
+
+    spec = {**ep.DEMO, "pretrain": {"encoder_config": "small", "config": {"epochs": 2}}}
+    folder = tmp_path / "pretrain"
+    (folder / "encoder" / "model").mkdir(parents=True)
+    (folder / "encoder" / "model" / "model.json").write_text("{}")
+    (folder / "encoder" / "history.csv").write_text("epoch,train_loss\n1,1.0\n2,0.5\n")
+    record = ep._pretrain_record(spec, 0)
+    (folder / "done.json").write_text(json.dumps({"n_epochs": 10, **record}))
+    ep._check_pretrain(tmp_path, spec, 0)
+    with pytest.raises(ValueError, match=r"pretrained encoder .*differing: world\.seed\); "
+                                         r"world\.seed: 1000 there, 1001 now.*Remove '.*"
+                                         r"pretrain' \(and '.*fits'"):
+        ep._check_pretrain(tmp_path, spec, 1)
+    # a folder written before the record: its loop's config.json (the world is not there)
+    (folder / "done.json").write_text(json.dumps({"n_epochs": 10, "store": "x"}))
+    (folder / "encoder" / "config.json").write_text(json.dumps(
+        {"train": record["train"], "encoder": record["encoder"], "data": {}}))
+    ep._check_pretrain(tmp_path, spec, 1)
+    with pytest.raises(ValueError, match=r"differing: train\.epochs\); train\.epochs: 2 "
+                                         r"there, 3 now"):
+        ep._check_pretrain(tmp_path, {**spec, "pretrain": {"config": {"epochs": 3}}}, 0)
