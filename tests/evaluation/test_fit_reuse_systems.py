@@ -177,3 +177,37 @@ def test_eeg2meg_pretraining_reused_only_under_its_settings(tmp_path):
     with pytest.raises(ValueError, match=r"differing: train\.epochs\); train\.epochs: 2 "
                                          r"there, 3 now"):
         ep._check_pretrain(tmp_path, {**spec, "pretrain": {"config": {"epochs": 3}}}, 0)
+
+
+# ---------------------------------------------------------------- System C: MEG -> fMRI
+def test_meg2fmri_fit_reused_only_under_its_settings(tmp_path, monkeypatch):
+    from neurofuse.evaluation import meg2fmri as em
+    from neurofuse.systems.meg2fmri import trainer
+
+    settings = {"data": "d", "held_out": ["s3"], "event": "word", "pairing": {}, "seed": 0}
+    em._check_settings(tmp_path, settings, "tiny")
+    recorded = json.loads((tmp_path / "settings.json").read_text())
+    assert recorded["fit_config"] == "tiny" and recorded["fit"]["train"]["epochs"] == 3
+    em._check_settings(tmp_path, settings, {"preset": "tiny", "train": {"device": "cpu"}})
+    with pytest.raises(ValueError, match=r"cGAN .*differing: train\.lr\); train\.lr: 0\.001 "
+                                         r"there, 0\.5 now"):
+        em._check_settings(tmp_path, settings, {"preset": "tiny", "train": {"lr": 0.5}})
+    # a preset of the same name whose content changed
+    tiny = trainer.FIT_PRESETS["tiny"]
+    monkeypatch.setitem(trainer.FIT_PRESETS, "tiny",
+                        {**tiny, "model": {**tiny["model"], "g_channels": [8, 4]}})
+    with pytest.raises(ValueError, match=r"differing: model\.g_channels\)"):
+        em._check_settings(tmp_path, settings, "tiny")
+    monkeypatch.setitem(trainer.FIT_PRESETS, "tiny", tiny)
+    # a folder from before the record: its fit_config name only, and the cGAN's config.json
+    del recorded["fit"]
+    recorded["fit_config"] = "an-old-name"
+    (tmp_path / "settings.json").write_text(json.dumps(recorded))
+    em._check_settings(tmp_path, settings, {"preset": "tiny", "train": {"lr": 0.5}})  # no fit
+    (tmp_path / "cgan").mkdir()
+    train, model = trainer.load_fit_config("tiny")
+    (tmp_path / "cgan" / "config.json").write_text(json.dumps(
+        {"train": train.to_dict(), "model": {**model, "n_features": 7}, "data": {}}))
+    em._check_settings(tmp_path, settings, "tiny")
+    with pytest.raises(ValueError, match=r"differing: train\.lr\)"):
+        em._check_settings(tmp_path, settings, {"preset": "tiny", "train": {"lr": 0.5}})
