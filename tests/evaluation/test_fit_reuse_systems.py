@@ -92,6 +92,24 @@ def test_transcoder_fit_from_before_the_record_compared_on_its_config(tmp_path,
     assert len(transcoder_stub) == 1
 
 
+def test_transcoder_real_tiny_fit_from_before_the_record(tmp_path):
+    """What the loop really writes (``config.json``) is what an old folder is compared on:
+    a real ``tiny`` fit (seconds), its ``done.json`` removed."""
+    from neurofuse.simulation.eeg_fmri import make_config, simulate_dataset
+
+    ds = simulate_dataset(tmp_path / "d", make_config("noise_free", "tiny", bem="sphere"), 3,
+                          n_test=1)
+    model = tp._fit_or_load(ds, tmp_path / "ev", None, "tiny", None)
+    stamp = (model / "model.json").stat().st_mtime_ns
+    (tmp_path / "ev" / "fit" / "done.json").unlink()
+    assert tp._fit_or_load(ds, tmp_path / "ev", None, "tiny", "cpu") == model
+    assert (model / "model.json").stat().st_mtime_ns == stamp  # reused, not retrained
+    with pytest.raises(ValueError, match=r"differing: model\.fmri_kernel\); "
+                                         r"model\.fmri_kernel: 3 there, 5 now"):
+        tp._fit_or_load(ds, tmp_path / "ev", None,
+                        {"preset": "tiny", "model": {"fmri_kernel": 5}}, None)
+
+
 # ---------------------------------------------------------------- System B: EEG -> MEG
 @pytest.fixture
 def eeg2meg_stub(monkeypatch):
