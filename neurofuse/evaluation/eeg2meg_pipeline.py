@@ -179,10 +179,27 @@ def _fit_config(base, changes):
     return base
 
 
-def _fit_record(fit_config, method, encoder):
+def _encoder_key(encoder, out):
+    """How a fit's record names the encoder it was given: this folder's own pretraining
+    (wherever the folder is), another encoder folder (its absolute path) or LaBraM sizes."""
+    from pathlib import Path
+
+    if isinstance(encoder, dict):
+        return encoder
+    if isinstance(encoder, Path) or (isinstance(encoder, str) and (
+            Path(encoder).expanduser().is_dir() or "/" in encoder)):
+        path = Path(encoder).expanduser().absolute()
+        if path == (Path(out) / "pretrain" / "encoder" / "model").expanduser().absolute():
+            return "pretrain/encoder/model"
+        return str(path)
+    return str(encoder)
+
+
+def _fit_record(fit_config, method, encoder, out):
     """``(set-up, record)``: what ``method``'s generator is trained with, and what its
     finished fit records (``fits/<method>/done.json``): ``train``, ``model`` (defaults
-    included, but the data's sizes), ``data`` and the ``encoder`` it was given."""
+    included, but the data's sizes), ``data`` and the ``encoder`` it was given
+    (:func:`_encoder_key`)."""
     from ..systems.eeg2meg.config import GeneratorConfig
     from ..systems.eeg2meg.trainer import _FROM_DATA, load_fit_config
     from .fit_reuse import _with_defaults
@@ -192,7 +209,7 @@ def _fit_record(fit_config, method, encoder):
     model = {k: v for k, v in _with_defaults(GeneratorConfig, model).items()
              if k not in _FROM_DATA}
     return config, {"train": train.to_dict(), "model": model, "data": data.to_dict(),
-                    "encoder": str(encoder)}
+                    "encoder": _encoder_key(encoder, out)}
 
 
 def _fit_prev(folder):
@@ -222,7 +239,7 @@ def _check_fit(out, method, *, encoder, fit_config):
     from .fit_reuse import _check_fit_record, _loop_rules
 
     folder = out / "fits" / method
-    config, record = _fit_record(fit_config, method, encoder)
+    config, record = _fit_record(fit_config, method, encoder, out)
     prev = _fit_prev(folder)
     if prev is not None:
         rules = _loop_rules(GeneratorTask)
@@ -253,7 +270,7 @@ def _fit_step(world, out, method, *, encoder, fit_config, resume):
     model = folder / "model"
     done = folder / "done.json"
     config, record = _check_fit(out, method, encoder=encoder, fit_config=fit_config) \
-        if resume else _fit_record(fit_config, method, encoder)
+        if resume else _fit_record(fit_config, method, encoder, out)
     if resume and done.is_file() and (model / "model.json").is_file():
         return model
     logger.info("Fitting %s", method)

@@ -156,8 +156,12 @@ def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
                                          r"'base' now"):
         step("tiny", encoder="base")
     # the ablation is part of the set-up: another method's fit differs in it
-    assert ep._fit_record("tiny", "no_sfm", "small")[1]["model"]["sfm"] is False
-    assert ep._fit_record("tiny", "no_bsc", "small")[1]["model"]["sfm"] is True
+    assert ep._fit_record("tiny", "no_sfm", "small", tmp_path)[1]["model"]["sfm"] is False
+    assert ep._fit_record("tiny", "no_bsc", "small", tmp_path)[1]["model"]["sfm"] is True
+    # the folder's own pretrained encoder is named wherever the folder is
+    own = tmp_path / "pretrain" / "encoder" / "model"
+    assert ep._encoder_key(own, tmp_path) == ep._encoder_key(str(own), tmp_path) \
+        == "pretrain/encoder/model"
     # before any work: the whole evaluation refuses before reading the data set
     with pytest.raises(ValueError, match=r"differing: train\.lr\)"):
         ep.evaluate_eeg2meg(tmp_path / "no-such-world", tmp_path, encoder="small",
