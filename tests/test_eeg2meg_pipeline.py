@@ -55,6 +55,15 @@ def test_evaluate_end_to_end(world, tmp_path):
                              methods=("generator", "physics", "ridge"), n_runs=2, n_splits=3,
                              pretrain=PRETRAIN)
     assert again["signal"] == res["signal"]
+    # but not under other settings: refused before any work, naming what differs
+    with pytest.raises(ValueError, match=r"'generator' generator .*differing: train\.lr\)"):
+        evaluate_eeg2meg(world, out, fit_config={"preset": "tiny",
+                                                 "train": {"epochs": 1, "lr": 0.5}},
+                         methods=("generator",), pretrain=PRETRAIN)
+    with pytest.raises(ValueError, match=r"pretrained encoder .*differing: train\.lr\)"):
+        evaluate_eeg2meg(world, out, methods=("generator",), pretrain={
+            **PRETRAIN, "pretrain": {**PRETRAIN["pretrain"],
+                                     "config": {"epochs": 1, "batch_size": 64, "lr": 0.5}}})
 
     # the CLI writes MEG epochs with the real 306-channel info
     fif = tmp_path / "syn-epo.fif"

@@ -24,7 +24,12 @@ store (a simulated world, or real data loaded into the store):
    ``report.html`` (topomaps as Fig. 3, the band metrics, the decoding table).
 
 Each step writes its outputs before the next starts, and a rerun with ``resume=True`` skips
-the finished ones (fits resume from their checkpoints).
+the finished ones (fits resume from their checkpoints), but only those trained under the
+settings asked for now: ``pretrain/done.json`` and ``fits/<method>/done.json`` record them
+(a folder written before these records is compared on its loop's ``config.json``: the
+training, model and data settings, not the pretraining world or the encoder given), and a
+rerun under others is refused before any work, naming each differing setting
+(:func:`~neurofuse.evaluation.fit_reuse._check_fit_record`).
 """
 
 from __future__ import annotations
@@ -87,6 +92,50 @@ def _pretraining_eeg(store, paired_subjects):
     return arrays, names
 
 
+def _pretrain_record(spec, seed):
+    """What a finished pretraining records (``pretrain/done.json``): its world, the
+    encoder's sizes and the pretraining settings."""
+    from ..systems.eeg2meg.pretrain import PretrainConfig, _encoder_config
+
+    config = spec["pretrain"].get("config")
+    train = config if isinstance(config, PretrainConfig) else PretrainConfig.from_dict(
+        dict(config or {}))
+    return {"world": _world_config(spec["pretrain_world"], seed=seed + 1000).to_json(),
+            "encoder": _encoder_config(spec["pretrain"].get("encoder_config",
+                                                            "small")).to_dict(),
+            "train": train.to_dict()}
+
+
+def _pretrain_prev(folder):
+    """The settings a finished pretraining in ``folder`` recorded, or for a folder written
+    before that record, what its loop's ``encoder/config.json`` records (the world is then
+    not compared); None if it is not finished."""
+    done, run = folder / "done.json", folder / "encoder" / "config.json"
+    if not (done.is_file() and (folder / "encoder" / "model" / "model.json").is_file()):
+        return None
+    prev = json.loads(done.read_text())
+    if "train" not in prev and run.is_file():
+        run = json.loads(run.read_text())
+        prev = {"encoder": run.get("encoder"), "train": run.get("train")}
+    return prev
+
+
+def _check_pretrain(out, spec, seed):
+    """Refuse to reuse a finished pretraining trained under other settings."""
+    from ..systems.eeg2meg.pretrain import PretrainTask
+    from .fit_reuse import _check_fit_record, _loop_rules
+
+    folder = out / "pretrain"
+    prev = _pretrain_prev(folder)
+    if prev is not None:
+        _check_fit_record(prev, _pretrain_record(spec, seed), folder=folder / "encoder",
+                          what=f"The pretrained encoder in '{folder}'",
+                          fix=f"the generators would build on another encoder than the one "
+                              f"asked for. Remove '{folder}' (and '{out / 'fits'}', trained "
+                              f"on it) to pretrain again, or pass another output folder.",
+                          **_loop_rules(PretrainTask))
+
+
 def _pretrain_step(out, spec, *, resume, seed):
     """Pretrain the encoder on EEG disjoint from the paired data; return its folder."""
     from ..simulation.eeg_meg import simulate_eeg_meg_world
@@ -96,6 +145,7 @@ def _pretrain_step(out, spec, *, resume, seed):
     model = folder / "encoder" / "model"
     done = folder / "done.json"
     if resume and done.is_file() and (model / "model.json").is_file():
+        _check_pretrain(out, spec, seed)
         return model
     store = folder / "eeg"
     if not (store / "neurofuse-dataset.json").is_file():
@@ -110,7 +160,8 @@ def _pretrain_step(out, spec, *, resume, seed):
                                                                         "small"),
         config=spec["pretrain"].get("config"),
         resume=resume and (folder / "encoder" / "checkpoints").is_dir())
-    write_json(done, {"n_epochs": sum(len(a) for a in arrays), "store": str(store)})
+    write_json(done, {"n_epochs": sum(len(a) for a in arrays), "store": str(store),
+                      **_pretrain_record(spec, seed)})
     return path
 
 
@@ -128,20 +179,105 @@ def _fit_config(base, changes):
     return base
 
 
+def _encoder_key(encoder, out):
+    """How a fit's record names the encoder it was given: this folder's own pretraining
+    (wherever the folder is), another encoder folder (its absolute path) or LaBraM sizes."""
+    from pathlib import Path
+
+    if isinstance(encoder, dict):
+        return encoder
+    if isinstance(encoder, Path) or (isinstance(encoder, str) and (
+            Path(encoder).expanduser().is_dir() or "/" in encoder)):
+        path = Path(encoder).expanduser().absolute()
+        if path == (Path(out) / "pretrain" / "encoder" / "model").expanduser().absolute():
+            return "pretrain/encoder/model"
+        return str(path)
+    return str(encoder)
+
+
+def _fit_record(fit_config, method, encoder, out):
+    """``(set-up, record)``: what ``method``'s generator is trained with, and what its
+    finished fit records (``fits/<method>/done.json``): ``train``, ``model`` (defaults
+    included, but the data's sizes), ``data`` and the ``encoder`` it was given
+    (:func:`_encoder_key`)."""
+    from ..systems.eeg2meg.config import GeneratorConfig
+    from ..systems.eeg2meg.trainer import _FROM_DATA, load_fit_config
+    from .fit_reuse import _with_defaults
+
+    config = _fit_config(fit_config, ABLATIONS[method])
+    train, model, data = load_fit_config(config)
+    model = {k: v for k, v in _with_defaults(GeneratorConfig, model).items()
+             if k not in _FROM_DATA}
+    return config, {"train": train.to_dict(), "model": model, "data": data.to_dict(),
+                    "encoder": _encoder_key(encoder, out)}
+
+
+def _fit_prev(folder):
+    """The settings a finished fit in ``folder`` recorded, or for a folder written before
+    that record, what its loop's ``config.json`` records (the encoder is then not
+    compared); None if it is not finished."""
+    from ..systems.eeg2meg.trainer import _FROM_DATA
+
+    done, run = folder / "done.json", folder / "config.json"
+    if not (done.is_file() and (folder / "model" / "model.json").is_file()):
+        return None
+    prev = json.loads(done.read_text())
+    if "train" not in prev and run.is_file():
+        run = json.loads(run.read_text())
+        prev = {"train": run.get("train"),
+                "model": {k: v for k, v in ((run.get("model") or {}).get("generator")
+                                            or {}).items() if k not in _FROM_DATA},
+                "data": (run.get("data") or {}).get("config")}
+    return prev
+
+
+def _check_fit(out, method, *, encoder, fit_config):
+    """Refuse to reuse ``method``'s finished fit trained under other settings; return the
+    set-up and the record of a new one."""
+    from ..systems.eeg2meg.task import GeneratorTask
+    from ..systems.eeg2meg.trainer import _GENERATION_ONLY
+    from .fit_reuse import _check_fit_record, _loop_rules
+
+    folder = out / "fits" / method
+    config, record = _fit_record(fit_config, method, encoder, out)
+    prev = _fit_prev(folder)
+    if prev is not None:
+        rules = _loop_rules(GeneratorTask)
+        # how a trained generator samples does not change its weights
+        free = [*rules["free"], *(("model", k) for k in _GENERATION_ONLY)]
+        _check_fit_record(prev, record, folder=folder,
+                          what=f"The {method!r} generator in '{folder}'",
+                          **{**rules, "free": free})
+    return config, record
+
+
+def _check_finished(out, spec, generators, *, encoder, fit_config, seed):
+    """Before any work: refuse to reuse a finished pretraining or fit of ``out`` trained
+    under other settings than these (a rerun with ``resume=True`` reuses them)."""
+    if encoder is None and any(m != "no_pretrained" for m in generators):
+        _check_pretrain(out, spec, seed)
+        encoder = out / "pretrain" / "encoder" / "model"
+    elif encoder is None:
+        encoder = spec["pretrain"].get("encoder_config", "small")
+    for m in generators:
+        _check_fit(out, m, encoder=encoder, fit_config=fit_config)
+
+
 def _fit_step(world, out, method, *, encoder, fit_config, resume):
     from ..systems.eeg2meg.trainer import fit
 
     folder = out / "fits" / method
     model = folder / "model"
     done = folder / "done.json"
+    config, record = _check_fit(out, method, encoder=encoder, fit_config=fit_config) \
+        if resume else _fit_record(fit_config, method, encoder, out)
     if resume and done.is_file() and (model / "model.json").is_file():
         return model
     logger.info("Fitting %s", method)
-    history = fit(world, folder, encoder=encoder,
-                  config=_fit_config(fit_config, ABLATIONS[method]),
+    history = fit(world, folder, encoder=encoder, config=config,
                   resume=resume and (folder / "checkpoints").is_dir())
     write_json(done, {"epochs": len(history),
-                      "val_loss": [h.get("val_loss") for h in history]})
+                      "val_loss": [h.get("val_loss") for h in history], **record})
     return model
 
 
@@ -261,11 +397,14 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     for m in methods:
         _check_option("methods", m, METHODS)
     out = make_dir(out, option="out")
+    spec = {**DEMO, **(pretrain or {})}
+    generators = [m for m in methods if m in ABLATIONS]
+    if resume:
+        _check_finished(out, spec, generators, encoder=encoder, fit_config=fit_config,
+                        seed=seed)
     ds = read_dataset(world)
     _, _, data_cfg = load_fit_config(_fit_config(fit_config, {}))
     data = PairedEpochs(ds, data_cfg)
-    spec = {**DEMO, **(pretrain or {})}
-    generators = [m for m in methods if m in ABLATIONS]
     if generators and encoder is None and any(m != "no_pretrained" for m in generators):
         encoder = _pretrain_step(out, spec, resume=resume,
                                  seed=seed)

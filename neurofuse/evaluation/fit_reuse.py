@@ -1,10 +1,13 @@
-"""Whether a finished joint-model fit may be reused: it was trained as asked.
+"""Whether a finished fit may be reused: it was trained as asked.
 
-An evaluation folder's ``fit/done.json`` records the settings its joint model was trained
-with; :func:`_check_done_fit` refuses to reuse it under other ones (the main fit, the
-variants and the scaling benchmark's finished points share it), with one exception that is
-not a plain comparison: ``train.min_epochs``, which only suppresses early stops before it
-(:func:`_min_epochs_change`).
+An evaluation folder records the settings each of its fits was trained with (System A:
+``fit/done.json``; the other systems: see their pipelines), and :func:`_check_fit_record`
+refuses to reuse one under other settings, naming each that differs with its value there and
+now, and saying what to do. Settings the folder does not record (it predates them) are not
+compared, nor those a pipeline names as ``free`` (they do not change the trained model, e.g.
+the device). Settings that only decide when training stops are compared by what the run
+did: System A's ``train.min_epochs`` (:func:`_min_epochs_change`), and the other systems'
+epochs and patience, replayed on the recorded history (:func:`_stopping_change`).
 """
 
 from __future__ import annotations
@@ -25,35 +28,81 @@ def _wanted_fit(fit_config, fmri_denoise):
 
 
 def _check_done_fit(done, want, *, what=None, fix=None):
-    """Refuse to reuse a finished fit (its ``done.json``) trained under other settings.
+    """Refuse to reuse a finished joint-model fit (its ``done.json``) trained under other
+    settings.
 
     Settings the folder does not record (it predates them) are not compared, but
     ``train.min_epochs`` (absent: 0; see :func:`_min_epochs_change`). ``what`` names the fit
     in the message (default: the joint model in the folder), ``fix`` says what to do."""
-    prev = json.loads(done.read_text())
+    _check_fit_record(json.loads(done.read_text()), want, folder=done.parent,
+                      what=what or f"The joint model in '{done.parent}'", fix=fix,
+                      stopping=(("train", "min_epochs"),), stop_change=_min_epochs_change)
+
+
+def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(),
+                      stop_change=None):
+    """Refuse to reuse a finished fit whose recorded settings ``prev`` differ from ``want``.
+
+    Parameters
+    ----------
+    prev, want : dict of str to dict
+        The recorded and the asked settings, by section (e.g. ``train``, ``model``). A
+        setting ``prev`` does not record (the folder predates it) is not compared.
+    folder : Path
+        The fit's folder (its ``history.csv`` tells how long it trained).
+    what : str
+        The fit, for the message (e.g. "The transcoder in '...'").
+    fix : str | None
+        What to do instead (default: remove the folder or pass another output folder).
+    free : sequence of (section, key)
+        Settings that do not change the trained model (never compared).
+    stopping : sequence of (section, key)
+        Settings that only decide when training stops: compared by ``stop_change(folder,
+        prev_section, want_section)`` (None: the same run, else what differs) instead.
+    stop_change : callable | None
+    """
+    prev = json.loads(json.dumps(prev))
     want = json.loads(json.dumps(want))
-    diff = [f"{section}.{k}" for section, values in want.items()
-            for k in sorted(set(prev.get(section) or {}) | set(values or {}))
-            if k in (prev.get(section) or {}) and (prev.get(section) or {}).get(k)
-            != (values or {}).get(k) and (section, k) != ("train", "min_epochs")]
-    detail = ""
-    if "train" in want:
-        change = _min_epochs_change(done, prev.get("train") or {}, want["train"])
-        if change is not None:
-            diff.append("train.min_epochs")
-            detail = f"; train.min_epochs: {change}"
+    skip = set(map(tuple, free)) | set(map(tuple, stopping))
+    diff, details = [], []
+    for section, values in want.items():
+        before, now = prev.get(section) or {}, values or {}
+        if not isinstance(before, dict) or not isinstance(now, dict):
+            if section in prev and before != now:
+                diff.append(section)
+                details.append(f"{section}: {before!r} there, {now!r} now")
+            continue
+        for k in sorted(set(before) | set(now)):
+            if k in before and before.get(k) != now.get(k) and (section, k) not in skip:
+                diff.append(f"{section}.{k}")
+                details.append(f"{section}.{k}: {before.get(k)!r} there, {now.get(k)!r} now")
+    for section in sorted({s for s, _ in stopping}):
+        if section in want:
+            change = stop_change(folder, prev.get(section) or {}, want[section] or {})
+            if change is not None:
+                key, text = change
+                diff.append(f"{section}.{key}")
+                details.append(f"{section}.{key}: {text}")
     if diff:
-        what = what or f"The joint model in '{done.parent}'"
-        fix = fix or ("reusing it would score another model than the one asked for. Remove "
-                      "that folder (or the whole output folder) to train again, or pass "
+        fix = fix or (f"reusing it would score another model than the one asked for. Remove "
+                      f"'{folder}' (or the whole output folder) to train again, or pass "
                       "another output folder.")
         raise ValueError(f"{what} was trained under other settings "
-                         f"(differing: {', '.join(diff)}){detail}; {fix}")
+                         f"(differing: {', '.join(diff)}); {'; '.join(details)}; {fix}")
 
 
-def _min_epochs_change(done, prev, want):
+def _epochs_run(folder):
+    """Epochs a finished fit trained (rows of its ``history.csv``; None without one)."""
+    history = folder / "history.csv"
+    if not history.is_file():
+        return None
+    with open(history, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def _min_epochs_change(folder, prev, want):
     """None if a finished fit trained with ``prev["min_epochs"]`` (absent: 0) is the one
-    ``want["min_epochs"]`` would train, else what differs (for the message).
+    ``want["min_epochs"]`` would train, else ``("min_epochs", what differs)``.
 
     It is when the two are equal, or the new one is larger and the fit ran past it or ran
     all its ``max_epochs`` (a larger minimum only suppresses stops before it; a smaller one
@@ -61,11 +110,7 @@ def _min_epochs_change(done, prev, want):
     before, now = int(prev.get("min_epochs", 0)), int(want.get("min_epochs", 0))
     if before == now:
         return None
-    history = done.parent / "history.csv"
-    ran = None
-    if history.is_file():
-        with open(history, newline="") as f:
-            ran = sum(1 for _ in csv.DictReader(f))
+    ran = _epochs_run(folder)
     max_epochs = want.get("max_epochs", prev.get("max_epochs"))
     if now > before and ran is not None and (
             ran >= now or (max_epochs is not None and ran >= int(max_epochs))):
@@ -73,4 +118,79 @@ def _min_epochs_change(done, prev, want):
     how_long = ("no history.csv tells how long it trained" if ran is None
                 else f"ran {ran} epochs" if max_epochs is not None and ran >= int(max_epochs)
                 else f"stopped after {ran} epochs")
-    return f"{before} there ({how_long}), {now} now"
+    return "min_epochs", f"{before} there ({how_long}), {now} now"
+
+
+def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience")):
+    """A ``stop_change`` for :func:`_check_fit_record`: the finished run is the one the new
+    stopping settings would train when its recorded history, replayed under them
+    (:func:`~neurofuse.training.loop.replay_early_stopping`), stops where the run stopped.
+
+    ``monitor(row)`` is the task's monitored number of a ``history.csv`` row (its
+    :meth:`~neurofuse.training.task.Task.monitor`), ``epochs`` the settings' name of the
+    loop's ``max_epochs``, ``keys`` the stopping settings (the loop's ``patience``,
+    ``min_epochs`` and ``max_epochs``, under the settings' names)."""
+    def change(folder, prev, want):
+        from ..training.loop import replay_early_stopping
+
+        differ = [k for k in keys if k in prev and prev.get(k) != want.get(k)]
+        if not differ:
+            return None
+        history, replay = folder / "history.csv", None
+        rows = []
+        if history.is_file():
+            with open(history, newline="") as f:
+                rows = [{k: v for k, v in r.items() if v not in ("", None)}
+                        for r in csv.DictReader(f)]
+        rule = {"max_epochs" if k == epochs else k: want.get(k, prev.get(k)) for k in keys
+                if k in want or k in prev}
+        if rows:
+            try:
+                replay = replay_early_stopping([float(monitor(r)) for r in rows],
+                                               config=rule)
+            except ValueError:  # the new rule would have trained on
+                replay = None
+        if replay is not None and replay["epochs"] == len(rows):
+            return None
+        how_long = ("no history.csv tells how long it trained" if not rows
+                    else f"it trained {len(rows)} epochs, which the settings now would "
+                         + ("not stop at" if replay is None
+                            else f"stop at {replay['epochs']}"))
+        return differ[0], "; ".join(
+            [f"{prev.get(k)!r} there, {want.get(k)!r} now" if k == differ[0] else
+             f"{k}: {prev.get(k)!r} there, {want.get(k)!r} now" for k in differ]
+            ) + f" ({how_long})"
+    return change
+
+
+def _loop_rules(task_cls, section="train", *, epochs="epochs"):
+    """The ``free``, ``stopping`` and ``stop_change`` arguments of :func:`_check_fit_record`
+    for a fit by the generic loop's task ``task_cls``: what its
+    :attr:`~neurofuse.training.task.Task.resume_may_change` lets a resumed run change (the
+    device: free; the epochs, patience and minimum: compared by replaying the history on
+    the task's :meth:`~neurofuse.training.task.Task.monitor`), in the ``section`` of the
+    settings named ``epochs`` for the loop's ``max_epochs``."""
+    from functools import partial
+
+    may = set(task_cls.resume_may_change)
+    keys = tuple(k for k in (epochs, "patience", "min_epochs") if k in may)
+    return {"free": [(section, "device")] if "device" in may else [],
+            "stopping": [(section, k) for k in keys],
+            "stop_change": _stopping_change(partial(task_cls.monitor, None), epochs=epochs,
+                                            keys=keys)}
+
+
+def _with_defaults(cls, values):
+    """``values`` (a set-up's section: some fields of the dataclass ``cls``) completed with
+    ``cls``'s defaults, as JSON (fields without a default, which come from the data, are left
+    out): what to compare with a recorded section, so a preset that changes a setting back to
+    its default is seen."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return json.loads(json.dumps({**out, **dict(values)}, default=list))

@@ -57,20 +57,61 @@ _SPLITS = ("train", "val", "calib", "test")
 _IMAGE_NDIM = {"slice": 2, "volume": 3, "sequence": 4}
 
 
-def _check_settings(out, settings):
-    """Refuse to reuse an output folder written with other settings (its cached steps)."""
+#: Model settings that come from the pairs, never from a set-up.
+_FROM_DATA = ("n_features", "image_shape", "n_frames")
+
+
+def _fit_record(fit_config):
+    """The cGAN settings ``fit_config`` trains with, as recorded (``settings.json``
+    ``fit``): ``train`` and ``model`` (defaults included, but the sizes from the pairs)."""
+    from ..systems.meg2fmri.model import CganConfig
+    from ..systems.meg2fmri.trainer import _resolve_config
+    from .fit_reuse import _with_defaults
+
+    train, model = _resolve_config(fit_config)
+    return {"train": train.to_dict(),
+            "model": {k: v for k, v in _with_defaults(CganConfig, model).items()
+                      if k not in _FROM_DATA}}
+
+
+def _check_settings(out, settings, fit_config):
+    """Refuse to reuse an output folder written with other settings (its cached steps).
+
+    ``settings.json`` records them, with the cGAN's training settings resolved (``fit``:
+    a preset whose content changed is not the same set-up); only those that change the
+    trained model are compared (:func:`~neurofuse.evaluation.fit_reuse._check_fit_record`).
+    A folder written before ``fit`` was recorded is compared on what its cGAN fit's
+    ``config.json`` records (nothing when the fit had not started)."""
+    from ..systems.meg2fmri.task import CganTask
+    from .fit_reuse import _check_fit_record, _loop_rules
+
     path = out / "settings.json"
-    settings = json.loads(json.dumps(settings, default=str))
-    if path.is_file():
-        before = json.loads(path.read_text())
-        if before != settings:
-            changed = sorted(k for k in set(before) | set(settings)
-                             if before.get(k) != settings.get(k))
-            raise ValueError(f"'{out}' holds an evaluation run with other settings ({changed}); "
-                             "its cached pairs and predictions would be mixed with this one. "
-                             "Pass another 'out' folder, or delete this one.")
-    else:
+    fit = _fit_record(fit_config)
+    settings = json.loads(json.dumps({**settings, "fit_config": fit_config, "fit": fit},
+                                     default=str))
+    if not path.is_file():
         write_json(path, settings)
+        return
+    before = json.loads(path.read_text())
+    changed = sorted(k for k in set(before) | set(settings)
+                     if k not in ("fit_config", "fit") and before.get(k) != settings.get(k))
+    if changed:
+        raise ValueError(f"'{out}' holds an evaluation run with other settings (" + "; ".join(
+            f"{k}: {before.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
+            + "); its cached pairs and predictions would be mixed with this one. Pass "
+            "another 'out' folder, or delete this one.")
+    prev, run = before.get("fit"), out / "cgan" / "config.json"
+    if prev is None and run.is_file():  # a folder from before the record
+        run = json.loads(run.read_text())
+        prev = {"train": run.get("train"),
+                "model": {k: v for k, v in (run.get("model") or {}).items()
+                          if k not in _FROM_DATA}}
+    if prev is not None:
+        _check_fit_record(prev, fit, folder=out / "cgan",
+                          what=f"The cGAN of the evaluation in '{out}'",
+                          fix=f"its predictions would be another model's than the one asked "
+                              f"for. Remove '{out}' to evaluate again, or pass another "
+                              "'out' folder.", **_loop_rules(CganTask))
 
 
 def _paired_subjects(ds):
@@ -265,8 +306,7 @@ def evaluate_meg2fmri(data, out, *, held_out=None, event="word", pairing=None, f
         pairing = PairingConfig.from_dict(pairing)
     train_subjects, held_out = _split_subjects(ds, held_out)
     _check_settings(out, {"data": str(ds.path), "held_out": held_out, "event": event,
-                          "pairing": pairing.to_dict(), "fit_config": fit_config,
-                          "seed": seed})
+                          "pairing": pairing.to_dict(), "seed": seed}, fit_config)
     pairs = _pairs(ds, out, train_subjects, held_out, event, pairing)
     train, val, test = pairs["train"], pairs["val"], pairs["test"]
     image_ndim = _IMAGE_NDIM[pairing.target]

@@ -229,22 +229,81 @@ def untrained_control(model, seed=0):
     return control, meta
 
 
+#: Transcoder settings that do not change the trained model (but the loop's: see
+#: :func:`~neurofuse.evaluation.fit_reuse._loop_rules`): never compared on reuse.
+_FREE = (("data", "cache"),)
+
+
+def _wanted_fit(fit_config, device):
+    """``(config, record)``: the set-up ``fit`` trains with (``device`` overriding its
+    ``train.device``) and the settings a finished fit records (``fit/done.json``): its
+    ``train``, ``model`` (defaults included, but the sizes from the data) and ``data``."""
+    from ..systems.transcoder import load_fit_config
+    from ..systems.transcoder.config import TranscoderConfig
+    from ..systems.transcoder.trainer import _FROM_DATA
+    from .fit_reuse import _with_defaults
+
+    train, model_kwargs, data_cfg = load_fit_config(fit_config)
+    config = fit_config
+    if device is not None:  # --device overrides the set-up's TrainConfig.device
+        train = type(train).from_dict({**train.to_dict(), "device": device})
+        config = {"preset": "paper", "train": train.to_dict(), "model": model_kwargs,
+                  "data": data_cfg.to_dict()}
+    model = {k: v for k, v in _with_defaults(TranscoderConfig, model_kwargs).items()
+             if k not in _FROM_DATA}
+    return config, {"train": train.to_dict(), "model": model, "data": data_cfg.to_dict()}
+
+
+def _fit_record(fit_dir):
+    """The settings a finished fit in ``fit_dir`` was trained with: its ``done.json``, or for
+    a folder written before it, what the training loop's ``config.json`` records (the same
+    sections; ``data`` under ``settings``). None when it records neither."""
+    import json
+
+    from ..systems.transcoder.trainer import _FROM_DATA
+
+    if (fit_dir / "done.json").is_file():
+        return json.loads((fit_dir / "done.json").read_text())
+    if not (fit_dir / "config.json").is_file():
+        return None
+    run = json.loads((fit_dir / "config.json").read_text())
+    return {"train": run.get("train") or {},
+            "model": {k: v for k, v in (run.get("model") or {}).items() if k not in _FROM_DATA},
+            "data": (run.get("data") or {}).get("settings") or {}}
+
+
+def _check_fit(out, fit_config, device):
+    """Refuse, before any work, to reuse a finished transcoder fit in ``out/fit`` trained
+    under other settings than ``fit_config`` (and ``device``) ask for; return the set-up to
+    fit with and what to record."""
+    from ..systems.transcoder.task import TranscoderTask
+    from .fit_reuse import _check_fit_record, _loop_rules
+
+    config, record = _wanted_fit(fit_config, device)
+    fit_dir = Path(out) / "fit"
+    prev = _fit_record(fit_dir) if (fit_dir / "model" / "model.json").is_file() else None
+    if prev is not None:
+        rules = _loop_rules(TranscoderTask)
+        _check_fit_record(prev, record, folder=fit_dir,
+                          what=f"The transcoder in '{fit_dir}'",
+                          **{**rules, "free": [*rules["free"], *_FREE]})
+    return config, record
+
+
 def _fit_or_load(ds, out, model, fit_config, device):
     if model is not None:
         return Path(model).expanduser()
-    from ..systems.transcoder import fit, load_fit_config
+    from .._io import write_json
+    from ..systems.transcoder import fit
 
+    config, record = _check_fit(out, fit_config, device)
     fit_dir = Path(out) / "fit"
     if (fit_dir / "model" / "model.json").is_file():
         logger.info("Using the transcoder already fitted in %s", fit_dir)
         return fit_dir / "model"
-    config = fit_config
-    if device is not None:  # --device overrides the set-up's TrainConfig.device
-        train, model_kwargs, data_cfg = load_fit_config(fit_config)
-        config = {"preset": "paper", "train": {**train.to_dict(), "device": device},
-                  "model": model_kwargs, "data": data_cfg.to_dict()}
     resume = (fit_dir / "checkpoints").is_dir()
     fit(ds, fit_dir, config=config, resume=resume)
+    write_json(fit_dir / "done.json", record, what="finished fit's settings")
     return fit_dir / "model"
 
 

@@ -78,8 +78,14 @@ def test_a_second_run_reuses_the_outputs_and_other_settings_are_refused(world, e
     again = evaluate_meg2fmri(world, out, fit_config="tiny")
     assert again["rows"] == res["rows"]
     assert (out / "cgan" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
-    with pytest.raises(ValueError, match=r"other settings \(\['seed'\]\)"):
+    with pytest.raises(ValueError, match=r"other settings \(seed: 0 there, 1 now\)"):
         evaluate_meg2fmri(world, out, fit_config="tiny", seed=1)
+    # the cGAN's training settings, whatever names them; not the device
+    with pytest.raises(ValueError, match=r"cGAN .*differing: train\.lr\)"):
+        evaluate_meg2fmri(world, out, fit_config={"preset": "tiny", "train": {"lr": 0.5}})
+    again = evaluate_meg2fmri(world, out, fit_config={"preset": "tiny",
+                                                      "train": {"device": "cpu"}})
+    assert again["rows"] == res["rows"]
     assert json.loads((out / "results.json").read_text())["rows"] == res["rows"]
 
 

@@ -126,6 +126,16 @@ def load_fit_config(config):
     return train, model
 
 
+def _resolve_config(config):
+    """``(TrainConfig, model_kwargs)`` of what :func:`fit`'s ``config`` takes: None (the
+    defaults), a TrainConfig or a dict of its fields, or a set-up (:func:`load_fit_config`)."""
+    if config is None or isinstance(config, TrainConfig):
+        return config or TrainConfig(), {}
+    if isinstance(config, dict) and not {"preset", "train", "model"} & set(config):
+        return TrainConfig.from_dict(config), {}
+    return load_fit_config(config)
+
+
 def _check_pairs(X, Y, xname, yname):
     X = _check_finite(xname, _check_ndim(xname, X, 2, "(n_pairs, n_features)"))
     Y = np.asarray(Y)
@@ -188,13 +198,7 @@ def fit(X_train, Y_train, out, *, X_val=None, Y_val=None, config=None, model_con
         BCE), ``train_g_recon`` (MSE), ``lr_discriminator``, ``lr_generator`` (after the
         epoch's scheduler step), ``val_mse`` and ``seconds``.
     """
-    model_kwargs = {}
-    if config is None or isinstance(config, TrainConfig):
-        cfg = config or TrainConfig()
-    elif isinstance(config, dict) and not {"preset", "train", "model"} & set(config):
-        cfg = TrainConfig.from_dict(config)
-    else:
-        cfg, model_kwargs = load_fit_config(config)
+    cfg, model_kwargs = _resolve_config(config)
     model_kwargs = {**model_kwargs, **dict(model_config or {})}
     if "n_features" in model_kwargs:
         raise ValueError("'model_config' must not set 'n_features': it is X_train's width.")
