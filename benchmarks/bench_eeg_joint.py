@@ -8,10 +8,14 @@ fMRI subjects and draw their own noise, so every study has byte-identical MEG, f
 ground-truth sources: the classical inverses (MEG only) score the same in each, and any change
 of the joint model's temporal / spatial r comes from training with the EEG subjects' heads
 (EEG = P L M s, average reference). Held-out EEG r (model vs EEG ridge ceiling) is reported
-beside MEG and fMRI r.
+beside MEG and fMRI r. ``--more-meg K`` adds controls: the study with K more MEG subjects
+instead (no EEG; the fMRI subjects are then renumbered, so their anatomy and noise differ,
+and the inverses average over more MEG subjects), to tell a gain from EEG subjects from one
+from more subjects of any kind.
 
     python benchmarks/bench_eeg_joint.py --work /tmp/eeg-joint               # ~2 demo runs
     python benchmarks/bench_eeg_joint.py --work W --n-eeg 0 2 4 --eeg-cnr 0.5
+    python benchmarks/bench_eeg_joint.py --work W --n-eeg 0 2 --more-meg 2   # + a control
     python benchmarks/bench_eeg_joint.py --work W --study tiny --fit tiny --epochs 2  # smoke
 """
 
@@ -34,6 +38,10 @@ def main(argv=None):
                    help="study preset (default: the demo's, oct5); e.g. 'tiny' for a smoke run")
     p.add_argument("--fit", default=None, help="training preset (default: the demo's)")
     p.add_argument("--epochs", type=int, default=None, help="override max_epochs of the fit")
+    p.add_argument("--more-meg", type=int, nargs="*", default=[],
+                   help="controls: the study with this many more MEG subjects and no EEG "
+                        "(runs 'meg+K'): is a gain from EEG subjects more than one from "
+                        "as many subjects of any head?")
     args = p.parse_args(argv)
 
     from neurofuse.evaluation.pipeline import DEMO_FIT, DEMO_STUDY, evaluate_study
@@ -46,15 +54,17 @@ def main(argv=None):
     work = Path(args.work).expanduser()
     out = {"study": base, "fit": fit, "eeg_cnr": args.eeg_cnr, "machine": platform.node(),
            "runs": {}}
-    for n in args.n_eeg:
-        over = {"n_eeg_subjects": n} if n else {}
-        if n and args.eeg_cnr is not None:
+    n_meg = StudyConfig.resolve(base).n_meg_subjects
+    runs = [(str(n), f"eeg{n}", {"n_eeg_subjects": n} if n else {}) for n in args.n_eeg]
+    runs += [(f"meg+{k}", f"meg{k}", {"n_meg_subjects": n_meg + k}) for k in args.more_meg]
+    for key, folder, over in runs:
+        if over.get("n_eeg_subjects") and args.eeg_cnr is not None:
             over["eeg_cnr"] = float(args.eeg_cnr)
         config = StudyConfig.resolve({**base, **over})
         t0 = time.perf_counter()
-        data = simulated_study(config, work / f"eeg{n}" / "study")
-        ev = evaluate_study(data, work / f"eeg{n}" / "eval", fit_config=fit)
-        out["runs"][str(n)] = {
+        data = simulated_study(config, work / folder / "study")
+        ev = evaluate_study(data, work / folder / "eval", fit_config=fit)
+        out["runs"][key] = {
             "seconds": round(time.perf_counter() - t0, 1),
             "source_recovery": [{k: r[k] for k in ("method", "temporal_r", "spatial_r")}
                                 for r in ev.source_recovery],
