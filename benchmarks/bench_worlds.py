@@ -88,13 +88,13 @@ def main(argv=None):
 
 
 def _source_priors(folder):
-    """``{method: source prior as trained}`` of the joint models fitted in a world's folder
-    (``model.json``'s record: e.g. a learned mixture's widths and weights)."""
+    """``{method: source prior as trained}`` of the finished joint-model fits in a world's
+    folder (``model.json``'s record: e.g. a learned mixture's widths and weights)."""
     out = {}
     for model in sorted(folder.glob("conditions/*/fit/model/model.json")) + sorted(
             folder.glob("conditions/*/variants/*/fit/model/model.json")):
         prior = json.loads(model.read_text()).get("source_prior")
-        if prior is not None:
+        if prior is not None and (model.parents[1] / "done.json").is_file():  # finished fits
             parts = model.relative_to(folder).parts
             out["neurofuse" if parts[2] == "fit" else f"neurofuse[{parts[3]}]"] = prior
     return out

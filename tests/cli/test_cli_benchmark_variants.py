@@ -103,5 +103,9 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
     (model / "fit" / "model").mkdir(parents=True)
     (model / "fit" / "model" / "model.json").write_text(json.dumps({"source_prior": prior}))
     bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
+    # a fit still training (its best model so far saved, no done.json) is left out
+    assert json.loads(capsys.readouterr().out)["source_priors"] == {"long20": {}}
+    (model / "fit" / "done.json").write_text("{}")
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
     assert json.loads(capsys.readouterr().out)["source_priors"] == {
         "long20": {"neurofuse[mixture]": prior}}
