@@ -82,7 +82,9 @@ def main(argv=None):
         rows = _rows(history)
         monitor = [float(r["val_total"]) for r in rows]
         phases = [float(r["alpha_fmri"]) for r in rows]
-        may_stop = [a == train.alpha_fmri for a in phases]
+        ds = read_dataset(data)  # as the joint task: stop in the fMRI phase, or any time
+        has_fmri = any("fmri" in ds.modalities(s) for s in ds.subjects)  # without fMRI
+        may_stop = [a == train.alpha_fmri or not has_fmri for a in phases]
         replays = {}
         for m in args.candidates:
             rule = {**dataclasses.asdict(train.loop_config()), "min_epochs": m}
