@@ -91,13 +91,20 @@ def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(
                          f"(differing: {', '.join(diff)}); {'; '.join(details)}; {fix}")
 
 
-def _epochs_run(folder):
-    """Epochs a finished fit trained (rows of its ``history.csv``; None without one)."""
+def _history_rows(folder):
+    """A finished fit's ``history.csv`` rows (empty cells left out); None without one."""
     history = folder / "history.csv"
     if not history.is_file():
         return None
     with open(history, newline="") as f:
-        return sum(1 for _ in csv.DictReader(f))
+        return [{k: v for k, v in r.items() if v not in ("", None)}
+                for r in csv.DictReader(f)]
+
+
+def _epochs_run(folder):
+    """Epochs a finished fit trained (rows of its ``history.csv``; None without one)."""
+    rows = _history_rows(folder)
+    return None if rows is None else len(rows)
 
 
 def _min_epochs_change(folder, prev, want):
@@ -136,12 +143,7 @@ def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience")):
         differ = [k for k in keys if k in prev and prev.get(k) != want.get(k)]
         if not differ:
             return None
-        history, replay = folder / "history.csv", None
-        rows = []
-        if history.is_file():
-            with open(history, newline="") as f:
-                rows = [{k: v for k, v in r.items() if v not in ("", None)}
-                        for r in csv.DictReader(f)]
+        replay, rows = None, _history_rows(folder) or []
         rule = {"max_epochs" if k == epochs else k: want.get(k, prev.get(k)) for k in keys
                 if k in want or k in prev}
         if rows:
