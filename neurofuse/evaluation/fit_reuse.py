@@ -6,8 +6,8 @@ refuses to reuse one under other settings, naming each that differs with its val
 now, and saying what to do. Settings the folder does not record (it predates them) are not
 compared, nor those a pipeline names as ``free`` (they do not change the trained model, e.g.
 the device). Settings that only decide when training stops are compared by what the run
-did: System A's ``train.min_epochs`` (:func:`_min_epochs_change`), and the other systems'
-epochs and patience, replayed on the recorded history (:func:`_stopping_change`).
+did: the epochs, patience and minimum, replayed on the recorded history
+(:func:`_stopping_change`; System A's with its curriculum, :func:`_joint_stopping`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,41 @@ def _check_done_fit(done, want, *, what=None, fix=None):
     settings.
 
     Settings the folder does not record (it predates them) are not compared, but
-    ``train.min_epochs`` (absent: 0; see :func:`_min_epochs_change`). ``what`` names the fit
-    in the message (default: the joint model in the folder), ``fix`` says what to do."""
+    ``train.min_epochs`` (absent: 0). The stopping settings are compared by replaying the
+    fit's history (:func:`_joint_stopping`). ``what`` names the fit in the message (default:
+    the joint model in the folder), ``fix`` says what to do."""
     _check_fit_record(json.loads(done.read_text()), want, folder=done.parent,
                       what=what or f"The joint model in '{done.parent}'", fix=fix,
-                      stopping=(("train", "min_epochs"),), stop_change=_min_epochs_change)
+                      **_joint_stopping((want or {}).get("train") or {}))
+
+
+def _joint_stopping(train):
+    """The ``stopping`` and ``stop_change`` arguments of :func:`_check_fit_record` for a
+    joint-model fit asked for with the ``train`` settings (a :class:`~neurofuse.systems.
+    joint.trainer.TrainConfig` as a dict): ``patience``, ``min_epochs`` (absent: 0) and,
+    unless the learning rate follows a cosine schedule over them, ``max_epochs``, compared
+    by replaying the fit's history under the joint task's own curriculum (a new
+    ``alpha_fmri`` phase restarts the rule's memory, which may end training only in the
+    fMRI phase, or at any epoch of a fit without fMRI subjects)."""
+    from ..systems.joint.task import JointTask
+
+    keys = tuple(k for k in ("max_epochs", "patience", "min_epochs")
+                 if k != "max_epochs" or train.get("scheduler") != "cosine")
+
+    def phase(row):
+        return float(row["alpha_fmri"]) if "alpha_fmri" in row else None
+
+    def may_stop(row, want, folder):
+        if "alpha_fmri" not in row or want.get("alpha_fmri") is None or (
+                float(row["alpha_fmri"]) == float(want["alpha_fmri"])):
+            return True
+        spec = folder / "model" / "model.json"
+        return spec.is_file() and not json.loads(spec.read_text()).get("fmri_subjects")
+
+    return {"stopping": [("train", k) for k in keys],
+            "stop_change": _stopping_change(JointTask.monitor, epochs="max_epochs", keys=keys,
+                                            defaults={"min_epochs": 0}, phase=phase,
+                                            may_stop=may_stop)}
 
 
 def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(),
@@ -101,34 +131,8 @@ def _history_rows(folder):
                 for r in csv.DictReader(f)]
 
 
-def _epochs_run(folder):
-    """Epochs a finished fit trained (rows of its ``history.csv``; None without one)."""
-    rows = _history_rows(folder)
-    return None if rows is None else len(rows)
-
-
-def _min_epochs_change(folder, prev, want):
-    """None if a finished fit trained with ``prev["min_epochs"]`` (absent: 0) is the one
-    ``want["min_epochs"]`` would train, else ``("min_epochs", what differs)``.
-
-    It is when the two are equal, or the new one is larger and the fit ran past it or ran
-    all its ``max_epochs`` (a larger minimum only suppresses stops before it; a smaller one
-    may stop sooner, which the epoch count cannot tell)."""
-    before, now = int(prev.get("min_epochs", 0)), int(want.get("min_epochs", 0))
-    if before == now:
-        return None
-    ran = _epochs_run(folder)
-    max_epochs = want.get("max_epochs", prev.get("max_epochs"))
-    if now > before and ran is not None and (
-            ran >= now or (max_epochs is not None and ran >= int(max_epochs))):
-        return None
-    how_long = ("no history.csv tells how long it trained" if ran is None
-                else f"ran {ran} epochs" if max_epochs is not None and ran >= int(max_epochs)
-                else f"stopped after {ran} epochs")
-    return "min_epochs", f"{before} there ({how_long}), {now} now"
-
-
-def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience")):
+def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience"), defaults=None,
+                     phase=None, may_stop=None):
     """A ``stop_change`` for :func:`_check_fit_record`: the finished run is the one the new
     stopping settings would train when its recorded history, replayed under them
     (:func:`~neurofuse.training.loop.replay_early_stopping`), stops where the run stopped.
@@ -136,20 +140,29 @@ def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience")):
     ``monitor(row)`` is the task's monitored number of a ``history.csv`` row (its
     :meth:`~neurofuse.training.task.Task.monitor`), ``epochs`` the settings' name of the
     loop's ``max_epochs``, ``keys`` the stopping settings (the loop's ``patience``,
-    ``min_epochs`` and ``max_epochs``, under the settings' names)."""
+    ``min_epochs`` and ``max_epochs``, under the settings' names), ``defaults`` their values
+    where a record leaves them out. ``phase(row)`` and ``may_stop(row, want, folder)`` give
+    the task's :meth:`~neurofuse.training.task.Task.phase` and
+    :meth:`~neurofuse.training.task.Task.may_stop` of a recorded epoch (default: one phase,
+    may stop at any epoch)."""
     def change(folder, prev, want):
         from ..training.loop import replay_early_stopping
 
+        prev, want = {**(defaults or {}), **prev}, {**(defaults or {}), **want}
         differ = [k for k in keys if k in prev and prev.get(k) != want.get(k)]
         if not differ:
             return None
         replay, rows = None, _history_rows(folder) or []
-        rule = {"max_epochs" if k == epochs else k: want.get(k, prev.get(k)) for k in keys
-                if k in want or k in prev}
+        # the new rule (the epoch bound even where it is not compared: a cosine schedule)
+        rule = {"max_epochs" if k == epochs else k: want.get(k, prev.get(k))
+                for k in dict.fromkeys((*keys, epochs)) if k in want or k in prev}
         if rows:
             try:
-                replay = replay_early_stopping([float(monitor(r)) for r in rows],
-                                               config=rule)
+                replay = replay_early_stopping(
+                    [float(monitor(r)) for r in rows], config=rule,
+                    phases=None if phase is None else [phase(r) for r in rows],
+                    may_stop=None if may_stop is None else [bool(may_stop(r, want, folder))
+                                                            for r in rows])
             except ValueError:  # the new rule would have trained on
                 replay = None
         if replay is not None and replay["epochs"] == len(rows):

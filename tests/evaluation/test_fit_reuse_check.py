@@ -40,33 +40,95 @@ def test_the_same_settings_pass_and_unrecorded_ones_are_not_compared(tmp_path):
                                "encoder": {**encoder, "d_model": encoder["d_model"] + 1}})
 
 
-@pytest.mark.parametrize("before, now, epochs, same", [
-    (0, 0, 5, True),
-    (None, 20, 25, True),    # a fit from before min_epochs that ran past the new minimum
-    (None, 20, 14, False),   # stopped at 14: the new minimum would have trained on
-    (0, 20, None, False),    # no history to tell
-    (30, 20, 40, False),     # an earlier minimum may have stopped it sooner
-    (20, 20, 3, True),
-    (20, 30, 40, True),
+def _history(done, monitor, *, meg_first=1):
+    """A history.csv of ``monitor`` (validation loss per epoch) under the tiny preset's
+    curriculum: ``meg_first`` MEG-first epochs (alpha_fmri 0), then the fMRI phase."""
+    (done.parent / "history.csv").write_text("epoch,alpha_fmri,val_total\n" + "".join(
+        f"{e + 1},{0.0 if e < meg_first else 1.0},{m}\n" for e, m in enumerate(monitor)))
+
+
+def _curve(best_at, n):
+    """Validation loss falling until epoch ``best_at`` (1-based), then flat, for ``n``
+    epochs; the MEG-first epoch is far lower (no fMRI term), as in a real joint fit."""
+    return [0.1] + [2.0 - 0.01 * min(e, best_at) for e in range(2, n + 1)]
+
+
+# The tiny preset's patience is 10: a fit whose loss stops falling at epoch b stops at
+# b + 10, or at its min_epochs if that is later.
+@pytest.mark.parametrize("before, now, best_at, ran, same", [
+    (0, 0, 5, 15, True),
+    (None, 12, 5, 15, True),   # from before min_epochs (0): the new minimum changes nothing
+    (None, 20, 5, 15, False),  # stopped at 15: a minimum of 20 would have trained on
+    (30, 20, 15, 30, False),   # held to 30 by its minimum: 20 would have stopped it at 25
+    (30, 20, 25, 35, True),    # ran past both minimums: the same run
+    (30, 35, 15, 30, False),   # the record ends before the new minimum
+    (20, 30, 25, 35, True),
 ])
-def test_a_later_min_epochs_reuses_only_fits_that_ran_past_it(tmp_path, before, now, epochs,
-                                                             same):
+def test_a_changed_min_epochs_reuses_only_the_run_it_would_train(tmp_path, before, now,
+                                                                  best_at, ran, same):
     train, encoder = load_fit_config("tiny")
     train = dataclasses.replace(train, max_epochs=50)  # none of these ran all its epochs
+    assert train.patience == 10 and train.meg_first_epochs == 1
     done = _done(tmp_path, max_epochs=50, **({} if before is None else {"min_epochs": before}))
     if before is None:
         prev = json.loads(done.read_text())
         prev["train"].pop("min_epochs", None)
         done.write_text(json.dumps(prev))
-    if epochs is not None:
-        (done.parent / "history.csv").write_text(
-            "epoch,val_total\n" + "".join(f"{e + 1},1.0\n" for e in range(epochs)))
+    # the record is that of a real run: the loop's own rule stopped it there
+    from neurofuse.training.loop import replay_early_stopping
+
+    monitor = _curve(best_at, ran)
+    phases = [0.0] + [1.0] * (ran - 1)
+    assert replay_early_stopping(
+        monitor, config={"max_epochs": 50, "patience": 10, "min_epochs": before or 0},
+        phases=phases, may_stop=[p == 1.0 for p in phases])["epochs"] == ran
+    _history(done, monitor)
     want = {"train": {**train.to_dict(), "min_epochs": now}, "encoder": encoder}
     if same:
         _check_done_fit(done, want)
     else:
         with pytest.raises(ValueError, match=r"differing: train\.min_epochs\)"):
             _check_done_fit(done, want)
+
+
+def test_the_replay_follows_the_curriculum_and_patience_too(tmp_path):
+    """The MEG-first epoch's far lower loss starts a phase of its own (else the replay would
+    stop at epoch 11), and a changed patience is replayed like the minimum."""
+    train, encoder = load_fit_config("tiny")
+    train = dataclasses.replace(train, max_epochs=50)
+    done = _done(tmp_path, max_epochs=50)
+    _history(done, _curve(5, 15))  # stopped at 15 under patience 10
+    _check_done_fit(done, {"train": {**train.to_dict(), "min_epochs": 15}, "encoder": encoder})
+    # patience 12 would have trained on; patience 8 would have stopped at 13
+    for patience in (12, 8):
+        with pytest.raises(ValueError, match=r"differing: train\.patience\)"):
+            _check_done_fit(done, {"train": {**train.to_dict(), "patience": patience},
+                                   "encoder": encoder})
+    # the epoch bound is replayed too: 15 stays the stop under any bound from 15 on
+    _check_done_fit(done, {"train": {**train.to_dict(), "max_epochs": 80}, "encoder": encoder})
+    with pytest.raises(ValueError, match=r"differing: train\.max_epochs\)"):
+        _check_done_fit(done, {"train": {**train.to_dict(), "max_epochs": 12},
+                               "encoder": encoder})
+
+
+def test_a_cosine_schedule_makes_the_epoch_bound_part_of_the_model(tmp_path):
+    """Under a cosine learning rate the epoch bound is its period: another bound trains
+    another model, whatever the history shows; the loop refuses to resume with one too."""
+    from neurofuse.systems.joint.task import JointTask
+
+    train, encoder = load_fit_config("tiny")
+    train = dataclasses.replace(train, max_epochs=50, scheduler="cosine")
+    done = _done(tmp_path, max_epochs=50, scheduler="cosine")
+    _history(done, _curve(5, 15))
+    _check_done_fit(done, {"train": {**train.to_dict(), "min_epochs": 15}, "encoder": encoder})
+    with pytest.raises(ValueError, match=r"train\.max_epochs: 50 there, 80 now"):
+        _check_done_fit(done, {"train": {**train.to_dict(), "max_epochs": 80},
+                               "encoder": encoder})
+    task = JointTask.__new__(JointTask)
+    task.cfg = train
+    assert "max_epochs" not in task.resume_may_change
+    task.cfg = dataclasses.replace(train, scheduler="constant")
+    assert "max_epochs" in task.resume_may_change
 
 
 def test_min_epochs_at_its_default_keeps_old_fingerprints():
@@ -94,8 +156,9 @@ def test_a_fit_that_ran_all_its_epochs_is_reused_under_any_later_minimum(tmp_pat
         _check_done_fit(done, want)
     else:
         # the message says what was trained and what is asked
-        with pytest.raises(ValueError, match=r"train\.min_epochs: 0 there \(stopped after "
-                                             r"2 epochs\), 13 now"):
+        with pytest.raises(ValueError, match=r"train\.min_epochs: 0 there, 13 now \(it "
+                                             r"trained 2 epochs, which the settings now "
+                                             r"would not stop at\)"):
             _check_done_fit(done, want)
 
 

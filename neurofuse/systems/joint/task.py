@@ -140,6 +140,12 @@ class JointTask(Task):
             optimizers["prior"] = torch.optim.Adam([own], lr=self.mixture.source_mixture_lr)
         return optimizers, {"main": scheduler}
 
+    @property
+    def resume_may_change(self):
+        # max_epochs is a cosine schedule's period: a resumed run may not change it then
+        return tuple(k for k in Task.resume_may_change
+                     if k != "max_epochs" or self.cfg.scheduler != "cosine")
+
     # ---------------------------------------------------------------- the curriculum
     def phase(self, epoch):
         return self.cfg.alphas(epoch)[1]
@@ -230,7 +236,7 @@ class JointTask(Task):
     @staticmethod
     def monitor(row):
         """The loss the best epoch is chosen by: validation total, else training total."""
-        return row.get("val_total", row["train_total"])
+        return row["val_total"] if "val_total" in row else row["train_total"]
 
     # ---------------------------------------------------------------- what is saved
     def model_state(self, model):
