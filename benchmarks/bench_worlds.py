@@ -23,6 +23,13 @@ what is missing.
     python benchmarks/bench_worlds.py --work W --worlds short5 nonlinear
     python benchmarks/bench_worlds.py --work W --variants mixture cross-fitted
     python benchmarks/bench_worlds.py --work W --collect    # only the worlds already finished
+    python benchmarks/bench_worlds.py --work W --worlds nonlinear \
+        --merge benchmarks/results/worlds.json > new.json   # rerun some, keep the others
+
+``--merge FILE`` starts from an earlier output: the worlds run now replace theirs (every row,
+prediction, prior and timing of that world), the other worlds are kept as they were, in
+their order; ``variants`` are joined. Results measured in different sessions then sit in one
+file: say which in the docs.
 """
 
 from __future__ import annotations
@@ -57,7 +64,14 @@ def main(argv=None):
                              "(none: --variants alone)")
     parser.add_argument("--collect", action="store_true",
                         help="compute nothing: gather the worlds whose results.json is written")
+    parser.add_argument("--merge", type=Path, default=None,
+                        help="an earlier output whose other worlds are kept")
     args = parser.parse_args(argv)
+    if args.merge is not None:
+        earlier = json.loads(args.merge.read_text())
+        if earlier.get("benchmark") != "worlds":
+            parser.error(f"--merge: '{args.merge}' is not bench_worlds.py's output (its "
+                         f"'benchmark' is {earlier.get('benchmark')!r}, expected 'worlds')")
 
     rows, prediction, seconds, variants, priors = [], [], {}, {}, {}
     for world in args.worlds:
@@ -79,12 +93,42 @@ def main(argv=None):
         prediction += [{"world": world, **r} for r in res["prediction"]]
         variants.update(res.get("variants", {}))  # what the rows hold (--collect: as run)
         priors[world] = _source_priors(args.work / world)
-    print(json.dumps({"benchmark": "worlds", "study": DEMO_STUDY, "fit": "demo",
-                      "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr,
-                      "variants": variants, "rows": rows, "source_priors": priors,
-                      "prediction": prediction, "seconds": seconds,
-                      "machine": {"platform": platform.platform(),
-                                  "processor": platform.processor()}}, indent=1))
+    out = {"benchmark": "worlds", "study": DEMO_STUDY, "fit": "demo",
+           "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr,
+           "variants": variants, "rows": rows, "source_priors": priors,
+           "prediction": prediction, "seconds": seconds,
+           "machine": {"platform": platform.platform(), "processor": platform.processor()}}
+    if args.merge is not None:
+        out = merge_worlds(earlier, out)
+    print(json.dumps(out, indent=1))
+
+
+def merge_worlds(earlier, now):
+    """``earlier`` bench_worlds output with the worlds of ``now`` replaced (or added).
+
+    Rows, prediction rows, source priors and timings of a world in ``now`` replace all of
+    that world's in ``earlier``; the other worlds are kept, in ``earlier``'s order, then the
+    new worlds; ``variants`` are joined (``now``'s win)."""
+    for key in ("meg_cnr", "fmri_cnr", "study", "fit"):
+        if earlier.get(key) != now[key]:
+            raise ValueError(f"--merge: the earlier output has {key} {earlier.get(key)!r}, "
+                             f"this run {now[key]!r}: the worlds would not be comparable. "
+                             "Merge only runs of the same set-up.")
+    new = list(dict.fromkeys(r["world"] for r in now["rows"]))
+    order = list(dict.fromkeys([r["world"] for r in earlier["rows"]] + new))
+
+    def rows(key):
+        kept = [r for r in earlier.get(key, []) if r["world"] not in new] + now[key]
+        return sorted(kept, key=lambda r: order.index(r["world"]))  # stable: keeps row order
+
+    return {**earlier, **{k: now[k] for k in ("machine",)},
+            "variants": {**earlier.get("variants", {}), **now["variants"]},
+            "rows": rows("rows"), "prediction": rows("prediction"),
+            "source_priors": {w: (now["source_priors"] if w in new else
+                                  earlier.get("source_priors", {})).get(w, {})
+                              for w in order},
+            "seconds": {**{w: t for w, t in earlier.get("seconds", {}).items()
+                           if w not in new}, **now["seconds"]}}
 
 
 def _source_priors(folder):

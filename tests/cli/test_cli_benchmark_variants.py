@@ -109,3 +109,36 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
     bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
     assert json.loads(capsys.readouterr().out)["source_priors"] == {
         "long20": {"neurofuse[mixture]": prior}}
+
+
+def test_bench_worlds_merge_replaces_only_the_worlds_run_now(bench_worlds, tmp_path, capsys):
+    def run(world, r):
+        return {"world": world, "method": "neurofuse", "temporal_r": r, "spatial_r": r}
+
+    earlier = {"benchmark": "worlds", "study": {"preset": "demo"}, "fit": "demo",
+               "meg_cnr": 1.0, "fmri_cnr": 0.3, "variants": {"a": {}},
+               "rows": [run("short5", 0.1), run("nonlinear", 0.2), run("hrf_vary", 0.3, 0)],
+               "prediction": [{"world": "nonlinear", "r_mean": 0.6}],
+               "source_priors": {"short5": {"x": 1}, "nonlinear": {"x": 2}, "hrf_vary": {}},
+               "seconds": {"short5": 5.0, "nonlinear": 7.0}}
+    now = {**earlier, "variants": {"b": {}}, "rows": [run("nonlinear", 0.9),
+                                                       run("spontaneous", 0.8)],
+           "prediction": [{"world": "nonlinear", "r_mean": 0.7}],
+           "source_priors": {"nonlinear": {"x": 3}, "spontaneous": {"x": 4}},
+           "seconds": {"nonlinear": 9.0, "spontaneous": 8.0}, "machine": {"m": 1}}
+    out = bench_worlds.merge_worlds(earlier, now)
+    assert [(r["world"], r["temporal_r"]) for r in out["rows"]] == [
+        ("short5", 0.1), ("nonlinear", 0.9), ("hrf_vary", 0.3), ("spontaneous", 0.8)]
+    assert out["prediction"] == [{"world": "nonlinear", "r_mean": 0.7}]
+    assert out["source_priors"] == {"short5": {"x": 1}, "nonlinear": {"x": 3},
+                                    "hrf_vary": {}, "spontaneous": {"x": 4}}
+    assert out["seconds"] == {"short5": 5.0, "nonlinear": 9.0, "spontaneous": 8.0}
+    assert out["variants"] == {"a": {}, "b": {}}
+    with pytest.raises(ValueError, match="fmri_cnr 0.3, this run 1.0"):
+        bench_worlds.merge_worlds(earlier, {**now, "fmri_cnr": 1.0})
+    # a file of another benchmark is refused by name
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"benchmark": "simulation"}))
+    with pytest.raises(SystemExit):
+        bench_worlds.main(["--work", str(tmp_path), "--merge", str(other)])
+    assert "'benchmark' is 'simulation', expected 'worlds'" in capsys.readouterr().err
