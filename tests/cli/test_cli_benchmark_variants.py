@@ -117,7 +117,7 @@ def test_bench_worlds_merge_replaces_only_the_worlds_run_now(bench_worlds, tmp_p
 
     earlier = {"benchmark": "worlds", "study": {"preset": "demo"}, "fit": "demo",
                "meg_cnr": 1.0, "fmri_cnr": 0.3, "variants": {"a": {}},
-               "rows": [run("short5", 0.1), run("nonlinear", 0.2), run("hrf_vary", 0.3, 0)],
+               "rows": [run("short5", 0.1), run("nonlinear", 0.2), run("hrf_vary", 0.3)],
                "prediction": [{"world": "nonlinear", "r_mean": 0.6}],
                "source_priors": {"short5": {"x": 1}, "nonlinear": {"x": 2}, "hrf_vary": {}},
                "seconds": {"short5": 5.0, "nonlinear": 7.0}}
