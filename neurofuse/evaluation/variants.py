@@ -37,13 +37,16 @@ from .recovery import NEUROFUSE, recovery_rows
 #: (``TrainConfig.fmri_denoise``; the demo's main model trains on the recordings, ``none``);
 #: ``mixture``: the adaptive source prior (``EncoderConfig(source_prior="mixture")``,
 #: its default widths :data:`~neurofuse.systems.joint.encoder.MIXTURE_WIDTHS`) in place of
-#: the fixed 15-mm one.
+#: the fixed 15-mm one; ``epochs150``: the same early-stopping rule with room for 150 epochs
+#: instead of 50 (whether the epoch cap, not the rule, ended a fit whose validation loss was
+#: still falling).
 JOINT_VARIANTS = {
     "in-sample": {"train": {"fmri_denoise": "in-sample"}},
     "cross-fitted": {"train": {"fmri_denoise": "cross-fitted"}},
     "mixture": {"encoder": {"source_prior": "mixture",
                             "source_widths": [0.0, 5.0, 10.0, 15.0, 20.0, 30.0],
                             "source_fwhm": None}},
+    "epochs150": {"train": {"max_epochs": 150}},
 }
 
 _SECTIONS = ("train", "encoder")
