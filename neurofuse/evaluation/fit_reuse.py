@@ -49,18 +49,21 @@ def _joint_stopping(train):
     ``alpha_fmri`` phase restarts the rule's memory, which may end training only in the
     fMRI phase, or at any epoch of a fit without fMRI subjects)."""
     from ..systems.joint.task import JointTask
+    from ..systems.joint.trainer import TrainConfig
 
     keys = tuple(k for k in ("max_epochs", "patience", "min_epochs")
                  if k != "max_epochs" or train.get("scheduler") != "cosine")
 
-    def phase(row):
-        return float(row["alpha_fmri"]) if "alpha_fmri" in row else None
+    # the curriculum of the asked settings (the ones it depends on, meg_first_epochs and
+    # alpha_fmri, are compared as they are: a fit with others is refused anyway)
+    def phase(epoch, want):
+        return TrainConfig.from_dict(_with_defaults(TrainConfig, want)).alphas(epoch)[1]
 
-    def may_stop(row, want, folder):
-        if "alpha_fmri" not in row or want.get("alpha_fmri") is None or (
-                float(row["alpha_fmri"]) == float(want["alpha_fmri"])):
+    def may_stop(epoch, want, folder):
+        cfg = TrainConfig.from_dict(_with_defaults(TrainConfig, want))
+        if cfg.alphas(epoch)[1] == cfg.alpha_fmri:
             return True
-        spec = folder / "model" / "model.json"
+        spec = folder / "model" / "model.json"  # a fit without fMRI subjects stops any time
         return spec.is_file() and not json.loads(spec.read_text()).get("fmri_subjects")
 
     return {"stopping": [("train", k) for k in keys],
@@ -141,10 +144,10 @@ def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience"), d
     :meth:`~neurofuse.training.task.Task.monitor`), ``epochs`` the settings' name of the
     loop's ``max_epochs``, ``keys`` the stopping settings (the loop's ``patience``,
     ``min_epochs`` and ``max_epochs``, under the settings' names), ``defaults`` their values
-    where a record leaves them out. ``phase(row)`` and ``may_stop(row, want, folder)`` give
-    the task's :meth:`~neurofuse.training.task.Task.phase` and
-    :meth:`~neurofuse.training.task.Task.may_stop` of a recorded epoch (default: one phase,
-    may stop at any epoch)."""
+    where a record leaves them out. ``phase(epoch, want)`` and ``may_stop(epoch, want,
+    folder)`` give the task's :meth:`~neurofuse.training.task.Task.phase` and
+    :meth:`~neurofuse.training.task.Task.may_stop` of an epoch (0-based) under the asked
+    settings ``want`` (default: one phase, may stop at any epoch)."""
     def change(folder, prev, want):
         from ..training.loop import replay_early_stopping
 
@@ -160,9 +163,10 @@ def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience"), d
             try:
                 replay = replay_early_stopping(
                     [float(monitor(r)) for r in rows], config=rule,
-                    phases=None if phase is None else [phase(r) for r in rows],
-                    may_stop=None if may_stop is None else [bool(may_stop(r, want, folder))
-                                                            for r in rows])
+                    phases=None if phase is None else [phase(e, want)
+                                                       for e in range(len(rows))],
+                    may_stop=None if may_stop is None else [
+                        bool(may_stop(e, want, folder)) for e in range(len(rows))])
             except ValueError:  # the new rule would have trained on
                 replay = None
         if replay is not None and replay["epochs"] == len(rows):
@@ -187,7 +191,11 @@ def _loop_rules(task_cls, section="train", *, epochs="epochs"):
     settings named ``epochs`` for the loop's ``max_epochs``."""
     from functools import partial
 
-    may = set(task_cls.resume_may_change)
+    may = task_cls.resume_may_change
+    if not isinstance(may, (tuple, list)):  # a property of the instance (JointTask)
+        raise TypeError(f"{task_cls.__name__}.resume_may_change depends on the task's "
+                        "settings: build the rules from them (as _joint_stopping does).")
+    may = set(may)
     keys = tuple(k for k in (epochs, "patience", "min_epochs") if k in may)
     return {"free": [(section, "device")] if "device" in may else [],
             "stopping": [(section, k) for k in keys],

@@ -111,6 +111,27 @@ def test_the_replay_follows_the_curriculum_and_patience_too(tmp_path):
                                "encoder": encoder})
 
 
+@pytest.mark.parametrize("fmri", [True, False])
+def test_the_replay_stops_in_the_meg_first_epochs_only_without_fmri(tmp_path, fmri):
+    """Six MEG-first epochs whose loss plateaus from the first: a fit with fMRI subjects may
+    not stop there (it ran on into the fMRI phase, best at 9, stopped at 12 under patience
+    3); one without fMRI stopped at 4. Each is reused under a minimum it ran past."""
+    train, encoder = load_fit_config("tiny")
+    train = dataclasses.replace(train, max_epochs=50, meg_first_epochs=6, patience=3)
+    done = _done(tmp_path, max_epochs=50, meg_first_epochs=6, patience=3)
+    (done.parent / "model").mkdir()
+    (done.parent / "model" / "model.json").write_text(json.dumps(
+        {"fmri_subjects": {"F1": {}} if fmri else {}}))
+    meg = [0.5] * 6  # flat: patience runs out at epoch 4
+    monitor = meg + [2.0 - 0.01 * min(e, 2) for e in range(6)] if fmri else meg[:4]
+    _history(done, monitor, meg_first=6)
+    _check_done_fit(done, {"train": {**train.to_dict(), "min_epochs": 4 if fmri else 3},
+                           "encoder": encoder})
+    with pytest.raises(ValueError, match=r"differing: train\.min_epochs\)"):
+        _check_done_fit(done, {"train": {**train.to_dict(), "min_epochs": len(monitor) + 1},
+                               "encoder": encoder})
+
+
 def test_a_cosine_schedule_makes_the_epoch_bound_part_of_the_model(tmp_path):
     """Under a cosine learning rate the epoch bound is its period: another bound trains
     another model, whatever the history shows; the loop refuses to resume with one too."""

@@ -143,9 +143,11 @@ def choose_fmri_denoise(dataset, out, cfg, *, encoder_kwargs=None, device=None, 
              "max_epochs": cfg.meg_first_epochs + cfg.fmri_denoise_pilot_epochs}
     pcfg = TrainConfig.from_dict(pilot)
     base = cache / "meg-first"
-    if cfg.meg_first_epochs:
-        # The MEG-first epochs do not see the fMRI targets: train them once, and start every
-        # pilot from their last checkpoint (an exact resume: the same as a straight run).
+    # The MEG-first epochs do not see the fMRI targets: train them once, and start every
+    # pilot from their last checkpoint (an exact resume: the same as a straight run). Not
+    # under a cosine schedule, whose period is max_epochs: each pilot then runs through.
+    share = bool(cfg.meg_first_epochs) and cfg.scheduler != "cosine"
+    if share:
         bcfg = TrainConfig.from_dict({**pilot, "max_epochs": cfg.meg_first_epochs})
         logger.info("fMRI denoising 'auto': the pilots' %d MEG-first epochs",
                     cfg.meg_first_epochs)
@@ -157,7 +159,7 @@ def choose_fmri_denoise(dataset, out, cfg, *, encoder_kwargs=None, device=None, 
         targets = denoised_targets(dataset, method, n_folds=cfg.fmri_denoise_folds,
                                    cache_dir=cache, known=known)
         run = cache / method
-        if cfg.meg_first_epochs and not (run / "checkpoints" / "latest").is_file():
+        if share and not (run / "checkpoints" / "latest").is_file():
             shutil.rmtree(run, ignore_errors=True)
             shutil.copytree(base / "checkpoints", run / "checkpoints.part")
             (run / "checkpoints.part").rename(run / "checkpoints")

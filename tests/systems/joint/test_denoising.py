@@ -70,6 +70,21 @@ def test_auto_picks_the_lowest_pilot_validation_loss(store3, tmp_path):
     assert scores["none"] == min(r["val_total"] for r in straight if r["alpha_fmri"])
 
 
+def test_auto_under_a_cosine_schedule_runs_each_pilot_through(store3, tmp_path):
+    """The cosine schedule's period is max_epochs: a pilot cannot resume the shared
+    MEG-first run (trained with another period), so each pilot runs straight through, as
+    the same pilot settings would train in one go."""
+    out = tmp_path / "auto"
+    fit(store3, out, encoder_kwargs=ENCODER,
+        train_config=dict(TRAIN, fmri_denoise="auto", fmri_denoise_pilot_epochs=1,
+                          scheduler="cosine"))
+    scores = json.loads((out / "fmri-denoise.json").read_text())["pilot_val_total"]
+    assert not (out / "fmri-denoise" / "meg-first").exists()
+    straight = fit(store3, tmp_path / "straight", encoder_kwargs=ENCODER,
+                   train_config=dict(TRAIN, max_epochs=2, patience=10**6, scheduler="cosine"))
+    assert scores["none"] == min(r["val_total"] for r in straight if r["alpha_fmri"])
+
+
 class _NoVal:
     """The store with its validation story moved to the test split."""
 
