@@ -67,11 +67,16 @@ def main(argv=None):
     parser.add_argument("--merge", type=Path, default=None,
                         help="an earlier output whose other worlds are kept")
     args = parser.parse_args(argv)
-    if args.merge is not None:
+    if args.merge is not None:  # checked before hours of computing
         earlier = json.loads(args.merge.read_text())
         if earlier.get("benchmark") != "worlds":
             parser.error(f"--merge: '{args.merge}' is not bench_worlds.py's output (its "
                          f"'benchmark' is {earlier.get('benchmark')!r}, expected 'worlds')")
+        try:
+            _check_same_setup(earlier, {"study": DEMO_STUDY, "fit": "demo",
+                                        "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr})
+        except ValueError as err:
+            parser.error(str(err))
 
     rows, prediction, seconds, variants, priors = [], [], {}, {}, {}
     for world in args.worlds:
@@ -99,21 +104,34 @@ def main(argv=None):
            "prediction": prediction, "seconds": seconds,
            "machine": {"platform": platform.platform(), "processor": platform.processor()}}
     if args.merge is not None:
-        out = merge_worlds(earlier, out)
+        out = merge_worlds(earlier, out, source=str(args.merge))
     print(json.dumps(out, indent=1))
 
 
-def merge_worlds(earlier, now):
-    """``earlier`` bench_worlds output with the worlds of ``now`` replaced (or added).
-
-    Rows, prediction rows, source priors and timings of a world in ``now`` replace all of
-    that world's in ``earlier``; the other worlds are kept, in ``earlier``'s order, then the
-    new worlds; ``variants`` are joined (``now``'s win)."""
+def _check_same_setup(earlier, now):
     for key in ("meg_cnr", "fmri_cnr", "study", "fit"):
         if earlier.get(key) != now[key]:
             raise ValueError(f"--merge: the earlier output has {key} {earlier.get(key)!r}, "
                              f"this run {now[key]!r}: the worlds would not be comparable. "
                              "Merge only runs of the same set-up.")
+
+
+def merge_worlds(earlier, now, *, source=None):
+    """``earlier`` bench_worlds output with the worlds of ``now`` replaced (or added).
+
+    Rows, prediction rows, source priors and timings of a world in ``now`` replace all of
+    that world's in ``earlier`` (a world ``now`` collected without timing keeps its earlier
+    one); the other worlds are kept, in ``earlier``'s order, then the new worlds;
+    ``variants`` are joined (a name both define differently is refused: the kept rows would
+    be relabelled). ``merged`` records each merge: the file, the worlds replaced and the
+    earlier run's machine."""
+    _check_same_setup(earlier, now)
+    clash = sorted(n for n in set(earlier.get("variants", {})) & set(now["variants"])
+                   if earlier["variants"][n] != now["variants"][n])
+    if clash:
+        raise ValueError(f"--merge: variant(s) {clash} are defined otherwise in the earlier "
+                         "output than now: the kept worlds' rows would carry the new "
+                         "definition. Rerun those worlds too, or rename the variant.")
     new = list(dict.fromkeys(r["world"] for r in now["rows"]))
     order = list(dict.fromkeys([r["world"] for r in earlier["rows"]] + new))
 
@@ -121,14 +139,15 @@ def merge_worlds(earlier, now):
         kept = [r for r in earlier.get(key, []) if r["world"] not in new] + now[key]
         return sorted(kept, key=lambda r: order.index(r["world"]))  # stable: keeps row order
 
-    return {**earlier, **{k: now[k] for k in ("machine",)},
+    merged = earlier.get("merged", []) + [{"from": source, "worlds_replaced": new,
+                                          "earlier_machine": earlier.get("machine")}]
+    return {**earlier, "machine": now["machine"], "merged": merged,
             "variants": {**earlier.get("variants", {}), **now["variants"]},
             "rows": rows("rows"), "prediction": rows("prediction"),
             "source_priors": {w: (now["source_priors"] if w in new else
                                   earlier.get("source_priors", {})).get(w, {})
                               for w in order},
-            "seconds": {**{w: t for w, t in earlier.get("seconds", {}).items()
-                           if w not in new}, **now["seconds"]}}
+            "seconds": {**earlier.get("seconds", {}), **now["seconds"]}}
 
 
 def _source_priors(folder):

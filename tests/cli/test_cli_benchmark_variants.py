@@ -111,6 +111,12 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
         "long20": {"neurofuse[mixture]": prior}}
 
 
+def bench_worlds_study():
+    from neurofuse.evaluation.pipeline import DEMO_STUDY
+
+    return DEMO_STUDY
+
+
 def test_bench_worlds_merge_replaces_only_the_worlds_run_now(bench_worlds, tmp_path, capsys):
     def run(world, r):
         return {"world": world, "method": "neurofuse", "temporal_r": r, "spatial_r": r}
@@ -118,7 +124,8 @@ def test_bench_worlds_merge_replaces_only_the_worlds_run_now(bench_worlds, tmp_p
     earlier = {"benchmark": "worlds", "study": {"preset": "demo"}, "fit": "demo",
                "meg_cnr": 1.0, "fmri_cnr": 0.3, "variants": {"a": {}},
                "rows": [run("short5", 0.1), run("nonlinear", 0.2), run("hrf_vary", 0.3)],
-               "prediction": [{"world": "nonlinear", "r_mean": 0.6}],
+               "prediction": [{"world": "nonlinear", "r_mean": 0.6},
+                              {"world": "short5", "r_mean": 0.5}],
                "source_priors": {"short5": {"x": 1}, "nonlinear": {"x": 2}, "hrf_vary": {}},
                "seconds": {"short5": 5.0, "nonlinear": 7.0}}
     now = {**earlier, "variants": {"b": {}}, "rows": [run("nonlinear", 0.9),
@@ -126,16 +133,31 @@ def test_bench_worlds_merge_replaces_only_the_worlds_run_now(bench_worlds, tmp_p
            "prediction": [{"world": "nonlinear", "r_mean": 0.7}],
            "source_priors": {"nonlinear": {"x": 3}, "spontaneous": {"x": 4}},
            "seconds": {"nonlinear": 9.0, "spontaneous": 8.0}, "machine": {"m": 1}}
-    out = bench_worlds.merge_worlds(earlier, now)
+    out = bench_worlds.merge_worlds(earlier, now, source="old.json")
     assert [(r["world"], r["temporal_r"]) for r in out["rows"]] == [
         ("short5", 0.1), ("nonlinear", 0.9), ("hrf_vary", 0.3), ("spontaneous", 0.8)]
-    assert out["prediction"] == [{"world": "nonlinear", "r_mean": 0.7}]
+    assert out["prediction"] == [{"world": "short5", "r_mean": 0.5},
+                                 {"world": "nonlinear", "r_mean": 0.7}]
+    assert out["merged"] == [{"from": "old.json", "worlds_replaced": ["nonlinear",
+                                                                      "spontaneous"],
+                              "earlier_machine": None}]
+    assert out["machine"] == {"m": 1}
     assert out["source_priors"] == {"short5": {"x": 1}, "nonlinear": {"x": 3},
                                     "hrf_vary": {}, "spontaneous": {"x": 4}}
     assert out["seconds"] == {"short5": 5.0, "nonlinear": 9.0, "spontaneous": 8.0}
     assert out["variants"] == {"a": {}, "b": {}}
     with pytest.raises(ValueError, match="fmri_cnr 0.3, this run 1.0"):
         bench_worlds.merge_worlds(earlier, {**now, "fmri_cnr": 1.0})
+    # a variant defined otherwise now would relabel the kept worlds' rows
+    with pytest.raises(ValueError, match=r"variant\(s\) \['a'\] are defined otherwise"):
+        bench_worlds.merge_worlds(earlier, {**now, "variants": {"a": {"x": 1}}})
+    # the set-up is checked before anything is computed
+    mismatch = tmp_path / "other-cnr.json"
+    mismatch.write_text(json.dumps({**earlier, "study": bench_worlds_study(), "fmri_cnr": 1.0}))
+    with pytest.raises(SystemExit):
+        bench_worlds.main(["--work", str(tmp_path / "never"), "--merge", str(mismatch)])
+    assert "fmri_cnr 1.0, this run 0.3" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
     # a file of another benchmark is refused by name
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"benchmark": "simulation"}))
