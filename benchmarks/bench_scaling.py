@@ -15,6 +15,12 @@ The run lives in ``WORK/<scale>/`` and resumes: finished grid points are read ba
     python benchmarks/bench_scaling.py --work W --scale demo --figure docs/figures/scaling-demo.png
     python benchmarks/bench_scaling.py --work W > benchmarks/results/scaling.json   # ~1 h
     python benchmarks/bench_scaling.py --work W --scale paper --device cuda   # GPU, hours
+    python benchmarks/bench_scaling.py --work W --collect      # the finished points only
+
+``--collect`` computes nothing: it prints the points finished so far (``WORK/<scale>/
+results.json``, rewritten after every point) with ``"points_done"`` and ``"points_planned"``,
+so an interrupted grid can be reported for what it holds; the same command without it
+resumes the grid.
 """
 
 from __future__ import annotations
@@ -36,12 +42,27 @@ def main(argv=None):
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--figure", type=Path, default=None,
                         help="also save the scaling curves as an image (e.g. PNG) here")
+    parser.add_argument("--collect", action="store_true",
+                        help="compute nothing: report the grid points finished so far")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    res = run_scaling_benchmark(args.work / args.scale, scale=args.scale, device=args.device,
-                                report=not args.no_report, verbose="warning")
-    seconds = round(time.perf_counter() - t0, 1)
+    if args.collect:
+        found = args.work / args.scale / "results.json"
+        if not found.is_file():
+            parser.error(f"--collect: no '{found}': no point of the {args.scale!r} grid has "
+                         "finished in that work folder (run without --collect to compute).")
+        res = json.loads(found.read_text())
+        seconds = None
+    else:
+        res = run_scaling_benchmark(args.work / args.scale, scale=args.scale,
+                                    device=args.device, report=not args.no_report,
+                                    verbose="warning")
+        seconds = round(time.perf_counter() - t0, 1)
+    grid = res["grid"]
+    planned = len(grid["subjects"]) * len(grid["n_train"])
+    done = len({(r["n_meg_subjects"], r["n_fmri_subjects"], r["n_train"])
+                for r in res["source_recovery"]})
     if args.figure is not None:
         from neurofuse.viz.scaling import plot_scaling_curves
 
@@ -51,7 +72,8 @@ def main(argv=None):
     keys = ("n_meg_subjects", "n_fmri_subjects", "n_train", "train_minutes", "method",
             "temporal_r", "spatial_r")
     print(json.dumps({
-        "benchmark": "scaling", "scale": args.scale, "grid": res["grid"],
+        "benchmark": "scaling", "scale": args.scale, "grid": grid,
+        "points_done": done, "points_planned": planned,
         "rows": [{k: r[k] for k in keys} for r in res["source_recovery"]],
         "prediction": [{k: v for k, v in r.items() if k != "targets"}
                        for r in res["prediction"]],

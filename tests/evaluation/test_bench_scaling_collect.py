@@ -1,0 +1,44 @@
+"""``benchmarks/bench_scaling.py --collect``: an interrupted grid reported for what it holds."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_scaling.py"
+
+
+@pytest.fixture
+def bench_scaling():
+    spec = importlib.util.spec_from_file_location("bench_scaling", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_collect_reports_the_finished_points_and_computes_nothing(bench_scaling, tmp_path,
+                                                                  capsys, monkeypatch):
+    import neurofuse.evaluation.scaling as scaling
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("--collect computed")
+
+    monkeypatch.setattr(scaling, "run_scaling_benchmark", no_work)
+    with pytest.raises(SystemExit):  # nothing finished yet: said, with the path
+        bench_scaling.main(["--work", str(tmp_path), "--collect"])
+    assert "no point of the 'cpu' grid has finished" in capsys.readouterr().err
+    row = {"n_meg_subjects": 1, "n_fmri_subjects": 1, "n_train": 2, "train_minutes": 3.9,
+           "method": "neurofuse", "temporal_r": 0.1, "spatial_r": 0.2, "meg_cnr": 1.0}
+    results = {"grid": {"scale": "cpu", "n_train": [2, 4, 8], "subjects": [[1, 1], [2, 2]]},
+               "source_recovery": [row, {**row, "method": "fMNE"}, {**row, "n_train": 4}],
+               "prediction": [{"n_train": 2, "method": "neurofuse", "r_mean": 0.5,
+                               "targets": "sensors"}]}
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "results.json").write_text(json.dumps(results))
+    bench_scaling.main(["--work", str(tmp_path), "--collect"])
+    out = json.loads(capsys.readouterr().out)
+    assert (out["points_done"], out["points_planned"]) == (2, 6)
+    assert out["seconds"] is None
+    assert [r["method"] for r in out["rows"]] == ["neurofuse", "fMNE", "neurofuse"]
+    assert "meg_cnr" not in out["rows"][0] and "targets" not in out["prediction"][0]
