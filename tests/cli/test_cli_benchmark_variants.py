@@ -1,16 +1,13 @@
 """``neurofuse joint benchmark simulation --variants`` and ``benchmarks/bench_worlds.py
 --variants``: the options reach the library as typed (the library replaced by a recorder)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from neurofuse.cli import main
 
-BENCH_WORLDS = Path(__file__).parents[2] / "benchmarks" / "bench_worlds.py"
 
 
 def _record(monkeypatch, result=None):
@@ -63,11 +60,8 @@ def test_benchmark_prints_long_method_names(monkeypatch, capsys):
 
 
 @pytest.fixture
-def bench_worlds():
-    spec = importlib.util.spec_from_file_location("bench_worlds", BENCH_WORLDS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_worlds(benchmark_script):
+    return benchmark_script("bench_worlds")
 
 
 def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, capsys):

@@ -1,20 +1,14 @@
 """``benchmarks/bench_scaling.py --collect``: an interrupted grid reported for what it holds."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_scaling.py"
 
 
 @pytest.fixture
-def bench_scaling():
-    spec = importlib.util.spec_from_file_location("bench_scaling", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_scaling(benchmark_script):
+    return benchmark_script("bench_scaling")
 
 
 def test_collect_reports_the_finished_points_and_computes_nothing(bench_scaling, tmp_path,

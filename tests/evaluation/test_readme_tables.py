@@ -1,22 +1,16 @@
 """``benchmarks/tables.py``: the README's benchmark tables are the results' numbers, the best
 of each metric per condition in bold."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-TABLES = Path(__file__).parents[2] / "benchmarks" / "tables.py"
 
 
 @pytest.fixture(scope="module")
-def tables():
-    spec = importlib.util.spec_from_file_location("bench_tables", TABLES)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tables(benchmark_script):
+    return benchmark_script("tables")
 
 
 def _rows():
