@@ -16,6 +16,13 @@ The run lives in ``WORK/<scale>/`` and resumes: finished grid points are read ba
     python benchmarks/bench_scaling.py --work W > benchmarks/results/scaling.json   # ~1 h
     python benchmarks/bench_scaling.py --work W --scale paper --device cuda   # GPU, hours
     python benchmarks/bench_scaling.py --work W --collect      # the finished points only
+    python benchmarks/bench_scaling.py --work W2 --world nonlinear --n-train 6 12 --subjects 2x2
+
+The last runs part of a grid in another world: ``--world`` (a name of
+:data:`neurofuse.simulation.encoding.world.WORLDS`, in the scale's study) or ``--study`` (a
+preset or .toml/.json StudyConfig), ``--n-train`` and ``--subjects`` override the scale's, as
+``neurofuse joint benchmark scaling`` does. A work folder holds one study: give each world its
+own.
 
 ``--collect`` computes nothing: it prints the points finished so far (``WORK/<scale>/
 results.json``, rewritten after every point) with ``"points_done"`` and ``"points_planned"``,
@@ -33,6 +40,7 @@ from pathlib import Path
 
 
 def main(argv=None):
+    from neurofuse.cli.joint import subject_pair
     from neurofuse.evaluation.scaling import SCALES, projected_minutes, run_scaling_benchmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,8 +52,22 @@ def main(argv=None):
                         help="also save the scaling curves as an image (e.g. PNG) here")
     parser.add_argument("--collect", action="store_true",
                         help="compute nothing: report the grid points finished so far")
+    world = parser.add_mutually_exclusive_group()
+    world.add_argument("--world", default=None,
+                       help="an alternative world (e.g. nonlinear) in the scale's study")
+    world.add_argument("--study", default=None,
+                       help="study preset or .toml/.json StudyConfig whose story length, "
+                            "source space and world to use (default: the scale's)")
+    parser.add_argument("--n-train", type=int, nargs="+", default=None,
+                        help="numbers of training stories (default: the scale's)")
+    parser.add_argument("--subjects", type=subject_pair, nargs="+", default=None,
+                        metavar="MxF", help="MEG x fMRI subject counts, e.g. 2x2 4x4 "
+                                            "(default: the scale's)")
     args = parser.parse_args(argv)
 
+    study = args.study
+    if args.world is not None:
+        study = {**SCALES[args.scale]["study"], "world": args.world}
     t0 = time.perf_counter()
     if args.collect:
         found = args.work / args.scale / "results.json"
@@ -56,8 +78,9 @@ def main(argv=None):
         seconds = None
     else:
         res = run_scaling_benchmark(args.work / args.scale, scale=args.scale,
-                                    device=args.device, report=not args.no_report,
-                                    verbose="warning")
+                                    study=study, n_train=args.n_train,
+                                    subjects=args.subjects, device=args.device,
+                                    report=not args.no_report, verbose="warning")
         seconds = round(time.perf_counter() - t0, 1)
     grid = res["grid"]
     planned = len(grid["subjects"]) * len(grid["n_train"])

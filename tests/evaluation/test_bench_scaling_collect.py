@@ -36,3 +36,31 @@ def test_collect_reports_the_finished_points_and_computes_nothing(bench_scaling,
     assert out["seconds"] is None
     assert [r["method"] for r in out["rows"]] == ["neurofuse", "fMNE", "neurofuse"]
     assert "meg_cnr" not in out["rows"][0] and "targets" not in out["prediction"][0]
+
+
+def test_world_grid_options_reach_the_benchmark(bench_scaling, tmp_path, capsys, monkeypatch):
+    """``--world nonlinear --n-train 6 12 --subjects 2x2``: the scale's study in that world."""
+    import neurofuse.evaluation.scaling as scaling
+
+    seen = {}
+
+    def fake(out, **kwargs):
+        seen.update(kwargs, out=out)
+        return {"grid": {"scale": kwargs["scale"], "study": kwargs["study"],
+                         "n_train": kwargs["n_train"], "subjects": kwargs["subjects"]},
+                "source_recovery": [], "prediction": []}
+
+    monkeypatch.setattr(scaling, "run_scaling_benchmark", fake)
+    bench_scaling.main(["--work", str(tmp_path), "--world", "nonlinear", "--n-train", "6", "12",
+                        "--subjects", "2x2", "--no-report"])
+    assert seen["out"] == tmp_path / "cpu"
+    assert seen["study"] == {**scaling.SCALES["cpu"]["study"], "world": "nonlinear"}
+    assert (seen["n_train"], seen["subjects"]) == ([6, 12], [(2, 2)])
+    out = json.loads(capsys.readouterr().out)
+    assert (out["points_done"], out["points_planned"]) == (0, 2)
+    with pytest.raises(SystemExit):  # a world and a whole study are two answers to one question
+        bench_scaling.main(["--work", str(tmp_path), "--world", "nonlinear", "--study", "demo"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_scaling.main(["--work", str(tmp_path), "--subjects", "2"])
+    assert "expected MEGxFMRI subject counts" in capsys.readouterr().err
