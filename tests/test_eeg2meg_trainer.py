@@ -150,3 +150,25 @@ def test_a_folder_saved_before_the_aligned_condition_loads_as_cross_attention_on
                             meg_info=info)
     again = load_generator(folder)
     assert again.config.aligned_dim == 2 and again.denoiser.unpatchify.out_features == 2 * 50
+
+
+@pytest.mark.gpu
+def test_fit_resume_and_synthesis_on_gpu(tmp_path):
+    """Issue 12: trains and generates on a GPU, resumes there as on the CPU, and the weights
+    it saves generate on the CPU what they generate on the GPU."""
+    path, truth = _store(tmp_path)
+    cfg = {**SCRATCH, "train": {"epochs": 2, "device": "cuda"}}
+    fit(path, tmp_path / "full", encoder={"preset": "tiny"}, config=cfg)
+    fit(path, tmp_path / "half", encoder={"preset": "tiny"},
+        config={**cfg, "train": {"epochs": 1, "device": "cuda"}})
+    fit(path, tmp_path / "half", encoder={"preset": "tiny"}, resume=True, config=cfg)
+    a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "half" / "model")
+    assert a.keys() == b.keys() and all(v.device.type == "cpu" for v in a.values())
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    eeg = truth["sub-04"][0][:4]
+    on_gpu = synthesize(tmp_path / "full" / "model", eeg, device="cuda", n_samples=0)
+    on_cpu = synthesize(tmp_path / "full" / "model", eeg, device="cpu", n_samples=0)
+    assert np.isfinite(on_gpu).all()
+    scale = np.abs(on_cpu).max()
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=0, atol=1e-4 * scale)
