@@ -7,7 +7,8 @@ world at the demo's noise (MEG CNR 1, fMRI CNR 0.3), every point on the same tes
 (:func:`neurofuse.evaluation.scaling.run_scaling_benchmark`). Prints one JSON object:
 ``{"rows": [{"n_meg_subjects", "n_fmri_subjects", "n_train", "train_minutes", "method",
 "temporal_r", "spatial_r"}, ...], "prediction": [...], "seconds": ..., "projected_minutes":
-{...}, ...}``.
+{...}, ...}`` (``seconds``: this run's, points read back cost none; ``projected_minutes``: of
+the ``demo`` and ``cpu`` grids, None when the grid or study is given).
 
 The run lives in ``WORK/<scale>/`` and resumes: finished grid points are read back.
 
@@ -66,6 +67,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     study = args.study
+    custom = any(v is not None for v in (args.world, args.study, args.n_train, args.subjects))
     if args.world is not None:
         study = {**SCALES[args.scale]["study"], "world": args.world}
     t0 = time.perf_counter()
@@ -101,7 +103,9 @@ def main(argv=None):
         "prediction": [{k: v for k, v in r.items() if k != "targets"}
                        for r in res["prediction"]],
         "seconds": seconds,
-        "projected_minutes": {s: round(projected_minutes(s), 1) for s in ("demo", "cpu")},
+        # the projection is of the scales' own grids: none for a grid of one's own
+        "projected_minutes": None if custom else {s: round(projected_minutes(s), 1)
+                                                  for s in ("demo", "cpu")},
         "machine": {"platform": platform.platform(), "processor": platform.processor()}},
         indent=1))
 

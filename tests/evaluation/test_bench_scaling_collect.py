@@ -34,6 +34,7 @@ def test_collect_reports_the_finished_points_and_computes_nothing(bench_scaling,
     out = json.loads(capsys.readouterr().out)
     assert (out["points_done"], out["points_planned"]) == (2, 6)
     assert out["seconds"] is None
+    assert set(out["projected_minutes"]) == {"demo", "cpu"}
     assert [r["method"] for r in out["rows"]] == ["neurofuse", "fMNE", "neurofuse"]
     assert "meg_cnr" not in out["rows"][0] and "targets" not in out["prediction"][0]
 
@@ -58,6 +59,7 @@ def test_world_grid_options_reach_the_benchmark(bench_scaling, tmp_path, capsys,
     assert (seen["n_train"], seen["subjects"]) == ([6, 12], [(2, 2)])
     out = json.loads(capsys.readouterr().out)
     assert (out["points_done"], out["points_planned"]) == (0, 2)
+    assert out["projected_minutes"] is None  # the projection is of the scales' own grids
     with pytest.raises(SystemExit):  # a world and a whole study are two answers to one question
         bench_scaling.main(["--work", str(tmp_path), "--world", "nonlinear", "--study", "demo"])
     assert "not allowed with argument" in capsys.readouterr().err
