@@ -39,7 +39,9 @@ from .recovery import NEUROFUSE, recovery_rows
 #: its default widths :data:`~neurofuse.systems.joint.encoder.MIXTURE_WIDTHS`) in place of
 #: the fixed 15-mm one; ``epochs150``: the same early-stopping rule with room for 150 epochs
 #: instead of 50 (whether the epoch cap, not the rule, ended a fit whose validation loss was
-#: still falling).
+#: still falling); ``meg-only``: the ablation without the fMRI term (``alpha_fmri = 0``: the
+#: fMRI subjects' data never reach the loss, their predictions still come from the shared
+#: sources), what the joint model owes to fMRI.
 JOINT_VARIANTS = {
     "in-sample": {"train": {"fmri_denoise": "in-sample"}},
     "cross-fitted": {"train": {"fmri_denoise": "cross-fitted"}},
@@ -47,6 +49,7 @@ JOINT_VARIANTS = {
                             "source_widths": [0.0, 5.0, 10.0, 15.0, 20.0, 30.0],
                             "source_fwhm": None}},
     "epochs150": {"train": {"max_epochs": 150}},
+    "meg-only": {"train": {"alpha_fmri": 0.0}},
 }
 
 _SECTIONS = ("train", "encoder")

@@ -406,3 +406,34 @@ def test_model_learns_the_simulated_study(learn_study, tmp_path):
     # control >= 0.30 (the control's spread comes from 306 strongly correlated channels).
     assert real > 0.3
     assert real > control + 0.15
+
+
+def test_meg_only_ablation_never_learns_from_the_fmri(small_store, tmp_path, monkeypatch):
+    """``alpha_fmri = 0`` (the ``meg-only`` variant): the fMRI recordings do not reach the
+    loss. Training on fMRI recordings replaced by other numbers gives the same encoder, bit
+    for bit; with the fMRI term on, the same replacement changes it."""
+    from neurofuse.data.store.reader import Dataset
+    from neurofuse.evaluation.variants import JOINT_VARIANTS
+
+    meg_only = dict(TRAIN, max_epochs=2, meg_first_epochs=0,
+                    **JOINT_VARIANTS["meg-only"]["train"])
+    joint = dict(meg_only, alpha_fmri=1.0)
+    runs = {}
+    for name, train in (("meg-only", meg_only), ("joint", joint)):
+        fit(small_store, tmp_path / name, train_config=train, encoder_kwargs=ENCODER)
+    real = Dataset.fmri
+
+    def other(self, subject, story, *, average=False):
+        data = np.asarray(real(self, subject, story, average=average))
+        return 3.0 * data[..., ::-1] + 1.0  # other numbers, same shape
+
+    monkeypatch.setattr(Dataset, "fmri", other)
+    for name, train in (("meg-only", meg_only), ("joint", joint)):
+        fit(small_store, tmp_path / f"{name}-other", train_config=train,
+            encoder_kwargs=ENCODER)
+    for name in ("meg-only", "joint"):
+        runs[name] = _final_state(tmp_path / name)[0], _final_state(tmp_path / f"{name}-other")[0]
+    a, b = runs["meg-only"]
+    _assert_same_tensors(a, b, atol=0, prefix="model.encoder.")
+    c, d = runs["joint"]
+    assert any(not torch.equal(c[k], d[k]) for k in c if k.startswith("model.encoder."))
