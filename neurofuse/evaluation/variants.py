@@ -226,5 +226,53 @@ def evaluate_variants(ds, out, variants, *, fit_config=None, device=None, verbos
     return rec_rows, pred_rows
 
 
-__all__ = ["JOINT_VARIANTS", "evaluate_variants", "resolve_variants", "variant_fit_config",
-           "variant_method"]
+def seed_variants(seeds) -> dict:
+    """Variants that differ from the main fit by their seed only: ``{"seed<N>": override}``.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        Seeds of the initialisation, piece order and dropout (``TrainConfig.seed``).
+    """
+    out = {}
+    for seed in seeds:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"'seeds' must hold ints >= 0, got {seed!r} in {list(seeds)!r}.")
+        out[f"seed{int(seed)}"] = {"train": {"seed": int(seed)}}
+    return out
+
+
+def kept_validation_loss(fit_dir) -> float:
+    """The validation loss of the epoch a finished joint-model fit kept.
+
+    The kept epoch is the one with the lowest validation loss in the fit's last curriculum
+    phase (the rows of ``history.csv`` whose ``alpha_fmri`` is the fit's own, see
+    :meth:`~neurofuse.systems.joint.trainer.TrainConfig.alphas`), so fits of one set-up that
+    differ only by seed compare on the same loss: choosing among them by it uses no test
+    story and no ground truth.
+
+    Parameters
+    ----------
+    fit_dir : path-like
+        A fit folder with ``done.json`` and ``history.csv`` (a variant's ``fit/``, a scaling
+        point's or condition's ``fit/``).
+    """
+    import csv
+    from pathlib import Path
+
+    fit_dir = Path(fit_dir).expanduser()
+    done, hist = fit_dir / "done.json", fit_dir / "history.csv"
+    if not done.is_file() or not hist.is_file():
+        raise FileNotFoundError(f"'fit_dir' must be a finished joint-model fit (done.json and "
+                                f"history.csv), got '{fit_dir}'. Let the fit finish first.")
+    alpha = float(json.loads(done.read_text())["train"].get("alpha_fmri", 1.0))
+    with open(hist, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if float(r["alpha_fmri"] or 0) == alpha]
+    if not rows:
+        raise ValueError(f"'{hist}' holds no epoch of the fit's last phase (alpha_fmri = "
+                         f"{alpha}): the fit ended before its fMRI term was switched on.")
+    return min(float(r["val_total"]) for r in rows)
+
+
+__all__ = ["JOINT_VARIANTS", "evaluate_variants", "kept_validation_loss", "resolve_variants",
+           "seed_variants", "variant_fit_config", "variant_method"]

@@ -1,0 +1,111 @@
+"""What does a change to the joint model's fit do, on data already evaluated?
+
+Issue 15: joint-model variants (:data:`neurofuse.evaluation.variants.JOINT_VARIANTS`, e.g.
+``meg-only``, the ablation without the fMRI term) and refits that differ only by their seed,
+trained and scored on a finished evaluation's own data, ridge ceilings and test stories
+(:func:`neurofuse.evaluation.variants.evaluate_variants`): a scaling point
+(``W/<scale>/points/<name>/``) or a world's condition (``W/<world>/conditions/<cnr>/``).
+``--override NAME=JSON`` adds variants of one's own. Each variant lives in ``EVALUATION/variants/<name>/`` and is reused when finished; the main
+fit and its scores are left as they are.
+
+    python benchmarks/bench_variants.py --evaluation W/cpu/points/meg-2_fmri-2_train-12 \\
+        --seeds 1 2 --variants meg-only > variants.json
+
+Prints one JSON object: ``{"evaluation", "fit", "variants": {name: override},
+"source_recovery": [...], "prediction": [...], "main": {...}, "validation": {...},
+"chosen": name, "seconds"}``: ``source_recovery`` and ``prediction`` are the variants' rows
+(methods ``neurofuse[<name>]``); ``main`` holds the evaluation's own rows for comparison
+(``point.json`` or ``results.json``) where there is one; ``validation`` the kept epoch's
+validation loss of the main fit (``neurofuse``) and of each seed refit, and ``chosen`` the
+lowest of them: choosing among refits of one set-up by it uses no test story and no ground
+truth. Named variants change the set-up, so their validation losses are not compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _main_rows(folder: Path) -> dict | None:
+    for name in ("point.json", "results.json"):
+        found = folder / name
+        if found.is_file():
+            res = json.loads(found.read_text())
+            return {"file": name, "source_recovery": res.get("source_recovery", []),
+                    "prediction": [{k: v for k, v in r.items() if k != "targets"}
+                                   for r in res.get("prediction", [])]}
+    return None
+
+
+def main(argv=None):
+    from neurofuse.evaluation.variants import (JOINT_VARIANTS, evaluate_variants,
+                                               kept_validation_loss, seed_variants)
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluation", required=True, type=Path,
+                        help="a finished evaluation folder holding data/ (the store), ridge/ "
+                             "and fit/: a scaling point or a world's condition")
+    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(JOINT_VARIANTS),
+                        help="named variants to train and score")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[],
+                        help="refits of the main set-up with these seeds (variants seed<N>)")
+    parser.add_argument("--override", nargs="*", default=[], metavar="NAME=JSON",
+                        help='variants of your own: a name and the settings it changes, e.g. '
+                             '\'meg-only-seed1={"train": {"alpha_fmri": 0, "seed": 1}}\'')
+    parser.add_argument("--fit", default="demo",
+                        help="the main fit's training preset or .toml/.json file, which the "
+                             "variants change (default: demo, that of the scaling and world "
+                             "benchmarks)")
+    parser.add_argument("--device", default=None, help="training device (default: auto)")
+    args = parser.parse_args(argv)
+
+    folder = args.evaluation.expanduser()
+    missing = [n for n in ("data", "ridge", "fit") if not (folder / n).exists()]
+    if missing:
+        parser.error(f"--evaluation: '{folder}' has no {', '.join(missing)}: pass a finished "
+                     "scaling point (W/<scale>/points/<name>) or world condition "
+                     "(W/<world>/conditions/<cnr>).")
+    variants = {name: JOINT_VARIANTS[name] for name in args.variants}
+    for text in args.override:
+        name, sep, spec = text.partition("=")
+        try:
+            variants[name.strip()] = json.loads(spec) if sep else None
+        except json.JSONDecodeError as err:
+            parser.error(f"--override: {text!r} is not NAME=JSON ({err}).")
+        if not sep:
+            parser.error(f"--override: expected NAME=JSON, got {text!r}.")
+    try:
+        variants.update(seed_variants(args.seeds))
+    except ValueError as err:
+        parser.error(f"--seeds: {err}")
+    if not variants:
+        parser.error("nothing to do: give --variants and/or --seeds.")
+
+    from neurofuse.data.store import read_dataset
+
+    from neurofuse.evaluation.variants import resolve_variants
+
+    try:
+        variants = resolve_variants(variants)  # names and sections checked before any work
+    except (TypeError, ValueError) as err:
+        parser.error(f"--override: {err}")
+    t0 = time.perf_counter()
+    rec, pred = evaluate_variants(read_dataset(folder / "data"), folder, variants,
+                                  fit_config=args.fit, device=args.device, verbose="warning")
+    validation = {"neurofuse": kept_validation_loss(folder / "fit")}
+    for name in seed_variants(args.seeds):
+        validation[name] = kept_validation_loss(folder / "variants" / name / "fit")
+    print(json.dumps({
+        "evaluation": str(folder), "fit": args.fit, "variants": variants,
+        "source_recovery": rec,
+        "prediction": [{k: v for k, v in r.items() if k != "targets"} for r in pred],
+        "main": _main_rows(folder), "validation": validation,
+        "chosen": min(validation, key=validation.get) if len(validation) > 1 else None,
+        "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Seed refits chosen by validation loss, and ``benchmarks/bench_variants.py``."""
+
+import csv
+import json
+
+import pytest
+
+from neurofuse.evaluation.variants import kept_validation_loss, seed_variants
+
+
+def _fit(folder, val, alphas, alpha_fmri=1.0):
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text(json.dumps({"train": {"alpha_fmri": alpha_fmri}}))
+    with open(folder / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["epoch", "alpha_fmri", "val_total"])
+        w.writeheader()
+        for e, (v, a) in enumerate(zip(val, alphas), 1):
+            w.writerow({"epoch": e, "alpha_fmri": a, "val_total": v})
+    return folder
+
+
+def test_kept_validation_loss_is_the_last_phase_minimum(tmp_path):
+    # the MEG-first epochs' loss has no fMRI term: lower, and not comparable
+    fit = _fit(tmp_path / "a", [0.6, 0.5, 1.4, 1.3, 1.35], [0, 0, 1, 1, 1])
+    assert kept_validation_loss(fit) == 1.3
+    meg_only = _fit(tmp_path / "b", [0.6, 0.5, 0.55], [0, 0, 0], alpha_fmri=0.0)
+    assert kept_validation_loss(meg_only) == 0.5
+    with pytest.raises(FileNotFoundError, match="finished joint-model fit"):
+        kept_validation_loss(tmp_path / "none")
+    short = _fit(tmp_path / "c", [0.6], [0])
+    with pytest.raises(ValueError, match="no epoch of the fit's last phase"):
+        kept_validation_loss(short)
+
+
+def test_seed_variants():
+    assert seed_variants([1, 2]) == {"seed1": {"train": {"seed": 1}},
+                                     "seed2": {"train": {"seed": 2}}}
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="'seeds' must hold ints >= 0"):
+            seed_variants([bad])
+
+
+@pytest.fixture
+def bench_variants(benchmark_script):
+    return benchmark_script("bench_variants")
+
+
+def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_path, capsys,
+                                                           monkeypatch):
+    import neurofuse.data.store as store
+    import neurofuse.evaluation.variants as variants
+
+    ev = tmp_path / "point"
+    with pytest.raises(SystemExit):
+        bench_variants.main(["--evaluation", str(ev), "--seeds", "1"])
+    assert "has no data, ridge, fit" in capsys.readouterr().err
+    _fit(ev / "fit", [0.5, 1.3], [0, 1])
+    for name in ("data", "ridge"):
+        (ev / name).mkdir()
+    (ev / "point.json").write_text(json.dumps({"source_recovery": [{"method": "fMNE"}],
+                                               "prediction": [{"r_mean": 0.7,
+                                                               "targets": "sensors"}]}))
+    with pytest.raises(SystemExit):
+        bench_variants.main(["--evaluation", str(ev)])
+    assert "nothing to do" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_variants.main(["--evaluation", str(ev), "--override", "x={bad"])
+    assert "--override: 'x={bad' is not NAME=JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_variants.main(["--evaluation", str(ev), "--override", 'x={"trian": {}}'])
+    assert "unknown section" in capsys.readouterr().err
+    seen = {}
+
+    def fake(ds, out, wanted, **kwargs):  # what evaluate_variants leaves behind
+        seen.update(wanted=wanted, out=out, **kwargs)
+        for name, val in (("seed1", 1.2), ("seed2", 1.4)):
+            _fit(out / "variants" / name / "fit", [0.4, val], [0, 1])
+        return [{"method": "neurofuse[seed1]"}], [{"method": "neurofuse[seed1]",
+                                                   "targets": "sensors"}]
+
+    monkeypatch.setattr(variants, "evaluate_variants", fake)
+    monkeypatch.setattr(store, "read_dataset", lambda path: path)
+    bench_variants.main(["--evaluation", str(ev), "--seeds", "1", "2", "--variants", "meg-only",
+                         "--override", 'mine={"train": {"lr": 0.01}}'])
+    out = json.loads(capsys.readouterr().out)
+    assert list(seen["wanted"]) == ["meg-only", "mine", "seed1", "seed2"]
+    assert seen["wanted"]["mine"] == {"train": {"lr": 0.01}} and seen["fit_config"] == "demo"
+    assert out["validation"] == {"neurofuse": 1.3, "seed1": 1.2, "seed2": 1.4}
+    assert out["chosen"] == "seed1"  # the lowest validation loss, not a test score
+    assert out["main"]["file"] == "point.json" and "targets" not in out["main"]["prediction"][0]
+    assert "targets" not in out["prediction"][0]
