@@ -70,6 +70,9 @@ def main(argv=None):
     custom = any(v is not None for v in (args.world, args.study, args.n_train, args.subjects))
     if args.world is not None:
         study = {**SCALES[args.scale]["study"], "world": args.world}
+    if args.collect and custom:
+        parser.error("--collect reads the grid a run recorded: --world, --study, --n-train "
+                     "and --subjects belong to the run that computes it.")
     t0 = time.perf_counter()
     if args.collect:
         found = args.work / args.scale / "results.json"

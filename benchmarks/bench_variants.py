@@ -55,10 +55,10 @@ def main(argv=None):
     parser.add_argument("--override", nargs="*", default=[], metavar="NAME=JSON",
                         help='variants of your own: a name and the settings it changes, e.g. '
                              '\'meg-only-seed1={"train": {"alpha_fmri": 0, "seed": 1}}\'')
-    parser.add_argument("--fit", default="demo",
-                        help="the main fit's training preset or .toml/.json file, which the "
-                             "variants change (default: demo, that of the scaling and world "
-                             "benchmarks)")
+    parser.add_argument("--fit", default=None,
+                        help="the training set-up the variants change: a preset or "
+                             ".toml/.json file (default: the main fit's own, from "
+                             "EVALUATION/fit/done.json)")
     parser.add_argument("--device", default=None, help="training device (default: auto)")
     args = parser.parse_args(argv)
 
@@ -69,37 +69,59 @@ def main(argv=None):
                      "scaling point (W/<scale>/points/<name>) or world condition "
                      "(W/<world>/conditions/<cnr>).")
     variants = {name: JOINT_VARIANTS[name] for name in args.variants}
+
+    def add(name, override, where):
+        if name in variants:
+            parser.error(f"{where}: the variant name {name!r} is given twice; rename one.")
+        variants[name] = override
+
     for text in args.override:
         name, sep, spec = text.partition("=")
-        try:
-            variants[name.strip()] = json.loads(spec) if sep else None
-        except json.JSONDecodeError as err:
-            parser.error(f"--override: {text!r} is not NAME=JSON ({err}).")
         if not sep:
             parser.error(f"--override: expected NAME=JSON, got {text!r}.")
+        try:
+            add(name.strip(), json.loads(spec), "--override")
+        except json.JSONDecodeError as err:
+            parser.error(f"--override: {text!r} is not NAME=JSON ({err}).")
     try:
-        variants.update(seed_variants(args.seeds))
+        seeds = seed_variants(args.seeds)
     except ValueError as err:
         parser.error(f"--seeds: {err}")
+    for name, override in seeds.items():
+        add(name, override, "--seeds")
     if not variants:
-        parser.error("nothing to do: give --variants and/or --seeds.")
+        parser.error("nothing to do: give --variants, --seeds and/or --override.")
+    fit = args.fit
+    if fit is None:  # the main fit's own set-up: the variants change only what they name
+        done = folder / "fit" / "done.json"
+        if not done.is_file():
+            parser.error(f"--evaluation: '{done}' is missing (the main fit has not finished); "
+                         "let it finish, or name the set-up with --fit.")
+        record = json.loads(done.read_text())
+        fit = {"train": record["train"], "encoder": record["encoder"]}
+    validation = {}
+    if seeds:  # the main fit's number first: a fit that cannot be compared is said up front
+        try:
+            validation["neurofuse"] = kept_validation_loss(folder / "fit")
+        except (OSError, ValueError) as err:
+            parser.error(f"--seeds: the main fit cannot be compared: {err}")
 
     from neurofuse.data.store import read_dataset
+    from neurofuse.evaluation.variants import resolve_variants, variant_fit_config
 
-    from neurofuse.evaluation.variants import resolve_variants
-
-    try:
-        variants = resolve_variants(variants)  # names and sections checked before any work
+    try:  # names, sections and fields checked before any work
+        variants = resolve_variants(variants)
+        for override in variants.values():
+            variant_fit_config(fit, override)
     except (TypeError, ValueError) as err:
-        parser.error(f"--override: {err}")
+        parser.error(f"--override/--fit: {err}")
     t0 = time.perf_counter()
     rec, pred = evaluate_variants(read_dataset(folder / "data"), folder, variants,
-                                  fit_config=args.fit, device=args.device, verbose="warning")
-    validation = {"neurofuse": kept_validation_loss(folder / "fit")}
-    for name in seed_variants(args.seeds):
+                                  fit_config=fit, device=args.device, verbose="warning")
+    for name in seeds:
         validation[name] = kept_validation_loss(folder / "variants" / name / "fit")
     print(json.dumps({
-        "evaluation": str(folder), "fit": args.fit, "variants": variants,
+        "evaluation": str(folder), "fit": fit, "variants": variants,
         "source_recovery": rec,
         "prediction": [{k: v for k, v in r.items() if k != "targets"} for r in pred],
         "main": _main_rows(folder), "validation": validation,

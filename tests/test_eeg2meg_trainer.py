@@ -163,7 +163,7 @@ def test_fit_resume_and_synthesis_on_gpu(tmp_path):
         config={**cfg, "train": {"epochs": 1, "device": "cuda"}})
     fit(path, tmp_path / "half", encoder={"preset": "tiny"}, resume=True, config=cfg)
     a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "half" / "model")
-    assert a.keys() == b.keys() and all(v.device.type == "cpu" for v in a.values())
+    assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k])
     eeg = truth["sub-04"][0][:4]

@@ -245,11 +245,11 @@ def seed_variants(seeds) -> dict:
 def kept_validation_loss(fit_dir) -> float:
     """The validation loss of the epoch a finished joint-model fit kept.
 
-    The kept epoch is the one with the lowest validation loss in the fit's last curriculum
-    phase (the rows of ``history.csv`` whose ``alpha_fmri`` is the fit's own, see
-    :meth:`~neurofuse.systems.joint.trainer.TrainConfig.alphas`), so fits of one set-up that
-    differ only by seed compare on the same loss: choosing among them by it uses no test
-    story and no ground truth.
+    The kept epoch is the one with the lowest validation loss (by more than the loop's
+    ``min_delta``) in the last curriculum phase the fit reached (a new ``alpha_fmri``
+    restarts the loop's memory, :meth:`~neurofuse.systems.joint.trainer.TrainConfig.alphas`),
+    so fits of one set-up that differ only by seed compare on the same loss: choosing among
+    them by it uses no test story and no ground truth.
 
     Parameters
     ----------
@@ -258,20 +258,30 @@ def kept_validation_loss(fit_dir) -> float:
         point's or condition's ``fit/``).
     """
     import csv
+    import math
     from pathlib import Path
+
+    from ..training.loop import LoopConfig
 
     fit_dir = Path(fit_dir).expanduser()
     done, hist = fit_dir / "done.json", fit_dir / "history.csv"
     if not done.is_file() or not hist.is_file():
         raise FileNotFoundError(f"'fit_dir' must be a finished joint-model fit (done.json and "
                                 f"history.csv), got '{fit_dir}'. Let the fit finish first.")
-    alpha = float(json.loads(done.read_text())["train"].get("alpha_fmri", 1.0))
     with open(hist, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if float(r["alpha_fmri"] or 0) == alpha]
-    if not rows:
-        raise ValueError(f"'{hist}' holds no epoch of the fit's last phase (alpha_fmri = "
-                         f"{alpha}): the fit ended before its fMRI term was switched on.")
-    return min(float(r["val_total"]) for r in rows)
+        rows = list(csv.DictReader(f))
+    missing = [c for c in ("alpha_fmri", "val_total") if not rows or c not in rows[0]]
+    if missing:
+        raise ValueError(f"'fit_dir' must hold a history with validation losses, but "
+                         f"'{hist}' has no {' or '.join(missing)} column (a fit without "
+                         f"validation stories, or no epoch): there is no validation loss to "
+                         f"compare.")
+    last = rows[-1]["alpha_fmri"]
+    best, min_delta = math.inf, LoopConfig().min_delta
+    for r in rows:
+        if r["alpha_fmri"] == last and float(r["val_total"]) < best - min_delta:
+            best = float(r["val_total"])
+    return best
 
 
 __all__ = ["JOINT_VARIANTS", "evaluate_variants", "kept_validation_loss", "resolve_variants",

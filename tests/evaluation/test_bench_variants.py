@@ -10,7 +10,9 @@ from neurofuse.evaluation.variants import kept_validation_loss, seed_variants
 
 def _fit(folder, val, alphas, alpha_fmri=1.0):
     folder.mkdir(parents=True)
-    (folder / "done.json").write_text(json.dumps({"train": {"alpha_fmri": alpha_fmri}}))
+    (folder / "done.json").write_text(json.dumps({"train": {"alpha_fmri": alpha_fmri,
+                                                            "max_epochs": 7},
+                                                  "encoder": {"d_model": 16}}))
     with open(folder / "history.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["epoch", "alpha_fmri", "val_total"])
         w.writeheader()
@@ -25,11 +27,17 @@ def test_kept_validation_loss_is_the_last_phase_minimum(tmp_path):
     assert kept_validation_loss(fit) == 1.3
     meg_only = _fit(tmp_path / "b", [0.6, 0.5, 0.55], [0, 0, 0], alpha_fmri=0.0)
     assert kept_validation_loss(meg_only) == 0.5
+    # a fit that ended in its MEG-first phase (or had no fMRI subjects) kept a model there
+    assert kept_validation_loss(_fit(tmp_path / "c", [0.6, 0.55], [0, 0])) == 0.55
+    # an improvement by less than the loop's min_delta (1e-6) is not kept
+    assert kept_validation_loss(_fit(tmp_path / "d", [1.3, 1.3 - 1e-7], [1, 1])) == 1.3
     with pytest.raises(FileNotFoundError, match="finished joint-model fit"):
         kept_validation_loss(tmp_path / "none")
-    short = _fit(tmp_path / "c", [0.6], [0])
-    with pytest.raises(ValueError, match="no epoch of the fit's last phase"):
-        kept_validation_loss(short)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "done.json").write_text("{}")
+    (tmp_path / "e" / "history.csv").write_text("epoch,alpha_fmri,train_total\n1,0,0.5\n")
+    with pytest.raises(ValueError, match="'fit_dir'.*no val_total column"):
+        kept_validation_loss(tmp_path / "e")
 
 
 def test_seed_variants():
@@ -69,6 +77,13 @@ def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_
     with pytest.raises(SystemExit):
         bench_variants.main(["--evaluation", str(ev), "--override", 'x={"trian": {}}'])
     assert "unknown section" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a field TrainConfig does not have: said before training
+        bench_variants.main(["--evaluation", str(ev), "--override", 'x={"train": {"lrr": 1}}'])
+    assert "--override/--fit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_variants.main(["--evaluation", str(ev), "--seeds", "1", "--override",
+                             'seed1={"train": {"lr": 0.01}}'])
+    assert "'seed1' is given twice" in capsys.readouterr().err
     seen = {}
 
     def fake(ds, out, wanted, **kwargs):  # what evaluate_variants leaves behind
@@ -84,7 +99,10 @@ def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_
                          "--override", 'mine={"train": {"lr": 0.01}}'])
     out = json.loads(capsys.readouterr().out)
     assert list(seen["wanted"]) == ["meg-only", "mine", "seed1", "seed2"]
-    assert seen["wanted"]["mine"] == {"train": {"lr": 0.01}} and seen["fit_config"] == "demo"
+    assert seen["wanted"]["mine"] == {"train": {"lr": 0.01}}
+    # the variants change the main fit's own set-up, read from its record
+    assert seen["fit_config"] == {"train": {"alpha_fmri": 1.0, "max_epochs": 7},
+                                  "encoder": {"d_model": 16}}
     assert out["validation"] == {"neurofuse": 1.3, "seed1": 1.2, "seed2": 1.4}
     assert out["chosen"] == "seed1"  # the lowest validation loss, not a test score
     assert out["main"]["file"] == "point.json" and "targets" not in out["main"]["prediction"][0]
