@@ -17,7 +17,7 @@ Prints one JSON object: ``{"evaluation", "fit", "variants": {name: override},
 (methods ``neurofuse[<name>]``); ``main`` holds the evaluation's own rows for comparison
 (``point.json`` or ``results.json``) where there is one; ``validation`` the kept epoch's
 validation loss of the main fit (``neurofuse``) and of each seed refit, and ``chosen`` the
-lowest of them: choosing among refits of one set-up by it uses no test story and no ground
+lowest of them (both with ``--seeds`` only): choosing among refits of one set-up by it uses no test story and no ground
 truth. Named variants change the set-up, so their validation losses are not compared.
 """
 
