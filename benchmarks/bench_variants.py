@@ -5,8 +5,10 @@ Issue 15: joint-model variants (:data:`neurofuse.evaluation.variants.JOINT_VARIA
 trained and scored on a finished evaluation's own data, ridge ceilings and test stories
 (:func:`neurofuse.evaluation.variants.evaluate_variants`): a scaling point
 (``W/<scale>/points/<name>/``) or a world's condition (``W/<world>/conditions/<cnr>/``).
-``--override NAME=JSON`` adds variants of one's own. Each variant lives in ``EVALUATION/variants/<name>/`` and is reused when finished; the main
-fit and its scores are left as they are.
+``--override NAME=JSON`` adds variants of one's own. Each variant lives in
+``EVALUATION/variants/<name>/`` and is reused when finished; the main fit and its scores are
+left as they are. The variants change the main fit's own set-up (its ``fit/done.json``)
+unless ``--fit`` names another.
 
     python benchmarks/bench_variants.py --evaluation W/cpu/points/meg-2_fmri-2_train-12 \\
         --seeds 1 2 --variants meg-only > variants.json
@@ -17,8 +19,8 @@ Prints one JSON object: ``{"evaluation", "fit", "variants": {name: override},
 (methods ``neurofuse[<name>]``); ``main`` holds the evaluation's own rows for comparison
 (``point.json`` or ``results.json``) where there is one; ``validation`` the kept epoch's
 validation loss of the main fit (``neurofuse``) and of each seed refit, and ``chosen`` the
-lowest of them (both with ``--seeds`` only): choosing among refits of one set-up by it uses no test story and no ground
-truth. Named variants change the set-up, so their validation losses are not compared.
+lowest of them (both with ``--seeds`` only): choosing among refits of one set-up by it uses
+no test story and no ground truth. Named variants change the set-up, so their validation losses are not compared.
 """
 
 from __future__ import annotations
