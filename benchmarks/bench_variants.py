@@ -20,7 +20,8 @@ Prints one JSON object: ``{"evaluation", "fit", "variants": {name: override},
 (``point.json`` or ``results.json``) where there is one; ``validation`` the kept epoch's
 validation loss of the main fit (``neurofuse``) and of each seed refit, and ``chosen`` the
 lowest of them (both with ``--seeds`` only): choosing among refits of one set-up by it uses
-no test story and no ground truth. Named variants change the set-up, so their validation losses are not compared.
+no test story and no ground truth. Named variants change the set-up, so their validation
+losses are not compared.
 """
 
 from __future__ import annotations
