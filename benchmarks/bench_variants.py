@@ -32,20 +32,26 @@ import time
 from pathlib import Path
 
 
+def _without_targets(rows: list) -> list:
+    """Prediction rows without their long ``targets`` descriptions."""
+    return [{k: v for k, v in r.items() if k != "targets"} for r in rows]
+
+
 def _main_rows(folder: Path) -> dict | None:
     for name in ("point.json", "results.json"):
         found = folder / name
         if found.is_file():
             res = json.loads(found.read_text())
             return {"file": name, "source_recovery": res.get("source_recovery", []),
-                    "prediction": [{k: v for k, v in r.items() if k != "targets"}
-                                   for r in res.get("prediction", [])]}
+                    "prediction": _without_targets(res.get("prediction", []))}
     return None
 
 
 def main(argv=None):
+    from neurofuse.data.store import read_dataset
     from neurofuse.evaluation.variants import (JOINT_VARIANTS, evaluate_variants,
-                                               kept_validation_loss, seed_variants)
+                                               kept_validation_loss, resolve_variants,
+                                               seed_variants, variant_fit_config)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluation", required=True, type=Path,
@@ -109,9 +115,6 @@ def main(argv=None):
         except (OSError, ValueError) as err:
             parser.error(f"--seeds: the main fit cannot be compared: {err}")
 
-    from neurofuse.data.store import read_dataset
-    from neurofuse.evaluation.variants import resolve_variants, variant_fit_config
-
     try:  # names, sections and fields checked before any work
         variants = resolve_variants(variants)
         for override in variants.values():
@@ -126,7 +129,7 @@ def main(argv=None):
     print(json.dumps({
         "evaluation": str(folder), "fit": fit, "variants": variants,
         "source_recovery": rec,
-        "prediction": [{k: v for k, v in r.items() if k != "targets"} for r in pred],
+        "prediction": _without_targets(pred),
         "main": _main_rows(folder), "validation": validation,
         "chosen": min(validation, key=validation.get) if len(validation) > 1 else None,
         "seconds": round(time.perf_counter() - t0, 1)}, indent=1))

@@ -291,7 +291,8 @@ def add_parser(subparsers):
            "trained and scored on each condition's data, ridge ceilings and inverses, as "
            "methods 'neurofuse[NAME]': in-sample, cross-fitted (the fMRI denoisers), mixture "
            "(the adaptive source prior), epochs150 (room for 150 epochs, same stopping "
-           "rule), meg-only (no fMRI term: what the model owes to fMRI); each costs a main fit's time or more")
+           "rule), meg-only (no fMRI term: what the model owes to fMRI); each costs a main "
+           "fit's time or more")
     option(b, "--variant-conditions", type=cnr_pair, nargs="+", metavar="MEG,FMRI",
            help="only these conditions get the variants, e.g. 1,0.3 (default: every one)")
     option(b, "--seed", type=int, help="override the study's seed")

@@ -258,10 +258,9 @@ def kept_validation_loss(fit_dir) -> float:
         point's or condition's ``fit/``).
     """
     import csv
-    import math
     from pathlib import Path
 
-    from ..training.loop import LoopConfig
+    from ..training.loop import replay_early_stopping
 
     fit_dir = Path(fit_dir).expanduser()
     done, hist = fit_dir / "done.json", fit_dir / "history.csv"
@@ -276,12 +275,11 @@ def kept_validation_loss(fit_dir) -> float:
                          f"'{hist}' has no {' or '.join(missing)} column (a fit without "
                          f"validation stories, or no epoch): there is no validation loss to "
                          f"compare.")
-    last = rows[-1]["alpha_fmri"]
-    best, min_delta = math.inf, LoopConfig().min_delta
-    for r in rows:
-        if r["alpha_fmri"] == last and float(r["val_total"]) < best - min_delta:
-            best = float(r["val_total"])
-    return best
+    # the loop's own rule on the recorded curve, without stopping: the last phase's best
+    replay = replay_early_stopping([r["val_total"] for r in rows],
+                                   config={"max_epochs": len(rows), "patience": None},
+                                   phases=[r["alpha_fmri"] for r in rows])
+    return replay["best"]
 
 
 __all__ = ["JOINT_VARIANTS", "evaluate_variants", "kept_validation_loss", "resolve_variants",
