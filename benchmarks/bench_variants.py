@@ -15,13 +15,18 @@ unless ``--fit`` names another.
 
 Prints one JSON object: ``{"evaluation", "fit", "variants": {name: override},
 "source_recovery": [...], "prediction": [...], "main": {...}, "validation": {...},
-"chosen": name, "seconds"}``: ``source_recovery`` and ``prediction`` are the variants' rows
+"chosen": name, "validation_prediction": {...}, "chosen_by_prediction": name,
+"seconds"}``: ``source_recovery`` and ``prediction`` are the variants' rows
 (methods ``neurofuse[<name>]``); ``main`` holds the evaluation's own rows for comparison
 (``point.json`` or ``results.json``) where there is one; ``validation`` the kept epoch's
 validation loss of the main fit (``neurofuse``) and of each seed refit, and ``chosen`` the
 lowest of them (both with ``--seeds`` only): choosing among refits of one set-up by it uses
 no test story and no ground truth. Named variants change the set-up, so their validation
-losses are not compared.
+losses are not compared. What every set-up is asked to do is compared instead:
+``validation_prediction`` holds the main model's and each variant's mean r on the validation
+stories' recordings (:func:`neurofuse.evaluation.selection.validation_prediction`), and
+``chosen_by_prediction`` the highest (:func:`~neurofuse.evaluation.selection
+.choose_by_validation`): the rule that chooses e.g. ``alpha_fmri``, again without the test.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ def _main_rows(folder: Path) -> dict | None:
 
 def main(argv=None):
     from neurofuse.data.store import read_dataset
+    from neurofuse.evaluation.selection import choose_by_validation, validation_prediction
+    from neurofuse.systems.joint.model import JointModel
     from neurofuse.evaluation.variants import (JOINT_VARIANTS, evaluate_variants,
                                                kept_validation_loss, resolve_variants,
                                                seed_variants, variant_fit_config)
@@ -122,16 +129,23 @@ def main(argv=None):
     except (TypeError, ValueError) as err:
         parser.error(f"--override/--fit: {err}")
     t0 = time.perf_counter()
-    rec, pred = evaluate_variants(read_dataset(folder / "data"), folder, variants,
-                                  fit_config=fit, device=args.device, verbose="warning")
+    ds = read_dataset(folder / "data")
+    rec, pred = evaluate_variants(ds, folder, variants, fit_config=fit, device=args.device,
+                                  verbose="warning")
     for name in seeds:
         validation[name] = kept_validation_loss(folder / "variants" / name / "fit")
+    fits = {"neurofuse": folder / "fit",
+            **{name: folder / "variants" / name / "fit" for name in variants}}
+    val_pred = {name: validation_prediction(ds, JointModel.load(f / "model"))
+                for name, f in fits.items()}
     print(json.dumps({
         "evaluation": str(folder), "fit": fit, "variants": variants,
         "source_recovery": rec,
         "prediction": _without_targets(pred),
         "main": _main_rows(folder), "validation": validation,
         "chosen": min(validation, key=validation.get) if len(validation) > 1 else None,
+        "validation_prediction": val_pred,
+        "chosen_by_prediction": choose_by_validation(val_pred),
         "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
 
 

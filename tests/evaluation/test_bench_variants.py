@@ -56,7 +56,9 @@ def bench_variants(benchmark_script):
 def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_path, capsys,
                                                            monkeypatch):
     import neurofuse.data.store as store
+    import neurofuse.evaluation.selection as selection
     import neurofuse.evaluation.variants as variants
+    from neurofuse.systems.joint.model import JointModel
 
     ev = tmp_path / "point"
     with pytest.raises(SystemExit):
@@ -95,6 +97,16 @@ def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_
 
     monkeypatch.setattr(variants, "evaluate_variants", fake)
     monkeypatch.setattr(store, "read_dataset", lambda path: path)
+    # validation prediction per fit: the main model's and each variant's, by its folder
+    monkeypatch.setattr(JointModel, "load", classmethod(lambda cls, path: path))
+    val_r = {"fit": 0.30, "meg-only": 0.35, "mine": 0.20, "seed1": 0.31, "seed2": 0.33}
+
+    def fake_val(ds, model):
+        name = model.parent.name if model.parent.name != "fit" else model.parent.parent.name
+        score = val_r["fit" if name == ev.name else name]
+        return {"by_modality": {"meg": score, "fmri": score}, "score": score}
+
+    monkeypatch.setattr(selection, "validation_prediction", fake_val)
     bench_variants.main(["--evaluation", str(ev), "--seeds", "1", "2", "--variants", "meg-only",
                          "--override", 'mine={"train": {"lr": 0.01}}'])
     out = json.loads(capsys.readouterr().out)
@@ -105,5 +117,9 @@ def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_
                                   "encoder": {"d_model": 16}}
     assert out["validation"] == {"neurofuse": 1.3, "seed1": 1.2, "seed2": 1.4}
     assert out["chosen"] == "seed1"  # the lowest validation loss, not a test score
+    # every set-up compared on what it predicts of the validation stories
+    assert {k: v["score"] for k, v in out["validation_prediction"].items()} == {
+        "neurofuse": 0.30, "meg-only": 0.35, "mine": 0.20, "seed1": 0.31, "seed2": 0.33}
+    assert out["chosen_by_prediction"] == "meg-only"
     assert out["main"]["file"] == "point.json" and "targets" not in out["main"]["prediction"][0]
     assert "targets" not in out["prediction"][0]

@@ -1,0 +1,97 @@
+"""Choosing among fitted joint models by what they predict on the validation stories.
+
+Refits of one set-up that differ only by seed compare on their kept epoch's validation loss
+(:func:`~neurofuse.evaluation.variants.kept_validation_loss`). Set-ups that change the loss
+itself cannot: the fMRI term's weight ``alpha_fmri`` (0 for the ``meg-only`` variant) scales
+part of that loss. What every set-up is asked to do is the same, though: predict the held-out
+recordings. :func:`validation_prediction` scores a model on the *validation* stories the way
+:func:`~neurofuse.evaluation.prediction.prediction_table` scores the test stories (mean r per
+subject over the temporal-lobe MEG sensors, every EEG electrode and the fMRI sources; the
+fMRI sources restricted to the top quartile by repeatability when the validation stories
+were repeated), and :func:`choose_by_validation` keeps the model whose mean over modalities
+of the subjects' mean r is highest. No test story and no ground truth are used, so the rule
+can set a default (e.g. ``alpha_fmri``) the way validation loss set ``min_epochs``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._logging import logger
+
+__all__ = ["choose_by_validation", "validation_prediction"]
+
+_ORDER = ("meg", "eeg", "fmri")
+
+
+def validation_prediction(ds, model, *, stories=None) -> dict:
+    """Held-out r of a joint model on the validation stories, per modality.
+
+    Parameters
+    ----------
+    ds : neurofuse.data.store.Dataset
+        A store with ``val`` stories recorded for the model's subjects.
+    model : JointModel
+        The fitted model (its subjects the dataset lacks are not scored).
+    stories : list of str | None
+        The stories to score (default: the store's ``val`` split).
+
+    Returns
+    -------
+    scores : dict
+        ``{"stories": [...], "rows": [...], "by_modality": {modality: mean r},
+        "score": float}``: ``rows`` as :func:`~neurofuse.evaluation.prediction.prediction_table`'s
+        (without ``targets``), ``by_modality`` the mean over subjects of each subject's mean
+        r, ``score`` the mean of ``by_modality`` over the modalities the model predicts.
+    """
+    from .prediction import prediction_table
+
+    if stories is None:
+        stories = list(ds.splits.get("val", []))
+    stories = list(stories)
+    test = set(ds.splits.get("test", []))
+    if not stories:
+        raise ValueError("validation_prediction scores the validation stories, and the "
+                         "dataset has none (split 'val'); add some to the store or pass "
+                         "stories=[...].")
+    if test & set(stories):
+        raise ValueError(f"'stories' must not hold test stories (choosing on them would "
+                         f"choose on the test): got {sorted(test & set(stories))}.")
+    rows, _ = prediction_table(ds, model=model, stories=stories, verbose="warning")
+    rows = [{k: v for k, v in r.items() if k != "targets"} for r in rows]
+    by_modality = {}
+    for modality in _ORDER:
+        values = [r["r_mean"] for r in rows if r["modality"] == modality]
+        if values:
+            by_modality[modality] = float(np.mean(values))
+    if not by_modality:
+        raise ValueError("validation_prediction: the model predicts no subject of the "
+                         "dataset with validation recordings.")
+    return {"stories": stories, "rows": rows, "by_modality": by_modality,
+            "score": float(np.mean(list(by_modality.values())))}
+
+
+def choose_by_validation(scores: dict) -> str:
+    """The name of the model with the highest validation score.
+
+    Parameters
+    ----------
+    scores : dict of str -> dict
+        ``{name: validation_prediction(...)}`` of models fitted on one store. Every model
+        must predict the same modalities, or the scores would average different things.
+
+    Returns
+    -------
+    name : str
+        The highest ``score``; a tie goes to the first name given.
+    """
+    if not scores:
+        raise ValueError("'scores' is empty: there is nothing to choose from.")
+    kinds = {name: tuple(s["by_modality"]) for name, s in scores.items()}
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"'scores' must cover the same modalities for every model to be "
+                         f"comparable, got {kinds}.")
+    best = max(scores, key=lambda name: scores[name]["score"])  # max keeps the first tie
+    logger.info("Chosen by validation prediction: %s (%s)", best,
+                ", ".join(f"{n} {s['score']:.4f}" for n, s in scores.items()))
+    return best

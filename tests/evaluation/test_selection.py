@@ -1,0 +1,87 @@
+"""Choosing among fitted joint models by their validation prediction, never the test's."""
+
+import numpy as np
+import pytest
+
+from neurofuse.evaluation.selection import choose_by_validation, validation_prediction
+
+
+class _NoTest:
+    """A store whose test stories' recordings cannot be read: scoring them raises."""
+
+    def __init__(self, ds):
+        self._ds = ds
+
+    def __getattr__(self, name):
+        return getattr(self._ds, name)
+
+    def _guard(self, story):
+        if story in self._ds.splits["test"]:
+            raise AssertionError(f"read the test story {story!r}")
+
+    def meg(self, subject, story, **kwargs):
+        self._guard(story)
+        return self._ds.meg(subject, story, **kwargs)
+
+    def fmri(self, subject, story, **kwargs):
+        self._guard(story)
+        return self._ds.fmri(subject, story, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def store_and_model(tiny_study):
+    import torch
+
+    from neurofuse.data.store import read_dataset
+    from neurofuse.systems.joint.model import JointModel
+
+    ds = read_dataset(tiny_study)
+    torch.manual_seed(0)
+    model = JointModel.from_dataset(ds, encoder_kwargs={"d_model": 8, "n_layers": 1,
+                                                        "n_heads": 1, "d_ff": 16})
+    return ds, model.eval()
+
+
+def test_scores_the_validation_stories_as_the_prediction_table(store_and_model):
+    from neurofuse.evaluation.prediction import prediction_table
+
+    ds, model = store_and_model
+    got = validation_prediction(_NoTest(ds), model)  # never reads a test recording
+    assert got["stories"] == ds.splits["val"]
+    ref, _ = prediction_table(ds, model=model, stories=ds.splits["val"])
+    assert [(r["subject"], r["modality"]) for r in got["rows"]] == \
+        [(r["subject"], r["modality"]) for r in ref]
+    for mine, theirs in zip(got["rows"], ref):
+        assert mine["r_mean"] == pytest.approx(theirs["r_mean"])
+        assert "targets" not in mine
+    by = {m: np.mean([r["r_mean"] for r in ref if r["modality"] == m]) for m in ("meg", "fmri")}
+    assert got["by_modality"] == pytest.approx(by)
+    assert got["score"] == pytest.approx((by["meg"] + by["fmri"]) / 2)
+    # the test stories differ: scoring them gives other numbers (the guard above mattered)
+    test_rows, _ = prediction_table(ds, model=model)
+    assert [r["r_mean"] for r in test_rows] != [r["r_mean"] for r in got["rows"]]
+
+
+def test_refuses_test_stories_and_stores_without_validation(store_and_model):
+    ds, model = store_and_model
+    with pytest.raises(ValueError, match="'stories' must not hold test stories"):
+        validation_prediction(ds, model, stories=[*ds.splits["val"], *ds.splits["test"]])
+
+    class _NoVal(_NoTest):
+        splits = {"train": ["story-01"], "test": ["story-04"]}
+
+    with pytest.raises(ValueError, match="split 'val'"):
+        validation_prediction(_NoVal(ds), model)
+
+
+def _scores(score, modalities=("meg", "fmri")):
+    return {"by_modality": {m: score for m in modalities}, "score": score}
+
+
+def test_chooses_the_highest_score_first_on_ties():
+    assert choose_by_validation({"a": _scores(0.2), "b": _scores(0.3), "c": _scores(0.1)}) == "b"
+    assert choose_by_validation({"b": _scores(0.3), "a": _scores(0.3)}) == "b"
+    with pytest.raises(ValueError, match="same modalities"):
+        choose_by_validation({"a": _scores(0.2), "b": _scores(0.3, ("meg",))})
+    with pytest.raises(ValueError, match="nothing to choose"):
+        choose_by_validation({})
