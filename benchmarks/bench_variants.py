@@ -24,9 +24,9 @@ lowest of them (both with ``--seeds`` only): choosing among refits of one set-up
 no test story and no ground truth. Named variants change the set-up, so their validation
 losses are not compared. What every set-up is asked to do is compared instead:
 ``validation_prediction`` holds the main model's and each variant's mean r on the validation
-stories' recordings (:func:`neurofuse.evaluation.selection.validation_prediction`), and
-``chosen_by_prediction`` the highest (:func:`~neurofuse.evaluation.selection
-.choose_by_validation`): the rule that chooses e.g. ``alpha_fmri``, again without the test.
+stories' recordings per modality and their mean, and ``chosen_by_prediction`` the highest
+(:func:`neurofuse.evaluation.selection.validation_choice`): the rule that chooses e.g.
+``alpha_fmri``, again without the test.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def _main_rows(folder: Path) -> dict | None:
 
 def main(argv=None):
     from neurofuse.data.store import read_dataset
-    from neurofuse.evaluation.selection import choose_by_validation, validation_prediction
-    from neurofuse.systems.joint.model import JointModel
+    from neurofuse.evaluation.selection import validation_choice
     from neurofuse.evaluation.variants import (JOINT_VARIANTS, evaluate_variants,
                                                kept_validation_loss, resolve_variants,
                                                seed_variants, variant_fit_config)
@@ -134,18 +133,16 @@ def main(argv=None):
                                   verbose="warning")
     for name in seeds:
         validation[name] = kept_validation_loss(folder / "variants" / name / "fit")
-    fits = {"neurofuse": folder / "fit",
-            **{name: folder / "variants" / name / "fit" for name in variants}}
-    val_pred = {name: validation_prediction(ds, JointModel.load(f / "model"))
-                for name, f in fits.items()}
+    choice = validation_choice(ds, {"neurofuse": folder / "fit",
+                                    **{n: folder / "variants" / n / "fit" for n in variants}})
     print(json.dumps({
         "evaluation": str(folder), "fit": fit, "variants": variants,
         "source_recovery": rec,
         "prediction": _without_targets(pred),
         "main": _main_rows(folder), "validation": validation,
         "chosen": min(validation, key=validation.get) if len(validation) > 1 else None,
-        "validation_prediction": val_pred,
-        "chosen_by_prediction": choose_by_validation(val_pred),
+        "validation_prediction": choice["scores"],
+        "chosen_by_prediction": choice["chosen"],
         "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
 
 

@@ -104,12 +104,17 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
     results : dict
         ``{"source_recovery": [...], "prediction": [...]}`` as written to ``results.json``;
         prediction rows also carry ``meg_cnr`` and ``fmri_cnr``. With variants, also
-        ``"variants": {name: override}``.
+        ``"variants": {name: override}`` and ``"validation"``: per condition with variants,
+        the main model's and each variant's validation prediction and the one it chooses
+        (:func:`~neurofuse.evaluation.selection.validation_choice`; no test story, no ground
+        truth).
     """
     from tqdm.auto import tqdm
 
     from ..data.store import read_dataset
     from ..simulation.study import StudyConfig, simulate_study
+    from .recovery import NEUROFUSE
+    from .selection import validation_choice
     from .variants import evaluate_variants, variant_fit_config
 
     variants = resolve_variants(variants)  # before any work
@@ -146,6 +151,10 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
             v_rec, v_pred = evaluate_variants(read_dataset(data), cond, variants,
                                               fit_config=fit_config, device=device)
             rec, pred = [*rec[:1], *v_rec, *rec[1:]], [*pred, *v_pred]
+            choice = validation_choice(read_dataset(data), {
+                NEUROFUSE: cond / "fit", **{v: cond / "variants" / v / "fit" for v in variants}})
+            results.setdefault("validation", []).append(
+                {"meg_cnr": meg_cnr, "fmri_cnr": fmri_cnr, **choice})
         results["source_recovery"] += rec
         results["prediction"] += _with_cnr(pred, meg_cnr, fmri_cnr)
         write_json(out / "results.json", results, what="benchmark results")

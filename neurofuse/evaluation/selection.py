@@ -19,7 +19,7 @@ import numpy as np
 
 from .._logging import logger
 
-__all__ = ["choose_by_validation", "validation_prediction"]
+__all__ = ["choose_by_validation", "validation_choice", "validation_prediction"]
 
 _ORDER = ("meg", "eeg", "fmri")
 
@@ -95,3 +95,31 @@ def choose_by_validation(scores: dict) -> str:
     logger.info("Chosen by validation prediction: %s (%s)", best,
                 ", ".join(f"{n} {s['score']:.4f}" for n, s in scores.items()))
     return best
+
+
+def validation_choice(ds, fits) -> dict:
+    """Score finished fits on the validation stories and choose among them.
+
+    Parameters
+    ----------
+    ds : neurofuse.data.store.Dataset
+        The store the fits were trained on.
+    fits : dict of str -> path-like
+        ``{name: fit folder}`` (each with its ``model/``), e.g. the main fit's ``fit/`` as
+        ``"neurofuse"`` and each variant's ``variants/<name>/fit/``.
+
+    Returns
+    -------
+    choice : dict
+        ``{"scores": {name: {"by_modality", "score"}}, "chosen": name}`` (per-subject rows
+        left out: :func:`validation_prediction` has them).
+    """
+    from pathlib import Path
+
+    from ..systems.joint.model import JointModel
+
+    scores = {name: validation_prediction(ds, JointModel.load(Path(f).expanduser() / "model"))
+              for name, f in fits.items()}
+    chosen = choose_by_validation(scores)
+    return {"scores": {n: {"by_modality": s["by_modality"], "score": s["score"]}
+                       for n, s in scores.items()}, "chosen": chosen}

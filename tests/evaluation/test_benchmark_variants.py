@@ -143,6 +143,19 @@ def test_variant_fits_use_their_override_and_are_scored(benchmarked):
             assert pred[(row["subject"], row["modality"], variant_method(name))]["r_mean"] \
                 == pytest.approx(row["r_mean"], abs=1e-6)
     assert rec[variant_method("mixture")] != rec["neurofuse"]
+    # the validation choice: each fit's validation prediction (reference: scored directly on
+    # the validation stories), the highest chosen
+    from neurofuse.evaluation.selection import validation_prediction
+
+    (choice,) = res["validation"]
+    assert (choice["meg_cnr"], choice["fmri_cnr"]) == (1.0, 0.3)
+    assert list(choice["scores"]) == ["neurofuse", "in-sample", "mixture"]
+    for name, fit_dir in (("neurofuse", cond / "fit"),
+                          ("in-sample", cond / "variants" / "in-sample" / "fit"),
+                          ("mixture", cond / "variants" / "mixture" / "fit")):
+        direct = validation_prediction(ds, JointModel.load(fit_dir / "model"))
+        assert choice["scores"][name]["score"] == pytest.approx(direct["score"], abs=1e-6)
+    assert choice["chosen"] == max(choice["scores"], key=lambda n: choice["scores"][n]["score"])
 
 
 @pytest.mark.slow  # the module's benchmark: three tiny fits, ~2 min
