@@ -18,11 +18,12 @@ Prints one JSON object: ``{"evaluation", "fit", "variants": {name: override},
 "chosen": name, "validation_prediction": {...}, "chosen_by_prediction": name,
 "seconds"}``: ``source_recovery`` and ``prediction`` are the variants' rows
 (methods ``neurofuse[<name>]``); ``main`` holds the evaluation's own rows for comparison
-(``point.json`` or ``results.json``) where there is one; ``validation`` the kept epoch's
-validation loss of the main fit (``neurofuse``) and of each seed refit, and ``chosen`` the
-lowest of them (both with ``--seeds`` only): choosing among refits of one set-up by it uses
-no test story and no ground truth. Named variants change the set-up, so their validation
-losses are not compared. What every set-up is asked to do is compared instead:
+(``point.json``, or the condition's rows of the benchmark's ``results.json``) where there is
+one; ``validation`` the kept epoch's validation loss of the main fit (``neurofuse``) and
+of each seed refit, and ``chosen`` the lowest of them (both with ``--seeds`` only): choosing
+among refits of one set-up by it uses no test story and no ground truth. Named variants
+change the set-up, so their validation losses are not compared. What every set-up is asked
+to do is compared instead:
 ``validation_prediction`` holds the main model's and each variant's mean r on the validation
 stories' recordings per modality and their mean, and ``chosen_by_prediction`` the highest
 (:func:`neurofuse.evaluation.selection.validation_choice`): the rule that chooses e.g.
@@ -43,13 +44,28 @@ def _without_targets(rows: list) -> list:
 
 
 def _main_rows(folder: Path) -> dict | None:
+    """The evaluation's own rows: a scaling point's ``point.json``, or the rows of this
+    condition in its benchmark's ``results.json`` (``W/conditions/<cnr>/`` → ``W/``), without
+    the variants the benchmark scored."""
+    from neurofuse.evaluation.benchmark import condition_name
+
     for name in ("point.json", "results.json"):
         found = folder / name
         if found.is_file():
             res = json.loads(found.read_text())
             return {"file": name, "source_recovery": res.get("source_recovery", []),
                     "prediction": _without_targets(res.get("prediction", []))}
-    return None
+    bench = folder.parent.parent / "results.json"
+    if folder.parent.name != "conditions" or not bench.is_file():
+        return None
+    res = json.loads(bench.read_text())
+
+    def mine(rows):  # CNR inf is written "inf", which float() reads
+        return [r for r in rows if "[" not in r["method"] and condition_name(
+            float(r["meg_cnr"]), float(r["fmri_cnr"])) == folder.name]
+
+    return {"file": "../../results.json", "source_recovery": mine(res["source_recovery"]),
+            "prediction": _without_targets(mine(res["prediction"]))}
 
 
 def main(argv=None):

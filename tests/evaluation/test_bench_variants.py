@@ -123,3 +123,25 @@ def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_
     assert out["chosen_by_prediction"] == "meg-only"
     assert out["main"]["file"] == "point.json" and "targets" not in out["main"]["prediction"][0]
     assert "targets" not in out["prediction"][0]
+
+
+def test_main_rows_of_a_benchmark_condition(bench_variants, tmp_path):
+    """A benchmark's condition has no results file of its own: its rows come from the
+    benchmark's, that condition's only and without the variants scored there."""
+    cond = tmp_path / "bench" / "conditions" / "meg-1_fmri-inf"
+    cond.mkdir(parents=True)
+    assert bench_variants._main_rows(cond) is None
+    rows = [{"method": m, "meg_cnr": meg, "fmri_cnr": fmri, "temporal_r": t}
+            for m, meg, fmri, t in (("neurofuse", 1.0, "inf", 0.36),
+                                    ("neurofuse[meg-only]", 1.0, "inf", 0.39),
+                                    ("fMNE", 1.0, "inf", 0.13), ("fMNE", 1.0, 0.3, 0.12),
+                                    ("fMNE", "inf", "inf", 0.3))]
+    pred = [{"method": "ridge", "meg_cnr": 1.0, "fmri_cnr": "inf", "targets": "sensors"},
+            {"method": "ridge", "meg_cnr": 1.0, "fmri_cnr": 0.3, "targets": "sensors"}]
+    (tmp_path / "bench" / "results.json").write_text(json.dumps(
+        {"source_recovery": rows, "prediction": pred}))
+    main = bench_variants._main_rows(cond)
+    assert main["file"] == "../../results.json"
+    assert [(r["method"], r["temporal_r"]) for r in main["source_recovery"]] == [
+        ("neurofuse", 0.36), ("fMNE", 0.13)]
+    assert main["prediction"] == [{"method": "ridge", "meg_cnr": 1.0, "fmri_cnr": "inf"}]
