@@ -64,15 +64,18 @@ def main(argv=None):
     parser.add_argument("--subjects", type=subject_pair, nargs="+", default=None,
                         metavar="MxF", help="MEG x fMRI subject counts, e.g. 2x2 4x4 "
                                             "(default: the scale's)")
+    parser.add_argument("--fit", default=None,
+                        help="training preset or .toml/.json file (default: the scale's; "
+                             "demo-alpha1 for the grids measured before stop 27)")
     args = parser.parse_args(argv)
 
     study = args.study
     custom = any(v is not None for v in (args.world, args.study, args.n_train, args.subjects))
     if args.world is not None:
         study = {**SCALES[args.scale]["study"], "world": args.world}
-    if args.collect and custom:
-        parser.error("--collect reads the grid a run recorded: --world, --study, --n-train "
-                     "and --subjects belong to the run that computes it.")
+    if args.collect and (custom or args.fit is not None):
+        parser.error("--collect reads the grid a run recorded: --world, --study, --n-train, "
+                     "--subjects and --fit belong to the run that computes it.")
     t0 = time.perf_counter()
     if args.collect:
         found = args.work / args.scale / "results.json"
@@ -85,6 +88,7 @@ def main(argv=None):
         res = run_scaling_benchmark(args.work / args.scale, scale=args.scale,
                                     study=study, n_train=args.n_train,
                                     subjects=args.subjects, device=args.device,
+                                    fit_config=args.fit,
                                     report=not args.no_report, verbose="warning")
         seconds = round(time.perf_counter() - t0, 1)
     grid = res["grid"]

@@ -66,6 +66,9 @@ def main(argv=None):
                         help="compute nothing: gather the worlds whose results.json is written")
     parser.add_argument("--merge", type=Path, default=None,
                         help="an earlier output whose other worlds are kept")
+    parser.add_argument("--fit", default="demo",
+                        help="training preset or .toml/.json file (default: the demo's; "
+                             "demo-alpha1 for the worlds measured before stop 27)")
     args = parser.parse_args(argv)
     if args.merge is not None:  # checked before hours of computing
         earlier = json.loads(args.merge.read_text())
@@ -73,7 +76,7 @@ def main(argv=None):
             parser.error(f"--merge: '{args.merge}' is not bench_worlds.py's output (its "
                          f"'benchmark' is {earlier.get('benchmark')!r}, expected 'worlds')")
         try:
-            _check_same_setup(earlier, {"study": DEMO_STUDY, "fit": "demo",
+            _check_same_setup(earlier, {"study": DEMO_STUDY, "fit": args.fit,
                                         "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr})
         except ValueError as err:
             parser.error(str(err))
@@ -89,7 +92,7 @@ def main(argv=None):
         else:
             res = run_simulation_benchmark(
                 args.work / world, study={**DEMO_STUDY, "world": world},
-                meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr],
+                meg_cnrs=[args.meg_cnr], fmri_cnrs=[args.fmri_cnr], fit_config=args.fit,
                 variants=args.variants or None, report=False, verbose="warning")
         if not args.collect:
             seconds[world] = round(time.perf_counter() - t0, 1)
@@ -98,7 +101,7 @@ def main(argv=None):
         prediction += [{"world": world, **r} for r in res["prediction"]]
         variants.update(res.get("variants", {}))  # what the rows hold (--collect: as run)
         priors[world] = _source_priors(args.work / world)
-    out = {"benchmark": "worlds", "study": DEMO_STUDY, "fit": "demo",
+    out = {"benchmark": "worlds", "study": DEMO_STUDY, "fit": args.fit,
            "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr,
            "variants": variants, "rows": rows, "source_priors": priors,
            "prediction": prediction, "seconds": seconds,

@@ -76,9 +76,13 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
     assert out["rows"] == [{"world": "short5", "method": "neurofuse[mixture]",
                             "temporal_r": 0.5, "spatial_r": 0.25}]
     assert out["variants"] == result["variants"]
-    bench_worlds.main(["--work", str(tmp_path), "--worlds", "short5", "--variants"])
+    assert calls[-1][1]["fit_config"] == "demo" and out["fit"] == "demo"
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "short5", "--variants",
+                       "--fit", "demo-alpha1"])
     assert calls[-1][1]["variants"] is None  # --variants alone: none
-    capsys.readouterr()
+    # another set-up (the worlds measured before stop 27) is trained and recorded as such
+    assert calls[-1][1]["fit_config"] == "demo-alpha1"
+    assert json.loads(capsys.readouterr().out)["fit"] == "demo-alpha1"
     # --collect computes nothing and reads the finished worlds' results.json as they are
     (tmp_path / "long20").mkdir()
     (tmp_path / "long20" / "results.json").write_text(json.dumps(result))

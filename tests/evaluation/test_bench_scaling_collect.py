@@ -57,6 +57,7 @@ def test_world_grid_options_reach_the_benchmark(bench_scaling, tmp_path, capsys,
     assert seen["out"] == tmp_path / "cpu"
     assert seen["study"] == {**scaling.SCALES["cpu"]["study"], "world": "nonlinear"}
     assert (seen["n_train"], seen["subjects"]) == ([6, 12], [(2, 2)])
+    assert seen["fit_config"] is None  # the scale's own set-up unless --fit names one
     out = json.loads(capsys.readouterr().out)
     assert (out["points_done"], out["points_planned"]) == (0, 2)
     assert out["projected_minutes"] is None  # the projection is of the scales' own grids
@@ -66,3 +67,10 @@ def test_world_grid_options_reach_the_benchmark(bench_scaling, tmp_path, capsys,
     with pytest.raises(SystemExit):
         bench_scaling.main(["--work", str(tmp_path), "--subjects", "2"])
     assert "expected MEGxFMRI subject counts" in capsys.readouterr().err
+    bench_scaling.main(["--work", str(tmp_path), "--fit", "demo-alpha1", "--n-train", "6",
+                        "--subjects", "2x2", "--no-report"])
+    assert seen["fit_config"] == "demo-alpha1"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # a recorded grid is read as run
+        bench_scaling.main(["--work", str(tmp_path), "--collect", "--fit", "demo-alpha1"])
+    assert "--fit belong to the run" in capsys.readouterr().err
