@@ -3,7 +3,8 @@
 On small training sets the demo's fit sits on a validation plateau (held-out MEG r ~0.35)
 for a while before it learns what generalises; with patience 6 it stopped there (the data-
 scaling benchmark's 2- and 4-story points, epochs 13 and 14). This script trains the demo's
-set-up (:data:`~neurofuse.evaluation.pipeline.DEMO_FIT`) on each given store for its
+set-up (``--fit``, default the ``demo`` preset; ``demo-alpha1`` for the committed results,
+measured before its fMRI weight changed) on each given store for its
 ``max_epochs`` **without** early stopping, then replays the demo's stopping rule on each
 recorded validation curve for several ``min_epochs``
 (:func:`~neurofuse.training.loop.replay_early_stopping`: training up to the stop does not
@@ -13,7 +14,7 @@ store, within ``--tol`` of the validation loss of the epoch the whole run keeps 
 of its fMRI phase: the MEG-first epochs' loss has no fMRI term and is not comparable).
 
     neurofuse joint benchmark scaling --out S --scale demo      # simulates S/study
-    python benchmarks/bench_min_epochs.py --work W --study S/study \\
+    python benchmarks/bench_min_epochs.py --work W --study S/study --fit demo-alpha1 \\
         > benchmarks/results/min_epochs.json                   # 2-6 stories, 2 + 2 subjects
     python benchmarks/bench_min_epochs.py --work W --data STORE [STORE ...]
 
@@ -44,6 +45,9 @@ def main(argv=None):
                    help="MEG-only and fMRI-only subjects of the subset stores (default 2 2)")
     p.add_argument("--candidates", type=int, nargs="+", default=[0, 10, 20, 30, 40, 50],
                    help="min_epochs values to replay (default 0 10 20 30 40 50)")
+    p.add_argument("--fit", default="demo",
+                   help="training preset or .toml/.json file (default: the demo's; "
+                        "demo-alpha1 for benchmarks/results/min_epochs.json, stop 24)")
     p.add_argument("--tol", type=float, default=0.01,
                    help="validation-loss tolerance of the choice (default 0.01)")
     args = p.parse_args(argv)
@@ -51,7 +55,6 @@ def main(argv=None):
     import torch
 
     from neurofuse.data.store import read_dataset
-    from neurofuse.evaluation.pipeline import DEMO_FIT
     from neurofuse.systems.joint.trainer import TrainConfig, fit, load_fit_config
     from neurofuse.training.loop import replay_early_stopping
 
@@ -67,7 +70,7 @@ def main(argv=None):
                 subset_store(args.study, store, n_train=n, n_meg_subjects=args.subjects[0],
                              n_fmri_subjects=args.subjects[1])
             data_list.append(store)
-    train, encoder = load_fit_config(DEMO_FIT)
+    train, encoder = load_fit_config(args.fit)
     full = TrainConfig.from_dict({**train.to_dict(), "patience": train.max_epochs})
     stores, seconds = {}, {}
     for data in data_list:
@@ -75,6 +78,10 @@ def main(argv=None):
         out = args.work / name
         t0 = time.perf_counter()
         history = out / "history.csv"
+        config = out / "config.json"
+        if config.is_file() and json.loads(config.read_text())["train"] != full.to_dict():
+            p.error(f"--work: '{out}' holds a fit of another training set-up than --fit "
+                    f"{args.fit!r} (no early stopping): give another --work or --fit.")
         if not history.is_file() or len(_rows(history)) < full.max_epochs:
             fit(read_dataset(data), out, train_config=full, encoder_kwargs=encoder,
                 resume=(out / "checkpoints" / "latest").is_file(), verbose="warning")
@@ -103,7 +110,7 @@ def main(argv=None):
                    if all(s["replays"][str(m)]["best"] <= s["no_early_stopping"]["best"]
                           + args.tol for s in stores.values())), None)
     print(json.dumps({
-        "benchmark": "min_epochs", "fit": "demo", "patience": train.patience,
+        "benchmark": "min_epochs", "fit": args.fit, "patience": train.patience,
         "max_epochs": train.max_epochs, "monitor": "val_total (validation loss)",
         "tol": args.tol, "chosen_min_epochs": chosen, "stores": stores,
         "seconds": seconds, "machine": {"python": platform.python_version(),

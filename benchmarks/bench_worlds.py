@@ -68,7 +68,8 @@ def main(argv=None):
                         help="an earlier output whose other worlds are kept")
     parser.add_argument("--fit", default="demo",
                         help="training preset or .toml/.json file (default: the demo's; "
-                             "demo-alpha1 for the worlds measured before stop 27)")
+                             "demo-alpha1 for the worlds measured before stop 27); with "
+                             "--collect, the set-up the worlds' fits must have been made with")
     args = parser.parse_args(argv)
     if args.merge is not None:  # checked before hours of computing
         earlier = json.loads(args.merge.read_text())
@@ -81,13 +82,17 @@ def main(argv=None):
         except ValueError as err:
             parser.error(str(err))
 
-    rows, prediction, seconds, variants, priors = [], [], {}, {}, {}
+    rows, prediction, validation, seconds, variants, priors = [], [], [], {}, {}, {}
     for world in args.worlds:
         t0 = time.perf_counter()
         if args.collect:
             done = args.work / world / "results.json"
             if not done.is_file():
                 continue
+            try:  # the label "fit" must say what the collected worlds were fitted with
+                _check_fitted_with(args.work / world, args.fit)
+            except ValueError as err:
+                parser.error(f"--collect: {err}")
             res = json.loads(done.read_text())
         else:
             res = run_simulation_benchmark(
@@ -99,12 +104,13 @@ def main(argv=None):
         rows += [{"world": world, **{k: r[k] for k in ("method", "temporal_r", "spatial_r")}}
                  for r in res["source_recovery"]]
         prediction += [{"world": world, **r} for r in res["prediction"]]
+        validation += [{"world": world, **v} for v in res.get("validation", [])]
         variants.update(res.get("variants", {}))  # what the rows hold (--collect: as run)
         priors[world] = _source_priors(args.work / world)
     out = {"benchmark": "worlds", "study": DEMO_STUDY, "fit": args.fit,
            "meg_cnr": args.meg_cnr, "fmri_cnr": args.fmri_cnr,
            "variants": variants, "rows": rows, "source_priors": priors,
-           "prediction": prediction, "seconds": seconds,
+           "prediction": prediction, "validation": validation, "seconds": seconds,
            "machine": {"platform": platform.platform(), "processor": platform.processor()}}
     if args.merge is not None:
         out = merge_worlds(earlier, out, source=str(args.merge))
@@ -122,11 +128,11 @@ def _check_same_setup(earlier, now):
 def merge_worlds(earlier, now, *, source=None):
     """``earlier`` bench_worlds output with the worlds of ``now`` replaced (or added).
 
-    Rows, prediction rows, source priors and timings of a world in ``now`` replace all of
-    that world's in ``earlier`` (a world ``now`` collected without timing keeps its earlier
-    one); the other worlds are kept, in ``earlier``'s order, then the new worlds;
-    ``variants`` are joined (a name both define differently is refused: the kept rows would
-    be relabelled). ``merged`` records each merge: the file, the worlds replaced and the
+    Rows, prediction and validation rows, source priors and timings of a world in ``now``
+    replace all of that world's in ``earlier`` (a world ``now`` collected without timing
+    keeps its earlier one); the other worlds are kept, in ``earlier``'s order, then the new
+    worlds; ``variants`` are joined (a name both define differently is refused: the kept rows
+    would be relabelled). ``merged`` records each merge: the file, the worlds replaced and the
     earlier run's machine."""
     _check_same_setup(earlier, now)
     clash = sorted(n for n in set(earlier.get("variants", {})) & set(now["variants"])
@@ -139,7 +145,7 @@ def merge_worlds(earlier, now, *, source=None):
     order = list(dict.fromkeys([r["world"] for r in earlier["rows"]] + new))
 
     def rows(key):
-        kept = [r for r in earlier.get(key, []) if r["world"] not in new] + now[key]
+        kept = [r for r in earlier.get(key, []) if r["world"] not in new] + now.get(key, [])
         return sorted(kept, key=lambda r: order.index(r["world"]))  # stable: keeps row order
 
     merged = earlier.get("merged", []) + [{"from": source, "worlds_replaced": new,
@@ -147,10 +153,23 @@ def merge_worlds(earlier, now, *, source=None):
     return {**earlier, "machine": now["machine"], "merged": merged,
             "variants": {**earlier.get("variants", {}), **now["variants"]},
             "rows": rows("rows"), "prediction": rows("prediction"),
+            "validation": rows("validation"),
             "source_priors": {w: (now["source_priors"] if w in new else
                                   earlier.get("source_priors", {})).get(w, {})
                               for w in order},
             "seconds": {**earlier.get("seconds", {}), **now["seconds"]}}
+
+
+def _check_fitted_with(folder, fit):
+    """Refuse a world whose main fit was made with another set-up than ``fit``."""
+    from neurofuse.evaluation.fit_reuse import _check_done_fit, _wanted_fit
+
+    train, encoder = _wanted_fit(fit, None)
+    for done in sorted(folder.glob("conditions/*/fit/done.json")):
+        _check_done_fit(done, {"train": train.to_dict(), "encoder": encoder},
+                        what=f"The world in '{folder}'",
+                        fix=f"it was not fitted with --fit {fit!r}; name its set-up with "
+                            "--fit (e.g. demo-alpha1 for the worlds of stops 22-26).")
 
 
 def _source_priors(folder):

@@ -154,7 +154,7 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
             choice = validation_choice(read_dataset(data), {
                 NEUROFUSE: cond / "fit", **{v: cond / "variants" / v / "fit" for v in variants}})
             results.setdefault("validation", []).append(
-                {"meg_cnr": meg_cnr, "fmri_cnr": fmri_cnr, **choice})
+                {"meg_cnr": cnr_to_json(meg_cnr), "fmri_cnr": cnr_to_json(fmri_cnr), **choice})
         results["source_recovery"] += rec
         results["prediction"] += _with_cnr(pred, meg_cnr, fmri_cnr)
         write_json(out / "results.json", results, what="benchmark results")

@@ -4,13 +4,18 @@ Refits of one set-up that differ only by seed compare on their kept epoch's vali
 (:func:`~neurofuse.evaluation.variants.kept_validation_loss`). Set-ups that change the loss
 itself cannot: the fMRI term's weight ``alpha_fmri`` (0 for the ``meg-only`` variant) scales
 part of that loss. What every set-up is asked to do is the same, though: predict the held-out
-recordings. :func:`validation_prediction` scores a model on the *validation* stories the way
-:func:`~neurofuse.evaluation.prediction.prediction_table` scores the test stories (mean r per
-subject over the temporal-lobe MEG sensors, every EEG electrode and the fMRI sources; the
-fMRI sources restricted to the top quartile by repeatability when the validation stories
-were repeated), and :func:`choose_by_validation` keeps the model whose mean over modalities
-of the subjects' mean r is highest. No test story and no ground truth are used, so the rule
-can set a default (e.g. ``alpha_fmri``) the way validation loss set ``min_epochs``.
+recordings. :func:`validation_prediction` scores a model on the *validation* stories with
+:func:`~neurofuse.evaluation.prediction.prediction_table`, the test tables' scoring (mean r
+per subject over the temporal-lobe MEG sensors, every EEG electrode and the fMRI sources;
+the fMRI sources restricted to the top quartile by repeatability when the validation stories
+were repeated, else all of them: no ridge ceiling is fitted for them), and
+:func:`choose_by_validation` keeps the model whose mean over modalities of the subjects' mean
+r is highest. No test story and no ground truth are used, so the rule can set a default
+(e.g. ``alpha_fmri``) the way validation loss set ``min_epochs``. Every candidate picked its
+kept epoch by validation loss, a bias they share; a set-up that also *trained* on the
+validation stories (a ``'mixture'`` source prior fitted on them, ``fmri_denoise='auto'``'s
+pilots) would be scored partly in sample, so :func:`validation_choice` scores it but does
+not let it be chosen.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import numpy as np
 
 from .._logging import logger
 
-__all__ = ["choose_by_validation", "validation_choice", "validation_prediction"]
+__all__ = ["choose_by_validation", "trained_on_validation", "validation_choice",
+           "validation_prediction"]
 
 _ORDER = ("meg", "eeg", "fmri")
 
@@ -91,6 +97,11 @@ def choose_by_validation(scores: dict) -> str:
     if len(set(kinds.values())) > 1:
         raise ValueError(f"'scores' must cover the same modalities for every model to be "
                          f"comparable, got {kinds}.")
+    bad = {name: s["score"] for name, s in scores.items() if not np.isfinite(s["score"])}
+    if bad:
+        raise ValueError(f"'scores' must be finite to be ranked, got {bad}: a model whose "
+                         f"validation prediction is not a number (a constant prediction, a "
+                         f"diverged fit) cannot be chosen; leave it out.")
     best = max(scores, key=lambda name: scores[name]["score"])  # max keeps the first tie
     logger.info("Chosen by validation prediction: %s (%s)", best,
                 ", ".join(f"{n} {s['score']:.4f}" for n, s in scores.items()))
@@ -111,15 +122,42 @@ def validation_choice(ds, fits) -> dict:
     Returns
     -------
     choice : dict
-        ``{"scores": {name: {"by_modality", "score"}}, "chosen": name}`` (per-subject rows
-        left out: :func:`validation_prediction` has them).
+        ``{"scores": {name: {"by_modality", "score"}}, "chosen": name,
+        "trained_on_validation": [names]}`` (per-subject rows left out:
+        :func:`validation_prediction` has them). Fits whose set-up trained on the validation
+        stories (:func:`trained_on_validation`) are scored but not chosen.
     """
     from pathlib import Path
 
     from ..systems.joint.model import JointModel
 
-    scores = {name: validation_prediction(ds, JointModel.load(Path(f).expanduser() / "model"))
+    fits = {name: Path(f).expanduser() for name, f in fits.items()}
+    scores = {name: validation_prediction(ds, JointModel.load(f / "model"))
               for name, f in fits.items()}
-    chosen = choose_by_validation(scores)
+    in_sample = [name for name, f in fits.items() if trained_on_validation(f)]
+    eligible = {n: s for n, s in scores.items() if n not in in_sample}
+    if not eligible:
+        raise ValueError(f"Every fit in 'fits' trained on the validation stories "
+                         f"({in_sample}): none can be chosen by them.")
+    chosen = choose_by_validation(eligible)
     return {"scores": {n: {"by_modality": s["by_modality"], "score": s["score"]}
-                       for n, s in scores.items()}, "chosen": chosen}
+                       for n, s in scores.items()},
+            "chosen": chosen, "trained_on_validation": in_sample}
+
+
+def trained_on_validation(fit_dir) -> bool:
+    """Whether a finished fit's set-up (its ``done.json``) trained on the validation stories:
+    a ``'mixture'`` source prior whose weights minimise the validation loss, or
+    ``fmri_denoise='auto'``, whose pilots are compared on it."""
+    import json
+    from pathlib import Path
+
+    done = Path(fit_dir).expanduser() / "done.json"
+    if not done.is_file():
+        raise FileNotFoundError(f"'fit_dir' must be a finished fit with done.json, got "
+                                f"'{fit_dir}'. Let the fit finish first.")
+    record = json.loads(done.read_text())
+    train, encoder = record.get("train", {}), record.get("encoder", {})
+    mixture = (encoder.get("source_prior") == "mixture"
+               and encoder.get("source_mixture_loss", "validation") == "validation")
+    return bool(mixture or train.get("fmri_denoise") == "auto")

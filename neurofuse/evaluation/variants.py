@@ -91,6 +91,9 @@ def resolve_variants(variants) -> dict:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"'variants' names become folder and method names: letters, "
                              f"digits, '.', '_' and '-' only, got {name!r}.")
+        if name == NEUROFUSE:
+            raise ValueError(f"'variants' cannot be named {NEUROFUSE!r}: that is the main "
+                             f"model's name in the results; give the variant another one.")
         if override is None:
             _check_option("variants", name, list(JOINT_VARIANTS),
                           extra="To train another variant, pass a dict {name: {'train': "

@@ -92,6 +92,24 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
     out = json.loads(capsys.readouterr().out)
     assert [r["world"] for r in out["rows"]] == ["long20"]
     assert out["variants"] == result["variants"] and out["seconds"] == {}
+    # the label "fit" must be true of the collected worlds: their fits' records are checked
+    from neurofuse.evaluation.fit_reuse import _wanted_fit
+
+    train, encoder = _wanted_fit("demo-alpha1", None)
+    done = tmp_path / "long20" / "conditions" / "meg-1_fmri-0.3" / "fit" / "done.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"train": train.to_dict(), "encoder": encoder}))
+    with pytest.raises(SystemExit):
+        bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
+    assert "not fitted with --fit 'demo'" in capsys.readouterr().err
+    (tmp_path / "long20" / "results.json").write_text(json.dumps(
+        {**result, "validation": [{"meg_cnr": 1.0, "fmri_cnr": 0.3, "chosen": "neurofuse"}]}))
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect", "--fit",
+                       "demo-alpha1"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["fit"] == "demo-alpha1"
+    assert out["validation"] == [{"world": "long20", "meg_cnr": 1.0, "fmri_cnr": 0.3,
+                                  "chosen": "neurofuse"}]
     with pytest.raises(SystemExit):
         bench_worlds.main(["--work", str(tmp_path), "--variants", "bogus"])
     # the trained source priors are gathered from the models' model.json
@@ -100,11 +118,13 @@ def test_bench_worlds_variants_and_collect(bench_worlds, monkeypatch, tmp_path, 
     model = tmp_path / "long20" / "conditions" / "meg-1_fmri-0.3" / "variants" / "mixture"
     (model / "fit" / "model").mkdir(parents=True)
     (model / "fit" / "model" / "model.json").write_text(json.dumps({"source_prior": prior}))
-    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect",
+                       "--fit", "demo-alpha1"])
     # a fit still training (its best model so far saved, no done.json) is left out
     assert json.loads(capsys.readouterr().out)["source_priors"] == {"long20": {}}
     (model / "fit" / "done.json").write_text("{}")
-    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect"])
+    bench_worlds.main(["--work", str(tmp_path), "--worlds", "long20", "--collect",
+                       "--fit", "demo-alpha1"])
     assert json.loads(capsys.readouterr().out)["source_priors"] == {
         "long20": {"neurofuse[mixture]": prior}}
 

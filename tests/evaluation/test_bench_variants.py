@@ -90,7 +90,7 @@ def test_script_trains_the_variants_and_chooses_among_seeds(bench_variants, tmp_
 
     def fake(ds, out, wanted, **kwargs):  # what evaluate_variants leaves behind
         seen.update(wanted=wanted, out=out, **kwargs)
-        for name, val in (("seed1", 1.2), ("seed2", 1.4)):
+        for name, val in (("seed1", 1.2), ("seed2", 1.4), ("meg-only", 0.4), ("mine", 1.0)):
             _fit(out / "variants" / name / "fit", [0.4, val], [0, 1])
         return [{"method": "neurofuse[seed1]"}], [{"method": "neurofuse[seed1]",
                                                    "targets": "sensors"}]

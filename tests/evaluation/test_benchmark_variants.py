@@ -68,6 +68,8 @@ def test_unknown_variant_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "b" / "conditions").exists()
     with pytest.raises(ValueError, match="unknown section"):
         resolve_variants({"x": {"trian": {}}})
+    with pytest.raises(ValueError, match="cannot be named 'neurofuse'"):
+        resolve_variants({"neurofuse": {"train": {"lr": 1e-3}}})
     with pytest.raises(TypeError, match=r"'variants\['x'\]\['train'\]' must be a dict"):
         resolve_variants({"x": {"train": "x"}})
     with pytest.raises(ValueError, match="folder and method names"):
@@ -155,7 +157,10 @@ def test_variant_fits_use_their_override_and_are_scored(benchmarked):
                           ("mixture", cond / "variants" / "mixture" / "fit")):
         direct = validation_prediction(ds, JointModel.load(fit_dir / "model"))
         assert choice["scores"][name]["score"] == pytest.approx(direct["score"], abs=1e-6)
-    assert choice["chosen"] == max(choice["scores"], key=lambda n: choice["scores"][n]["score"])
+    # the mixture's weights were fitted on the validation stories: scored, never chosen
+    assert choice["trained_on_validation"] == ["mixture"]
+    assert choice["chosen"] == max(("neurofuse", "in-sample"),
+                                   key=lambda n: choice["scores"][n]["score"])
 
 
 @pytest.mark.slow  # the module's benchmark: three tiny fits, ~2 min

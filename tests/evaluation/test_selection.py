@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from neurofuse.evaluation.selection import choose_by_validation, validation_prediction
+from neurofuse.evaluation.selection import (
+    choose_by_validation,
+    trained_on_validation,
+    validation_choice,
+    validation_prediction,
+)
 
 
 class _NoTest:
@@ -85,3 +90,44 @@ def test_chooses_the_highest_score_first_on_ties():
         choose_by_validation({"a": _scores(0.2), "b": _scores(0.3, ("meg",))})
     with pytest.raises(ValueError, match="nothing to choose"):
         choose_by_validation({})
+
+
+def test_a_score_that_is_not_a_number_is_refused():
+    with pytest.raises(ValueError, match="must be finite"):  # NaN would rank by its position
+        choose_by_validation({"a": _scores(float("nan")), "b": _scores(0.3)})
+
+
+def _done(folder, train=None, encoder=None):
+    import json
+
+    (folder / "model").mkdir(parents=True)
+    (folder / "done.json").write_text(json.dumps({"train": train or {},
+                                                  "encoder": encoder or {}}))
+    return folder
+
+
+def test_fits_trained_on_validation_are_scored_not_chosen(tmp_path, monkeypatch):
+    import neurofuse.evaluation.selection as selection
+    from neurofuse.systems.joint.model import JointModel
+
+    fits = {"neurofuse": _done(tmp_path / "main", {"alpha_fmri": 1.0}),
+            "alpha0.1": _done(tmp_path / "a", {"alpha_fmri": 0.1}),
+            "mixture": _done(tmp_path / "m", encoder={"source_prior": "mixture"}),
+            "auto": _done(tmp_path / "d", {"fmri_denoise": "auto"}),
+            "mixture-train": _done(tmp_path / "t", encoder={
+                "source_prior": "mixture", "source_mixture_loss": "training"})}
+    assert [trained_on_validation(f) for f in fits.values()] == [False, False, True, True,
+                                                                 False]
+    score = {"main": 0.5, "a": 0.6, "m": 0.9, "d": 0.8, "t": 0.55}
+    monkeypatch.setattr(JointModel, "load", classmethod(lambda cls, path: path.parent.name))
+    monkeypatch.setattr(selection, "validation_prediction",
+                        lambda ds, model: _scores(score[model]))
+    choice = validation_choice(None, fits)
+    # the in-sample fits score highest here, and are not chosen
+    assert choice["chosen"] == "alpha0.1"
+    assert choice["trained_on_validation"] == ["mixture", "auto"]
+    assert choice["scores"]["mixture"]["score"] == 0.9
+    with pytest.raises(ValueError, match="none can be chosen"):
+        validation_choice(None, {"mixture": fits["mixture"]})
+    with pytest.raises(FileNotFoundError, match="finished fit with done.json"):
+        trained_on_validation(tmp_path / "none")
