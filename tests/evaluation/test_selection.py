@@ -131,3 +131,27 @@ def test_fits_trained_on_validation_are_scored_not_chosen(tmp_path, monkeypatch)
         validation_choice(None, {"mixture": fits["mixture"]})
     with pytest.raises(FileNotFoundError, match="finished fit with done.json"):
         trained_on_validation(tmp_path / "none")
+
+
+def test_each_subject_is_scored_on_the_validation_stories_it_has(store_and_model):
+    """A store where one subject lacks a validation recording (real stores do): that subject
+    is scored on the others, not refused."""
+    ds, model = store_and_model
+
+    class _Missing(_NoTest):
+        splits = {**ds.splits, "val": [*ds.splits["val"], "story-02"]}
+
+        def has(self, subject, modality, story):
+            if subject == "S02" and story == "story-02":
+                return False
+            return self._ds.has(subject, modality, story)
+
+    from neurofuse.evaluation.prediction import prediction_table
+
+    got = validation_prediction(_Missing(ds), model)
+    ref_s01, _ = prediction_table(ds, model=model, stories=["story-03", "story-02"])
+    ref_s02, _ = prediction_table(ds, model=model, stories=["story-03"])
+    want = {("S01", "meg"): [r for r in ref_s01 if r["subject"] == "S01"][0]["r_mean"],
+            ("S02", "fmri"): [r for r in ref_s02 if r["subject"] == "S02"][0]["r_mean"]}
+    assert {(r["subject"], r["modality"]): r["r_mean"] for r in got["rows"]} == \
+        pytest.approx(want)
