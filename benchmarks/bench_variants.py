@@ -23,11 +23,11 @@ one; ``validation`` the kept epoch's validation loss of the main fit (``neurofus
 of each seed refit, and ``chosen`` the lowest of them (both with ``--seeds`` only): choosing
 among refits of one set-up by it uses no test story and no ground truth. Named variants
 change the set-up, so their validation losses are not compared. What every set-up is asked
-to do is compared instead:
-``validation_prediction`` holds the main model's and each variant's mean r on the validation
-stories' recordings per modality and their mean, and ``chosen_by_prediction`` the highest
-(:func:`neurofuse.evaluation.selection.validation_choice`): the rule that chooses e.g.
-``alpha_fmri``, again without the test.
+to do is compared instead: ``validation_prediction`` holds the main model's and each
+variant's mean r on the validation stories' recordings per modality and their mean, and
+``chosen_by_prediction`` the highest (:func:`neurofuse.evaluation.selection
+.validation_choice`; a fit that trained on the validation stories is scored, not chosen):
+the rule that chose the ``demo`` preset's ``alpha_fmri``, again without the test.
 """
 
 from __future__ import annotations
