@@ -144,14 +144,15 @@ def run_simulation_benchmark(out, *, study=None, fit_config=None, meg_cnrs=MEG_C
         if not (data / "neurofuse-dataset.json").is_file():
             config = StudyConfig.from_dict({**base, "meg_cnr": meg_cnr, "fmri_cnr": fmri_cnr})
             simulate_study(config, data, overwrite=True, n_jobs=n_jobs)
-        ev = evaluate_study(read_dataset(data), cond, fit_config=fit_config, methods=methods,
+        ds = read_dataset(data)  # one store object for the evaluation and its variants
+        ev = evaluate_study(ds, cond, fit_config=fit_config, methods=methods,
                             smooth_fwhm=smooth_fwhm, device=device)
         rec, pred = ev.source_recovery, ev.prediction
         if (meg_cnr, fmri_cnr) in variant_at:
-            v_rec, v_pred = evaluate_variants(read_dataset(data), cond, variants,
-                                              fit_config=fit_config, device=device)
+            v_rec, v_pred = evaluate_variants(ds, cond, variants, fit_config=fit_config,
+                                              device=device)
             rec, pred = [*rec[:1], *v_rec, *rec[1:]], [*pred, *v_pred]
-            choice = validation_choice(read_dataset(data), {
+            choice = validation_choice(ds, {
                 NEUROFUSE: cond / "fit", **{v: cond / "variants" / v / "fit" for v in variants}})
             results.setdefault("validation", []).append(
                 {"meg_cnr": cnr_to_json(meg_cnr), "fmri_cnr": cnr_to_json(fmri_cnr), **choice})
