@@ -68,7 +68,7 @@ def main(argv=None):
                         help="an earlier output whose other worlds are kept")
     parser.add_argument("--fit", default="demo",
                         help="training preset or .toml/.json file (default: the demo's; "
-                             "demo-alpha1 for the worlds measured before stop 27); with "
+                             "demo-alpha0.1 for stops 27-28's, demo-alpha1 before); with "
                              "--collect, the set-up the worlds' fits must have been made with")
     args = parser.parse_args(argv)
     if args.merge is not None:  # checked before hours of computing
@@ -169,7 +169,8 @@ def _check_fitted_with(folder, fit):
         _check_done_fit(done, {"train": train.to_dict(), "encoder": encoder},
                         what=f"The world in '{folder}'",
                         fix=f"it was not fitted with --fit {fit!r}; name its set-up with "
-                            "--fit (e.g. demo-alpha1 for the worlds of stops 22-26).")
+                            "--fit (e.g. demo-alpha0.1 for the worlds of stops 27-28, "
+                            "demo-alpha1 for stops 22-26).")
 
 
 def _source_priors(folder):

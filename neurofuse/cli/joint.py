@@ -217,8 +217,8 @@ def add_parser(subparsers):
 
     p = add_command(sub, "fit", _cmd_fit, target="neurofuse.systems.joint.trainer:fit",
                     help="train the joint MEG-fMRI model on a dataset (DDP under torchrun)")
-    p.add_argument("config", help="preset (paper, demo, demo-alpha1, tiny) or a .toml/.json file "
-                                  "with [train] and [encoder] tables")
+    p.add_argument("config", help="preset (paper, demo, demo-alpha0.1, demo-alpha1, tiny) or a "
+                                  ".toml/.json file with [train] and [encoder] tables")
     p.add_argument("--data", required=True, help="dataset folder (from simulate or prepare)")
     p.add_argument("--out", required=True, help="output folder: model/, checkpoints/, "
                                                 "history.csv")
