@@ -23,13 +23,13 @@ from .._logging import logger, verbose
 from .metrics import pearson_r, summarize, temporal_lobe_channels, top_quartile
 
 
-def _test_stories(ds, subject, modality, stories):
+def _test_stories(ds, subject, modality, stories, split="test"):
     if stories is None:
-        stories = [s for s in ds.splits.get("test", []) if ds.has(subject, modality, s)]
+        stories = [s for s in ds.splits.get(split, []) if ds.has(subject, modality, s)]
     stories = list(stories)
     if not stories:
         raise ValueError(f"Subject {subject!r} has no held-out {modality} stories to score; pass "
-                         "stories=[...] or add 'test' stories to the dataset.")
+                         f"stories=[...] or add {split!r} stories to the dataset.")
     for s in stories:
         if not ds.has(subject, modality, s):
             raise ValueError(f"Subject {subject!r} has no {modality} for story {s!r}.")
@@ -137,8 +137,8 @@ def ridge_selection(maps) -> dict:
 
 
 @verbose
-def prediction_table(ds, *, model=None, ceilings=None, stories=None, select_by=None,
-                     verbose=None):
+def prediction_table(ds, *, model=None, ceilings=None, stories=None, split="test",
+                     select_by=None, verbose=None):
     """The prediction benchmark (paper Tables 1-2): held-out r per subject, model vs ridge.
 
     Parameters
@@ -151,7 +151,12 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, select_by=N
         ``{(subject, modality): ceiling}`` from :func:`~neurofuse.baselines.ridge.fit_meg_ceiling`
         / :func:`~neurofuse.baselines.ridge.fit_fmri_ceiling` (method ``"ridge"``).
     stories : list of str | None
-        Held-out stories (default: each subject's test stories).
+        Held-out stories, each recorded for every subject scored (default: each subject's
+        stories of ``split``).
+    split : str
+        The store's split whose stories are scored when ``stories`` is None (``"test"``;
+        ``"val"`` to choose among models, :func:`~neurofuse.evaluation.selection.\
+validation_prediction`), each subject on those it has.
     select_by : dict of (str, str) -> array | None
         ``{(subject, "fmri"): ridge r per source}`` (the ``"ridge"`` maps of an earlier call
         with ``ceilings``) to pick the top-quartile fMRI targets by when the held-out stories
@@ -184,7 +189,7 @@ def prediction_table(ds, *, model=None, ceilings=None, stories=None, select_by=N
     sources = {}  # the model's source estimates per story, shared by all subjects
     rows, maps = [], {}
     for subject, modality in pairs:
-        st = _test_stories(ds, subject, modality, stories)
+        st = _test_stories(ds, subject, modality, stories, split)
         r = {}
         heads = {"meg": model.meg_heads, "fmri": model.fmri_heads,
                  "eeg": getattr(model, "eeg_heads", {})} if model is not None else {}

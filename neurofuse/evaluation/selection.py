@@ -40,7 +40,8 @@ def validation_prediction(ds, model, *, stories=None) -> dict:
     model : JointModel
         The fitted model (its subjects the dataset lacks are not scored).
     stories : list of str | None
-        The stories to score (default: the store's ``val`` split).
+        The stories to score, each recorded for every subject the model predicts (default:
+        the store's ``val`` split, each subject scored on the stories of it that it has).
 
     Returns
     -------
@@ -52,9 +53,8 @@ def validation_prediction(ds, model, *, stories=None) -> dict:
     """
     from .prediction import prediction_table
 
-    if stories is None:
-        stories = list(ds.splits.get("val", []))
-    stories = list(stories)
+    explicit = stories is not None
+    stories = list(stories if explicit else ds.splits.get("val", []))
     test = set(ds.splits.get("test", []))
     if not stories:
         raise ValueError("validation_prediction scores the validation stories, and the "
@@ -63,9 +63,10 @@ def validation_prediction(ds, model, *, stories=None) -> dict:
     if test & set(stories):
         raise ValueError(f"'stories' must not hold test stories (choosing on them would "
                          f"choose on the test): got {sorted(test & set(stories))}.")
-    # the validation stories in the test split's place: each subject is scored on those it
-    # has, as the test tables score each on its own test stories
-    rows, _ = prediction_table(_HeldOut(ds, stories), model=model, verbose="warning")
+    # the validation split in the test split's place: each subject is scored on the stories
+    # of it that it has, as the test tables score each on its own test stories
+    rows, _ = prediction_table(ds, model=model, stories=stories if explicit else None,
+                               split="val", verbose="warning")
     rows = [{k: v for k, v in r.items() if k != "targets"} for r in rows]
     by_modality = {}
     for modality in _ORDER:
@@ -77,17 +78,6 @@ def validation_prediction(ds, model, *, stories=None) -> dict:
                          "dataset with validation recordings.")
     return {"stories": stories, "rows": rows, "by_modality": by_modality,
             "score": float(np.mean(list(by_modality.values())))}
-
-
-class _HeldOut:
-    """A store seen with ``stories`` as its held-out (``test``) split."""
-
-    def __init__(self, ds, stories):
-        self._ds = ds
-        self.splits = {**ds.splits, "test": list(stories)}
-
-    def __getattr__(self, name):
-        return getattr(self._ds, name)
 
 
 def choose_by_validation(scores: dict) -> str:

@@ -155,3 +155,6 @@ def test_each_subject_is_scored_on_the_validation_stories_it_has(store_and_model
             ("S02", "fmri"): [r for r in ref_s02 if r["subject"] == "S02"][0]["r_mean"]}
     assert {(r["subject"], r["modality"]): r["r_mean"] for r in got["rows"]} == \
         pytest.approx(want)
+    # stories named explicitly must be recorded for every subject scored, as in the test tables
+    with pytest.raises(ValueError, match="'S02' has no fmri for story 'story-02'"):
+        validation_prediction(_Missing(ds), model, stories=_Missing.splits["val"])
