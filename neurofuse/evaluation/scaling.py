@@ -367,14 +367,19 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
         if done.is_file():
             with open(done) as fid:
                 rows = json.load(fid)
-            _check_point_settings(done, rows.get("settings"), settings)
+            found = rows.get("settings")
             if (folder / "fit" / "done.json").is_file():  # a preset named alike may change
                 train, encoder = _wanted_fit(fit_config, None)  # as evaluate_study's
                 _check_done_fit(folder / "fit" / "done.json",
                                 {"train": train.to_dict(), "encoder": encoder},
                                 what=f"The finished grid point '{folder}'",
                                 fix="reusing it would mix set-ups in one curve. Remove that "
-                                    "point's folder to train and score it again.")
+                                    "point's folder to train and score it again, or name "
+                                    "the set-up it was fitted with (--fit).")
+                # the fit's own settings matched: the name it was asked by (a preset since
+                # renamed, a file) is not compared
+                found = None if found is None else {**found, "fit": settings["fit"]}
+            _check_point_settings(done, found, settings)
             logger.info("%s: reusing %s", name, done)
         else:
             data = folder / "data"

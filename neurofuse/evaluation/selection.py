@@ -63,8 +63,8 @@ def validation_prediction(ds, model, *, stories=None) -> dict:
     if test & set(stories):
         raise ValueError(f"'stories' must not hold test stories (choosing on them would "
                          f"choose on the test): got {sorted(test & set(stories))}.")
-    # the validation split in the test split's place: each subject is scored on the stories
-    # of it that it has, as the test tables score each on its own test stories
+    # scored as the test tables are: by default each subject on the validation stories it
+    # has (split "val"), named stories on every subject (refused where one lacks a story)
     rows, _ = prediction_table(ds, model=model, stories=stories if explicit else None,
                                split="val", verbose="warning")
     rows = [{k: v for k, v in r.items() if k != "targets"} for r in rows]

@@ -16,7 +16,7 @@ def test_a_fit_of_another_set_up_is_not_replayed(benchmark_script, tmp_path, cap
     old, _ = load_fit_config("demo-alpha1")  # the committed results' set-up, alpha_fmri 1
     full = TrainConfig.from_dict({**old.to_dict(), "patience": old.max_epochs})
     config.write_text(json.dumps({"train": full.to_dict()}))
-    with pytest.raises(SystemExit):  # the demo preset now weighs the fMRI term 0.1
+    with pytest.raises(SystemExit):  # the demo preset now weighs the fMRI term 0.03
         bench.main(["--work", str(tmp_path / "W"), "--data", str(store)])
     assert "holds a fit of another training set-up than --fit 'demo'" in \
         capsys.readouterr().err

@@ -221,6 +221,15 @@ def test_resume_skips_finished_points(full_study, tmp_path, monkeypatch):
                                          r"\).*Remove that point's folder"):
         run_scaling_benchmark(out, scale="tiny", **GRID, **tiny)
     assert calls == []
+    # ... while a fit with the asked settings is reused under another name for them (a
+    # preset since renamed, a config file): its settings are compared, not the name
+    for point in (out / "points").iterdir():
+        (point / "fit").mkdir(exist_ok=True)
+        (point / "fit" / "done.json").write_text(json.dumps({"train": train.to_dict(),
+                                                             "encoder": encoder}))
+    again = run_scaling_benchmark(out, scale="tiny", **GRID,
+                                  **{**same, "fit_config": {"preset": "tiny"}})
+    assert calls == [] and again["source_recovery"] == res["source_recovery"]
 
 
 def test_projected_minutes():

@@ -235,16 +235,18 @@ FIT_PRESETS = {
     # batches of 2 pieces (on 2 CPU cores an epoch at batch 2 takes about a quarter of the time
     # of one at batch 8, the (B, T, sources) tensors staying in cache, and gives 4x the
     # optimizer steps); 50 epochs take about 5 minutes on an idle 2-core machine; held-out MEG
-    # r on the demo study is about 0.55 after 20 epochs and 0.73-0.74 after 50 (the ridge
-    # ceiling: 0.74). Training fMRI: the recordings ("none"), the choice of the no-ground-truth
-    # rule fmri_denoise="auto" on the demo study (pilot validation losses none 1.459, in-sample
-    # 1.481, cross-fitted 1.513; docs/simulation-benchmark.md). The paper's in-sample denoising
-    # lets noise in through the ceiling's own fit; the `paper` preset keeps it, to reproduce.
+    # r on the demo study at the paper's fMRI weight was about 0.55 after 20 epochs and
+    # 0.73-0.74 after 50 (at weight 0.03: 0.776; the ridge ceiling: 0.74). Training fMRI:
+    # the recordings ("none"), the choice of the no-ground-truth rule fmri_denoise="auto" on
+    # the demo study (pilot validation losses none 1.459, in-sample 1.481, cross-fitted
+    # 1.513; docs/simulation-benchmark.md). The paper's in-sample denoising lets noise in
+    # through the ceiling's own fit; the `paper` preset keeps it, to reproduce.
     # Early stopping waits for 40 epochs: on less data than the demo's, validation loss sits
     # on a plateau (held-out MEG r ~0.35) for 10 to 40 epochs before it falls again; the
     # smallest min_epochs whose kept epoch matched a run without early stopping (within 0.01
     # validation loss) on 2-6 training stories was 40 (benchmarks/bench_min_epochs.py,
-    # benchmarks/results/min_epochs.json). The demo's own fit runs past it (stops at 47).
+    # benchmarks/results/min_epochs.json). The demo's own fit ran past it (at weight 1 it
+    # stopped at 47).
     # The fMRI term weighs 0.03 (alpha_fmri; the paper's is 1): of 0, 0.01, 0.03, 0.1, 0.3
     # and 1, the weight whose model predicts the validation stories' MEG and fMRI best (mean
     # r, neurofuse.evaluation.selection.validation_choice; no test story, no ground truth),
