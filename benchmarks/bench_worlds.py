@@ -169,8 +169,7 @@ def _check_fitted_with(folder, fit):
         _check_done_fit(done, {"train": train.to_dict(), "encoder": encoder},
                         what=f"The world in '{folder}'",
                         fix=f"it was not fitted with --fit {fit!r}; name its set-up with "
-                            "--fit (e.g. demo-alpha0.1 for the worlds of stops 27-28, "
-                            "demo-alpha1 for stops 22-26).")
+                            "--fit.")
 
 
 def _source_priors(folder):

@@ -34,10 +34,19 @@ def _check_done_fit(done, want, *, what=None, fix=None):
     Settings the folder does not record (it predates them) are not compared, but
     ``train.min_epochs`` (absent: 0). The stopping settings are compared by replaying the
     fit's history (:func:`_joint_stopping`). ``what`` names the fit in the message (default:
-    the joint model in the folder), ``fix`` says what to do."""
-    _check_fit_record(json.loads(done.read_text()), want, folder=done.parent,
-                      what=what or f"The joint model in '{done.parent}'", fix=fix,
-                      **_joint_stopping((want or {}).get("train") or {}))
+    the joint model in the folder), ``fix`` says what to do; the message also names the
+    presets that keep the ``demo`` preset's earlier set-ups, under which a fit made before a
+    change of the preset may be reused."""
+    from ..systems.joint.trainer import FIT_PRESETS
+
+    try:
+        _check_fit_record(json.loads(done.read_text()), want, folder=done.parent,
+                          what=what or f"The joint model in '{done.parent}'", fix=fix,
+                          **_joint_stopping((want or {}).get("train") or {}))
+    except ValueError as err:
+        earlier = ", ".join(f"'{name}'" for name in FIT_PRESETS if name.startswith("demo-"))
+        raise ValueError(f"{err} A fit made with an earlier `demo` preset is reused under "
+                         f"the preset that keeps its set-up ({earlier}).") from None
 
 
 def _joint_stopping(train):

@@ -300,14 +300,6 @@ def _given_model(model):
     return JointModel.load(path), path.resolve(), history if history.is_file() else None
 
 
-def _refit(fit_dir):
-    """What to do about a finished fit trained under other settings than asked for."""
-    return (f"reusing it would score another model than the one asked for. Remove '{fit_dir}' "
-            "(or the whole output folder) to train again, or ask for the set-up it was trained "
-            "with (the fit config; the `demo` preset's earlier set-ups are the presets "
-            "`demo-alpha0.1` and `demo-alpha1`).")
-
-
 def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
     from ..systems.joint.model import JointModel
     from ..systems.joint.trainer import fit
@@ -322,8 +314,7 @@ def _fit_step(ds, out, *, fit_config, fmri_denoise, in_sample, device):
         write_json(done, {"train": train.to_dict(), "encoder": encoder,
                           "denoised_fmri": train.fmri_denoise})
     else:
-        _check_done_fit(done, {"train": train.to_dict(), "encoder": encoder},
-                        fix=_refit(fit_dir))
+        _check_done_fit(done, {"train": train.to_dict(), "encoder": encoder})
         logger.info("Joint model: reusing %s", fit_dir)
     return JointModel.load(fit_dir / "model"), fit_dir
 
@@ -479,7 +470,7 @@ def evaluate_study(data, out, *, model=None, fit_config=None, methods=INVERSE_ME
         train, encoder = _wanted_fit(DEMO_FIT if fit_config is None else fit_config,
                                      fmri_denoise)
         _check_done_fit(out / "fit" / "done.json",
-                        {"train": train.to_dict(), "encoder": encoder}, fix=_refit(out / "fit"))
+                        {"train": train.to_dict(), "encoder": encoder})
     # before any work (training included), refuse a folder that holds another model's scores
     if given is None:
         _claim_out(out, source=_TRAINED_HERE)

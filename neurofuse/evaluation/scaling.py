@@ -374,8 +374,7 @@ def run_scaling_benchmark(out, *, scale="cpu", n_train=None, subjects=None, stud
                                 {"train": train.to_dict(), "encoder": encoder},
                                 what=f"The finished grid point '{folder}'",
                                 fix="reusing it would mix set-ups in one curve. Remove that "
-                                    "point's folder to train and score it again, or name "
-                                    "the set-up it was fitted with (--fit).")
+                                    "point's folder to train and score it again.")
                 # the fit's own settings matched: the name it was asked by (a preset since
                 # renamed, a file) is not compared
                 found = None if found is None else {**found, "fit": settings["fit"]}

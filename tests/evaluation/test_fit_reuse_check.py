@@ -25,6 +25,16 @@ def test_a_fit_under_other_settings_is_refused_before_anything_loads(tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(differing: train\.lr\)"):
         _fit_step(None, tmp_path, fit_config="tiny", fmri_denoise=None, in_sample={},
                   device=None)
+    # the message names the presets that keep the demo's earlier set-ups, taken from the
+    # preset table (a fit made before the demo preset changed is reused under one of them)
+    from neurofuse.systems.joint.trainer import FIT_PRESETS
+
+    earlier = [name for name in FIT_PRESETS if name.startswith("demo-")]
+    assert "demo-alpha1" in earlier
+    with pytest.raises(ValueError, match="earlier `demo` preset") as err:
+        _fit_step(None, tmp_path, fit_config="tiny", fmri_denoise=None, in_sample={},
+                  device=None)
+    assert all(f"'{name}'" in str(err.value) for name in earlier)
 
 
 def test_the_same_settings_pass_and_unrecorded_ones_are_not_compared(tmp_path):
