@@ -95,3 +95,49 @@ def test_data_init_takes_codewords_from_the_first_training_batch_once():
 def test_wrong_dimension_is_refused():
     with pytest.raises(ValueError, match="last dimension D = 2"):
         _vq()(torch.zeros(3, 5, dtype=torch.float64))
+
+
+def _restarting_vq(threshold=1.0, decay=0.5):
+    vq = VectorQuantizer(3, 2, beta=BETA, data_init=False, dead_code_threshold=threshold,
+                         usage_decay=decay).double()
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor(CODEBOOK, dtype=torch.float64))
+    return vq.train()
+
+
+def test_dead_code_restart_follows_the_moving_use_by_hand():
+    vq = _restarting_vq(threshold=1.0, decay=0.5)
+    both = torch.tensor([Z[0], Z[2]], dtype=torch.float64)  # codes 1 and 0; code 2 unused
+    vq(both)
+    # first call: the use is the counts (1, 1, 0); code 2 < 1 is restarted on an input
+    # vector of the call and its use set to the threshold
+    torch.testing.assert_close(vq.usage, torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64))
+    assert any(torch.equal(vq.codebook.detach()[2], v) for v in both)
+    torch.testing.assert_close(vq.codebook.detach()[:2],
+                               torch.tensor(CODEBOOK[:2], dtype=torch.float64))
+    # second call, three inputs at code 1's codeword: use 0.5 * (1, 1, 1) + 0.5 * (0, 3, 0)
+    # = (0.5, 2, 0.5); codes 0 and 2 fall below 1 and both restart on that vector
+    vq.codebook.data[2] = torch.tensor([0.0, 50.0], dtype=torch.float64)  # far from everything
+    same = torch.tensor([[1.0, 0.0]] * 3, dtype=torch.float64)
+    _, _, codes, _ = vq(same)
+    assert codes.tolist() == [1, 1, 1]  # the codes of this call are chosen before restarting
+    torch.testing.assert_close(vq.usage, torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(vq.codebook.detach(), same)
+
+
+def test_dead_code_restart_is_off_by_default_and_in_eval_mode():
+    vq = _vq().train()
+    vq(torch.tensor([Z[0]] * 5, dtype=torch.float64))
+    torch.testing.assert_close(vq.codebook.detach(), torch.tensor(CODEBOOK, dtype=torch.float64))
+    assert "usage" not in vq.state_dict()  # so model folders written before load unchanged
+    vq = _restarting_vq().eval()
+    vq(torch.tensor([Z[0]] * 5, dtype=torch.float64))
+    torch.testing.assert_close(vq.codebook.detach(), torch.tensor(CODEBOOK, dtype=torch.float64))
+    assert torch.isnan(vq.usage).all()
+
+
+def test_dead_code_settings_are_checked():
+    with pytest.raises(ValueError, match="usage_decay"):
+        VectorQuantizer(3, 2, dead_code_threshold=1.0, usage_decay=1.0)
+    with pytest.raises(ValueError, match="dead_code_threshold"):
+        VectorQuantizer(3, 2, dead_code_threshold=-1.0)

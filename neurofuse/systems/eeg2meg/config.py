@@ -31,7 +31,7 @@ _INTS = {  # name: minimum
     "sample_steps": 1, "aligned_dim": 0, "posterior_samples": 0, "posterior_steps": 1,
 }
 _POSITIVE = ("sfreq", "beta_start", "beta_end", "latent_clip")
-_NON_NEGATIVE = ("vq_beta", "lambda_rec", "lambda_vq", "lambda_diff", "lambda_spec",
+_NON_NEGATIVE = ("vq_beta", "dead_code_threshold", "lambda_rec", "lambda_vq", "lambda_diff", "lambda_spec",
                  "lambda_ae", "dropout")
 _BOOLS = ("sfm", "bsc", "diffusion")
 
@@ -63,6 +63,12 @@ class GeneratorConfig:
     vq_beta : float
         Commitment weight ``β`` of Eq. 4 (0.25, van den Oord et al.'s value; the paper gives
         none).
+    dead_code_threshold : float
+        Restart a codeword whose moving-average use falls below this many assignments per
+        training batch with a random input vector of the batch (the dead-code restart of
+        Jukebox / SoundStream; the paper says nothing of collapse;
+        :mod:`~neurofuse.systems.eeg2meg.vq`). 0 (default, and how model folders written
+        before the field load): never.
     latent_dim : int
         Channels ``d_lat`` of the MEG latent ``z₀`` (B, d_lat, T').
     ae_hidden : int
@@ -139,6 +145,7 @@ class GeneratorConfig:
     temporal_heads: int = 4
     codebook_size: int = 512
     vq_beta: float = 0.25
+    dead_code_threshold: float = 0.0
     latent_dim: int = 32
     ae_hidden: int = 128
     ae_downsamplings: int = 2

@@ -105,7 +105,8 @@ class EEG2MEGGenerator(nn.Module):
                                              config.dropout)
         else:
             self.focus = nn.Linear(dim, dim)
-        self.quantizer = VectorQuantizer(config.codebook_size, dim, config.vq_beta)
+        self.quantizer = VectorQuantizer(config.codebook_size, dim, config.vq_beta,
+                                         dead_code_threshold=config.dead_code_threshold)
         self.autoencoder = MEGAutoencoder(config.n_meg, config.latent_dim, config.ae_hidden,
                                           config.ae_downsamplings, config.ae_kernel)
         self.denoiser = ConditionalDenoiser(config.latent_dim, dim, config.n_eeg * self.n_patches,
