@@ -27,17 +27,22 @@ def _weights(folder):
 
 def test_fit_scratch_resume_is_exact(tmp_path):
     path, _ = _store(tmp_path)
-    cfg = {**SCRATCH, "train": {"epochs": 2}}
+    # the dead-code restart on (a threshold that restarts codes every batch): its moving use
+    # and its random choices must also continue exactly
+    model = {**SCRATCH["model"], "dead_code_threshold": 5.0}
+    cfg = {**SCRATCH, "model": model, "train": {"epochs": 2}}
     full = fit(path, tmp_path / "full", encoder={"preset": "tiny"}, config=cfg)
     assert len(full) == 2 and "val_loss" in full[-1] and np.isfinite(full[-1]["val_loss"])
     fit(path, tmp_path / "half", encoder={"preset": "tiny"},
-        config={**SCRATCH, "train": {"epochs": 1}})
+        config={**cfg, "train": {"epochs": 1}})
     # resumed with another generation-only setting (how many samples generation averages):
     # the checkpoint still matches, and the weights are those of the uninterrupted run
     fit(path, tmp_path / "half", encoder={"preset": "tiny"}, resume=True,
-        config={**cfg, "model": {**SCRATCH["model"], "posterior_samples": 3}})
+        config={**cfg, "model": {**model, "posterior_samples": 3}})
     a, b = _weights(tmp_path / "full" / "model"), _weights(tmp_path / "half" / "model")
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and "quantizer.usage" in a
+    assert torch.isfinite(a["quantizer.usage"]).all()
+    assert (a["quantizer.usage"] == 5.0).any()  # codes restarted in the last batch
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     # the encoder trained with the generator (scratch): it is in the optimised weights
@@ -86,6 +91,15 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
     assert not np.allclose(split[0], split[1], rtol=1e-3, atol=0)  # tesla: no absolute tol
     ddim = synthesize(tmp_path / "fit" / "model", twice, batch_size=1, n_samples=0)
     np.testing.assert_array_equal(ddim[0], ddim[1])
+
+
+def test_demo_cb128_is_the_demo_preset_with_the_earlier_codebook():
+    """The stop 21-29 demo set-up stays reproducible and differs in the codebook alone."""
+    demo, old = load_fit_config("demo"), load_fit_config("demo-cb128")
+    assert demo[0] == old[0] and demo[2] == old[2]
+    changed = {k for k in demo[1].keys() | old[1].keys() if demo[1].get(k) != old[1].get(k)}
+    assert changed == {"codebook_size", "dead_code_threshold"}
+    assert (old[1]["codebook_size"], old[1]["dead_code_threshold"]) == (128, 0.0)
 
 
 def test_config_errors(tmp_path):
