@@ -87,6 +87,70 @@ def _score(meg, real, sfreq):
             "mean_rmse": float(np.mean(list(rmse.values())))}, per_epoch
 
 
+def score_split(model, meta, data, split, candidates, *, k=(1, 2, 4, 8, 16), k_ddpm=4,
+                reference="ddim_zero_s20", batch_size=50, seed=0):
+    """Score each sampling ``candidate`` of a trained generator on one split's subjects.
+
+    Parameters
+    ----------
+    model : EEG2MEGGenerator
+        From :func:`~neurofuse.systems.eeg2meg.model.load_generator`.
+    meta : dict
+        Its model folder's metadata (``return_meta=True``): the scales of EEG and MEG.
+    data : PairedEpochs
+        The store it was fitted on.
+    split : 'train' | 'val' | 'test'
+    candidates : list of str
+        Setting names (module docstring); the first must be ``reference``.
+    k : sequence of int
+        Numbers of averaged samples reported (prefix means of one stream of draws).
+    k_ddpm : int
+        Largest K of ``mean_ddpm``.
+    reference : str
+        The candidate the paired per-epoch differences are taken against.
+    batch_size, seed : int
+
+    Returns
+    -------
+    result : dict
+        ``{"subjects", "n_epochs", "results": {candidate: {"seconds", "K<k>": scores}}}``.
+    """
+    import torch
+
+    emean, estd = (np.asarray(v, dtype=np.float64) for v in meta["data"]["eeg_scale"])
+    mmean, mstd = (np.asarray(v, dtype=np.float64) for v in meta["data"]["meg_scale"])
+    subs = data.subjects[split]
+    parts = [data.subject_arrays(s, physical=True) for s in subs]
+    eeg = np.concatenate([a[0] for a in parts])
+    real = np.concatenate([a[1] for a in parts])
+    x = torch.as_tensor(((eeg - emean[:, None]) / estd[:, None]).astype(np.float32))
+    res, ref_epochs = {}, None
+    for name in candidates:
+        draw, stochastic = _sampler(name, model)
+        kmax = (k_ddpm if name == "mean_ddpm" else max(k)) if stochastic else 1
+        ks = sorted({kk for kk in k if kk <= kmax} | {kmax}) if stochastic else [1]
+        gen = torch.Generator().manual_seed(seed)
+        t0, total, rows = time.perf_counter(), None, {}
+        for kk in range(1, kmax + 1):
+            y = torch.cat([draw(x[i:i + batch_size], gen)
+                           for i in range(0, len(x), batch_size)])
+            meg = y.double().numpy() * mstd[:, None] + mmean[:, None]
+            total = meg if total is None else total + meg
+            if kk in ks:
+                row, per_epoch = _score(total / kk, real, data.sfreq)
+                if name == reference:
+                    ref_epochs = per_epoch
+                d = per_epoch - ref_epochs
+                row["diff_vs_reference"] = {
+                    "mean": float(np.nanmean(d)),
+                    "se": float(np.nanstd(d, ddof=1) / np.sqrt(np.isfinite(d).sum()))}
+                rows[f"K{kk}"] = row
+        res[name] = {"seconds": round(time.perf_counter() - t0, 1), **rows}
+        print(split, name, {kk: round(v["mean_r"], 4) for kk, v in rows.items()},
+              f"{res[name]['seconds']:.0f}s", file=sys.stderr, flush=True)
+    return {"subjects": subs, "n_epochs": int(len(x)), "results": res}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="a generator model folder")
@@ -113,8 +177,6 @@ def main(argv=None):
     if data.subjects != meta["data"]["subjects"]:
         raise SystemExit(f"The store splits subjects as {data.subjects}, the model was fitted "
                          f"with {meta['data']['subjects']}: pass the store it was fitted on.")
-    emean, estd = (np.asarray(v, dtype=np.float64) for v in meta["data"]["eeg_scale"])
-    mmean, mstd = (np.asarray(v, dtype=np.float64) for v in meta["data"]["meg_scale"])
     candidates = list(dict.fromkeys([args.reference, *args.candidates]))
     out = {"benchmark": "eeg2meg_sampling",
            "command": "python benchmarks/bench_eeg2meg_sampling.py " + " ".join(
@@ -126,36 +188,9 @@ def main(argv=None):
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()}}
     for split in args.splits:
-        subs = data.subjects[split]
-        parts = [data.subject_arrays(s, physical=True) for s in subs]
-        eeg = np.concatenate([a[0] for a in parts])
-        real = np.concatenate([a[1] for a in parts])
-        x = torch.as_tensor(((eeg - emean[:, None]) / estd[:, None]).astype(np.float32))
-        res, ref_epochs = {}, None
-        for name in candidates:
-            draw, stochastic = _sampler(name, model)
-            kmax = (args.k_ddpm if name == "mean_ddpm" else max(args.k)) if stochastic else 1
-            ks = sorted({k for k in args.k if k <= kmax} | {kmax}) if stochastic else [1]
-            gen = torch.Generator().manual_seed(args.seed)
-            t0, total, rows = time.perf_counter(), None, {}
-            for k in range(1, kmax + 1):
-                y = torch.cat([draw(x[i:i + args.batch_size], gen)
-                               for i in range(0, len(x), args.batch_size)])
-                meg = y.double().numpy() * mstd[:, None] + mmean[:, None]
-                total = meg if total is None else total + meg
-                if k in ks:
-                    row, per_epoch = _score(total / k, real, data.sfreq)
-                    if name == args.reference:
-                        ref_epochs = per_epoch
-                    d = per_epoch - ref_epochs
-                    row["diff_vs_reference"] = {
-                        "mean": float(np.nanmean(d)),
-                        "se": float(np.nanstd(d, ddof=1) / np.sqrt(np.isfinite(d).sum()))}
-                    rows[f"K{k}"] = row
-            res[name] = {"seconds": round(time.perf_counter() - t0, 1), **rows}
-            print(split, name, {k: round(v["mean_r"], 4) for k, v in rows.items()},
-                  f"{res[name]['seconds']:.0f}s", file=sys.stderr, flush=True)
-        out["splits"][split] = {"subjects": subs, "n_epochs": int(len(x)), "results": res}
+        out["splits"][split] = score_split(
+            model, meta, data, split, candidates, k=args.k, k_ddpm=args.k_ddpm,
+            reference=args.reference, batch_size=args.batch_size, seed=args.seed)
     json.dump(out, sys.stdout, indent=1)
     print()
 
