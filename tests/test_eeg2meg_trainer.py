@@ -1,5 +1,6 @@
 """System B's trainer, model folder and synthesis: the frozen encoder, exact resume, units."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -94,9 +95,10 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
 
 
 def test_demo_cb128_is_the_demo_preset_with_the_earlier_codebook():
-    """The stop 21-29 demo set-up stays reproducible and differs in the codebook alone."""
+    """The stop 21-29 demo set-up stays reproducible: it differs in the codebook and epochs."""
     demo, old = load_fit_config("demo"), load_fit_config("demo-cb128")
-    assert demo[0] == old[0] and demo[2] == old[2]
+    assert dataclasses.replace(demo[0], epochs=16, patience=None) == old[0] and demo[2] == old[2]
+    assert (demo[0].epochs, demo[0].patience, old[0].epochs, old[0].patience) == (40, 5, 16, None)
     changed = {k for k in demo[1].keys() | old[1].keys() if demo[1].get(k) != old[1].get(k)}
     assert changed == {"codebook_size", "dead_code_threshold"}
     assert (old[1]["codebook_size"], old[1]["dead_code_threshold"]) == (128, 0.0)
