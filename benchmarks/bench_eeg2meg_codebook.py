@@ -39,6 +39,8 @@ VARIANTS = {
                                 "train": {"epochs": 40, "patience": 5}},
 }
 CANDIDATES = ("ddim_zero_s5", "mean_eta1_s5")
+#: The set-up the variants change: the demo preset of stops 21-29.
+BASE = "demo-cb128"
 
 
 def main(argv=None):
@@ -69,8 +71,16 @@ def main(argv=None):
     for name in args.variants:
         folder = args.work / "codebook" / name
         done = folder / "val.json"
-        if not done.is_file():
-            config = {"preset": "demo-cb128",
+        asked = {"overrides": VARIANTS[name], "base_preset": BASE,
+                 "n_test_subjects": args.n_test_subjects}
+        if done.is_file():  # a finished variant is reused only under the same settings
+            kept = json.loads(done.read_text())
+            differ = {k: (kept.get(k), v) for k, v in asked.items() if kept.get(k) != v}
+            if differ:
+                raise SystemExit(f"{folder} was scored under other settings (there, now: "
+                                 f"{differ}); use a new --work folder or delete it.")
+        else:
+            config = {"preset": BASE,
                       "data": {"n_test_subjects": args.n_test_subjects}, **VARIANTS[name]}
             t1 = time.perf_counter()
             history = fit(world, folder / "fit", encoder=encoder, config=config, resume=True,
@@ -82,7 +92,7 @@ def main(argv=None):
                                  reference=CANDIDATES[0])
             best = min(range(len(history)), key=lambda i: history[i]["val_loss"])
             write_json(done, {
-                "variant": name, "overrides": VARIANTS[name], "subjects": scores["subjects"],
+                "variant": name, **asked, "subjects": scores["subjects"],
                 "n_epochs": scores["n_epochs"], "epochs_run": len(history),
                 "epoch_kept": best + 1,
                 "val_perplexity": [round(h["val_perplexity"], 1) for h in history],
@@ -100,7 +110,7 @@ def main(argv=None):
     out = {"benchmark": "eeg2meg_codebook",
            "command": "python benchmarks/bench_eeg2meg_codebook.py " + " ".join(
                argv if argv is not None else sys.argv[1:]),
-           "split": "val", "base_preset": "demo-cb128", "variants": VARIANTS, "rows": rows,
+           "split": "val", "base_preset": BASE, "variants": VARIANTS, "rows": rows,
            "detail": {name: json.loads((args.work / "codebook" / name / "val.json")
                                        .read_text()) for name in args.variants},
            "total_seconds": round(time.perf_counter() - t0, 1),

@@ -141,3 +141,54 @@ def test_dead_code_settings_are_checked():
         VectorQuantizer(3, 2, dead_code_threshold=1.0, usage_decay=1.0)
     with pytest.raises(ValueError, match="dead_code_threshold"):
         VectorQuantizer(3, 2, dead_code_threshold=-1.0)
+
+
+RESTART_WORKER = """
+import json, torch
+from neurofuse.training.distributed import cleanup_distributed, init_distributed
+from neurofuse.systems.eeg2meg.vq import VectorQuantizer
+ctx = init_distributed("cpu")
+torch.manual_seed(0)  # the same initial state on both ranks, as the training loop seeds
+vq = VectorQuantizer(16, 2, dead_code_threshold=3.0).train()
+data = torch.Generator().manual_seed(100 + ctx.rank)  # each rank its own batches
+first = counts = None
+for step in range(3):
+    codes = vq(torch.randn(40, 2, generator=data) + 4 * ctx.rank)[2]
+    if first is None:
+        first, counts = vq.usage.tolist(), torch.bincount(codes, minlength=16).tolist()
+cleanup_distributed()
+print(json.dumps({"codebook": vq.codebook.tolist(), "usage": vq.usage.tolist(),
+                  "first": first, "counts": counts}))
+"""
+
+
+def test_dead_code_restart_under_two_processes_keeps_one_codebook():
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", RESTART_WORKER], env=env,
+                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    # every rank restarted the same codes with rank 0's vectors: one codebook, one use
+    assert outs[0]["codebook"] == outs[1]["codebook"]
+    assert outs[0]["usage"] == outs[1]["usage"]
+    # the first call's use is the whole batch's counts (both ranks' summed, not averaged);
+    # the codes below the threshold, 3, restarted and were set to it
+    total = torch.tensor(outs[0]["counts"]) + torch.tensor(outs[1]["counts"])
+    assert total.sum() == 80 and (total < 3).any() and (total >= 3).any()
+    expected = torch.where(total < 3, torch.tensor(3), total).to(torch.float32)
+    torch.testing.assert_close(torch.tensor(outs[0]["first"]), expected)

@@ -235,8 +235,8 @@ def _check_fit(out, method, *, encoder, fit_config):
     """Refuse to reuse ``method``'s finished fit trained under other settings; return the
     set-up and the record of a new one."""
     from ..systems.eeg2meg.task import GeneratorTask
-    from ..systems.eeg2meg.trainer import _GENERATION_ONLY
-    from .fit_reuse import _check_fit_record, _loop_rules
+    from ..systems.eeg2meg.trainer import _GENERATION_ONLY, FIT_PRESETS
+    from .fit_reuse import _check_fit_record, _loop_rules, _naming_earlier_presets
 
     folder = out / "fits" / method
     config, record = _fit_record(fit_config, method, encoder, out)
@@ -245,9 +245,12 @@ def _check_fit(out, method, *, encoder, fit_config):
         rules = _loop_rules(GeneratorTask)
         # how a trained generator samples does not change its weights
         free = [*rules["free"], *(("model", k) for k in _GENERATION_ONLY)]
-        _check_fit_record(prev, record, folder=folder,
-                          what=f"The {method!r} generator in '{folder}'",
-                          **{**rules, "free": free})
+        try:
+            _check_fit_record(prev, record, folder=folder,
+                              what=f"The {method!r} generator in '{folder}'",
+                              **{**rules, "free": free})
+        except ValueError as err:
+            raise _naming_earlier_presets(err, FIT_PRESETS) from None
     return config, record
 
 

@@ -44,9 +44,17 @@ def _check_done_fit(done, want, *, what=None, fix=None):
                           what=what or f"The joint model in '{done.parent}'", fix=fix,
                           **_joint_stopping((want or {}).get("train") or {}))
     except ValueError as err:
-        earlier = ", ".join(f"'{name}'" for name in FIT_PRESETS if name.startswith("demo-"))
-        raise ValueError(f"{err} A fit made with an earlier `demo` preset is reused under "
-                         f"the preset that keeps its set-up ({earlier}).") from None
+        raise _naming_earlier_presets(err, FIT_PRESETS) from None
+
+
+def _naming_earlier_presets(err, presets):
+    """``err`` (a refused reuse) with a sentence naming the presets of ``presets`` that keep
+    the ``demo`` preset's earlier set-ups (``demo-*``), under which an older fit is reused."""
+    earlier = ", ".join(f"'{name}'" for name in presets if name.startswith("demo-"))
+    if not earlier:
+        return err
+    return ValueError(f"{err} A fit made with an earlier `demo` preset is reused under the "
+                      f"preset that keeps its set-up ({earlier}).")
 
 
 def _joint_stopping(train):

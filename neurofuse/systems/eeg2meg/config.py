@@ -31,8 +31,8 @@ _INTS = {  # name: minimum
     "sample_steps": 1, "aligned_dim": 0, "posterior_samples": 0, "posterior_steps": 1,
 }
 _POSITIVE = ("sfreq", "beta_start", "beta_end", "latent_clip")
-_NON_NEGATIVE = ("vq_beta", "dead_code_threshold", "lambda_rec", "lambda_vq", "lambda_diff", "lambda_spec",
-                 "lambda_ae", "dropout")
+_NON_NEGATIVE = ("vq_beta", "dead_code_threshold", "lambda_rec", "lambda_vq", "lambda_diff",
+                 "lambda_spec", "lambda_ae", "dropout")
 _BOOLS = ("sfm", "bsc", "diffusion")
 
 

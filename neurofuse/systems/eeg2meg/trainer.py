@@ -93,11 +93,11 @@ _FROM_DATA = ("n_eeg", "n_meg", "n_times", "sfreq")
 FIT_PRESETS = {
     # The paper: AdamW 1e-4 / 1e-2, clip 1, 1000 epochs; sizes are ours (it gives none).
     "paper": {"train": {}, "model": {}, "data": {}},
-    # Minutes on 2 CPU cores on the demo world. The epochs were chosen on the validation
-    # subject, never on the test subject: its r was 0.05 at 6 epochs before the time-aligned
-    # condition, and with it 0.16 at ~10, 0.21 at 16 and 0.22 at 30 epochs
-    # (docs/eeg2meg.md). 16 keeps nearly all of that inside the demo's 15-minute budget (an
-    # epoch takes 20-60 s on 2 shared cores; 30 epochs took the demo past 15 minutes).
+    # Minutes on 2 CPU cores on the demo world, every choice made on the validation subject,
+    # never on the test subject. Stop 23: its r was 0.05 at 6 epochs before the time-aligned
+    # condition, and with it 0.16 at ~10, 0.21 at 16 and 0.22 at 30 epochs (docs/eeg2meg.md);
+    # 16 were kept then (an epoch took 20-60 s on 2 shared cores before the encoder's tokens
+    # were cached, and 30 epochs took the demo past 15 minutes).
     # Stop 30 (benchmarks/bench_eeg2meg_codebook.py, the benchmark world's validation
     # subject, docs/eeg2meg.md): 128 codes collapsed to ~34 in use; mean band r 0.228 with
     # 128 codes, 0.291 with 2048, 0.307 with 2048 and the dead-code restart, 0.352 with
@@ -138,7 +138,8 @@ def load_fit_config(config):
     Parameters
     ----------
     config : str | path-like | dict
-        A preset name (``"paper"``, ``"demo"``, ``"tiny"``), a TOML/JSON file, or a dict
+        A preset name (``"paper"``, ``"demo"``, ``"demo-cb128"``, ``"tiny"``), a TOML/JSON
+        file, or a dict
         with optional keys ``preset`` (default ``"paper"``), ``train``, ``model``, ``data``.
 
     Returns
@@ -246,8 +247,11 @@ def fit(dataset, out, *, encoder, config="paper", resume=False, epoch_callback=N
     # what a checkpoint must match to be resumed: the generation-only settings added in
     # stop 23 are left out, so runs interrupted before them still resume (and changing how
     # the trained model generates never blocks a resume)
+    # (nor the dead-code restart when off, stop 30's field: the model is the same)
     describe = {"generator": {k: v for k, v in mcfg.to_dict().items()
-                              if k not in _GENERATION_ONLY}, "encoder": enc_info}
+                              if k not in _GENERATION_ONLY
+                              and not (k == "dead_code_threshold" and not v)},
+                "encoder": enc_info}
 
     def build():
         return build_generator(mcfg, encoder)[0]

@@ -21,7 +21,10 @@ Paper ↔ code
   vector of the current call (the dead-code restart of Jukebox / SoundStream, as
   ``threshold_ema_dead_code`` of lucidrains' ``vector-quantize-pytorch``). The codebook stays
   learnt by Eq. 4's gradient in between; the average is a saved buffer, so a resumed run
-  continues exactly. 0 (default) switches it off.
+  continues exactly. 0 (default) switches it off. As in that library, the restart happens in
+  the forward pass (this call's codes and loss use the old codewords, and the optimiser's
+  moments of a restarted row are kept), the vectors are drawn with replacement, and the
+  threshold counts assignments per call of the whole batch (all ranks summed under DDP).
 """
 
 from __future__ import annotations
@@ -88,11 +91,9 @@ class VectorQuantizer(nn.Module):
     def _restart_dead(self, flat: torch.Tensor, counts: torch.Tensor) -> None:
         """Update the moving use of every code with ``counts`` (K,) and restart dead codes."""
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        if distributed:  # the same use on every rank, so every rank restarts the same codes
-            counts = counts.clone()
-            torch.distributed.all_reduce(counts)
-            counts /= torch.distributed.get_world_size()
         counts = counts.to(self.usage.dtype)
+        if distributed:  # the global batch's counts on every rank: the same codes restart
+            torch.distributed.all_reduce(counts)
         if torch.isnan(self.usage).any():
             self.usage.copy_(counts)
         else:
@@ -104,7 +105,7 @@ class VectorQuantizer(nn.Module):
         self.codebook.data[dead] = flat[idx].to(self.codebook.dtype)
         if distributed:
             torch.distributed.broadcast(self.codebook.data, src=0)
-        # a restarted code starts as if used at the threshold, so it has time to attract inputs
+        # a restarted code starts at the threshold: unused in the next call, it restarts again
         self.usage[dead] = self.dead_code_threshold
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
