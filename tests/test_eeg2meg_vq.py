@@ -163,26 +163,9 @@ print(json.dumps({"codebook": vq.codebook.tolist(), "usage": vq.usage.tolist(),
 
 
 def test_dead_code_restart_under_two_processes_keeps_one_codebook():
-    import json
-    import os
-    import socket
-    import subprocess
-    import sys
+    from _ranks import run_ranks
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-c", RESTART_WORKER], env=env,
-                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
-        outs.append(json.loads(out.strip().splitlines()[-1]))
+    outs = run_ranks(RESTART_WORKER)
     # every rank restarted the same codes with rank 0's vectors: one codebook, one use
     assert outs[0]["codebook"] == outs[1]["codebook"]
     assert outs[0]["usage"] == outs[1]["usage"]

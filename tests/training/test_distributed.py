@@ -1,14 +1,10 @@
 """Joining the process group torchrun describes: none alone, a real 2-process gloo group."""
 
-import json
-import os
-import socket
-import subprocess
-import sys
-
 import torch
 
 from neurofuse.training.distributed import DistributedContext, cleanup_distributed, init_distributed
+
+from _ranks import run_ranks
 
 WORKER = """
 import json, torch
@@ -37,20 +33,7 @@ def test_without_torchrun_nothing_is_initialised(monkeypatch):
 
 
 def test_two_processes_join_one_group(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
-        outs.append(json.loads(out.strip().splitlines()[-1]))
+    outs = run_ranks(WORKER)
     assert [(o["distributed"], o["rank"], o["world"]) for o in outs] == [(True, 0, 2),
                                                                          (True, 1, 2)]
     assert all(o["total"] == 3.0 and o["device"] == "cpu" and not o["left"] for o in outs)
