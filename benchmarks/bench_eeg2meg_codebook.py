@@ -2,7 +2,7 @@
 
 The demo generator's 128-code quantiser collapsed onto ~34 codes within 16 epochs (its batch
 perplexity, in ``history.csv``), and a linear probe had shown the quantiser to be where the
-condition lost most of its information (docs/eeg2meg.md). This fits the stops 21-29 demo
+condition lost most of its information (docs/eeg2meg.md). This fits the stops 22-29 demo
 set-up (preset ``demo-cb128``) with each variant's overrides on the paired world of a
 ``bench_eeg2meg.py`` work folder, with its pretrained encoder, into ``WORK/codebook/<name>/``
 (a rerun resumes finished fits), and scores the **validation** subjects' synthetic MEG with
@@ -39,7 +39,7 @@ VARIANTS = {
                                 "train": {"epochs": 40, "patience": 5}},
 }
 CANDIDATES = ("ddim_zero_s5", "mean_eta1_s5")
-#: The set-up the variants change: the demo preset of stops 21-29.
+#: The set-up the variants change: the demo preset of stops 22-29.
 BASE = "demo-cb128"
 
 

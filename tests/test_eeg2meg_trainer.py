@@ -100,7 +100,7 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
 
 
 def test_demo_cb128_is_the_demo_preset_with_the_earlier_codebook():
-    """The stop 21-29 demo set-up stays reproducible: it differs in the codebook and epochs."""
+    """The stop 22-29 demo set-up stays reproducible: it differs in the codebook and epochs."""
     demo, old = load_fit_config("demo"), load_fit_config("demo-cb128")
     assert dataclasses.replace(demo[0], epochs=16, patience=None) == old[0] and demo[2] == old[2]
     assert (demo[0].epochs, demo[0].patience, old[0].epochs, old[0].patience) == (40, 5, 16, None)

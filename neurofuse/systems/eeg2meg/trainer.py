@@ -94,15 +94,15 @@ FIT_PRESETS = {
     # The paper: AdamW 1e-4 / 1e-2, clip 1, 1000 epochs; sizes are ours (it gives none).
     "paper": {"train": {}, "model": {}, "data": {}},
     # Minutes on 2 CPU cores on the demo world, every choice made on the validation subject,
-    # never on the test subject. Stop 23: its r was 0.05 at 6 epochs before the time-aligned
+    # never on the test subject. Stop 22: its r was 0.05 at 6 epochs before the time-aligned
     # condition, and with it 0.16 at ~10, 0.21 at 16 and 0.22 at 30 epochs (docs/eeg2meg.md);
-    # 16 were kept then (an epoch took 20-60 s on 2 shared cores before the encoder's tokens
-    # were cached, and 30 epochs took the demo past 15 minutes).
+    # 16 were kept then (an epoch took 20-60 s on 2 shared cores then, and 30 epochs took the
+    # demo past 15 minutes).
     # Stop 30 (benchmarks/bench_eeg2meg_codebook.py, the benchmark world's validation
-    # subject, docs/eeg2meg.md): 128 codes collapsed to ~34 in use; mean band r 0.228 with
+    # subject, docs/eeg2meg.md): 128 codes collapsed to a code perplexity of ~34; mean band r 0.228 with
     # 128 codes, 0.291 with 2048, 0.307 with 2048 and the dead-code restart, 0.352 with
-    # these trained up to 40 epochs (patience 5). An epoch now takes ~10 s on one thread
-    # (the frozen encoder's tokens are cached), so 40 fit the demo's budget.
+    # these trained up to 40 epochs (patience 5). An epoch takes ~9-10 s on one thread
+    # here, so 40 fit the demo's budget.
     "demo": {"train": {"epochs": 40, "patience": 5, "batch_size": 16, "lr": 1e-3},
              "model": {"codebook_size": 2048, "dead_code_threshold": 1.0, "latent_dim": 16,
                        "ae_hidden": 48, "ae_downsamplings": 1,
@@ -120,7 +120,7 @@ FIT_PRESETS = {
 }
 
 
-# Stops 21-29's demo set-up (128 codes, no restart, 16 epochs), that of
+# Stops 22-29's demo set-up (128 codes, no restart, 16 epochs), that of
 # benchmarks/results/eeg2meg_demo-cb128.json: the same but for the codebook and the epochs.
 FIT_PRESETS["demo-cb128"] = {
     **FIT_PRESETS["demo"],
