@@ -99,9 +99,9 @@ FIT_PRESETS = {
     # 16 were kept then (an epoch took 20-60 s on 2 shared cores then, and 30 epochs took the
     # demo past 15 minutes).
     # Stop 30 (benchmarks/bench_eeg2meg_codebook.py, the benchmark world's validation
-    # subject, docs/eeg2meg.md): 128 codes collapsed to a code perplexity of ~34; mean band r 0.228 with
-    # 128 codes, 0.291 with 2048, 0.307 with 2048 and the dead-code restart, 0.352 with
-    # these trained up to 40 epochs (patience 5). An epoch takes ~9-10 s on one thread
+    # subject, docs/eeg2meg.md): 128 codes collapsed to a code perplexity of ~34; mean band
+    # r 0.228 with 128 codes, 0.291 with 2048, 0.307 with 2048 and the dead-code restart,
+    # 0.352 with these trained up to 40 epochs (patience 5). An epoch takes ~9-10 s on one thread
     # here, so 40 fit the demo's budget.
     "demo": {"train": {"epochs": 40, "patience": 5, "batch_size": 16, "lr": 1e-3},
              "model": {"codebook_size": 2048, "dead_code_threshold": 1.0, "latent_dim": 16,
