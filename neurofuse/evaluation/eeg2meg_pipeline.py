@@ -236,7 +236,7 @@ def _check_fit(out, method, *, encoder, fit_config):
     set-up and the record of a new one."""
     from ..systems.eeg2meg.task import GeneratorTask
     from ..systems.eeg2meg.trainer import _GENERATION_ONLY, FIT_PRESETS
-    from .fit_reuse import _check_fit_record, _loop_rules, _naming_earlier_presets
+    from .fit_reuse import _check_fit_record, _loop_rules
 
     folder = out / "fits" / method
     config, record = _fit_record(fit_config, method, encoder, out)
@@ -245,12 +245,9 @@ def _check_fit(out, method, *, encoder, fit_config):
         rules = _loop_rules(GeneratorTask)
         # how a trained generator samples does not change its weights
         free = [*rules["free"], *(("model", k) for k in _GENERATION_ONLY)]
-        try:
-            _check_fit_record(prev, record, folder=folder,
-                              what=f"The {method!r} generator in '{folder}'",
-                              **{**rules, "free": free})
-        except ValueError as err:
-            raise _naming_earlier_presets(err, FIT_PRESETS) from None
+        _check_fit_record(prev, record, folder=folder,
+                          what=f"The {method!r} generator in '{folder}'", presets=FIT_PRESETS,
+                          **{**rules, "free": free})
     return config, record
 
 

@@ -39,22 +39,9 @@ def _check_done_fit(done, want, *, what=None, fix=None):
     change of the preset may be reused."""
     from ..systems.joint.trainer import FIT_PRESETS
 
-    try:
-        _check_fit_record(json.loads(done.read_text()), want, folder=done.parent,
-                          what=what or f"The joint model in '{done.parent}'", fix=fix,
-                          **_joint_stopping((want or {}).get("train") or {}))
-    except ValueError as err:
-        raise _naming_earlier_presets(err, FIT_PRESETS) from None
-
-
-def _naming_earlier_presets(err, presets):
-    """``err`` (a refused reuse) with a sentence naming the presets of ``presets`` that keep
-    the ``demo`` preset's earlier set-ups (``demo-*``), under which an older fit is reused."""
-    earlier = ", ".join(f"'{name}'" for name in presets if name.startswith("demo-"))
-    if not earlier:
-        return err
-    return ValueError(f"{err} A fit made with an earlier `demo` preset is reused under the "
-                      f"preset that keeps its set-up ({earlier}).")
+    _check_fit_record(json.loads(done.read_text()), want, folder=done.parent,
+                      what=what or f"The joint model in '{done.parent}'", fix=fix,
+                      presets=FIT_PRESETS, **_joint_stopping((want or {}).get("train") or {}))
 
 
 def _joint_stopping(train):
@@ -90,7 +77,7 @@ def _joint_stopping(train):
 
 
 def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(),
-                      stop_change=None):
+                      stop_change=None, presets=()):
     """Refuse to reuse a finished fit whose recorded settings ``prev`` differ from ``want``.
 
     Parameters
@@ -110,6 +97,10 @@ def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(
         Settings that only decide when training stops: compared by ``stop_change(folder,
         prev_section, want_section)`` (None: the same run, else what differs) instead.
     stop_change : callable | None
+    presets : sequence of str
+        The system's preset names: the message then names those that keep the ``demo``
+        preset's earlier set-ups (``demo-*``), under which a fit made before a change of the
+        preset is reused.
     """
     prev = json.loads(json.dumps(prev))
     want = json.loads(json.dumps(want))
@@ -137,6 +128,10 @@ def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(
         fix = fix or (f"reusing it would score another model than the one asked for. Remove "
                       f"'{folder}' (or the whole output folder) to train again, or pass "
                       "another output folder.")
+        earlier = ", ".join(f"'{name}'" for name in presets if name.startswith("demo-"))
+        if earlier:
+            fix += (f" A fit made with an earlier `demo` preset is reused under the preset "
+                    f"that keeps its set-up ({earlier}).")
         raise ValueError(f"{what} was trained under other settings "
                          f"(differing: {', '.join(diff)}); {'; '.join(details)}; {fix}")
 
