@@ -198,8 +198,9 @@ def _encoder_key(encoder, out):
 def _fit_record(fit_config, method, encoder, out):
     """``(set-up, record)``: what ``method``'s generator is trained with, and what its
     finished fit records (``fits/<method>/done.json``): ``train``, ``model`` (defaults
-    included, but the data's sizes), ``data`` and the ``encoder`` it was given
-    (:func:`_encoder_key`)."""
+    included, but the data's sizes), ``data``, the ``encoder`` it was given
+    (:func:`_encoder_key`) and, for a pretrained one, ``encoder_weights``
+    (:func:`_encoder_weights`)."""
     from ..systems.eeg2meg.config import GeneratorConfig
     from ..systems.eeg2meg.trainer import _FROM_DATA, load_fit_config
     from .fit_reuse import _with_defaults
@@ -208,8 +209,31 @@ def _fit_record(fit_config, method, encoder, out):
     train, model, data = load_fit_config(config)
     model = {k: v for k, v in _with_defaults(GeneratorConfig, model).items()
              if k not in _FROM_DATA}
-    return config, {"train": train.to_dict(), "model": model, "data": data.to_dict(),
-                    "encoder": _encoder_key(encoder, out)}
+    record = {"train": train.to_dict(), "model": model, "data": data.to_dict(),
+              "encoder": _encoder_key(encoder, out)}
+    # a scratch encoder takes only the sizes of the one given
+    weights = None if model.get("encoder") == "scratch" else _encoder_weights(encoder)
+    if weights is not None:
+        record["encoder_weights"] = weights
+    return config, record
+
+
+def _encoder_weights(encoder):
+    """The checksum of a pretrained encoder folder's weights (its ``model.json``), or None
+    (LaBraM sizes, or a folder not written yet). A fit records it, so a fit trained on
+    another encoder at the same path (a pretraining redone) is not reused; a record
+    written before stop 31 has none, and is then not compared on it."""
+    from pathlib import Path
+
+    if isinstance(encoder, dict) or not isinstance(encoder, (str, Path)):
+        return None
+    path = Path(encoder).expanduser()
+    if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
+        path = path / "model"
+    spec = path / "model.json"
+    if not spec.is_file():
+        return None
+    return (json.loads(spec.read_text()).get("checksums") or {}).get("model.safetensors")
 
 
 def _fit_prev(folder):

@@ -179,6 +179,46 @@ def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
     assert len(eeg2meg_stub) == 1
 
 
+def test_eeg2meg_fit_not_reused_on_another_pretraining(tmp_path, eeg2meg_stub):
+    """A fit records its pretrained encoder's weight checksum: a pretraining redone at the
+    same path (other weights) makes its fits refuse, a scratch encoder's fit does not care,
+    and a record written before the checksum is not compared on it."""
+    from neurofuse.evaluation import eeg2meg_pipeline as ep
+
+    encoder = tmp_path / "pretrain" / "encoder" / "model"
+    encoder.mkdir(parents=True)
+
+    def weights(checksum):
+        (encoder / "model.json").write_text(json.dumps(
+            {"checksums": {"model.safetensors": checksum}}))
+
+    def step(method):
+        return ep._fit_step(None, tmp_path, method, encoder=encoder, fit_config="tiny",
+                            resume=True)
+
+    weights("aaaa")
+    model = step("generator")
+    scratch = step("no_pretrained")
+    done = json.loads((tmp_path / "fits" / "generator" / "done.json").read_text())
+    assert done["encoder_weights"] == "aaaa"
+    assert "encoder_weights" not in json.loads(
+        (tmp_path / "fits" / "no_pretrained" / "done.json").read_text())
+    assert step("generator") == model and len(eeg2meg_stub) == 2  # same weights: reused
+    weights("bbbb")  # pretrained again, other weights
+    with pytest.raises(ValueError, match=r"'generator' generator .*differing: "
+                                         r"encoder_weights\); encoder_weights: 'aaaa' there, "
+                                         r"'bbbb' now"):
+        step("generator")
+    assert step("no_pretrained") == scratch and len(eeg2meg_stub) == 2
+    # the loop folder names the same weights as its model/ folder
+    assert ep._encoder_weights(encoder.parent) == ep._encoder_weights(encoder) == "bbbb"
+    assert ep._encoder_weights("small") is None
+    # a record from before stop 31 has no checksum: not compared on it
+    (tmp_path / "fits" / "generator" / "done.json").write_text(json.dumps(
+        {k: v for k, v in done.items() if k != "encoder_weights"}))
+    assert step("generator") == model and len(eeg2meg_stub) == 2
+
+
 def test_eeg2meg_pretraining_reused_only_under_its_settings(tmp_path):
     from neurofuse.evaluation import eeg2meg_pipeline as ep
 
