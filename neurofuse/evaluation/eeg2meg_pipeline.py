@@ -29,7 +29,10 @@ settings asked for now: ``pretrain/done.json`` and ``fits/<method>/done.json`` r
 (a folder written before these records is compared on its loop's ``config.json``: the
 training, model and data settings, not the pretraining world or the encoder given), and a
 rerun under others is refused before any work, naming each differing setting
-(:func:`~neurofuse.evaluation.fit_reuse._check_fit_record`).
+(:func:`~neurofuse.evaluation.fit_reuse._check_fit_record`). A fit also records its
+pretrained encoder's weight checksum (``started.json`` when it starts, ``done.json`` when
+done), compared once the pretraining is finished: a fit made or begun on an earlier
+pretraining is refused then, after a pretraining redone, not before it.
 """
 
 from __future__ import annotations
@@ -195,12 +198,27 @@ def _encoder_key(encoder, out):
     return str(encoder)
 
 
-def _fit_record(fit_config, method, encoder, out):
+def _check_started(started, checkpoints, weights, *, what, resume=True):
+    """Refuse to resume a fit begun on other encoder weights than ``weights`` (its
+    ``started`` file records those it began on; a run begun before that file, or without a
+    pretrained encoder, is not compared); else record ``weights`` there for a new run."""
+    if resume and checkpoints.is_dir() and started.is_file():
+        before = json.loads(started.read_text()).get("encoder_weights")
+        if before != weights:
+            raise ValueError(
+                f"{what} was begun on another pretrained encoder (weights {before} there, "
+                f"{weights} now: the pretraining was redone); its checkpoints would carry "
+                f"the earlier encoder on. Remove '{checkpoints.parent}' to train it again.")
+    elif not (resume and checkpoints.is_dir()):
+        write_json(started, {"encoder_weights": weights}, what="fit's start record")
+
+
+def _fit_record(fit_config, method, encoder, out, *, check_weights=True):
     """``(set-up, record)``: what ``method``'s generator is trained with, and what its
     finished fit records (``fits/<method>/done.json``): ``train``, ``model`` (defaults
     included, but the data's sizes), ``data``, the ``encoder`` it was given
     (:func:`_encoder_key`) and, for a pretrained one, ``encoder_weights``
-    (:func:`_encoder_weights`)."""
+    (:func:`_encoder_weights`; not with ``check_weights=False``)."""
     from ..systems.eeg2meg.config import GeneratorConfig
     from ..systems.eeg2meg.trainer import _FROM_DATA, load_fit_config
     from .fit_reuse import _with_defaults
@@ -212,7 +230,8 @@ def _fit_record(fit_config, method, encoder, out):
     record = {"train": train.to_dict(), "model": model, "data": data.to_dict(),
               "encoder": _encoder_key(encoder, out)}
     # a scratch encoder takes only the sizes of the one given
-    weights = None if model.get("encoder") == "scratch" else _encoder_weights(encoder)
+    weights = None if model.get("encoder") == "scratch" or not check_weights \
+        else _encoder_weights(encoder)
     if weights is not None:
         record["encoder_weights"] = weights
     return config, record
@@ -225,7 +244,7 @@ def _encoder_weights(encoder):
     written before stop 31 has none, and is then not compared on it."""
     from pathlib import Path
 
-    if isinstance(encoder, dict) or not isinstance(encoder, (str, Path)):
+    if not isinstance(encoder, (str, Path)):
         return None
     path = Path(encoder).expanduser()
     if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
@@ -255,7 +274,7 @@ def _fit_prev(folder):
     return prev
 
 
-def _check_fit(out, method, *, encoder, fit_config):
+def _check_fit(out, method, *, encoder, fit_config, check_weights=True):
     """Refuse to reuse ``method``'s finished fit trained under other settings; return the
     set-up and the record of a new one."""
     from ..systems.eeg2meg.task import GeneratorTask
@@ -263,7 +282,8 @@ def _check_fit(out, method, *, encoder, fit_config):
     from .fit_reuse import _check_fit_record, _loop_rules
 
     folder = out / "fits" / method
-    config, record = _fit_record(fit_config, method, encoder, out)
+    config, record = _fit_record(fit_config, method, encoder, out,
+                                 check_weights=check_weights)
     prev = _fit_prev(folder)
     if prev is not None:
         rules = _loop_rules(GeneratorTask)
@@ -278,13 +298,17 @@ def _check_fit(out, method, *, encoder, fit_config):
 def _check_finished(out, spec, generators, *, encoder, fit_config, seed):
     """Before any work: refuse to reuse a finished pretraining or fit of ``out`` trained
     under other settings than these (a rerun with ``resume=True`` reuses them)."""
+    # the folder's own encoder's weights only once its pretraining is finished (they change
+    # while it trains, and a redone one is compared by _fit_step after it)
+    weights = True
     if encoder is None and any(m != "no_pretrained" for m in generators):
         _check_pretrain(out, spec, seed)
         encoder = out / "pretrain" / "encoder" / "model"
+        weights = _pretrain_prev(out / "pretrain") is not None
     elif encoder is None:
         encoder = spec["pretrain"].get("encoder_config", "small")
     for m in generators:
-        _check_fit(out, m, encoder=encoder, fit_config=fit_config)
+        _check_fit(out, m, encoder=encoder, fit_config=fit_config, check_weights=weights)
 
 
 def _fit_step(world, out, method, *, encoder, fit_config, resume):
@@ -297,6 +321,9 @@ def _fit_step(world, out, method, *, encoder, fit_config, resume):
         if resume else _fit_record(fit_config, method, encoder, out)
     if resume and done.is_file() and (model / "model.json").is_file():
         return model
+    _check_started(folder / "started.json", folder / "checkpoints",
+                   record.get("encoder_weights"), what=f"The {method!r} generator in '{folder}'",
+                   resume=resume)
     logger.info("Fitting %s", method)
     history = fit(world, folder, encoder=encoder, config=config,
                   resume=resume and (folder / "checkpoints").is_dir())

@@ -97,10 +97,11 @@ def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(
         Settings that only decide when training stops: compared by ``stop_change(folder,
         prev_section, want_section)`` (None: the same run, else what differs) instead.
     stop_change : callable | None
-    presets : sequence of str
-        The system's preset names: the message then names those that keep the ``demo``
-        preset's earlier set-ups (``demo-*``), under which a fit made before a change of the
-        preset is reused.
+    presets : iterable of str
+        The system's preset names (e.g. its ``FIT_PRESETS`` dict): when a setting of a
+        section differs, the message names those that keep the ``demo`` preset's earlier
+        set-ups (``demo-*``), under which a fit made before a change of the preset is
+        reused.
     """
     prev = json.loads(json.dumps(prev))
     want = json.loads(json.dumps(want))
@@ -129,7 +130,7 @@ def _check_fit_record(prev, want, *, folder, what, fix=None, free=(), stopping=(
                       f"'{folder}' (or the whole output folder) to train again, or pass "
                       "another output folder.")
         earlier = ", ".join(f"'{name}'" for name in presets if name.startswith("demo-"))
-        if earlier:
+        if earlier and any("." in d for d in diff):  # a preset's setting differs
             fix += (f" A fit made with an earlier `demo` preset is reused under the preset "
                     f"that keeps its set-up ({earlier}).")
         raise ValueError(f"{what} was trained under other settings "

@@ -122,7 +122,7 @@ def eeg2meg_stub(monkeypatch):
     def fit(world, out, *, encoder, config, resume=False):
         train, model, data = trainer.load_fit_config(config)
         calls.append(train.to_dict())
-        (out / "model").mkdir(parents=True)
+        (out / "model").mkdir(parents=True, exist_ok=True)  # a resumed run
         (out / "model" / "model.json").write_text("{}")
         (out / "config.json").write_text(json.dumps(
             {"train": train.to_dict(),
@@ -207,16 +207,32 @@ def test_eeg2meg_fit_not_reused_on_another_pretraining(tmp_path, eeg2meg_stub):
     weights("bbbb")  # pretrained again, other weights
     with pytest.raises(ValueError, match=r"'generator' generator .*differing: "
                                          r"encoder_weights\); encoder_weights: 'aaaa' there, "
-                                         r"'bbbb' now"):
+                                         r"'bbbb' now") as err:
         step("generator")
+    assert "earlier `demo` preset" not in str(err.value)  # no preset would make it reusable
     assert step("no_pretrained") == scratch and len(eeg2meg_stub) == 2
+    # before any work, while the folder's pretraining is not finished (no done.json), its
+    # changing weights are not compared: the check after pretraining is
+    ep._check_finished(tmp_path, ep.DEMO, ("generator",), encoder=None, fit_config="tiny",
+                       seed=0)
+    # an interrupted fit begun on the earlier weights is not resumed on the new ones
+    fits = tmp_path / "fits" / "generator"
+    (fits / "done.json").unlink()
+    (fits / "checkpoints").mkdir()
+    with pytest.raises(ValueError, match=r"begun on another pretrained encoder \(weights "
+                                         r"aaaa there, bbbb now"):
+        step("generator")
+    weights("aaaa")
+    assert step("generator") == model and len(eeg2meg_stub) == 3  # resumed on its own
+    done = json.loads((fits / "done.json").read_text())
     # the loop folder names the same weights as its model/ folder
-    assert ep._encoder_weights(encoder.parent) == ep._encoder_weights(encoder) == "bbbb"
+    assert ep._encoder_weights(encoder.parent) == ep._encoder_weights(encoder) == "aaaa"
     assert ep._encoder_weights("small") is None
     # a record from before stop 31 has no checksum: not compared on it
     (tmp_path / "fits" / "generator" / "done.json").write_text(json.dumps(
         {k: v for k, v in done.items() if k != "encoder_weights"}))
-    assert step("generator") == model and len(eeg2meg_stub) == 2
+    weights("cccc")
+    assert step("generator") == model and len(eeg2meg_stub) == 3
 
 
 def test_eeg2meg_pretraining_reused_only_under_its_settings(tmp_path):
