@@ -3,8 +3,9 @@ the paper's ablations, on held-out subjects of a simulated paired world. Prints 
 
 It simulates a paired EEG + MEG world (``--world`` preset with ``--n-subjects`` paired subjects,
 the last ``--n-test-subjects`` held out, one validating, the rest training; EEG-only subjects
-with a new task for the cross-dataset test), pretrains the LaBraM encoder on a separate EEG-only world, fits the full generator and
-each ablation with ``--fit``, and runs
+with a new task for the cross-dataset test), pretrains the LaBraM encoder on a separate EEG-only
+world (the demo's pretraining; ``--pretrain-epochs`` changes its length), fits the full
+generator and each ablation with ``--fit``, and runs
 :func:`neurofuse.evaluation.eeg2meg_pipeline.evaluate_eeg2meg`. Rows, in the issue's schema:
 ``{"method", "band", "pearson", "rmse", "nmi", "ssim"}`` (methods ``generator``,
 ``no_pretrained``, ``no_sfm``, ``no_bsc``, ``no_diffusion``, ``physics``, ``ridge``) and
@@ -14,8 +15,8 @@ are means over the held-out subjects of each subject's pooled 10 × 10-fold CV a
 exact binomial test of all held-out trials against chance), and the cross-dataset and
 source-imaging rows. With one held-out subject (40-60 trials per task) decoding could not be
 told from chance even with real MEG; three held-out subjects (the default: seven paired
-subjects, three train as before) give 120-180 test trials per task. Nothing here is tuned on the results; the world is
-never tuned to the model.
+subjects, three train as before) give 120-180 test trials per task. Nothing here is tuned
+on the results; the world is never tuned to the model.
 
     PYTHONPATH=. python benchmarks/bench_eeg2meg.py --work /tmp/bbench \\
         > benchmarks/results/eeg2meg.json
@@ -48,13 +49,16 @@ def main(argv=None):
     p.add_argument("--n-trials", type=int, default=20, help="trials per class (default 20)")
     p.add_argument("--fit", default="demo", help="generator preset or file (default: demo)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--pretrain-epochs", type=int, default=None,
+                   help="override the demo pretraining's epochs (stops 21-30: 4)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--n-runs", type=int, default=10, help="decoding CV repetitions")
     args = p.parse_args(argv)
 
     import torch
 
-    from neurofuse.evaluation.eeg2meg_pipeline import _world_config, evaluate_eeg2meg, summary_line
+    from neurofuse.evaluation.eeg2meg_pipeline import (DEMO, _world_config, evaluate_eeg2meg,
+                                                       summary_line)
     from neurofuse.simulation.eeg_meg import simulate_eeg_meg_world
 
     t0 = time.perf_counter()
@@ -75,8 +79,11 @@ def main(argv=None):
     fit = {"preset": args.fit, "data": {"n_test_subjects": args.n_test_subjects}}
     if args.epochs is not None:
         fit["train"] = {"epochs": args.epochs}
+    pretrain = {k: json.loads(json.dumps(DEMO[k])) for k in ("pretrain_world", "pretrain")}
+    if args.pretrain_epochs is not None:
+        pretrain["pretrain"]["config"]["epochs"] = args.pretrain_epochs
     res = evaluate_eeg2meg(world, args.work / "eval", fit_config=fit, methods=args.methods,
-                           n_runs=args.n_runs)
+                           pretrain=pretrain, n_runs=args.n_runs)
     rows = [{k: r[k] for k in ("method", "band", "pearson", "rmse", "nmi", "ssim")}
             for r in res["signal"]]
     rows += [{k: r[k] for k in ("method", "task", "accuracy", "f1", "accuracy_sd", "n_subjects",
@@ -89,7 +96,8 @@ def main(argv=None):
         "settings": {"world": args.world, "n_subjects": args.n_subjects,
                      "n_test_subjects": args.n_test_subjects,
                      "n_eeg_only_subjects": args.n_eeg_only_subjects,
-                     "n_trials": args.n_trials, "fit": fit, "subjects": res["subjects"],
+                     "n_trials": args.n_trials, "fit": fit, "pretrain": pretrain,
+                     "subjects": res["subjects"],
                      **res["settings"]},
         "rows": rows,
         "cross_dataset": res["cross_dataset"],
