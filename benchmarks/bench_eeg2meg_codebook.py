@@ -18,9 +18,7 @@ leaves the benchmark's held-out numbers untouched::
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -44,23 +42,16 @@ BASE = "demo-cb128"
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", required=True, type=Path,
-                   help="a bench_eeg2meg.py work folder (its world/ and eval/pretrain/)")
-    p.add_argument("--n-test-subjects", type=int, default=3,
-                   help="held-out subjects of that benchmark (default 3; never read here)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _eeg2meg_validation import (check_kept, command, machine, parser, score_fit,
+                                     variant_rows)
+
+    p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/ and eval/pretrain/)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args(argv)
 
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_eeg2meg_sampling import score_split
-
     from neurofuse._io import write_json
     from neurofuse.systems.eeg2meg import fit
-    from neurofuse.systems.eeg2meg.data import PairedEpochs
-    from neurofuse.systems.eeg2meg.model import load_generator
 
     world, encoder = args.work / "world", args.work / "eval" / "pretrain" / "encoder"
     for path in (world, encoder):
@@ -74,11 +65,7 @@ def main(argv=None):
         asked = {"overrides": VARIANTS[name], "base_preset": BASE,
                  "n_test_subjects": args.n_test_subjects}
         if done.is_file():  # a finished variant is reused only under the same settings
-            kept = json.loads(done.read_text())
-            differ = {k: (kept.get(k), v) for k, v in asked.items() if kept.get(k) != v}
-            if differ:
-                raise SystemExit(f"{folder} was scored under other settings (there, now: "
-                                 f"{differ}); use a new --work folder or delete it.")
+            check_kept(done, asked)
         else:
             config = {"preset": BASE,
                       "data": {"n_test_subjects": args.n_test_subjects}, **VARIANTS[name]}
@@ -86,36 +73,19 @@ def main(argv=None):
             history = fit(world, folder / "fit", encoder=encoder, config=config, resume=True,
                           verbose="warning")
             fit_seconds = time.perf_counter() - t1
-            model, meta = load_generator(folder / "fit" / "model", return_meta=True)
-            data = PairedEpochs(world, meta["data"]["config"])
-            scores = score_split(model, meta, data, "val", list(CANDIDATES), k=(16, 64),
-                                 reference=CANDIDATES[0])
-            best = min(range(len(history)), key=lambda i: history[i]["val_loss"])
             write_json(done, {
-                "variant": name, **asked, "subjects": scores["subjects"],
-                "n_epochs": scores["n_epochs"], "epochs_run": len(history),
-                "epoch_kept": best + 1,
+                "variant": name, **asked,
+                **score_fit(world, folder / "fit", history, CANDIDATES, (16, 64)),
                 "val_perplexity": [round(h["val_perplexity"], 1) for h in history],
-                "fit_seconds": round(fit_seconds, 1), "scores": scores["results"]},
-                what="codebook variant")
-        res = json.loads(done.read_text())
-        for cand, by_k in res["scores"].items():
-            for k, s in by_k.items():
-                if k.startswith("K"):
-                    rows.append({"variant": name, "generation": cand, "k": int(k[1:]),
-                                 "mean_r": s["mean_r"], "pearson": s["pearson"],
-                                 "mean_rmse": s["mean_rmse"]})
-        print(name, {f"{r['generation']} K{r['k']}": round(r["mean_r"], 4)
-                     for r in rows if r["variant"] == name}, file=sys.stderr, flush=True)
+                "fit_seconds": round(fit_seconds, 1)}, what="codebook variant")
+        rows += variant_rows(name, json.loads(done.read_text()))
     out = {"benchmark": "eeg2meg_codebook",
-           "command": "python benchmarks/bench_eeg2meg_codebook.py " + " ".join(
-               argv if argv is not None else sys.argv[1:]),
+           "command": command("bench_eeg2meg_codebook.py", argv),
            "split": "val", "base_preset": BASE, "variants": VARIANTS, "rows": rows,
            "detail": {name: json.loads((args.work / "codebook" / name / "val.json")
                                        .read_text()) for name in args.variants},
            "total_seconds": round(time.perf_counter() - t0, 1),
-           "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads()}}
+           "machine": machine()}
     json.dump(out, sys.stdout, indent=1)
     print()
 

@@ -12,8 +12,9 @@ the **validation** subjects' synthetic MEG with :func:`bench_eeg2meg_sampling.sc
 (per-band Pearson r): one DDIM run from ``z_T = 0`` (5 steps) and the mean of K = 16 / 64
 five-step samples (K = 64: how a trained generator generates by default). Each variant's
 ``pretrain_val_loss`` is its own objective on its own held-out sequences (another loss for the
-waveform target, other sequences for another world): not comparable across variants. ``scratch`` fits the same generator with an untrained
-encoder trained with it (the ``no_pretrained`` ablation), the mark a pretraining must pass.
+waveform target, other sequences for another world): not comparable across variants.
+``scratch`` fits the same generator with an untrained encoder trained with it (the
+``no_pretrained`` ablation), the mark a pretraining must pass.
 The test subjects are never read, so the choice leaves the benchmark's held-out numbers
 untouched::
 
@@ -24,9 +25,7 @@ untouched::
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -103,23 +102,16 @@ def _check_fit_encoder(folder, encoder):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", required=True, type=Path,
-                   help="a bench_eeg2meg.py work folder (its world/)")
-    p.add_argument("--n-test-subjects", type=int, default=3,
-                   help="held-out subjects of that benchmark (default 3; never read here)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _eeg2meg_validation import (check_kept, command, machine, parser, score_fit,
+                                     variant_rows)
+
+    p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args(argv)
 
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_eeg2meg_sampling import score_split
-
     from neurofuse._io import write_json
     from neurofuse.systems.eeg2meg import fit
-    from neurofuse.systems.eeg2meg.data import PairedEpochs
-    from neurofuse.systems.eeg2meg.model import load_generator
 
     world = args.work / "world"
     if not world.is_dir():
@@ -133,11 +125,7 @@ def main(argv=None):
                  "n_test_subjects": args.n_test_subjects, "world_seed": WORLD_SEED,
                  "candidates": list(CANDIDATES), "k": list(K)}
         if done.is_file():  # a finished variant is reused only under the same settings
-            kept = json.loads(done.read_text())
-            differ = {k: (kept.get(k), v) for k, v in asked.items() if kept.get(k) != v}
-            if differ:
-                raise SystemExit(f"{folder} was scored under other settings (there, now: "
-                                 f"{differ}); use a new --work folder or delete it.")
+            check_kept(done, asked)
         else:
             if VARIANTS[name] is None:  # sizes of the base encoder, fresh weights
                 encoder, pre = BASE["encoder_config"], {}
@@ -150,36 +138,21 @@ def main(argv=None):
             _check_fit_encoder(folder, encoder)
             history = fit(world, folder / "fit", encoder=encoder, config=config, resume=True,
                           verbose="warning")
-            model, meta = load_generator(folder / "fit" / "model", return_meta=True)
-            data = PairedEpochs(world, meta["data"]["config"])
-            scores = score_split(model, meta, data, "val", list(CANDIDATES), k=K,
-                                 reference=CANDIDATES[0])
-            best = min(range(len(history)), key=lambda i: history[i]["val_loss"])
+            record = score_fit(world, folder / "fit", history, CANDIDATES, K)
             write_json(done, {
-                "variant": name, **asked, **pre, "subjects": scores["subjects"],
-                "n_epochs": scores["n_epochs"], "epochs_run": len(history),
-                "epoch_kept": best + 1,
-                "fit_seconds": round(sum(float(h["seconds"]) for h in history), 1),
-                "scores": scores["results"]}, what="pretraining variant")
-        res = json.loads(done.read_text())
-        for cand, by_k in res["scores"].items():
-            for k, s in by_k.items():
-                if k.startswith("K"):
-                    rows.append({"variant": name, "generation": cand, "k": int(k[1:]),
-                                 "mean_r": s["mean_r"], "pearson": s["pearson"],
-                                 "mean_rmse": s["mean_rmse"]})
-        print(name, {f"{r['generation']} K{r['k']}": round(r["mean_r"], 4)
-                     for r in rows if r["variant"] == name}, file=sys.stderr, flush=True)
+                "variant": name, **asked, **pre, **record,
+                # the epochs' own times (a resumed run's wall clock would not count them)
+                "fit_seconds": round(sum(float(h["seconds"]) for h in history), 1)},
+                what="pretraining variant")
+        rows += variant_rows(name, json.loads(done.read_text()))
     out = {"benchmark": "eeg2meg_pretrain",
-           "command": "python benchmarks/bench_eeg2meg_pretrain.py " + " ".join(
-               argv if argv is not None else sys.argv[1:]),
+           "command": command("bench_eeg2meg_pretrain.py", argv),
            "split": "val", "base": BASE, "variants": VARIANTS, "fit": FIT, "rows": rows,
            "detail": {name: json.loads((args.work / "pretraining" / name / "val.json")
                                        .read_text()) for name in args.variants},
            # this call's time; each variant's own is its pretrain_seconds and fit_seconds
            "this_call_seconds": round(time.perf_counter() - t0, 1),
-           "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads()}}
+           "machine": machine()}
     json.dump(out, sys.stdout, indent=1)
     print()
 
