@@ -55,36 +55,22 @@ WORLD_SEED = 1000
 
 
 def _pretrain(folder, changes):
-    """Simulate (once per world) and pretrain a variant's encoder; return its model folder
-    and the pretraining's numbers."""
-    from neurofuse.evaluation.eeg2meg_pipeline import _pretraining_eeg, _world_config
-    from neurofuse.simulation.eeg_meg import simulate_eeg_meg_world
-    from neurofuse.systems.eeg2meg.pretrain import pretrain_encoder
-
-    world = {**BASE["world"], **changes.get("world", {})}
-    store = folder.parent / f"eeg_{world['n_eeg_only_subjects']}subjects"
-    cfg = _world_config(world, seed=WORLD_SEED)
-    marker = store / "neurofuse-dataset.json"
-    if not marker.is_file():
-        simulate_eeg_meg_world(store, cfg, overwrite=True)
-    else:  # the same folder name must hold the same world
-        from neurofuse.data.store import read_dataset
-        from neurofuse.simulation.eeg_meg import EEGMEGWorldConfig
-
-        kept = EEGMEGWorldConfig.from_json(read_dataset(store).metadata["world"])
-        if kept != cfg:
-            raise SystemExit(f"{store} holds another world ({kept}); delete it.")
-    arrays, _ = _pretraining_eeg(store, paired_subjects=())
-    config = {**BASE["config"], **changes.get("config", {})}
-    path = pretrain_encoder(arrays, folder / "encoder", encoder_config=BASE["encoder_config"],
-                            config=config, resume=(folder / "encoder" / "checkpoints").is_dir(),
-                            verbose="warning")
+    """Simulate and pretrain a variant's encoder with the pipeline's own pretraining step
+    (into ``folder/pretrain/``; a finished one is reused only under the same settings);
+    return its model folder and the pretraining's numbers."""
+    from neurofuse.evaluation.eeg2meg_pipeline import _pretrain_step
     from neurofuse.evaluation.fit_reuse import _history_rows
 
-    rows = _history_rows(folder / "encoder")
+    spec = {"pretrain_world": {**BASE["world"], **changes.get("world", {})},
+            "pretrain": {"encoder_config": BASE["encoder_config"],
+                         "config": {**BASE["config"], **changes.get("config", {})}}}
+    path = _pretrain_step(folder, spec, resume=True, seed=WORLD_SEED - 1000)
+    rows = _history_rows(folder / "pretrain" / "encoder")
     losses = [float(r["val_loss"]) for r in rows]
-    return path, {"pretrain_world": world, "pretrain_config": config,
-                  "n_pretrain_epochs_of_eeg": sum(len(a) for a in arrays),
+    done = json.loads((folder / "pretrain" / "done.json").read_text())
+    return path, {"pretrain_world": spec["pretrain_world"],
+                  "pretrain_config": spec["pretrain"]["config"],
+                  "n_pretrain_epochs_of_eeg": done["n_epochs"],
                   "pretrain_epochs_run": len(rows),
                   "pretrain_epoch_kept": losses.index(min(losses)) + 1,
                   "pretrain_val_loss": min(losses),
