@@ -4,7 +4,8 @@ the paper's ablations, on held-out subjects of a simulated paired world. Prints 
 It simulates a paired EEG + MEG world (``--world`` preset with ``--n-subjects`` paired subjects,
 the last ``--n-test-subjects`` held out, one validating, the rest training; EEG-only subjects
 with a new task for the cross-dataset test), pretrains the LaBraM encoder on a separate EEG-only
-world (the demo's pretraining; ``--pretrain-epochs`` changes its length), fits the full
+world (the demo's pretraining; ``--pretrain-epochs`` changes its length,
+``--pretrain-subjects`` its world's size), fits the full
 generator and each ablation with ``--fit``, and runs
 :func:`neurofuse.evaluation.eeg2meg_pipeline.evaluate_eeg2meg`. Rows, in the issue's schema:
 ``{"method", "band", "pearson", "rmse", "nmi", "ssim"}`` (methods ``generator``,
@@ -51,6 +52,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--pretrain-epochs", type=int, default=None,
                    help="override the demo pretraining's epochs (stops 21-30: 4)")
+    p.add_argument("--pretrain-subjects", type=int, default=None,
+                   help="EEG-only subjects of the pretraining world (demo: 2)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--n-runs", type=int, default=10, help="decoding CV repetitions")
     args = p.parse_args(argv)
@@ -82,6 +85,8 @@ def main(argv=None):
     pretrain = {k: json.loads(json.dumps(DEMO[k])) for k in ("pretrain_world", "pretrain")}
     if args.pretrain_epochs is not None:
         pretrain["pretrain"]["config"]["epochs"] = args.pretrain_epochs
+    if args.pretrain_subjects is not None:
+        pretrain["pretrain_world"]["n_eeg_only_subjects"] = args.pretrain_subjects
     res = evaluate_eeg2meg(world, args.work / "eval", fit_config=fit, methods=args.methods,
                            pretrain=pretrain, n_runs=args.n_runs)
     rows = [{k: r[k] for k in ("method", "band", "pearson", "rmse", "nmi", "ssim")}
