@@ -1,0 +1,114 @@
+"""How much of System B's score is its training seed's, on the validation subject. Prints JSON.
+
+The held-out table (``bench_eeg2meg.py``) compares one fit of each variant, and the full model
+and its ablations differ there by up to 0.02 mean band r. This refits variants of the same
+set-up with other seeds (``TrainConfig.seed``: the initialisation, the batch order and the
+diffusion noise) on the world and pretrained encoder of a ``bench_eeg2meg.py`` work folder and
+scores each fit on the **validation** subjects with
+:func:`bench_eeg2meg_sampling.score_split` (per-band Pearson r of the mean of K = 64 five-step
+samples, how a trained generator generates, and of one DDIM run from ``z_T = 0``). Seed 0 is
+the benchmark's own fit (``WORK/eval/fits/<variant>``, read here, never written: its record
+must match); the other seeds are fitted into ``WORK/seeds/seed<s>/`` through the pipeline's
+own fit step (a rerun resumes them). The test subjects are never read::
+
+    PYTHONPATH=. python benchmarks/bench_eeg2meg.py --work W > ...   # world, encoder, seed 0
+    PYTHONPATH=. python benchmarks/bench_eeg2meg_seeds.py --work W \\
+        > benchmarks/results/eeg2meg_seeds.json
+
+``summary`` gives each variant's mean and standard deviation over the seeds and, per seed,
+its difference from the full model fitted with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+CANDIDATES = ("mean_eta1_s5", "ddim_zero_s5")
+K = 64
+
+
+def _fit_config(fit, n_test_subjects, seed):
+    """The benchmark's fit set-up (``bench_eeg2meg.py --fit``), trained with ``seed``."""
+    config = {"preset": fit, "data": {"n_test_subjects": n_test_subjects}}
+    return {**config, "train": {"seed": seed}} if seed else config
+
+
+def main(argv=None):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import numpy as np
+    from _eeg2meg_validation import (check_kept, command, machine, parser, score_fit,
+                                     variant_rows)
+
+    from neurofuse._io import write_json
+    from neurofuse.evaluation.eeg2meg_pipeline import ABLATIONS, _check_fit, _fit_step
+
+    p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/ and eval/)")
+    p.add_argument("--variants", nargs="+", default=["generator", "no_bsc"],
+                   choices=list(ABLATIONS), help="generator variants (default: generator "
+                   "no_bsc, the held-out table's lowest and highest)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="training seeds (default 0 1 2; 0 is the benchmark's own fit)")
+    p.add_argument("--fit", default="demo", help="the benchmark's --fit (default: demo)")
+    args = p.parse_args(argv)
+
+    world, bench = args.work / "world", args.work / "eval"
+    encoder = bench / "pretrain" / "encoder" / "model"
+    if not ((world / "neurofuse-dataset.json").is_file() and (encoder / "model.json").is_file()):
+        raise SystemExit(f"No world or pretrained encoder in {args.work}: run "
+                         f"benchmarks/bench_eeg2meg.py --work {args.work} first.")
+    t0, rows, detail = time.perf_counter(), [], {}
+    for variant in args.variants:
+        for seed in args.seeds:
+            config = _fit_config(args.fit, args.n_test_subjects, seed)
+            name = f"{variant}_seed{seed}"
+            done = args.work / "seeds" / "scores" / f"{name}.json"
+            out = bench if seed == 0 else args.work / "seeds" / f"seed{seed}"
+            asked = {"variant": variant, "seed": seed, "fit": config,
+                     "n_test_subjects": args.n_test_subjects}
+            if done.is_file():  # a finished score is reused only under the same settings
+                check_kept(done, asked)
+            else:
+                if seed == 0:  # the benchmark's fit: refused if trained under other settings
+                    _check_fit(bench, variant, encoder=encoder, fit_config=config)
+                    if not (bench / "fits" / variant / "done.json").is_file():
+                        raise SystemExit(f"{bench / 'fits' / variant} is not finished: run "
+                                         "benchmarks/bench_eeg2meg.py first, or leave seed 0 "
+                                         "out.")
+                else:
+                    _fit_step(world, out, variant, encoder=encoder, fit_config=config,
+                              resume=True)
+                fitted = out / "fits" / variant
+                losses = json.loads((fitted / "done.json").read_text())["val_loss"]
+                write_json(done, {**asked, **score_fit(world, fitted, [
+                    {"val_loss": v} for v in losses], CANDIDATES, (K,))},
+                    what="seed score")
+            detail[name] = json.loads(done.read_text())
+            rows += [{**r, "variant": variant, "seed": seed}
+                     for r in variant_rows(name, detail[name])]
+    score = {(r["variant"], r["seed"]): r["mean_r"] for r in rows
+             if r["generation"] == CANDIDATES[0] and r["k"] == K}
+    summary = []
+    for variant in args.variants:
+        values = [score[variant, s] for s in args.seeds]
+        row = {"variant": variant, "seeds": args.seeds, "mean_r": values,
+               "mean": float(np.mean(values)),
+               "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+        if variant != "generator" and "generator" in args.variants:
+            diff = [score[variant, s] - score["generator", s] for s in args.seeds]
+            row["minus_generator"] = {"per_seed": diff, "mean": float(np.mean(diff)),
+                                      "sd": float(np.std(diff, ddof=1))
+                                      if len(diff) > 1 else None}
+        summary.append(row)
+    out = {"benchmark": "eeg2meg_seeds", "command": command("bench_eeg2meg_seeds.py", argv),
+           "split": "val", "fit": args.fit, "score": f"{CANDIDATES[0]} K{K}",
+           "summary": summary, "rows": rows, "detail": detail,
+           "this_call_seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
+    json.dump(out, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
