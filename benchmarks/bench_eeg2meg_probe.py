@@ -33,27 +33,34 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofuse.physics.bands import BANDS
+
 STAGES = ("eeg_patch", "h_enc", "focus", "z_q")
 #: ridge penalties tried (per 1000 rows of the standardised design)
 PENALTIES = tuple(10.0 ** np.arange(1, 6))
-BANDS = ("delta", "theta", "alpha", "beta", "gamma")
 
 
 def stage_features(model, eeg, batch_size=32):
-    """Each stage's features of standardised EEG (n, C_e, T): ``{stage: (n, C_e, P, F)}``."""
+    """Each stage's features of standardised EEG (n, C_e, T): ``{stage: (n, C_e, P, F)}``,
+    read from the generator's own :meth:`condition` (the focus mapping's output by a hook)."""
     import torch
 
     p = model.n_patches
     out = {s: [] for s in STAGES}
-    with torch.no_grad():
-        for i in range(0, len(eeg), batch_size):
-            x = torch.as_tensor(eeg[i:i + batch_size])
-            h = model.encode_eeg(x)
-            f = model.focus(h + model.channel_embed + model.patch_embed)
-            parts = {"eeg_patch": x.reshape(*x.shape[:2], p, -1), "h_enc": h, "focus": f,
-                     "z_q": model.quantizer(f)[0]}
-            for s in STAGES:
-                out[s].append(parts[s].numpy())
+    seen = {}
+    hooks = [model.focus.register_forward_hook(lambda m, i, o: seen.__setitem__("focus", o)),
+             model.encoder.register_forward_hook(lambda m, i, o: seen.__setitem__("h_enc", o))]
+    try:
+        with torch.no_grad():
+            for i in range(0, len(eeg), batch_size):
+                x = torch.as_tensor(eeg[i:i + batch_size])
+                parts = {"eeg_patch": x.reshape(*x.shape[:2], p, -1),
+                         "z_q": model.condition(x)["z_q"], **seen}
+                for s in STAGES:
+                    out[s].append(parts[s].numpy())
+    finally:
+        for h in hooks:
+            h.remove()
     return {s: np.concatenate(v) for s, v in out.items()}
 
 
@@ -73,23 +80,27 @@ def _from_patch_rows(y, n, c, p):
 
 
 class PatchProbe:
-    """Ridge from a stage's patch features to the MEG of the same patch, every penalty of
-    :data:`PENALTIES` from one eigendecomposition."""
+    """Ridge from a stage's patch features to the MEG of the same patch: the package's ridge
+    solver (:mod:`neurofuse.baselines.ridge.solver`: standardised columns, constant ones left
+    out, every penalty from one eigendecomposition); penalties are per 1000 rows."""
 
     def __init__(self, feat, meg):
+        from neurofuse.baselines.ridge.backend import use_ridge_backend
+        from neurofuse.baselines.ridge.solver import _Standardized, _Stats
+
         x = _rows(feat)
-        self.mu, self.sd = x.mean(0), x.std(0) + 1e-8
-        x = (x - self.mu) / self.sd
-        self.n_patches = feat.shape[2]
+        self.n_patches, self.n_rows = feat.shape[2], len(x)
         y = _patch_rows(meg, self.n_patches).astype(np.float64)
-        self.ym = y.mean(0)
-        self.evals, self.evecs = np.linalg.eigh(x.T @ x)
-        self.vty = self.evecs.T @ (x.T @ (y - self.ym))
-        self.n_rows = len(x)
+        self.n_targets = y.shape[1]
+        with use_ridge_backend("numpy") as bk:
+            stats = _Stats()
+            stats.add(bk, x, y)
+            self._bk, self._std = bk, _Standardized(bk, stats)
 
     def predict(self, feat, penalty, n_meg):
-        w = self.evecs @ (self.vty / (self.evals + penalty * self.n_rows / 1000)[:, None])
-        y = ((_rows(feat) - self.mu) / self.sd) @ w + self.ym
+        alphas = np.full(self.n_targets, penalty * self.n_rows / 1000)
+        coef, intercept = self._std.coef(self._bk, alphas)
+        y = _rows(feat) @ coef + intercept
         return _from_patch_rows(y, feat.shape[0], n_meg, self.n_patches)
 
 
@@ -117,7 +128,8 @@ def main(argv=None):
                "output folder of neurofuse eeg2meg demo with --model")
     p.add_argument("--variant", default="generator", help="the fit probed (default generator)")
     p.add_argument("--model", type=Path, default=None,
-                   help="the generator's model folder (default WORK/eval/fits/VARIANT/model)")
+                   help="the generator's model folder (default WORK/eval/fits/VARIANT/model); "
+                   "its own split of the subjects is used (--n-test-subjects is not read)")
     args = p.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -161,7 +173,7 @@ def main(argv=None):
                               for i in range(0, len(eeg), 32)])
     ridge = _ridge(data, {s: data.subject_arrays(s, physical=True)[0] for s in val})
     ridge = data.standardize(np.concatenate([ridge[s] for s in val]), "meg")
-    gamma = [band_filter(x.astype(np.float64), data.sfreq, (30.0, 100.0), verbose="error")
+    gamma = [band_filter(x.astype(np.float64), data.sfreq, BANDS["gamma"], verbose="error")
              for x in (gen, real)]
     out = {"benchmark": "eeg2meg_probe", "command": command("bench_eeg2meg_probe.py", argv),
            "split": "val", "subjects": {"train": train, "penalty_chosen_on": inner, "val": val},

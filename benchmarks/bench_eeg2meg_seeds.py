@@ -30,10 +30,13 @@ CANDIDATES = ("mean_eta1_s5", "ddim_zero_s5")
 K = 64
 
 
-def _fit_config(fit, n_test_subjects, seed):
-    """The benchmark's fit set-up (``bench_eeg2meg.py --fit``), trained with ``seed``."""
+def _fit_config(fit, n_test_subjects, seed, epochs=None):
+    """The benchmark's fit set-up (``bench_eeg2meg.py --fit``, ``--epochs``), trained with
+    ``seed``."""
     config = {"preset": fit, "data": {"n_test_subjects": n_test_subjects}}
-    return {**config, "train": {"seed": seed}} if seed else config
+    train = {**({"epochs": epochs} if epochs is not None else {}),
+             **({"seed": seed} if seed else {})}
+    return {**config, "train": train} if train else config
 
 
 def main(argv=None):
@@ -52,6 +55,7 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                    help="training seeds (default 0 1 2; 0 is the benchmark's own fit)")
     p.add_argument("--fit", default="demo", help="the benchmark's --fit (default: demo)")
+    p.add_argument("--epochs", type=int, default=None, help="the benchmark's --epochs")
     args = p.parse_args(argv)
 
     world, bench = args.work / "world", args.work / "eval"
@@ -62,29 +66,29 @@ def main(argv=None):
     t0, rows, detail = time.perf_counter(), [], {}
     for variant in args.variants:
         for seed in args.seeds:
-            config = _fit_config(args.fit, args.n_test_subjects, seed)
+            config = _fit_config(args.fit, args.n_test_subjects, seed, args.epochs)
             name = f"{variant}_seed{seed}"
             done = args.work / "seeds" / "scores" / f"{name}.json"
             out = bench if seed == 0 else args.work / "seeds" / f"seed{seed}"
+            fitted = out / "fits" / variant
+            if seed == 0:  # the benchmark's fit: refused if trained under other settings
+                _check_fit(bench, variant, encoder=encoder, fit_config=config)
+                if not (fitted / "done.json").is_file():
+                    raise SystemExit(f"{fitted} is not finished: run "
+                                     "benchmarks/bench_eeg2meg.py first, or leave seed 0 out.")
+            else:  # fitted, resumed, or (finished) reused under the same settings
+                _fit_step(world, out, variant, encoder=encoder, fit_config=config,
+                          resume=True)
+            record = json.loads((fitted / "done.json").read_text())
+            # a score is reused only for the same settings and the same finished fit
             asked = {"variant": variant, "seed": seed, "fit": config,
-                     "n_test_subjects": args.n_test_subjects}
-            if done.is_file():  # a finished score is reused only under the same settings
+                     "n_test_subjects": args.n_test_subjects, "fit_record": record}
+            if done.is_file():
                 check_kept(done, asked)
             else:
-                if seed == 0:  # the benchmark's fit: refused if trained under other settings
-                    _check_fit(bench, variant, encoder=encoder, fit_config=config)
-                    if not (bench / "fits" / variant / "done.json").is_file():
-                        raise SystemExit(f"{bench / 'fits' / variant} is not finished: run "
-                                         "benchmarks/bench_eeg2meg.py first, or leave seed 0 "
-                                         "out.")
-                else:
-                    _fit_step(world, out, variant, encoder=encoder, fit_config=config,
-                              resume=True)
-                fitted = out / "fits" / variant
-                losses = json.loads((fitted / "done.json").read_text())["val_loss"]
-                write_json(done, {**asked, **score_fit(world, fitted, [
-                    {"val_loss": v} for v in losses], CANDIDATES, (K,))},
-                    what="seed score")
+                history = [{"val_loss": v} for v in record["val_loss"]]
+                write_json(done, {**asked, **score_fit(world, fitted, history, CANDIDATES,
+                                                       (K,))}, what="seed score")
             detail[name] = json.loads(done.read_text())
             rows += [{**r, "variant": variant, "seed": seed}
                      for r in variant_rows(name, detail[name])]

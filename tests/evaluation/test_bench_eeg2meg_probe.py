@@ -1,5 +1,5 @@
 """``benchmarks/bench_eeg2meg_probe.py``: the patch probe is scikit-learn's ridge on the
-standardised patch features, and its patch layout round-trips."""
+standardised patch features, and its rows are the patches of the EEG and the MEG."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,14 @@ sklearn_linear = pytest.importorskip("sklearn.linear_model")
 @pytest.fixture(scope="module")
 def probe(benchmark_script):
     return benchmark_script("bench_eeg2meg_probe")
+
+
+def test_feature_rows_are_one_patch_of_every_channel(probe):
+    feat = np.random.default_rng(2).standard_normal((3, 4, 5, 6))  # (n, C, P, F)
+    rows = probe._rows(feat)
+    assert rows.shape == (15, 24)
+    for e, q in ((0, 0), (1, 2), (2, 4)):
+        np.testing.assert_array_equal(rows[e * 5 + q], feat[e, :, q, :].ravel())
 
 
 def test_patch_rows_round_trip(probe):
