@@ -116,13 +116,12 @@ def band_r(pred, real, data):
 
 def main(argv=None):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import torch
     from _eeg2meg_validation import command, machine, parser
 
     from neurofuse.evaluation.eeg2meg.signal_metrics import band_filter
     from neurofuse.evaluation.eeg2meg_pipeline import _ridge
     from neurofuse.systems.eeg2meg.data import PairedEpochs
-    from neurofuse.systems.eeg2meg.model import load_generator
+    from neurofuse.systems.eeg2meg.model import load_generator, synthesize
 
     p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/ and eval/fits/), or the "
                "output folder of neurofuse eeg2meg demo with --model")
@@ -167,11 +166,11 @@ def main(argv=None):
         print(stage, {k: round(v, 3) for k, v in probes[stage].items()
                       if k in ("mean", *BANDS)}, file=sys.stderr, flush=True)
     real = stack(val)
-    eeg = np.concatenate([arrays[s][0] for s in val])
-    with torch.no_grad():
-        gen = np.concatenate([model.generate(torch.as_tensor(eeg[i:i + 32])).numpy()
-                              for i in range(0, len(eeg), 32)])
-    ridge = _ridge(data, {s: data.subject_arrays(s, physical=True)[0] for s in val})
+    eeg = {s: data.subject_arrays(s, physical=True)[0] for s in val}
+    # as the evaluation makes them (synthesize: one stream of draws for the whole call)
+    gen = data.standardize(np.concatenate([synthesize(model, eeg[s], meta=meta) for s in val]),
+                           "meg")
+    ridge = _ridge(data, eeg)
     ridge = data.standardize(np.concatenate([ridge[s] for s in val]), "meg")
     gamma = [band_filter(x.astype(np.float64), data.sfreq, BANDS["gamma"], verbose="error")
              for x in (gen, real)]
