@@ -36,6 +36,15 @@ import time
 from pathlib import Path
 
 
+def fit_spec(preset, n_test_subjects, epochs=None, seed=0):
+    """The generator set-up this benchmark fits (``--fit``, ``--n-test-subjects``,
+    ``--epochs``), trained with ``seed`` (0: the preset's own, as here)."""
+    spec = {"preset": preset, "data": {"n_test_subjects": n_test_subjects}}
+    train = {**({"epochs": epochs} if epochs is not None else {}),
+             **({"seed": seed} if seed else {})}
+    return {**spec, "train": train} if train else spec
+
+
 def main(argv=None):
     from neurofuse.evaluation.eeg2meg_pipeline import METHODS
 
@@ -79,9 +88,7 @@ def main(argv=None):
         if kept != config:
             raise SystemExit(f"{world} holds another world ({kept}); use a new --work folder "
                              "or delete it.")
-    fit = {"preset": args.fit, "data": {"n_test_subjects": args.n_test_subjects}}
-    if args.epochs is not None:
-        fit["train"] = {"epochs": args.epochs}
+    fit = fit_spec(args.fit, args.n_test_subjects, args.epochs)
     pretrain = {k: json.loads(json.dumps(DEMO[k])) for k in ("pretrain_world", "pretrain")}
     if args.pretrain_epochs is not None:
         pretrain["pretrain"]["config"]["epochs"] = args.pretrain_epochs

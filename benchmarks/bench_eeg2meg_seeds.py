@@ -30,20 +30,12 @@ CANDIDATES = ("mean_eta1_s5", "ddim_zero_s5")
 K = 64
 
 
-def _fit_config(fit, n_test_subjects, seed, epochs=None):
-    """The benchmark's fit set-up (``bench_eeg2meg.py --fit``, ``--epochs``), trained with
-    ``seed``."""
-    config = {"preset": fit, "data": {"n_test_subjects": n_test_subjects}}
-    train = {**({"epochs": epochs} if epochs is not None else {}),
-             **({"seed": seed} if seed else {})}
-    return {**config, "train": train} if train else config
-
-
 def main(argv=None):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import numpy as np
     from _eeg2meg_validation import (check_kept, command, machine, parser, score_fit,
                                      variant_rows)
+    from bench_eeg2meg import fit_spec
 
     from neurofuse._io import write_json
     from neurofuse.evaluation.eeg2meg_pipeline import ABLATIONS, _check_fit, _fit_step
@@ -66,7 +58,7 @@ def main(argv=None):
     t0, rows, detail = time.perf_counter(), [], {}
     for variant in args.variants:
         for seed in args.seeds:
-            config = _fit_config(args.fit, args.n_test_subjects, seed, args.epochs)
+            config = fit_spec(args.fit, args.n_test_subjects, args.epochs, seed)
             name = f"{variant}_seed{seed}"
             done = args.work / "seeds" / "scores" / f"{name}.json"
             out = bench if seed == 0 else args.work / "seeds" / f"seed{seed}"
