@@ -15,6 +15,11 @@ own fit step (a rerun resumes them). The test subjects are never read::
     PYTHONPATH=. python benchmarks/bench_eeg2meg_seeds.py --work W \\
         > benchmarks/results/eeg2meg_seeds.json
 
+A variant is an ablation's name (``pipeline.ABLATIONS``) or one with generator settings
+changed, ``NAME+FIELD=VALUE[+...]`` (``GeneratorConfig`` fields, values read as JSON, else
+as text), e.g. ``generator+band_pad=constant``; such a variant is fitted with every seed,
+seed 0 included, into ``WORK/seeds/<variant>/seed<s>/``.
+
 ``summary`` gives each variant's mean and standard deviation over the seeds and, per seed,
 its difference from the full model fitted with the same seed.
 """
@@ -42,8 +47,8 @@ def main(argv=None):
 
     p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/ and eval/)")
     p.add_argument("--variants", nargs="+", default=["generator", "no_bsc"],
-                   choices=list(ABLATIONS), help="generator variants (default: generator "
-                   "no_bsc, the held-out table's lowest and highest)")
+                   help="generator variants, NAME or NAME+FIELD=VALUE[+...] (default: "
+                   "generator no_bsc, the held-out table's lowest and highest)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                    help="training seeds (default 0 1 2; 0 is the benchmark's own fit)")
     p.add_argument("--fit", default="demo", help="the benchmark's --fit (default: demo)")
@@ -55,21 +60,27 @@ def main(argv=None):
     if not ((world / "neurofuse-dataset.json").is_file() and (encoder / "model.json").is_file()):
         raise SystemExit(f"No world or pretrained encoder in {args.work}: run "
                          f"benchmarks/bench_eeg2meg.py --work {args.work} first.")
+    changed = {v: _variant(v, ABLATIONS) for v in args.variants}  # before any work
     t0, rows, detail = time.perf_counter(), [], {}
     for variant in args.variants:
+        method, model = changed[variant]
         for seed in args.seeds:
             config = fit_spec(args.fit, args.n_test_subjects, args.epochs, seed)
+            if model:
+                config["model"] = model
             name = f"{variant}_seed{seed}"
             done = args.work / "seeds" / "scores" / f"{name}.json"
-            out = bench if seed == 0 else args.work / "seeds" / f"seed{seed}"
-            fitted = out / "fits" / variant
-            if seed == 0:  # the benchmark's fit: refused if trained under other settings
-                _check_fit(bench, variant, encoder=encoder, fit_config=config)
+            own = seed == 0 and not model  # the benchmark's own fit
+            out = bench if own else args.work / "seeds" / (
+                f"{variant}/seed{seed}" if model else f"seed{seed}")
+            fitted = out / "fits" / method
+            if own:  # the benchmark's fit: refused if trained under other settings
+                _check_fit(bench, method, encoder=encoder, fit_config=config)
                 if not (fitted / "done.json").is_file():
                     raise SystemExit(f"{fitted} is not finished: run "
                                      "benchmarks/bench_eeg2meg.py first, or leave seed 0 out.")
             else:  # fitted, resumed, or (finished) reused under the same settings
-                _fit_step(world, out, variant, encoder=encoder, fit_config=config,
+                _fit_step(world, out, method, encoder=encoder, fit_config=config,
                           resume=True)
             record = json.loads((fitted / "done.json").read_text())
             # a score is reused only for the same settings and the same finished fit
@@ -104,6 +115,31 @@ def main(argv=None):
            "this_call_seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
     json.dump(out, sys.stdout, indent=1)
     print()
+
+
+def _variant(text, ablations):
+    """``(ablation, model changes)`` of a ``--variants`` entry, ``NAME[+FIELD=VALUE...]``."""
+    import dataclasses
+
+    from neurofuse.systems.eeg2meg.config import GeneratorConfig
+
+    name, *changes = text.split("+")
+    if name not in ablations:
+        raise SystemExit(f"--variants: {text!r} must start with one of {list(ablations)}, "
+                         f"got {name!r}.")
+    fields, model = {f.name for f in dataclasses.fields(GeneratorConfig)}, {}
+    for change in changes:
+        key, sep, value = change.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--variants: {change!r} in {text!r} must be FIELD=VALUE with "
+                             f"FIELD a GeneratorConfig field, e.g. band_pad=constant.")
+        try:
+            model[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model[key] = value
+    if model:  # checked now, not after the first fits
+        GeneratorConfig.from_dict({**ablations[name], **model})
+    return name, model
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def test_config_json_round_trip(tmp_path):
     ({"sample_steps": 101}, ValueError, "'GeneratorConfig.sample_steps'"),
     ({"posterior_samples": -1}, ValueError, "'GeneratorConfig.posterior_samples'"),
     ({"posterior_steps": 0}, ValueError, "'GeneratorConfig.posterior_steps'"),
+    ({"band_pad": "zeros"}, ValueError, "'GeneratorConfig.band_pad'.*got 'zeros'"),
 ])
 def test_config_refuses_bad_values_naming_the_field(changes, error, match):
     with pytest.raises(error, match=match):
@@ -129,6 +130,19 @@ def test_losses_hold_every_term_and_their_weighted_sum(changes):
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(n.startswith("encoder.") for n in trainable) == (changes.get("encoder")
                                                                == "scratch")
+
+
+def test_band_pad_sets_the_band_loss_padding():
+    # the same weights and draws, two paddings: only the spec term differs
+    eeg, meg = _data()
+    terms = {}
+    for pad in ("reflect_limited", "constant"):
+        model = _make(band_pad=pad).train()
+        assert model.bands.pad == pad
+        terms[pad] = model.losses(eeg, meg, generator=torch.Generator().manual_seed(0))
+    a, b = terms["reflect_limited"], terms["constant"]
+    assert all(torch.equal(a[k], b[k]) for k in ("rec", "vq", "diff", "ae"))
+    assert not torch.allclose(a["spec"], b["spec"])
 
 
 def test_losses_are_reproducible_with_a_generator():

@@ -37,16 +37,17 @@ def test_spectral_filter_applies_its_complex_weights_like_numpy():
         filt(torch.zeros(1, 3, 65, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("pad", ["reflect_limited", "constant"])
 @pytest.mark.parametrize("n_times", [300, 500, 2500])
-def test_band_filters_match_mne_filter_data(n_times):
+def test_band_filters_match_mne_filter_data(n_times, pad):
     sfreq = 250.0
     rng = np.random.default_rng(n_times)
     y = rng.standard_normal((2, 4, n_times))
-    bank = BandFilterBank(sfreq)
+    bank = BandFilterBank(sfreq, pad=pad)
     assert bank.names == tuple(BANDS)
     out = bank(torch.from_numpy(y)).numpy()  # (n_bands, 2, 4, n_times)
     for i, (lo, hi) in enumerate(BANDS.values()):
-        expected = mne.filter.filter_data(y, sfreq, lo, hi, verbose="error")
+        expected = mne.filter.filter_data(y, sfreq, lo, hi, pad=pad, verbose="error")
         np.testing.assert_allclose(out[i], expected, rtol=0, atol=1e-10 * np.abs(y).max())
 
 
@@ -93,9 +94,10 @@ def test_half_precision_input_is_filtered_in_float32():
     torch.testing.assert_close(out, bank(y.to(torch.bfloat16).float()), rtol=0, atol=0)
 
 
-def test_band_loss_factor_equals_filtering_every_band():
+@pytest.mark.parametrize("pad", ["reflect_limited", "constant"])
+def test_band_loss_factor_equals_filtering_every_band(pad):
     # the quadratic form of band_loss must equal filtering each band and summing the MSEs
-    bank = BandFilterBank(250.0)
+    bank = BandFilterBank(250.0, pad=pad)
     d = torch.randn(3, 7, 250, dtype=torch.float64)
     direct = bank(d).pow(2).mean(dim=(1, 2, 3)).sum()
     assert band_loss(d, torch.zeros_like(d), bank).item() == pytest.approx(direct.item(),
@@ -103,3 +105,28 @@ def test_band_loss_factor_equals_filtering_every_band():
     d32 = d.float()
     assert band_loss(d32, torch.zeros_like(d32), bank).item() == pytest.approx(direct.item(),
                                                                               rel=1e-4)
+
+
+def test_band_loss_edge_weight_depends_on_the_padding():
+    # The weight band_loss gives each sample of a 1-s epoch (the diagonal of Σ_b M_bᵀ M_b),
+    # from MNE's own filtering of unit impulses: reflect_limited pads with 2 x[0] − x[k], so
+    # the δ filter, longer than the epoch, sees mostly the first and last samples; zero
+    # padding weighs them like the others.
+    sfreq, n = 250.0, 250
+    for pad in ("reflect_limited", "constant"):
+        impulses = np.eye(n)
+        q = sum(mne.filter.filter_data(impulses, sfreq, lo, hi, pad=pad, verbose="error") ** 2
+                for lo, hi in BANDS.values())  # q[i, j] = Σ_b (M_b e_i)_j²
+        weight = q.sum(axis=1)  # ||M e_i||² summed over bands: Q's diagonal
+        factor = BandFilterBank(sfreq, pad=pad).loss_factor(n, torch.float64).numpy()
+        np.testing.assert_allclose((factor ** 2).sum(axis=1), weight, rtol=1e-8)
+        edge, middle = weight[[0, -1]], np.median(weight)
+        if pad == "reflect_limited":
+            assert (edge > 50 * middle).all()
+        else:
+            assert (edge < 1.5 * middle).all()
+
+
+def test_an_unknown_padding_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="'pad'.*'reflect_limited', 'constant'.*got 'edge'"):
+        BandFilterBank(250.0, pad="edge")

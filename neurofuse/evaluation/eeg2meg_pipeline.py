@@ -262,7 +262,7 @@ def _fit_prev(folder):
     """The settings a finished fit in ``folder`` recorded, or for a folder written before
     that record, what its loop's ``config.json`` records (the encoder is then not
     compared); None if it is not finished."""
-    from ..systems.eeg2meg.trainer import _FROM_DATA
+    from ..systems.eeg2meg.trainer import _ADDED_LATER, _FROM_DATA
 
     done, run = folder / "done.json", folder / "config.json"
     if not (done.is_file() and (folder / "model" / "model.json").is_file()):
@@ -274,6 +274,8 @@ def _fit_prev(folder):
                 "model": {k: v for k, v in ((run.get("model") or {}).get("generator")
                                             or {}).items() if k not in _FROM_DATA},
                 "data": (run.get("data") or {}).get("config")}
+    if isinstance(prev.get("model"), dict):  # a field added later: the value older runs had
+        prev["model"] = {**_ADDED_LATER, **prev["model"]}
     return prev
 
 

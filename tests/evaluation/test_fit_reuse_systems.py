@@ -170,8 +170,17 @@ def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
         ep.evaluate_eeg2meg(tmp_path / "no-such-world", tmp_path, encoder="small",
                             methods=("no_sfm",), fit_config={"preset": "tiny",
                                                              "train": {"lr": 1e-2}})
-    # a folder written before the record: compared on the loop's config.json
+    # a record written before a model field existed (stop 33's band_pad) holds the value
+    # every older run had: reused under it, refused under another
     done = tmp_path / "fits" / "no_sfm" / "done.json"
+    record = json.loads(done.read_text())
+    assert record["model"].pop("band_pad") == "reflect_limited"
+    done.write_text(json.dumps(record))
+    assert step({"preset": "tiny", "model": {"band_pad": "reflect_limited"}}) == model
+    with pytest.raises(ValueError, match=r"model\.band_pad: 'reflect_limited' there, "
+                                         r"'constant' now"):
+        step({"preset": "tiny", "model": {"band_pad": "constant"}})
+    # a folder written before the record: compared on the loop's config.json
     done.write_text(json.dumps({"epochs": 2, "val_loss": [1.0, 0.5]}))
     assert step("tiny", encoder="base") == model  # the encoder it was given is not recorded
     with pytest.raises(ValueError, match=r"differing: model\.latent_dim\)"):

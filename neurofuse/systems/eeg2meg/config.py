@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from ..._checks import _check_int, _check_keys, _check_option, _check_positive, _check_type
 from ..._io import read_config, write_json
 
-__all__ = ["ENCODER_MODES", "SCHEDULES", "GeneratorConfig"]
+__all__ = ["BAND_PADS", "ENCODER_MODES", "SCHEDULES", "GeneratorConfig"]
 
 #: ``"pretrained"``: the encoder is frozen (no gradients, kept in eval mode); ``"scratch"``:
 #: it is trained with the generator (the paper's "w/o pretrained" ablation).
 ENCODER_MODES = ("pretrained", "scratch")
+#: Edge paddings of the band filters of Eq. 8 (:func:`mne.filter.filter_data`'s ``pad``):
+#: MNE's default, or zeros (:mod:`~neurofuse.systems.eeg2meg.spectral`).
+BAND_PADS = ("reflect_limited", "constant")
 #: DDPM noise schedules: Ho et al.'s linear β schedule, or Nichol & Dhariwal's cosine ᾱ.
 SCHEDULES = ("linear", "cosine")
 
@@ -119,6 +122,12 @@ class GeneratorConfig:
     lambda_rec, lambda_vq, lambda_diff, lambda_spec : float
         Weights of Eq. 9's terms: L1 reconstruction, VQ (Eq. 4), diffusion (Eq. 6) and the
         band loss (Eq. 8). The paper gives no values; 1 each.
+    band_pad : 'reflect_limited' | 'constant'
+        Edge padding of the band filters of Eq. 8 (``pad`` of :func:`mne.filter.filter_data`;
+        :data:`BAND_PADS`). ``"reflect_limited"``
+        (MNE's default, and every model folder written before the field) puts 40 % of the
+        loss's weight on the first and last samples of 1-s epochs; ``"constant"`` (zeros)
+        weighs every sample alike (:mod:`~neurofuse.systems.eeg2meg.spectral`).
     lambda_ae : float
         Weight of the MEG autoencoder's own L1 reconstruction, ``|Y - D(E(Y))|`` (not in the
         paper, which does not say how the latent space is learnt).
@@ -167,6 +176,7 @@ class GeneratorConfig:
     lambda_diff: float = 1.0
     lambda_spec: float = 1.0
     lambda_ae: float = 1.0
+    band_pad: str = "reflect_limited"
     dropout: float = 0.0
     encoder: str = "pretrained"
     sfm: bool = True
@@ -187,6 +197,8 @@ class GeneratorConfig:
             _check_type(f"GeneratorConfig.{name}", getattr(self, name), bool)
         _check_type("GeneratorConfig.schedule", self.schedule, str)
         _check_option("GeneratorConfig.schedule", self.schedule, SCHEDULES)
+        _check_type("GeneratorConfig.band_pad", self.band_pad, str)
+        _check_option("GeneratorConfig.band_pad", self.band_pad, BAND_PADS)
         _check_type("GeneratorConfig.encoder", self.encoder, str)
         _check_option("GeneratorConfig.encoder", self.encoder, ENCODER_MODES)
         if self.dropout >= 1:

@@ -38,7 +38,8 @@ Paper ↔ code
   (DDPM over every step; with ``steps`` < T, the DDIM update with η = 1 on the shortened
   chain). K = 64 of 5-step samples was chosen on the demo's validation subject
   (docs/eeg2meg.md).
-- ``bsc=False``: no Eq. 7 filter, no Eq. 8 term.
+- ``bsc=False``: no Eq. 7 filter, no Eq. 8 term. ``band_pad``: the band filters' edge
+  padding (:mod:`~neurofuse.systems.eeg2meg.spectral`).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class EEG2MEGGenerator(nn.Module):
                                            config.beta_start, config.beta_end)
         if config.bsc:
             self.calibration = SpectralFilter(config.n_times)
-            self.bands = BandFilterBank(config.sfreq)
+            self.bands = BandFilterBank(config.sfreq, pad=config.band_pad)
         if config.encoder == "pretrained":
             self.encoder.requires_grad_(False)
             self.encoder.eval()

@@ -132,7 +132,8 @@ FIT_PRESETS["demo-cb128"] = {
 _GENERATION_ONLY = ("posterior_samples", "posterior_steps")
 #: model settings added after runs had been written, with the value every older run had:
 #: at that value they are left out of what a checkpoint must match, so those runs resume
-_ADDED_LATER = {"dead_code_threshold": 0.0}  # stop 30
+_ADDED_LATER = {"dead_code_threshold": 0.0,  # stop 30
+                "band_pad": "reflect_limited"}  # stop 33
 
 
 def load_fit_config(config):
