@@ -21,7 +21,9 @@ as text), e.g. ``generator+band_pad=constant``; such a variant is fitted with ev
 seed 0 included, into ``WORK/seeds/<variant>/seed<s>/``.
 
 ``summary`` gives each variant's mean and standard deviation over the seeds and, per seed,
-its difference from the full model fitted with the same seed.
+its difference from the full model fitted with the same seed (``minus_generator``; for a
+variant with changed settings, from the full model with the same changes, where that is
+one of the variants: ``baseline`` names it).
 """
 
 from __future__ import annotations
@@ -103,9 +105,11 @@ def main(argv=None):
         row = {"variant": variant, "seeds": args.seeds, "mean_r": values,
                "mean": float(np.mean(values)),
                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
-        if variant != "generator" and "generator" in args.variants:
-            diff = [score[variant, s] - score["generator", s] for s in args.seeds]
-            row["minus_generator"] = {"per_seed": diff, "mean": float(np.mean(diff)),
+        base = _baseline(variant, args.variants)
+        if base is not None:
+            diff = [score[variant, s] - score[base, s] for s in args.seeds]
+            row["minus_generator"] = {"baseline": base, "per_seed": diff,
+                                      "mean": float(np.mean(diff)),
                                       "sd": float(np.std(diff, ddof=1))
                                       if len(diff) > 1 else None}
         summary.append(row)
@@ -115,6 +119,15 @@ def main(argv=None):
            "this_call_seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
     json.dump(out, sys.stdout, indent=1)
     print()
+
+
+def _baseline(variant, variants):
+    """The full model ``variant`` differs from in one thing, if it is among ``variants``: a
+    changed full model's is ``generator``, an ablation's the full model with its changes
+    (``no_sfm+band_pad=constant``: ``generator+band_pad=constant``)."""
+    name, plus, changes = variant.partition("+")
+    base = "generator" if name == "generator" else "generator" + plus + changes
+    return base if base != variant and base in variants else None
 
 
 def _variant(text, ablations):
@@ -137,6 +150,10 @@ def _variant(text, ablations):
             model[key] = json.loads(value)
         except json.JSONDecodeError:
             model[key] = value
+    clash = sorted(set(model) & set(ablations[name]))
+    if clash:  # the pipeline applies the ablation's own settings last
+        raise SystemExit(f"--variants: {text!r} changes {clash}, which {name!r} itself sets "
+                         f"({ablations[name]}); start from another variant.")
     if model:  # checked now, not after the first fits
         GeneratorConfig.from_dict({**ablations[name], **model})
     return name, model

@@ -63,6 +63,7 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
     # interrupted before it existed still resume
     described = json.loads((tmp_path / "fit" / "config.json").read_text())["model"]
     assert "dead_code_threshold" not in described["generator"]
+    assert "band_pad" not in described["generator"]  # stop 33's field, at the older value
     assert "codebook_size" in described["generator"]
     before = _weights(enc)
     after = _weights(tmp_path / "fit" / "model")

@@ -22,6 +22,7 @@ def test_a_variant_is_an_ablation_and_its_changes(seeds):
     ("full+band_pad=constant", r"must start with one of \['generator', 'no_bsc'\], got 'full'"),
     ("generator+band_pad", r"'band_pad' in .* must be FIELD=VALUE"),
     ("generator+padding=constant", r"'padding=constant' in .* must be FIELD=VALUE"),
+    ("no_bsc+bsc=true", r"changes \['bsc'\], which 'no_bsc' itself sets"),
 ])
 def test_a_bad_variant_is_refused_naming_what_to_write(seeds, text, match):
     with pytest.raises(SystemExit, match=match):
@@ -31,3 +32,14 @@ def test_a_bad_variant_is_refused_naming_what_to_write(seeds, text, match):
 def test_a_bad_value_is_refused_before_any_fit(seeds):
     with pytest.raises(ValueError, match=r"'GeneratorConfig\.band_pad'.*got 'zeros'"):
         seeds._variant("generator+band_pad=zeros", ABLATIONS)
+
+
+def test_each_variant_is_compared_with_the_full_model_it_differs_from_in_one_thing(seeds):
+    variants = ["generator", "no_sfm", "generator+band_pad=constant",
+                "no_sfm+band_pad=constant", "no_bsc+lambda_spec=0"]
+    assert seeds._baseline("generator", variants) is None
+    assert seeds._baseline("no_sfm", variants) == "generator"
+    assert seeds._baseline("generator+band_pad=constant", variants) == "generator"
+    assert seeds._baseline("no_sfm+band_pad=constant", variants) == \
+        "generator+band_pad=constant"
+    assert seeds._baseline("no_bsc+lambda_spec=0", variants) is None  # not among them

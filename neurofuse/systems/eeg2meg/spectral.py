@@ -195,9 +195,10 @@ class BandFilterBank(nn.Module):
             y = y.float()  # FFTs of half precision are not supported everywhere
         n = y.shape[-1]
         # One padding serves every band: reflect_limited padding of the longest edge starts
-        # with the shorter ones' samples (zero padding is zeros throughout), and a band of
-        # length L reads only (L − 1) / 2 samples beyond the signal, never more than its own
-        # edge min(L, n) − 1.
+        # with the shorter ones' samples (zero padding is zeros throughout). A band of length
+        # L reads (L − 1) / 2 samples beyond the signal: within its own edge min(L, n) − 1
+        # when L <= n; when L > n its edge is n − 1, as the longest one's, and beyond it MNE
+        # and this padding both hold zeros.
         n_edge = max(min(max(self.lengths), n) - 1, 0)
         x = _pad(y, n_edge, self.pad)  # (..., n + 2 n_edge)
         # Circular convolution of this length equals the linear one on the kept samples: the
