@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from neurofuse.data.store import read_dataset
+from neurofuse.systems.eeg2meg.config import GeneratorConfig
 from neurofuse.systems.eeg2meg.data import PairedEpochs
 from neurofuse.systems.eeg2meg.model import load_generator, synthesize
 from neurofuse.systems.eeg2meg.pretrain import pretrain_encoder
@@ -100,14 +101,26 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
     np.testing.assert_array_equal(ddim[0], ddim[1])
 
 
-def test_demo_cb128_is_the_demo_preset_with_the_earlier_codebook():
-    """The stop 22-29 demo set-up stays reproducible: it differs in the codebook and epochs."""
+def _changed(a, b):
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+def test_earlier_demo_presets_differ_from_demo_only_where_the_demo_changed():
+    """The stop 22-29 (demo-cb128) and stop 30-33 (demo-reflect) demo set-ups stay
+    reproducible: they differ from ``demo`` in what changed since, nothing else."""
     demo, old = load_fit_config("demo"), load_fit_config("demo-cb128")
     assert dataclasses.replace(demo[0], epochs=16, patience=None) == old[0] and demo[2] == old[2]
     assert (demo[0].epochs, demo[0].patience, old[0].epochs, old[0].patience) == (40, 5, 16, None)
-    changed = {k for k in demo[1].keys() | old[1].keys() if demo[1].get(k) != old[1].get(k)}
-    assert changed == {"codebook_size", "dead_code_threshold"}
+    assert _changed(demo[1], old[1]) == {"codebook_size", "dead_code_threshold", "band_pad"}
     assert (old[1]["codebook_size"], old[1]["dead_code_threshold"]) == (128, 0.0)
+    reflect = load_fit_config("demo-reflect")
+    assert reflect[0] == demo[0] and reflect[2] == demo[2]
+    assert _changed(demo[1], reflect[1]) == {"band_pad"}
+    # the earlier presets pad as every fit before stop 34 did (GeneratorConfig's default, the
+    # value a checkpoint without the field is read with), the demo and the paper with zeros
+    assert old[1]["band_pad"] == reflect[1]["band_pad"] == GeneratorConfig().band_pad \
+        == "reflect_limited"
+    assert demo[1]["band_pad"] == load_fit_config("paper")[1]["band_pad"] == "constant"
 
 
 def test_config_errors(tmp_path):

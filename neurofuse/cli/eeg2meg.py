@@ -152,8 +152,8 @@ def add_parser(subparsers):
 
     p = add_command(sub, "fit", _cmd_fit, target="neurofuse.systems.eeg2meg.trainer:fit",
                     help="train the generator on a store's paired training subjects")
-    p.add_argument("config", help="preset (paper, demo, demo-cb128, tiny) or a .toml/.json "
-                                  "file")
+    p.add_argument("config", help="preset (paper, demo, demo-reflect, demo-cb128, tiny) or a "
+                                  ".toml/.json file")
     p.add_argument("--data", required=True, help="store with paired eeg/meg epoch sets")
     p.add_argument("--encoder", required=True,
                    help="pretrained encoder folder (neurofuse eeg2meg pretrain), or a LaBraM "

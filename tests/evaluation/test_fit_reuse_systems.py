@@ -155,8 +155,9 @@ def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
     with pytest.raises(ValueError, match=r"differing: encoder\); encoder: 'small' there, "
                                          r"'base' now"):
         step("tiny", encoder="base")
-    # a refusal names the presets that keep the demo's earlier set-ups (stop 30: demo-cb128)
-    with pytest.raises(ValueError, match=r"earlier `demo` preset .*\('demo-cb128'\)"):
+    # a refusal names the presets that keep the demo's earlier set-ups (stops 30 and 34)
+    with pytest.raises(ValueError, match=r"earlier `demo` preset .*\('demo-reflect', "
+                                         r"'demo-cb128'\)"):
         step({"preset": "tiny", "model": {"codebook_size": 8}})
     # the ablation is part of the set-up: another method's fit differs in it
     assert ep._fit_record("tiny", "no_sfm", "small", tmp_path)[1]["model"]["sfm"] is False
