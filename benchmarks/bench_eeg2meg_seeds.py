@@ -15,10 +15,11 @@ own fit step (a rerun resumes them). The test subjects are never read::
     PYTHONPATH=. python benchmarks/bench_eeg2meg_seeds.py --work W \\
         > benchmarks/results/eeg2meg_seeds.json
 
-A variant is an ablation's name (``pipeline.ABLATIONS``) or one with generator settings
-changed, ``NAME+FIELD=VALUE[+...]`` (``GeneratorConfig`` fields, values read as JSON, else
-as text), e.g. ``generator+band_pad=constant``; such a variant is fitted with every seed,
-seed 0 included, into ``WORK/seeds/<variant>/seed<s>/``.
+A variant is an ablation's name (``pipeline.ABLATIONS``) or one with settings changed,
+``NAME+FIELD=VALUE[+...]`` (``GeneratorConfig`` or ``TrainConfig`` fields but the seed and
+the epochs, values read as JSON, else as text), e.g. ``generator+band_pad=constant`` or
+``no_diffusion+monitor=val_rec``; such a variant is fitted with every seed, seed 0 included,
+into ``WORK/seeds/<variant>/seed<s>/``.
 
 ``summary`` gives each variant's mean and standard deviation over the seeds and, per seed,
 its difference from the full model fitted with the same seed (``minus_generator``; for a
@@ -65,16 +66,18 @@ def main(argv=None):
     changed = {v: _variant(v, ABLATIONS) for v in args.variants}  # before any work
     t0, rows, detail = time.perf_counter(), [], {}
     for variant in args.variants:
-        method, model = changed[variant]
+        method, model, train = changed[variant]
         for seed in args.seeds:
             config = fit_spec(args.fit, args.n_test_subjects, args.epochs, seed)
+            if train:
+                config["train"] = {**config.get("train", {}), **train}
             if model:
                 config["model"] = model
             name = f"{variant}_seed{seed}"
             done = args.work / "seeds" / "scores" / f"{name}.json"
-            own = seed == 0 and not model  # the benchmark's own fit
+            own = seed == 0 and not (model or train)  # the benchmark's own fit
             out = bench if own else args.work / "seeds" / (
-                f"{variant}/seed{seed}" if model else f"seed{seed}")
+                f"{variant}/seed{seed}" if model or train else f"seed{seed}")
             fitted = out / "fits" / method
             if own:  # the benchmark's fit: refused if trained under other settings
                 _check_fit(bench, method, encoder=encoder, fit_config=config)
@@ -91,9 +94,11 @@ def main(argv=None):
             if done.is_file():
                 check_kept(done, asked)
             else:
-                history = [{"val_loss": v} for v in record["val_loss"]]
+                monitor = record["train"].get("monitor", "val_loss")
+                history = [{monitor: v} for v in record.get("monitored", record["val_loss"])]
                 write_json(done, {**asked, **score_fit(world, fitted, history, CANDIDATES,
-                                                       (K,))}, what="seed score")
+                                                       (K,), monitor=monitor)},
+                           what="seed score")
             detail[name] = json.loads(done.read_text())
             rows += [{**r, "variant": variant, "seed": seed}
                      for r in variant_rows(name, detail[name])]
@@ -131,32 +136,41 @@ def _baseline(variant, variants):
 
 
 def _variant(text, ablations):
-    """``(ablation, model changes)`` of a ``--variants`` entry, ``NAME[+FIELD=VALUE...]``."""
+    """``(ablation, model changes, train changes)`` of a ``--variants`` entry,
+    ``NAME[+FIELD=VALUE...]``."""
     import dataclasses
 
     from neurofuse.systems.eeg2meg.config import GeneratorConfig
+    from neurofuse.systems.eeg2meg.trainer import TrainConfig
 
     name, *changes = text.split("+")
     if name not in ablations:
         raise SystemExit(f"--variants: {text!r} must start with one of {list(ablations)}, "
                          f"got {name!r}.")
-    fields, model = {f.name for f in dataclasses.fields(GeneratorConfig)}, {}
+    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    # the seed and the epochs are the script's own (--seeds, --epochs)
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "epochs"}
+    model, train = {}, {}
     for change in changes:
         key, sep, value = change.partition("=")
-        if not sep or key not in fields:
+        if not sep or key not in fields | train_fields:
             raise SystemExit(f"--variants: {change!r} in {text!r} must be FIELD=VALUE with "
-                             f"FIELD a GeneratorConfig field, e.g. band_pad=constant.")
+                             "FIELD a GeneratorConfig or TrainConfig field (not seed or "
+                             "epochs: --seeds, --epochs), e.g. band_pad=constant.")
         try:
-            model[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            model[key] = value
+            parsed = value
+        (model if key in fields else train)[key] = parsed
     clash = sorted(set(model) & set(ablations[name]))
     if clash:  # the pipeline applies the ablation's own settings last
         raise SystemExit(f"--variants: {text!r} changes {clash}, which {name!r} itself sets "
                          f"({ablations[name]}); start from another variant.")
     if model:  # checked now, not after the first fits
         GeneratorConfig.from_dict({**ablations[name], **model})
-    return name, model
+    if train:
+        TrainConfig.from_dict(train)
+    return name, model, train
 
 
 if __name__ == "__main__":

@@ -53,6 +53,37 @@ def test_fit_scratch_resume_is_exact(tmp_path):
     assert meta["data"]["subjects"]["test"] == ["sub-04"]
 
 
+def test_monitor_val_rec_keeps_the_best_reconstruction_and_old_checkpoints_stay_safe(tmp_path):
+    """``TrainConfig.monitor='val_rec'``: early stopping and the kept model follow L_rec
+    alone; a checkpoint written before the setting (it monitored the total) resumes under
+    the total and is refused under L_rec."""
+    path, _ = _store(tmp_path)
+    cfg = {**SCRATCH, "train": {"epochs": 3, "monitor": "val_rec"}}
+    hist = fit(path, tmp_path / "rec", encoder={"preset": "tiny"}, config=cfg)
+    state = json.loads((tmp_path / "rec" / "checkpoints" / "epoch-0003" / "state.json")
+                       .read_text())
+    assert state["config"]["monitor"] == "val_rec"
+    assert state["trainer"]["best_val"] == min(h["val_rec"] for h in hist)
+    assert min(h["val_rec"] for h in hist) != min(h["val_loss"] for h in hist)
+    # the same run as one monitoring the total, up to the last epoch (only the choice differs)
+    total = fit(path, tmp_path / "total", encoder={"preset": "tiny"},
+                config={**SCRATCH, "train": {"epochs": 3}})
+    assert [h["val_loss"] for h in total] == [h["val_loss"] for h in hist]
+    # a checkpoint from before the setting: read as monitoring the total
+    ckpt = tmp_path / "total" / "checkpoints" / "epoch-0003" / "state.json"
+    old = json.loads(ckpt.read_text())
+    assert old["config"].pop("monitor") == "val_loss"
+    ckpt.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"monitor: 'val_loss' in the checkpoint, 'val_rec' "
+                                         r"now"):
+        fit(path, tmp_path / "total", encoder={"preset": "tiny"}, resume=True,
+            config={**SCRATCH, "train": {"epochs": 4, "monitor": "val_rec"}})
+    assert len(fit(path, tmp_path / "total", encoder={"preset": "tiny"}, resume=True,
+                   config={**SCRATCH, "train": {"epochs": 4}})) == 4
+    with pytest.raises(ValueError, match=r"'TrainConfig\.monitor'.*got 'val_vq'"):
+        load_fit_config({**SCRATCH, "train": {"monitor": "val_vq"}})
+
+
 def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
     path, truth = _store(tmp_path)
     ds = read_dataset(path)

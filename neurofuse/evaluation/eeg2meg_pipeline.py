@@ -262,6 +262,7 @@ def _fit_prev(folder):
     """The settings a finished fit in ``folder`` recorded, or for a folder written before
     that record, what its loop's ``config.json`` records (the encoder is then not
     compared); None if it is not finished."""
+    from ..systems.eeg2meg.task import GeneratorTask
     from ..systems.eeg2meg.trainer import _ADDED_LATER, _FROM_DATA
 
     done, run = folder / "done.json", folder / "config.json"
@@ -276,15 +277,19 @@ def _fit_prev(folder):
                 "data": (run.get("data") or {}).get("config")}
     if isinstance(prev.get("model"), dict):  # a field added later: the value older runs had
         prev["model"] = {**_ADDED_LATER, **prev["model"]}
+    if isinstance(prev.get("train"), dict):
+        prev["train"] = {**GeneratorTask.added_later, **prev["train"]}
     return prev
 
 
 def _check_fit(out, method, *, encoder, fit_config, check_weights=True):
     """Refuse to reuse ``method``'s finished fit trained under other settings; return the
     set-up and the record of a new one."""
-    from ..systems.eeg2meg.task import GeneratorTask
+    from functools import partial
+
+    from ..systems.eeg2meg.task import GeneratorTask, monitored
     from ..systems.eeg2meg.trainer import _GENERATION_ONLY, FIT_PRESETS
-    from .fit_reuse import _check_fit_record, _loop_rules
+    from .fit_reuse import _check_fit_record, _loop_rules, _stopping_change
 
     folder = out / "fits" / method
     config, record = _fit_record(fit_config, method, encoder, out,
@@ -292,6 +297,11 @@ def _check_fit(out, method, *, encoder, fit_config, check_weights=True):
     prev = _fit_prev(folder)
     if prev is not None:
         rules = _loop_rules(GeneratorTask)
+        # new stopping settings are replayed on what this set-up monitors (a fit that
+        # monitored another number differs in train.monitor, and is refused)
+        rules["stop_change"] = _stopping_change(
+            partial(monitored, monitor=record["train"]["monitor"]),
+            keys=tuple(k for _, k in rules["stopping"]))
         # how a trained generator samples does not change its weights
         free = [*rules["free"], *(("model", k) for k in _GENERATION_ONLY)]
         _check_fit_record(prev, record, folder=folder,
@@ -317,6 +327,7 @@ def _check_finished(out, spec, generators, *, encoder, fit_config, seed):
 
 
 def _fit_step(world, out, method, *, encoder, fit_config, resume):
+    from ..systems.eeg2meg.task import monitored
     from ..systems.eeg2meg.trainer import fit
 
     folder = out / "fits" / method
@@ -332,8 +343,10 @@ def _fit_step(world, out, method, *, encoder, fit_config, resume):
     logger.info("Fitting %s", method)
     history = fit(world, folder, encoder=encoder, config=config,
                   resume=resume and (folder / "checkpoints").is_dir())
+    monitor = record["train"]["monitor"]
     write_json(done, {"epochs": len(history),
-                      "val_loss": [h.get("val_loss") for h in history], **record})
+                      "val_loss": [h.get("val_loss") for h in history],
+                      "monitored": [monitored(h, monitor) for h in history], **record})
     return model
 
 

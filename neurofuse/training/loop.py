@@ -75,7 +75,9 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
     if saved is None or now is None:
         return
     now = json.loads(json.dumps(now))
-    # keys the checkpoint lacks were added by a later neurofuse: nothing to compare
+    # keys the checkpoint lacks were added by a later neurofuse: compared at the value every
+    # earlier run had where the task names it (Task.added_later), else not compared
+    saved = {**json.loads(json.dumps(getattr(task, "added_later", None) or {})), **saved}
     changed = [k for k in sorted(saved) if saved[k] != now.get(k)
                and k not in task.resume_may_change]
     if not changed:

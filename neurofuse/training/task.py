@@ -98,11 +98,16 @@ class Task:
         system's data or settings leads there, and the fix.
     resume_may_change : tuple of str
         Keys of :meth:`config` a resumed run may change (e.g. train for more epochs).
+    added_later : dict
+        Keys of :meth:`config` added after runs were checkpointed, with the value every such
+        run had: a checkpoint without one is compared as holding that value, so it resumes
+        under it and is refused under another.
     """
 
     train_logs: tuple = ()
     no_batches_hint: str = ""
     resume_may_change: tuple = ("max_epochs", "epochs", "patience", "min_epochs", "device")
+    added_later: dict = {}
     progress_keys: tuple = ("train_loss", "val_loss")
     ddp_options: dict = {}
 

@@ -13,9 +13,12 @@ ABLATIONS = {"generator": {}, "no_bsc": {"bsc": False}}
 
 
 def test_a_variant_is_an_ablation_and_its_changes(seeds):
-    assert seeds._variant("no_bsc", ABLATIONS) == ("no_bsc", {})
+    assert seeds._variant("no_bsc", ABLATIONS) == ("no_bsc", {}, {})
     assert seeds._variant("generator+band_pad=constant+lambda_spec=0.5", ABLATIONS) == (
-        "generator", {"band_pad": "constant", "lambda_spec": 0.5})  # JSON, else text
+        "generator", {"band_pad": "constant", "lambda_spec": 0.5}, {})  # JSON, else text
+    # training settings go to the train section
+    assert seeds._variant("no_bsc+monitor=val_rec+band_pad=constant", ABLATIONS) == (
+        "no_bsc", {"band_pad": "constant"}, {"monitor": "val_rec"})
 
 
 @pytest.mark.parametrize("text, match", [
@@ -23,6 +26,7 @@ def test_a_variant_is_an_ablation_and_its_changes(seeds):
     ("generator+band_pad", r"'band_pad' in .* must be FIELD=VALUE"),
     ("generator+padding=constant", r"'padding=constant' in .* must be FIELD=VALUE"),
     ("no_bsc+bsc=true", r"changes \['bsc'\], which 'no_bsc' itself sets"),
+    ("generator+seed=3", r"'seed=3' in .* \(not seed or epochs: --seeds, --epochs\)"),
 ])
 def test_a_bad_variant_is_refused_naming_what_to_write(seeds, text, match):
     with pytest.raises(SystemExit, match=match):
@@ -32,6 +36,8 @@ def test_a_bad_variant_is_refused_naming_what_to_write(seeds, text, match):
 def test_a_bad_value_is_refused_before_any_fit(seeds):
     with pytest.raises(ValueError, match=r"'GeneratorConfig\.band_pad'.*got 'zeros'"):
         seeds._variant("generator+band_pad=zeros", ABLATIONS)
+    with pytest.raises(ValueError, match=r"'TrainConfig\.monitor'.*got 'val_vq'"):
+        seeds._variant("generator+monitor=val_vq", ABLATIONS)
 
 
 def test_each_variant_is_compared_with_the_full_model_it_differs_from_in_one_thing(seeds):

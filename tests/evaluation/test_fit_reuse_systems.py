@@ -128,10 +128,10 @@ def eeg2meg_stub(monkeypatch):
             {"train": train.to_dict(),
              "model": {"generator": {**model, "n_eeg": 4}, "encoder": {"origin": "scratch"}},
              "data": {"config": data.to_dict()}}))
-        history = [{"epoch": e + 1, "train_loss": 1.0, "val_loss": 1.0 / (e + 1)}
-                   for e in range(train.epochs)]
-        (out / "history.csv").write_text("epoch,train_loss,val_loss\n" + "".join(
-            f"{h['epoch']},1.0,{h['val_loss']}\n" for h in history))
+        history = [{"epoch": e + 1, "train_loss": 1.0, "val_loss": 1.0 / (e + 1),
+                    "val_rec": 2.0 / (e + 1)} for e in range(train.epochs)]
+        (out / "history.csv").write_text("epoch,train_loss,val_loss,val_rec\n" + "".join(
+            f"{h['epoch']},1.0,{h['val_loss']},{h['val_rec']}\n" for h in history))
         return history
 
     monkeypatch.setattr(trainer, "fit", fit)
@@ -181,12 +181,29 @@ def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
     with pytest.raises(ValueError, match=r"model\.band_pad: 'reflect_limited' there, "
                                          r"'constant' now"):
         step({"preset": "tiny", "model": {"band_pad": "constant"}})
+    # so is one written before train.monitor (stop 34): it monitored Eq. 9's total
+    record = json.loads(done.read_text())
+    assert record["train"].pop("monitor") == "val_loss"
+    done.write_text(json.dumps(record))
+    old = {"preset": "tiny", "model": {"band_pad": "reflect_limited"}}
+    assert step(old) == model
+    with pytest.raises(ValueError, match=r"train\.monitor: 'val_loss' there, 'val_rec' now"):
+        step({**old, "train": {"monitor": "val_rec"}})
+    # a fit monitoring L_rec records it, and longer training is replayed on it
+    rec = {"preset": "tiny", "train": {"monitor": "val_rec"}}
+    step(rec, method="no_bsc")
+    record = json.loads((tmp_path / "fits" / "no_bsc" / "done.json").read_text())
+    assert record["monitored"] == [2.0 / (e + 1) for e in range(2)]
+    assert record["monitored"] != record["val_loss"]
+    with pytest.raises(ValueError, match=r"train\.epochs: 2 there, 3 now \(it trained 2 "
+                                         r"epochs, which the settings now would not stop at"):
+        step({**rec, "train": {**rec["train"], "epochs": 3}}, method="no_bsc")
     # a folder written before the record: compared on the loop's config.json
     done.write_text(json.dumps({"epochs": 2, "val_loss": [1.0, 0.5]}))
     assert step("tiny", encoder="base") == model  # the encoder it was given is not recorded
     with pytest.raises(ValueError, match=r"differing: model\.latent_dim\)"):
         step({"preset": "tiny", "model": {"latent_dim": 8}})
-    assert len(eeg2meg_stub) == 1
+    assert len(eeg2meg_stub) == 2  # the first and the no_bsc fit
 
 
 def test_eeg2meg_fit_not_reused_on_another_pretraining(tmp_path, eeg2meg_stub):

@@ -5,8 +5,8 @@ parameters that require gradients: a frozen pretrained encoder's do not). Every 
 the training subjects' epochs in a fresh random order drawn from torch's generator, which the
 loop's checkpoints restore, so a resumed run continues exactly. The loss is the generator's
 Eq. 9 total; validation reports every term on the validation subjects with a fixed noise
-seed (the diffusion terms draw timesteps and noise), so epochs compare, and ``val_loss`` is
-monitored.
+seed (the diffusion terms draw timesteps and noise), so epochs compare, and ``val_loss`` (or
+``val_rec``: ``TrainConfig.monitor``) is monitored.
 
 A frozen encoder is a fixed function of the EEG, so with ``cache_encoder`` (default) its
 tokens ``H_enc`` of each training and validation epoch are computed on the epoch's first visit
@@ -21,10 +21,20 @@ import torch
 
 from ...training.task import Task
 
-__all__ = ["GeneratorTask"]
+__all__ = ["GeneratorTask", "MONITORS", "monitored"]
 
 #: Seed of the noise drawn by validation's diffusion terms (the same every epoch).
 VAL_SEED = 1234
+
+#: What early stopping may follow (``TrainConfig.monitor``): Eq. 9's total, or L_rec alone.
+MONITORS = ("val_loss", "val_rec")
+
+
+def monitored(row, monitor="val_loss"):
+    """The number early stopping minimises in a history row: ``monitor`` (a validation
+    column), else its training counterpart (``train_loss``, ``train_rec``) when the run has
+    no validation subject."""
+    return row.get(monitor, row.get("train_" + monitor[len("val_"):]))
 
 
 class GeneratorTask(Task):
@@ -135,9 +145,12 @@ class GeneratorTask(Task):
         out["val_loss"] = sums["total"] / n
         return out
 
+    #: training settings added after runs were checkpointed, with the value those runs had
+    added_later = {"monitor": "val_loss"}
+
     def monitor(self, row):
-        """The validation loss, else the training loss."""
-        return row.get("val_loss", row["train_loss"])
+        """``TrainConfig.monitor`` of the row (:func:`monitored`)."""
+        return monitored(row, getattr(self.cfg, "monitor", "val_loss"))
 
     # ---------------------------------------------------------------- what is saved
     def model_config(self, model):

@@ -3,7 +3,7 @@
 :func:`fit` runs :class:`~neurofuse.systems.eeg2meg.task.GeneratorTask` in the generic loop
 (:func:`neurofuse.training.loop.fit_task`: AdamW, clipping at 1, a checkpoint every epoch in
 ``out/checkpoints/`` with exact resume, the history in ``out/history.csv``). The model with
-the lowest validation loss is saved in ``out/model/``
+the lowest monitored validation number (``TrainConfig.monitor``) is saved in ``out/model/``
 (:func:`~neurofuse.systems.eeg2meg.model.load_generator`).
 
 The encoder is given separately: the folder of a pretrained encoder
@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..._checks import _check_int, _check_positive
+from ..._checks import _check_int, _check_option, _check_positive
 from ..._logging import logger, verbose
 from ...training.loop import fit_task
 from ...training.model_folder import AdamSettings
 from ...training.presets import check_not_from_data, read_fit_config
 from .config import GeneratorConfig
 from .data import DataConfig, PairedEpochs
-from .task import GeneratorTask
+from .task import MONITORS, GeneratorTask
 
 __all__ = ["FIT_PRESETS", "TrainConfig", "build_generator", "fit", "load_fit_config"]
 
@@ -47,7 +47,7 @@ class TrainConfig(AdamSettings):
     weight_decay : float
         AdamW's decoupled weight decay (1e-2).
     patience : int | None
-        Epochs without a lower validation loss before stopping; None: all epochs.
+        Epochs without a lower monitored validation number before stopping; None: all epochs.
     grad_clip : float | None
         Max global gradient norm per step (1.0).
     seed : int
@@ -60,6 +60,11 @@ class TrainConfig(AdamSettings):
         Keep a frozen encoder's tokens of every training and validation epoch after their
         first pass, so later epochs skip the encoder (memory: epochs × C_e × P × D floats;
         switch off for data that does not fit). No effect with a scratch encoder.
+    monitor : {'val_loss', 'val_rec'}
+        What early stopping and the kept model follow on the validation subjects: Eq. 9's
+        total (every fit before stop 34) or its MEG reconstruction term ``L_rec`` alone (the
+        training terms when there is no validation subject). The total also holds the VQ
+        commitment, which can rise while the output improves (docs/eeg2meg.md, stop 34).
     """
 
     epochs: int = 1000
@@ -73,10 +78,12 @@ class TrainConfig(AdamSettings):
     device: str | None = None
     mixed_precision: bool = False
     cache_encoder: bool = True
+    monitor: str = "val_loss"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
             _check_int(f"TrainConfig.{name}", getattr(self, name))
+        _check_option("TrainConfig.monitor", self.monitor, MONITORS)
         _check_positive("TrainConfig.lr", self.lr)
         _check_positive("TrainConfig.weight_decay", self.weight_decay, allow_zero=True)
         self._check_adam_settings()
