@@ -6,10 +6,10 @@ pretraining was short: 4 epochs of masked patch modelling on two simulated EEG-o
 This pretrains the encoder (LaBraM ``small`` sizes) under each variant's changes of that
 set-up (longer, on more subjects of the pretraining world, or with the waveform target; the
 pretraining world is the demo's: EEG-only, template head, seed 1000, disjoint from the paired
-data), fits the ``demo`` generator preset on it on the paired world of a ``bench_eeg2meg.py``
-work folder into ``WORK/pretraining/<name>/`` (a rerun resumes finished steps), and scores
-the **validation** subjects' synthetic MEG with :func:`bench_eeg2meg_sampling.score_split`
-(per-band Pearson r): one DDIM run from ``z_T = 0`` (5 steps) and the mean of K = 16 / 64
+data), fits the ``demo-reflect`` generator preset (stop 31's demo) on it on the paired world
+of a ``bench_eeg2meg.py`` work folder into ``WORK/pretraining/<name>/`` (a rerun resumes
+finished steps), and scores the **validation** subjects' synthetic MEG with
+:func:`bench_eeg2meg_sampling.score_split` (per-band Pearson r): one DDIM run from ``z_T = 0`` (5 steps) and the mean of K = 16 / 64
 five-step samples (K = 64: how a trained generator generates by default). Each variant's
 ``pretrain_val_loss`` is its own objective on its own held-out sequences (another loss for the
 waveform target, other sequences for another world): not comparable across variants.
@@ -48,8 +48,9 @@ VARIANTS = {
 }
 CANDIDATES = ("ddim_zero_s5", "mean_eta1_s5")
 K = (16, 64)
-#: The generator fitted on each encoder.
-FIT = "demo"
+#: The generator fitted on each encoder: the demo preset of stop 31, when the pretraining
+#: was chosen (MNE's padding in the band loss; named demo-reflect since stop 34).
+FIT = "demo-reflect"
 #: The pretraining world's seed (the pipeline's: its seed 0 + 1000).
 WORLD_SEED = 1000
 
