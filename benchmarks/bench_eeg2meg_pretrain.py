@@ -9,10 +9,11 @@ pretraining world is the demo's: EEG-only, template head, seed 1000, disjoint fr
 data), fits the ``demo-reflect`` generator preset (stop 31's demo) on it on the paired world
 of a ``bench_eeg2meg.py`` work folder into ``WORK/pretraining/<name>/`` (a rerun resumes
 finished steps), and scores the **validation** subjects' synthetic MEG with
-:func:`bench_eeg2meg_sampling.score_split` (per-band Pearson r): one DDIM run from ``z_T = 0`` (5 steps) and the mean of K = 16 / 64
-five-step samples (K = 64: how a trained generator generates by default). Each variant's
-``pretrain_val_loss`` is its own objective on its own held-out sequences (another loss for the
-waveform target, other sequences for another world): not comparable across variants.
+:func:`bench_eeg2meg_sampling.score_split` (per-band Pearson r): one DDIM run from
+``z_T = 0`` (5 steps) and the mean of K = 16 / 64 five-step samples (K = 64: how a trained
+generator generates by default). Each variant's ``pretrain_val_loss`` is its own objective
+on its own held-out sequences (another loss for the waveform target, other sequences for
+another world): not comparable across variants.
 ``scratch`` fits the same generator with an untrained encoder trained with it (the
 ``no_pretrained`` ablation), the mark a pretraining must pass.
 The test subjects are never read, so the choice leaves the benchmark's held-out numbers

@@ -289,19 +289,17 @@ def _check_fit(out, method, *, encoder, fit_config, check_weights=True):
 
     from ..systems.eeg2meg.task import GeneratorTask, monitored
     from ..systems.eeg2meg.trainer import _GENERATION_ONLY, FIT_PRESETS
-    from .fit_reuse import _check_fit_record, _loop_rules, _stopping_change
+    from .fit_reuse import _check_fit_record, _loop_rules
 
     folder = out / "fits" / method
     config, record = _fit_record(fit_config, method, encoder, out,
                                  check_weights=check_weights)
     prev = _fit_prev(folder)
     if prev is not None:
-        rules = _loop_rules(GeneratorTask)
         # new stopping settings are replayed on what this set-up monitors (a fit that
         # monitored another number differs in train.monitor, and is refused)
-        rules["stop_change"] = _stopping_change(
-            partial(monitored, monitor=record["train"]["monitor"]),
-            keys=tuple(k for _, k in rules["stopping"]))
+        rules = _loop_rules(GeneratorTask,
+                            monitor=partial(monitored, monitor=record["train"]["monitor"]))
         # how a trained generator samples does not change its weights
         free = [*rules["free"], *(("model", k) for k in _GENERATION_ONLY)]
         _check_fit_record(prev, record, folder=folder,

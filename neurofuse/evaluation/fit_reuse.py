@@ -195,13 +195,14 @@ def _stopping_change(monitor, *, epochs="epochs", keys=("epochs", "patience"), d
     return change
 
 
-def _loop_rules(task_cls, section="train", *, epochs="epochs"):
+def _loop_rules(task_cls, section="train", *, epochs="epochs", monitor=None):
     """The ``free``, ``stopping`` and ``stop_change`` arguments of :func:`_check_fit_record`
     for a fit by the generic loop's task ``task_cls``: what its
     :attr:`~neurofuse.training.task.Task.resume_may_change` lets a resumed run change (the
     device: free; the epochs, patience and minimum: compared by replaying the history on
-    the task's :meth:`~neurofuse.training.task.Task.monitor`), in the ``section`` of the
-    settings named ``epochs`` for the loop's ``max_epochs``."""
+    the task's :meth:`~neurofuse.training.task.Task.monitor`, or ``monitor(row)`` where the
+    settings choose what is monitored), in the ``section`` of the settings named ``epochs``
+    for the loop's ``max_epochs``."""
     from functools import partial
 
     may = task_cls.resume_may_change
@@ -212,8 +213,8 @@ def _loop_rules(task_cls, section="train", *, epochs="epochs"):
     keys = tuple(k for k in (epochs, "patience", "min_epochs") if k in may)
     return {"free": [(section, "device")] if "device" in may else [],
             "stopping": [(section, k) for k in keys],
-            "stop_change": _stopping_change(partial(task_cls.monitor, None), epochs=epochs,
-                                            keys=keys)}
+            "stop_change": _stopping_change(monitor or partial(task_cls.monitor, None),
+                                            epochs=epochs, keys=keys)}
 
 
 def _with_defaults(cls, values):

@@ -93,6 +93,24 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
         "settings anyway.")
 
 
+def _differences(saved, now, prefix="", limit=5):
+    """``"key: <saved> in the checkpoint, <now> now"`` for the leaves where two JSON configs
+    differ (nested keys dotted; the first ``limit``, then how many more)."""
+    diffs, absent = [], object()
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k, absent), b.get(k, absent), f"{path}.{k}" if path else str(k))
+        elif a != b:
+            a, b = ("absent" if v is absent else repr(v) for v in (a, b))
+            diffs.append(f"{path or 'config'}: {a} in the checkpoint, {b} now")
+
+    walk(saved, now, prefix)
+    more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
 def _check_weights(model, *, epoch, out):
     bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
     if bad:
@@ -248,9 +266,11 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
              "history": [], "stopped": False}
     if resume:
         tensors, meta = load_checkpoint(ckpt_dir)
-        if meta["model_config"] != json.loads(json.dumps(task.model_config(model))):
+        now = json.loads(json.dumps(task.model_config(model)))
+        if meta["model_config"] != now:
             raise ValueError("Incompatible checkpoint: it was made for another model or dataset "
-                             "(different sizes or subjects). Use a fresh --out.")
+                             f"({_differences(meta['model_config'], now)}). Use a fresh --out, "
+                             "or resume with the run's own settings.")
         _check_resumed_settings(meta.get("config"), task, ckpt_dir,
                                 override=resume == "override")
         task.load_model_state(model, {k[6:]: v for k, v in tensors.items()

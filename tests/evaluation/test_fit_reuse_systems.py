@@ -128,8 +128,9 @@ def eeg2meg_stub(monkeypatch):
             {"train": train.to_dict(),
              "model": {"generator": {**model, "n_eeg": 4}, "encoder": {"origin": "scratch"}},
              "data": {"config": data.to_dict()}}))
+        # val_loss falls every epoch, val_rec only in the first
         history = [{"epoch": e + 1, "train_loss": 1.0, "val_loss": 1.0 / (e + 1),
-                    "val_rec": 2.0 / (e + 1)} for e in range(train.epochs)]
+                    "val_rec": 2.0 if e == 0 else 2.5} for e in range(train.epochs)]
         (out / "history.csv").write_text("epoch,train_loss,val_loss,val_rec\n" + "".join(
             f"{h['epoch']},1.0,{h['val_loss']},{h['val_rec']}\n" for h in history))
         return history
@@ -193,11 +194,13 @@ def test_eeg2meg_fit_reused_only_under_its_settings(tmp_path, eeg2meg_stub):
     rec = {"preset": "tiny", "train": {"monitor": "val_rec"}}
     step(rec, method="no_bsc")
     record = json.loads((tmp_path / "fits" / "no_bsc" / "done.json").read_text())
-    assert record["monitored"] == [2.0 / (e + 1) for e in range(2)]
-    assert record["monitored"] != record["val_loss"]
+    assert record["monitored"] == [2.0, 2.5] and record["val_loss"] == [1.0, 0.5]
     with pytest.raises(ValueError, match=r"train\.epochs: 2 there, 3 now \(it trained 2 "
                                          r"epochs, which the settings now would not stop at"):
         step({**rec, "train": {**rec["train"], "epochs": 3}}, method="no_bsc")
+    # with patience 1, L_rec (not the falling total) stops it after its 2 epochs: reused
+    assert step({**rec, "train": {**rec["train"], "epochs": 3, "patience": 1}},
+                method="no_bsc") == tmp_path / "fits" / "no_bsc" / "model"
     # a folder written before the record: compared on the loop's config.json
     done.write_text(json.dumps({"epochs": 2, "val_loss": [1.0, 0.5]}))
     assert step("tiny", encoder="base") == model  # the encoder it was given is not recorded

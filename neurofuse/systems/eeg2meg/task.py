@@ -33,8 +33,10 @@ MONITORS = ("val_loss", "val_rec")
 def monitored(row, monitor="val_loss"):
     """The number early stopping minimises in a history row: ``monitor`` (a validation
     column), else its training counterpart (``train_loss``, ``train_rec``) when the run has
-    no validation subject."""
-    return row.get(monitor, row.get("train_" + monitor[len("val_"):]))
+    no validation subject (a row with validation numbers but not ``monitor``: KeyError)."""
+    if monitor in row or any(k.startswith("val_") for k in row):
+        return row[monitor]
+    return row["train_" + monitor[len("val_"):]]
 
 
 class GeneratorTask(Task):
@@ -150,7 +152,8 @@ class GeneratorTask(Task):
 
     def monitor(self, row):
         """``TrainConfig.monitor`` of the row (:func:`monitored`)."""
-        return monitored(row, getattr(self.cfg, "monitor", "val_loss"))
+        # (self may be None: a rule replaying a record with the default, as _loop_rules does)
+        return monitored(row, getattr(getattr(self, "cfg", None), "monitor", "val_loss"))
 
     # ---------------------------------------------------------------- what is saved
     def model_config(self, model):
