@@ -13,7 +13,7 @@ from neurofuse.systems.eeg2meg.config import GeneratorConfig
 from neurofuse.systems.eeg2meg.data import PairedEpochs
 from neurofuse.systems.eeg2meg.model import load_generator, synthesize
 from neurofuse.systems.eeg2meg.pretrain import pretrain_encoder
-from neurofuse.systems.eeg2meg.trainer import fit, load_fit_config
+from neurofuse.systems.eeg2meg.trainer import TrainConfig, fit, load_fit_config
 
 from test_eeg2meg_data import _store
 
@@ -143,15 +143,23 @@ def _changed(a, b):
 
 def test_earlier_demo_presets_differ_from_demo_only_where_the_demo_changed():
     """The stop 22-29 (demo-cb128) and stop 30-33 (demo-reflect) demo set-ups stay
-    reproducible: they differ from ``demo`` in what changed since, nothing else."""
+    reproducible: they differ from ``demo`` in what changed since, nothing else (stop 34: the
+    band loss's padding and what early stopping monitors)."""
     demo, old = load_fit_config("demo"), load_fit_config("demo-cb128")
-    assert dataclasses.replace(demo[0], epochs=16, patience=None) == old[0] and demo[2] == old[2]
+    assert dataclasses.replace(demo[0], epochs=16, patience=None, monitor="val_loss") == old[0]
+    assert demo[2] == old[2]
     assert (demo[0].epochs, demo[0].patience, old[0].epochs, old[0].patience) == (40, 5, 16, None)
     assert _changed(demo[1], old[1]) == {"codebook_size", "dead_code_threshold", "band_pad"}
     assert (old[1]["codebook_size"], old[1]["dead_code_threshold"]) == (128, 0.0)
     reflect = load_fit_config("demo-reflect")
-    assert reflect[0] == demo[0] and reflect[2] == demo[2]
+    assert dataclasses.replace(demo[0], monitor="val_loss") == reflect[0]
+    assert reflect[2] == demo[2]
     assert _changed(demo[1], reflect[1]) == {"band_pad"}
+    # the earlier presets monitor the total, as every fit before stop 34 did (TrainConfig's
+    # default, the value a checkpoint without the field is read with), the demo and the
+    # paper L_rec
+    assert old[0].monitor == reflect[0].monitor == TrainConfig().monitor == "val_loss"
+    assert demo[0].monitor == load_fit_config("paper")[0].monitor == "val_rec"
     # the earlier presets pad as every fit before stop 34 did (GeneratorConfig's default, the
     # value a checkpoint without the field is read with), the demo and the paper with zeros
     assert old[1]["band_pad"] == reflect[1]["band_pad"] == GeneratorConfig().band_pad \
