@@ -91,8 +91,9 @@ def main(argv=None):
             # a score is reused only for the same settings and the same finished fit
             asked = {"variant": variant, "seed": seed, "fit": config,
                      "n_test_subjects": args.n_test_subjects, "fit_record": record}
-            if done.is_file():
-                check_kept(done, asked)
+            if done.is_file():  # on the fit's record (its resolved settings), not on the
+                # preset's name, which may have changed (demo -> demo-reflect, stop 34)
+                check_kept(done, {k: v for k, v in asked.items() if k != "fit"})
             else:
                 monitor = record["train"].get("monitor", "val_loss")
                 history = [{monitor: v} for v in record.get("monitored", record["val_loss"])]
