@@ -116,8 +116,8 @@ FIT_PRESETS = {
     # Stop 34: zero padding in Eq. 8's band filters (stop 33, benchmarks/bench_eeg2meg_seeds.py
     # on the ten-subject benchmark world's validation subject, three seeds: mean band r
     # 0.410 +- 0.005 with MNE's default reflect_limited, 0.432 +- 0.003 with zeros), and
-    # early stopping on L_rec (the deterministic ablation stopped at epoch 6-7 on the total,
-    # whose VQ term rose while its output improved: docs/eeg2meg.md).
+    # early stopping on L_rec (on the total the deterministic ablation stopped after 11-12
+    # epochs, keeping 6-7: its VQ term rose while its output improved; docs/eeg2meg.md).
     "demo": {"train": {"epochs": 40, "patience": 5, "batch_size": 16, "lr": 1e-3,
                        "monitor": "val_rec"},
              "model": {"codebook_size": 2048, "dead_code_threshold": 1.0, "band_pad": "constant",
