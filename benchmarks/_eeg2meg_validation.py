@@ -32,7 +32,7 @@ def check_kept(done, asked):
                          f"{differ}); use a new --work folder or delete it.")
 
 
-def score_fit(world, fit_folder, history, candidates, k, *, monitor="val_loss"):
+def score_fit(world, fit_folder, monitored, candidates, k):
     """Score a fitted generator's synthetic MEG on the validation subjects.
 
     Parameters
@@ -41,36 +41,43 @@ def score_fit(world, fit_folder, history, candidates, k, *, monitor="val_loss"):
         The paired store it was fitted on.
     fit_folder : Path
         Its fit folder (``model/`` inside).
-    history : list of dict
-        Its training history (``monitor`` per epoch).
+    monitored : sequence of float
+        What the fit kept its model by (its ``TrainConfig.monitor``), per epoch.
     candidates : sequence of str
         Generation settings of :func:`bench_eeg2meg_sampling.score_split`, the first the
         reference.
     k : sequence of int
         Numbers of averaged samples reported.
-    monitor : str
-        What the fit kept its model by (its ``TrainConfig.monitor``).
 
     Returns
     -------
     record : dict
         ``subjects``, ``n_epochs`` (validation epochs), ``epochs_run``, ``epoch_kept``
-        (lowest ``monitor``, 1-based) and ``scores`` (``score_split``'s results).
+        (lowest ``monitored``, 1-based) and ``scores`` (``score_split``'s results).
     """
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_eeg2meg_sampling import score_split
 
     from neurofuse.systems.eeg2meg.data import PairedEpochs
     from neurofuse.systems.eeg2meg.model import load_generator
-    from neurofuse.systems.eeg2meg.task import monitored
 
     model, meta = load_generator(fit_folder / "model", return_meta=True)
     data = PairedEpochs(world, meta["data"]["config"])
     scores = score_split(model, meta, data, "val", list(candidates), k=tuple(k),
                          reference=candidates[0])
-    best = min(range(len(history)), key=lambda i: monitored(history[i], monitor))
+    best = min(range(len(monitored)), key=lambda i: monitored[i])
     return {"subjects": scores["subjects"], "n_epochs": scores["n_epochs"],
-            "epochs_run": len(history), "epoch_kept": best + 1, "scores": scores["results"]}
+            "epochs_run": len(monitored), "epoch_kept": best + 1, "scores": scores["results"]}
+
+
+def monitored_values(history, config):
+    """Per epoch of a :func:`~neurofuse.systems.eeg2meg.trainer.fit` ``history``, what the
+    set-up ``config`` keeps its model by (its ``TrainConfig.monitor``)."""
+    from neurofuse.systems.eeg2meg.task import monitored
+    from neurofuse.systems.eeg2meg.trainer import load_fit_config
+
+    monitor = load_fit_config(config)[0].monitor
+    return [monitored(h, monitor) for h in history]
 
 
 def variant_rows(name, record):

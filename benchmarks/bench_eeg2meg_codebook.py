@@ -43,8 +43,8 @@ BASE = "demo-cb128"
 
 def main(argv=None):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _eeg2meg_validation import (check_kept, command, machine, parser, score_fit,
-                                     variant_rows)
+    from _eeg2meg_validation import (check_kept, command, machine, monitored_values, parser,
+                                     score_fit, variant_rows)
 
     p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/ and eval/pretrain/)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -75,7 +75,8 @@ def main(argv=None):
             fit_seconds = time.perf_counter() - t1
             write_json(done, {
                 "variant": name, **asked,
-                **score_fit(world, folder / "fit", history, CANDIDATES, (16, 64)),
+                **score_fit(world, folder / "fit", monitored_values(history, config),
+                            CANDIDATES, (16, 64)),
                 "val_perplexity": [round(h["val_perplexity"], 1) for h in history],
                 "fit_seconds": round(fit_seconds, 1)}, what="codebook variant")
         rows += variant_rows(name, json.loads(done.read_text()))

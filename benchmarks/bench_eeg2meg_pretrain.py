@@ -91,8 +91,8 @@ def _check_fit_encoder(folder, encoder):
 
 def main(argv=None):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _eeg2meg_validation import (check_kept, command, machine, parser, score_fit,
-                                     variant_rows)
+    from _eeg2meg_validation import (check_kept, command, machine, monitored_values, parser,
+                                     score_fit, variant_rows)
 
     p = parser(__doc__, "a bench_eeg2meg.py work folder (its world/)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -126,7 +126,8 @@ def main(argv=None):
             _check_fit_encoder(folder, encoder)
             history = fit(world, folder / "fit", encoder=encoder, config=config, resume=True,
                           verbose="warning")
-            record = score_fit(world, folder / "fit", history, CANDIDATES, K)
+            record = score_fit(world, folder / "fit", monitored_values(history, config),
+                               CANDIDATES, K)
             write_json(done, {
                 "variant": name, **asked, **pre, **record,
                 # the epochs' own times (a resumed run's wall clock would not count them)

@@ -95,10 +95,10 @@ def main(argv=None):
                 # preset's name, which may have changed (demo -> demo-reflect, stop 34)
                 check_kept(done, {k: v for k, v in asked.items() if k != "fit"})
             else:
-                monitor = record["train"].get("monitor", "val_loss")
-                history = [{monitor: v} for v in record.get("monitored", record["val_loss"])]
-                write_json(done, {**asked, **score_fit(world, fitted, history, CANDIDATES,
-                                                       (K,), monitor=monitor)},
+                # a record from before train.monitor (stop 34) monitored the total
+                kept_by = record.get("monitored", record["val_loss"])
+                write_json(done, {**asked, **score_fit(world, fitted, kept_by, CANDIDATES,
+                                                       (K,))},
                            what="seed score")
             detail[name] = json.loads(done.read_text())
             rows += [{**r, "variant": variant, "seed": seed}

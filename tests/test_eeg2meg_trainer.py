@@ -68,10 +68,14 @@ def test_monitor_val_rec_keeps_the_best_reconstruction_and_old_checkpoints_stay_
     total = fit(path, tmp_path / "total", encoder={"preset": "tiny"},
                 config={**SCRATCH, "train": {"epochs": 3}})
     assert [h["val_loss"] for h in total] == [h["val_loss"] for h in hist]
-    # a checkpoint from before the setting: read as monitoring the total
+    # a checkpoint from before the setting: read as monitoring the total (and from before
+    # stop 30's and 33's model settings: read as holding the value every such run had)
     ckpt = tmp_path / "total" / "checkpoints" / "epoch-0003" / "state.json"
     old = json.loads(ckpt.read_text())
     assert old["config"].pop("monitor") == "val_loss"
+    generator = old["model_config"]["generator"]
+    assert (generator.pop("band_pad"), generator.pop("dead_code_threshold")) \
+        == ("reflect_limited", 0.0)
     ckpt.write_text(json.dumps(old))
     with pytest.raises(ValueError, match=r"monitor: 'val_loss' in the checkpoint, 'val_rec' "
                                          r"now"):
@@ -81,7 +85,7 @@ def test_monitor_val_rec_keeps_the_best_reconstruction_and_old_checkpoints_stay_
                    config={**SCRATCH, "train": {"epochs": 4}})) == 4
     # a checkpoint of another model names what differs (the demo's padding, stop 34)
     with pytest.raises(ValueError, match=r"Incompatible checkpoint.*generator\.band_pad: "
-                                         r"absent in the checkpoint, 'constant' now"):
+                                         r"'reflect_limited' in the checkpoint, 'constant' now"):
         fit(path, tmp_path / "total", encoder={"preset": "tiny"}, resume=True,
             config={**SCRATCH, "train": {"epochs": 5},
                     "model": {**SCRATCH["model"], "band_pad": "constant"}})
@@ -96,12 +100,10 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
     enc = pretrain_encoder([eeg_only], tmp_path / "enc", encoder_config="tiny",
                            config={"epochs": 1, "batch_size": 4, "val_fraction": 0.0})
     fit(path, tmp_path / "fit", encoder=enc, config={"preset": "tiny"})
-    # with the restart off (tiny), what a checkpoint must match leaves the field out, so runs
-    # interrupted before it existed still resume
+    # what a checkpoint must match: the model's settings, but not how it generates
     described = json.loads((tmp_path / "fit" / "config.json").read_text())["model"]
-    assert "dead_code_threshold" not in described["generator"]
-    assert "band_pad" not in described["generator"]  # stop 33's field, at the older value
-    assert "codebook_size" in described["generator"]
+    assert {"codebook_size", "dead_code_threshold", "band_pad"} <= set(described["generator"])
+    assert "posterior_samples" not in described["generator"]
     before = _weights(enc)
     after = _weights(tmp_path / "fit" / "model")
     for k, v in before.items():  # the generator keeps the pretrained encoder bit for bit

@@ -263,7 +263,8 @@ def _fit_prev(folder):
     that record, what its loop's ``config.json`` records (the encoder is then not
     compared); None if it is not finished."""
     from ..systems.eeg2meg.task import GeneratorTask
-    from ..systems.eeg2meg.trainer import _ADDED_LATER, _FROM_DATA
+    from ..systems.eeg2meg.trainer import _FROM_DATA
+    from ..training.loop import with_added_later
 
     done, run = folder / "done.json", folder / "config.json"
     if not (done.is_file() and (folder / "model" / "model.json").is_file()):
@@ -275,11 +276,10 @@ def _fit_prev(folder):
                 "model": {k: v for k, v in ((run.get("model") or {}).get("generator")
                                             or {}).items() if k not in _FROM_DATA},
                 "data": (run.get("data") or {}).get("config")}
-    if isinstance(prev.get("model"), dict):  # a field added later: the value older runs had
-        prev["model"] = {**_ADDED_LATER, **prev["model"]}
-    if isinstance(prev.get("train"), dict):
-        prev["train"] = {**GeneratorTask.added_later, **prev["train"]}
-    return prev
+    # settings added later: the value older runs had, as a checkpoint is read
+    added = GeneratorTask.added_later
+    return with_added_later(prev, {"train": added["config"],
+                                   "model": added["model_config"]["generator"]})
 
 
 def _check_fit(out, method, *, encoder, fit_config, check_weights=True):

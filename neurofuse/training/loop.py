@@ -77,7 +77,7 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
     now = json.loads(json.dumps(now))
     # keys the checkpoint lacks were added by a later neurofuse: compared at the value every
     # earlier run had where the task names it (Task.added_later), else not compared
-    saved = {**json.loads(json.dumps(getattr(task, "added_later", None) or {})), **saved}
+    saved = with_added_later(saved, task.added_later.get("config", {}))
     changed = [k for k in sorted(saved) if saved[k] != now.get(k)
                and k not in task.resume_may_change]
     if not changed:
@@ -93,7 +93,24 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
         "settings anyway.")
 
 
-def _differences(saved, now, prefix="", limit=5):
+def with_added_later(saved, added):
+    """``saved`` (a JSON config) with the settings a later neurofuse added filled in at the
+    value every earlier run had: ``added``'s leaves, its dicts read as sections of ``saved``
+    (a section ``saved`` lacks stays absent), ``saved`` winning. The one rule by which a
+    checkpoint or fit record written before a setting existed is compared
+    (:attr:`Task.added_later <neurofuse.training.task.Task.added_later>`)."""
+    if not (isinstance(saved, dict) and isinstance(added, dict)):
+        return saved
+    out = dict(saved)
+    for k, v in added.items():
+        if k in out:
+            out[k] = with_added_later(out[k], v)
+        elif not isinstance(v, dict):
+            out[k] = v
+    return out
+
+
+def _differences(saved, now, limit=5):
     """``"key: <saved> in the checkpoint, <now> now"`` for the leaves where two JSON configs
     differ (nested keys dotted; the first ``limit``, then how many more)."""
     diffs, absent = [], object()
@@ -106,7 +123,7 @@ def _differences(saved, now, prefix="", limit=5):
             a, b = ("absent" if v is absent else repr(v) for v in (a, b))
             diffs.append(f"{path or 'config'}: {a} in the checkpoint, {b} now")
 
-    walk(saved, now, prefix)
+    walk(saved, now, "")
     more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
     return "; ".join(diffs[:limit]) + more
 
@@ -267,9 +284,10 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
     if resume:
         tensors, meta = load_checkpoint(ckpt_dir)
         now = json.loads(json.dumps(task.model_config(model)))
-        if meta["model_config"] != now:
+        saved = with_added_later(meta["model_config"], task.added_later.get("model_config", {}))
+        if saved != now:
             raise ValueError("Incompatible checkpoint: it was made for another model or dataset "
-                             f"({_differences(meta['model_config'], now)}). Use a fresh --out, "
+                             f"({_differences(saved, now)}). Use a fresh --out, "
                              "or resume with the run's own settings.")
         _check_resumed_settings(meta.get("config"), task, ckpt_dir,
                                 override=resume == "override")

@@ -99,9 +99,11 @@ class Task:
     resume_may_change : tuple of str
         Keys of :meth:`config` a resumed run may change (e.g. train for more epochs).
     added_later : dict
-        Keys of :meth:`config` added after runs were checkpointed, with the value every such
-        run had: a checkpoint without one is compared as holding that value, so it resumes
-        under it and is refused under another.
+        Settings added after runs were checkpointed, with the value every such run had:
+        ``{"config": {key: value}, "model_config": {key: value or nested dict}}`` for keys of
+        :meth:`config` and :meth:`model_config`. A checkpoint without one is compared as
+        holding that value (:func:`~neurofuse.training.loop.with_added_later`), so it
+        resumes under it and is refused under another.
     """
 
     train_logs: tuple = ()

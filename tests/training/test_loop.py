@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neurofuse.training import LoopConfig, Task, fit_task, load_checkpoint
-from neurofuse.training.loop import replay_early_stopping
+from neurofuse.training.loop import replay_early_stopping, with_added_later
 
 N_FEAT = 3
 
@@ -285,6 +285,20 @@ def test_replay_needs_a_record_that_reaches_the_stop():
     # fit_task stops a run whose monitored number is not finite: no record of it holds one
     with pytest.raises(ValueError, match="'monitor' contains 1 NaN.*TrainingDivergedError"):
         replay_early_stopping([math.nan, *_LOSSES[1:]], config=dict(max_epochs=8, patience=2))
+
+
+def test_settings_added_later_fill_only_what_a_record_lacks():
+    """A checkpoint or fit record written before a setting existed is read as holding the
+    value every such run had; what it records wins, and sections it lacks stay absent."""
+    added = {"train": {"monitor": "val_loss"}, "model": {"g": {"pad": "reflect", "k": 0.0}}}
+    old = {"train": {"lr": 0.1}, "model": {"g": {"k": 5.0}, "data": "x"}}
+    filled = with_added_later(old, added)
+    assert filled == {"train": {"lr": 0.1, "monitor": "val_loss"},
+                      "model": {"g": {"k": 5.0, "pad": "reflect"}, "data": "x"}}
+    assert old == {"train": {"lr": 0.1}, "model": {"g": {"k": 5.0}, "data": "x"}}  # a copy
+    assert with_added_later(filled, added) == filled  # a newer record is read as written
+    assert with_added_later({"model": None}, added) == {"model": None}
+    assert with_added_later({}, added) == {}
 
 
 def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path, catch_logs):

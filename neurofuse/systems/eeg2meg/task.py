@@ -147,8 +147,11 @@ class GeneratorTask(Task):
         out["val_loss"] = sums["total"] / n
         return out
 
-    #: training settings added after runs were checkpointed, with the value those runs had
-    added_later = {"monitor": "val_loss"}
+    #: settings added after runs were checkpointed, with the value those runs had (training,
+    #: and the generator's in :meth:`model_config`); fit records are read by the same rule
+    added_later = {"config": {"monitor": "val_loss"},  # stop 34
+                   "model_config": {"generator": {"dead_code_threshold": 0.0,  # stop 30
+                                                  "band_pad": "reflect_limited"}}}  # stop 33
 
     def monitor(self, row):
         """``TrainConfig.monitor`` of the row (:func:`monitored`)."""

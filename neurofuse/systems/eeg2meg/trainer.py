@@ -155,10 +155,6 @@ FIT_PRESETS["demo-cb128"] = {
 
 #: GeneratorConfig fields that only change how a trained model generates (not its weights).
 _GENERATION_ONLY = ("posterior_samples", "posterior_steps")
-#: model settings added after runs had been written, with the value every older run had:
-#: at that value they are left out of what a checkpoint must match, so those runs resume
-_ADDED_LATER = {"dead_code_threshold": 0.0,  # stop 30
-                "band_pad": "reflect_limited"}  # stop 33
 
 
 def load_fit_config(config):
@@ -276,10 +272,9 @@ def fit(dataset, out, *, encoder, config="paper", resume=False, epoch_callback=N
     # what a checkpoint must match to be resumed: the generation-only settings added in
     # stop 23 are left out, so runs interrupted before them still resume (and changing how
     # the trained model generates never blocks a resume)
-    # (nor a later field at the value older runs had: _ADDED_LATER)
+    # (settings added later are filled into older checkpoints: GeneratorTask.added_later)
     describe = {"generator": {k: v for k, v in mcfg.to_dict().items()
-                              if k not in _GENERATION_ONLY
-                              and not (k in _ADDED_LATER and v == _ADDED_LATER[k])},
+                              if k not in _GENERATION_ONLY},
                 "encoder": enc_info}
 
     def build():
