@@ -13,6 +13,7 @@ from neurofuse.systems.eeg2meg.config import GeneratorConfig
 from neurofuse.systems.eeg2meg.data import PairedEpochs
 from neurofuse.systems.eeg2meg.model import load_generator, synthesize
 from neurofuse.systems.eeg2meg.pretrain import pretrain_encoder
+from neurofuse.systems.eeg2meg.task import GeneratorTask
 from neurofuse.systems.eeg2meg.trainer import TrainConfig, fit, load_fit_config
 
 from test_eeg2meg_data import _store
@@ -91,6 +92,11 @@ def test_monitor_val_rec_keeps_the_best_reconstruction_and_old_checkpoints_stay_
                     "model": {**SCRATCH["model"], "band_pad": "constant"}})
     with pytest.raises(ValueError, match=r"'TrainConfig\.monitor'.*got 'val_vq'"):
         load_fit_config({**SCRATCH, "train": {"monitor": "val_vq"}})
+    # the progress bar shows what early stopping follows
+    for monitor, shown in (("val_rec", ("val_rec",)), ("val_loss", ())):
+        task = GeneratorTask(None, TrainConfig(monitor=monitor), build_model=None,
+                             describe={}, save=None)
+        assert task.progress_keys == ("train_loss", "val_loss", *shown)
 
 
 def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):

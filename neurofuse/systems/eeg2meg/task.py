@@ -58,7 +58,6 @@ class GeneratorTask(Task):
         ``save(model, path)`` writes the model folder.
     """
 
-    progress_keys = ("train_loss", "val_loss")
     no_batches_hint = ("The store's training subjects have no paired epochs: simulate more "
                        "subjects or lower n_val_subjects / n_test_subjects.")
 
@@ -68,6 +67,12 @@ class GeneratorTask(Task):
         self.train_logs = ("loss",)
         self._cache = {}  # item -> H_enc (C_e, P, D) of the frozen encoder
         self._model = None
+
+    @property
+    def progress_keys(self):
+        """The losses on the progress bar, with what early stopping follows."""
+        keys = ("train_loss", "val_loss")
+        return keys + ((self.cfg.monitor,) if self.cfg.monitor not in keys else ())
 
     def setup(self, ctx):
         self.device, self.rank, self.world_size = ctx.device, ctx.rank, ctx.world_size
