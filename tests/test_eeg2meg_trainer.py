@@ -12,11 +12,13 @@ from neurofuse.data.store import read_dataset
 from neurofuse.systems.eeg2meg.config import GeneratorConfig
 from neurofuse.systems.eeg2meg.data import PairedEpochs
 from neurofuse.systems.eeg2meg.model import load_generator, synthesize
-from neurofuse.systems.eeg2meg.pretrain import pretrain_encoder
+from neurofuse.systems.eeg2meg.pretrain import (import_labram_checkpoint, load_encoder,
+                                                pretrain_encoder)
 from neurofuse.systems.eeg2meg.task import GeneratorTask
 from neurofuse.systems.eeg2meg.trainer import TrainConfig, fit, load_fit_config
 
 from test_eeg2meg_data import _store
+from test_labram_checkpoint import _model, _official_pretraining_state
 
 SCRATCH = {"preset": "tiny", "model": {"encoder": "scratch"}}
 
@@ -147,6 +149,44 @@ def test_pretrained_encoder_stays_frozen_and_synthesis_is_physical(tmp_path):
 
 def _changed(a, b):
     return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+def test_a_local_labram_checkpoint_becomes_the_frozen_encoder(tmp_path):
+    """A user's checkpoint in the original repository's layout, imported as an encoder folder
+    (library and command line alike), is the generator's frozen encoder bit for bit."""
+    from neurofuse._io import hash_file
+    from neurofuse.cli import main
+
+    path, _ = _store(tmp_path)
+    source = _model(0)
+    ckpt = tmp_path / "labram.pth"
+    torch.save({"model": _official_pretraining_state(source)}, ckpt)
+    # what weights do not store (conv_groups: GroupNorm's; LaBraM's 4 is assumed otherwise)
+    sizes = {k: getattr(source.config, k) for k in ("patch_size", "conv_stride", "conv_groups")}
+    enc = import_labram_checkpoint(ckpt, tmp_path / "enc", **sizes)
+    encoder, meta = load_encoder(enc, return_meta=True)
+    assert meta["pretraining"] == {"source": "checkpoint", "file": "labram.pth",
+                                   "sha256": hash_file(ckpt), "layout": "labram"}
+    assert encoder.config == source.config
+    for k, v in source.state_dict().items():
+        torch.testing.assert_close(encoder.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    assert main(["eeg2meg", "import-encoder", str(ckpt), "--out", str(tmp_path / "cli"),
+                 "--patch-size", str(sizes["patch_size"]), "--conv-stride",
+                 str(sizes["conv_stride"]), "--conv-groups", str(sizes["conv_groups"]),
+                 "-q"]) == 0
+    cli, lib = _weights(tmp_path / "cli" / "model"), _weights(enc)
+    assert cli.keys() == lib.keys() and all(torch.equal(cli[k], lib[k]) for k in lib)
+    fit(path, tmp_path / "fit", encoder=enc, config={"preset": "tiny"})
+    after = _weights(tmp_path / "fit" / "model")
+    for k, v in source.state_dict().items():
+        torch.testing.assert_close(after[f"encoder.{k}"], v, rtol=0, atol=0, msg=k)
+    # epochs that are not a whole number of the checkpoint's patches: an error naming
+    # patch_size before any training
+    (tmp_path / "odd").mkdir()
+    odd, _ = _store(tmp_path / "odd", n_times=80)
+    with pytest.raises(ValueError, match=r"multiple of the encoder's patch_size \(50\)"):
+        fit(odd, tmp_path / "fit80", encoder=enc, config={"preset": "tiny"})
+    assert not (tmp_path / "fit80" / "model").exists()
 
 
 def test_earlier_demo_presets_differ_from_demo_only_where_the_demo_changed():

@@ -2,10 +2,10 @@
 
 Commands: ``simulate`` (a paired EEG + MEG world with EEG-only subjects, into a store),
 ``pretrain`` (the LaBraM encoder by masked patch modelling on EEG disjoint from the paired
-data), ``fit`` (the generator on a store's training subjects), ``synthesize`` (MEG from EEG
-epochs: a FIF file with the real 306-channel info), ``evaluate`` (the generator, its
-ablations, the physics transfer and ridge on held-out subjects: results.json and
-report.html), ``demo``.
+data), ``import-encoder`` (a user's local LaBraM checkpoint in its place), ``fit`` (the
+generator on a store's training subjects), ``synthesize`` (MEG from EEG epochs: a FIF file
+with the real 306-channel info), ``evaluate`` (the generator, its ablations, the physics
+transfer and ridge on held-out subjects: results.json and report.html), ``demo``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 from ._utils import add_command, add_group, add_resume, option, passed
 
 NAME = "eeg2meg"
-HELP = "EEG->MEG generator (system B): simulate, pretrain, fit, synthesize, evaluate, demo"
+HELP = ("EEG->MEG generator (system B): simulate, pretrain, import-encoder, fit, synthesize, "
+        "evaluate, demo")
 
 
 def _cmd_simulate(args):
@@ -58,6 +59,15 @@ def _cmd_pretrain(args):
     path = pretrain_encoder(arrays, args.out, **passed(args, "encoder_config", "resume",
                                                        "device"), config=config)
     print(f"Pretrained encoder on {sum(len(a) for a in arrays)} EEG epochs: {path}")
+
+
+def _cmd_import_encoder(args):
+    from ..systems.eeg2meg.pretrain import import_labram_checkpoint
+
+    path = import_labram_checkpoint(args.checkpoint, args.out, **passed(
+        args, "patch_size", "conv_stride", "conv_groups", "layout", "overwrite"))
+    print(f"Imported the LaBraM checkpoint as an encoder folder: {path} (pass it to "
+          "fit/evaluate --encoder)")
 
 
 def _cmd_fit(args):
@@ -150,13 +160,29 @@ def add_parser(subparsers):
     option(p, "--device", help="torch device")
     add_resume(p)
 
+    p = add_command(sub, "import-encoder", _cmd_import_encoder,
+                    target="neurofuse.systems.eeg2meg.pretrain:import_labram_checkpoint",
+                    help="a local LaBraM checkpoint (.pth/.safetensors) as an encoder folder, "
+                         "in place of pretraining")
+    p.add_argument("checkpoint", help="local checkpoint file (nothing is downloaded)")
+    p.add_argument("--out", required=True, help="output folder: model/")
+    option(p, "--patch-size", type=int, help="samples per patch it was trained with")
+    option(p, "--conv-stride", type=int, help="stride of its first patch convolution")
+    option(p, "--conv-groups", type=int, keyword=False,
+           help="groups of its patch convolutions' GroupNorms (not stored in weights; "
+                "LaBraM's 4 when it divides the channels)")
+    option(p, "--layout", choices=("auto", "labram", "braindecode", "neurofuse"),
+           help="key layout")
+    option(p, "--overwrite", action="store_true", help="replace an existing out/model")
+
     p = add_command(sub, "fit", _cmd_fit, target="neurofuse.systems.eeg2meg.trainer:fit",
                     help="train the generator on a store's paired training subjects")
     p.add_argument("config", help="preset (paper, demo, demo-reflect, demo-cb128, tiny) or a "
                                   ".toml/.json file")
     p.add_argument("--data", required=True, help="store with paired eeg/meg epoch sets")
     p.add_argument("--encoder", required=True,
-                   help="pretrained encoder folder (neurofuse eeg2meg pretrain), or a LaBraM "
+                   help="pretrained encoder folder (neurofuse eeg2meg pretrain or "
+                        "import-encoder), or a LaBraM "
                         "preset with model encoder='scratch'")
     p.add_argument("--out", required=True, help="output folder")
     add_resume(p)

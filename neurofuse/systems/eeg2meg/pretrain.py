@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..._checks import _check_finite, _check_int, _check_option, _check_positive
-from ..._io import hash_arrays
+from ..._io import hash_arrays, hash_file
 from ..._logging import logger, verbose
 from ...nn.labram import LaBraM, LaBraMConfig, electrode_indices, freeze
 from ...training.loop import fit_task
@@ -52,8 +52,8 @@ from ...training.model_folder import AdamSettings, read_model_folder, save_model
 from ...training.task import Task
 
 __all__ = ["ENCODER_FORMAT", "TARGETS", "MaskedPatchModel", "PretrainConfig", "PretrainTask",
-           "load_encoder", "masked_patch_loss", "patch_targets", "pretrain_encoder",
-           "random_patch_mask"]
+           "import_labram_checkpoint", "load_encoder", "masked_patch_loss", "patch_targets",
+           "pretrain_encoder", "random_patch_mask"]
 
 ENCODER_FORMAT = "neurofuse.eeg2meg.labram"
 ENCODER_FORMAT_VERSION = 1
@@ -486,6 +486,71 @@ def pretrain_encoder(eeg_epochs, out, *, encoder_config="small", config=None, ch
              device=device if device is not None else cfg.device,
              epoch_callback=epoch_callback)
     return Path(out).expanduser() / "model"
+
+
+@verbose
+def import_labram_checkpoint(checkpoint, out, *, patch_size=200, conv_stride=8, layout="auto",
+                             overwrite=False, verbose=None, **sizes) -> Path:
+    """Write a user's local LaBraM checkpoint as an encoder folder the generator takes.
+
+    The weights are read safely, their keys mapped and checked, the sizes inferred
+    (:func:`~neurofuse.nn.labram_checkpoint.labram_from_checkpoint`), and the encoder saved
+    in the format :func:`pretrain_encoder` writes, so that :func:`load_encoder`,
+    :func:`~neurofuse.systems.eeg2meg.trainer.fit` (``encoder=``) and
+    ``neurofuse eeg2meg fit|evaluate --encoder`` take it in place of our own pretraining.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A local ``.pth``/``.pt``/``.bin``/``.ckpt``/``.safetensors`` file (the original
+        repository's, braindecode's or neurofuse's key layout; nothing is downloaded).
+    out : path-like
+        Output folder; the encoder goes to ``out/model``.
+    patch_size : int
+        Samples per patch the checkpoint was trained with (not stored in weights; LaBraM's
+        200, i.e. 1 s at its 200 Hz). The generator's epochs must hold a multiple of it.
+    conv_stride : int
+        Stride of the first patch convolution (LaBraM's 8).
+    layout : 'auto' | 'labram' | 'braindecode' | 'neurofuse'
+        Key layout of the checkpoint.
+    overwrite : bool
+        Replace an existing ``out/model``.
+    verbose : bool | str | None
+        Log level for this call.
+    **sizes
+        :class:`~neurofuse.nn.labram.LaBraMConfig` fields that override the inferred ones
+        (e.g. ``n_heads`` for a checkpoint without q/k norms).
+
+    Returns
+    -------
+    path : Path
+        ``out/model``. Its ``model.json`` records, under ``pretraining``, the checkpoint's
+        file name, SHA-256 and key layout.
+
+    Notes
+    -----
+    The generator reads every EEG channel through the encoder without LaBraM's electrode
+    embedding (it learns a channel embedding of its own), as it does with our pretraining.
+    LaBraM was pretrained on EEG at 200 Hz; resample the EEG to the rate the checkpoint
+    expects.
+    """
+    from ...nn.labram_checkpoint import (convert_labram_state, labram_from_checkpoint,
+                                         read_state_dict)
+
+    path = Path(checkpoint).expanduser()
+    state = read_state_dict(path)
+    _, used, dropped = convert_labram_state(state, layout=layout)
+    encoder = labram_from_checkpoint(state, patch_size=patch_size, conv_stride=conv_stride,
+                                     layout=used, **sizes)
+    model = Path(out).expanduser() / "model"
+    save_model_folder(model, encoder, {
+        "format": ENCODER_FORMAT, "format_version": ENCODER_FORMAT_VERSION,
+        "config": encoder.config.to_dict(),
+        "pretraining": {"source": "checkpoint", "file": path.name, "sha256": hash_file(path),
+                        "layout": used}}, overwrite=overwrite)
+    logger.info("Imported the LaBraM checkpoint '%s' (%s layout, %d tensors not used by the "
+                "encoder): %s", path, used, len(dropped), model)
+    return model
 
 
 def load_encoder(path, *, frozen=True, return_meta=False):

@@ -199,8 +199,9 @@ def _encoder(encoder, mode):
         raise ValueError(
             f"'encoder' must be the folder of a pretrained encoder (neurofuse eeg2meg pretrain, "
             f"or pretrain_encoder) when the model's encoder setting is 'pretrained'; got "
-            f"{encoder!r}. Pretrain one first, or set model encoder='scratch' to train a fresh "
-            "LaBraM with the generator.")
+            f"{encoder!r}. Pretrain one first, import a local LaBraM checkpoint as one "
+            "(neurofuse eeg2meg import-encoder, or import_labram_checkpoint), or set model "
+            "encoder='scratch' to train a fresh LaBraM with the generator.")
     if isinstance(encoder, (str, Path)) and str(encoder).endswith((".json", ".toml")):
         raise FileNotFoundError(f"Encoder folder or config '{encoder}' not found.")
     cfg = LaBraMConfig.from_dict({"preset": encoder} if isinstance(encoder, str) else
