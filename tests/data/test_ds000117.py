@@ -5,11 +5,15 @@ The MEG+EEG recording is a FIF file with a Vectorview-like MEG info
 (:func:`neurofuse.anatomy.make_eeg_info`), put into BIDS by mne-bids (which copies it).
 Each trial carries a response of a known, trial-specific amplitude in both modalities, so
 the pairing of EEG and MEG epochs by index is checked against ground truth. The EEG-only
-study is BrainVision, written byte by byte (:mod:`test_ds000116`).
+studies are BrainVision, written byte by byte (:mod:`test_ds000116`), and EDF, BDF and EEGLAB
+written by MNE's exporter (``edfio`` for EDF/BDF, ``eeglabio`` for EEGLAB: the ``test``
+extra).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -121,28 +125,114 @@ def test_meg_eeg_study_into_paired_epochs(tmp_path):
     assert ds.check(full=True) == []
 
 
-def _write_eeg_only(root, sub, seed, sfreq=SFREQ):
+# The EEG-only formats: extension -> (the package MNE's exporter needs, bits per sample of an
+# integer format or None for float32 samples).
+EEG_FORMATS = {".vhdr": (None, None), ".edf": ("edfio", 16), ".bdf": ("edfio", 24),
+               ".set": ("eeglabio", None)}
+
+
+def _require_writer(ext):
+    """Skip without the format's writer package, but fail under CI (the ``test`` extra has
+    it: a skip there would hide a missing install)."""
+    package = EEG_FORMATS[ext][0]
+    if package is None or importlib.util.find_spec(package) is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{package} is not installed; CI must test {ext} EEG (the 'test' extra).")
+    pytest.skip(f"{package} is needed to write {ext} files.")
+
+
+def _write_eeg_file(path, data, sfreq, onsets, kinds):
+    """One EEG recording (V) with its events in the format of ``path``'s extension, read back.
+
+    BrainVision is written byte by byte without markers (its events are set on the recording
+    read back); EDF, BDF and EEGLAB by :func:`mne.export.export_raw`, events included (EDF+
+    and BDF+ annotations, EEGLAB events), so the events come from the file.
+    """
+    if path.suffix == ".vhdr":
+        write_brainvision(path, data, sfreq, EEG_NAMES)
+        raw = mne.io.read_raw_brainvision(path, verbose="error")
+        raw.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), kinds))
+        return raw
+    src = mne.io.RawArray(data, mne.create_info(EEG_NAMES, sfreq, "eeg"), verbose="error")
+    src.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), kinds))
+    mne.export.export_raw(path, src, verbose="error")
+    raw = mne.io.read_raw(path, verbose="error")
+    assert list(raw.annotations.description) == list(kinds)
+    np.testing.assert_allclose(raw.annotations.onset - raw.first_time, onsets, atol=1e-6)
+    return raw
+
+
+def _write_eeg_only(root, sub, seed, sfreq=SFREQ, ext=".vhdr"):
+    """A one-run EEG-only BIDS recording (task ``faces``) of ``sub`` in the format ``ext``,
+    copied into BIDS by mne-bids; returns the design and the data written (V)."""
     onsets, kinds, amps = _design(seed)
     data = _signals(len(EEG_NAMES), onsets, amps, 1e-5, seed)
     if sfreq != SFREQ:  # the same signals at another rate
         from scipy.signal import resample_poly
 
         data = resample_poly(data, int(sfreq), int(SFREQ), axis=-1)
-    src = root.parent / f"src-{sub}" / "rec.vhdr"
+    src = root.parent / f"src-{sub}" / f"rec{ext}"
     src.parent.mkdir(parents=True)
-    write_brainvision(src, data, sfreq, EEG_NAMES)
-    raw = mne.io.read_raw_brainvision(src, verbose="error")
+    raw = _write_eeg_file(src, data, sfreq, onsets, kinds)
     raw.set_montage("standard_1020", verbose="error")
     raw.info["line_freq"] = 50.0
-    raw.set_annotations(mne.Annotations(onsets, [0.0] * len(onsets), kinds))
     bp = mne_bids.BIDSPath(subject=sub, task="faces", run="1", datatype="eeg", root=root)
     mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose="error")
-    return onsets, kinds, amps
+    assert bp.fpath.suffix == ext      # copied, not converted
+    return onsets, kinds, amps, data
+
+
+def test_eeg_only_formats_give_the_written_epochs(tmp_path):
+    """One study, one subject per format (BrainVision, EDF, BDF, EEGLAB), all with the same
+    signals and events: each is cut into the epochs of the data written, up to its format's
+    quantisation, with the events and labels written, and the channels written (names, EEG
+    type, the montage's positions through ``electrodes.tsv``)."""
+    for ext in EEG_FORMATS:
+        _require_writer(ext)
+    root = tmp_path / "bids"
+    subs = {ext: ext[1:] for ext in EEG_FORMATS}         # sub-vhdr, sub-edf, sub-bdf, sub-set
+    for ext, label in subs.items():      # the same design and data (seed 7) in every format
+        onsets, kinds, _, data = _write_eeg_only(root, label, 7, ext=ext)
+    recs = find_eeg_recordings(root)
+    assert {sub: [bp.fpath.suffix for bp in bps] for sub, bps in recs.items()} == {
+        f"sub-{label}": [ext] for ext, label in subs.items()}
+    out = prepare_eeg_meg_bids(root, tmp_path / "store", tmin=-0.1, tmax=0.3, baseline=None)
+    ds = read_dataset(out)
+    assert ds.sfreq == SFREQ and ds.check(full=True) == []
+    # ground truth: the window [-25, +75] samples around each event's sample, as written
+    samples = np.round(onsets * SFREQ).astype(int)
+    want = np.stack([data[:, s - 25:s + 76] for s in samples])
+    event_id = {k: i + 1 for i, k in enumerate(sorted(set(kinds)))}
+    f32 = np.finfo(np.float32).eps * np.abs(data).max()
+    name = "task-faces_run-1"
+    written = mne.create_info(EEG_NAMES, SFREQ, "eeg").set_montage("standard_1020",
+                                                                  verbose="error")
+    positions = [c["loc"][:3] for c in written["chs"]]      # head frame, m
+    for ext, label in subs.items():
+        sub = f"sub-{label}"
+        assert ds.modalities(sub) == ["eeg"] and ds.epoch_names(sub, "eeg") == [name], ext
+        ep = np.asarray(ds.epochs(sub, "eeg", name))
+        assert ep.shape == want.shape, ext
+        # integer formats: one digital step, the data's range (MNE writes the channel type's
+        # physical range) over the symmetric digital range +-(2**(bits - 1) - 1); float32
+        # formats: their rounding; and the store's float32 either way
+        bits = EEG_FORMATS[ext][1]
+        step = np.ptp(data) / (2 ** bits - 2) if bits else f32
+        np.testing.assert_allclose(ep, want, rtol=0, atol=step + f32, err_msg=ext)
+        np.testing.assert_allclose(ds.epoch_events(sub, "eeg", name), samples / SFREQ,
+                                   rtol=0, atol=1e-9, err_msg=ext)
+        assert ds.epochs_info(sub, "eeg", name)["event_id"] == event_id, ext
+        assert list(ds.epoch_labels(sub, "eeg", name)) == [event_id[k] for k in kinds], ext
+        info = ds.info(sub, "eeg")
+        assert info["ch_names"] == EEG_NAMES and set(info.get_channel_types()) == {"eeg"}, ext
+        np.testing.assert_allclose([c["loc"][:3] for c in info["chs"]], positions,
+                                   rtol=0, atol=1e-6, err_msg=ext)
 
 
 def test_eeg_only_brainvision_resampled(tmp_path):
     root = tmp_path / "bids"
-    onsets, kinds, amps = _write_eeg_only(root, "02", 3)
+    onsets, kinds, amps, _ = _write_eeg_only(root, "02", 3)
     out = prepare_ds000117(root, tmp_path / "store", sfreq=125.0, tmin=-0.2, tmax=0.4)
     ds = read_dataset(out)
     assert ds.modalities("sub-02") == ["eeg"] and ds.sfreq == 125.0
