@@ -71,8 +71,20 @@ def score_fit(world, fit_folder, monitored, candidates, k):
 
 
 def monitored_values(history, config):
-    """Per epoch of a :func:`~neurofuse.systems.eeg2meg.trainer.fit` ``history``, what the
-    set-up ``config`` keeps its model by (its ``TrainConfig.monitor``)."""
+    """What a fit kept its model by, per epoch.
+
+    Parameters
+    ----------
+    history : list of dict
+        A :func:`~neurofuse.systems.eeg2meg.trainer.fit` history.
+    config : str | dict
+        The set-up it was fitted with (its ``TrainConfig.monitor`` names the column).
+
+    Returns
+    -------
+    values : list of float
+        Per epoch, for :func:`score_fit`.
+    """
     from neurofuse.systems.eeg2meg.task import monitored
     from neurofuse.systems.eeg2meg.trainer import load_fit_config
 

@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from neurofuse.data.store import read_dataset
+from neurofuse.nn.labram import LaBraM, LaBraMConfig
+from neurofuse.nn.labram_checkpoint import LaBraMCheckpointError
 from neurofuse.systems.eeg2meg.config import GeneratorConfig
 from neurofuse.systems.eeg2meg.data import PairedEpochs
 from neurofuse.systems.eeg2meg.model import load_generator, synthesize
@@ -18,7 +20,7 @@ from neurofuse.systems.eeg2meg.task import GeneratorTask
 from neurofuse.systems.eeg2meg.trainer import TrainConfig, fit, load_fit_config
 
 from test_eeg2meg_data import _store
-from test_labram_checkpoint import _model, _official_pretraining_state
+from test_labram_checkpoint import SIZES, _model, _official_pretraining_state
 
 SCRATCH = {"preset": "tiny", "model": {"encoder": "scratch"}}
 
@@ -176,6 +178,17 @@ def test_a_local_labram_checkpoint_becomes_the_frozen_encoder(tmp_path):
                  "-q"]) == 0
     cli, lib = _weights(tmp_path / "cli" / "model"), _weights(enc)
     assert cli.keys() == lib.keys() and all(torch.equal(cli[k], lib[k]) for k in lib)
+    with pytest.raises(FileExistsError, match=r"already exists.*--overwrite"):
+        import_labram_checkpoint(tmp_path / "no-such.pth", tmp_path / "cli")
+    # without q/k norms the heads are not in the weights: the command line passes them
+    plain = LaBraM(LaBraMConfig.from_dict({**SIZES, "qk_norm": False}))
+    save_file(plain.state_dict(), str(tmp_path / "plain.safetensors"))
+    with pytest.raises(LaBraMCheckpointError, match="--n-heads"):
+        import_labram_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain", **sizes)
+    assert main(["eeg2meg", "import-encoder", str(tmp_path / "plain.safetensors"), "--out",
+                 str(tmp_path / "plain"), "--n-heads", str(plain.config.n_heads),
+                 *[f"--{k.replace('_', '-')}={v}" for k, v in sizes.items()], "-q"]) == 0
+    assert load_encoder(tmp_path / "plain").config == plain.config
     fit(path, tmp_path / "fit", encoder=enc, config={"preset": "tiny"})
     after = _weights(tmp_path / "fit" / "model")
     for k, v in source.state_dict().items():

@@ -65,7 +65,7 @@ def _cmd_import_encoder(args):
     from ..systems.eeg2meg.pretrain import import_labram_checkpoint
 
     path = import_labram_checkpoint(args.checkpoint, args.out, **passed(
-        args, "patch_size", "conv_stride", "conv_groups", "layout", "overwrite"))
+        args, "patch_size", "conv_stride", "conv_groups", "n_heads", "layout", "overwrite"))
     print(f"Imported the LaBraM checkpoint as an encoder folder: {path} (pass it to "
           "fit/evaluate --encoder)")
 
@@ -171,6 +171,8 @@ def add_parser(subparsers):
     option(p, "--conv-groups", type=int, keyword=False,
            help="groups of its patch convolutions' GroupNorms (not stored in weights; "
                 "LaBraM's 4 when it divides the channels)")
+    option(p, "--n-heads", type=int, keyword=False,
+           help="attention heads, for a checkpoint without q/k norms (not inferable)")
     option(p, "--layout", choices=("auto", "labram", "braindecode", "neurofuse"),
            help="key layout")
     option(p, "--overwrite", action="store_true", help="replace an existing out/model")

@@ -308,7 +308,8 @@ def labram_from_checkpoint(checkpoint, *, patch_size=200, conv_stride=8, layout=
     inferred = _infer_sizes(converted)
     if "n_heads" not in inferred and "n_heads" not in sizes:
         raise LaBraMCheckpointError("The checkpoint has no q/k norms, so its number of "
-                                    "attention heads cannot be inferred: pass n_heads=.")
+                                    "attention heads cannot be inferred: pass n_heads= "
+                                    "(neurofuse eeg2meg import-encoder: --n-heads).")
     cfg = LaBraMConfig.from_dict({**inferred, "patch_size": patch_size,
                                   "conv_stride": conv_stride, **sizes})
     module = LaBraM(cfg)

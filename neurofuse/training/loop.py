@@ -77,7 +77,7 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
     now = json.loads(json.dumps(now))
     # keys the checkpoint lacks were added by a later neurofuse: compared at the value every
     # earlier run had where the task names it (Task.added_later), else not compared
-    saved = with_added_later(saved, task.added_later.get("config", {}))
+    saved = with_added_later(saved, _added_later(task)["config"])
     changed = [k for k in sorted(saved) if saved[k] != now.get(k)
                and k not in task.resume_may_change]
     if not changed:
@@ -94,11 +94,25 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
 
 
 def with_added_later(saved, added):
-    """``saved`` (a JSON config) with the settings a later neurofuse added filled in at the
-    value every earlier run had: ``added``'s leaves, its dicts read as sections of ``saved``
-    (a section ``saved`` lacks stays absent), ``saved`` winning. The one rule by which a
-    checkpoint or fit record written before a setting existed is compared
-    (:attr:`Task.added_later <neurofuse.training.task.Task.added_later>`)."""
+    """Fill the settings a later neurofuse added into a record written before them.
+
+    The one rule by which a checkpoint or fit record written before a setting existed is
+    compared (:attr:`Task.added_later <neurofuse.training.task.Task.added_later>`).
+
+    Parameters
+    ----------
+    saved : dict | object
+        A JSON config as recorded (a non-dict is returned as it is).
+    added : dict
+        The settings added later, with the value every earlier run had; its dicts are
+        sections of ``saved`` (so a setting whose own value is a dict cannot be added).
+
+    Returns
+    -------
+    filled : dict | object
+        A copy of ``saved`` with ``added``'s leaves it lacks (JSON values), ``saved``
+        winning; a section ``saved`` lacks stays absent.
+    """
     if not (isinstance(saved, dict) and isinstance(added, dict)):
         return saved
     out = dict(saved)
@@ -106,8 +120,20 @@ def with_added_later(saved, added):
         if k in out:
             out[k] = with_added_later(out[k], v)
         elif not isinstance(v, dict):
-            out[k] = v
+            out[k] = json.loads(json.dumps(v))  # as a record holds it (a tuple: a list)
     return out
+
+
+def _added_later(task):
+    """``task.added_later`` checked: ``{"config": dict, "model_config": dict}`` (both kept)."""
+    added = task.added_later
+    if not (isinstance(added, dict) and set(added) <= {"config", "model_config"}
+            and all(isinstance(v, dict) for v in added.values())):
+        raise TypeError(f"'{type(task).__name__}.added_later' must be a dict {{'config': "
+                        f"{{...}}, 'model_config': {{...}}}} of settings added later (the keys "
+                        f"of Task.config and Task.model_config, with their old values); got "
+                        f"{added!r}. Nest training settings under 'config'.")
+    return {"config": added.get("config", {}), "model_config": added.get("model_config", {})}
 
 
 def _differences(saved, now, limit=5):
@@ -269,6 +295,7 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
         logger.warning("Nothing to resume in '%s' (no checkpoint yet: the run stopped before "
                        "its first epoch ended); starting from the beginning.", out)
         resume = False
+    added = _added_later(task)  # a malformed one is an error before any work
     ctx = RunContext(device=device, rank=rank, world_size=world, distributed=distributed,
                      mixed_precision=cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
@@ -284,7 +311,7 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
     if resume:
         tensors, meta = load_checkpoint(ckpt_dir)
         now = json.loads(json.dumps(task.model_config(model)))
-        saved = with_added_later(meta["model_config"], task.added_later.get("model_config", {}))
+        saved = with_added_later(meta["model_config"], added["model_config"])
         if saved != now:
             raise ValueError("Incompatible checkpoint: it was made for another model or dataset "
                              f"({_differences(saved, now)}). Use a fresh --out, "

@@ -299,6 +299,16 @@ def test_settings_added_later_fill_only_what_a_record_lacks():
     assert with_added_later(filled, added) == filled  # a newer record is read as written
     assert with_added_later({"model": None}, added) == {"model": None}
     assert with_added_later({}, added) == {}
+    assert with_added_later({}, {"betas": (0.9, 0.99)}) == {"betas": [0.9, 0.99]}  # as JSON
+
+
+def test_a_malformed_added_later_is_an_error_before_any_work(tmp_path):
+    class Flat(Regression):
+        added_later = {"monitor": "val_loss"}  # not nested under "config"
+
+    with pytest.raises(TypeError, match=r"'Flat\.added_later' must be .*got \{'monitor'"):
+        fit_task(Flat(), tmp_path, config=LoopConfig(max_epochs=1))
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_a_stopped_run_resumed_with_a_later_minimum_goes_on(tmp_path, catch_logs):

@@ -538,11 +538,14 @@ def import_labram_checkpoint(checkpoint, out, *, patch_size=200, conv_stride=8, 
                                          read_state_dict)
 
     path = Path(checkpoint).expanduser()
+    model = Path(out).expanduser() / "model"
+    if model.exists() and not overwrite:  # before reading a large file
+        raise FileExistsError(f"The encoder folder '{model}' already exists: pass "
+                              "overwrite=True (--overwrite) to replace it, or another out.")
     state = read_state_dict(path)
     _, used, dropped = convert_labram_state(state, layout=layout)
     encoder = labram_from_checkpoint(state, patch_size=patch_size, conv_stride=conv_stride,
                                      layout=used, **sizes)
-    model = Path(out).expanduser() / "model"
     save_model_folder(model, encoder, {
         "format": ENCODER_FORMAT, "format_version": ENCODER_FORMAT_VERSION,
         "config": encoder.config.to_dict(),
