@@ -30,6 +30,7 @@ from neurofuse.data.datasets.ds000116 import (  # noqa: E402
     prepare_eeg_fmri_bids,
 )
 from neurofuse.data.datasets.ds000116.prepare import cut_epochs  # noqa: E402
+from neurofuse.anatomy.sensors.eeg import _resolve_montage_name  # noqa: E402
 from neurofuse.data.store import read_dataset  # noqa: E402
 
 SFREQ, TR, N_VOLS = 500.0, 2.0, 15
@@ -118,7 +119,7 @@ def _write_run(root, sub, run, seed, *, fmt, lead, artifact, markers, eeg_events
         fname = src / "rec.edf"
         write_edf(fname, eeg, SFREQ, CHANNELS)
         raw = mne.io.read_raw_edf(fname, verbose="error")
-    raw.set_montage("standard_1020", verbose="error")
+    raw.set_montage(_resolve_montage_name("colin27_1020"), verbose="error")
     raw.info["line_freq"] = 50.0
     onsets, kinds = _events(seed)
     ann_on = list(onsets + lead) if eeg_events else []

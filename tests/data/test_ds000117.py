@@ -32,6 +32,7 @@ from neurofuse.data.datasets.ds000117 import (  # noqa: E402
     prepare_eeg_meg_bids,
 )
 from neurofuse.data.datasets.ds000117.recording import match_condition  # noqa: E402
+from neurofuse.anatomy.sensors.eeg import _resolve_montage_name  # noqa: E402
 from neurofuse.data.store import read_dataset  # noqa: E402
 
 SFREQ = 250.0
@@ -175,7 +176,7 @@ def _write_eeg_only(root, sub, seed, sfreq=SFREQ, ext=".vhdr"):
     src = root.parent / f"src-{sub}" / f"rec{ext}"
     src.parent.mkdir(parents=True)
     raw = _write_eeg_file(src, data, sfreq, onsets, kinds)
-    raw.set_montage("standard_1020", verbose="error")
+    raw.set_montage(_resolve_montage_name("colin27_1020"), verbose="error")
     raw.info["line_freq"] = 50.0
     bp = mne_bids.BIDSPath(subject=sub, task="faces", run="1", datatype="eeg", root=root)
     mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose="error")
@@ -206,8 +207,8 @@ def test_eeg_only_formats_give_the_written_epochs(tmp_path):
     event_id = {k: i + 1 for i, k in enumerate(sorted(set(kinds)))}
     f32 = np.finfo(np.float32).eps * np.abs(data).max()
     name = "task-faces_run-1"
-    written = mne.create_info(EEG_NAMES, SFREQ, "eeg").set_montage("standard_1020",
-                                                                  verbose="error")
+    written = mne.create_info(EEG_NAMES, SFREQ, "eeg").set_montage(
+        _resolve_montage_name("colin27_1020"), verbose="error")
     positions = [c["loc"][:3] for c in written["chs"]]      # head frame, m
     for ext, label in subs.items():
         sub = f"sub-{label}"
