@@ -49,6 +49,11 @@ def test_evaluate_end_to_end(world, tmp_path):
     assert "sub-04" not in model["data"]["subjects"]["train"] + model["data"]["subjects"]["val"]
     assert model["encoder"]["origin"] == "pretrained"
     assert (out / "report.html").stat().st_size > 10_000
+    # the paper's Table I and F1 beside ours, in the results and the report
+    gen = next(r for r in res["paper"] if r["method"] == "generator")
+    mine = next(r for r in res["decoding"] if (r["method"], r["task"]) == ("generator", "faces"))
+    assert (gen["paper_accuracy_somatomotor"], gen["f1_faces"]) == (0.7086, mine["f1"])
+    assert "Beside the paper" in (out / "report.html").read_text()
     assert "generator r" in summary_line(res)
     # a rerun reuses every finished step
     again = evaluate_eeg2meg(world, out, fit_config={"preset": "tiny", "train": {"epochs": 1}},

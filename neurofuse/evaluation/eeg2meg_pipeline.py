@@ -453,10 +453,12 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
         ``n_correct``, ``chance`` and ``p_value`` (exact binomial test of the pooled trials
         against chance); ``decoding_by_subject`` (one row per subject, the same fields from
         :meth:`~.eeg2meg.decoding.DecodingScores.summary`); ``cross_dataset`` (as
-        ``decoding``) and ``source_imaging`` rows, and the settings.
+        ``decoding``) and ``source_imaging`` rows; ``paper``: the paper's Table I and
+        decoding F1 beside ours (:func:`~.eeg2meg.paper.paper_rows`); and the settings.
     """
     from ..data.store import read_dataset
     from ..systems.eeg2meg.data import PairedEpochs
+    from .eeg2meg.paper import paper_rows
     from ..systems.eeg2meg.trainer import load_fit_config
     from .eeg2meg.signal_metrics import compute_band_metrics, summarize_band_metrics
 
@@ -527,6 +529,7 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
                "decoding_by_subject": decoding, "cross_dataset": _mean_rows(cross),
                "source_imaging": sources, "settings": settings,
                "subjects": data.subjects, "methods": list(methods),
+               "paper": paper_rows(_mean_rows(decoding)),  # Table I and F1 beside ours
                "seconds": round(time.time() - t0, 1)}
     write_json(out / "results.json", results)
     _report(out, results, ds, data, paired, synthetic)

@@ -6,7 +6,8 @@
   against the real MEG (Fig. 4).
 * :func:`plot_decoding`: decoding accuracy and F1 from EEG, EEG + each method's MEG and EEG +
   real MEG per task (Fig. 5/6).
-* :func:`report_sections`: the sections of ``neurofuse eeg2meg evaluate``'s report.
+* :func:`report_sections`: the sections of ``neurofuse eeg2meg evaluate``'s report (with
+  the paper's Table I and decoding F1 beside ours).
 
 Every function returns a ``matplotlib.figure.Figure`` not registered with pyplot.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .figures import _METHOD_COLORS, _new_figure
+from .report import rows_to_html
 
 __all__ = ["plot_band_metrics", "plot_decoding", "plot_topomaps", "report_sections"]
 
@@ -166,4 +168,12 @@ def report_sections(results, ds, data, paired, synthetic):
         topos.append((f"{name}, {sub}", fig, "Class-averaged response at the real MEG's "
                       "peak (Fig. 3)."))
     sections["MEG sensor topomaps"] = topos
+    beside = results.get("paper")
+    if beside:
+        sections["Tables"] = [(
+            "Beside the paper (Table I, Fig. 5)", rows_to_html(beside),
+            "Accuracy and F1 of EEG alone and EEG + each variant's synthetic MEG here (mean "
+            "over held-out subjects) beside Li & Wang's (medians over CV runs; their 2-class "
+            "task is Somatomotor, their 3-class NOD-MEG in place of our faces; None: not "
+            "reported or not scored).")]
     return sections

@@ -61,3 +61,23 @@ def test_the_readme_table_is_the_committed_result():
         for got, value in zip(cells, want):
             assert math.isclose(got, round(value, 2), abs_tol=1e-9), (method, cells, want)
     assert seen == set(GENERATED)
+
+
+def test_paper_rows_put_the_papers_numbers_beside_ours():
+    from neurofuse.evaluation.eeg2meg.paper import PAPER_TABLE_I, paper_rows
+
+    decoding = [{"method": m, "task": t, "accuracy": a, "f1": a - 0.01}
+                for m, a in (("eeg_only", 0.6), ("no_sfm", 0.55), ("physics", 0.7))
+                for t in ("somatomotor", "faces")]
+    rows = paper_rows(decoding)
+    # only EEG alone and the paper's variants that were scored; physics is ours alone
+    assert [r["method"] for r in rows] == ["eeg_only", "no_sfm"]
+    assert rows[1]["paper_accuracy_somatomotor"] == PAPER_TABLE_I["no_sfm"] == 0.65
+    assert rows[0]["paper_accuracy_somatomotor"] is None
+    assert (rows[0]["paper_f1_somatomotor"], rows[0]["paper_f1_faces"]) == (0.646, 0.39)
+    assert rows[1]["paper_f1_faces"] is None  # the paper gives F1 of the full model only
+    assert (rows[1]["accuracy_faces"], rows[1]["f1_somatomotor"]) == (0.55, 0.55 - 0.01)
+    # the committed benchmark's Table I, as the README shows it
+    committed = {r["method"]: r for r in paper_rows(
+        [r for r in _results()["rows"] if "task" in r])}
+    assert set(committed) == {"eeg_only", *PAPER_TABLE_I}
