@@ -116,3 +116,24 @@ def test_cli_errors(world, tmp_path, capsys):
                "--out", str(tmp_path / "f")])
     assert rc not in (0, None)
     assert "pretrained encoder" in capsys.readouterr().err
+
+
+def test_a_store_without_forwards_or_true_sources_is_refused_before_any_work(tmp_path, capsys):
+    """Real recordings have no forward and no true sources: the physics transfer and source
+    imaging are refused up front, naming what is missing and the way out."""
+    from test_eeg2meg_data import _store
+
+    store, _ = _store(tmp_path)
+    out = tmp_path / "eval"
+    with pytest.raises(ValueError, match=r"physics transfer needs: eeg forward of sub-03, meg "
+                                         r"forward of sub-03, eeg forward of sub-04.*"
+                                         r"--no-source-imaging"):
+        evaluate_eeg2meg(store, out, fit_config={"preset": "tiny"}, methods=("physics",))
+    with pytest.raises(ValueError, match=r"source imaging needs: .*forward of sub-04, true "
+                                         r"sources of sub-04/faces"):
+        evaluate_eeg2meg(store, out, fit_config={"preset": "tiny"}, methods=("ridge",))
+    assert not (out / "fits").exists() and not (out / "results.json").exists()
+    rc = main(["eeg2meg", "evaluate", "--data", str(store), "--out", str(out), "--fit", "tiny",
+               "--methods", "physics", "--no-source-imaging", "-q"])
+    err = capsys.readouterr().err
+    assert rc not in (0, None) and "physics transfer" in err and "source imaging" not in err

@@ -110,7 +110,7 @@ def _cmd_evaluate(args):
     from ..evaluation.eeg2meg_pipeline import evaluate_eeg2meg, summary_line
 
     results = evaluate_eeg2meg(args.data, args.out, **passed(
-        args, "encoder", "fit_config", "methods", "n_runs", "resume"))
+        args, "encoder", "fit_config", "methods", "n_runs", "source_imaging", "resume"))
     print(f"{summary_line(results)}. Report: {Path(args.out) / 'report.html'}; results: "
           f"{Path(args.out) / 'results.json'}")
 
@@ -213,6 +213,8 @@ def add_parser(subparsers):
     option(p, "--fit", dest="fit_config", help="training preset or .toml/.json file")
     option(p, "--methods", nargs="+", choices=methods, help="methods to score")
     option(p, "--n-runs", type=int, help="decoding CV repetitions (paper: 10)")
+    option(p, "--no-source-imaging", dest="source_imaging", action="store_false",
+           help="skip dSPM source imaging (it needs forwards and true sources: simulations)")
 
     p = add_command(sub, "demo", _cmd_demo,
                     target="neurofuse.evaluation.eeg2meg_pipeline:run_eeg2meg_demo",

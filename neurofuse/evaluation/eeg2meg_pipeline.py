@@ -437,7 +437,9 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     n_runs, n_splits : int
         Repetitions and folds of the decoding cross-validation (paper: 10 × 10).
     source_imaging : bool
-        Score dSPM source imaging with each MEG (needs the world's true sources).
+        Score dSPM source imaging with each MEG (needs the world's true sources). A store
+        without them or without forwards (real recordings) is refused before any work
+        unless this is False and ``physics`` is left out.
     resume : bool
         Skip finished steps and resume interrupted fits.
     seed : int
@@ -458,8 +460,8 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     """
     from ..data.store import read_dataset
     from ..systems.eeg2meg.data import PairedEpochs
-    from .eeg2meg.paper import paper_rows
     from ..systems.eeg2meg.trainer import load_fit_config
+    from .eeg2meg.paper import paper_rows
     from .eeg2meg.signal_metrics import compute_band_metrics, summarize_band_metrics
 
     t0 = time.time()
@@ -474,6 +476,7 @@ def evaluate_eeg2meg(world, out, *, encoder=None, fit_config="demo", methods=MET
     ds = read_dataset(world)
     _, _, data_cfg = load_fit_config(_fit_config(fit_config, {}))
     data = PairedEpochs(ds, data_cfg)
+    _check_physics_inputs(ds, data, methods, source_imaging)  # before any fit
     if generators and encoder is None and any(m != "no_pretrained" for m in generators):
         encoder = _pretrain_step(out, spec, resume=resume,
                                  seed=seed)
@@ -567,6 +570,31 @@ def _mean_rows(rows):
                        "n_trials": n_trials, "n_correct": n_correct, "chance": float(chance),
                        "p_value": binomial_p_value(n_correct, n_trials, chance)})
     return merged
+
+
+def _check_physics_inputs(ds, data, methods, source_imaging):
+    """Refuse, before any work, a physics transfer or source imaging the store cannot feed:
+    both need each subject's EEG and MEG forwards, source imaging the true sources (a
+    simulation's; real recordings have neither)."""
+    wants = [("the physics transfer", data.subjects["val"] + data.subjects["test"], False)
+             ] if "physics" in methods else []
+    if source_imaging:
+        wants.append(("source imaging", data.subjects["test"], True))
+    for what, subjects, truth in wants:
+        missing = [f"{mod} forward of {sub}" for sub in subjects for mod in ("eeg", "meg")
+                   if "forward" not in ds.files(sub, mod)]
+        if truth:
+            missing += [f"true sources of {sub}/{name}" for sub in subjects
+                        for name, _ in data.set_slices(sub)
+                        if f"sources/{sub}/{name}.npy" not in ds.ground_truth_names]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise ValueError(
+                f"The store '{ds.path}' lacks what {what} needs: {', '.join(missing[:3])}"
+                f"{more} (real recordings have no forward or true sources). Leave 'physics' "
+                "out of methods (--methods generator ... ridge) and pass source_imaging=False "
+                "(--no-source-imaging), or add the subjects' forwards (neurofuse.anatomy."
+                "make_forward) to the store.")
 
 
 def _source_imaging_rows(ds, data, paired, synthetic):
