@@ -82,3 +82,17 @@ def test_paper_rows_put_the_papers_numbers_beside_ours():
     committed = {r["method"]: r for r in paper_rows(
         [r for r in _results()["rows"] if "task" in r])}
     assert set(committed) == {"eeg_only", *PAPER_TABLE_I}
+
+
+def test_the_decoding_controls_share_the_benchmarks_folds():
+    """The controls' EEG-alone, real-MEG and physics rows are the benchmark's own numbers
+    (same subjects, folds and seed): the controls differ from them in the second modality
+    alone."""
+    controls = json.loads((RESULTS.parent / "eeg2meg_decoding_controls.json").read_text())
+    ours = {(r["method"], r["task"]): r for r in _results()["rows"] if "task" in r}
+    rows = {(r["method"], r["task"]): r for r in controls["rows"]}
+    assert {m for m, _ in rows} == {"eeg_only", "real_meg", "physics", "eeg_copy",
+                                    "eeg_random_mix"}
+    for key in [k for k in rows if k[0] in ("eeg_only", "real_meg", "physics")]:
+        for score in ("accuracy", "f1", "n_correct", "n_trials"):
+            assert rows[key][score] == ours[key][score], (key, score)
