@@ -11,6 +11,8 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def parser(doc, work_help):
     """The studies' arguments: ``--work`` (a ``bench_eeg2meg.py`` work folder) and
@@ -65,9 +67,9 @@ def score_fit(world, fit_folder, monitored, candidates, k):
     data = PairedEpochs(world, meta["data"]["config"])
     scores = score_split(model, meta, data, "val", list(candidates), k=tuple(k),
                          reference=candidates[0])
-    best = min(range(len(monitored)), key=lambda i: monitored[i])
     return {"subjects": scores["subjects"], "n_epochs": scores["n_epochs"],
-            "epochs_run": len(monitored), "epoch_kept": best + 1, "scores": scores["results"]}
+            "epochs_run": len(monitored), "epoch_kept": int(np.argmin(monitored)) + 1,
+            "scores": scores["results"]}
 
 
 def monitored_values(history, config):

@@ -277,7 +277,7 @@ def _infer_sizes(state) -> dict:
 
 @verbose
 def labram_from_checkpoint(checkpoint, *, patch_size=200, conv_stride=8, layout="auto",
-                           verbose=None, **sizes) -> LaBraM:
+                           return_info=False, verbose=None, **sizes) -> LaBraM:
     """Build a :class:`~neurofuse.nn.labram.LaBraM` with a checkpoint's sizes and load it.
 
     Parameters
@@ -291,6 +291,8 @@ def labram_from_checkpoint(checkpoint, *, patch_size=200, conv_stride=8, layout=
         Stride of the first patch convolution (LaBraM's: 8); weights do not store it.
     layout : 'auto' | 'labram' | 'braindecode' | 'neurofuse'
         Key layout of the checkpoint.
+    return_info : bool
+        Also return :func:`load_labram_checkpoint`'s ``info`` (layout used, keys dropped).
     verbose : bool | str | None
         Log level for this call.
     **sizes
@@ -302,6 +304,8 @@ def labram_from_checkpoint(checkpoint, *, patch_size=200, conv_stride=8, layout=
     -------
     encoder : LaBraM
         On the CPU, in training mode (call :func:`~neurofuse.nn.labram.freeze` to freeze it).
+    info : dict
+        Only with ``return_info``.
     """
     state = checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint)
     converted, used, _ = convert_labram_state(state, layout=layout)
@@ -313,5 +317,5 @@ def labram_from_checkpoint(checkpoint, *, patch_size=200, conv_stride=8, layout=
     cfg = LaBraMConfig.from_dict({**inferred, "patch_size": patch_size,
                                   "conv_stride": conv_stride, **sizes})
     module = LaBraM(cfg)
-    load_labram_checkpoint(module, state, layout=used)
-    return module
+    info = load_labram_checkpoint(module, state, layout=used)
+    return (module, info) if return_info else module

@@ -69,7 +69,7 @@ def _check_loss(loss, *, epoch, batch, optimizer, out):
             f"{_CAUSES} What earlier epochs wrote to '{out}' is kept.")
 
 
-def _check_resumed_settings(saved, task, ckpt_dir, *, override):
+def _check_resumed_settings(saved, task, ckpt_dir, *, override, added):
     """Refuse to resume with training settings other than the checkpoint's."""
     now = task.config()
     if saved is None or now is None:
@@ -77,7 +77,7 @@ def _check_resumed_settings(saved, task, ckpt_dir, *, override):
     now = json.loads(json.dumps(now))
     # keys the checkpoint lacks were added by a later neurofuse: compared at the value every
     # earlier run had where the task names it (Task.added_later), else not compared
-    saved = with_added_later(saved, _added_later(task)["config"])
+    saved = with_added_later(saved, added)
     changed = [k for k in sorted(saved) if saved[k] != now.get(k)
                and k not in task.resume_may_change]
     if not changed:
@@ -316,7 +316,7 @@ def fit_task(task, out, *, config=None, resume=False, device=None, epoch_callbac
             raise ValueError("Incompatible checkpoint: it was made for another model or dataset "
                              f"({_differences(saved, now)}). Use a fresh --out, "
                              "or resume with the run's own settings.")
-        _check_resumed_settings(meta.get("config"), task, ckpt_dir,
+        _check_resumed_settings(meta.get("config"), task, ckpt_dir, added=added["config"],
                                 override=resume == "override")
         task.load_model_state(model, {k[6:]: v for k, v in tensors.items()
                                       if k.startswith("model.")})

@@ -534,25 +534,23 @@ def import_labram_checkpoint(checkpoint, out, *, patch_size=200, conv_stride=8, 
     LaBraM was pretrained on EEG at 200 Hz; resample the EEG to the rate the checkpoint
     expects.
     """
-    from ...nn.labram_checkpoint import (convert_labram_state, labram_from_checkpoint,
-                                         read_state_dict)
+    from ...nn.labram_checkpoint import labram_from_checkpoint
 
     path = Path(checkpoint).expanduser()
     model = Path(out).expanduser() / "model"
     if model.exists() and not overwrite:  # before reading a large file
         raise FileExistsError(f"The encoder folder '{model}' already exists: pass "
                               "overwrite=True (--overwrite) to replace it, or another out.")
-    state = read_state_dict(path)
-    _, used, dropped = convert_labram_state(state, layout=layout)
-    encoder = labram_from_checkpoint(state, patch_size=patch_size, conv_stride=conv_stride,
-                                     layout=used, **sizes)
+    encoder, info = labram_from_checkpoint(path, patch_size=patch_size, conv_stride=conv_stride,
+                                           layout=layout, return_info=True, **sizes)
+    used = info["layout"]
     save_model_folder(model, encoder, {
         "format": ENCODER_FORMAT, "format_version": ENCODER_FORMAT_VERSION,
         "config": encoder.config.to_dict(),
         "pretraining": {"source": "checkpoint", "file": path.name, "sha256": hash_file(path),
                         "layout": used}}, overwrite=overwrite)
     logger.info("Imported the LaBraM checkpoint '%s' (%s layout, %d tensors not used by the "
-                "encoder): %s", path, used, len(dropped), model)
+                "encoder): %s", path, used, len(info["dropped"]), model)
     return model
 
 
